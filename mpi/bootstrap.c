@@ -1,0 +1,242 @@
+/* bootstrap.c — MPI start-up, node leaders, names and idle-friendly collectives. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "bootstrap.h"
+
+#include <errno.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HOSTLEN 64
+#define NAMELEN 96
+
+struct pb_boot {
+    MPI_Comm comm;     /* dup of the caller's communicator */
+    MPI_Comm leaders;  /* leaders only, MPI_COMM_NULL elsewhere */
+    struct pb_boot_info info;
+    char host[HOSTLEN];
+    char *names_buf;
+    char *hosts_buf;
+    const char **names;
+    const char **hosts;
+    int *leader_rank;
+};
+
+/* Wait for a request without spinning: Open MPI's blocking waits poll the
+ * network at full speed, which on a small node steals the CPU from the
+ * ranks that move the data. Sleep 50 us growing to 2 ms between tests. */
+static int wait_idle(MPI_Request *req)
+{
+    int done = 0;
+    long ns = 50000;
+    while (1) {
+        int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS)
+            return rc;
+        if (done)
+            return MPI_SUCCESS;
+        struct timespec ts = { 0, ns };
+        nanosleep(&ts, NULL);
+        if (ns < 2000000)
+            ns *= 2;
+    }
+}
+
+static void mpi_err(int rc, const char *what, char *err, size_t errlen)
+{
+    char s[MPI_MAX_ERROR_STRING];
+    int l = 0;
+    MPI_Error_string(rc, s, &l);
+    snprintf(err, errlen, "%s: %s", what, s);
+}
+
+int pb_boot_open(const void *commp, int root, int per_rank, struct pb_boot **out, char *err, size_t errlen)
+{
+    MPI_Comm comm = *(const MPI_Comm *)commp;
+    struct pb_boot *b = calloc(1, sizeof *b);
+    int rc;
+    if (!b) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    b->leaders = MPI_COMM_NULL;
+    if ((rc = MPI_Comm_dup(comm, &b->comm)) != MPI_SUCCESS) {
+        mpi_err(rc, "MPI_Comm_dup", err, errlen);
+        free(b);
+        return -1;
+    }
+    MPI_Comm_set_errhandler(b->comm, MPI_ERRORS_RETURN);
+    struct pb_boot_info *in = &b->info;
+    MPI_Comm_rank(b->comm, &in->rank);
+    MPI_Comm_size(b->comm, &in->size);
+    if (gethostname(b->host, sizeof b->host) < 0)
+        snprintf(b->host, sizeof b->host, "unknown");
+    b->host[HOSTLEN - 1] = 0;
+    in->host = b->host;
+    in->root = root;
+    if (root < 0 || root >= in->size) {
+        snprintf(err, errlen, "--root %d is out of range: this job has ranks 0 to %d", root, in->size - 1);
+        if (in->rank == 0)
+            fprintf(stderr, "p2pbcast: error: %s\n", err);
+        pb_boot_close(b);
+        return -1;
+    }
+
+    /* One leader per node: ranks that share memory form a node; the root
+     * leads its own node so SOURCE is read where it was asked to be. */
+    MPI_Comm node;
+    if (per_rank)
+        rc = MPI_Comm_split(b->comm, in->rank, 0, &node);
+    else
+        rc = MPI_Comm_split_type(b->comm, MPI_COMM_TYPE_SHARED, in->rank == root ? -1 : in->rank,
+                                 MPI_INFO_NULL, &node);
+    if (rc != MPI_SUCCESS) {
+        mpi_err(rc, "splitting the job into nodes", err, errlen);
+        pb_boot_close(b);
+        return -1;
+    }
+    int nrank, nsize;
+    MPI_Comm_rank(node, &nrank);
+    MPI_Comm_size(node, &nsize);
+    MPI_Comm_free(&node);
+    in->is_leader = nrank == 0;
+    MPI_Allreduce(&nsize, &in->max_ranks_per_node, 1, MPI_INT, MPI_MAX, b->comm);
+    rc = MPI_Comm_split(b->comm, in->is_leader ? 0 : MPI_UNDEFINED, in->rank, &b->leaders);
+    if (rc != MPI_SUCCESS) {
+        mpi_err(rc, "forming the node-leader communicator", err, errlen);
+        pb_boot_close(b);
+        return -1;
+    }
+    int counts[2] = { in->is_leader, 0 };
+    MPI_Allreduce(MPI_IN_PLACE, counts, 1, MPI_INT, MPI_SUM, b->comm);
+    in->nleaders = counts[0];
+    if (in->is_leader) {
+        MPI_Comm_set_errhandler(b->leaders, MPI_ERRORS_RETURN);
+        MPI_Comm_rank(b->leaders, &in->leader);
+        /* Leaders keep rank order, so the root's leader index is found
+         * among the gathered ranks. */
+        b->leader_rank = malloc((size_t)in->nleaders * sizeof *b->leader_rank);
+        b->hosts_buf = malloc((size_t)in->nleaders * HOSTLEN);
+        b->names_buf = malloc((size_t)in->nleaders * NAMELEN);
+        b->names = malloc((size_t)in->nleaders * sizeof *b->names);
+        b->hosts = malloc((size_t)in->nleaders * sizeof *b->hosts);
+        if (!b->leader_rank || !b->hosts_buf || !b->names_buf || !b->names || !b->hosts) {
+            snprintf(err, errlen, "out of memory");
+            pb_boot_close(b);
+            return -1;
+        }
+        MPI_Allgather(&in->rank, 1, MPI_INT, b->leader_rank, 1, MPI_INT, b->leaders);
+        MPI_Allgather(b->host, HOSTLEN, MPI_CHAR, b->hosts_buf, HOSTLEN, MPI_CHAR, b->leaders);
+        for (int i = 0; i < in->nleaders; i++) {
+            b->hosts[i] = b->hosts_buf + (size_t)i * HOSTLEN;
+            b->names[i] = b->names_buf + (size_t)i * NAMELEN;
+            snprintf(b->names_buf + (size_t)i * NAMELEN, NAMELEN, "%s (rank %d)", b->hosts[i], b->leader_rank[i]);
+            if (b->leader_rank[i] == root)
+                in->root_leader = i;
+        }
+        in->names = b->names;
+        in->hosts = b->hosts;
+        in->leader_rank = b->leader_rank;
+    } else {
+        in->leader = -1;
+    }
+    *out = b;
+    return 0;
+}
+
+const struct pb_boot_info *pb_boot_info(const struct pb_boot *b)
+{
+    return &b->info;
+}
+
+int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len)
+{
+    MPI_Request r;
+    int rc = MPI_Ibcast(buf, (int)len, MPI_BYTE, b->info.root, b->comm, &r);
+    return rc == MPI_SUCCESS ? wait_idle(&r) : rc;
+}
+
+int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len)
+{
+    MPI_Request r;
+    int rc = MPI_Igather(mine, (int)len, MPI_BYTE, all, (int)len, MPI_BYTE, b->info.root_leader, b->leaders, &r);
+    return rc == MPI_SUCCESS ? wait_idle(&r) : rc;
+}
+
+int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)
+{
+    struct pb_boot *b = boot;
+    MPI_Request r;
+    int rc = MPI_Iallgather(mine, (int)len, MPI_BYTE, all, (int)len, MPI_BYTE, b->leaders, &r);
+    return rc == MPI_SUCCESS ? wait_idle(&r) : rc;
+}
+
+void *pb_boot_leader_comm(struct pb_boot *b)
+{
+    return &b->leaders;
+}
+
+int pb_boot_random(void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = getrandom((char *)buf + got, len - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+void pb_boot_close(struct pb_boot *b)
+{
+    if (!b)
+        return;
+    if (b->leaders != MPI_COMM_NULL)
+        MPI_Comm_free(&b->leaders);
+    MPI_Comm_free(&b->comm);
+    free(b->leader_rank);
+    free(b->hosts_buf);
+    free(b->names_buf);
+    free(b->names);
+    free(b->hosts);
+    free(b);
+}
+
+int pb_mpi_init(int *argc, char ***argv, char *err, size_t errlen)
+{
+    int rc = MPI_Init(argc, argv);
+    if (rc != MPI_SUCCESS) {
+        snprintf(err, errlen, "MPI_Init failed (error %d): start p2pbcast with mpirun or srun", rc);
+        return -1;
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    return 0;
+}
+
+void pb_mpi_finalize(void)
+{
+    MPI_Finalize();
+}
+
+void *pb_mpi_world(void)
+{
+    static MPI_Comm world = MPI_COMM_WORLD;
+    return &world;
+}
+
+int pb_mpi_world_rank(void)
+{
+    int r = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return r;
+}

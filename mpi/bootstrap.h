@@ -1,0 +1,49 @@
+/* bootstrap.h — everything the core needs from MPI, and nothing more:
+ * who is a node leader, who the root is, the names of the nodes, and a few
+ * collectives (broadcast from the root, gather to the root, allgather among
+ * leaders) that never busy-wait: they poll with short sleeps so that idle
+ * ranks leave the CPU to the ones moving data. */
+#ifndef P2PBCAST_BOOTSTRAP_H
+#define P2PBCAST_BOOTSTRAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct pb_boot;
+
+struct pb_boot_info {
+    int rank, size;           /* in the caller's communicator */
+    int root;                 /* rank that reads SOURCE */
+    int is_leader;            /* this rank receives and writes for its node */
+    int leader, nleaders;     /* our leader index (when a leader), count */
+    int root_leader;          /* the root's leader index */
+    const char *host;         /* our host name */
+    const char *const *names; /* leaders only: "host (rank N)" per leader */
+    const char *const *hosts; /* leaders only: host name per leader */
+    const int *leader_rank;   /* leaders only: rank of each leader */
+    int max_ranks_per_node;
+};
+
+/* comm points to an MPI_Comm (kept opaque so src/ needs no mpi.h). */
+int pb_boot_open(const void *comm, int root, int per_rank, struct pb_boot **out, char *err, size_t errlen);
+const struct pb_boot_info *pb_boot_info(const struct pb_boot *b);
+
+/* All ranks: the root's len bytes to every rank. */
+int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len);
+/* Leaders only: every leader's len bytes to the root, in leader order. */
+int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len);
+/* Leaders only: every leader's len bytes to every leader (for transports). */
+int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len);
+/* Leaders only: pointer to the leaders' MPI_Comm (for the mpi transport). */
+void *pb_boot_leader_comm(struct pb_boot *b);
+/* Fill buf with random bytes (the per-job secret). */
+int pb_boot_random(void *buf, size_t len);
+void pb_boot_close(struct pb_boot *b);
+
+/* Process-level helpers for the command (src/main.c). */
+int pb_mpi_init(int *argc, char ***argv, char *err, size_t errlen);
+void pb_mpi_finalize(void);
+void *pb_mpi_world(void);
+int pb_mpi_world_rank(void);
+
+#endif

@@ -1,0 +1,89 @@
+/* engine.h — the pipelined scatter-ring state machine of one node leader.
+ *
+ * It moves chunks between a bounded pool of slots, the transport (which it
+ * sees only through transport.h) and the node's file (through two callbacks),
+ * following the schedule in plan.h. Memory is nslots * slot_size whatever the
+ * file size.
+ *
+ * Flow control: a sender puts only into slots the receiver granted. A
+ * receiver's slots are split in two classes: root slots (granted to the root
+ * for scattered chunks) and ring slots (granted to the ring predecessor).
+ * Deadlock freedom on the ring comes from bubble flow control: a chunk that
+ * is already travelling the ring is passed on with one credit, but a chunk
+ * entering the ring from the root is passed on only while the successor has
+ * at least two free ring slots, so the ring never fills up completely and
+ * the travelling chunks can always move. */
+#ifndef P2PBCAST_ENGINE_H
+#define P2PBCAST_ENGINE_H
+
+#include "plan.h"
+#include "transport.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Notices. A receiver says DONE to the root once it holds and has passed on
+ * every chunk; the root answers FIN to all once every receiver is done, so
+ * a receiver keeps serving its links (credits, queued notices) until the
+ * whole ring has finished. */
+#define PB_NOTIFY_DONE 1u
+#define PB_NOTIFY_FIN 2u
+
+struct pb_engine_io {
+    /* root: read len bytes of SOURCE at off */
+    int (*read)(void *ctx, uint64_t off, void *buf, size_t len, char *err, size_t errlen);
+    /* every node: write len bytes of the copy at off */
+    int (*write)(void *ctx, uint64_t off, const void *buf, size_t len, char *err, size_t errlen);
+    void *ctx;
+};
+
+struct pb_engine_cfg {
+    const struct pb_plan *plan;
+    int self;                 /* our leader index */
+    int root;                 /* the root's leader index */
+    int nleaders;
+    struct pb_transport *tp;
+    unsigned char *pool;      /* nslots * slot_size bytes */
+    size_t slot_size;         /* >= chunk_size + PB_TRAILER_SIZE */
+    uint32_t nslots;
+    uint32_t root_slots;      /* receivers: slots granted to the root */
+    struct pb_engine_io io;
+    const char *const *names; /* "host (rank N)" per leader */
+    double timeout;           /* seconds without any event before failing */
+    /* root only: called as bytes leave; may be NULL */
+    void (*progress)(void *ctx, uint64_t bytes, int nodes_done);
+    void *progress_ctx;
+    /* testing only: flip one byte of this chunk when forwarding it (-1: off) */
+    int64_t corrupt_chunk;
+};
+
+struct pb_engine;
+
+/* Error classes, mapped onto p2pbcast_status by the caller. */
+enum pb_engine_err {
+    PB_EE_NONE = 0,
+    PB_EE_PEER,     /* a peer failed or went away (usually a consequence) */
+    PB_EE_DATA,     /* corrupt or unexpected data: checksum, protocol */
+    PB_EE_SOURCE,   /* reading SOURCE */
+    PB_EE_DEST,     /* writing DEST */
+    PB_EE_TIMEOUT,  /* nothing moved for cfg.timeout seconds */
+    PB_EE_INTERNAL
+};
+
+/* Step interface (used by pb_engine_run and by the simulation tests). */
+struct pb_engine *pb_engine_create(const struct pb_engine_cfg *cfg, char *err, size_t errlen);
+void pb_engine_start(struct pb_engine *e);
+void pb_engine_handle(struct pb_engine *e, const struct pb_event *ev);
+void pb_engine_pump(struct pb_engine *e);
+int pb_engine_finished(const struct pb_engine *e);
+/* PB_EE_NONE while healthy; otherwise the class, with the message. */
+int pb_engine_error(const struct pb_engine *e, const char **msg);
+uint64_t pb_engine_manifest(const struct pb_engine *e);
+/* A description of what the engine is waiting for (for timeouts). */
+void pb_engine_waiting_for(const struct pb_engine *e, char *out, size_t outlen);
+void pb_engine_destroy(struct pb_engine *e);
+
+/* Poll the transport and step until finished or failed. Returns PB_EE_*. */
+int pb_engine_run(struct pb_engine *e);
+
+#endif

@@ -1,0 +1,39 @@
+/* main.c — the p2pbcast command: options in, one library call, status out. */
+#include "p2pbcast.h"
+
+#include "../mpi/bootstrap.h"
+#include "options.h"
+#include "stage.h"
+
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{
+    struct pb_cli cli;
+    char err[512];
+    int bad = pb_cli_parse(argc, argv, &cli, err, sizeof err);
+    /* --help and --version need no MPI: they work outside mpirun too. */
+    if (!bad && (cli.help || cli.version)) {
+        if (cli.help)
+            fputs(pb_usage_text, stdout);
+        else
+            printf("p2pbcast %s\n", P2PBCAST_VERSION);
+        return 0;
+    }
+    if (pb_mpi_init(&argc, &argv, err, sizeof err) < 0 && !bad) {
+        fprintf(stderr, "p2pbcast: error: %s\n", err);
+        return P2PBCAST_ERR_INTERNAL;
+    }
+    int rank = pb_mpi_world_rank();
+    if (bad) {
+        /* Every rank parsed the same words: one message is enough. */
+        if (rank == 0)
+            fprintf(stderr, "p2pbcast: error: %s\nTry 'p2pbcast --help' for more information.\n", err);
+        pb_mpi_finalize();
+        return P2PBCAST_ERR_USAGE;
+    }
+    struct p2pbcast_result res;
+    int st = pb_stage_file(pb_mpi_world(), cli.source, cli.dest, &cli.opts, &res);
+    pb_mpi_finalize();
+    return st;
+}

@@ -1,0 +1,103 @@
+/* plan.c — the scatter-ring schedule; see plan.h. */
+#include "plan.h"
+
+#include <stdio.h>
+
+int pb_plan_init(struct pb_plan *p, uint64_t file_size, uint64_t chunk_size, int nrecv,
+                 char *err, size_t errlen)
+{
+    if (nrecv < 0) {
+        snprintf(err, errlen, "negative receiver count %d", nrecv);
+        return -1;
+    }
+    if (chunk_size < PB_MIN_CHUNK || chunk_size > PB_MAX_CHUNK) {
+        snprintf(err, errlen, "chunk size %llu out of range (%u bytes to %u MiB)",
+                 (unsigned long long)chunk_size, PB_MIN_CHUNK, PB_MAX_CHUNK >> 20);
+        return -1;
+    }
+    p->file_size = file_size;
+    p->chunk_size = chunk_size;
+    p->nchunks = file_size / chunk_size + (file_size % chunk_size != 0);
+    p->nrecv = nrecv;
+    /* Chunk ids travel as 32-bit tags (RDMA immediate data). */
+    if (p->nchunks > UINT32_MAX) {
+        snprintf(err, errlen, "%llu chunks is too many: use a larger chunk size",
+                 (unsigned long long)p->nchunks);
+        return -1;
+    }
+    return 0;
+}
+
+uint64_t pb_plan_chunk_offset(const struct pb_plan *p, uint64_t k)
+{
+    return k * p->chunk_size;
+}
+
+uint64_t pb_plan_chunk_len(const struct pb_plan *p, uint64_t k)
+{
+    if (k >= p->nchunks)
+        return 0;
+    uint64_t off = k * p->chunk_size;
+    uint64_t rest = p->file_size - off;
+    return rest < p->chunk_size ? rest : p->chunk_size;
+}
+
+int pb_plan_scatter_target(const struct pb_plan *p, uint64_t k)
+{
+    if (p->nrecv <= 0)
+        return -1;
+    return (int)(k % (uint64_t)p->nrecv);
+}
+
+int pb_plan_successor(const struct pb_plan *p, int r)
+{
+    return (r + 1) % p->nrecv;
+}
+
+int pb_plan_predecessor(const struct pb_plan *p, int r)
+{
+    return (r + p->nrecv - 1) % p->nrecv;
+}
+
+int pb_plan_hops(const struct pb_plan *p, int r, uint64_t k)
+{
+    int s = pb_plan_scatter_target(p, k);
+    return (r - s + p->nrecv) % p->nrecv;
+}
+
+bool pb_plan_forwards(const struct pb_plan *p, int r, uint64_t k)
+{
+    /* The chunk has reached every receiver once it has made R-1 hops. */
+    return p->nrecv > 1 && pb_plan_hops(p, r, k) < p->nrecv - 1;
+}
+
+int pb_plan_sender(const struct pb_plan *p, int r, uint64_t k)
+{
+    return pb_plan_hops(p, r, k) == 0 ? PB_FROM_ROOT : pb_plan_predecessor(p, r);
+}
+
+uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv)
+{
+    /* Keep (R-1)*c under ~3% of F: c <= F / (32 * R). Clamp to
+     * [64 KiB, 4 MiB]: below 64 KiB per-message costs dominate on TCP and
+     * verbs alike, above 4 MiB a larger chunk only costs memory. */
+    const uint64_t lo = 64u * 1024u, hi = 4u * 1024u * 1024u;
+    uint64_t r = nrecv > 1 ? (uint64_t)nrecv : 1;
+    uint64_t want = file_size / (32u * r);
+    uint64_t c = lo;
+    while (c < hi && c * 2 <= want)
+        c *= 2;
+    return c;
+}
+
+int pb_plan_leader_of(int root_leader, int nleaders, int r)
+{
+    return (root_leader + 1 + r) % nleaders;
+}
+
+int pb_plan_receiver_of(int root_leader, int nleaders, int leader)
+{
+    if (leader == root_leader)
+        return -1;
+    return (leader - root_leader - 1 + nleaders) % nleaders;
+}

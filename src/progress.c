@@ -1,0 +1,171 @@
+/* progress.c — progress bar, log lines, summary and JSON report. */
+#include "progress.h"
+#include "p2pbcast.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const char *pb_fmt_bytes(uint64_t b, char *buf, size_t len)
+{
+    static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+    double v = (double)b;
+    int i = 0;
+    while (v >= 1024 && i < 5) {
+        v /= 1024;
+        i++;
+    }
+    if (i == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)b);
+    else
+        snprintf(buf, len, "%.2f %s", v, u[i]);
+    return buf;
+}
+
+void pb_progress_init(struct pb_progress *p, FILE *out, int enabled, uint64_t total, int nodes)
+{
+    memset(p, 0, sizeof *p);
+    p->out = out;
+    p->enabled = enabled;
+    p->tty = isatty(fileno(out));
+    p->t0 = p->last = now_s();
+    p->total = total;
+    p->nodes = nodes;
+}
+
+static void draw(struct pb_progress *p, double t)
+{
+    double el = t - p->t0;
+    double frac = p->total ? (double)p->bytes / (double)p->total : 1.0;
+    double rate = el > 0 ? (double)p->bytes / el : 0;
+    char done[32], tot[32], eta[32] = "--";
+    if (rate > 0 && p->bytes < p->total) {
+        double s = (double)(p->total - p->bytes) / rate;
+        snprintf(eta, sizeof eta, "%d:%02d", (int)s / 60, (int)s % 60);
+    }
+    pb_fmt_bytes(p->bytes, done, sizeof done);
+    pb_fmt_bytes(p->total, tot, sizeof tot);
+    if (p->tty) {
+        char bar[31];
+        int w = (int)(frac * 30);
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < w ? '=' : i == w ? '>' : ' ';
+        bar[30] = 0;
+        fprintf(p->out, "\r[%s] %3.0f%% %s/%s %.2f GB/s ETA %s nodes %d/%d ", bar, frac * 100, done, tot,
+                rate / 1e9, eta, p->nodes_done, p->nodes);
+        p->drew = 1;
+    } else {
+        fprintf(p->out, "p2pbcast: %3.0f%% %s of %s sent, %.2f GB/s, ETA %s, %d/%d nodes done\n", frac * 100, done,
+                tot, rate / 1e9, eta, p->nodes_done, p->nodes);
+    }
+    fflush(p->out);
+}
+
+void pb_progress_update(void *arg, uint64_t bytes, int nodes_done)
+{
+    struct pb_progress *p = arg;
+    p->bytes = bytes;
+    p->nodes_done = nodes_done;
+    if (!p->enabled)
+        return;
+    double t = now_s();
+    /* A bar redraws ten times a second; a log gets a line every 5 s. */
+    if (t - p->last < (p->tty ? 0.1 : 5.0))
+        return;
+    p->last = t;
+    draw(p, t);
+}
+
+void pb_progress_end(struct pb_progress *p)
+{
+    if (p->enabled && p->tty && p->drew) {
+        draw(p, now_s());
+        fputc('\n', p->out);
+        fflush(p->out);
+    }
+}
+
+void pb_summary_print(FILE *out, const struct pb_summary *s)
+{
+    char sz[32], cs[32];
+    pb_fmt_bytes(s->bytes, sz, sizeof sz);
+    pb_fmt_bytes(s->chunk_size, cs, sizeof cs);
+    if (s->status == 0) {
+        double rate = s->seconds > 0 ? (double)s->bytes / s->seconds : 0;
+        fprintf(out,
+                "p2pbcast: %s to %d node%s in %.2f s: %.2f GB/s per node (%.2f GB/s aggregate), "
+                "%llu chunks of %s, transport %s, %d rank%s\n",
+                sz, s->nodes, s->nodes == 1 ? "" : "s", s->seconds, rate / 1e9, rate * s->nodes / 1e9,
+                (unsigned long long)s->chunks, cs, s->transport, s->ranks, s->ranks == 1 ? "" : "s");
+    } else {
+        fprintf(out, "p2pbcast: FAILED (%s) after %.2f s: %d of %d node%s reported an error; no node keeps a "
+                     "partial DEST\n",
+                p2pbcast_strstatus(s->status), s->seconds, s->nfailures, s->nodes, s->nodes == 1 ? "" : "s");
+    }
+    fflush(out);
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+int pb_report_json(const char *path, const struct pb_summary *s, char *err, size_t errlen)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp) {
+        snprintf(err, errlen, "--json path too long");
+        return -1;
+    }
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        snprintf(err, errlen, "cannot write JSON report '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    double rate = s->seconds > 0 && s->status == 0 ? (double)s->bytes / s->seconds : 0;
+    fprintf(f, "{\n  \"version\": \"%s\",\n  \"status\": %d,\n  \"status_name\": ", P2PBCAST_VERSION, s->status);
+    json_str(f, p2pbcast_strstatus(s->status));
+    fprintf(f, ",\n  \"source\": ");
+    json_str(f, s->source);
+    fprintf(f, ",\n  \"dest\": ");
+    json_str(f, s->dest);
+    fprintf(f, ",\n  \"transport\": ");
+    json_str(f, s->transport);
+    fprintf(f,
+            ",\n  \"bytes\": %llu,\n  \"seconds\": %.6f,\n  \"bytes_per_second_per_node\": %.0f,\n"
+            "  \"nodes\": %d,\n  \"ranks\": %d,\n  \"chunk_size\": %llu,\n  \"chunks\": %llu,\n  \"failures\": [",
+            (unsigned long long)s->bytes, s->seconds, rate, s->nodes, s->ranks, (unsigned long long)s->chunk_size,
+            (unsigned long long)s->chunks);
+    for (int i = 0; i < s->nfailures; i++) {
+        fprintf(f, "%s\n    {\"node\": ", i ? "," : "");
+        json_str(f, s->failures[i].node);
+        fprintf(f, ", \"code\": %d, \"message\": ", s->failures[i].code);
+        json_str(f, s->failures[i].message);
+        fprintf(f, "}");
+    }
+    fprintf(f, "%s]\n}\n", s->nfailures ? "\n  " : "");
+    if (fclose(f) != 0 || rename(tmp, path) < 0) {
+        snprintf(err, errlen, "cannot write JSON report '%s': %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,48 @@
+/* sink.h — write DEST on one node without ever exposing a partial file.
+ *
+ * Data goes to an anonymous O_TMPFILE in DEST's directory (a named hidden
+ * temporary file where the filesystem lacks O_TMPFILE), space is reserved up
+ * front, chunks are written out of order with pwrite, and the file is linked
+ * to DEST's name only at commit, after every chunk was written and verified.
+ * A crash before commit leaves nothing under DEST (and, with O_TMPFILE,
+ * nothing at all). */
+#ifndef P2PBCAST_SINK_H
+#define P2PBCAST_SINK_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+struct pb_sink {
+    int fd;
+    int anonymous;            /* O_TMPFILE: no name until commit */
+    uint64_t size;
+    char dest[PATH_MAX];
+    char dir[PATH_MAX];
+    char base[NAME_MAX + 1];
+    char tmpname[PATH_MAX];   /* named temporary file, "" when anonymous */
+};
+
+struct pb_sink_want {
+    uint64_t size;
+    mode_t mode;              /* permission bits to give DEST */
+    struct timespec mtime;    /* modification time to give DEST */
+    int force;                /* replace an existing DEST that differs */
+    const struct stat *source; /* on the root's node: refuse DEST == SOURCE */
+};
+
+/* 0 ok; -1 with err naming the path and the reason. */
+int pb_sink_open(struct pb_sink *k, const char *dest, const struct pb_sink_want *w,
+                 char *err, size_t errlen);
+int pb_sink_write(struct pb_sink *k, uint64_t off, const void *buf, size_t len,
+                  char *err, size_t errlen);
+/* Flush data and metadata to stable storage (before the commit vote). */
+int pb_sink_flush(struct pb_sink *k, const struct pb_sink_want *w, char *err, size_t errlen);
+/* Give the file DEST's name (atomic rename over an existing DEST). */
+int pb_sink_commit(struct pb_sink *k, char *err, size_t errlen);
+/* Remove every trace of the temporary file. Safe to call twice. */
+void pb_sink_abort(struct pb_sink *k);
+
+#endif

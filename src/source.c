@@ -1,0 +1,86 @@
+/* source.c — SOURCE on the root node; see source.h. */
+#include "source.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int pb_source_open(struct pb_source *s, const char *path, char *err, size_t errlen)
+{
+    s->path = path;
+    /* O_NONBLOCK: a fifo must not hang the open; we refuse it right after. */
+    s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (s->fd < 0) {
+        snprintf(err, errlen, "cannot open SOURCE '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(s->fd, &s->st) < 0) {
+        snprintf(err, errlen, "cannot stat SOURCE '%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(s->st.st_mode)) {
+        snprintf(err, errlen, "SOURCE '%s' is a directory (p2pbcast copies one file; tar the directory first)", path);
+        goto fail;
+    }
+    if (!S_ISREG(s->st.st_mode)) {
+        snprintf(err, errlen, "SOURCE '%s' is not a regular file (fifo, device or socket)", path);
+        goto fail;
+    }
+    int fl = fcntl(s->fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(s->fd, F_SETFL, fl & ~O_NONBLOCK);
+    /* We read once, front to back. */
+    (void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    return 0;
+fail:
+    close(s->fd);
+    s->fd = -1;
+    return -1;
+}
+
+int pb_source_read(struct pb_source *s, uint64_t off, void *buf, size_t len, char *err, size_t errlen)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(s->fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            snprintf(err, errlen, "read error on SOURCE '%s' at offset %llu: %s", s->path,
+                     (unsigned long long)(off + got), strerror(errno));
+            return -1;
+        }
+        if (n == 0) {
+            snprintf(err, errlen, "SOURCE '%s' shrank during the copy (end of file at offset %llu, expected %llu bytes)",
+                     s->path, (unsigned long long)(off + got), (unsigned long long)s->st.st_size);
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+int pb_source_check_unchanged(struct pb_source *s, char *err, size_t errlen)
+{
+    struct stat now;
+    if (fstat(s->fd, &now) < 0) {
+        snprintf(err, errlen, "cannot stat SOURCE '%s': %s", s->path, strerror(errno));
+        return -1;
+    }
+    if (now.st_size != s->st.st_size || now.st_mtim.tv_sec != s->st.st_mtim.tv_sec ||
+        now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec) {
+        snprintf(err, errlen, "SOURCE '%s' was modified during the copy (size %lld -> %lld): copies discarded",
+                 s->path, (long long)s->st.st_size, (long long)now.st_size);
+        return -1;
+    }
+    return 0;
+}
+
+void pb_source_close(struct pb_source *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+}

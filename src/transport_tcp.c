@@ -1,0 +1,667 @@
+/* transport_tcp.c — the transport over TCP sockets.
+ *
+ * One connection per pair of neighbours in the schedule (not N^2): the lower
+ * leader index connects, the higher accepts. Every connection opens with a
+ * HELLO carrying the per-job secret; anything else is logged and dropped,
+ * and the listening socket is closed once every expected peer is in, so no
+ * stranger can join afterwards. Data moves with non-blocking sockets and one
+ * epoll set: payloads are received straight into the granted slot and sent
+ * straight from pool memory (writev of header + payload), and poll blocks
+ * in epoll_wait when nothing is ready. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "tcp_wire.h"
+#include "transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+struct outmsg {
+    unsigned char hdr[PB_TCP_HDR_SIZE];
+    const unsigned char *buf;
+    uint32_t len;
+    uint32_t off;      /* bytes of header + payload already written */
+    int data;          /* report PB_EV_SENT with cookie when done */
+    uint64_t cookie;
+};
+
+struct conn {
+    int fd;
+    int peer;
+    int dead;
+    int want_out;      /* EPOLLOUT armed */
+    struct outmsg *q;  /* ring of queued messages */
+    uint32_t qcap, qhead, qlen;
+    unsigned char hdr[PB_TCP_HDR_SIZE];
+    uint32_t hgot;
+    struct pb_tcp_hdr cur;
+    int in_payload;
+    uint32_t pgot;
+};
+
+struct tcp {
+    struct pb_transport base;
+    struct pb_transport_cfg cfg;
+    int epfd;
+    struct conn *conns;
+    int nconns;
+    int *conn_of;      /* leader index -> conns index, -1 */
+    int *owner;        /* our slot -> leader it is granted to, -1 */
+    struct pb_event *evq;
+    uint32_t evcap, evhead, evlen;
+};
+
+static const char *peer_name(const struct tcp *t, int leader)
+{
+    return leader >= 0 && t->cfg.names ? t->cfg.names[leader] : "?";
+}
+
+static const char *self_name(const struct tcp *t)
+{
+    return peer_name(t, t->cfg.self);
+}
+
+static int push_event(struct tcp *t, const struct pb_event *ev)
+{
+    if (t->evlen == t->evcap) {
+        uint32_t ncap = t->evcap ? t->evcap * 2 : 256;
+        struct pb_event *n = malloc(ncap * sizeof *n);
+        if (!n)
+            return -1;
+        for (uint32_t i = 0; i < t->evlen; i++)
+            n[i] = t->evq[(t->evhead + i) % t->evcap];
+        free(t->evq);
+        t->evq = n;
+        t->evcap = ncap;
+        t->evhead = 0;
+    }
+    t->evq[(t->evhead + t->evlen++) % t->evcap] = *ev;
+    return 0;
+}
+
+static void conn_fail(struct tcp *t, struct conn *c, int err, const char *what)
+{
+    if (c->dead)
+        return;
+    c->dead = 1;
+    struct pb_event ev = { .kind = PB_EV_ERROR, .peer = c->peer, .err = err };
+    snprintf(ev.what, sizeof ev.what, "%s", what);
+    (void)push_event(t, &ev);
+    epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+}
+
+static void arm_out(struct tcp *t, struct conn *c, int on)
+{
+    if (c->want_out == on || c->dead)
+        return;
+    struct epoll_event ee = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.u32 = (uint32_t)(c - t->conns) };
+    if (epoll_ctl(t->epfd, EPOLL_CTL_MOD, c->fd, &ee) == 0)
+        c->want_out = on;
+}
+
+/* Write queued messages until the socket is full. */
+static void flush_conn(struct tcp *t, struct conn *c)
+{
+    while (!c->dead && c->qlen) {
+        struct outmsg *m = &c->q[c->qhead];
+        struct iovec iov[2];
+        int n = 0;
+        if (m->off < PB_TCP_HDR_SIZE) {
+            iov[n].iov_base = m->hdr + m->off;
+            iov[n++].iov_len = PB_TCP_HDR_SIZE - m->off;
+            if (m->len) {
+                iov[n].iov_base = (void *)m->buf;
+                iov[n++].iov_len = m->len;
+            }
+        } else {
+            uint32_t po = m->off - PB_TCP_HDR_SIZE;
+            iov[n].iov_base = (void *)(m->buf + po);
+            iov[n++].iov_len = m->len - po;
+        }
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                arm_out(t, c, 1);
+                return;
+            }
+            conn_fail(t, c, errno, "send failed");
+            return;
+        }
+        m->off += (uint32_t)w;
+        if (m->off == PB_TCP_HDR_SIZE + m->len) {
+            if (m->data) {
+                struct pb_event ev = { .kind = PB_EV_SENT, .peer = c->peer, .cookie = m->cookie };
+                (void)push_event(t, &ev);
+            }
+            c->qhead = (c->qhead + 1) % c->qcap;
+            c->qlen--;
+        }
+    }
+    arm_out(t, c, 0);
+}
+
+static int enqueue(struct tcp *t, int peer, const struct pb_tcp_hdr *h, const void *buf, int data,
+                   uint64_t cookie)
+{
+    if (peer < 0 || peer >= t->cfg.nleaders || t->conn_of[peer] < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct conn *c = &t->conns[t->conn_of[peer]];
+    if (c->dead) {
+        errno = ECONNRESET;
+        return -1;
+    }
+    if (c->qlen == c->qcap) {
+        uint32_t ncap = c->qcap * 2;
+        struct outmsg *n = malloc(ncap * sizeof *n);
+        if (!n) {
+            errno = ENOMEM;
+            return -1;
+        }
+        for (uint32_t i = 0; i < c->qlen; i++)
+            n[i] = c->q[(c->qhead + i) % c->qcap];
+        free(c->q);
+        c->q = n;
+        c->qcap = ncap;
+        c->qhead = 0;
+    }
+    struct outmsg *m = &c->q[(c->qhead + c->qlen++) % c->qcap];
+    memset(m, 0, sizeof *m);
+    pb_tcp_hdr_encode(m->hdr, h);
+    m->buf = buf;
+    m->len = h->type == PB_TCP_DATA ? h->len : 0;
+    m->data = data;
+    m->cookie = cookie;
+    if (c->qlen == 1)
+        flush_conn(t, c);
+    return 0;
+}
+
+static int tcp_put(struct pb_transport *tp, int peer, uint32_t slot, uint32_t tag, const void *buf,
+                   uint32_t len, uint64_t cookie)
+{
+    struct tcp *t = (struct tcp *)tp;
+    struct pb_tcp_hdr h = { PB_TCP_DATA, slot, tag, len };
+    return enqueue(t, peer, &h, buf, 1, cookie);
+}
+
+static int tcp_grant(struct pb_transport *tp, int peer, uint32_t slot)
+{
+    struct tcp *t = (struct tcp *)tp;
+    if (slot >= t->cfg.nslots) {
+        errno = EINVAL;
+        return -1;
+    }
+    t->owner[slot] = peer; /* only this peer may write into the slot now */
+    struct pb_tcp_hdr h = { PB_TCP_CREDIT, slot, 0, 0 };
+    return enqueue(t, peer, &h, NULL, 0, 0);
+}
+
+static int tcp_notify(struct pb_transport *tp, int peer, uint32_t code)
+{
+    struct pb_tcp_hdr h = { PB_TCP_NOTIFY, code, 0, 0 };
+    return enqueue((struct tcp *)tp, peer, &h, NULL, 0, 0);
+}
+
+/* Read what the socket has, straight into slots; at most `budget` bytes so
+ * one busy link cannot starve the others. */
+static void read_conn(struct tcp *t, struct conn *c, size_t budget)
+{
+    size_t done = 0;
+    while (!c->dead && done < budget) {
+        ssize_t r;
+        if (!c->in_payload) {
+            r = recv(c->fd, c->hdr + c->hgot, PB_TCP_HDR_SIZE - c->hgot, 0);
+        } else {
+            unsigned char *dst = (unsigned char *)t->cfg.pool + (size_t)c->cur.slot * t->cfg.slot_size;
+            r = recv(c->fd, dst + c->pgot, c->cur.len - c->pgot, 0);
+        }
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                conn_fail(t, c, errno, "receive failed");
+            return;
+        }
+        if (r == 0) {
+            conn_fail(t, c, 0, "connection closed by the peer (process ended or failed)");
+            return;
+        }
+        done += (size_t)r;
+        if (!c->in_payload) {
+            c->hgot += (uint32_t)r;
+            if (c->hgot < PB_TCP_HDR_SIZE)
+                continue;
+            c->hgot = 0;
+            char why[160];
+            if (pb_tcp_hdr_decode(c->hdr, t->cfg.nslots, t->cfg.slot_size, &c->cur, why, sizeof why) < 0) {
+                conn_fail(t, c, 0, why);
+                return;
+            }
+            struct pb_event ev = { .peer = c->peer };
+            if (c->cur.type == PB_TCP_DATA) {
+                if (t->owner[c->cur.slot] != c->peer) {
+                    snprintf(why, sizeof why, "protocol error: data for slot %u, which was not granted to it",
+                             c->cur.slot);
+                    conn_fail(t, c, 0, why);
+                    return;
+                }
+                if (c->cur.len) {
+                    c->in_payload = 1;
+                    c->pgot = 0;
+                    continue;
+                }
+                ev.kind = PB_EV_ARRIVED;
+                ev.slot = c->cur.slot;
+                ev.tag = c->cur.tag;
+                t->owner[c->cur.slot] = -1;
+            } else if (c->cur.type == PB_TCP_CREDIT) {
+                ev.kind = PB_EV_CREDIT;
+                ev.slot = c->cur.slot;
+            } else {
+                ev.kind = PB_EV_NOTIFY;
+                ev.tag = c->cur.slot;
+            }
+            (void)push_event(t, &ev);
+        } else {
+            c->pgot += (uint32_t)r;
+            if (c->pgot < c->cur.len)
+                continue;
+            c->in_payload = 0;
+            t->owner[c->cur.slot] = -1; /* consumed until granted again */
+            struct pb_event ev = { .kind = PB_EV_ARRIVED, .peer = c->peer, .slot = c->cur.slot,
+                                   .tag = c->cur.tag, .len = c->cur.len };
+            (void)push_event(t, &ev);
+        }
+    }
+}
+
+static int tcp_poll(struct pb_transport *tp, struct pb_event *out, int max, int timeout_ms)
+{
+    struct tcp *t = (struct tcp *)tp;
+    struct epoll_event ee[64];
+    /* Already have events: still move data, but do not wait. */
+    int n = epoll_wait(t->epfd, ee, 64, t->evlen ? 0 : timeout_ms);
+    if (n < 0 && errno != EINTR)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        struct conn *c = &t->conns[ee[i].data.u32];
+        if (c->dead)
+            continue;
+        if (ee[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            read_conn(t, c, 16u << 20);
+        if (!c->dead && (ee[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            flush_conn(t, c);
+    }
+    int k = 0;
+    while (k < max && t->evlen) {
+        out[k++] = t->evq[t->evhead];
+        t->evhead = (t->evhead + 1) % t->evcap;
+        t->evlen--;
+    }
+    return k;
+}
+
+static void tcp_close(struct pb_transport *tp)
+{
+    struct tcp *t = (struct tcp *)tp;
+    if (!t)
+        return;
+    for (int i = 0; i < t->nconns; i++) {
+        if (t->conns[i].fd >= 0)
+            close(t->conns[i].fd);
+        free(t->conns[i].q);
+    }
+    if (t->epfd >= 0)
+        close(t->epfd);
+    free(t->conns);
+    free(t->conn_of);
+    free(t->owner);
+    free(t->evq);
+    free(t);
+}
+
+static const struct pb_transport_ops tcp_ops = {
+    .name = "tcp",
+    .put = tcp_put,
+    .grant = tcp_grant,
+    .notify = tcp_notify,
+    .poll = tcp_poll,
+    .close = tcp_close,
+};
+
+/* ---- set-up ------------------------------------------------------------ */
+
+struct endpoint {
+    uint32_t addr;   /* IPv4, network order */
+    uint16_t port;   /* network order */
+    uint16_t ok;     /* 0: this leader failed to set up; everyone gives up */
+};
+
+static int parse_cidr(const char *s, uint32_t *net, uint32_t *mask)
+{
+    char buf[64];
+    const char *slash = strchr(s, '/');
+    if (!slash || (size_t)(slash - s) >= sizeof buf)
+        return -1;
+    memcpy(buf, s, (size_t)(slash - s));
+    buf[slash - s] = 0;
+    struct in_addr a;
+    char *end;
+    long bits = strtol(slash + 1, &end, 10);
+    if (inet_pton(AF_INET, buf, &a) != 1 || *end || end == slash + 1 || bits < 0 || bits > 32)
+        return -1;
+    *mask = bits ? htonl(~0u << (32 - bits)) : 0;
+    *net = a.s_addr & *mask;
+    return 0;
+}
+
+/* Pick the IPv4 address to listen on. */
+static int choose_addr(const struct tcp *t, uint32_t *addr, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    const char *want = cfg->tcp_if;
+    if (!want) {
+        /* Every leader on this very host (a test, or --per-rank on one
+         * machine): stay on loopback. */
+        int all_here = cfg->hosts != NULL;
+        for (int i = 0; all_here && i < cfg->nleaders; i++)
+            all_here = strcmp(cfg->hosts[i], cfg->hosts[cfg->self]) == 0;
+        if (all_here) {
+            *addr = htonl(INADDR_LOOPBACK);
+            return 0;
+        }
+    }
+    uint32_t net = 0, mask = 0;
+    int cidr = want && strchr(want, '/');
+    if (cidr && parse_cidr(want, &net, &mask) < 0) {
+        snprintf(err, errlen, "--tcp-if '%s' is not a valid IPv4 CIDR (like 10.0.0.0/8)", want);
+        return -1;
+    }
+    struct ifaddrs *ifs, *i;
+    if (getifaddrs(&ifs) < 0) {
+        snprintf(err, errlen, "cannot list network interfaces: %s", strerror(errno));
+        return -1;
+    }
+    int found = 0;
+    for (i = ifs; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP))
+            continue;
+        uint32_t a = ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr;
+        if (cidr)
+            found = (a & mask) == net;
+        else if (want)
+            found = strcmp(i->ifa_name, want) == 0;
+        else
+            found = !(i->ifa_flags & IFF_LOOPBACK);
+        if (found)
+            *addr = a;
+    }
+    freeifaddrs(ifs);
+    if (!found) {
+        if (want)
+            snprintf(err, errlen, "--tcp-if '%s' matches no interface that is up with an IPv4 address", want);
+        else
+            snprintf(err, errlen, "no network interface is up with an IPv4 address (use --tcp-if)");
+        return -1;
+    }
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
+{
+    size_t done = 0;
+    while (done < len) {
+        int left = (int)((deadline - now_s()) * 1000);
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd p = { fd, writing ? POLLOUT : POLLIN, 0 };
+        int r = poll(&p, 1, left);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (r <= 0)
+            continue;
+        ssize_t n = writing ? send(fd, (char *)buf + done, len - done, MSG_NOSIGNAL)
+                            : recv(fd, (char *)buf + done, len - done, 0);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return -1;
+        }
+        if (n == 0) {
+            errno = ECONNRESET;
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static int connect_to(const struct endpoint *ep, double deadline)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = ep->port, .sin_addr.s_addr = ep->addr };
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    struct pollfd p = { fd, POLLOUT, 0 };
+    int left = (int)((deadline - now_s()) * 1000);
+    int r = poll(&p, 1, left > 0 ? left : 0);
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (r <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
+        close(fd);
+        errno = r == 0 ? ETIMEDOUT : soerr ? soerr : errno;
+        return -1;
+    }
+    return fd;
+}
+
+static int add_conn(struct tcp *t, int fd, int peer, char *err, size_t errlen)
+{
+    struct conn *c = &t->conns[t->nconns];
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    c->peer = peer;
+    c->qcap = 64;
+    c->q = malloc(c->qcap * sizeof *c->q);
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int fl = fcntl(fd, F_GETFL);
+    struct epoll_event ee = { .events = EPOLLIN, .data.u32 = (uint32_t)t->nconns };
+    if (!c->q || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ee) < 0) {
+        snprintf(err, errlen, "cannot set up the connection to %s: %s", peer_name(t, peer), strerror(errno));
+        free(c->q);
+        c->q = NULL;
+        close(fd);
+        return -1;
+    }
+    t->conn_of[peer] = t->nconns++;
+    return 0;
+}
+
+struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+{
+    struct tcp *t = calloc(1, sizeof *t);
+    struct endpoint *eps = NULL, mine = { 0, 0, 0 };
+    int lfd = -1;
+    char why[320] = "";
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->base.ops = &tcp_ops;
+    t->cfg = *cfg;
+    t->epfd = -1;
+    t->conns = calloc((size_t)cfg->npeers + 1, sizeof *t->conns);
+    t->conn_of = malloc((size_t)cfg->nleaders * sizeof *t->conn_of);
+    t->owner = malloc((size_t)cfg->nslots * sizeof *t->owner);
+    eps = calloc((size_t)cfg->nleaders, sizeof *eps);
+    if (!t->conns || !t->conn_of || !t->owner || !eps) {
+        snprintf(why, sizeof why, "out of memory");
+        goto exchange;
+    }
+    for (int i = 0; i < cfg->nleaders; i++)
+        t->conn_of[i] = -1;
+    for (uint32_t i = 0; i < cfg->nslots; i++)
+        t->owner[i] = -1;
+    t->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (t->epfd < 0) {
+        snprintf(why, sizeof why, "epoll_create1: %s", strerror(errno));
+        goto exchange;
+    }
+    uint32_t addr;
+    if (choose_addr(t, &addr, why, sizeof why) < 0)
+        goto exchange;
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = addr };
+    socklen_t sl = sizeof sa;
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, SOMAXCONN) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &sl) < 0) {
+        char a[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &addr, a, sizeof a);
+        snprintf(why, sizeof why, "cannot listen on %s: %s", a, strerror(errno));
+        goto exchange;
+    }
+    mine.addr = addr;
+    mine.port = sa.sin_port;
+    mine.ok = 1;
+    if (cfg->verbose) {
+        char a[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &addr, a, sizeof a);
+        fprintf(stderr, "p2pbcast: %s: tcp listening on %s:%u\n", self_name(t), a, ntohs(mine.port));
+    }
+exchange:
+    /* Everyone takes part in the exchange, even after a local failure, so
+     * that nobody waits for a leader that has given up. */
+    if (!eps || cfg->xchg.allgather(cfg->xchg.ctx, &mine, eps, sizeof mine) != 0) {
+        snprintf(err, errlen, "tcp set-up: endpoint exchange failed%s%s", why[0] ? ": " : "", why);
+        goto fail;
+    }
+    if (!mine.ok) {
+        snprintf(err, errlen, "tcp set-up: %s", why);
+        goto fail;
+    }
+    for (int i = 0; i < cfg->nleaders; i++) {
+        if (!eps[i].ok) {
+            snprintf(err, errlen, "tcp set-up failed on %s (see its message)", peer_name(t, i));
+            goto fail;
+        }
+    }
+
+    double deadline = now_s() + cfg->timeout;
+    int expect_in = 0;
+    for (int i = 0; i < cfg->npeers; i++) {
+        int p = cfg->peers[i];
+        if (p < cfg->self) {
+            expect_in++;
+            continue;
+        }
+        int fd = connect_to(&eps[p], deadline);
+        unsigned char hb[PB_TCP_HELLO_SIZE];
+        struct pb_tcp_hello h = { (uint32_t)cfg->self, (uint32_t)p, { 0 } };
+        memcpy(h.secret, cfg->secret, 16);
+        pb_tcp_hello_encode(hb, &h);
+        if (fd < 0 || io_full(fd, hb, sizeof hb, 1, deadline) < 0) {
+            char a[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &eps[p].addr, a, sizeof a);
+            snprintf(err, errlen, "tcp: cannot connect to %s at %s:%u: %s", peer_name(t, p), a, ntohs(eps[p].port),
+                     strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            goto fail;
+        }
+        if (add_conn(t, fd, p, err, errlen) < 0)
+            goto fail;
+    }
+    /* Accept the lower-numbered peers; drop anything that is not one. */
+    while (expect_in > 0) {
+        struct pollfd pf = { lfd, POLLIN, 0 };
+        int left = (int)((deadline - now_s()) * 1000);
+        if (left <= 0 || poll(&pf, 1, left) == 0) {
+            snprintf(err, errlen, "tcp: timed out after %.0f s waiting for %d peer connection(s)", cfg->timeout,
+                     expect_in);
+            goto fail;
+        }
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        int fd = accept4(lfd, (struct sockaddr *)&from, &fl, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        char a[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &from.sin_addr, a, sizeof a);
+        unsigned char hb[PB_TCP_HELLO_SIZE];
+        struct pb_tcp_hello h;
+        double hello_deadline = now_s() + 5 < deadline ? now_s() + 5 : deadline;
+        if (io_full(fd, hb, sizeof hb, 0, hello_deadline) < 0) {
+            fprintf(stderr, "p2pbcast: %s: dropped a data connection from %s:%u: no greeting (%s)\n",
+                    self_name(t), a, ntohs(from.sin_port), strerror(errno));
+            close(fd);
+            continue;
+        }
+        if (pb_tcp_hello_decode(hb, (uint32_t)cfg->self, (uint32_t)cfg->nleaders, cfg->secret, &h, why,
+                                sizeof why) < 0) {
+            fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u: %s\n", self_name(t), a,
+                    ntohs(from.sin_port), why);
+            close(fd);
+            continue;
+        }
+        int expected = 0;
+        for (int i = 0; i < cfg->npeers; i++)
+            expected |= cfg->peers[i] == (int)h.from;
+        if (!expected || (int)h.from > cfg->self || t->conn_of[h.from] >= 0) {
+            fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u claiming to be %s: not expected\n",
+                    self_name(t), a, ntohs(from.sin_port), peer_name(t, (int)h.from));
+            close(fd);
+            continue;
+        }
+        if (add_conn(t, fd, (int)h.from, err, errlen) < 0)
+            goto fail;
+        expect_in--;
+    }
+    close(lfd); /* nobody else may join */
+    free(eps);
+    return &t->base;
+fail:
+    if (lfd >= 0)
+        close(lfd);
+    free(eps);
+    tcp_close(&t->base);
+    return NULL;
+}

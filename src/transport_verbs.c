@@ -1,0 +1,1141 @@
+/* transport_verbs.c — the RDMA data plane: one RC queue pair per peer,
+ * chunks moved by RDMA WRITE WITH IMMEDIATE straight into the peer's slots.
+ *
+ * This file is the thin layer that calls libibverbs. The protocol, bounds
+ * checks, queue accounting and completion handling live in verbs_wire.c,
+ * which is unit-tested without a device. Connection set-up uses no rdmacm:
+ * endpoint info goes through the MPI bootstrap's allgather (cfg->xchg), so
+ * no extra listening ports or IPoIB addresses are needed.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "transport.h"
+
+#include <stdio.h>
+
+/* PB_FORCE_NO_VERBS lets a test build the without-verbs variant even where
+ * rdma-core is installed (config.h would define HAVE_VERBS). */
+#if !defined(HAVE_VERBS) || defined(PB_FORCE_NO_VERBS)
+
+struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+{
+    snprintf(err, errlen,
+             "this p2pbcast was built without RDMA verbs support (on %s): rebuild with rdma-core "
+             "installed (Debian: apt-get install libibverbs-dev librdmacm-dev) or use --transport tcp or mpi",
+             cfg && cfg->names ? cfg->names[cfg->self] : "this host");
+    return NULL;
+}
+
+int pb_verbs_available(char *why, size_t whylen)
+{
+    snprintf(why, whylen, "this p2pbcast was built without RDMA verbs support");
+    return 0;
+}
+
+#else /* HAVE_VERBS && !PB_FORCE_NO_VERBS */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <infiniband/verbs.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "topo.h"
+#include "verbs_wire.h"
+
+#define PEND_MAX 64     /* events waiting for the next poll (errors mostly) */
+#define CQ_BATCH 32
+
+struct vlink {
+    int leader;
+    struct ibv_qp *qp;
+    struct pb_vw_remote rem;
+    uint32_t psn;
+    uint32_t rq_depth;
+    uint8_t *sendbuf;  /* sq depth * PB_VW_MSG_SIZE, indexed by seq % depth */
+    uint8_t *recvbuf;  /* rq_depth * PB_VW_MSG_SIZE */
+};
+
+struct vt {
+    struct pb_transport base;
+    char self[128];            /* "host (rank N)" of this leader, for messages */
+    char devname[64];
+    uint8_t port;
+    int gid_index;
+    int use_grh;
+    struct ibv_port_attr pattr;
+    union ibv_gid gid;
+
+    struct ibv_context *ctx;
+    struct ibv_pd *pd;
+    struct ibv_comp_channel *ch;
+    struct ibv_cq *cq;
+    struct ibv_mr *pool_mr, *desc_mr, *ctrl_mr;
+    void *pool;
+    size_t pool_len;
+    uint32_t nslots;
+    size_t slot_size;
+    uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable */
+    uint8_t *ctrl;             /* all links' send and receive message buffers */
+    size_t ctrl_len;
+    uint32_t max_inline;
+    int cq_armed;
+
+    int nleaders;
+    int npeers;
+    struct vlink *links;
+    struct pb_vw_link *lks;    /* per link queue state, the array verbs_wire works on */
+    int *leader_link;          /* leader index -> link index, -1 when not a peer */
+    int *peer_leader;          /* link index -> leader index */
+    uint32_t *peer_nslots;
+    struct pb_vw_state st;
+
+    struct pb_event pend[PEND_MAX];
+    int npend;
+};
+
+static const char *selfname(const struct pb_transport_cfg *cfg, char *buf, size_t n)
+{
+    if (cfg->names && cfg->names[cfg->self])
+        snprintf(buf, n, "%s", cfg->names[cfg->self]);
+    else
+        snprintf(buf, n, "leader %d", cfg->self);
+    return buf;
+}
+
+static void pend_error(struct vt *t, int peer, int err, const char *what)
+{
+    if (t->npend >= PEND_MAX)
+        return; /* already drowning in errors: the first ones are what matters */
+    struct pb_event *e = &t->pend[t->npend++];
+    memset(e, 0, sizeof *e);
+    e->kind = PB_EV_ERROR;
+    e->peer = peer;
+    e->err = err;
+    snprintf(e->what, sizeof e->what, "%s", what);
+}
+
+/* ---------------------------------------------------------------- device */
+
+static void nodev_reason(struct ibv_device **list, int e, char *why, size_t wl)
+{
+    snprintf(why, wl, "no RDMA device found (ibv_get_device_list returned none%s%s%s)",
+             !list && e ? ": " : "", !list && e ? strerror(e) : "",
+             !list && e == ENOSYS ? ", the kernel offers no RDMA" : "");
+}
+
+/* Append to a fixed buffer, stopping quietly when it is full. */
+static void appendf(char *buf, size_t size, size_t *used, const char *fmt, ...)
+{
+    if (*used >= size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *used, size - *used, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        *used = *used + (size_t)w >= size ? size : *used + (size_t)w;
+}
+
+static int port_ok(struct ibv_context *ctx, uint8_t port, struct ibv_port_attr *pa)
+{
+    memset(pa, 0, sizeof *pa); /* state reads as NOP when the query fails */
+    return ibv_query_port(ctx, port, pa) == 0 && pa->state == IBV_PORT_ACTIVE;
+}
+
+/* Open the device and port to use: the one named in want ("dev[:port]"), or
+ * the first active port, preferring a device on the pool's NUMA node. */
+static int open_device(struct vt *t, const char *want, char *why, size_t wl)
+{
+    int n = 0;
+    errno = 0;
+    struct ibv_device **list = ibv_get_device_list(&n);
+    if (!list || n == 0) {
+        int e = errno;
+        nodev_reason(list, e, why, wl);
+        if (list)
+            ibv_free_device_list(list);
+        return -1;
+    }
+
+    char wname[64] = "";
+    unsigned wport = 0;
+    if (want && *want) {
+        snprintf(wname, sizeof wname, "%s", want);
+        char *c = strrchr(wname, ':');
+        if (c) {
+            char *end;
+            unsigned long p = strtoul(c + 1, &end, 10);
+            if (*end || p == 0 || p > 255) {
+                snprintf(why, wl, "bad --rdma-dev '%s': expected DEVICE or DEVICE:PORT, e.g. mlx5_0:1", want);
+                ibv_free_device_list(list);
+                return -1;
+            }
+            wport = (unsigned)p;
+            *c = '\0';
+        }
+    }
+
+    int pool_numa = pb_topo_mem_numa(t->pool, t->pool_len);
+    int best_score = -1;
+    char seen[192] = "", names[128] = "";
+    size_t seenlen = 0, nameslen = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = ibv_get_device_name(list[i]);
+        appendf(names, sizeof names, &nameslen, "%s%s", nameslen ? ", " : "", name);
+        if (*wname && strcmp(name, wname) != 0)
+            continue;
+        struct ibv_context *ctx = ibv_open_device(list[i]);
+        if (!ctx) {
+            appendf(seen, sizeof seen, &seenlen, "%s%s (cannot open: %s)", seenlen ? ", " : "", name,
+                    strerror(errno));
+            continue;
+        }
+        struct ibv_device_attr da;
+        int keep = 0;
+        if (ibv_query_device(ctx, &da) == 0) {
+            if (wport && wport > da.phys_port_cnt) {
+                snprintf(why, wl, "RDMA device %s has no port %u (it has %u)", name, wport, da.phys_port_cnt);
+                ibv_close_device(ctx);
+                ibv_free_device_list(list);
+                return -1;
+            }
+            for (unsigned p = wport ? wport : 1; p <= (wport ? wport : da.phys_port_cnt); p++) {
+                struct ibv_port_attr pa;
+                if (!port_ok(ctx, (uint8_t)p, &pa)) {
+                    appendf(seen, sizeof seen, &seenlen, "%s%s:%u %s", seenlen ? ", " : "", name, p,
+                            ibv_port_state_str(pa.state));
+                    continue;
+                }
+                int score = 1 + (pool_numa >= 0 && pb_topo_dev_numa(name) == pool_numa);
+                if (score > best_score) {
+                    if (t->ctx && t->ctx != ctx)
+                        ibv_close_device(t->ctx);
+                    t->ctx = ctx;
+                    keep = 1;
+                    best_score = score;
+                    t->port = (uint8_t)p;
+                    t->pattr = pa;
+                    snprintf(t->devname, sizeof t->devname, "%s", name);
+                }
+                if (score == 2)
+                    break;
+            }
+        }
+        if (!keep)
+            ibv_close_device(ctx);
+        if (best_score == 2)
+            break;
+    }
+    ibv_free_device_list(list);
+    if (!t->ctx) {
+        if (*wname && !*seen)
+            snprintf(why, wl, "RDMA device %s not found (this host has: %s)", wname, names);
+        else
+            snprintf(why, wl, "no active RDMA port (%s): check cables, the subnet manager and `ibstat`",
+                     seen);
+        return -1;
+    }
+    if (t->pattr.link_layer != IBV_LINK_LAYER_ETHERNET && t->pattr.lid == 0) {
+        snprintf(why, wl, "RDMA device %s port %u has no LID: is a subnet manager running?", t->devname,
+                 t->port);
+        return -1;
+    }
+    return 0;
+}
+
+/* RoCE needs a GID (and a GRH on every packet); pick RoCE v2 with an IPv4
+ * address first, as that is what routed Ethernet fabrics use. */
+static int choose_gid(struct vt *t, int want, char *why, size_t wl)
+{
+    int eth = t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET;
+    t->use_grh = eth || want >= 0;
+    if (want >= 0) {
+        if (want >= t->pattr.gid_tbl_len || ibv_query_gid(t->ctx, t->port, want, &t->gid) != 0) {
+            snprintf(why, wl, "GID index %d is not valid on %s port %u (table has %d entries; see `show_gids`)",
+                     want, t->devname, t->port, t->pattr.gid_tbl_len);
+            return -1;
+        }
+        t->gid_index = want;
+        return 0;
+    }
+    if (!eth) {
+        t->gid_index = 0;
+        if (ibv_query_gid(t->ctx, t->port, 0, &t->gid) != 0)
+            memset(&t->gid, 0, sizeof t->gid);
+        return 0;
+    }
+    int best = -1, bestscore = 0;
+    for (int i = 0; i < t->pattr.gid_tbl_len; i++) {
+        struct ibv_gid_entry ge;
+        if (ibv_query_gid_ex(t->ctx, t->port, (uint32_t)i, &ge, 0) != 0)
+            continue;
+        static const uint8_t zero[16];
+        if (memcmp(ge.gid.raw, zero, 16) == 0)
+            continue;
+        int v4 = memcmp(ge.gid.raw, zero, 10) == 0 && ge.gid.raw[10] == 0xff && ge.gid.raw[11] == 0xff;
+        int score = ge.gid_type == IBV_GID_TYPE_ROCE_V2 ? (v4 ? 3 : 2) : 1;
+        if (score > bestscore) {
+            bestscore = score;
+            best = i;
+            t->gid = ge.gid;
+        }
+    }
+    if (best < 0) {
+        snprintf(why, wl, "RoCE port %s:%u has no usable GID (no IP address on its netdev?); pass --gid-index",
+                 t->devname, t->port);
+        return -1;
+    }
+    t->gid_index = best;
+    return 0;
+}
+
+static void destroy(struct vt *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; t->links && i < t->npeers; i++) {
+        if (t->links[i].qp)
+            ibv_destroy_qp(t->links[i].qp);
+        if (t->lks)
+            pb_vw_link_fini(&t->lks[i]);
+    }
+    if (t->pool_mr)
+        ibv_dereg_mr(t->pool_mr);
+    if (t->desc_mr)
+        ibv_dereg_mr(t->desc_mr);
+    if (t->ctrl_mr)
+        ibv_dereg_mr(t->ctrl_mr);
+    if (t->cq)
+        ibv_destroy_cq(t->cq); /* every event we took was acked at once, so this cannot block */
+    if (t->ch)
+        ibv_destroy_comp_channel(t->ch);
+    if (t->pd)
+        ibv_dealloc_pd(t->pd);
+    if (t->ctx)
+        ibv_close_device(t->ctx);
+    free(t->desc_table);
+    free(t->ctrl);
+    free(t->links);
+    free(t->lks);
+    free(t->leader_link);
+    free(t->peer_leader);
+    free(t->peer_nslots);
+    free(t);
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static uint32_t clampu(uint64_t v, uint32_t lo, uint32_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : (uint32_t)v;
+}
+
+/* Everything local: device, memory, queue pairs in INIT with receives posted. */
+static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
+{
+    if (open_device(t, cfg->rdma_dev, why, wl) != 0 || choose_gid(t, cfg->gid_index, why, wl) != 0)
+        return -1;
+
+    struct ibv_device_attr da;
+    if (ibv_query_device(t->ctx, &da) != 0) {
+        snprintf(why, wl, "cannot query RDMA device %s: %s", t->devname, strerror(errno));
+        return -1;
+    }
+    /* Incoming per peer: at most nslots writes into our slots plus the
+     * peer's credits (its nslots, assumed like ours) plus a few notifies.
+     * Outgoing: 2 WRs per put plus credits. More than this waits in the
+     * backlog (sends) or is retried by the HCA (RNR, receives). */
+    uint32_t maxwr = clampu((uint64_t)da.max_qp_wr, 16, 8192);
+    uint32_t sq = clampu(2ull * t->nslots + 32, 16, maxwr);
+    uint32_t rq = clampu(2ull * t->nslots + 32, 16, maxwr);
+    uint64_t need = (uint64_t)t->npeers * (sq + rq);
+    if (t->npeers && need > (uint64_t)da.max_cqe) {
+        sq = rq = clampu((uint64_t)da.max_cqe / (2u * (uint64_t)t->npeers), 8, maxwr);
+        if ((uint64_t)t->npeers * (sq + rq) > (uint64_t)da.max_cqe) {
+            snprintf(why, wl, "RDMA device %s completion queue (%d entries) too small for %d peers",
+                     t->devname, da.max_cqe, t->npeers);
+            return -1;
+        }
+    }
+
+    t->pd = ibv_alloc_pd(t->ctx);
+    if (!t->pd) {
+        snprintf(why, wl, "cannot allocate a protection domain on %s: %s", t->devname, strerror(errno));
+        return -1;
+    }
+    t->ch = ibv_create_comp_channel(t->ctx);
+    if (!t->ch || set_nonblock(t->ch->fd) != 0 || set_nonblock(t->ctx->async_fd) != 0) {
+        snprintf(why, wl, "cannot create a completion channel on %s: %s", t->devname, strerror(errno));
+        return -1;
+    }
+    int cqe = (int)((uint64_t)t->npeers * (sq + rq) + 1);
+    t->cq = ibv_create_cq(t->ctx, cqe, NULL, t->ch, 0);
+    if (!t->cq) {
+        snprintf(why, wl, "cannot create a completion queue of %d entries on %s: %s", cqe, t->devname,
+                 strerror(errno));
+        return -1;
+    }
+
+    /* The whole pool once: chunks land in it and are forwarded from it. */
+    int acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+    t->pool_mr = ibv_reg_mr(t->pd, t->pool, t->pool_len, acc);
+    if (!t->pool_mr) {
+        int e = errno;
+        struct rlimit rl;
+        char lim[48] = "unknown";
+        if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+            if (rl.rlim_cur == RLIM_INFINITY)
+                snprintf(lim, sizeof lim, "unlimited");
+            else
+                snprintf(lim, sizeof lim, "%llu KiB", (unsigned long long)rl.rlim_cur / 1024);
+        }
+        snprintf(why, wl,
+                 "cannot register the %.1f MiB slot pool with %s: %s; check `ulimit -l` (memlock, now %s): "
+                 "it must be unlimited or exceed the pool (limits.conf, Slurm PropagateResourceLimits)",
+                 t->pool_len / 1048576.0, t->devname, strerror(e), lim);
+        return -1;
+    }
+    size_t dlen = (size_t)t->nslots * PB_VW_MSG_SIZE;
+    if (posix_memalign((void **)&t->desc_table, 4096, dlen) != 0) {
+        t->desc_table = NULL;
+        snprintf(why, wl, "out of memory for the descriptor table");
+        return -1;
+    }
+    memset(t->desc_table, 0, dlen);
+    t->desc_mr = ibv_reg_mr(t->pd, t->desc_table, dlen, acc);
+    t->ctrl_len = (size_t)t->npeers * (sq + rq) * PB_VW_MSG_SIZE;
+    if (t->ctrl_len && posix_memalign((void **)&t->ctrl, 4096, t->ctrl_len) != 0)
+        t->ctrl = NULL;
+    if (t->ctrl)
+        memset(t->ctrl, 0, t->ctrl_len);
+    if (t->ctrl)
+        t->ctrl_mr = ibv_reg_mr(t->pd, t->ctrl, t->ctrl_len, IBV_ACCESS_LOCAL_WRITE);
+    if (!t->desc_mr || (t->ctrl_len && !t->ctrl_mr)) {
+        snprintf(why, wl, "cannot register control buffers with %s: %s; check `ulimit -l` (memlock)",
+                 t->devname, strerror(errno));
+        return -1;
+    }
+
+    for (int i = 0; i < t->npeers; i++) {
+        struct vlink *L = &t->links[i];
+        L->rq_depth = rq;
+        L->sendbuf = t->ctrl + (size_t)i * (sq + rq) * PB_VW_MSG_SIZE;
+        L->recvbuf = L->sendbuf + (size_t)sq * PB_VW_MSG_SIZE;
+        if (pb_vw_link_init(&t->lks[i], sq) != 0) {
+            snprintf(why, wl, "out of memory for link state");
+            return -1;
+        }
+        struct ibv_qp_init_attr qa = {
+            .send_cq = t->cq,
+            .recv_cq = t->cq,
+            .cap = {.max_send_wr = sq, .max_recv_wr = rq, .max_send_sge = 1, .max_recv_sge = 1,
+                    .max_inline_data = PB_VW_MSG_SIZE},
+            .qp_type = IBV_QPT_RC,
+            .sq_sig_all = 0, /* selective signalling */
+        };
+        L->qp = ibv_create_qp(t->pd, &qa);
+        if (!L->qp) {
+            /* Some providers refuse inline data: retry without. */
+            qa.cap.max_inline_data = 0;
+            L->qp = ibv_create_qp(t->pd, &qa);
+        }
+        if (!L->qp) {
+            snprintf(why, wl, "cannot create a queue pair for %s on %s: %s", cfg->names ? cfg->names[L->leader] : "a peer",
+                     t->devname, strerror(errno));
+            return -1;
+        }
+        if (i == 0 || qa.cap.max_inline_data < t->max_inline)
+            t->max_inline = qa.cap.max_inline_data; /* what the provider granted, for every QP */
+        struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .pkey_index = 0, .port_num = t->port,
+                                .qp_access_flags = IBV_ACCESS_REMOTE_WRITE};
+        int mrc = ibv_modify_qp(L->qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
+        if (mrc != 0) {
+            snprintf(why, wl, "cannot move a queue pair to INIT on %s: %s", t->devname, strerror(mrc));
+            return -1;
+        }
+        uint32_t r;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+            r = (uint32_t)time(NULL) ^ (uint32_t)getpid() ^ (uint32_t)i * 2654435761u;
+        L->psn = r & 0xffffff;
+        /* Receives first: a peer may send as soon as it reaches RTS. */
+        for (uint32_t k = 0; k < rq; k++) {
+            struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + (size_t)k * PB_VW_MSG_SIZE),
+                                  .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
+            struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, i, k), .sg_list = &sge, .num_sge = 1},
+                               *bad;
+            int rc = ibv_post_recv(L->qp, &wr, &bad);
+            if (rc != 0) {
+                snprintf(why, wl, "cannot post receives on %s: %s", t->devname, strerror(rc));
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void fill_info(const struct vt *t, struct pb_vw_info *in)
+{
+    memset(in, 0, sizeof *in);
+    in->npeers = (uint32_t)t->npeers;
+    in->nslots = t->nslots;
+    in->slot_size = t->slot_size;
+    in->pool_addr = (uintptr_t)t->pool;
+    in->pool_rkey = t->pool_mr->rkey;
+    in->desc_addr = (uintptr_t)t->desc_table;
+    in->desc_rkey = t->desc_mr->rkey;
+    in->rq_depth = t->npeers ? t->links[0].rq_depth : 1;
+    in->lid = t->pattr.lid;
+    in->port = t->port;
+    in->link_layer = t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? PB_VW_LL_ETH : PB_VW_LL_IB;
+    in->mtu = (uint8_t)t->pattr.active_mtu;
+    memcpy(in->gid, t->gid.raw, 16);
+}
+
+static int connect_link(struct vt *t, struct vlink *L, const struct pb_vw_info *pi,
+                        const struct pb_vw_conn *pc, const char *peername, char *why, size_t wl)
+{
+    uint8_t ll = t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? PB_VW_LL_ETH : PB_VW_LL_IB;
+    if (pi->link_layer != ll) {
+        snprintf(why, wl, "%s uses %s but we use %s: no RDMA path between them", peername,
+                 pi->link_layer == PB_VW_LL_ETH ? "RoCE" : "InfiniBand", ll == PB_VW_LL_ETH ? "RoCE" : "InfiniBand");
+        return -1;
+    }
+    struct ibv_qp_attr a;
+    memset(&a, 0, sizeof a);
+    a.qp_state = IBV_QPS_RTR;
+    a.path_mtu = (enum ibv_mtu)(pi->mtu < t->pattr.active_mtu ? pi->mtu : t->pattr.active_mtu);
+    a.dest_qp_num = pc->qpn;
+    a.rq_psn = pc->psn;
+    a.max_dest_rd_atomic = 1;
+    a.min_rnr_timer = 12; /* 0.64 ms: receives are reposted as soon as polled */
+    a.ah_attr.dlid = pi->lid;
+    a.ah_attr.port_num = t->port;
+    if (t->use_grh) {
+        a.ah_attr.is_global = 1;
+        memcpy(a.ah_attr.grh.dgid.raw, pi->gid, 16);
+        a.ah_attr.grh.sgid_index = (uint8_t)t->gid_index;
+        a.ah_attr.grh.hop_limit = 64;
+    }
+    int rc = ibv_modify_qp(L->qp, &a,
+                           IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+                               IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
+    if (rc != 0) {
+        snprintf(why, wl, "queue pair to %s failed to reach RTR: %s%s", peername, strerror(rc),
+                 t->use_grh ? " (RoCE: check --gid-index and that both ends share an IP subnet or route)" : "");
+        return -1;
+    }
+    memset(&a, 0, sizeof a);
+    a.qp_state = IBV_QPS_RTS;
+    a.sq_psn = L->psn;
+    a.timeout = 14;   /* ~67 ms per try: long enough for a congested fabric */
+    a.retry_cnt = 7;
+    a.rnr_retry = 7;  /* infinite: a receiver late to repost a receive is not an error */
+    a.max_rd_atomic = 1;
+    rc = ibv_modify_qp(L->qp, &a,
+                       IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
+                           IBV_QP_MAX_QP_RD_ATOMIC);
+    if (rc != 0) {
+        snprintf(why, wl, "queue pair to %s failed to reach RTS: %s", peername, strerror(rc));
+        return -1;
+    }
+    L->rem.pool_addr = pi->pool_addr;
+    L->rem.pool_rkey = pi->pool_rkey;
+    L->rem.desc_addr = pi->desc_addr;
+    L->rem.desc_rkey = pi->desc_rkey;
+    L->rem.nslots = pi->nslots;
+    L->rem.slot_size = pi->slot_size;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- posting */
+
+static int post_req(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+{
+    struct vlink *L = &t->links[li];
+    struct pb_vw_link *lk = &t->lks[li];
+    struct pb_vw_sq *sq = &lk->sq;
+    struct ibv_send_wr wr[2], *bad = NULL;
+    struct ibv_sge sge[2];
+    memset(wr, 0, sizeof wr);
+    memset(sge, 0, sizeof sge);
+    int sig0, sig1 = 0, nwr;
+    uint64_t seq0, seq1 = 0;
+    int inl = t->max_inline >= PB_VW_MSG_SIZE ? IBV_SEND_INLINE : 0;
+
+    if (r->kind == PB_VW_REQ_PUT) {
+        struct pb_vw_put_plan p;
+        struct pb_vw_local loc = {(uintptr_t)t->pool, t->pool_len};
+        if (pb_vw_plan_put(&loc, &L->rem, r->slot, r->tag, r->buf, r->len, &p, why, wl) != 0) {
+            errno = EINVAL;
+            return -1;
+        }
+        seq0 = pb_vw_sq_take(sq, 0, &sig0);
+        seq1 = pb_vw_sq_take(sq, 1, &sig1);
+        uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_MSG_SIZE;
+        memcpy(m, p.desc, PB_VW_MSG_SIZE);
+        sge[0] = (struct ibv_sge){.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
+        wr[0].wr_id = pb_vw_wrid(PB_VW_K_DESC, li, seq0);
+        wr[0].opcode = IBV_WR_RDMA_WRITE;
+        wr[0].sg_list = &sge[0];
+        wr[0].num_sge = 1;
+        wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | inl;
+        wr[0].wr.rdma.remote_addr = p.desc_raddr;
+        wr[0].wr.rdma.rkey = p.desc_rkey;
+        wr[0].next = &wr[1];
+        sge[1] = (struct ibv_sge){.addr = p.data_laddr, .length = p.len, .lkey = t->pool_mr->lkey};
+        wr[1].wr_id = pb_vw_wrid(PB_VW_K_DATA, li, seq1);
+        wr[1].opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+        wr[1].sg_list = &sge[1];
+        wr[1].num_sge = p.len ? 1 : 0;
+        wr[1].send_flags = IBV_SEND_SIGNALED;
+        wr[1].imm_data = htonl(p.imm);
+        wr[1].wr.rdma.remote_addr = p.data_raddr;
+        wr[1].wr.rdma.rkey = p.data_rkey;
+        lk->cookies[seq1 % sq->depth] = r->cookie;
+        nwr = 2;
+    } else {
+        seq0 = pb_vw_sq_take(sq, 0, &sig0);
+        uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_MSG_SIZE;
+        pb_vw_msg_pack(m, r->kind == PB_VW_REQ_CREDIT ? PB_VW_MSG_CREDIT : PB_VW_MSG_NOTIFY,
+                       r->kind == PB_VW_REQ_CREDIT ? r->slot : r->tag);
+        sge[0] = (struct ibv_sge){.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
+        wr[0].wr_id = pb_vw_wrid(PB_VW_K_CTRL, li, seq0);
+        wr[0].opcode = IBV_WR_SEND;
+        wr[0].sg_list = &sge[0];
+        wr[0].num_sge = 1;
+        wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | inl;
+        nwr = 1;
+    }
+    int rc = ibv_post_send(L->qp, wr, &bad);
+    if (rc != 0) {
+        /* Nothing of this request reached the queue only if the first WR
+         * was refused; a half-posted put breaks the link anyway. */
+        if (bad == &wr[0]) {
+            if (nwr == 2)
+                pb_vw_sq_untake(sq, seq1, sig1);
+            pb_vw_sq_untake(sq, seq0, sig0);
+        }
+        snprintf(why, wl, "posting to the queue pair failed: %s", strerror(rc));
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+/* Post what waited for queue space, in order. */
+static void drain_backlog(struct vt *t, int li)
+{
+    struct pb_vw_link *lk = &t->lks[li];
+    const struct pb_vw_req *r;
+    char why[160];
+    while (!lk->dead && (r = pb_vw_link_peek(lk)) && pb_vw_sq_room(&lk->sq) >= pb_vw_req_wrs(r->kind)) {
+        if (post_req(t, li, r, why, sizeof why) != 0) {
+            lk->dead = 1;
+            pend_error(t, t->links[li].leader, errno, why);
+            return;
+        }
+        pb_vw_link_pop(lk);
+    }
+}
+
+static int submit(struct vt *t, int peer, const struct pb_vw_req *r)
+{
+    char why[160];
+    if (peer < 0 || peer >= t->nleaders || t->leader_link[peer] < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    int li = t->leader_link[peer];
+    struct vlink *L = &t->links[li];
+    struct pb_vw_link *lk = &t->lks[li];
+    if (lk->dead) {
+        errno = EPIPE;
+        return -1;
+    }
+    if (r->kind == PB_VW_REQ_PUT) {
+        /* Refuse a bad put now, not when it leaves the backlog. */
+        struct pb_vw_put_plan p;
+        struct pb_vw_local loc = {(uintptr_t)t->pool, t->pool_len};
+        if (pb_vw_plan_put(&loc, &L->rem, r->slot, r->tag, r->buf, r->len, &p, why, sizeof why) != 0) {
+            pend_error(t, peer, EINVAL, why);
+            errno = EINVAL;
+            return -1;
+        }
+    }
+    if (pb_vw_link_peek(lk) || pb_vw_sq_room(&lk->sq) < pb_vw_req_wrs(r->kind))
+        return pb_vw_link_push(lk, r);
+    if (post_req(t, li, r, why, sizeof why) != 0) {
+        int e = errno;
+        lk->dead = 1;
+        pend_error(t, peer, e, why);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+static int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag, const void *buf,
+                 uint32_t len, uint64_t cookie)
+{
+    struct pb_vw_req r = {PB_VW_REQ_PUT, slot, tag, len, buf, cookie};
+    return submit((struct vt *)bt, peer, &r);
+}
+
+static int v_grant(struct pb_transport *bt, int peer, uint32_t slot)
+{
+    struct vt *t = (struct vt *)bt;
+    if (slot >= t->nslots) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, 0, 0, NULL, 0};
+    return submit(t, peer, &r);
+}
+
+static int v_notify(struct pb_transport *bt, int peer, uint32_t code)
+{
+    struct pb_vw_req r = {PB_VW_REQ_NOTIFY, 0, code, 0, NULL, 0};
+    return submit((struct vt *)bt, peer, &r);
+}
+
+/* ---------------------------------------------------------------- polling */
+
+static const uint8_t *recv_buf(void *ctx, int li, uint64_t idx)
+{
+    static const uint8_t zero[PB_VW_MSG_SIZE];
+    struct vt *t = ctx;
+    if (idx >= t->links[li].rq_depth)
+        return zero; /* fails validation: reported as a protocol error */
+    return t->links[li].recvbuf + idx * PB_VW_MSG_SIZE;
+}
+
+static void repost_recv(struct vt *t, int li, uint64_t idx)
+{
+    struct vlink *L = &t->links[li];
+    struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + idx * PB_VW_MSG_SIZE), .length = PB_VW_MSG_SIZE,
+                          .lkey = t->ctrl_mr->lkey};
+    struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, li, idx), .sg_list = &sge, .num_sge = 1}, *bad;
+    int rc = ibv_post_recv(L->qp, &wr, &bad);
+    if (rc != 0 && !t->lks[li].dead) {
+        char why[160];
+        snprintf(why, sizeof why, "reposting a receive failed: %s", strerror(rc));
+        t->lks[li].dead = 1;
+        pend_error(t, L->leader, rc, why);
+    }
+}
+
+/* Poll at most max completions, each giving at most one event. */
+static int drain_cq(struct vt *t, struct pb_event *ev, int max)
+{
+    struct ibv_wc wc[CQ_BATCH];
+    int n = 0;
+    while (n < max) {
+        int want = max - n < CQ_BATCH ? max - n : CQ_BATCH;
+        int got = ibv_poll_cq(t->cq, want, wc);
+        if (got < 0) {
+            pend_error(t, -1, EIO, "polling the completion queue failed");
+            break;
+        }
+        for (int i = 0; i < got; i++) {
+            struct pb_vw_cqe c = {
+                .wr_id = wc[i].wr_id,
+                .ok = wc[i].status == IBV_WC_SUCCESS,
+                .status_str = ibv_wc_status_str(wc[i].status),
+                .vendor_err = wc[i].vendor_err,
+                .op = wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM ? PB_VW_OP_RECV_IMM
+                      : (wc[i].opcode & IBV_WC_RECV)            ? PB_VW_OP_RECV
+                                                                : PB_VW_OP_SEND_DONE,
+                .imm = (wc[i].wc_flags & IBV_WC_WITH_IMM) ? ntohl(wc[i].imm_data) : 0,
+                .byte_len = wc[i].byte_len,
+            };
+            int rl;
+            int64_t ri;
+            if (pb_vw_handle_cqe(&t->st, &c, &ev[n], &rl, &ri) == 1)
+                n++;
+            if (rl >= 0)
+                repost_recv(t, rl, (uint64_t)ri);
+        }
+        if (got < want)
+            break;
+    }
+    for (int li = 0; li < t->npeers; li++)
+        drain_backlog(t, li);
+    return n;
+}
+
+static void handle_async(struct vt *t)
+{
+    struct ibv_async_event ae;
+    char what[160];
+    while (ibv_get_async_event(t->ctx, &ae) == 0) {
+        int peer = -1;
+        switch (ae.event_type) {
+        case IBV_EVENT_QP_FATAL:
+        case IBV_EVENT_QP_REQ_ERR:
+        case IBV_EVENT_QP_ACCESS_ERR:
+            for (int i = 0; i < t->npeers; i++)
+                if (t->links[i].qp == ae.element.qp)
+                    peer = i;
+            if (peer >= 0 && !t->lks[peer].dead) {
+                snprintf(what, sizeof what, "queue pair error: %s", ibv_event_type_str(ae.event_type));
+                t->lks[peer].dead = 1;
+                pend_error(t, t->links[peer].leader, EIO, what);
+            }
+            break;
+        case IBV_EVENT_PORT_ERR:
+        case IBV_EVENT_DEVICE_FATAL:
+        case IBV_EVENT_CQ_ERR:
+            snprintf(what, sizeof what, "RDMA device %s port %u: %s", t->devname, t->port,
+                     ibv_event_type_str(ae.event_type));
+            pend_error(t, -1, EIO, what);
+            break;
+        default:
+            break; /* informational (port active, LID change, ...) */
+        }
+        ibv_ack_async_event(&ae);
+    }
+}
+
+static int take_pending(struct vt *t, struct pb_event *ev, int max)
+{
+    int n = t->npend < max ? t->npend : max;
+    memcpy(ev, t->pend, (size_t)n * sizeof *ev);
+    memmove(t->pend, t->pend + n, (size_t)(t->npend - n) * sizeof *ev);
+    t->npend -= n;
+    return n;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int timeout_ms)
+{
+    struct vt *t = (struct vt *)bt;
+    if (max <= 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    double deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
+    for (;;) {
+        int n = take_pending(t, ev, max);
+        n += drain_cq(t, ev + n, max - n);
+        n += take_pending(t, ev + n, max - n);
+        if (n > 0 || timeout_ms == 0)
+            return n;
+        if (!t->cq_armed) {
+            /* Arm, then look once more: a completion may have slipped in
+             * between the empty poll and the arming. */
+            if (ibv_req_notify_cq(t->cq, 0) != 0) {
+                errno = EIO;
+                return -1;
+            }
+            t->cq_armed = 1;
+            continue;
+        }
+        int wait = -1;
+        if (timeout_ms > 0) {
+            double left = deadline - now_ms();
+            if (left <= 0)
+                return 0;
+            wait = (int)left + 1;
+        }
+        struct pollfd pf[2] = {{.fd = t->ch->fd, .events = POLLIN}, {.fd = t->ctx->async_fd, .events = POLLIN}};
+        int pr = poll(pf, 2, wait);
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (pf[1].revents)
+            handle_async(t);
+        if (pf[0].revents) {
+            struct ibv_cq *ecq;
+            void *ectx;
+            if (ibv_get_cq_event(t->ch, &ecq, &ectx) == 0) {
+                ibv_ack_cq_events(ecq, 1);
+                t->cq_armed = 0;
+            }
+        }
+    }
+}
+
+static void v_close(struct pb_transport *bt)
+{
+    destroy((struct vt *)bt);
+}
+
+static const struct pb_transport_ops verbs_ops = {
+    .name = "verbs",
+    .put = v_put,
+    .grant = v_grant,
+    .notify = v_notify,
+    .poll = v_poll,
+    .close = v_close,
+};
+
+/* ---------------------------------------------------------------- open */
+
+/* First failed leader in a round, with its reason, for everyone's message. */
+static int first_failed(const struct pb_transport_cfg *cfg, const char *what, int failed_leader,
+                        const char *reason, int nfailed, char *err, size_t errlen)
+{
+    char me[128];
+    selfname(cfg, me, sizeof me);
+    const char *who = cfg->names && cfg->names[failed_leader] ? cfg->names[failed_leader] : "a leader";
+    if (failed_leader == cfg->self)
+        snprintf(err, errlen, "%s on %s", reason, me);
+    else
+        snprintf(err, errlen, "%s failed on %s: %s (%d leader%s failed; this is %s)", what, who, reason,
+                 nfailed, nfailed == 1 ? "" : "s", me);
+    return -1;
+}
+
+struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+{
+    char why[512] = "";
+    char me[128];
+    selfname(cfg, me, sizeof me);
+
+    struct vt *t = calloc(1, sizeof *t);
+    int local_ok = 0;
+    if (t) {
+        t->base.ops = &verbs_ops;
+        snprintf(t->self, sizeof t->self, "%s", me);
+        t->pool = cfg->pool;
+        t->nslots = cfg->nslots;
+        t->slot_size = cfg->slot_size;
+        t->pool_len = (size_t)cfg->nslots * cfg->slot_size;
+        t->nleaders = cfg->nleaders;
+        t->npeers = cfg->npeers;
+        t->links = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof *t->links);
+        t->lks = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof *t->lks);
+        t->leader_link = malloc((size_t)(cfg->nleaders > 0 ? cfg->nleaders : 1) * sizeof(int));
+        t->peer_leader = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof(int));
+        t->peer_nslots = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof(uint32_t));
+    }
+    if (!t || !t->links || !t->lks || !t->leader_link || !t->peer_leader || !t->peer_nslots) {
+        snprintf(why, sizeof why, "out of memory");
+    } else if (!cfg->pool || cfg->nslots == 0 || cfg->slot_size == 0 || cfg->slot_size > UINT32_MAX ||
+               cfg->nslots > UINT32_MAX / PB_VW_MSG_SIZE ||
+               cfg->slot_size > SIZE_MAX / cfg->nslots || cfg->npeers >= PB_VW_MAX_PEERS) {
+        snprintf(why, sizeof why, "invalid slot pool for RDMA (%u slots of %zu bytes)", cfg->nslots, cfg->slot_size);
+    } else {
+        for (int i = 0; i < cfg->nleaders; i++)
+            t->leader_link[i] = -1;
+        local_ok = 1;
+        for (int i = 0; i < cfg->npeers; i++) {
+            int p = cfg->peers[i];
+            if (p < 0 || p >= cfg->nleaders || p == cfg->self || t->leader_link[p] >= 0) {
+                snprintf(why, sizeof why, "invalid peer list (leader %d)", p);
+                local_ok = 0;
+                break;
+            }
+            t->leader_link[p] = i;
+            t->peer_leader[i] = p;
+            t->links[i].leader = p;
+        }
+        if (local_ok && setup_local(t, cfg, why, sizeof why) != 0)
+            local_ok = 0;
+    }
+
+    /* Round 1: everyone's endpoint info, or an error marker. Every leader
+     * takes part even after a local failure, so nobody waits forever. */
+    size_t n = (size_t)cfg->nleaders;
+    uint8_t mine[PB_VW_INFO_SIZE];
+    uint8_t *all = calloc(n ? n : 1, PB_VW_INFO_SIZE);
+    struct pb_vw_info *infos = calloc(n ? n : 1, sizeof *infos);
+    struct pb_vw_info myinfo;
+    if (local_ok)
+        fill_info(t, &myinfo);
+    else
+        pb_vw_info_error(&myinfo, why);
+    pb_vw_info_pack(&myinfo, mine);
+    if (!all || !infos) {
+        /* Cannot hold the others' answers, so cannot take part: a process
+         * that fails a few-KiB allocation is lost anyway and MPI aborts. */
+        snprintf(err, errlen, "out of memory for the endpoint exchange on %s", me);
+        goto fail;
+    }
+    if (cfg->xchg.allgather(cfg->xchg.ctx, mine, all, PB_VW_INFO_SIZE) != 0) {
+        snprintf(err, errlen, "RDMA endpoint exchange failed on %s", me);
+        goto fail;
+    }
+    int nfailed = 0, firstbad = -1, maxpeers = 0;
+    char badwhy[512] = "";
+    for (int i = 0; i < cfg->nleaders; i++) {
+        char w[128];
+        if (pb_vw_info_unpack(all + (size_t)i * PB_VW_INFO_SIZE, &infos[i], w, sizeof w) != 0)
+            pb_vw_info_error(&infos[i], w);
+        if (infos[i].status != 0) {
+            if (firstbad < 0 || i == cfg->self) {
+                firstbad = i;
+                snprintf(badwhy, sizeof badwhy, "%s", i == cfg->self && !local_ok ? why : infos[i].reason);
+            }
+            nfailed++;
+        } else if ((int)infos[i].npeers > maxpeers) {
+            maxpeers = (int)infos[i].npeers;
+        }
+    }
+    if (nfailed) {
+        first_failed(cfg, "RDMA set-up", firstbad, badwhy, nfailed, err, errlen);
+        goto fail;
+    }
+    if (maxpeers == 0)
+        goto done; /* a job of one node: nothing to connect */
+
+    /* Round 2: the QP number and PSN each leader created for each peer. */
+    {
+        size_t tl = (size_t)maxpeers * PB_VW_CONN_SIZE;
+        uint8_t *mytab = malloc(tl), *tabs = calloc(n, tl);
+        struct pb_vw_conn *cs = calloc((size_t)(t->npeers ? t->npeers : 1), sizeof *cs);
+        int rc = -1, a, b;
+        if (mytab && tabs && cs) {
+            for (int i = 0; i < t->npeers; i++)
+                cs[i] = (struct pb_vw_conn){(uint32_t)t->links[i].leader, t->links[i].qp->qp_num, t->links[i].psn};
+            pb_vw_conn_pack(cs, t->npeers, maxpeers, mytab);
+            rc = cfg->xchg.allgather(cfg->xchg.ctx, mytab, tabs, tl);
+        }
+        /* Out of memory here means we could not take part in round 2; the
+         * others then fail in the round-3 agreement or in MPI itself. */
+        int ok = rc == 0;
+        if (!ok) {
+            snprintf(why, sizeof why, mytab && tabs && cs ? "QP number exchange failed" : "out of memory");
+        } else if (pb_vw_conn_check(tabs, cfg->nleaders, maxpeers, &a, &b, why, sizeof why) != 0) {
+            ok = 0; /* every leader sees the same tables and reaches the same verdict */
+        } else {
+            for (int i = 0; i < t->npeers && ok; i++) {
+                struct vlink *L = &t->links[i];
+                struct pb_vw_conn pc;
+                const char *pn = cfg->names && cfg->names[L->leader] ? cfg->names[L->leader] : "peer";
+                pb_vw_conn_find(tabs, maxpeers, L->leader, cfg->self, &pc);
+                t->peer_nslots[i] = infos[L->leader].nslots;
+                if (connect_link(t, L, &infos[L->leader], &pc, pn, why, sizeof why) != 0)
+                    ok = 0;
+            }
+        }
+        free(mytab);
+        free(tabs);
+        free(cs);
+
+        /* Round 3: agree that every QP reached RTS before anyone sends. */
+        uint8_t st[PB_VW_STATUS_SIZE];
+        uint8_t *sts = calloc(n, PB_VW_STATUS_SIZE);
+        pb_vw_status_pack(st, ok, why);
+        if (!sts || cfg->xchg.allgather(cfg->xchg.ctx, st, sts ? sts : st, PB_VW_STATUS_SIZE) != 0) {
+            free(sts);
+            snprintf(err, errlen, "RDMA connection agreement failed on %s", me);
+            goto fail;
+        }
+        int bad = -1;
+        nfailed = 0;
+        char r[PB_VW_STATUS_SIZE];
+        for (int i = 0; i < cfg->nleaders; i++)
+            if (pb_vw_status_unpack(sts + (size_t)i * PB_VW_STATUS_SIZE, r, sizeof r) != 0) {
+                if (bad < 0 || i == cfg->self) {
+                    bad = i;
+                    snprintf(badwhy, sizeof badwhy, "%s", r);
+                }
+                nfailed++;
+            }
+        free(sts);
+        if (nfailed) {
+            first_failed(cfg, "RDMA connection", bad, badwhy, nfailed, err, errlen);
+            goto fail;
+        }
+    }
+
+done:
+    t->st = (struct pb_vw_state){
+        .npeers = t->npeers,
+        .peer_leader = t->peer_leader,
+        .links = t->lks,
+        .peer_nslots = t->peer_nslots,
+        .desc_table = t->desc_table,
+        .nslots = t->nslots,
+        .slot_size = t->slot_size,
+        .recv_buf = recv_buf,
+        .ctx = t,
+    };
+    free(all);
+    free(infos);
+    if (cfg->verbose) {
+        char gid[64] = "";
+        if (t->use_grh)
+            inet_ntop(AF_INET6, t->gid.raw, gid, sizeof gid);
+        fprintf(stderr,
+                "p2pbcast: %s: verbs on %s:%u (%s, LID %u%s%s, MTU %d), %d queue pair%s, "
+                "pool on NUMA node %d, device on NUMA node %d\n",
+                me, t->devname, t->port,
+                t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand", t->pattr.lid,
+                t->use_grh ? ", GID " : "", gid, 128 << t->pattr.active_mtu, t->npeers,
+                t->npeers == 1 ? "" : "s", pb_topo_mem_numa(t->pool, t->pool_len),
+                pb_topo_dev_numa(t->devname));
+    }
+    return &t->base;
+
+fail:
+    free(all);
+    free(infos);
+    destroy(t);
+    return NULL;
+}
+
+int pb_verbs_available(char *why, size_t whylen)
+{
+    int n = 0;
+    errno = 0;
+    struct ibv_device **list = ibv_get_device_list(&n);
+    if (!list || n == 0) {
+        int e = errno;
+        nodev_reason(list, e, why, whylen);
+        if (list)
+            ibv_free_device_list(list);
+        return 0;
+    }
+    int found = 0;
+    size_t used = 0;
+    why[0] = '\0';
+    for (int i = 0; i < n && !found; i++) {
+        struct ibv_context *ctx = ibv_open_device(list[i]);
+        struct ibv_device_attr da;
+        if (!ctx)
+            continue;
+        if (ibv_query_device(ctx, &da) == 0)
+            for (uint8_t p = 1; p <= da.phys_port_cnt && !found; p++) {
+                struct ibv_port_attr pa;
+                if (port_ok(ctx, p, &pa)) {
+                    snprintf(why, whylen, "%s:%u active (%s)", ibv_get_device_name(list[i]), p,
+                             pa.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand");
+                    found = 1;
+                } else {
+                    appendf(why, whylen, &used, "%s%s:%u %s", used ? ", " : "no active RDMA port: ",
+                            ibv_get_device_name(list[i]), p, ibv_port_state_str(pa.state));
+                }
+            }
+        ibv_close_device(ctx);
+    }
+    if (!found && !why[0])
+        snprintf(why, whylen, "RDMA devices present but none could be opened");
+    ibv_free_device_list(list);
+    return found;
+}
+
+#endif /* HAVE_VERBS */

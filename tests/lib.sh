@@ -1,0 +1,68 @@
+# lib.sh — shared by the shell tests: TAP output, a scratch directory that is
+# always removed, and an mpirun wrapper that records every rank's exit code.
+# shellcheck shell=bash
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+P2PBCAST=${P2PBCAST:-$here/../p2pbcast}
+MPIRUN=${MPIRUN:-mpirun}
+# Everything the job may need as root, on a small machine, without a network.
+MPI_FLAGS=(--oversubscribe --allow-run-as-root --bind-to none
+           --mca btl_vader_single_copy_mechanism none --mca rmaps_base_oversubscribe 1
+           --mca orte_abort_on_non_zero_status 0)
+# (the last one lets every rank finish and report its own exit status)
+export OMPI_MCA_hwloc_base_binding_policy=none
+
+t_n=0
+t_fail=0
+ok() { # ok STATUS DESCRIPTION...
+    local st=$1
+    shift
+    t_n=$((t_n + 1))
+    if [ "$st" -eq 0 ]; then
+        echo "ok $t_n - $*"
+    else
+        echo "not ok $t_n - $*"
+        t_fail=$((t_fail + 1))
+    fi
+}
+skip() { t_n=$((t_n + 1)); echo "ok $t_n - # SKIP $*"; }
+diag() { sed 's/^/# /'; }
+done_testing() { echo "1..$t_n"; [ "$t_fail" -eq 0 ]; }
+
+WORK=$(mktemp -d /tmp/p2pbcast-test.XXXXXX)
+chmod 755 "$WORK"
+cleanup() { rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# run NP [p2pbcast args...]: runs p2pbcast under mpirun with NP ranks.
+# Sets: rc (mpirun's status), out (stdout+stderr), rcs (every rank's status,
+# one per line, sorted), same_rc (0 when all ranks exited alike).
+run() {
+    local np=$1
+    shift
+    : > "$WORK/rcs"
+    chmod 666 "$WORK/rcs"
+    local as=()
+    # RUN_AS=nobody: the whole job without root's power over permissions.
+    [ -n "${RUN_AS:-}" ] && as=(setpriv --reuid="$RUN_AS" --regid=nogroup --clear-groups env HOME="$WORK")
+    out=$(cd "$WORK" && timeout 300 "${as[@]}" "$MPIRUN" "${MPI_FLAGS[@]}" -np "$np" \
+        bash -c '"$@"; r=$?; echo "$r" >> "'"$WORK"'/rcs"; exit $r' _ "$P2PBCAST" "$@" 2>&1)
+    rc=$?
+    rcs=$(sort "$WORK/rcs" | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')
+    local kinds
+    kinds=$(sort -u "$WORK/rcs" | wc -l)
+    same_rc=1
+    [ "$kinds" -eq 1 ] && [ "$(wc -l < "$WORK/rcs")" -eq "$np" ] && same_rc=0
+}
+
+# A file of SIZE bytes of random data.
+mkfile() { head -c "$2" /dev/urandom > "$1"; }
+
+# Nothing left in DIR but the files named (partial or temporary copies).
+only_these() { # only_these DIR NAME...
+    local dir=$1
+    shift
+    local extra
+    extra=$(cd "$dir" && ls -A | grep -vxF -f <(printf '%s\n' "$@" ""))
+    [ -z "$extra" ] || { echo "unexpected in $dir: $extra" | diag; return 1; }
+}

@@ -1,0 +1,63 @@
+#!/bin/bash
+# test_badinput.sh — every bad input ends with a message that says what and
+# where, the documented exit status on every rank, and no DEST (nor any
+# temporary file) left behind.
+. "$(dirname "$0")/lib.sh"
+
+mkfile "$WORK/src" 300000
+D="$WORK/d"
+mkdir -p "$D"
+
+# expect NAME CODE PATTERN NP ARGS... : run and check all of it.
+expect() {
+    local name=$1 code=$2 pat=$3 np=$4
+    shift 4
+    run "$np" "$@"
+    local why=""
+    [ $same_rc -eq 0 ] && [ "$rcs" = "${code}x$np " ] || why="$why rank statuses '$rcs';"
+    echo "$out" | grep -Eq -- "$pat" || why="$why message does not match /$pat/;"
+    only_these "$D" ${KEEP:-} || why="$why files left in DEST's directory;"
+    [ -z "$why" ] || { echo "$out" | head -8 | diag; }
+    [ -z "$why" ]; ok $? "$name: exit $code on all $np ranks, message, nothing left${why:+ —$why}"
+    rm -rf "${D:?}"/* "$D"/.[!.]* 2>/dev/null
+}
+
+expect "missing SOURCE" 3 "cannot open SOURCE '$WORK/nope': No such file" 3 --per-rank "$WORK/nope" "$D/x.%r"
+expect "SOURCE is a directory" 3 "SOURCE '$WORK' is a directory" 3 --per-rank "$WORK" "$D/x.%r"
+mkfifo "$WORK/fifo"
+expect "SOURCE is a fifo" 3 "SOURCE '$WORK/fifo' is not a regular file" 2 --per-rank "$WORK/fifo" "$D/x.%r"
+expect "missing DEST directory" 4 "DEST directory '$D/no/such': No such file or directory" 3 --per-rank "$WORK/src" "$D/no/such/x.%r"
+expect "DEST is a directory" 4 "DEST '$D' is a directory" 1 --per-rank "$WORK/src" "$D"
+echo old > "$D/x.1"
+KEEP=x.1 expect "DEST exists and differs" 4 "DEST '$D/x.1' exists and differs from SOURCE .*--force" 3 --per-rank "$WORK/src" "$D/x.%r"
+expect "chunk size 0" 2 "chunk-size 0 out of range" 2 --per-rank -c 0 "$WORK/src" "$D/x.%r"
+expect "absurd chunk size" 2 "chunk-size 64G out of range" 2 --per-rank -c 64G "$WORK/src" "$D/x.%r"
+expect "unknown option" 2 "unknown option or missing argument: --frobnicate" 3 --frobnicate "$WORK/src" "$D/x"
+expect "root out of range" 2 "--root 5 is out of range: this job has ranks 0 to 2" 3 --per-rank --root 5 "$WORK/src" "$D/x.%r"
+expect "unknown placeholder" 2 "unknown placeholder '%q'" 2 --per-rank "$WORK/src" "$D/x.%q"
+expect "two ranks, one DEST path" 2 "DEST '$D/same' is also written by .*rank 0.* put %r in DEST" 3 --per-rank "$WORK/src" "$D/same"
+expect "transport verbs without an RDMA device" 5 "(no RDMA device|without RDMA)" 2 --per-rank -t verbs "$WORK/src" "$D/x.%r"
+expect "--tcp-if naming no interface" 5 "--tcp-if 'nosuch0' matches no interface" 2 --per-rank --tcp-if nosuch0 "$WORK/src" "$D/x.%r"
+expect "conflicting options -q -v" 2 "contradict" 2 -q -v "$WORK/src" "$D/x"
+P2PBCAST_TEST_CORRUPT_CHUNK=1 expect "a chunk corrupted in transit" 1 "chunk 1 .* failed its checksum" 4 --per-rank -c 64K "$WORK/src" "$D/x.%r"
+
+# With mpirun's defaults (the first failing rank ends the job), mpirun's own
+# status must be nonzero too, so that job scripts notice.
+out=$(cd "$WORK" && timeout 120 "$MPIRUN" --oversubscribe --allow-run-as-root --bind-to none -np 3 \
+      "$P2PBCAST" -q --per-rank "$WORK/nope" "$D/x.%r" 2>&1)
+rc=$?
+[ $rc -eq 3 ]; ok $? "plain mpirun returns the failing status (got $rc)"
+
+# Permission problems need a user that root's privileges do not cover.
+if setpriv --reuid=nobody --regid=nogroup --clear-groups true 2>/dev/null; then
+    chmod 777 "$D"
+    cp "$WORK/src" "$WORK/secret" && chmod 600 "$WORK/secret"
+    RUN_AS=nobody expect "unreadable SOURCE" 3 "cannot open SOURCE '$WORK/secret': Permission denied" 2 --per-rank "$WORK/secret" "$D/x.%r"
+    chmod 555 "$D"
+    RUN_AS=nobody expect "unwritable DEST directory" 4 "cannot create a temporary file in DEST directory '$D': Permission denied" 3 --per-rank "$WORK/src" "$D/x.%r"
+    chmod 755 "$D"
+else
+    skip "unreadable SOURCE: cannot switch to user nobody"
+    skip "unwritable DEST directory: cannot switch to user nobody"
+fi
+done_testing

@@ -1,0 +1,320 @@
+/* test_engine_sim.c — many engines in one process over a simulated network.
+ *
+ * A fake transport delivers every message in a random order across links
+ * (in order within a link, as TCP, RC queue pairs and MPI do) and checks
+ * that nobody writes into a slot it was not granted. Each node's copy must
+ * equal SOURCE, the manifests must agree, and no run may stall: this is
+ * where deadlocks in the credit scheme would show. */
+#include "digest.h"
+#include "engine.h"
+#include "tap.h"
+#include "transport.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { M_DATA, M_CREDIT, M_NOTIFY };
+
+struct msg {
+    int kind, from, to;
+    uint32_t slot, tag, len;
+    const unsigned char *buf;
+    uint64_t cookie;
+    struct msg *next;
+};
+
+struct node;
+struct sim {
+    int n;
+    struct node *nodes;
+    struct msg **head, **tail; /* per link (from*n+to) FIFO */
+    uint64_t inflight;
+    int violations;
+};
+
+struct fake {
+    struct pb_transport base;
+    struct sim *sim;
+    int self;
+};
+
+struct node {
+    struct fake tp;
+    struct pb_engine *e;
+    unsigned char *pool;
+    unsigned char *copy;
+    int *owner; /* our slot -> peer granted */
+    struct pb_event *evq;
+    int evlen, evcap;
+};
+
+static void push(struct sim *s, struct msg m)
+{
+    struct msg *x = malloc(sizeof *x);
+    *x = m;
+    x->next = NULL;
+    int l = m.from * s->n + m.to;
+    if (s->tail[l])
+        s->tail[l]->next = x;
+    else
+        s->head[l] = x;
+    s->tail[l] = x;
+    s->inflight++;
+}
+
+static void add_ev(struct node *nd, struct pb_event ev)
+{
+    if (nd->evlen == nd->evcap) {
+        nd->evcap = nd->evcap ? nd->evcap * 2 : 64;
+        nd->evq = realloc(nd->evq, (size_t)nd->evcap * sizeof *nd->evq);
+    }
+    nd->evq[nd->evlen++] = ev;
+}
+
+static int f_put(struct pb_transport *t, int peer, uint32_t slot, uint32_t tag, const void *buf, uint32_t len,
+                 uint64_t cookie)
+{
+    struct fake *f = (struct fake *)t;
+    push(f->sim, (struct msg){ M_DATA, f->self, peer, slot, tag, len, buf, cookie, NULL });
+    return 0;
+}
+static int f_grant(struct pb_transport *t, int peer, uint32_t slot)
+{
+    struct fake *f = (struct fake *)t;
+    f->sim->nodes[f->self].owner[slot] = peer;
+    push(f->sim, (struct msg){ M_CREDIT, f->self, peer, slot, 0, 0, NULL, 0, NULL });
+    return 0;
+}
+static int f_notify(struct pb_transport *t, int peer, uint32_t code)
+{
+    struct fake *f = (struct fake *)t;
+    push(f->sim, (struct msg){ M_NOTIFY, f->self, peer, 0, code, 0, NULL, 0, NULL });
+    return 0;
+}
+static int f_poll(struct pb_transport *t, struct pb_event *ev, int max, int ms)
+{
+    (void)t, (void)ev, (void)max, (void)ms;
+    return 0;
+}
+static void f_close(struct pb_transport *t) { (void)t; }
+static const struct pb_transport_ops fake_ops = { "fake", f_put, f_grant, f_notify, f_poll, f_close };
+
+/* Deliver one message from a random non-empty link. */
+static int deliver_one(struct sim *s, size_t slot_size)
+{
+    if (!s->inflight)
+        return 0;
+    int nl = s->n * s->n, l = rand() % nl;
+    while (!s->head[l])
+        l = (l + 1) % nl;
+    struct msg *m = s->head[l];
+    s->head[l] = m->next;
+    if (!s->head[l])
+        s->tail[l] = NULL;
+    s->inflight--;
+    struct node *to = &s->nodes[m->to], *from = &s->nodes[m->from];
+    if (m->kind == M_DATA) {
+        if (to->owner[m->slot] != m->from || m->len > slot_size)
+            s->violations++;
+        to->owner[m->slot] = -1;
+        memcpy(to->pool + m->slot * slot_size, m->buf, m->len);
+        add_ev(to, (struct pb_event){ .kind = PB_EV_ARRIVED, .peer = m->from, .slot = m->slot, .tag = m->tag,
+                                      .len = m->len });
+        add_ev(from, (struct pb_event){ .kind = PB_EV_SENT, .peer = m->to, .cookie = m->cookie });
+    } else if (m->kind == M_CREDIT) {
+        add_ev(to, (struct pb_event){ .kind = PB_EV_CREDIT, .peer = m->from, .slot = m->slot });
+    } else {
+        add_ev(to, (struct pb_event){ .kind = PB_EV_NOTIFY, .peer = m->from, .tag = m->tag });
+    }
+    free(m);
+    return 1;
+}
+
+struct io {
+    const unsigned char *src;
+    unsigned char *dst;
+};
+static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size_t n)
+{
+    (void)err, (void)n;
+    memcpy(buf, ((struct io *)c)->src + off, len);
+    return 0;
+}
+static int io_write(void *c, uint64_t off, const void *buf, size_t len, char *err, size_t n)
+{
+    (void)err, (void)n;
+    memcpy(((struct io *)c)->dst + off, buf, len);
+    return 0;
+}
+
+/* Run one simulated broadcast. Returns 1 when every copy is right. */
+static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, unsigned seed, int64_t corrupt_at,
+               int corrupt_node, char *why, size_t whylen)
+{
+    srand(seed);
+    struct pb_plan plan;
+    char err[256];
+    if (pb_plan_init(&plan, size, chunk, L - 1, err, sizeof err)) {
+        snprintf(why, whylen, "plan: %s", err);
+        return 0;
+    }
+    unsigned char *src = malloc(size + 1);
+    for (uint64_t i = 0; i < size; i++)
+        src[i] = (unsigned char)(rand() >> 7);
+    size_t slot_size = chunk + PB_TRAILER_SIZE;
+    struct sim s = { .n = L };
+    s.nodes = calloc((size_t)L, sizeof *s.nodes);
+    s.head = calloc((size_t)L * L, sizeof *s.head);
+    s.tail = calloc((size_t)L * L, sizeof *s.tail);
+    struct io *ios = calloc((size_t)L, sizeof *ios);
+    const char **names = calloc((size_t)L, sizeof *names);
+    char (*nb)[32] = calloc((size_t)L, 32);
+    for (int i = 0; i < L; i++) {
+        snprintf(nb[i], 32, "node%d (rank %d)", i, i);
+        names[i] = nb[i];
+    }
+    int okay = 1;
+    for (int i = 0; i < L && okay; i++) {
+        struct node *nd = &s.nodes[i];
+        nd->tp = (struct fake){ { &fake_ops }, &s, i };
+        nd->pool = malloc(slot_size * nslots);
+        nd->copy = calloc(size + 1, 1);
+        nd->owner = malloc(nslots * sizeof *nd->owner);
+        for (uint32_t k = 0; k < nslots; k++)
+            nd->owner[k] = -1;
+        ios[i] = (struct io){ src, nd->copy };
+        struct pb_engine_cfg c = {
+            .plan = &plan, .self = i, .root = root, .nleaders = L, .tp = &nd->tp.base, .pool = nd->pool,
+            .slot_size = slot_size, .nslots = nslots, .root_slots = nslots / 4,
+            .io = { io_read, io_write, &ios[i] }, .names = names, .timeout = 10,
+            .corrupt_chunk = i == corrupt_node ? corrupt_at : -1,
+        };
+        nd->e = pb_engine_create(&c, err, sizeof err);
+        if (!nd->e) {
+            snprintf(why, whylen, "create: %s", err);
+            okay = 0;
+        }
+    }
+    for (int i = 0; i < L && okay; i++)
+        pb_engine_start(s.nodes[i].e);
+    /* Step until everyone is finished, someone failed, or nothing moves. */
+    int failed = 0, stalled = 0;
+    uint64_t steps = 0;
+    while (okay && !failed) {
+        int alldone = 1, moved = 0;
+        for (int i = 0; i < L; i++) {
+            struct node *nd = &s.nodes[i];
+            /* Hand over queued events in a random-sized batch. */
+            int take = nd->evlen ? 1 + rand() % nd->evlen : 0;
+            for (int k = 0; k < take; k++)
+                pb_engine_handle(nd->e, &nd->evq[k]);
+            memmove(nd->evq, nd->evq + take, (size_t)(nd->evlen - take) * sizeof *nd->evq);
+            nd->evlen -= take;
+            moved |= take > 0;
+            pb_engine_pump(nd->e);
+            if (pb_engine_error(nd->e, NULL))
+                failed = 1;
+            alldone &= pb_engine_finished(nd->e);
+        }
+        if (alldone)
+            break;
+        int burst = 1 + rand() % 4;
+        for (int k = 0; k < burst; k++)
+            moved |= deliver_one(&s, slot_size);
+        if (!moved && !s.inflight) {
+            stalled = 1;
+            break;
+        }
+        if (++steps > 10000000) {
+            stalled = 1;
+            break;
+        }
+    }
+    if (okay && corrupt_node >= 0) {
+        /* Some engine must have failed with a checksum error, and no copy may pass. */
+        const char *msg = "";
+        int found = 0;
+        for (int i = 0; i < L; i++)
+            if (pb_engine_error(s.nodes[i].e, &msg) == PB_EE_DATA && strstr(msg, "checksum"))
+                found = 1, snprintf(why, whylen, "%s", msg);
+        okay = found;
+    } else if (okay) {
+        if (stalled || failed) {
+            char w[256] = "";
+            const char *msg = "";
+            for (int i = 0; i < L; i++) {
+                if (pb_engine_error(s.nodes[i].e, &msg))
+                    break;
+                if (!pb_engine_finished(s.nodes[i].e)) {
+                    pb_engine_waiting_for(s.nodes[i].e, w, sizeof w);
+                    msg = w;
+                    break;
+                }
+            }
+            snprintf(why, whylen, "%s: %s", stalled ? "stalled" : "failed", msg);
+            okay = 0;
+        }
+        uint64_t m0 = okay ? pb_engine_manifest(s.nodes[root].e) : 0;
+        for (int i = 0; i < L && okay; i++) {
+            if (memcmp(s.nodes[i].copy, src, size)) {
+                snprintf(why, whylen, "node %d: copy differs", i);
+                okay = 0;
+            } else if (pb_engine_manifest(s.nodes[i].e) != m0) {
+                snprintf(why, whylen, "node %d: manifest differs", i);
+                okay = 0;
+            }
+        }
+        if (s.violations) {
+            snprintf(why, whylen, "%d puts into slots not granted", s.violations);
+            okay = 0;
+        }
+    }
+    for (int i = 0; i < L; i++) {
+        struct node *nd = &s.nodes[i];
+        pb_engine_destroy(nd->e);
+        free(nd->pool);
+        free(nd->copy);
+        free(nd->owner);
+        free(nd->evq);
+    }
+    for (int l = 0; l < L * L; l++)
+        while (s.head[l]) {
+            struct msg *m = s.head[l];
+            s.head[l] = m->next;
+            free(m);
+        }
+    free(s.head);
+    free(s.tail);
+    free(s.nodes);
+    free(ios);
+    free(names);
+    free(nb);
+    free(src);
+    return okay;
+}
+
+int main(void)
+{
+    const uint64_t c = 4096;
+    char why[300];
+    for (int L = 1; L <= 9; L++) {
+        const uint64_t sizes[] = { 0, 1, c - 1, c, c + 1, 37 * c + 11, 3 * (uint64_t)L * c };
+        int all = 1;
+        why[0] = 0;
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
+            for (unsigned seed = 1; seed <= 3 && all; seed++)
+                all = run(L, 0, sizes[i], c, 4 + seed * 2, seed * 7919 + L, -1, -1, why, sizeof why);
+        ok(all, "%d node(s): copies exact, manifests agree, no stall %s", L, why);
+    }
+    int all = 1;
+    for (unsigned seed = 1; seed <= 20 && all; seed++)
+        all = run(5, (int)(seed % 5), 50 * c + 7, c, 4, seed, -1, -1, why, sizeof why);
+    ok(all, "5 nodes, root not 0, minimum 4 slots, 20 random schedules %s", why);
+    all = 1;
+    for (unsigned seed = 1; seed <= 3 && all; seed++)
+        all = run(33, 4, 200 * c, c, 4, seed, -1, -1, why, sizeof why);
+    ok(all, "33 nodes, minimum slots: no deadlock on a long ring %s", why);
+    ok(run(6, 0, 40 * c, c, 8, 99, 13, 2, why, sizeof why), "a byte flipped while forwarding is caught: %s", why);
+    return tap_done();
+}
