@@ -78,9 +78,18 @@ void pb_progress_update(void *arg, uint64_t bytes, int nodes_done)
     if (!p->enabled)
         return;
     double t = now_s();
-    /* A bar redraws ten times a second; a log gets a line every 5 s. */
-    if (t - p->last < (p->tty ? 0.1 : 5.0))
-        return;
+    if (p->tty) {
+        /* A bar redraws ten times a second. */
+        if (t - p->last < 0.1)
+            return;
+    } else {
+        /* A log gets a line at each tenth of the way (at most one a second)
+         * and at least every 30 s, so long runs still show life. */
+        int tenth = p->total ? (int)(p->bytes * 10 / p->total) : 10;
+        if (!((tenth > p->last_tenth && t - p->last >= 1.0) || t - p->last >= 30.0))
+            return;
+        p->last_tenth = tenth;
+    }
     p->last = t;
     draw(p, t);
 }

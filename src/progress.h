@@ -14,6 +14,7 @@ struct pb_progress {
     uint64_t total, bytes;
     int nodes, nodes_done;
     int drew;            /* a bar is on screen and must be cleared */
+    int last_tenth;      /* log lines: last tenth of the way reported */
 };
 
 void pb_progress_init(struct pb_progress *p, FILE *out, int enabled, uint64_t total, int nodes);

@@ -1,0 +1,68 @@
+#!/bin/bash
+# run.sh — the whole test suite, as CI runs it:
+#   1. install and build (tests/setup.sh), gcc with -Werror;
+#   2. make check: unit, mpirun integration, bad input, transports, the
+#      multi-host bed and the single-machine Slurm (these two skip where
+#      namespaces or Slurm cannot run);
+#   3. a clang build with -Werror, and its unit tests;
+#   4. an ASan+UBSan build running the unit, integration and bad-input tests;
+#   5. libFuzzer over everything parsed from the wire and the command line.
+# Ends with one line "total: N passed, N failed, N skipped"; exits nonzero on
+# any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+bash tests/setup.sh || exit 1
+if [ "$(id -u)" -eq 0 ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+jobs=$(nproc)
+status=0
+step() { echo; echo "=== $*"; }
+
+UNIT="tests/test_plan tests/test_options tests/test_wire tests/test_engine_sim tests/test_sink \
+tests/test_verbs_wire tests/test_topo tests/test_verbs_nodevice tests/test_verbs_noverbs"
+
+step "make check (gcc, -Werror)"
+make -s check -j1 || status=1
+
+# The other builds start from the distribution tree: that also proves the
+# tarball has every file it needs.
+scratch=$(mktemp -d /var/tmp/p2pbcast-ci.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
+make -s distdir distdir="$scratch/dist" > /dev/null || status=1
+cp -a "$scratch/dist" "$scratch/clang"
+mv "$scratch/dist" "$scratch/asan"
+
+step "clang build (-Werror) and unit tests"
+( cd "$scratch/clang" && OMPI_CC=clang ./configure -q CFLAGS="-O2 -g -Werror" > /dev/null &&
+  OMPI_CC=clang make -s -j"$jobs" > /dev/null &&
+  OMPI_CC=clang make -s check TESTS="$UNIT" ) || status=1
+
+step "ASan + UBSan: unit, integration and bad-input tests"
+san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
+export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp:print_suppressions=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+( cd "$scratch/asan" && ./configure -q CFLAGS="-O1 -g $san" LDFLAGS="$san" > /dev/null &&
+  make -s -j"$jobs" > /dev/null &&
+  P2PBCAST_SKIP_BIG=1 make -s check TESTS="$UNIT tests/test_integration.sh tests/test_badinput.sh" ) || status=1
+unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+
+if [ -x tests/fuzz/run-fuzz.sh ]; then
+    step "libFuzzer, ${FUZZ_SECONDS:-60} s per target"
+    bash tests/fuzz/run-fuzz.sh "${FUZZ_SECONDS:-60}" || status=1
+fi
+
+# One closing line over every test result of every build.
+read -r pass fail skip < <(cat tests/*.trs "$scratch"/*/tests/*.trs 2>/dev/null |
+    awk '/^:test-result:/ { if ($2 == "PASS" || $2 == "XFAIL") p++; else if ($2 == "SKIP") s++; else f++ }
+         END { print p + 0, f + 0, s + 0 }')
+echo
+for d in . "$scratch/clang" "$scratch/asan"; do
+    [ -f "$d/test-suite.log" ] && grep -q '^# FAIL: *[1-9]\|^# ERROR: *[1-9]' "$d/test-suite.log" &&
+        { echo "=== failures in $d/test-suite.log:"; grep -E '^(FAIL|ERROR):' "$d/test-suite.log"; }
+done
+echo "total: $pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ] || status=1
+exit $status
