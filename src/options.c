@@ -130,7 +130,7 @@ int pb_cli_parse(int argc, char **argv, struct pb_cli *cli, char *err, size_t er
     optind = 0; /* full re-initialisation (GNU): parse may be called again */
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+r:c:t:fqvhV", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:c:t:fqvhV", long_opts, NULL)) != -1) {
         switch (c) {
         case 'r':
             if (parse_int(optarg, 0, 1L << 30, &v)) {

@@ -116,9 +116,13 @@ void pb_summary_print(FILE *out, const struct pb_summary *s)
                 sz, s->nodes, s->nodes == 1 ? "" : "s", s->seconds, rate / 1e9, rate * s->nodes / 1e9,
                 (unsigned long long)s->chunks, cs, s->transport, s->ranks, s->ranks == 1 ? "" : "s");
     } else {
-        fprintf(out, "p2pbcast: FAILED (%s) after %.2f s: %d of %d node%s reported an error; no node keeps a "
-                     "partial DEST\n",
-                p2pbcast_strstatus(s->status), s->seconds, s->nfailures, s->nodes, s->nodes == 1 ? "" : "s");
+        if (s->nfailures)
+            fprintf(out, "p2pbcast: FAILED (%s) after %.2f s: %d of %d node%s reported an error; no node keeps a "
+                         "partial DEST\n",
+                    p2pbcast_strstatus(s->status), s->seconds, s->nfailures, s->nodes, s->nodes == 1 ? "" : "s");
+        else
+            fprintf(out, "p2pbcast: FAILED (%s) after %.2f s; nothing was written to DEST on any node\n",
+                    p2pbcast_strstatus(s->status), s->seconds);
     }
     fflush(out);
 }

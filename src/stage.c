@@ -219,7 +219,7 @@ static void root_meta(struct stage *st, struct pb_source *src, const char *sourc
     char err[320];
     if (pb_source_open(src, source, err, sizeof err) < 0) {
         m->code = P2PBCAST_ERR_SOURCE;
-        snprintf(m->msg, sizeof m->msg, "%s: %s", st->bi->names[st->bi->root_leader], err);
+        copy_str(m->msg, sizeof m->msg, err);
         return;
     }
     m->size = (uint64_t)src->st.st_size;
@@ -364,9 +364,16 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     }
     if (st.meta.code) {
         d.code = st.meta.code;
-        copy_str(d.msg, sizeof d.msg, st.meta.msg);
-        if (root)
-            fprintf(stderr, "p2pbcast: error: %s\n", st.meta.msg);
+        d.nfail = 1;
+        snprintf(d.msg, sizeof d.msg, "%s: %.440s", bi->names[bi->root_leader], st.meta.msg);
+        if (root) {
+            fprintf(stderr, "p2pbcast: error: %s\n", d.msg);
+            if (st.fails) {
+                copy_str(st.fail_msgs[0], sizeof st.fail_msgs[0], st.meta.msg);
+                st.fails[0] = (struct pb_failure){ bi->names[bi->root_leader], d.code, st.fail_msgs[0] };
+                st.nfails = 1;
+            }
+        }
         goto out;
     }
     const struct meta *m = &st.meta;

@@ -41,13 +41,18 @@ step "clang build (-Werror) and unit tests"
 
 step "ASan + UBSan: unit, integration and bad-input tests"
 san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
-export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Leak checking where no MPI is loaded: Open MPI unloads its plugins at
+# MPI_Finalize, so their start-up allocations show up as leaks in unknown
+# modules that no suppression can name. The mpirun runs are checked for
+# leaks by valgrind (tests/test_valgrind.sh) with narrow suppressions.
+# hwloc's PCI plugin leaks on every topology load: leave it out.
 ( cd "$scratch/asan" && ./configure -q CFLAGS="-O1 -g $san" LDFLAGS="$san" > /dev/null &&
   make -s -j"$jobs" > /dev/null &&
-  P2PBCAST_SKIP_BIG=1 make -s check TESTS="$UNIT tests/test_integration.sh tests/test_badinput.sh" ) || status=1
-unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+  ASAN_OPTIONS=detect_leaks=1:exitcode=86 HWLOC_COMPONENTS=-pci make -s check TESTS="$UNIT" &&
+  ASAN_OPTIONS=detect_leaks=0:exitcode=86 P2PBCAST_SKIP_BIG=1 \
+      make -s check TESTS="tests/test_integration.sh tests/test_badinput.sh" ) || status=1
+unset UBSAN_OPTIONS
 
 if [ -x tests/fuzz/run-fuzz.sh ]; then
     step "libFuzzer, ${FUZZ_SECONDS:-60} s per target"

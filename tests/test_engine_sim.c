@@ -209,8 +209,10 @@ static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, 
             int take = nd->evlen ? 1 + rand() % nd->evlen : 0;
             for (int k = 0; k < take; k++)
                 pb_engine_handle(nd->e, &nd->evq[k]);
-            memmove(nd->evq, nd->evq + take, (size_t)(nd->evlen - take) * sizeof *nd->evq);
-            nd->evlen -= take;
+            if (take) {
+                memmove(nd->evq, nd->evq + take, (size_t)(nd->evlen - take) * sizeof *nd->evq);
+                nd->evlen -= take;
+            }
             moved |= take > 0;
             pb_engine_pump(nd->e);
             if (pb_engine_error(nd->e, NULL))
