@@ -28,24 +28,38 @@ struct pb_boot {
     int *leader_rank;
 };
 
-/* Wait for a request without spinning: Open MPI's blocking waits poll the
+/* Wait for requests without spinning: Open MPI's blocking waits poll the
  * network at full speed, which on a small node steals the CPU from the
- * ranks that move the data. Sleep 50 us growing to 2 ms between tests. */
-static int wait_idle(MPI_Request *req)
+ * ranks that move the data. Sleep 50 us growing to 2 ms between tests.
+ * Returns MPI_SUCCESS, an MPI error, or -1 when timeout (> 0) expired. */
+static int wait_all_idle(int n, MPI_Request *req, double timeout)
 {
-    int done = 0;
     long ns = 50000;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     while (1) {
-        int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        int done = 0;
+        int rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS)
             return rc;
         if (done)
             return MPI_SUCCESS;
+        if (timeout > 0) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) * 1e-9 > timeout)
+                return -1;
+        }
         struct timespec ts = { 0, ns };
         nanosleep(&ts, NULL);
         if (ns < 2000000)
             ns *= 2;
     }
+}
+
+static int wait_idle(MPI_Request *req)
+{
+    return wait_all_idle(1, req, 0);
 }
 
 static void mpi_err(int rc, const char *what, char *err, size_t errlen)
@@ -155,18 +169,64 @@ const struct pb_boot_info *pb_boot_info(const struct pb_boot *b)
     return &b->info;
 }
 
-int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len)
+int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
 {
     MPI_Request r;
     int rc = MPI_Ibcast(buf, (int)len, MPI_BYTE, b->info.root, b->comm, &r);
-    return rc == MPI_SUCCESS ? wait_idle(&r) : rc;
+    if (rc == MPI_SUCCESS)
+        rc = wait_all_idle(1, &r, timeout);
+    return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : -1;
 }
 
-int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len)
+/* Point to point rather than MPI_Igather, so that the root knows exactly
+ * which leaders have not answered when the time is up. */
+#define TAG_VOTE 7301
+int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, double timeout,
+                   unsigned char *missing)
 {
-    MPI_Request r;
-    int rc = MPI_Igather(mine, (int)len, MPI_BYTE, all, (int)len, MPI_BYTE, b->info.root_leader, b->leaders, &r);
-    return rc == MPI_SUCCESS ? wait_idle(&r) : rc;
+    const struct pb_boot_info *in = &b->info;
+    int rc;
+    if (in->leader != in->root_leader) {
+        MPI_Request r;
+        rc = MPI_Isend(mine, (int)len, MPI_BYTE, in->root_leader, TAG_VOTE, b->leaders, &r);
+        if (rc == MPI_SUCCESS)
+            rc = wait_all_idle(1, &r, timeout);
+        return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : -1;
+    }
+    int n = in->nleaders;
+    MPI_Request *req = malloc((size_t)n * sizeof *req);
+    if (!req)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        req[i] = MPI_REQUEST_NULL;
+        if (i == in->leader)
+            memcpy((char *)all + (size_t)i * len, mine, len);
+        else if (MPI_Irecv((char *)all + (size_t)i * len, (int)len, MPI_BYTE, i, TAG_VOTE, b->leaders, &req[i]) !=
+                 MPI_SUCCESS)
+            req[i] = MPI_REQUEST_NULL, rc = -1;
+    }
+    rc = wait_all_idle(n, req, timeout);
+    if (rc == -1) {
+        for (int i = 0; i < n; i++) {
+            int done = 1;
+            if (req[i] != MPI_REQUEST_NULL)
+                MPI_Test(&req[i], &done, MPI_STATUS_IGNORE);
+            if (missing)
+                missing[i] = !done;
+            if (!done) {
+                MPI_Cancel(&req[i]);
+                MPI_Request_free(&req[i]);
+            }
+        }
+    }
+    free(req);
+    return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : -1;
+}
+
+void pb_boot_abort(struct pb_boot *b, int code)
+{
+    fflush(stderr);
+    MPI_Abort(b->comm, code);
 }
 
 int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)

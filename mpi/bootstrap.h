@@ -28,10 +28,16 @@ struct pb_boot_info {
 int pb_boot_open(const void *comm, int root, int per_rank, struct pb_boot **out, char *err, size_t errlen);
 const struct pb_boot_info *pb_boot_info(const struct pb_boot *b);
 
-/* All ranks: the root's len bytes to every rank. */
-int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len);
-/* Leaders only: every leader's len bytes to the root, in leader order. */
-int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len);
+/* All ranks: the root's len bytes to every rank. timeout in seconds (<= 0:
+ * wait as long as it takes). Returns 0, 1 on timeout, -1 on MPI failure. */
+int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout);
+/* Leaders only: every leader's len bytes to the root, in leader order.
+ * Returns 0, -1 on MPI failure, 1 on timeout; then, on the root, missing[i]
+ * is 1 for each leader not heard from (missing may be NULL elsewhere). */
+int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, double timeout,
+                   unsigned char *missing);
+/* End the whole job now with this exit status (a rank does not answer). */
+void pb_boot_abort(struct pb_boot *b, int code);
 /* Leaders only: every leader's len bytes to every leader (for transports). */
 int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len);
 /* Leaders only: pointer to the leaders' MPI_Comm (for the mpi transport). */

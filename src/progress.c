@@ -100,6 +100,7 @@ void pb_progress_end(struct pb_progress *p)
         draw(p, now_s());
         fputc('\n', p->out);
         fflush(p->out);
+        p->drew = 0;
     }
 }
 

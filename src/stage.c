@@ -97,6 +97,7 @@ struct stage {
     char (*fail_msgs)[496];
     int nfails;
     int quiet, verbose;
+    int printed_self; /* the root already printed its own failure */
 };
 
 static double now_s(void)
@@ -162,13 +163,55 @@ static void check_dest_paths(struct stage *st, const struct vote *root_vote)
         }
 }
 
+/* How long an agreement point may wait. Leaders leave the transfer within
+ * about one --timeout of each other (a node whose peers fail notices at once
+ * or times out), so the root waits one timeout plus a margin for the votes,
+ * and the other leaders wait twice that for the decision. Other ranks on a
+ * node wait as long as the job runs. */
+static double vote_timeout(const struct stage *st)
+{
+    if (!st->bi->is_leader)
+        return 0;
+    return is_root(st) ? st->o->timeout + 5 : 2 * st->o->timeout + 10;
+}
+
+/* An agreement point did not complete in time: a node is stalled or gone.
+ * Say who, then end the whole job: waiting longer would be a hang. */
+static void give_up(struct stage *st, const unsigned char *missing)
+{
+    const struct pb_boot_info *bi = st->bi;
+    char who[1024] = "";
+    size_t n = 0;
+    int count = 0;
+    for (int i = 0; missing && i < bi->nleaders; i++)
+        if (missing[i]) {
+            count++;
+            if (n < sizeof who - 64)
+                n += (size_t)snprintf(who + n, sizeof who - n, "%s%s", n ? ", " : "", bi->names[i]);
+        }
+    if (is_root(st))
+        fprintf(stderr, "p2pbcast: error: no answer within %.0f s from %d node(s): %s%s; aborting the job\n",
+                vote_timeout(st), count, who, n >= sizeof who - 64 ? ", ..." : "");
+    else
+        fprintf(stderr, "p2pbcast: error: %s: no word from the root %s within %.0f s; aborting the job\n",
+                bi->names[bi->leader], bi->names[bi->root_leader], vote_timeout(st));
+    pb_boot_abort(st->boot, P2PBCAST_ERR_TRANSFER);
+}
+
 static int agree(struct stage *st, struct vote *mine, struct decision *d, vote_check check)
 {
     const struct pb_boot_info *bi = st->bi;
     memset(d, 0, sizeof *d);
-    if (bi->is_leader && pb_boot_gather(st->boot, mine, st->votes, sizeof *mine) != 0) {
-        d->code = P2PBCAST_ERR_INTERNAL;
-        snprintf(d->msg, sizeof d->msg, "MPI gather of the nodes' status failed");
+    if (bi->is_leader) {
+        unsigned char *missing = is_root(st) ? calloc((size_t)bi->nleaders, 1) : NULL;
+        int rc = pb_boot_gather(st->boot, mine, st->votes, sizeof *mine, vote_timeout(st), missing);
+        if (rc == 1 && is_root(st))
+            give_up(st, missing);
+        free(missing);
+        if (rc < 0) {
+            d->code = P2PBCAST_ERR_INTERNAL;
+            snprintf(d->msg, sizeof d->msg, "MPI gather of the nodes' status failed");
+        }
     }
     if (is_root(st) && !d->code) {
         if (check)
@@ -192,10 +235,12 @@ static int agree(struct stage *st, struct vote *mine, struct decision *d, vote_c
                 st->nfails++;
             }
         }
-        /* Primary causes first, then the nodes that stopped because of them. */
+        /* Primary causes first, then the nodes that stopped because of them;
+         * the root's own failure was printed the moment it happened. */
         for (int pass = 0; pass < 2 && d->nfail; pass++)
             for (int i = 0; i < bi->nleaders; i++)
-                if (st->votes[i].code && st->votes[i].secondary == pass)
+                if (st->votes[i].code && st->votes[i].secondary == pass &&
+                    !(i == bi->root_leader && st->printed_self))
                     fprintf(stderr, "p2pbcast: error: %s: %s\n", bi->names[i], st->votes[i].msg);
         if (first < 0)
             first = first_any;
@@ -204,7 +249,10 @@ static int agree(struct stage *st, struct vote *mine, struct decision *d, vote_c
             snprintf(d->msg, sizeof d->msg, "%s: %s", bi->names[first], st->votes[first].msg);
         }
     }
-    if (pb_boot_bcast(st->boot, d, sizeof *d) != 0 && !d->code) {
+    int rc = pb_boot_bcast(st->boot, d, sizeof *d, vote_timeout(st));
+    if (rc == 1)
+        give_up(st, NULL);
+    if (rc < 0 && !d->code) {
         d->code = P2PBCAST_ERR_INTERNAL;
         snprintf(d->msg, sizeof d->msg, "MPI broadcast of the decision failed");
     }
@@ -272,11 +320,21 @@ static int engine_status(int cls)
 struct io_ctx {
     struct pb_source *src;
     struct pb_sink *sink;
+    long read_delay_ms; /* testing only: P2PBCAST_TEST_READ_DELAY_MS */
 };
 
 static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size_t errlen)
 {
-    return pb_source_read(((struct io_ctx *)c)->src, off, buf, len, err, errlen);
+    struct io_ctx *io = c;
+    if (io->read_delay_ms > 0) {
+        struct timespec ts = { io->read_delay_ms / 1000, (io->read_delay_ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    /* A SOURCE that changes under us must not become N wrong copies: check
+     * size and mtime with every chunk (one fstat per chunk). */
+    if (pb_source_read(io->src, off, buf, len, err, errlen) < 0)
+        return -1;
+    return pb_source_check_unchanged(io->src, err, errlen);
 }
 
 static int io_write(void *c, uint64_t off, const void *buf, size_t len, char *err, size_t errlen)
@@ -357,7 +415,10 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
         }
     }
     /* 1. What the root found. */
-    if (pb_boot_bcast(st.boot, &st.meta, sizeof st.meta) != 0) {
+    int brc = pb_boot_bcast(st.boot, &st.meta, sizeof st.meta, vote_timeout(&st));
+    if (brc == 1)
+        give_up(&st, NULL);
+    if (brc != 0) {
         d.code = P2PBCAST_ERR_INTERNAL;
         snprintf(d.msg, sizeof d.msg, "MPI broadcast from the root failed");
         goto out;
@@ -479,7 +540,8 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     memset(&mine, 0, sizeof mine);
     pb_progress_init(&prog, stderr, root && !st.quiet, m->size, plan.nrecv);
     if (bi->is_leader) {
-        struct io_ctx io = { &src, &sink };
+        const char *delay = getenv("P2PBCAST_TEST_READ_DELAY_MS");
+        struct io_ctx io = { &src, &sink, delay ? strtol(delay, NULL, 10) : 0 };
         const char *fault = getenv("P2PBCAST_TEST_CORRUPT_CHUNK");
         struct pb_engine_cfg ec = {
             .plan = &plan,
@@ -507,6 +569,13 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
             if (cls) {
                 pb_engine_error(eng, &emsg);
                 set_vote(&mine, engine_status(cls), cls == PB_EE_PEER || cls == PB_EE_TIMEOUT, emsg);
+                if (root) {
+                    /* Say it now: if a rank died, the launcher may end the
+                     * job before the votes are counted. */
+                    pb_progress_end(&prog);
+                    fprintf(stderr, "p2pbcast: error: %s: %s\n", bi->names[bi->leader], emsg);
+                    st.printed_self = 1;
+                }
                 /* Close now so that neighbours notice at once, not at their timeout. */
                 tp->ops->close(tp);
                 tp = NULL;

@@ -1,0 +1,74 @@
+#!/bin/bash
+# test_faults.sh — failures during a transfer: a rank killed, a rank stopped,
+# a full disk on one node, SOURCE changed mid-copy. Each must end the job
+# with a nonzero status in bounded time, a message naming the node, and no
+# DEST (nor temporary file) on any node.
+. "$(dirname "$0")/lib.sh"
+
+D="$WORK/d"
+mkdir -p "$D"
+mkfile "$WORK/src" $((96 * 65536))   # 96 chunks of 64 KiB
+export P2PBCAST_TEST_READ_DELAY_MS=25 # ~2.4 s of reading: time to strike
+
+# Start a 4-rank job in the background with mpirun's defaults (as users run it).
+start() {
+    ( cd "$WORK" && exec timeout 120 "$MPIRUN" --oversubscribe --allow-run-as-root --bind-to none \
+        --mca btl_vader_single_copy_mechanism none -np 4 "$P2PBCAST" --per-rank -c 64K "$@" > "$WORK/out" 2>&1 )&
+    job=$!
+}
+# pid of the p2pbcast process of world rank $1 of the job writing under $D
+rank_pid() {
+    local p
+    for p in $(pgrep -f "$D/x.%r"); do
+        tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" &&
+            [ "$(cat /proc/$p/comm)" = p2pbcast ] && { echo "$p"; return 0; }
+    done
+    return 1
+}
+wait_job() { local t0=$SECONDS; wait "$job"; rc=$?; took=$((SECONDS - t0)); }
+nothing_left() { only_these "$D" && [ -z "$(ls -A "$D")" ]; }
+
+# 1. SIGKILL a receiver in the middle.
+start --timeout 10 "$WORK/src" "$D/x.%r"
+for _ in $(seq 50); do pid=$(rank_pid 2) && break; sleep 0.1; done
+sleep 0.8
+kill -9 "$pid" 2>/dev/null
+wait_job
+[ $rc -ne 0 ] && grep -q "^p2pbcast: error: .*(rank 2)" "$WORK/out" && nothing_left
+ok $? "rank 2 killed mid-transfer: job status $rc after ${took}s, the dead rank is named, no DEST anywhere"
+grep 'p2pbcast: error' "$WORK/out" | head -3 | diag
+
+# 2. SIGSTOP a receiver: the others time out, the root names it, the job ends.
+start --timeout 3 "$WORK/src" "$D/x.%r"
+for _ in $(seq 50); do pid=$(rank_pid 1) && break; sleep 0.1; done
+sleep 0.8
+kill -STOP "$pid" 2>/dev/null
+wait_job
+kill -CONT "$pid" 2>/dev/null
+[ $rc -ne 0 ] && grep -Eq "no answer within .* from 1 node\(s\): .*rank 1\)" "$WORK/out" && nothing_left
+ok $? "rank 1 stopped: job status $rc after ${took}s (timeout 3 s), the stalled rank is named, no DEST"
+grep 'p2pbcast: error' "$WORK/out" | head -3 | diag
+[ "$took" -lt 60 ]; ok $? "a stalled rank does not hang the job (ended after ${took}s)"
+
+# 3. SOURCE changed while it is read.
+cp "$WORK/src" "$WORK/src2"
+start "$WORK/src2" "$D/x.%r"
+sleep 1
+echo more >> "$WORK/src2"
+wait_job
+[ $rc -eq 3 ] && grep -q "SOURCE '$WORK/src2' was modified during the copy" "$WORK/out" && nothing_left
+ok $? "SOURCE appended to mid-copy: status $rc, reported, no DEST"
+unset P2PBCAST_TEST_READ_DELAY_MS
+
+# 4. DEST's filesystem full on one node: fails before the transfer.
+mkdir -p "$WORK/n0" "$WORK/n1" "$WORK/n2"
+if mount -t tmpfs -o size=1m tmpfs "$WORK/n2" 2>/dev/null; then
+    run 3 --per-rank "$WORK/src" "$WORK/n%r/x"
+    [ "$rcs" = "4x3 " ] && echo "$out" | grep -q "rank 2): cannot reserve 6291456 bytes for DEST '$WORK/n2/x': No space left on device" &&
+        [ -z "$(find "$WORK/n0" "$WORK/n1" "$WORK/n2" -mindepth 1)" ]
+    ok $? "DEST filesystem full on rank 2: status 4 on every rank ($rcs), named, nothing left"
+    umount "$WORK/n2"
+else
+    skip "DEST filesystem full: cannot mount a tmpfs here"
+fi
+done_testing
