@@ -18,10 +18,10 @@
  *            successor credit; inject chunks only while transit is empty and
  *            the successor has >= 2 credits (bubble rule).
  *
- * Events live in a 4-ary min-heap keyed on integer picoseconds. Credits are
+ * Events are kept in time buckets keyed on integer picoseconds (see evq). Credits are
  * queued with the time they become usable; a node blocked on a credit that
  * is still in flight gets a wake-up event at that time, so most messages
- * cost one heap event (out-link done and in-link done coincide) or two. */
+ * cost one event (out-link done and in-link done coincide) or two. */
 #include "model.h"
 #include "plan.h"
 
@@ -42,61 +42,85 @@ enum { EV_SENT = 0, EV_ARRIVE = 1, EV_XFER = 2, EV_WAKE = 3 };
 #define CLS_ROOT 1ull /* outq entry flag: the chunk sits in one of our root slots */
 
 struct ev {
-    uint64_t t;
     uint32_t who; /* node | kind << EV_SHIFT */
     uint32_t k;
 };
 
-struct heap {
+/* The event queue. Message costs come from a handful of values (alpha,
+ * alpha + c/B, alpha + last/B), so events pile up on few distinct times:
+ * thousands of events share a time at scale. Keep one FIFO bucket per
+ * distinct pending time, the buckets sorted by time (latest first, so the
+ * earliest is popped from the end). Events at the same time run in the
+ * order they were scheduled. */
+struct bucket {
+    uint64_t t;
     struct ev *v;
     size_t n, cap;
 };
 
-static int heap_push(struct heap *h, uint64_t t, uint32_t who, uint32_t k)
+struct evq {
+    struct bucket *b; /* b[0..nb-1] pending, sorted by t descending; spare ones after */
+    size_t nb, cap;
+    size_t hint[2];   /* indices of the buckets used last (hints) */
+};
+
+static int evq_push(struct evq *q, uint64_t t, uint32_t who, uint32_t k)
 {
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 1024;
-        struct ev *nv = realloc(h->v, nc * sizeof *nv);
+    size_t i;
+    if (q->hint[0] < q->nb && q->b[q->hint[0]].t == t) {
+        i = q->hint[0];
+    } else if (q->hint[1] < q->nb && q->b[q->hint[1]].t == t) {
+        i = q->hint[1];
+    } else {
+        /* first index whose time is <= t (times descending) */
+        size_t lo = 0, hi = q->nb;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (q->b[mid].t > t)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        i = lo;
+        if (i == q->nb || q->b[i].t != t) {
+            if (q->nb == q->cap) {
+                size_t nc = q->cap ? q->cap * 2 : 64;
+                struct bucket *nb = realloc(q->b, nc * sizeof *nb);
+                if (!nb)
+                    return -1;
+                memset(nb + q->cap, 0, (nc - q->cap) * sizeof *nb);
+                q->b = nb;
+                q->cap = nc;
+            }
+            /* reuse the spare bucket just past the end, keep its storage */
+            struct bucket spare = q->b[q->nb];
+            memmove(q->b + i + 1, q->b + i, (q->nb - i) * sizeof *q->b);
+            spare.t = t;
+            spare.n = 0;
+            q->b[i] = spare;
+            q->nb++;
+        }
+        q->hint[1] = q->hint[0];
+        q->hint[0] = i;
+    }
+    struct bucket *b = &q->b[i];
+    if (b->n == b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 64;
+        struct ev *nv = realloc(b->v, nc * sizeof *nv);
         if (!nv)
             return -1;
-        h->v = nv;
-        h->cap = nc;
+        b->v = nv;
+        b->cap = nc;
     }
-    size_t i = h->n++;
-    struct ev e = { t, who, k };
-    while (i > 0) {
-        size_t par = (i - 1) / 4;
-        if (h->v[par].t <= t)
-            break;
-        h->v[i] = h->v[par];
-        i = par;
-    }
-    h->v[i] = e;
+    b->v[b->n++] = (struct ev){ who, k };
     return 0;
 }
 
-static struct ev heap_pop(struct heap *h)
+static void evq_free(struct evq *q)
 {
-    struct ev top = h->v[0];
-    struct ev last = h->v[--h->n];
-    size_t n = h->n, i = 0;
-    for (;;) {
-        size_t c = 4 * i + 1;
-        if (c >= n)
-            break;
-        size_t best = c;
-        size_t end = c + 4 < n ? c + 4 : n;
-        for (size_t j = c + 1; j < end; j++)
-            if (h->v[j].t < h->v[best].t)
-                best = j;
-        if (h->v[best].t >= last.t)
-            break;
-        h->v[i] = h->v[best];
-        i = best;
-    }
-    if (n)
-        h->v[i] = last;
-    return top;
+    for (size_t i = 0; i < q->cap; i++)
+        free(q->b[i].v);
+    free(q->b);
 }
 
 /* Small FIFO of 64-bit values with its storage in the model's pool. */
@@ -148,17 +172,19 @@ struct mnode {
 struct model {
     struct pb_plan p;
     int R;                 /* receivers; the root is node R */
+    int *succ, *pred;      /* pb_plan_successor/predecessor of each receiver, looked up once */
+    uint64_t last_chunk;   /* the only chunk that may be short */
+    int check;             /* check every arrival against pb_plan_sender */
     struct mnode *n;       /* R + 1 nodes */
     uint64_t *pool;
     uint64_t *pending;     /* root: chunks read, waiting for a credit, oldest first */
     uint32_t npending, free_bufs, nslots;
     uint64_t next_read;
-    uint64_t alpha_ps, d_full, d_last, full_len;
-    double ps_per_byte;
+    uint64_t alpha_ps, d_full, d_last;
     uint64_t now, finish, first_done, root_busy;
     uint64_t messages, events;
     int ndone;
-    struct heap h;
+    struct evq q;
     int bad;               /* internal error: queue overflow, schedule mismatch */
     char why[256];
 };
@@ -173,7 +199,7 @@ static void bad(struct model *m, const char *what, int node, uint64_t k)
 
 static void push_ev(struct model *m, uint64_t t, int kind, int node, uint64_t k)
 {
-    if (heap_push(&m->h, t, (uint32_t)node | (uint32_t)kind << EV_SHIFT, (uint32_t)k) < 0)
+    if (evq_push(&m->q, t, (uint32_t)node | (uint32_t)kind << EV_SHIFT, (uint32_t)k) < 0)
         bad(m, "out of memory for events", node, k);
 }
 
@@ -188,7 +214,7 @@ static void wake(struct model *m, int node, uint64_t t)
 
 static inline int dst_of(const struct model *m, int node, uint64_t k)
 {
-    return node == m->R ? pb_plan_scatter_target(&m->p, k) : pb_plan_successor(&m->p, node);
+    return node == m->R ? pb_plan_scatter_target(&m->p, k) : m->succ[node];
 }
 
 /* Start the head of node's out-queue now. */
@@ -196,8 +222,7 @@ static void start(struct model *m, int node)
 {
     struct mnode *x = &m->n[node];
     uint64_t k = (uint32_t)q_front(&x->outq, 0);
-    uint64_t len = pb_plan_chunk_len(&m->p, k) + PB_TRAILER_SIZE;
-    uint64_t d = len == m->full_len ? m->d_full : m->d_last;
+    uint64_t d = k == m->last_chunk ? m->d_last : m->d_full;
     int dst = dst_of(m, node, k);
     struct mnode *y = &m->n[dst];
     uint64_t out_end = m->now + d;
@@ -237,7 +262,7 @@ static void grant(struct model *m, int r, int from_root)
         if (m->npending)
             wake(m, m->R, t);
     } else {
-        int pr = pb_plan_predecessor(&m->p, r);
+        int pr = m->pred[r];
         struct mnode *x = &m->n[pr];
         if (q_push(&x->cred, t) < 0)
             bad(m, "ring credit overflow", r, 0);
@@ -313,8 +338,7 @@ static void on_arrive(struct model *m, int sender, uint64_t k)
 {
     int from_root = sender == m->R;
     int r = dst_of(m, sender, k);
-    int want = pb_plan_sender(&m->p, r, k);
-    if (want != (from_root ? PB_FROM_ROOT : sender)) {
+    if (m->check && pb_plan_sender(&m->p, r, k) != (from_root ? PB_FROM_ROOT : sender)) {
         bad(m, "chunk arrived from the wrong sender", r, k);
         return;
     }
@@ -416,8 +440,11 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     res->ideal = (double)F / B;
     res->tail = R >= 1 ? (double)(R - 1) * (cfg->alpha + (double)c / B) : 0;
     res->per_message = (double)m->p.nchunks * cfg->alpha;
+    /* Closed form: the root's link carries every chunk (payload, trailer,
+     * alpha), then the last chunk makes R-1 more hops. */
     res->estimate = R >= 1 && m->p.nchunks
-                        ? res->ideal + res->per_message + res->tail + cfg->alpha + (double)c / B
+                        ? (double)(F + m->p.nchunks * PB_TRAILER_SIZE) / B + res->per_message +
+                              (double)(R - 1) * (cfg->alpha + (double)(c + PB_TRAILER_SIZE) / B)
                         : 0;
     res->single_sender = (double)R * res->ideal;
     res->scatter_allgather = 2.0 * (double)R / (double)cfg->nodes * res->ideal;
@@ -433,22 +460,31 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     m->nslots = slots;
     m->free_bufs = slots;
     m->alpha_ps = to_ps(cfg->alpha);
-    m->full_len = c + PB_TRAILER_SIZE;
-    m->d_full = to_ps(cfg->alpha + (double)m->full_len / B);
-    m->d_last = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(&m->p, m->p.nchunks - 1) + PB_TRAILER_SIZE) / B);
+    m->check = cfg->check;
+    m->last_chunk = m->p.nchunks - 1;
+    m->d_full = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(&m->p, 0) + PB_TRAILER_SIZE) / B);
+    m->d_last = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(&m->p, m->last_chunk) + PB_TRAILER_SIZE) / B);
 
     /* Per node: outq(slots) transit(ring) inject(root) cred(ring) rcred(root). */
     size_t per = (size_t)slots + 2 * ring_slots + 2 * root_slots;
     m->n = calloc((size_t)R + 1, sizeof *m->n);
     m->pool = malloc(((size_t)R + 1) * per * sizeof *m->pool);
     m->pending = malloc(slots * sizeof *m->pending);
-    if (!m->n || !m->pool || !m->pending) {
+    m->succ = malloc((size_t)R * sizeof *m->succ);
+    m->pred = malloc((size_t)R * sizeof *m->pred);
+    if (!m->n || !m->pool || !m->pending || !m->succ || !m->pred) {
+        free(m->succ);
+        free(m->pred);
         snprintf(err, errlen, "out of memory for %d nodes", cfg->nodes);
         free(m->n);
         free(m->pool);
         free(m->pending);
         free(m);
         return -1;
+    }
+    for (int r = 0; r < R; r++) {
+        m->succ[r] = pb_plan_successor(&m->p, r);
+        m->pred[r] = pb_plan_predecessor(&m->p, r);
     }
     for (int i = 0; i <= R; i++) {
         struct mnode *x = &m->n[i];
@@ -474,31 +510,40 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     }
     pump_root(m);
 
-    while (m->h.n && m->ndone < R && !m->bad) {
-        struct ev e = heap_pop(&m->h);
-        m->now = e.t;
-        m->events++;
-        int node = (int)(e.who & EV_NODE_MASK);
-        switch (e.who >> EV_SHIFT) {
-        case EV_SENT:
-            on_sent(m, node);
-            break;
-        case EV_ARRIVE:
-            on_arrive(m, node, e.k);
-            break;
-        case EV_XFER:
-            on_sent(m, node);
-            on_arrive(m, node, e.k);
-            break;
-        case EV_WAKE:
-            if (m->n[node].wake_at == e.t)
-                m->n[node].wake_at = NEVER;
-            if (node == R)
-                pump_root(m);
-            else
-                pump_recv(m, node);
-            break;
+    while (m->q.nb && m->ndone < R && !m->bad) {
+        /* Run the earliest bucket; events scheduled for the same time while
+         * it runs are appended to it and run too. */
+        m->now = m->q.b[m->q.nb - 1].t;
+        /* Later buckets are inserted before it: it stays the last one. */
+        for (size_t i = 0; i < m->q.b[m->q.nb - 1].n && !m->bad; i++) {
+            struct ev e = m->q.b[m->q.nb - 1].v[i];
+            m->events++;
+            int node = (int)(e.who & EV_NODE_MASK);
+            switch (e.who >> EV_SHIFT) {
+            case EV_SENT:
+                on_sent(m, node);
+                break;
+            case EV_ARRIVE:
+                on_arrive(m, node, e.k);
+                break;
+            case EV_XFER:
+                on_sent(m, node);
+                on_arrive(m, node, e.k);
+                break;
+            case EV_WAKE:
+                if (m->n[node].wake_at == m->now)
+                    m->n[node].wake_at = NEVER;
+                if (node == R)
+                    pump_root(m);
+                else
+                    pump_recv(m, node);
+                break;
+            }
         }
+        /* Retire it: it is the last pending one (nothing earlier can have
+         * been added); keep its storage as the spare. */
+        m->q.b[m->q.nb - 1].n = 0;
+        m->q.nb--;
     }
 
     int rc = 0;
@@ -518,7 +563,9 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     }
     res->messages = m->messages;
     res->events = m->events;
-    free(m->h.v);
+    evq_free(&m->q);
+    free(m->succ);
+    free(m->pred);
     free(m->n);
     free(m->pool);
     free(m->pending);

@@ -39,6 +39,7 @@ struct pb_model_cfg {
     uint64_t chunk_size;  /* 0: pb_plan_default_chunk(F, N - 1) */
     uint32_t slots;       /* slots per node; 0: 8 (the p2pbcast default), >= 4 */
     uint32_t root_slots;  /* receivers' slots for the root; 0: slots / 4 as p2pbcast does */
+    int check;            /* also check every arrival against pb_plan_sender (slower) */
 };
 
 struct pb_model_result {
@@ -47,7 +48,7 @@ struct pb_model_result {
     double efficiency;        /* ideal / time (1 when nothing has to move) */
     double tail;              /* (N-2) * (alpha + c/B): the ring's drain */
     double per_message;       /* nchunks * alpha: what the root's link spends on latency */
-    double estimate;          /* ideal + per_message + tail + alpha + c/B: closed form */
+    double estimate;          /* closed form: (F + trailers)/B + per_message + tail */
     double single_sender;     /* (N-1) * F/B */
     double scatter_allgather; /* 2 (N-1)/N * F/B */
     double binomial;          /* ceil(log2 N) * F/B */

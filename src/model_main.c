@@ -117,7 +117,7 @@ static void text_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
             fmt_time(r->ideal, b1, sizeof b1));
     fprintf(o, "  tail term (N-2)(alpha + c/B)   %s\n", fmt_time(r->tail, b1, sizeof b1));
     fprintf(o, "  per-message term chunks*alpha  %s\n", fmt_time(r->per_message, b1, sizeof b1));
-    fprintf(o, "  closed form F/B + both + 1 hop %s\n", fmt_time(r->estimate, b1, sizeof b1));
+    fprintf(o, "  closed form F/B + both terms   %s\n", fmt_time(r->estimate, b1, sizeof b1));
     if (r->time > 0) {
         fprintf(o, "  first node complete            %s\n", fmt_time(r->first_done, b1, sizeof b1));
         fprintf(o, "  root out-link busy             %.1f %%\n", 100 * r->root_busy);

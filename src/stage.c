@@ -22,6 +22,7 @@
 #include "options.h"
 #include "plan.h"
 #include "progress.h"
+#include "shared_dest.h"
 #include "sink.h"
 #include "source.h"
 #include "topo.h"
@@ -143,24 +144,6 @@ static void check_manifests(struct stage *st, const struct vote *root_vote)
                      (unsigned long long)v->manifest, (unsigned long long)root_vote->manifest);
         }
     }
-}
-
-/* Root: votes carry each leader's expanded DEST; two leaders on one host
- * must not write the same path. */
-static void check_dest_paths(struct stage *st, const struct vote *root_vote)
-{
-    (void)root_vote;
-    const struct pb_boot_info *bi = st->bi;
-    for (int i = 0; i < bi->nleaders; i++)
-        for (int j = 0; j < i; j++) {
-            struct vote *a = &st->votes[j], *b = &st->votes[i];
-            if (!a->code && !b->code && !strcmp(bi->hosts[i], bi->hosts[j]) && !strcmp(a->msg, b->msg)) {
-                char tmp[sizeof b->msg];
-                snprintf(tmp, sizeof tmp, "DEST '%.300s' is also written by %s on the same host: put %%r in DEST",
-                         b->msg, bi->names[j]);
-                set_vote(b, P2PBCAST_ERR_USAGE, 0, tmp);
-            }
-        }
 }
 
 /* How long an agreement point may wait. Leaders leave the transfer within
@@ -321,6 +304,7 @@ struct io_ctx {
     struct pb_source *src;
     struct pb_sink *sink;
     long read_delay_ms; /* testing only: P2PBCAST_TEST_READ_DELAY_MS */
+    int writes;         /* this node writes DEST (not a sharer of another's) */
 };
 
 static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size_t errlen)
@@ -339,7 +323,8 @@ static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size
 
 static int io_write(void *c, uint64_t off, const void *buf, size_t len, char *err, size_t errlen)
 {
-    return pb_sink_write(((struct io_ctx *)c)->sink, off, buf, len, err, errlen);
+    struct io_ctx *io = c;
+    return io->writes ? pb_sink_write(io->sink, off, buf, len, err, errlen) : 0;
 }
 
 /* The peers a leader talks to: the root talks to every receiver; a
@@ -402,6 +387,8 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     struct pb_plan plan;
     struct pb_progress prog;
     char dpath[4096] = "";
+    char probe[4096] = ""; /* our shared-DEST probe file, removed at the end */
+    int writes = 0, sharers = 1;
 
     if (root) {
         st.votes = calloc((size_t)bi->nleaders, sizeof *st.votes);
@@ -454,20 +441,39 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
                 bi->max_ranks_per_node);
     }
 
-    /* 2. Where each node writes; no two leaders may write the same path on
-     * the same host. */
+    /* 2. Where each node writes. */
     memset(&mine, 0, sizeof mine);
     if (bi->is_leader) {
         char perr[256];
         if (pb_expand_dest(dest, bi->host, bi->rank, dpath, sizeof dpath, perr, sizeof perr) < 0)
             set_vote(&mine, P2PBCAST_ERR_USAGE, 0, perr);
-        else
-            snprintf(mine.msg, sizeof mine.msg, "%s", dpath);
     }
-    if (agree(&st, &mine, &d, check_dest_paths))
+    if (agree(&st, &mine, &d, NULL))
         goto out;
 
-    /* 3. Open the temporary copy on every node. */
+    /* 2b. Nodes that see one DEST file on a shared filesystem: only the
+     * lowest-numbered of them writes it; the others still receive, check
+     * and pass chunks on. Two barriers: all probes exist before anyone
+     * looks, and nobody removes its probe before everyone has looked. */
+    writes = bi->is_leader;
+    if (bi->is_leader)
+        (void)pb_probe_create(dpath, m->secret, bi->leader, probe, sizeof probe);
+    memset(&mine, 0, sizeof mine);
+    if (agree(&st, &mine, &d, NULL))
+        goto out;
+    if (bi->is_leader && probe[0]) {
+        int w = pb_probe_writer(dpath, m->secret, bi->leader, &sharers);
+        writes = w == bi->leader;
+        if (st.verbose && sharers > 1)
+            fprintf(stderr, "p2pbcast: %s: DEST '%s' is shared by %d nodes; %s\n", bi->names[bi->leader], dpath,
+                    sharers, writes ? "this node writes it" : "written by another node");
+    }
+    memset(&mine, 0, sizeof mine);
+    if (agree(&st, &mine, &d, NULL))
+        goto out;
+    pb_probe_remove(probe);
+
+    /* 3. Open the temporary copy on every node that writes. */
     struct pb_sink_want want = {
         .size = m->size,
         .mode = (mode_t)m->mode,
@@ -476,7 +482,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
         .source = root ? &src.st : NULL,
     };
     memset(&mine, 0, sizeof mine);
-    if (bi->is_leader) {
+    if (writes) {
         if (pb_sink_open(&sink, dpath, &want, err, sizeof err) < 0)
             set_vote(&mine, P2PBCAST_ERR_DEST, 0, err);
         else
@@ -541,7 +547,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     pb_progress_init(&prog, stderr, root && !st.quiet, m->size, plan.nrecv);
     if (bi->is_leader) {
         const char *delay = getenv("P2PBCAST_TEST_READ_DELAY_MS");
-        struct io_ctx io = { &src, &sink, delay ? strtol(delay, NULL, 10) : 0 };
+        struct io_ctx io = { &src, &sink, delay ? strtol(delay, NULL, 10) : 0, writes };
         const char *fault = getenv("P2PBCAST_TEST_CORRUPT_CHUNK");
         struct pb_engine_cfg ec = {
             .plan = &plan,
@@ -585,7 +591,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
         }
         if (!mine.code && root && pb_source_check_unchanged(&src, err, sizeof err) < 0)
             set_vote(&mine, P2PBCAST_ERR_SOURCE, 0, err);
-        if (!mine.code && pb_sink_flush(&sink, &want, err, sizeof err) < 0)
+        if (!mine.code && writes && pb_sink_flush(&sink, &want, err, sizeof err) < 0)
             set_vote(&mine, P2PBCAST_ERR_DEST, 0, err);
     }
     if (root)
@@ -595,13 +601,14 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
 
     /* 6. Every node holds a verified copy: give it its name. */
     memset(&mine, 0, sizeof mine);
-    if (bi->is_leader) {
+    if (writes) {
         if (pb_sink_commit(&sink, err, sizeof err) < 0)
             set_vote(&mine, P2PBCAST_ERR_DEST, 0, err);
     }
     agree(&st, &mine, &d, NULL);
 
 out:
+    pb_probe_remove(probe);
     if (eng)
         pb_engine_destroy(eng);
     if (tp)

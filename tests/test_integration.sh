@@ -71,6 +71,16 @@ run 4 -q --root 3 "$WORK/src3m" "$d/copy.%r"
 [ $rc -eq 0 ] && cmp -s "$WORK/src3m" "$d/copy.3" && only_these "$d" copy.3
 ok $? "node mode, --root 3: the root's rank leads the node and writes the only copy"
 
+# Several nodes that see one DEST file (here: --per-rank ranks on one host,
+# as nodes on a shared filesystem would): written once, by one node.
+d="$WORK/shared"
+mkdir -p "$d"
+run 4 -v --per-rank "$WORK/src3m" "$d/one"
+[ $rc -eq 0 ] && [ $same_rc -eq 0 ] && cmp -s "$WORK/src3m" "$d/one" && only_these "$d" one &&
+    [ "$(echo "$out" | grep -c "is shared by 4 nodes; this node writes it")" -eq 1 ]
+ok $? "4 nodes, one shared DEST path: written once by one node, all exit 0, probes removed"
+rm -rf "$d"
+
 # An existing identical DEST is fine; --force replaces a different one.
 run 2 -q --per-rank "$WORK/src3m" "$WORK/ex.%r"
 run 2 -q --per-rank "$WORK/src3m" "$WORK/ex.%r"

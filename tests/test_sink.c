@@ -1,5 +1,6 @@
 /* test_sink.c — DEST handling on one node: nothing under DEST's name until
  * commit, nothing at all after abort, refusals with the path and reason. */
+#include "shared_dest.h"
 #include "sink.h"
 #include "tap.h"
 
@@ -96,6 +97,24 @@ int main(void)
     ok(pb_sink_open(&k, dest, &huge, err, sizeof err) < 0 && strstr(err, "reserve"),
        "space reserved up front; too large fails early: %s", err);
     ok(entries(dir) == 1, "failed reservation leaves nothing behind");
+
+    /* Shared DEST: probes of leaders 5 and 3 for one path, 2 for another. */
+    uint8_t secret[16] = { 1, 2, 3 };
+    char p5[4096], p3[4096], p2[4096], other[300];
+    snprintf(other, sizeof other, "%s/other", dir);
+    int sharers = 0;
+    ok(pb_probe_create(dest, secret, 5, p5, sizeof p5) == 0 && pb_probe_create(dest, secret, 3, p3, sizeof p3) == 0 &&
+           pb_probe_create(other, secret, 2, p2, sizeof p2) == 0,
+       "probe files created");
+    ok(pb_probe_writer(dest, secret, 5, &sharers) == 3 && sharers == 2, "leader 5 sees leader 3 share its DEST");
+    ok(pb_probe_writer(dest, secret, 3, NULL) == 3, "leader 3 writes");
+    ok(pb_probe_writer(other, secret, 2, &sharers) == 2 && sharers == 1, "another path is not shared");
+    uint8_t secret2[16] = { 9 };
+    ok(pb_probe_writer(dest, secret2, 4, NULL) == 4, "another job's probes do not count");
+    pb_probe_remove(p5);
+    pb_probe_remove(p3);
+    pb_probe_remove(p2);
+    ok(entries(dir) == 1 && p5[0] == 0, "probes removed");
 
     unlink(dest);
     rmdir(dir);
