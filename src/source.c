@@ -10,7 +10,19 @@
 int pb_source_open(struct pb_source *s, const char *path, char *err, size_t errlen)
 {
     s->path = path;
-    /* O_NONBLOCK: a fifo must not hang the open; we refuse it right after. */
+    s->fd = -1;
+    /* Look before opening: a socket cannot be opened at all, and the reason
+     * the user needs is what the path is, not ENXIO. */
+    struct stat pre;
+    if (stat(path, &pre) == 0 && !S_ISREG(pre.st_mode)) {
+        if (S_ISDIR(pre.st_mode))
+            snprintf(err, errlen, "SOURCE '%s' is a directory (p2pbcast copies one file; tar the directory first)",
+                     path);
+        else
+            snprintf(err, errlen, "SOURCE '%s' is not a regular file (fifo, device or socket)", path);
+        return -1;
+    }
+    /* O_NONBLOCK: a fifo swapped in meanwhile must not hang the open. */
     s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (s->fd < 0) {
         snprintf(err, errlen, "cannot open SOURCE '%s': %s", path, strerror(errno));

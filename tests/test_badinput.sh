@@ -38,6 +38,29 @@ expect "unknown placeholder" 2 "unknown placeholder '%q'" 2 --per-rank "$WORK/sr
 expect "transport verbs without an RDMA device" 5 "(no RDMA device|without RDMA)" 2 --per-rank -t verbs "$WORK/src" "$D/x.%r"
 expect "--tcp-if naming no interface" 5 "--tcp-if 'nosuch0' matches no interface" 2 --per-rank --tcp-if nosuch0 "$WORK/src" "$D/x.%r"
 expect "conflicting options -q -v" 2 "contradict" 2 -q -v "$WORK/src" "$D/x"
+expect "SOURCE is a device" 3 "SOURCE '/dev/null' is not a regular file" 2 --per-rank /dev/null "$D/x.%r"
+python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$WORK/sock"
+expect "SOURCE is a socket" 3 "SOURCE '$WORK/sock' is not a regular file" 2 --per-rank "$WORK/sock" "$D/x.%r"
+expect "empty SOURCE argument" 2 "must not be empty" 2 --per-rank "" "$D/x.%r"
+expect "missing DEST operand" 2 "missing SOURCE and/or DEST" 2 "$WORK/src"
+expect "extra operand" 2 "too many arguments" 2 "$WORK/src" "$D/x" "$D/y"
+expect "DEST ends with /" 4 "names a directory: give the file name" 1 --per-rank "$WORK/src" "$D/"
+long=$(printf 'n%.0s' $(seq 300))
+expect "DEST file name too long" 4 "File name too long" 1 --per-rank "$WORK/src" "$D/$long"
+expect "placeholder % at the end" 2 "'%' at the end" 2 --per-rank "$WORK/src" "$D/x%"
+expect "unknown transport" 2 "unknown transport 'smoke-signals'" 2 -t smoke-signals "$WORK/src" "$D/x"
+expect "--tcp-if with the mpi transport" 2 "--tcp-if applies to the tcp transport" 2 -t mpi --tcp-if lo "$WORK/src" "$D/x"
+expect "--tcp-if with a malformed CIDR" 5 "--tcp-if '10.0.0.0/99' is not a valid IPv4 CIDR" 2 --per-rank --tcp-if 10.0.0.0/99 "$WORK/src" "$D/x.%r"
+expect "--timeout not a number" 2 "invalid --timeout 'soon'" 2 --timeout soon "$WORK/src" "$D/x"
+expect "--slots too few" 2 "invalid --slots '1'" 2 --slots 1 "$WORK/src" "$D/x"
+expect "--root not a number" 2 "invalid --root 'first'" 2 --root first "$WORK/src" "$D/x"
+expect "DEST is SOURCE on the root" 4 "DEST '$WORK/src' is SOURCE itself" 1 --per-rank --force "$WORK/src" "$WORK/src"
+if mkdir -p "$WORK/ro" && mount -t tmpfs -o ro,size=1m tmpfs "$WORK/ro" 2>/dev/null; then
+    expect "DEST on a read-only filesystem" 4 "in DEST directory '$WORK/ro': Read-only file system" 2 --per-rank "$WORK/src" "$WORK/ro/x.%r"
+    umount "$WORK/ro"
+else
+    skip "DEST on a read-only filesystem: cannot mount here"
+fi
 P2PBCAST_TEST_CORRUPT_CHUNK=1 expect "a chunk corrupted in transit" 1 "chunk 1 .* failed its checksum" 4 --per-rank -c 64K "$WORK/src" "$D/x.%r"
 
 # With mpirun's defaults (the first failing rank ends the job), mpirun's own
