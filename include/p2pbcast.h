@@ -9,6 +9,7 @@
 #define P2PBCAST_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,9 @@ struct p2pbcast_opts {
     double timeout;          /* seconds without progress before giving up */
     const char *json_path;   /* write a JSON report here (root only); NULL = none */
     unsigned flags;          /* enum p2pbcast_flags */
+    /* When *cancel becomes nonzero (e.g. from a signal handler), stop as soon
+     * as possible: leave no DEST, return P2PBCAST_ERR_TRANSFER. NULL: never. */
+    const volatile sig_atomic_t *cancel;
 };
 
 struct p2pbcast_result {

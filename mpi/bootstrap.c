@@ -26,12 +26,15 @@ struct pb_boot {
     const char **names;
     const char **hosts;
     int *leader_rank;
+    const volatile sig_atomic_t *cancel;
 };
 
 /* Wait for requests without spinning: Open MPI's blocking waits poll the
  * network at full speed, which on a small node steals the CPU from the
  * ranks that move the data. Sleep 50 us growing to 2 ms between tests.
- * Returns MPI_SUCCESS, an MPI error, or -1 when timeout (> 0) expired. */
+ * Returns MPI_SUCCESS, an MPI error, -1 when timeout (> 0) expired, or -2
+ * when *cancel became nonzero. */
+static const volatile sig_atomic_t *wait_cancel;
 static int wait_all_idle(int n, MPI_Request *req, double timeout)
 {
     long ns = 50000;
@@ -44,6 +47,8 @@ static int wait_all_idle(int n, MPI_Request *req, double timeout)
             return rc;
         if (done)
             return MPI_SUCCESS;
+        if (wait_cancel && *wait_cancel)
+            return -2;
         if (timeout > 0) {
             struct timespec t;
             clock_gettime(CLOCK_MONOTONIC, &t);
@@ -175,7 +180,7 @@ int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
     int rc = MPI_Ibcast(buf, (int)len, MPI_BYTE, b->info.root, b->comm, &r);
     if (rc == MPI_SUCCESS)
         rc = wait_all_idle(1, &r, timeout);
-    return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : -1;
+    return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : rc == -2 ? 2 : -1;
 }
 
 /* Point to point rather than MPI_Igather, so that the root knows exactly
@@ -191,7 +196,7 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
         rc = MPI_Isend(mine, (int)len, MPI_BYTE, in->root_leader, TAG_VOTE, b->leaders, &r);
         if (rc == MPI_SUCCESS)
             rc = wait_all_idle(1, &r, timeout);
-        return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : -1;
+        return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : rc == -2 ? 2 : -1;
     }
     int n = in->nleaders;
     MPI_Request *req = malloc((size_t)n * sizeof *req);
@@ -220,7 +225,13 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
         }
     }
     free(req);
-    return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : -1;
+    return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : rc == -2 ? 2 : -1;
+}
+
+void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel)
+{
+    b->cancel = cancel;
+    wait_cancel = cancel;
 }
 
 void pb_boot_abort(struct pb_boot *b, int code)

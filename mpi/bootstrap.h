@@ -6,6 +6,7 @@
 #ifndef P2PBCAST_BOOTSTRAP_H
 #define P2PBCAST_BOOTSTRAP_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,13 +30,16 @@ int pb_boot_open(const void *comm, int root, int per_rank, struct pb_boot **out,
 const struct pb_boot_info *pb_boot_info(const struct pb_boot *b);
 
 /* All ranks: the root's len bytes to every rank. timeout in seconds (<= 0:
- * wait as long as it takes). Returns 0, 1 on timeout, -1 on MPI failure. */
+ * wait as long as it takes). Returns 0, 1 on timeout, 2 when canceled, -1 on
+ * MPI failure. */
 int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout);
 /* Leaders only: every leader's len bytes to the root, in leader order.
- * Returns 0, -1 on MPI failure, 1 on timeout; then, on the root, missing[i]
+ * Returns 0, -1 on MPI failure, 2 when canceled, 1 on timeout; then, on the root, missing[i]
  * is 1 for each leader not heard from (missing may be NULL elsewhere). */
 int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, double timeout,
                    unsigned char *missing);
+/* Make every wait return 2 as soon as *cancel becomes nonzero. */
+void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel);
 /* End the whole job now with this exit status (a rank does not answer). */
 void pb_boot_abort(struct pb_boot *b, int code);
 /* Leaders only: every leader's len bytes to every leader (for transports). */

@@ -71,6 +71,7 @@ struct pb_engine {
     int fin;                 /* FIN received from the root (receiver), sent (root) */
 
     struct pb_manifest man;
+    int more_losses;
     int err;
     char msg[512];
 };
@@ -426,10 +427,23 @@ static void on_notify(struct pb_engine *e, const struct pb_event *ev)
         e->c.progress(e->c.progress_ctx, e->sent_bytes, e->nodes_done);
 }
 
+/* After the first failure, the root still notes every other lost peer. */
+static void note_loss(struct pb_engine *e, const struct pb_event *ev)
+{
+    size_t len = strlen(e->msg);
+    if (e->recv >= 0 || e->err != PB_EE_PEER || ev->kind != PB_EV_ERROR || ev->peer < 0 ||
+        len > sizeof e->msg - 100)
+        return;
+    snprintf(e->msg + len, sizeof e->msg - len, "%s%s", e->more_losses++ ? ", " : "; also lost: ",
+             name(e, ev->peer));
+}
+
 void pb_engine_handle(struct pb_engine *e, const struct pb_event *ev)
 {
-    if (e->err)
+    if (e->err) {
+        note_loss(e, ev);
         return;
+    }
     switch (ev->kind) {
     case PB_EV_ARRIVED: on_arrived(e, ev); break;
     case PB_EV_SENT: on_sent(e, ev); break;
@@ -497,6 +511,21 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The root lost a peer: the others around it usually fail a moment later
+ * because of it. Listen a little longer and name every node that went away
+ * (see note_loss), so the message contains the one that really died. */
+static void root_collect_losses(struct pb_engine *e)
+{
+    struct pb_event ev[64];
+    double until = now_s() + 0.25;
+    /* At least a few polls even if we were descheduled past the deadline. */
+    for (int round = 0; round < 3 || now_s() < until; round++) {
+        int n = e->c.tp->ops->poll(e->c.tp, ev, 64, 20);
+        for (int i = 0; i < n; i++)
+            pb_engine_handle(e, &ev[i]);
+    }
+}
+
 int pb_engine_run(struct pb_engine *e)
 {
     struct pb_event ev[64];
@@ -511,8 +540,18 @@ int pb_engine_run(struct pb_engine *e)
             fail(e, PB_EE_INTERNAL, "transport poll failed: %s", strerror(errno));
             break;
         }
-        for (int i = 0; i < n && !e->err; i++)
+        /* All of them, also after a failure: the root notes every lost peer. */
+        for (int i = 0; i < n; i++)
             pb_engine_handle(e, &ev[i]);
+        if (e->c.cancel && *e->c.cancel && !e->err) {
+            /* Take in what already arrived first: when a peer's death is
+             * what ends the job, its closed connection is the cause to tell. */
+            n = e->c.tp->ops->poll(e->c.tp, ev, 64, 0);
+            for (int i = 0; i < n; i++)
+                pb_engine_handle(e, &ev[i]);
+            fail(e, PB_EE_CANCELED, "interrupted by signal %d while transferring", (int)*e->c.cancel);
+            break;
+        }
         double t = now_s();
         if (n > 0) {
             last = t;
@@ -522,5 +561,7 @@ int pb_engine_run(struct pb_engine *e)
             fail(e, PB_EE_TIMEOUT, "no progress for %.0f s (%s)", e->c.timeout, w);
         }
     }
+    if (e->err == PB_EE_PEER && e->recv < 0)
+        root_collect_losses(e);
     return e->err;
 }

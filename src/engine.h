@@ -19,6 +19,8 @@
 #include "plan.h"
 #include "transport.h"
 
+#include <signal.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +55,8 @@ struct pb_engine_cfg {
     /* root only: called as bytes leave; may be NULL */
     void (*progress)(void *ctx, uint64_t bytes, int nodes_done);
     void *progress_ctx;
+    /* stop when *cancel becomes nonzero; may be NULL */
+    const volatile sig_atomic_t *cancel;
     /* testing only: flip one byte of this chunk when forwarding it (-1: off) */
     int64_t corrupt_chunk;
 };
@@ -67,6 +71,7 @@ enum pb_engine_err {
     PB_EE_SOURCE,   /* reading SOURCE */
     PB_EE_DEST,     /* writing DEST */
     PB_EE_TIMEOUT,  /* nothing moved for cfg.timeout seconds */
+    PB_EE_CANCELED, /* *cfg.cancel became nonzero (a signal) */
     PB_EE_INTERNAL
 };
 

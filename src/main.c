@@ -5,7 +5,30 @@
 #include "options.h"
 #include "stage.h"
 
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+
+/* The launcher ends a failed job with SIGTERM and, a moment later, SIGKILL:
+ * catch the first so the root can still say which node failed, and every
+ * rank removes its temporary file. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
 
 int main(int argc, char **argv)
 {
@@ -32,6 +55,8 @@ int main(int argc, char **argv)
         pb_mpi_finalize();
         return P2PBCAST_ERR_USAGE;
     }
+    catch_signals();
+    cli.opts.cancel = &stop_signal;
     struct p2pbcast_result res;
     int st = pb_stage_file(pb_mpi_world(), cli.source, cli.dest, &cli.opts, &res);
     pb_mpi_finalize();

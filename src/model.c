@@ -20,8 +20,8 @@
  *
  * Events are kept in time buckets keyed on integer picoseconds (see evq). Credits are
  * queued with the time they become usable; a node blocked on a credit that
- * is still in flight gets a wake-up event at that time, so most messages
- * cost one event (out-link done and in-link done coincide) or two. */
+ * is still in flight gets a wake-up event at that time, so a message costs
+ * one event when its out-link and in-link finish together, two otherwise. */
 #include "model.h"
 #include "plan.h"
 
@@ -439,7 +439,7 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     res->default_chunk = cfg->chunk_size == 0;
     res->ideal = (double)F / B;
     res->tail = R >= 1 ? (double)(R - 1) * (cfg->alpha + (double)c / B) : 0;
-    res->per_message = (double)m->p.nchunks * cfg->alpha;
+    res->per_message = R >= 1 ? (double)m->p.nchunks * cfg->alpha : 0;
     /* Closed form: the root's link carries every chunk (payload, trailer,
      * alpha), then the last chunk makes R-1 more hops. */
     res->estimate = R >= 1 && m->p.nchunks

@@ -245,10 +245,11 @@ static int sweep(const struct pb_model_cfg *base, int steps, int json, int *firs
             json_result(stdout, &c, &res[i], wall[i], i == best);
         }
     } else {
+        char b4[64];
         printf("%s to %d nodes, links %s, latency %s, %u slots: F/B = %s\n",
                pb_fmt_bytes(base->file_size, b1, sizeof b1), base->nodes,
                fmt_rate(base->bandwidth, b2, sizeof b2), fmt_time(base->alpha, b3, sizeof b3),
-               res[0].slots, fmt_time(res[0].ideal, b1, sizeof b1));
+               res[0].slots, fmt_time(res[0].ideal, b4, sizeof b4));
         printf("  %-12s %10s %12s %10s %12s %12s\n", "chunk", "chunks", "time", "efficiency", "tail",
                "chunks*alpha");
         for (int i = 0; i < ns; i++) {

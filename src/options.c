@@ -17,7 +17,7 @@ const char pb_usage_text[] =
     "\n"
     "  -r, --root=RANK         rank that reads SOURCE (default 0)\n"
     "  -c, --chunk-size=SIZE   chunk size, suffixes K, M, G (default: from file size\n"
-    "                          and node count, 64K to 4M)\n"
+    "                          and node count, 32K to 4M)\n"
     "      --slots=N           receive slots per node (default 8; memory per node is\n"
     "                          N x chunk size)\n"
     "  -t, --transport=NAME    auto, tcp, mpi or verbs (default auto: verbs where an\n"
@@ -77,7 +77,8 @@ static const struct option long_opts[] = {
 
 int pb_parse_size(const char *s, uint64_t *out)
 {
-    if (!s || !*s || *s == '-' || *s == '+')
+    /* Digits first: strtoull would skip blanks and accept a sign. */
+    if (!s || *s < '0' || *s > '9')
         return -1;
     errno = 0;
     char *end;

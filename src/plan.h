@@ -43,9 +43,9 @@ int pb_plan_sender(const struct pb_plan *p, int r, uint64_t k);
 /* How many hops chunk k has made when it reaches receiver r (0 = from root). */
 int pb_plan_hops(const struct pb_plan *p, int r, uint64_t k);
 
-/* Chunk size chosen from the file size and receiver count: large enough that
- * per-message costs vanish, small enough that the ring's tail term
- * (R-1)*c/B stays a few percent of F/B. A power of two. */
+/* Chunk size chosen from the file size and receiver count, balancing the
+ * per-message cost against the ring's tail term (R-1)*c/B. A power of two
+ * from 32 KiB to 4 MiB. */
 uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv);
 
 /* Receiver index <-> leader index, with the root's leader taken out of the

@@ -99,6 +99,7 @@ struct stage {
     int nfails;
     int quiet, verbose;
     int printed_self; /* the root already printed its own failure */
+    int canceled;     /* a signal asked us to stop */
 };
 
 static double now_s(void)
@@ -181,6 +182,17 @@ static void give_up(struct stage *st, const unsigned char *missing)
     pb_boot_abort(st->boot, P2PBCAST_ERR_TRANSFER);
 }
 
+/* A signal asked us to stop while waiting for the others: they are being
+ * ended too, so do not wait for a vote that will not come. */
+static int interrupted(struct stage *st, struct decision *d)
+{
+    st->canceled = 1;
+    d->code = P2PBCAST_ERR_TRANSFER;
+    snprintf(d->msg, sizeof d->msg, "%s: interrupted by signal %d", st->bi->names[st->bi->is_leader ? st->bi->leader : 0],
+             st->o->cancel ? (int)*st->o->cancel : 0);
+    return d->code;
+}
+
 static int agree(struct stage *st, struct vote *mine, struct decision *d, vote_check check)
 {
     const struct pb_boot_info *bi = st->bi;
@@ -191,6 +203,8 @@ static int agree(struct stage *st, struct vote *mine, struct decision *d, vote_c
         if (rc == 1 && is_root(st))
             give_up(st, missing);
         free(missing);
+        if (rc == 2)
+            return interrupted(st, d);
         if (rc < 0) {
             d->code = P2PBCAST_ERR_INTERNAL;
             snprintf(d->msg, sizeof d->msg, "MPI gather of the nodes' status failed");
@@ -235,6 +249,8 @@ static int agree(struct stage *st, struct vote *mine, struct decision *d, vote_c
     int rc = pb_boot_bcast(st->boot, d, sizeof *d, vote_timeout(st));
     if (rc == 1)
         give_up(st, NULL);
+    if (rc == 2)
+        return interrupted(st, d);
     if (rc < 0 && !d->code) {
         d->code = P2PBCAST_ERR_INTERNAL;
         snprintf(d->msg, sizeof d->msg, "MPI broadcast of the decision failed");
@@ -402,9 +418,14 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
         }
     }
     /* 1. What the root found. */
+    pb_boot_set_cancel(st.boot, o.cancel);
     int brc = pb_boot_bcast(st.boot, &st.meta, sizeof st.meta, vote_timeout(&st));
     if (brc == 1)
         give_up(&st, NULL);
+    if (brc == 2) {
+        interrupted(&st, &d);
+        goto out;
+    }
     if (brc != 0) {
         d.code = P2PBCAST_ERR_INTERNAL;
         snprintf(d.msg, sizeof d.msg, "MPI broadcast from the root failed");
@@ -565,6 +586,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
             .progress = root ? pb_progress_update : NULL,
             .progress_ctx = &prog,
             .corrupt_chunk = fault && *fault ? strtoll(fault, NULL, 10) : -1,
+            .cancel = o.cancel,
         };
         eng = pb_engine_create(&ec, err, sizeof err);
         if (!eng) {
@@ -574,7 +596,8 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
             int cls = pb_engine_run(eng);
             if (cls) {
                 pb_engine_error(eng, &emsg);
-                set_vote(&mine, engine_status(cls), cls == PB_EE_PEER || cls == PB_EE_TIMEOUT, emsg);
+                set_vote(&mine, engine_status(cls), cls == PB_EE_PEER || cls == PB_EE_TIMEOUT || cls == PB_EE_CANCELED,
+                         emsg);
                 if (root) {
                     /* Say it now: if a rank died, the launcher may end the
                      * job before the votes are counted. */
@@ -596,6 +619,10 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     }
     if (root)
         pb_progress_end(&prog);
+    if (o.cancel && *o.cancel) {
+        interrupted(&st, &d);
+        goto out;
+    }
     if (agree(&st, &mine, &d, check_manifests))
         goto out;
 

@@ -353,6 +353,9 @@ static const struct pb_transport_ops tcp_ops = {
 
 /* ---- set-up ------------------------------------------------------------ */
 
+#define MAX_PENDING 64   /* greetings read at once during set-up */
+#define HELLO_SECONDS 2.0 /* time a new connection has to greet */
+
 struct endpoint {
     uint32_t addr;   /* IPv4, network order */
     uint16_t port;   /* network order */
@@ -467,11 +470,19 @@ static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
     return 0;
 }
 
-static int connect_to(const struct endpoint *ep, double deadline)
+/* Connect from our own announced address (the acceptor checks it). */
+static int connect_to(const struct endpoint *ep, uint32_t self_addr, double deadline)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -1;
+    struct sockaddr_in me = { .sin_family = AF_INET, .sin_addr.s_addr = self_addr };
+    if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = ep->port, .sin_addr.s_addr = ep->addr };
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
         int e = errno;
@@ -593,7 +604,7 @@ exchange:
             expect_in++;
             continue;
         }
-        int fd = connect_to(&eps[p], deadline);
+        int fd = connect_to(&eps[p], mine.addr, deadline);
         unsigned char hb[PB_TCP_HELLO_SIZE];
         struct pb_tcp_hello h = { (uint32_t)cfg->self, (uint32_t)p, { 0 } };
         memcpy(h.secret, cfg->secret, 16);
@@ -610,51 +621,117 @@ exchange:
         if (add_conn(t, fd, p, err, errlen) < 0)
             goto fail;
     }
-    /* Accept the lower-numbered peers; drop anything that is not one. */
+    /* Accept the lower-numbered peers; drop anything that is not one. Up
+     * to MAX_PENDING greetings are read side by side, each with a short
+     * deadline, so silent strangers cannot hold up the real peers. */
+    struct pending {
+        int fd;
+        uint32_t got;
+        double until;
+        struct sockaddr_in from;
+        unsigned char hb[PB_TCP_HELLO_SIZE];
+    } pend[MAX_PENDING];
+    int npend = 0;
     while (expect_in > 0) {
-        struct pollfd pf = { lfd, POLLIN, 0 };
-        int left = (int)((deadline - now_s()) * 1000);
-        if (left <= 0 || poll(&pf, 1, left) == 0) {
+        double now = now_s();
+        if (now >= deadline) {
             snprintf(err, errlen, "tcp: timed out after %.0f s waiting for %d peer connection(s)", cfg->timeout,
                      expect_in);
+            for (int i = 0; i < npend; i++)
+                close(pend[i].fd);
             goto fail;
         }
-        struct sockaddr_in from;
-        socklen_t fl = sizeof from;
-        int fd = accept4(lfd, (struct sockaddr *)&from, &fl, SOCK_CLOEXEC);
-        if (fd < 0)
-            continue;
-        char a[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &from.sin_addr, a, sizeof a);
-        unsigned char hb[PB_TCP_HELLO_SIZE];
-        struct pb_tcp_hello h;
-        double hello_deadline = now_s() + 5 < deadline ? now_s() + 5 : deadline;
-        if (io_full(fd, hb, sizeof hb, 0, hello_deadline) < 0) {
-            fprintf(stderr, "p2pbcast: %s: dropped a data connection from %s:%u: no greeting (%s)\n",
-                    self_name(t), a, ntohs(from.sin_port), strerror(errno));
-            close(fd);
-            continue;
+        double wake = deadline;
+        struct pollfd pfs[1 + MAX_PENDING];
+        pfs[0] = (struct pollfd){ lfd, npend < MAX_PENDING ? POLLIN : 0, 0 };
+        for (int i = 0; i < npend; i++) {
+            pfs[1 + i] = (struct pollfd){ pend[i].fd, POLLIN, 0 };
+            if (pend[i].until < wake)
+                wake = pend[i].until;
         }
-        if (pb_tcp_hello_decode(hb, (uint32_t)cfg->self, (uint32_t)cfg->nleaders, cfg->secret, &h, why,
-                                sizeof why) < 0) {
-            fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u: %s\n", self_name(t), a,
-                    ntohs(from.sin_port), why);
-            close(fd);
-            continue;
-        }
-        int expected = 0;
-        for (int i = 0; i < cfg->npeers; i++)
-            expected |= cfg->peers[i] == (int)h.from;
-        if (!expected || (int)h.from > cfg->self || t->conn_of[h.from] >= 0) {
-            fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u claiming to be %s: not expected\n",
-                    self_name(t), a, ntohs(from.sin_port), peer_name(t, (int)h.from));
-            close(fd);
-            continue;
-        }
-        if (add_conn(t, fd, (int)h.from, err, errlen) < 0)
+        int ms = (int)((wake - now) * 1000) + 1;
+        if (poll(pfs, (nfds_t)(1 + npend), ms) < 0 && errno != EINTR) {
+            snprintf(err, errlen, "tcp: poll while accepting peers: %s", strerror(errno));
+            for (int i = 0; i < npend; i++)
+                close(pend[i].fd);
             goto fail;
-        expect_in--;
+        }
+        now = now_s();
+        for (int i = 0; i < npend; i++) {
+            struct pending *p = &pend[i];
+            char a[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &p->from.sin_addr, a, sizeof a);
+            const char *drop = NULL;
+            int e = 0;
+            if (pfs[1 + i].revents) {
+                ssize_t n = recv(p->fd, p->hb + p->got, sizeof p->hb - p->got, 0);
+                if (n > 0)
+                    p->got += (uint32_t)n;
+                else if (n == 0)
+                    drop = "no greeting", e = ECONNRESET;
+                else if (errno != EAGAIN && errno != EINTR)
+                    drop = "no greeting", e = errno;
+            }
+            if (!drop && p->got < sizeof p->hb && now >= p->until)
+                drop = "no greeting", e = ETIMEDOUT;
+            if (!drop && p->got < sizeof p->hb)
+                continue;
+            struct pb_tcp_hello h;
+            if (drop) {
+                fprintf(stderr, "p2pbcast: %s: dropped a data connection from %s:%u: %s (%s)\n", self_name(t), a,
+                        ntohs(p->from.sin_port), drop, strerror(e));
+            } else if (pb_tcp_hello_decode(p->hb, (uint32_t)cfg->self, (uint32_t)cfg->nleaders, cfg->secret, &h,
+                                           why, sizeof why) < 0) {
+                fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u: %s\n", self_name(t), a,
+                        ntohs(p->from.sin_port), why);
+                drop = why;
+            } else {
+                int expected = 0;
+                for (int k = 0; k < cfg->npeers; k++)
+                    expected |= cfg->peers[k] == (int)h.from;
+                if (!expected || (int)h.from > cfg->self || t->conn_of[h.from] >= 0) {
+                    fprintf(stderr,
+                            "p2pbcast: %s: rejected a data connection from %s:%u claiming to be %s: not expected\n",
+                            self_name(t), a, ntohs(p->from.sin_port), peer_name(t, (int)h.from));
+                    drop = "not expected";
+                } else if (p->from.sin_addr.s_addr != eps[h.from].addr) {
+                    /* Peers connect from the address they announced. */
+                    fprintf(stderr,
+                            "p2pbcast: %s: rejected a data connection from %s:%u claiming to be %s: wrong address\n",
+                            self_name(t), a, ntohs(p->from.sin_port), peer_name(t, (int)h.from));
+                    drop = "wrong address";
+                }
+            }
+            if (drop) {
+                close(p->fd);
+            } else {
+                if (add_conn(t, p->fd, (int)h.from, err, errlen) < 0) {
+                    for (int k = i + 1; k < npend; k++)
+                        close(pend[k].fd);
+                    goto fail;
+                }
+                expect_in--;
+            }
+            p->fd = -1; /* done with this one */
+        }
+        int keep = 0;
+        for (int i = 0; i < npend; i++)
+            if (pend[i].fd >= 0)
+                pend[keep++] = pend[i];
+        npend = keep;
+        if ((pfs[0].revents & POLLIN) && npend < MAX_PENDING) {
+            struct pending *p = &pend[npend];
+            socklen_t fl = sizeof p->from;
+            p->fd = accept4(lfd, (struct sockaddr *)&p->from, &fl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (p->fd >= 0) {
+                p->got = 0;
+                p->until = now + HELLO_SECONDS < deadline ? now + HELLO_SECONDS : deadline;
+                npend++;
+            }
+        }
     }
+    for (int i = 0; i < npend; i++)
+        close(pend[i].fd); /* strangers still talking when the last peer came */
     close(lfd); /* nobody else may join */
     free(eps);
     return &t->base;

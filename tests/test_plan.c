@@ -99,14 +99,30 @@ int main(void)
            pb_plan_forwards(&p, 2, 2) && !pb_plan_forwards(&p, 1, 2),
        "3 chunks over 10 receivers: chunk 2 goes round to receiver 1 and stops");
 
-    /* Default chunk size: power of two, within bounds, shrinking with R. */
-    uint64_t a = pb_plan_default_chunk(5ull * 1000 * 1000 * 1000, 1000);
+    /* Default chunk size: the values p2pbcast-model finds best (README). */
+    uint64_t a = pb_plan_default_chunk(5ull * 1000 * 1000 * 1000, 999);
+    uint64_t a2 = pb_plan_default_chunk(5ull * 1000 * 1000 * 1000, 9999);
     uint64_t b = pb_plan_default_chunk(1ull << 30, 3);
-    ok((a & (a - 1)) == 0 && a >= 64 * 1024 && a <= 4u << 20, "default chunk for 5 GB x 1000 nodes = %llu",
-       (unsigned long long)a);
+    ok(a == 256 * 1024, "default chunk for 5 GB x 1,000 nodes = 256 KiB (%llu)", (unsigned long long)a);
+    ok(a2 == 64 * 1024, "default chunk for 5 GB x 10,000 nodes = 64 KiB (%llu)", (unsigned long long)a2);
     ok(b == 4u << 20, "default chunk for 1 GiB x 3 receivers = 4 MiB (%llu)", (unsigned long long)b);
-    ok((uint64_t)(1000 - 1) * a <= (5ull * 1000 * 1000 * 1000) / 20, "tail term (R-1)c stays under 5%% of F");
-    ok(pb_plan_default_chunk(0, 0) == 64 * 1024, "empty file: minimum chunk");
+    ok(pb_plan_default_chunk(0, 0) == 32 * 1024, "empty file: minimum chunk");
+    ok(pb_plan_default_chunk(1ull << 50, 1) == 4u << 20, "huge file: capped at 4 MiB");
+    int pow2 = 1;
+    for (uint64_t f = 1; f < (1ull << 44) && pow2; f = f * 3 + 7)
+        for (int r = 0; r < 20000 && pow2; r = r * 2 + 1) {
+            uint64_t c = pb_plan_default_chunk(f, r);
+            pow2 = (c & (c - 1)) == 0 && c >= 32 * 1024 && c <= 4u << 20;
+        }
+    ok(pow2, "default chunk is always a power of two in [32 KiB, 4 MiB]");
+    uint64_t prev = pb_plan_default_chunk(5ull << 30, 2);
+    int shrinks = 1;
+    for (int r = 3; r < 10000; r = r * 3 / 2 + 1) {
+        uint64_t c = pb_plan_default_chunk(5ull << 30, r);
+        shrinks &= c <= prev;
+        prev = c;
+    }
+    ok(shrinks, "default chunk never grows as nodes are added");
 
     /* Leader <-> receiver mapping skips the root and is a bijection. */
     int bij = 1;
