@@ -29,6 +29,7 @@ make -s check -j1 || status=1
 # The other builds start from the distribution tree: that also proves the
 # tarball has every file it needs.
 scratch=$(mktemp -d /var/tmp/p2pbcast-ci.XXXXXX)
+chmod 755 "$scratch" # the permission tests run as user nobody
 trap 'rm -rf "$scratch"' EXIT
 make -s distdir distdir="$scratch/dist" > /dev/null || status=1
 cp -a "$scratch/dist" "$scratch/clang"

@@ -2,6 +2,7 @@
 #ifndef P2PBCAST_TAP_H
 #define P2PBCAST_TAP_H
 
+#include <stdarg.h>
 #include <stdio.h>
 
 static int tap_n, tap_fail;
@@ -17,6 +18,22 @@ static int tap_n, tap_fail;
             printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
         }                                                                  \
     } while (0)
+
+/* The same, for a fixed description; returns the condition. */
+static inline int tap_ok(int cond, const char *desc)
+{
+    ok(cond, "%s", desc);
+    return cond;
+}
+
+/* Free text, e.g. "# diagnostic\n" lines. */
+static inline void tap_add(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
 
 static inline int tap_done(void)
 {

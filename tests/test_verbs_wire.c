@@ -14,40 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tap.h"
+
 #include "verbs_wire.h"
 
-/* TAP: results are collected and printed at the end so the plan "1..N"
- * comes first without counting by hand; diagnostics are "# ..." lines. */
-static char tap_buf[1 << 16];
-static size_t tap_len;
-static int tap_n, tap_fail;
-
-static void tap_add(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (tap_len < sizeof tap_buf) {
-        int w = vsnprintf(tap_buf + tap_len, sizeof tap_buf - tap_len, fmt, ap);
-        tap_len = w < 0 ? tap_len : tap_len + (size_t)w > sizeof tap_buf ? sizeof tap_buf : tap_len + (size_t)w;
-    }
-    va_end(ap);
-}
-
-static int tap_ok(int ok, const char *desc)
-{
-    tap_n++;
-    tap_fail += !ok;
-    tap_add("%s %d - %s\n", ok ? "ok" : "not ok", tap_n, desc);
-    return ok;
-}
-
-static int tap_done(void)
-{
-    printf("1..%d\n", tap_n);
-    fwrite(tap_buf, 1, tap_len, stdout);
-    fflush(stdout);
-    return tap_fail ? 1 : 0;
-}
 
 static char why[256];
 
