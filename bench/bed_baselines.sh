@@ -21,12 +21,19 @@
 #   --no-io        memory only (MPI: --no-io, naive: --no-io); no DEST files
 #   -o DIR         output directory (default bench/out)
 #   -p PREFIX      netbed prefix (default bb)
+#   --csv FILE     CSV path (default OUT/baselines-STAMP.csv)
 #
 # Hook for p2pbcast: set P2PBCAST_CMD to the command each rank runs, e.g.
 #   P2PBCAST_CMD="/work/main/p2pbcast --transport tcp" bench/bed_baselines.sh
 # run_p2pbcast below launches "$P2PBCAST_CMD SOURCE DEST" with one rank per
 # host and times the whole mpirun (start-up, I/O and all) unless the command
-# prints a "RESULT ... seconds=T" line.
+# prints a "RESULT ... seconds=T" line.  With P2PBCAST_JSON=1 it adds
+# "--json OUT/p2pbcast-N.json" and takes "seconds" from that report (p2pbcast's
+# own clock: bootstrap, connections, transfer, fsync and rename; not MPI_Init).
+# Its stderr goes to OUT/p2pbcast-N.log.
+#
+# Sourcing: "source bed_baselines.sh" defines everything and runs nothing
+# (bench/bed_bench.sh does that and calls main with its own options).
 #
 # Methods:  mpi_default   MPI_Bcast, Open MPI's fixed rules
 #           mpi_pipeline  coll_tuned_bcast_algorithm 3 (pipeline), 1 MiB segments
@@ -54,6 +61,7 @@ BUFSIZE=64M
 die() { echo "bed_baselines: $*" >&2; exit 1; }
 log() { echo "bed_baselines: $*" >&2; }
 now() { date +%s.%N; }
+load1() { cut -d' ' -f1 /proc/loadavg; }   # machine load (shared 2-core box)
 calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
 result_field() {  # key: value of key=... in the RESULT line on stdin
     awk -v k="$1" '/^RESULT/ { for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) v = substr($i, length(k) + 2) } END { print v }'
@@ -118,12 +126,22 @@ run_naive() {
 # settings as the MPI baselines.  Reports its own RESULT seconds if it prints
 # one, else the wall time of the whole mpirun.
 run_p2pbcast() {
-    local n=$1 t0 t1 out s
+    local n=$1 t0 t1 out s json="" log=$OUT/p2pbcast-$1.log
+    local -a extra=()
+    if [[ ${P2PBCAST_JSON:-0} == 1 ]]; then
+        json=$OUT/p2pbcast-$n.json
+        rm -f "$json"
+        extra=(--json "$json")
+    fi
     t0=$(now)
     # shellcheck disable=SC2086 # P2PBCAST_CMD is a command line
-    out=$("$NETBED" mpirun -np "$n" $P2PBCAST_CMD "$SOURCE" "$DEST") || return 1
+    out=$("$NETBED" mpirun -np "$n" $P2PBCAST_CMD "${extra[@]}" "$SOURCE" "$DEST" 2>"$log") ||
+        { log "p2pbcast failed: $(tail -n 5 "$log")"; return 1; }
     t1=$(now)
     s=$(result_field seconds <<<"$out")
+    if [[ -z $s && -n $json && -r $json ]]; then
+        s=$(sed -n 's/^ *"seconds": *\([0-9.]*\).*/\1/p' "$json")
+    fi
     [[ -n $s ]] || s=$(calc "$t1 - $t0" 6)
     echo "$s"
 }
@@ -190,6 +208,7 @@ main() {
             -d) DEST=$2; shift 2 ;;
             -o) OUT=$2; shift 2 ;;
             -p) PREFIX=$2; shift 2 ;;
+            --csv) CSV=$2; shift 2 ;;
             -b) BUFSIZE=$2; shift 2 ;;
             --no-io) NO_IO=1; shift ;;
             -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -214,8 +233,9 @@ main() {
     fi
     local fbytes=$(( SIZE_MIB << 20 )) stamp csv n b ideal m s eff wall t0 t1
     stamp=$(date +%Y%m%d-%H%M%S)
-    csv=$OUT/baselines-$stamp.csv
-    echo "method,nodes,rate_mbit,b_mbit,bytes,io,seconds,wall_seconds,ideal_seconds,efficiency" >"$csv"
+    csv=${CSV:-$OUT/baselines-$stamp.csv}
+    mkdir -p "$(dirname "$csv")"
+    echo "method,nodes,rate_mbit,b_mbit,bytes,io,seconds,wall_seconds,ideal_seconds,efficiency,load1" >"$csv"
 
     local -a rows=()
     for n in $NODES; do
@@ -225,7 +245,7 @@ main() {
         ideal=$(calc "$fbytes * 8 / ($b * 1000000)" 3)
         log "N=$n: B=$b Mbit/s, ideal F/B=$ideal s"
         rows+=("$(printf '%-14s %4d %9s %9s %10s' ideal "$n" "$ideal" "$ideal" 1.000)")
-        echo "ideal,$n,$RATE,$b,$fbytes,$(( ! NO_IO )),$ideal,,$ideal,1.000" >>"$csv"
+        echo "ideal,$n,$RATE,$b,$fbytes,$(( ! NO_IO )),$ideal,,$ideal,1.000,$(load1)" >>"$csv"
         for m in $METHODS; do
             declare -F "run_$m" >/dev/null || die "unknown method $m"
             t0=$(now)
@@ -238,7 +258,7 @@ main() {
             if [[ $s == nan ]]; then eff=nan; else eff=$(calc "$ideal / $s" 3); s=$(calc "$s" 3); fi
             log "N=$n $m: $s s (wall $wall s), efficiency $eff"
             rows+=("$(printf '%-14s %4d %9s %9s %10s' "$m" "$n" "$s" "$wall" "$eff")")
-            echo "$m,$n,$RATE,$b,$fbytes,$(( ! NO_IO )),$s,$wall,$ideal,$eff" >>"$csv"
+            echo "$m,$n,$RATE,$b,$fbytes,$(( ! NO_IO )),$s,$wall,$ideal,$eff,$(load1)" >>"$csv"
         done
         bed_down
     done
@@ -250,9 +270,12 @@ main() {
     echo "CSV: $csv"
 }
 
-case ${1:-} in
-    calibrate)
-        (( $# == 3 )) || die "usage: bed_baselines.sh calibrate N RATE_MBIT"
-        calibrate "$2" "$3" ;;
-    *) main "$@" ;;
-esac
+CSV=${CSV:-}
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    case ${1:-} in
+        calibrate)
+            (( $# == 3 )) || die "usage: bed_baselines.sh calibrate N RATE_MBIT"
+            calibrate "$2" "$3" ;;
+        *) main "$@" ;;
+    esac
+fi

@@ -17,7 +17,7 @@ const char pb_usage_text[] =
     "\n"
     "  -r, --root=RANK         rank that reads SOURCE (default 0)\n"
     "  -c, --chunk-size=SIZE   chunk size, suffixes K, M, G (default: from file size\n"
-    "                          and node count, 32K to 4M)\n"
+    "                          and node count, 32K to 4M; at most 64K over tcp)\n"
     "      --slots=N           receive slots per node (default 8; memory per node is\n"
     "                          N x chunk size)\n"
     "  -t, --transport=NAME    auto, tcp, mpi or verbs (default auto: verbs where an\n"

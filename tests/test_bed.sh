@@ -1,0 +1,187 @@
+#!/bin/bash
+# test_bed.sh - p2pbcast on emulated hosts (tests/netbed), TAP.
+#
+# For N = 2, 4, 8 hosts (one rank per host, root on h1, 300 Mbit/s links,
+# tcp transport on the bed's subnet): every host ends with an identical DEST,
+# every rank exits 0, and no temporary file is left.  On the 4-host bed two
+# real DEST faults:
+#   - h3's DEST directory is a read-only bind mount (EROFS even for root);
+#   - h4's DEST "directory" is a regular file (ENOTDIR);
+# each run must fail on every rank with the same nonzero status, the root's
+# stderr must name the failed host, and no host may keep a DEST or a partial
+# temporary file.  The bed is always torn down (trap).
+# Skips (exit 0) where network namespaces cannot be created.
+#
+# Environment: P2PBCAST (the binary, default ../p2pbcast relative to tests/),
+# TEST_BED_RATE (Mbit/s, default 300).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+NB=$HERE/netbed/netbed.sh
+P2PBCAST=${P2PBCAST:-$HERE/../p2pbcast}
+RATE=${TEST_BED_RATE:-300}
+SUBNET=10.77.0.0/24
+PFX=b$(( $$ % 10000000 ))
+export NETBED_PREFIX=$PFX
+
+diag() { while IFS= read -r l; do echo "# $l"; done <<<"$1"; }
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+(( EUID == 0 )) || skip_all "needs root to create network namespaces"
+for t in ip tc nsenter unshare mpirun mount cmp; do
+    command -v "$t" >/dev/null || skip_all "$t not installed"
+done
+unshare --net --uts --ipc --mount true 2>/dev/null || skip_all "cannot create namespaces here"
+[[ -x $P2PBCAST ]] || skip_all "no p2pbcast binary at $P2PBCAST (build it first)"
+
+T=0 FAILED=0
+ok() {  # description, then the command to check
+    local d=$1
+    shift
+    T=$(( T + 1 ))
+    if "$@"; then echo "ok $T - $d"; else echo "not ok $T - $d"; FAILED=$(( FAILED + 1 )); fi
+}
+
+# Everything the hosts must see lives outside /tmp (each host has its own).
+WORK=$(mktemp -d /var/tmp/test_bed.XXXXXX)
+chmod 755 "$WORK"
+cleanup() { "$NB" down "$PFX" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The binary: used in place unless it sits where the hosts cannot see it.
+BIN=$(readlink -f "$P2PBCAST")
+if [[ $BIN == /tmp/* || $BIN == /dev/shm/* ]]; then
+    if head -c 2 "$BIN" | grep -q '#!'; then
+        skip_all "$BIN is a libtool wrapper under /tmp: build with --disable-shared or set P2PBCAST"
+    fi
+    cp "$BIN" "$WORK/p2pbcast"
+    BIN=$WORK/p2pbcast
+fi
+
+# A few MB, not a multiple of any chunk size.
+SRC=$WORK/src.bin
+head -c $(( 6 * 1048576 + 12345 )) /dev/urandom >"$SRC"
+DDIR=/tmp/tb               # DEST's directory inside every host
+DEST=$DDIR/dest.bin
+
+# bcast N: p2pbcast to DEST on h1..hN.  Sets out (stdout+stderr, tagged with
+# [job,rank]), rcs ("host status" per rank), mrc (mpirun's status).
+# orte_abort_on_non_zero_status 0: every rank finishes and reports its own
+# status instead of being killed by mpirun after the first failure.
+bcast() {
+    local n=$1
+    : >"$WORK/rcs"
+    set +e
+    # shellcheck disable=SC2016 # expanded by the rank's bash
+    out=$(timeout 120 "$NB" mpirun -np "$n" --tag-output \
+        --mca orte_abort_on_non_zero_status 0 \
+        bash -c '"$@"; r=$?; echo "$(hostname) $r" >>'"$WORK/rcs"'; exit $r' _ \
+        "$BIN" --tcp-if "$SUBNET" "$SRC" "$DEST" 2>&1)
+    mrc=$?
+    set -e
+    rcs=$(sort "$WORK/rcs")
+}
+
+prepare_dirs() {  # n: an empty DEST directory on every host
+    local k
+    for (( k = 1; k <= $1; k++ )); do
+        "$NB" exec "h$k" sh -c "rm -rf '$DDIR' && mkdir -p '$DDIR'" || return 1
+    done
+}
+
+all_exit() {  # n status: n ranks, one per host, each exited with status
+    local n=$1 st=$2 k want=""
+    for (( k = 1; k <= n; k++ )); do want+="h$k $st"$'\n'; done
+    [[ $rcs == "$(sort <<<"${want%$'\n'}")" ]] || { diag "rank statuses: $rcs"; return 1; }
+}
+
+copies_identical() {  # n: via each host's /tmp as seen from here
+    local n=$1 k d
+    for (( k = 1; k <= n; k++ )); do
+        d=$("$NB" dir "h$k")${DEST#/tmp}
+        cmp -s "$SRC" "$d" || { diag "h$k: $d differs or is missing"; return 1; }
+    done
+}
+
+only_dest_left() {  # n: DEST's directory holds DEST alone (no temp file)
+    local n=$1 k l
+    for (( k = 1; k <= n; k++ )); do
+        l=$(ls -A "$("$NB" dir "h$k")${DDIR#/tmp}")
+        [[ $l == "${DEST##*/}" ]] || { diag "h$k: $DDIR holds: $l"; return 1; }
+    done
+}
+
+nothing_left() {  # n: no DEST, no temporary file on any host
+    local n=$1 k d l
+    for (( k = 1; k <= n; k++ )); do
+        d=$("$NB" dir "h$k")${DDIR#/tmp}
+        if [[ -d $d ]]; then
+            l=$(ls -A "$d")
+            [[ -z $l ]] || { diag "h$k: $DDIR holds: $l"; return 1; }
+        fi
+        # the read-only mount lives in h3's mount namespace only: look there too
+        l=$("$NB" exec "h$k" sh -c "[ -d '$DDIR' ] && ls -A '$DDIR' || true")
+        [[ -z $l ]] || { diag "h$k (inside): $DDIR holds: $l"; return 1; }
+    done
+}
+
+root_names() {  # host: the root (rank 0) says that host failed
+    local h=$1
+    grep '^\[[0-9]*,0\]<stderr>:' <<<"$out" | grep -qw "$h" ||
+        { diag "$out"; return 1; }
+}
+
+NETNS_DIR_BEFORE=0
+[[ -e /run/netns ]] && NETNS_DIR_BEFORE=1
+for N in 2 4 8; do
+    "$NB" down "$PFX" >/dev/null 2>&1 || true
+    ok "N=$N: bed up at $RATE Mbit/s" "$NB" up "$N" "$RATE" "$PFX"
+    ok "N=$N: DEST directories ready" prepare_dirs "$N"
+    bcast "$N"
+    good() { (( mrc == 0 )) || { diag "$out"; return 1; }; }
+    ok "N=$N: p2pbcast succeeds (mpirun status $mrc)" good
+    ok "N=$N: every rank exits 0" all_exit "$N" 0
+    ok "N=$N: identical copy on every host" copies_identical "$N"
+    ok "N=$N: no temporary file left" only_dest_left "$N"
+
+    if (( N == 4 )); then
+        # Fault 1: h3's DEST directory is a read-only bind mount in h3.
+        prepare_dirs 4
+        ro_mount() {
+            "$NB" exec h3 sh -c "mount --bind '$DDIR' '$DDIR' && mount -o remount,bind,ro '$DDIR'" &&
+                ! "$NB" exec h3 touch "$DDIR/probe" 2>/dev/null
+        }
+        ok "h3: DEST directory is a read-only mount (root cannot write)" ro_mount
+        bcast 4
+        failed() { local st; st=$(awk '{print $2}' <<<"$rcs" | sort -u)
+            [[ $st =~ ^[1-9][0-9]*$ ]] && all_exit 4 "$st"; }
+        ok "read-only DEST dir on h3: every rank exits with the same nonzero status ($(awk '{print $2}' <<<"$rcs" | sort -u | tr '\n' ' '))" failed
+        ok "read-only DEST dir on h3: root's message names h3" root_names h3
+        diag "$(grep '<stderr>' <<<"$out" | head -n 3)"
+        ok "read-only DEST dir on h3: nothing partial on any host" nothing_left 4
+        "$NB" exec h3 umount "$DDIR" || true
+
+        # Fault 2: on h4 a regular file stands where DEST's directory should be.
+        prepare_dirs 4
+        "$NB" exec h4 sh -c "rmdir '$DDIR' && echo notadir >'$DDIR'"
+        bcast 4
+        ok "DEST dir is a file on h4: every rank exits with the same nonzero status ($(awk '{print $2}' <<<"$rcs" | sort -u | tr '\n' ' '))" failed
+        ok "DEST dir is a file on h4: root's message names h4" root_names h4
+        diag "$(grep '<stderr>' <<<"$out" | head -n 3)"
+        notadir_kept() { [[ $(cat "$("$NB" dir h4)${DDIR#/tmp}") == notadir ]]; }
+        ok "DEST dir is a file on h4: the file is untouched" notadir_kept
+        "$NB" exec h4 rm -f "$DDIR"
+        ok "DEST dir is a file on h4: nothing partial on any host" nothing_left 4
+    fi
+done
+
+left_nothing() {
+    [[ -z $(ip netns list | grep "^$PFX-" || true) ]] &&
+        [[ ! -e /run/netbed/$PFX && ! -e /tmp/netbed-$PFX ]] &&
+        { (( NETNS_DIR_BEFORE )) || [[ ! -e /run/netns ]]; }
+}
+ok "down" "$NB" down "$PFX"
+ok "down leaves no namespace or directory" left_nothing
+
+echo "1..$T"
+(( FAILED == 0 ))
