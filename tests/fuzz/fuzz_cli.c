@@ -30,14 +30,7 @@
 
 #include "options.h"
 
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "fuzz_cli: invariant failed at %s:%d: %s\n", __FILE__, \
-                    __LINE__, #c);                                                \
-            abort();                                                              \
-        }                                                                         \
-    } while (0)
+#include "fuzz_check.h"
 
 /* options.c calls this; the real one is in stage.c, which needs MPI. Keep in
  * step with src/stage.c. */

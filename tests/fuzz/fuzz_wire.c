@@ -37,14 +37,7 @@
 #include "tcp_wire.h"
 #include "verbs_wire.h"
 
-#define CHECK(c)                                                                   \
-    do {                                                                           \
-        if (!(c)) {                                                                \
-            fprintf(stderr, "fuzz_wire: invariant failed at %s:%d: %s\n", __FILE__, \
-                    __LINE__, #c);                                                 \
-            abort();                                                               \
-        }                                                                          \
-    } while (0)
+#include "fuzz_check.h"
 
 /* A cursor over the input: numbers are taken little-endian, missing bytes
  * read as zero so every input is usable. */
