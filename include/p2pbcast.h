@@ -35,7 +35,8 @@ enum p2pbcast_flags {
     P2PBCAST_PER_RANK = 1u << 1, /* every rank is its own node (own DEST copy) */
     P2PBCAST_QUIET = 1u << 2,    /* no progress, no summary */
     P2PBCAST_VERBOSE = 1u << 3,  /* extra detail on stderr */
-    P2PBCAST_PROGRESS = 1u << 4  /* root prints progress (bar on a tty, lines otherwise) */
+    P2PBCAST_PROGRESS = 1u << 4, /* root prints progress (bar on a tty, lines otherwise) */
+    P2PBCAST_RESUME = 1u << 5    /* keep a failed run's copy; a repeated run skips what all nodes hold */
 };
 
 struct p2pbcast_opts {
@@ -65,6 +66,7 @@ struct p2pbcast_result {
     uint64_t chunks;
     char transport[16];
     char message[512];       /* first error, with host, rank, path and reason */
+    uint64_t chunks_skipped; /* --resume: chunks every node already held */
 };
 
 /* Fill opts with defaults. */

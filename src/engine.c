@@ -66,6 +66,7 @@ struct pb_engine {
     struct fifo inject;      /* chunks from the root to pass on */
     unsigned char *have;     /* bitmap of chunks received */
     uint64_t received;
+    uint64_t nskip;          /* chunks nobody needs (--resume) */
     uint32_t forwarding;     /* puts to the successor not yet sent */
     int notified;            /* DONE sent to the root */
     int fin;                 /* FIN received from the root (receiver), sent (root) */
@@ -92,6 +93,11 @@ static void fail(struct pb_engine *e, int cls, const char *fmt, ...)
 static const char *name(const struct pb_engine *e, int leader)
 {
     return leader >= 0 && leader < e->c.nleaders && e->c.names ? e->c.names[leader] : "?";
+}
+
+static int skipped(const struct pb_engine *e, uint64_t k)
+{
+    return e->c.skip && ((e->c.skip[k / 8] >> (k % 8)) & 1);
 }
 
 static unsigned char *slot_mem(struct pb_engine *e, uint32_t s)
@@ -153,6 +159,8 @@ struct pb_engine *pb_engine_create(const struct pb_engine_cfg *cfg, char *err, s
             goto oom;
     }
     pb_manifest_init(&e->man);
+    for (uint64_t k = 0; cfg->skip && k < p->nchunks; k++)
+        e->nskip += skipped(e, k);
     return e;
 oom:
     snprintf(err, errlen, "engine: out of memory");
@@ -206,12 +214,17 @@ static void root_read(struct pb_engine *e)
 {
     const struct pb_plan *p = e->p;
     while (!e->err && e->free_bufs.len && e->next_read < p->nchunks) {
+        if (skipped(e, e->next_read)) {
+            e->next_read++;
+            continue;
+        }
         uint32_t b = fifo_pop(&e->free_bufs);
         uint64_t k = e->next_read++;
         uint64_t off = pb_plan_chunk_offset(p, k), len = pb_plan_chunk_len(p, k);
         unsigned char *m = slot_mem(e, b);
         char why[400];
         if (e->c.io.read(e->c.io.ctx, off, m, len, why, sizeof why) < 0) {
+            e->next_read = k; /* not written: not held (--resume) */
             fail(e, PB_EE_SOURCE, "%s", why);
             return;
         }
@@ -219,6 +232,7 @@ static void root_read(struct pb_engine *e)
         pb_trailer_put(m + len, &t);
         pb_manifest_add(&e->man, k, t.hash);
         if (e->c.io.write(e->c.io.ctx, off, m, len, why, sizeof why) < 0) {
+            e->next_read = k;
             fail(e, PB_EE_DEST, "%s", why);
             return;
         }
@@ -289,7 +303,7 @@ static int own_part_done(const struct pb_engine *e)
     if (e->recv < 0)
         return e->next_read == e->p->nchunks && e->free_bufs.len == e->c.nslots &&
                e->nodes_done == e->p->nrecv;
-    return e->received == e->p->nchunks && e->forwarding == 0 && !e->transit.len && !e->inject.len;
+    return e->received + e->nskip == e->p->nchunks && e->forwarding == 0 && !e->transit.len && !e->inject.len;
 }
 
 void pb_engine_pump(struct pb_engine *e)
@@ -341,7 +355,7 @@ static void on_arrived(struct pb_engine *e, const struct pb_event *ev)
         return;
     }
     int want = pb_plan_sender(p, e->recv, k) == PB_FROM_ROOT ? e->c.root : e->pred;
-    if (want != ev->peer || (e->have[k / 8] >> (k % 8)) & 1) {
+    if (want != ev->peer || (e->have[k / 8] >> (k % 8)) & 1 || skipped(e, k)) {
         fail(e, PB_EE_DATA, "protocol error: chunk %llu from %s was %s", (unsigned long long)k,
              name(e, ev->peer), want != ev->peer ? "expected from another node" : "already received");
         return;
@@ -469,6 +483,22 @@ int pb_engine_error(const struct pb_engine *e, const char **msg)
     return e->err;
 }
 
+void pb_engine_manifest_add(struct pb_engine *e, uint64_t chunk, uint64_t hash)
+{
+    pb_manifest_add(&e->man, chunk, hash);
+}
+
+int pb_engine_holds(const struct pb_engine *e, uint64_t k)
+{
+    if (k >= e->p->nchunks)
+        return 0;
+    if (skipped(e, k))
+        return 1;
+    if (e->recv < 0)
+        return k < e->next_read; /* the root writes a chunk as it reads it */
+    return (e->have[k / 8] >> (k % 8)) & 1;
+}
+
 uint64_t pb_engine_manifest(const struct pb_engine *e)
 {
     return pb_manifest_final(&e->man, e->p->file_size);
@@ -489,7 +519,7 @@ void pb_engine_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
         return;
     }
     uint64_t k = 0;
-    while (k < e->p->nchunks && ((e->have[k / 8] >> (k % 8)) & 1))
+    while (k < e->p->nchunks && (((e->have[k / 8] >> (k % 8)) & 1) || skipped(e, k)))
         k++;
     if (k < e->p->nchunks) {
         int from = pb_plan_sender(e->p, e->recv, k) == PB_FROM_ROOT ? e->c.root : e->pred;

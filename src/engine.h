@@ -55,6 +55,8 @@ struct pb_engine_cfg {
     /* root only: called as bytes leave; may be NULL */
     void (*progress)(void *ctx, uint64_t bytes, int nodes_done);
     void *progress_ctx;
+    /* --resume: chunks every node already holds (bitmap), not sent; NULL */
+    const unsigned char *skip;
     /* stop when *cancel becomes nonzero; may be NULL */
     const volatile sig_atomic_t *cancel;
     /* testing only: flip one byte of this chunk when forwarding it (-1: off) */
@@ -84,6 +86,10 @@ int pb_engine_finished(const struct pb_engine *e);
 /* PB_EE_NONE while healthy; otherwise the class, with the message. */
 int pb_engine_error(const struct pb_engine *e, const char **msg);
 uint64_t pb_engine_manifest(const struct pb_engine *e);
+/* Fold in a chunk that was not transferred (skipped by --resume). */
+void pb_engine_manifest_add(struct pb_engine *e, uint64_t chunk, uint64_t hash);
+/* Does this node's copy hold chunk k now (written and verified)? */
+int pb_engine_holds(const struct pb_engine *e, uint64_t k);
 /* A description of what the engine is waiting for (for timeouts). */
 void pb_engine_waiting_for(const struct pb_engine *e, char *out, size_t outlen);
 void pb_engine_destroy(struct pb_engine *e);

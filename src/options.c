@@ -29,6 +29,9 @@ const char pb_usage_text[] =
     "                          active one)\n"
     "      --gid-index=N       RoCE GID index (default: automatic)\n"
     "  -f, --force             replace an existing DEST that differs from SOURCE\n"
+    "      --resume            keep a failed run's partial copy (hidden, next to\n"
+    "                          DEST); run again with --resume to skip the chunks\n"
+    "                          every node already holds\n"
     "      --per-rank          treat every rank as its own node (each writes DEST;\n"
     "                          use %h and %r in DEST)\n"
     "      --json=FILE         write a JSON report of the run to FILE (root node)\n"
@@ -53,7 +56,8 @@ enum {
     OPT_GID_INDEX,
     OPT_PER_RANK,
     OPT_JSON,
-    OPT_TIMEOUT
+    OPT_TIMEOUT,
+    OPT_RESUME
 };
 
 static const struct option long_opts[] = {
@@ -68,6 +72,7 @@ static const struct option long_opts[] = {
     { "per-rank", no_argument, 0, OPT_PER_RANK },
     { "json", required_argument, 0, OPT_JSON },
     { "timeout", required_argument, 0, OPT_TIMEOUT },
+    { "resume", no_argument, 0, OPT_RESUME },
     { "quiet", no_argument, 0, 'q' },
     { "verbose", no_argument, 0, 'v' },
     { "help", no_argument, 0, 'h' },
@@ -187,6 +192,9 @@ int pb_cli_parse(int argc, char **argv, struct pb_cli *cli, char *err, size_t er
             break;
         case OPT_PER_RANK:
             o->flags |= P2PBCAST_PER_RANK;
+            break;
+        case OPT_RESUME:
+            o->flags |= P2PBCAST_RESUME;
             break;
         case OPT_JSON:
             o->json_path = optarg;

@@ -165,9 +165,10 @@ int pb_report_json(const char *path, const struct pb_summary *s, char *err, size
     json_str(f, s->transport);
     fprintf(f,
             ",\n  \"bytes\": %llu,\n  \"seconds\": %.6f,\n  \"bytes_per_second_per_node\": %.0f,\n"
-            "  \"nodes\": %d,\n  \"ranks\": %d,\n  \"chunk_size\": %llu,\n  \"chunks\": %llu,\n  \"failures\": [",
+            "  \"nodes\": %d,\n  \"ranks\": %d,\n  \"chunk_size\": %llu,\n  \"chunks\": %llu,\n"
+            "  \"chunks_skipped\": %llu,\n  \"failures\": [",
             (unsigned long long)s->bytes, s->seconds, rate, s->nodes, s->ranks, (unsigned long long)s->chunk_size,
-            (unsigned long long)s->chunks);
+            (unsigned long long)s->chunks, (unsigned long long)s->chunks_skipped);
     for (int i = 0; i < s->nfailures; i++) {
         fprintf(f, "%s\n    {\"node\": ", i ? "," : "");
         json_str(f, s->failures[i].node);

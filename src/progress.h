@@ -31,7 +31,7 @@ struct pb_failure {
 struct pb_summary {
     int status;
     const char *source, *dest, *transport;
-    uint64_t bytes, chunk_size, chunks;
+    uint64_t bytes, chunk_size, chunks, chunks_skipped;
     double seconds;
     int nodes, ranks;
     const struct pb_failure *failures;

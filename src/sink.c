@@ -29,6 +29,125 @@ static int make_tmp_template(struct pb_sink *k, char *out, size_t outlen)
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
+static int reserve(struct pb_sink *k, const struct pb_sink_want *w, char *err, size_t errlen)
+{
+    if (w->size == 0)
+        return 0;
+    /* Reserve the space now: a full disk fails here, before any transfer. */
+    int rc = posix_fallocate(k->fd, 0, (off_t)w->size);
+    if (rc == EOPNOTSUPP || rc == EINVAL)
+        rc = ftruncate(k->fd, (off_t)w->size) < 0 ? errno : 0;
+    if (rc) {
+        snprintf(err, errlen, "cannot reserve %llu bytes for DEST '%s': %s", (unsigned long long)w->size, k->dest,
+                 strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* The map next to a kept file: what it copies and which chunks it holds. */
+struct resume_head {
+    char magic[8];
+    uint64_t size, chunk, nchunks;
+    int64_t mt_sec, mt_nsec;
+};
+
+static void resume_head_of(const struct pb_sink_want *w, uint64_t nchunks, struct resume_head *h)
+{
+    memset(h, 0, sizeof *h);
+    memcpy(h->magic, "P2PBRES1", 8);
+    h->size = w->size;
+    h->chunk = w->chunk_size;
+    h->nchunks = nchunks;
+    h->mt_sec = w->mtime.tv_sec;
+    h->mt_nsec = w->mtime.tv_nsec;
+}
+
+static int open_resumable(struct pb_sink *k, const struct pb_sink_want *w, char *err, size_t errlen)
+{
+    k->resume = 1;
+    k->nchunks = w->chunk_size ? w->size / w->chunk_size + (w->size % w->chunk_size != 0) : 0;
+    int n1 = snprintf(k->tmpname, sizeof k->tmpname, "%s/.%s.p2pbcast-resume", k->dir, k->base);
+    int n2 = snprintf(k->mapname, sizeof k->mapname, "%s.map", k->tmpname);
+    if (n1 < 0 || n2 < 0 || (size_t)n2 >= sizeof k->mapname) {
+        snprintf(err, errlen, "DEST '%s': temporary file name too long", k->dest);
+        return -1;
+    }
+    /* A kept file counts only if its map describes this very SOURCE. */
+    struct resume_head want, got;
+    resume_head_of(w, k->nchunks, &want);
+    size_t nb = (size_t)(k->nchunks / 8 + 1);
+    int mfd = open(k->mapname, O_RDONLY | O_CLOEXEC);
+    struct stat tst;
+    if (mfd >= 0 && read(mfd, &got, sizeof got) == (ssize_t)sizeof got && !memcmp(&got, &want, sizeof got) &&
+        stat(k->tmpname, &tst) == 0 && (uint64_t)tst.st_size == w->size && (k->have = calloc(nb, 1)) &&
+        read(mfd, k->have, nb) == (ssize_t)nb) {
+        k->fd = open(k->tmpname, O_RDWR | O_CLOEXEC);
+    } else {
+        free(k->have);
+        k->have = NULL;
+        k->fd = open(k->tmpname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    }
+    if (mfd >= 0)
+        close(mfd);
+    (void)unlink(k->mapname); /* valid again only when rewritten after a failure */
+    if (k->fd < 0) {
+        snprintf(err, errlen, "cannot create a temporary file in DEST directory '%s': %s", k->dir, strerror(errno));
+        k->tmpname[0] = 0;
+        return -1;
+    }
+    if (reserve(k, w, err, errlen) < 0) {
+        pb_sink_abort(k);
+        return -1;
+    }
+    return 0;
+}
+
+int pb_sink_keep(struct pb_sink *k, const unsigned char *held, const struct pb_sink_want *w)
+{
+    if (!k->resume || k->fd < 0 || !k->tmpname[0])
+        return -1;
+    struct resume_head h;
+    resume_head_of(w, k->nchunks, &h);
+    size_t nb = (size_t)(k->nchunks / 8 + 1);
+    int rc = -1;
+    if (fsync(k->fd) == 0) {
+        int mfd = open(k->mapname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (mfd >= 0) {
+            rc = write(mfd, &h, sizeof h) == (ssize_t)sizeof h && write(mfd, held, nb) == (ssize_t)nb &&
+                         fsync(mfd) == 0
+                     ? 0
+                     : -1;
+            close(mfd);
+        }
+    }
+    if (rc < 0)
+        (void)unlink(k->mapname);
+    /* Keep the data file under its hidden name either way: without a map
+     * it is simply overwritten by the next run. */
+    close(k->fd);
+    k->fd = -1;
+    k->tmpname[0] = 0;
+    return rc;
+}
+
+int pb_sink_read(struct pb_sink *k, uint64_t off, void *buf, size_t len, char *err, size_t errlen)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(k->fd, (char *)buf + done, len - done, (off_t)(off + done));
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            snprintf(err, errlen, "cannot read back the kept copy of DEST '%s': %s", k->dest,
+                     n < 0 ? strerror(errno) : "file too short");
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
 int pb_sink_open(struct pb_sink *k, const char *dest, const struct pb_sink_want *w,
                  char *err, size_t errlen)
 {
@@ -81,6 +200,8 @@ int pb_sink_open(struct pb_sink *k, const char *dest, const struct pb_sink_want 
         return -1;
     }
 
+    if (w->resume)
+        return open_resumable(k, w, err, errlen);
     k->fd = open(k->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
     if (k->fd >= 0) {
         k->anonymous = 1;
@@ -102,17 +223,9 @@ int pb_sink_open(struct pb_sink *k, const char *dest, const struct pb_sink_want 
         snprintf(err, errlen, "cannot create a temporary file in DEST directory '%s': %s", k->dir, strerror(errno));
         return -1;
     }
-    if (w->size > 0) {
-        /* Reserve the space now: a full disk fails here, before any transfer. */
-        int rc = posix_fallocate(k->fd, 0, (off_t)w->size);
-        if (rc == EOPNOTSUPP || rc == EINVAL)
-            rc = ftruncate(k->fd, (off_t)w->size) < 0 ? errno : 0;
-        if (rc) {
-            snprintf(err, errlen, "cannot reserve %llu bytes for DEST '%s': %s",
-                     (unsigned long long)w->size, dest, strerror(rc));
-            pb_sink_abort(k);
-            return -1;
-        }
+    if (reserve(k, w, err, errlen) < 0) {
+        pb_sink_abort(k);
+        return -1;
     }
     return 0;
 }
@@ -188,6 +301,8 @@ int pb_sink_commit(struct pb_sink *k, char *err, size_t errlen)
         return -1;
     }
     k->tmpname[0] = 0;
+    if (k->mapname[0])
+        (void)unlink(k->mapname);
     /* Make the new name durable. */
     int dfd = open(k->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
@@ -201,6 +316,8 @@ int pb_sink_commit(struct pb_sink *k, char *err, size_t errlen)
 
 void pb_sink_abort(struct pb_sink *k)
 {
+    free(k->have);
+    k->have = NULL;
     if (k->tmpname[0]) {
         (void)unlink(k->tmpname);
         k->tmpname[0] = 0;

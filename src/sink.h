@@ -23,6 +23,12 @@ struct pb_sink {
     char dir[PATH_MAX];
     char base[NAME_MAX + 1];
     char tmpname[PATH_MAX];   /* named temporary file, "" when anonymous */
+    /* --resume: a fixed-name temporary file and a map of the chunks it holds,
+     * kept after a failure so that a repeated run need not send them again */
+    int resume;
+    uint64_t nchunks;
+    unsigned char *have;      /* chunks found in a kept file (bitmap), or NULL */
+    char mapname[PATH_MAX];
 };
 
 struct pb_sink_want {
@@ -31,6 +37,8 @@ struct pb_sink_want {
     struct timespec mtime;    /* modification time to give DEST */
     int force;                /* replace an existing DEST that differs */
     const struct stat *source; /* on the root's node: refuse DEST == SOURCE */
+    int resume;               /* keep and reuse .NAME.p2pbcast-resume */
+    uint64_t chunk_size;      /* resume: the kept map must match it */
 };
 
 /* 0 ok; -1 with err naming the path and the reason. */
@@ -44,5 +52,10 @@ int pb_sink_flush(struct pb_sink *k, const struct pb_sink_want *w, char *err, si
 int pb_sink_commit(struct pb_sink *k, char *err, size_t errlen);
 /* Remove every trace of the temporary file. Safe to call twice. */
 void pb_sink_abort(struct pb_sink *k);
+/* --resume after a failure: flush what was written and record which chunks
+ * (bitmap) are in the kept file; the file keeps its hidden name. */
+int pb_sink_keep(struct pb_sink *k, const unsigned char *held, const struct pb_sink_want *w);
+/* Read back len bytes at off (to checksum chunks a resumed run skips). */
+int pb_sink_read(struct pb_sink *k, uint64_t off, void *buf, size_t len, char *err, size_t errlen);
 
 #endif

@@ -21,6 +21,7 @@
 #include "engine.h"
 #include "options.h"
 #include "plan.h"
+#include "digest.h"
 #include "progress.h"
 #include "shared_dest.h"
 #include "sink.h"
@@ -86,7 +87,8 @@ struct vote {
 struct decision {
     int32_t code;
     int32_t nfail;
-    char msg[504];
+    int32_t discard_resume; /* a kept copy proved wrong: do not keep it */
+    char msg[500];
 };
 
 struct stage {
@@ -101,6 +103,7 @@ struct stage {
     int quiet, verbose;
     int printed_self; /* the root already printed its own failure */
     int canceled;     /* a signal asked us to stop */
+    int mismatch;     /* root: a node's digest differed from the root's */
 };
 
 static double now_s(void)
@@ -141,6 +144,7 @@ static void check_manifests(struct stage *st, const struct vote *root_vote)
     for (int i = 0; i < st->bi->nleaders; i++) {
         struct vote *v = &st->votes[i];
         if (!v->code && v->manifest != root_vote->manifest) {
+            st->mismatch = 1;
             v->code = P2PBCAST_ERR_TRANSFER;
             snprintf(v->msg, sizeof v->msg, "copy does not match SOURCE (manifest digest %016llx, root %016llx)",
                      (unsigned long long)v->manifest, (unsigned long long)root_vote->manifest);
@@ -242,6 +246,7 @@ static int agree(struct stage *st, struct vote *mine, struct decision *d, vote_c
                     fprintf(stderr, "p2pbcast: error: %s: %s\n", bi->names[i], st->votes[i].msg);
         if (first < 0)
             first = first_any;
+        d->discard_resume = st->mismatch;
         if (first >= 0) {
             d->code = st->votes[first].code;
             snprintf(d->msg, sizeof d->msg, "%s: %s", bi->names[first], st->votes[first].msg);
@@ -374,6 +379,54 @@ static int ring_peers(const struct pb_plan *p, const struct pb_boot_info *bi, in
     return n;
 }
 
+/* --resume: every leader tells the root which chunks its kept copy holds;
+ * the root sends back those that all hold. Returns 0, 2 when interrupted,
+ * -1 on failure; a leader that does not answer ends the job (give_up). */
+static int share_resume(struct stage *st, const struct pb_plan *plan, const unsigned char *have,
+                        unsigned char **skip, uint64_t *nskip)
+{
+    const struct pb_boot_info *bi = st->bi;
+    size_t nb = (size_t)(plan->nchunks / 8 + 1);
+    *skip = calloc(nb, 1);
+    unsigned char *mine = calloc(nb, 1), *all = NULL;
+    if (!*skip || !mine)
+        return -1;
+    if (have)
+        memcpy(mine, have, nb);
+    int rc = 0;
+    if (bi->is_leader) {
+        unsigned char *missing = is_root(st) ? calloc((size_t)bi->nleaders, 1) : NULL;
+        if (is_root(st))
+            all = malloc(nb * (size_t)bi->nleaders);
+        rc = is_root(st) && !all ? -1 : pb_boot_gather(st->boot, mine, all, nb, vote_timeout(st), missing);
+        if (rc == 1 && is_root(st))
+            give_up(st, missing);
+        free(missing);
+        if (is_root(st) && rc == 0) {
+            memset(*skip, 0xff, nb);
+            for (int i = 0; i < bi->nleaders; i++)
+                for (size_t j = 0; j < nb; j++)
+                    (*skip)[j] &= all[(size_t)i * nb + j];
+            /* Bits past the last chunk stay clear. */
+            for (uint64_t k = plan->nchunks; k < nb * 8; k++)
+                (*skip)[k / 8] &= (unsigned char)~(1u << (k % 8));
+        }
+    }
+    free(all);
+    free(mine);
+    int brc = pb_boot_bcast(st->boot, *skip, nb, vote_timeout(st));
+    if (brc == 1)
+        give_up(st, NULL);
+    if (rc == 2 || brc == 2)
+        return 2;
+    if (rc < 0 || brc < 0)
+        return -1;
+    *nskip = 0;
+    for (uint64_t k = 0; k < plan->nchunks; k++)
+        *nskip += ((*skip)[k / 8] >> (k % 8)) & 1;
+    return 0;
+}
+
 int pb_stage_file(const void *comm, const char *source, const char *dest, const struct p2pbcast_opts *opts,
                   struct p2pbcast_result *res)
 {
@@ -412,6 +465,8 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     struct pb_progress prog;
     char dpath[4096] = "";
     char probe[4096] = ""; /* our shared-DEST probe file, removed at the end */
+    unsigned char *skip = NULL; /* --resume: chunks every node holds */
+    uint64_t nskip = 0;
     int writes = 0, sharers = 1;
 
     if (root) {
@@ -509,6 +564,8 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
         .mtime = { .tv_sec = (time_t)m->mt_sec, .tv_nsec = (long)m->mt_nsec },
         .force = !!(o.flags & P2PBCAST_FORCE),
         .source = root ? &src.st : NULL,
+        .resume = !!(o.flags & P2PBCAST_RESUME),
+        .chunk_size = m->chunk,
     };
     memset(&mine, 0, sizeof mine);
     if (writes) {
@@ -519,6 +576,23 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     }
     if (agree(&st, &mine, &d, NULL))
         goto out;
+
+    /* 3b. --resume: chunks that every node already holds are not sent. */
+    if (want.resume) {
+        int rc = share_resume(&st, &plan, sink_open ? sink.have : NULL, &skip, &nskip);
+        if (rc == 2) {
+            interrupted(&st, &d);
+            goto out;
+        }
+        if (rc < 0) {
+            d.code = P2PBCAST_ERR_INTERNAL;
+            snprintf(d.msg, sizeof d.msg, "--resume: exchanging the kept chunks failed");
+            goto out;
+        }
+        if (root && nskip && !st.quiet)
+            fprintf(stderr, "p2pbcast: resuming: %llu of %llu chunks are already on every node\n",
+                    (unsigned long long)nskip, (unsigned long long)plan.nchunks);
+    }
 
     /* 4. Connections between neighbours. */
     size_t slot_size = (size_t)((m->chunk + PB_TRAILER_SIZE + 63) / 64 * 64);
@@ -595,6 +669,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
             .progress_ctx = &prog,
             .corrupt_chunk = fault && *fault ? strtoll(fault, NULL, 10) : -1,
             .cancel = o.cancel,
+            .skip = nskip ? skip : NULL,
         };
         eng = pb_engine_create(&ec, err, sizeof err);
         if (!eng) {
@@ -617,6 +692,19 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
                 tp->ops->close(tp);
                 tp = NULL;
             } else {
+                /* Chunks nobody was sent still count: checksum them where
+                 * they are (SOURCE on the root, the kept copy elsewhere). */
+                for (uint64_t k = 0; nskip && k < plan.nchunks && !mine.code; k++) {
+                    if (!((skip[k / 8] >> (k % 8)) & 1))
+                        continue;
+                    uint64_t off = pb_plan_chunk_offset(&plan, k), len = pb_plan_chunk_len(&plan, k);
+                    int rr = root ? pb_source_read(&src, off, pool, len, err, sizeof err)
+                                  : pb_sink_read(&sink, off, pool, len, err, sizeof err);
+                    if (rr < 0)
+                        set_vote(&mine, root ? P2PBCAST_ERR_SOURCE : P2PBCAST_ERR_DEST, 0, err);
+                    else
+                        pb_engine_manifest_add(eng, k, pb_chunk_hash(pool, len));
+                }
                 mine.manifest = pb_engine_manifest(eng);
             }
         }
@@ -644,6 +732,16 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
 
 out:
     pb_probe_remove(probe);
+    if (sink_open && want.resume && d.code && !d.discard_resume && sink.fd >= 0) {
+        /* Keep what this node holds for the next --resume run. */
+        unsigned char *held = calloc((size_t)(plan.nchunks / 8 + 1), 1);
+        for (uint64_t k = 0; held && k < plan.nchunks; k++)
+            if (eng ? pb_engine_holds(eng, k) : sink.have && ((sink.have[k / 8] >> (k % 8)) & 1))
+                held[k / 8] |= (unsigned char)(1u << (k % 8));
+        if (held && pb_sink_keep(&sink, held, &want) == 0 && st.verbose)
+            fprintf(stderr, "p2pbcast: %s: kept the partial copy for --resume\n", bi->names[bi->leader]);
+        free(held);
+    }
     if (eng)
         pb_engine_destroy(eng);
     if (tp)
@@ -664,6 +762,7 @@ out:
     res->failed_nodes = d.nfail;
     res->chunk_size = st.meta.chunk;
     res->chunks = st.meta.code ? 0 : plan.nchunks;
+    res->chunks_skipped = nskip;
     snprintf(res->transport, sizeof res->transport, "%s", st.meta.transport);
 
     if (root) {
@@ -671,6 +770,7 @@ out:
             .status = res->status, .source = source, .dest = dest, .transport = res->transport,
             .bytes = res->bytes, .chunk_size = res->chunk_size, .chunks = res->chunks,
             .seconds = res->seconds, .nodes = res->nodes, .ranks = bi->size,
+            .chunks_skipped = nskip,
             .failures = st.fails, .nfailures = st.nfails,
         };
         if (!st.quiet || res->status)
@@ -678,6 +778,7 @@ out:
         if (o.json_path && pb_report_json(o.json_path, &s, err, sizeof err) < 0)
             fprintf(stderr, "p2pbcast: warning: %s\n", err);
     }
+    free(skip);
     free(st.votes);
     free(st.fails);
     free(st.fail_msgs);

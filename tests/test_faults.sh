@@ -76,4 +76,29 @@ if mount -t tmpfs -o size=1m tmpfs "$WORK/n2" 2>/dev/null; then
 else
     skip "DEST filesystem full: cannot mount a tmpfs here"
 fi
+# 5. --resume: a failed run keeps hidden partial copies; the next run sends
+# only what some node lacks; a kept copy that went bad is caught and dropped.
+R="$WORK/r"
+mkdir -p "$R"
+mkfile "$R/src" $((46 * 65536 + 123))
+P2PBCAST_TEST_CORRUPT_CHUNK=30 run 4 -q --resume --per-rank -c 64K "$R/src" "$R/d.%r"
+kept=$(find "$R" -name '.d.*.p2pbcast-resume' | wc -l)
+maps=$(find "$R" -name '.d.*.p2pbcast-resume.map' | wc -l)
+[ "$rcs" = "1x4 " ] && [ "$kept" -eq 4 ] && [ "$maps" -eq 4 ] && [ -z "$(find "$R" -name 'd.*')" ]
+ok $? "--resume: a failed run keeps a hidden copy and map on every node ($kept, $maps), no DEST"
+run 4 -q --resume --per-rank -c 64K --json "$R/j.json" "$R/src" "$R/d.%r"
+skipped=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunks_skipped"])' "$R/j.json" 2>/dev/null)
+all=0
+for i in 0 1 2 3; do cmp -s "$R/src" "$R/d.$i" || all=1; done
+[ "$rcs" = "0x4 " ] && [ "$all" -eq 0 ] && [ "${skipped:-0}" -gt 0 ] && only_these "$R" src d.0 d.1 d.2 d.3 j.json
+ok $? "--resume: the repeated run skips $skipped chunks every node held, copies exact, nothing hidden left"
+rm -f "$R"/d.* "$R/j.json"
+P2PBCAST_TEST_CORRUPT_CHUNK=30 run 4 -q --resume --per-rank -c 64K "$R/src" "$R/d.%r"
+printf 'XXXX' | dd of="$R/.d.2.p2pbcast-resume" bs=1 seek=100 conv=notrunc status=none
+run 4 -q --resume --per-rank -c 64K "$R/src" "$R/d.%r"
+[ "$rcs" = "1x4 " ] && echo "$out" | grep -q "rank 2): copy does not match SOURCE" &&
+    [ -z "$(find "$R" -name '.d.*' -o -name 'd.*')" ]
+ok $? "--resume: a kept copy changed on disk is caught by the digest and every kept copy is dropped"
+run 4 -q --resume --per-rank -c 64K "$R/src" "$R/d.%r"
+[ "$rcs" = "0x4 " ] && cmp -s "$R/src" "$R/d.2"; ok $? "--resume: the run after that copies everything afresh"
 done_testing
