@@ -297,7 +297,10 @@ static void root_meta(struct stage *st, struct pb_source *src, const char *sourc
      * links, 64 MiB) 1 MiB chunks took 5.2 s, 512 KiB 4.8 s, 128 KiB 4.4 s,
      * 64 KiB 4.1 s and 32 KiB 4.1 s against 3.75 s ideal. The model, whose
      * links carry one message at a time, does not see this. */
-    if (!o->chunk_size && !strcmp(want, "tcp") && m->chunk > TCP_DEFAULT_CHUNK_MAX)
+    int one_host = 1; /* all leaders here: loopback, no shared link */
+    for (int i = 0; i < st->bi->nleaders; i++)
+        one_host &= !strcmp(st->bi->hosts[i], st->bi->host);
+    if (!o->chunk_size && !strcmp(want, "tcp") && !one_host && m->chunk > TCP_DEFAULT_CHUNK_MAX)
         m->chunk = TCP_DEFAULT_CHUNK_MAX;
     if (pb_boot_random(m->secret, sizeof m->secret) < 0) {
         m->code = P2PBCAST_ERR_INTERNAL;

@@ -224,6 +224,13 @@ static int tcp_notify(struct pb_transport *tp, int peer, uint32_t code)
     return enqueue((struct tcp *)tp, peer, &h, NULL, 0, 0);
 }
 
+/* Events one poll may legitimately queue: per peer at most a slot pool's
+ * worth of arrivals, credits and sends, plus notices. */
+static uint32_t event_cap(const struct tcp *t)
+{
+    return (uint32_t)(t->cfg.npeers + 1) * (3 * t->cfg.nslots + 8) + 64;
+}
+
 /* Read what the socket has, straight into slots; at most `budget` bytes so
  * one busy link cannot starve the others. */
 static void read_conn(struct tcp *t, struct conn *c, size_t budget)
@@ -276,6 +283,11 @@ static void read_conn(struct tcp *t, struct conn *c, size_t budget)
                 ev.slot = c->cur.slot;
                 ev.tag = c->cur.tag;
                 t->owner[c->cur.slot] = -1;
+            } else if (t->evlen >= event_cap(t)) {
+                /* A peer of this job never has more credits or notices
+                 * outstanding than there are slots: this one is flooding. */
+                conn_fail(t, c, 0, "protocol error: flood of control messages");
+                return;
             } else if (c->cur.type == PB_TCP_CREDIT) {
                 ev.kind = PB_EV_CREDIT;
                 ev.slot = c->cur.slot;
