@@ -104,6 +104,8 @@ struct stage {
     int printed_self; /* the root already printed its own failure */
     int canceled;     /* a signal asked us to stop */
     int mismatch;     /* root: a node's digest differed from the root's */
+    double t0;        /* start, for -v timings */
+    int rounds;
 };
 
 static double now_s(void)
@@ -201,6 +203,8 @@ static int interrupted(struct stage *st, struct decision *d)
 static int agree(struct stage *st, struct vote *mine, struct decision *d, vote_check check)
 {
     const struct pb_boot_info *bi = st->bi;
+    if (st->verbose && is_root(st))
+        fprintf(stderr, "p2pbcast: [%.3f s] agreement %d\n", now_s() - st->t0, ++st->rounds);
     memset(d, 0, sizeof *d);
     if (bi->is_leader) {
         unsigned char *missing = is_root(st) ? calloc((size_t)bi->nleaders, 1) : NULL;
@@ -451,6 +455,9 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
         return res->status;
     }
     st.bi = pb_boot_info(st.boot);
+    st.t0 = t0;
+    if (st.verbose && st.bi->rank == st.bi->root)
+        fprintf(stderr, "p2pbcast: [%.3f s] bootstrap done\n", now_s() - t0);
     const struct pb_boot_info *bi = st.bi;
     int root = is_root(&st);
 
