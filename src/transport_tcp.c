@@ -482,37 +482,39 @@ static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
     return 0;
 }
 
-/* Connect from our own announced address (the acceptor checks it). */
-static int connect_to(const struct endpoint *ep, uint32_t self_addr, double deadline)
+/* Start connecting from our own announced address (the acceptor checks
+ * it). All connections are started first and finished after, so their
+ * handshakes overlap: the root of a large job has many. */
+static int connect_start(const struct endpoint *ep, uint32_t self_addr)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -1;
     struct sockaddr_in me = { .sin_family = AF_INET, .sin_addr.s_addr = self_addr };
-    if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = ep->port, .sin_addr.s_addr = ep->addr };
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+    if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0 ||
+        (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)) {
         int e = errno;
         close(fd);
         errno = e;
         return -1;
     }
+    return fd;
+}
+
+/* Wait until a started connection is up; 0, or -1 with errno. */
+static int connect_finish(int fd, double deadline)
+{
     struct pollfd p = { fd, POLLOUT, 0 };
     int left = (int)((deadline - now_s()) * 1000);
     int r = poll(&p, 1, left > 0 ? left : 0);
     int soerr = 0;
     socklen_t sl = sizeof soerr;
     if (r <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
-        close(fd);
         errno = r == 0 ? ETIMEDOUT : soerr ? soerr : errno;
         return -1;
     }
-    return fd;
+    return 0;
 }
 
 static int add_conn(struct tcp *t, int fd, int peer, char *err, size_t errlen)
@@ -610,29 +612,51 @@ exchange:
 
     double deadline = now_s() + cfg->timeout;
     int expect_in = 0;
+    int *out = malloc((size_t)cfg->npeers * sizeof *out);
+    if (!out) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     for (int i = 0; i < cfg->npeers; i++) {
         int p = cfg->peers[i];
-        if (p < cfg->self) {
+        out[i] = -1;
+        if (p < cfg->self)
             expect_in++;
+        else
+            out[i] = connect_start(&eps[p], mine.addr);
+    }
+    for (int i = 0; i < cfg->npeers; i++) {
+        int p = cfg->peers[i];
+        if (p < cfg->self)
             continue;
-        }
-        int fd = connect_to(&eps[p], mine.addr, deadline);
         unsigned char hb[PB_TCP_HELLO_SIZE];
         struct pb_tcp_hello h = { (uint32_t)cfg->self, (uint32_t)p, { 0 } };
         memcpy(h.secret, cfg->secret, 16);
         pb_tcp_hello_encode(hb, &h);
-        if (fd < 0 || io_full(fd, hb, sizeof hb, 1, deadline) < 0) {
+        int fd = out[i];
+        out[i] = -1;
+        if (fd < 0 || connect_finish(fd, deadline) < 0 || io_full(fd, hb, sizeof hb, 1, deadline) < 0) {
             char a[INET_ADDRSTRLEN];
             inet_ntop(AF_INET, &eps[p].addr, a, sizeof a);
             snprintf(err, errlen, "tcp: cannot connect to %s at %s:%u: %s", peer_name(t, p), a, ntohs(eps[p].port),
                      strerror(errno));
             if (fd >= 0)
                 close(fd);
+            for (int k = i + 1; k < cfg->npeers; k++)
+                if (out[k] >= 0)
+                    close(out[k]);
+            free(out);
             goto fail;
         }
-        if (add_conn(t, fd, p, err, errlen) < 0)
+        if (add_conn(t, fd, p, err, errlen) < 0) {
+            for (int k = i + 1; k < cfg->npeers; k++)
+                if (out[k] >= 0)
+                    close(out[k]);
+            free(out);
             goto fail;
+        }
     }
+    free(out);
     /* Accept the lower-numbered peers; drop anything that is not one. Up
      * to MAX_PENDING greetings are read side by side, each with a short
      * deadline, so silent strangers cannot hold up the real peers. */
