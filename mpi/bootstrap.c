@@ -242,9 +242,16 @@ void pb_boot_abort(struct pb_boot *b, int code)
 
 int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)
 {
+    /* Through the root: the votes have already connected every leader to
+     * it, and the broadcast tree is the one the decisions use, whereas an
+     * allgather would open new pairs (Open MPI connects them lazily, which
+     * cost ~0.2 s at 16 hosts on the test bed). */
     struct pb_boot *b = boot;
+    int rc = pb_boot_gather(b, mine, all, len, 0, NULL);
+    if (rc != 0)
+        return rc;
     MPI_Request r;
-    int rc = MPI_Iallgather(mine, (int)len, MPI_BYTE, all, (int)len, MPI_BYTE, b->leaders, &r);
+    rc = MPI_Ibcast(all, (int)(len * (size_t)b->info.nleaders), MPI_BYTE, b->info.root_leader, b->leaders, &r);
     return rc == MPI_SUCCESS ? wait_idle(&r) : rc;
 }
 
