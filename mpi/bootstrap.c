@@ -26,7 +26,6 @@ struct pb_boot {
     const char **names;
     const char **hosts;
     int *leader_rank;
-    const volatile sig_atomic_t *cancel;
 };
 
 /* Wait for requests without spinning: Open MPI's blocking waits poll the
@@ -230,7 +229,7 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
 
 void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel)
 {
-    b->cancel = cancel;
+    (void)b; /* the waits are process-wide, like the signal that sets it */
     wait_cancel = cancel;
 }
 

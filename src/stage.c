@@ -195,7 +195,8 @@ static int interrupted(struct stage *st, struct decision *d)
 {
     st->canceled = 1;
     d->code = P2PBCAST_ERR_TRANSFER;
-    snprintf(d->msg, sizeof d->msg, "%s: interrupted by signal %d", st->bi->names[st->bi->is_leader ? st->bi->leader : 0],
+    /* names[] exists on leaders only; every rank knows its host and rank. */
+    snprintf(d->msg, sizeof d->msg, "%s (rank %d): interrupted by signal %d", st->bi->host, st->bi->rank,
              st->o->cancel ? (int)*st->o->cancel : 0);
     return d->code;
 }

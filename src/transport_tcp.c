@@ -64,6 +64,7 @@ struct tcp {
     int *owner;        /* our slot -> leader it is granted to, -1 */
     struct pb_event *evq;
     uint32_t evcap, evhead, evlen;
+    int lost;          /* an event could not be queued (out of memory) */
 };
 
 static const char *peer_name(const struct tcp *t, int leader)
@@ -81,8 +82,10 @@ static int push_event(struct tcp *t, const struct pb_event *ev)
     if (t->evlen == t->evcap) {
         uint32_t ncap = t->evcap ? t->evcap * 2 : 256;
         struct pb_event *n = malloc(ncap * sizeof *n);
-        if (!n)
+        if (!n) {
+            t->lost = 1; /* reported by the next poll: a lost event would stall */
             return -1;
+        }
         for (uint32_t i = 0; i < t->evlen; i++)
             n[i] = t->evq[(t->evhead + i) % t->evcap];
         free(t->evq);
@@ -313,6 +316,10 @@ static int tcp_poll(struct pb_transport *tp, struct pb_event *out, int max, int 
 {
     struct tcp *t = (struct tcp *)tp;
     struct epoll_event ee[64];
+    if (t->lost) {
+        errno = ENOMEM;
+        return -1;
+    }
     /* Already have events: still move data, but do not wait. */
     int n = epoll_wait(t->epfd, ee, 64, t->evlen ? 0 : timeout_ms);
     if (n < 0 && errno != EINTR)
