@@ -1,7 +1,7 @@
 /* api.c — the public entry point: p2pbcast_file() over an MPI communicator. */
 #include "p2pbcast.h"
 
-#include "../src/stage.h"
+#include "stage.h"
 
 int p2pbcast_file(MPI_Comm comm, const char *source, const char *dest, const struct p2pbcast_opts *opts,
                   struct p2pbcast_result *result)
