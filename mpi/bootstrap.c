@@ -74,6 +74,72 @@ static void mpi_err(int rc, const char *what, char *err, size_t errlen)
     snprintf(err, errlen, "%s: %s", what, s);
 }
 
+/* One leader per node: ranks that share memory form a node; the root leads
+ * its own node so SOURCE is read where it was asked to be. */
+static int split_nodes(struct pb_boot *b, int per_rank, char *err, size_t errlen)
+{
+    struct pb_boot_info *in = &b->info;
+    MPI_Comm node;
+    int rc;
+    if (per_rank)
+        rc = MPI_Comm_split(b->comm, in->rank, 0, &node);
+    else
+        rc = MPI_Comm_split_type(b->comm, MPI_COMM_TYPE_SHARED, in->rank == in->root ? -1 : in->rank,
+                                 MPI_INFO_NULL, &node);
+    if (rc != MPI_SUCCESS) {
+        mpi_err(rc, "splitting the job into nodes", err, errlen);
+        return -1;
+    }
+    int nrank, nsize;
+    MPI_Comm_rank(node, &nrank);
+    MPI_Comm_size(node, &nsize);
+    MPI_Comm_free(&node);
+    in->is_leader = nrank == 0;
+    MPI_Allreduce(&nsize, &in->max_ranks_per_node, 1, MPI_INT, MPI_MAX, b->comm);
+    rc = MPI_Comm_split(b->comm, in->is_leader ? 0 : MPI_UNDEFINED, in->rank, &b->leaders);
+    if (rc != MPI_SUCCESS) {
+        mpi_err(rc, "forming the node-leader communicator", err, errlen);
+        return -1;
+    }
+    int count = in->is_leader;
+    MPI_Allreduce(MPI_IN_PLACE, &count, 1, MPI_INT, MPI_SUM, b->comm);
+    in->nleaders = count;
+    in->leader = -1;
+    return 0;
+}
+
+/* Leaders: every leader's rank and host, "host (rank N)" for messages, and
+ * the root's leader index (leaders keep rank order). */
+static int name_leaders(struct pb_boot *b, char *err, size_t errlen)
+{
+    struct pb_boot_info *in = &b->info;
+    MPI_Comm_set_errhandler(b->leaders, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(b->leaders, &in->leader);
+    size_t n = (size_t)in->nleaders;
+    b->leader_rank = malloc(n * sizeof *b->leader_rank);
+    b->hosts_buf = malloc(n * HOSTLEN);
+    b->names_buf = malloc(n * NAMELEN);
+    b->names = malloc(n * sizeof *b->names);
+    b->hosts = malloc(n * sizeof *b->hosts);
+    if (!b->leader_rank || !b->hosts_buf || !b->names_buf || !b->names || !b->hosts) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    MPI_Allgather(&in->rank, 1, MPI_INT, b->leader_rank, 1, MPI_INT, b->leaders);
+    MPI_Allgather(b->host, HOSTLEN, MPI_CHAR, b->hosts_buf, HOSTLEN, MPI_CHAR, b->leaders);
+    for (int i = 0; i < in->nleaders; i++) {
+        b->hosts[i] = b->hosts_buf + (size_t)i * HOSTLEN;
+        b->names[i] = b->names_buf + (size_t)i * NAMELEN;
+        snprintf(b->names_buf + (size_t)i * NAMELEN, NAMELEN, "%s (rank %d)", b->hosts[i], b->leader_rank[i]);
+        if (b->leader_rank[i] == in->root)
+            in->root_leader = i;
+    }
+    in->names = b->names;
+    in->hosts = b->hosts;
+    in->leader_rank = b->leader_rank;
+    return 0;
+}
+
 int pb_boot_open(const void *commp, int root, int per_rank, struct pb_boot **out, char *err, size_t errlen)
 {
     MPI_Comm comm = *(const MPI_Comm *)commp;
@@ -105,64 +171,9 @@ int pb_boot_open(const void *commp, int root, int per_rank, struct pb_boot **out
         pb_boot_close(b);
         return -1;
     }
-
-    /* One leader per node: ranks that share memory form a node; the root
-     * leads its own node so SOURCE is read where it was asked to be. */
-    MPI_Comm node;
-    if (per_rank)
-        rc = MPI_Comm_split(b->comm, in->rank, 0, &node);
-    else
-        rc = MPI_Comm_split_type(b->comm, MPI_COMM_TYPE_SHARED, in->rank == root ? -1 : in->rank,
-                                 MPI_INFO_NULL, &node);
-    if (rc != MPI_SUCCESS) {
-        mpi_err(rc, "splitting the job into nodes", err, errlen);
+    if (split_nodes(b, per_rank, err, errlen) < 0 || (in->is_leader && name_leaders(b, err, errlen) < 0)) {
         pb_boot_close(b);
         return -1;
-    }
-    int nrank, nsize;
-    MPI_Comm_rank(node, &nrank);
-    MPI_Comm_size(node, &nsize);
-    MPI_Comm_free(&node);
-    in->is_leader = nrank == 0;
-    MPI_Allreduce(&nsize, &in->max_ranks_per_node, 1, MPI_INT, MPI_MAX, b->comm);
-    rc = MPI_Comm_split(b->comm, in->is_leader ? 0 : MPI_UNDEFINED, in->rank, &b->leaders);
-    if (rc != MPI_SUCCESS) {
-        mpi_err(rc, "forming the node-leader communicator", err, errlen);
-        pb_boot_close(b);
-        return -1;
-    }
-    int counts[2] = { in->is_leader, 0 };
-    MPI_Allreduce(MPI_IN_PLACE, counts, 1, MPI_INT, MPI_SUM, b->comm);
-    in->nleaders = counts[0];
-    if (in->is_leader) {
-        MPI_Comm_set_errhandler(b->leaders, MPI_ERRORS_RETURN);
-        MPI_Comm_rank(b->leaders, &in->leader);
-        /* Leaders keep rank order, so the root's leader index is found
-         * among the gathered ranks. */
-        b->leader_rank = malloc((size_t)in->nleaders * sizeof *b->leader_rank);
-        b->hosts_buf = malloc((size_t)in->nleaders * HOSTLEN);
-        b->names_buf = malloc((size_t)in->nleaders * NAMELEN);
-        b->names = malloc((size_t)in->nleaders * sizeof *b->names);
-        b->hosts = malloc((size_t)in->nleaders * sizeof *b->hosts);
-        if (!b->leader_rank || !b->hosts_buf || !b->names_buf || !b->names || !b->hosts) {
-            snprintf(err, errlen, "out of memory");
-            pb_boot_close(b);
-            return -1;
-        }
-        MPI_Allgather(&in->rank, 1, MPI_INT, b->leader_rank, 1, MPI_INT, b->leaders);
-        MPI_Allgather(b->host, HOSTLEN, MPI_CHAR, b->hosts_buf, HOSTLEN, MPI_CHAR, b->leaders);
-        for (int i = 0; i < in->nleaders; i++) {
-            b->hosts[i] = b->hosts_buf + (size_t)i * HOSTLEN;
-            b->names[i] = b->names_buf + (size_t)i * NAMELEN;
-            snprintf(b->names_buf + (size_t)i * NAMELEN, NAMELEN, "%s (rank %d)", b->hosts[i], b->leader_rank[i]);
-            if (b->leader_rank[i] == root)
-                in->root_leader = i;
-        }
-        in->names = b->names;
-        in->hosts = b->hosts;
-        in->leader_rank = b->leader_rank;
-    } else {
-        in->leader = -1;
     }
     *out = b;
     return 0;

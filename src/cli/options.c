@@ -1,5 +1,6 @@
 /* options.c — command-line parsing for p2pbcast; see options.h. */
 #include "options.h"
+#include "dest_path.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -126,114 +127,98 @@ static int parse_int(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-int pb_cli_parse(int argc, char **argv, struct pb_cli *cli, char *err, size_t errlen)
+/* One option that takes a value or sets a flag of the library's options.
+ * 0 ok, 1 not such an option, -1 bad value (err set). */
+static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err, size_t errlen)
 {
-    memset(cli, 0, sizeof *cli);
-    p2pbcast_opts_init(&cli->opts);
-    struct p2pbcast_opts *o = &cli->opts;
-    int quiet = 0, verbose = 0;
     long v;
-
-    optind = 0; /* full re-initialisation (GNU): parse may be called again */
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "r:c:t:fqvhV", long_opts, NULL)) != -1) {
-        switch (c) {
-        case 'r':
-            if (parse_int(optarg, 0, 1L << 30, &v)) {
-                snprintf(err, errlen, "invalid --root '%s': expected a rank number", optarg);
-                return -1;
-            }
-            o->root = (int)v;
-            break;
-        case 'c':
-            if (pb_parse_size(optarg, &o->chunk_size)) {
-                snprintf(err, errlen, "invalid --chunk-size '%s': expected a size like 1M or 512K", optarg);
-                return -1;
-            }
-            if (o->chunk_size < 4096 || o->chunk_size > (1u << 30)) {
-                snprintf(err, errlen, "--chunk-size %s out of range: use 4K to 1G", optarg);
-                return -1;
-            }
-            break;
-        case OPT_SLOTS:
-            if (parse_int(optarg, 4, 4096, &v)) {
-                snprintf(err, errlen, "invalid --slots '%s': expected 4 to 4096", optarg);
-                return -1;
-            }
-            o->slots = (uint32_t)v;
-            break;
-        case 't':
-            if (strcmp(optarg, "auto") && strcmp(optarg, "tcp") && strcmp(optarg, "mpi") &&
-                strcmp(optarg, "verbs")) {
-                snprintf(err, errlen, "unknown transport '%s': choose auto, tcp, mpi or verbs", optarg);
-                return -1;
-            }
-            o->transport = optarg;
-            break;
-        case OPT_TCP_IF:
-            if (!*optarg) {
-                snprintf(err, errlen, "--tcp-if needs an interface name or CIDR");
-                return -1;
-            }
-            o->tcp_if = optarg;
-            break;
-        case OPT_RDMA_DEV:
-            o->rdma_dev = optarg;
-            break;
-        case OPT_GID_INDEX:
-            if (parse_int(optarg, 0, 255, &v)) {
-                snprintf(err, errlen, "invalid --gid-index '%s': expected 0 to 255", optarg);
-                return -1;
-            }
-            o->gid_index = (int)v;
-            break;
-        case 'f':
-            o->flags |= P2PBCAST_FORCE;
-            break;
-        case OPT_PER_RANK:
-            o->flags |= P2PBCAST_PER_RANK;
-            break;
-        case OPT_RESUME:
-            o->flags |= P2PBCAST_RESUME;
-            break;
-        case OPT_JSON:
-            o->json_path = optarg;
-            break;
-        case OPT_TIMEOUT: {
-            char *end;
-            errno = 0;
-            double t = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !(t > 0) || t > 86400 * 7) {
-                snprintf(err, errlen, "invalid --timeout '%s': expected seconds > 0", optarg);
-                return -1;
-            }
-            o->timeout = t;
-            break;
-        }
-        case 'q': quiet = 1; break;
-        case 'v': verbose = 1; break;
-        case 'h': cli->help = 1; break;
-        case 'V': cli->version = 1; break;
-        case '?':
-        default:
-            if (optopt && optopt < 256 && optopt != '?')
-                snprintf(err, errlen, "unknown option or missing argument: -%c", optopt);
-            else
-                snprintf(err, errlen, "unknown option or missing argument: %s", argv[optind - 1]);
+    switch (c) {
+    case 'r':
+        if (parse_int(arg, 0, 1L << 30, &v)) {
+            snprintf(err, errlen, "invalid --root '%s': expected a rank number", arg);
             return -1;
         }
+        o->root = (int)v;
+        break;
+    case 'c':
+        if (pb_parse_size(arg, &o->chunk_size)) {
+            snprintf(err, errlen, "invalid --chunk-size '%s': expected a size like 1M or 512K", arg);
+            return -1;
+        }
+        if (o->chunk_size < 4096 || o->chunk_size > (1u << 30)) {
+            snprintf(err, errlen, "--chunk-size %s out of range: use 4K to 1G", arg);
+            return -1;
+        }
+        break;
+    case OPT_SLOTS:
+        if (parse_int(arg, 4, 4096, &v)) {
+            snprintf(err, errlen, "invalid --slots '%s': expected 4 to 4096", arg);
+            return -1;
+        }
+        o->slots = (uint32_t)v;
+        break;
+    case 't':
+        if (strcmp(arg, "auto") && strcmp(arg, "tcp") && strcmp(arg, "mpi") &&
+            strcmp(arg, "verbs")) {
+            snprintf(err, errlen, "unknown transport '%s': choose auto, tcp, mpi or verbs", arg);
+            return -1;
+        }
+        o->transport = arg;
+        break;
+    case OPT_TCP_IF:
+        if (!*arg) {
+            snprintf(err, errlen, "--tcp-if needs an interface name or CIDR");
+            return -1;
+        }
+        o->tcp_if = arg;
+        break;
+    case OPT_RDMA_DEV:
+        o->rdma_dev = arg;
+        break;
+    case OPT_GID_INDEX:
+        if (parse_int(arg, 0, 255, &v)) {
+            snprintf(err, errlen, "invalid --gid-index '%s': expected 0 to 255", arg);
+            return -1;
+        }
+        o->gid_index = (int)v;
+        break;
+    case 'f':
+        o->flags |= P2PBCAST_FORCE;
+        break;
+    case OPT_PER_RANK:
+        o->flags |= P2PBCAST_PER_RANK;
+        break;
+    case OPT_RESUME:
+        o->flags |= P2PBCAST_RESUME;
+        break;
+    case OPT_JSON:
+        o->json_path = arg;
+        break;
+    case OPT_TIMEOUT: {
+        char *end;
+        errno = 0;
+        double t = strtod(arg, &end);
+        if (errno || end == arg || *end || !(t > 0) || t > 86400 * 7) {
+            snprintf(err, errlen, "invalid --timeout '%s': expected seconds > 0", arg);
+            return -1;
+        }
+        o->timeout = t;
+        break;
     }
-    if (cli->help || cli->version)
-        return 0;
+    default:
+        return 1;
+    }
+    return 0;
+}
+
+/* Options that contradict each other, and the flags -q/-v become. */
+static int check_opts(struct p2pbcast_opts *o, int quiet, int verbose, char *err, size_t errlen)
+{
     if (quiet && verbose) {
         snprintf(err, errlen, "--quiet and --verbose contradict each other");
         return -1;
     }
-    if (quiet)
-        o->flags |= P2PBCAST_QUIET;
-    else
-        o->flags |= P2PBCAST_PROGRESS;
+    o->flags |= quiet ? P2PBCAST_QUIET : P2PBCAST_PROGRESS;
     if (verbose)
         o->flags |= P2PBCAST_VERBOSE;
     if (o->tcp_if && o->transport && strcmp(o->transport, "tcp") && strcmp(o->transport, "auto")) {
@@ -245,6 +230,11 @@ int pb_cli_parse(int argc, char **argv, struct pb_cli *cli, char *err, size_t er
         snprintf(err, errlen, "--rdma-dev/--gid-index apply to the verbs transport, not '%s'", o->transport);
         return -1;
     }
+    return 0;
+}
+
+static int take_operands(int argc, char **argv, struct pb_cli *cli, char *err, size_t errlen)
+{
     int npos = argc - optind;
     if (npos != 2) {
         snprintf(err, errlen, npos < 2 ? "missing SOURCE and/or DEST" : "too many arguments: expected SOURCE DEST");
@@ -265,58 +255,36 @@ int pb_cli_parse(int argc, char **argv, struct pb_cli *cli, char *err, size_t er
     return 0;
 }
 
-/* With out == NULL only validates (returns 0 or -1 with perr set). */
-int pb_expand_dest(const char *tmpl, const char *host, int rank, char *out, size_t outlen,
-                   char *err, size_t errlen)
+int pb_cli_parse(int argc, char **argv, struct pb_cli *cli, char *err, size_t errlen)
 {
-    size_t n = 0;
-    char num[24];
-    if (err && errlen)
-        err[0] = 0;
-    for (const char *p = tmpl; *p; p++) {
-        const char *add;
-        char one[2] = { *p, 0 };
-        if (*p != '%') {
-            add = one;
-        } else {
-            p++;
-            if (*p == 'h') {
-                add = host;
-            } else if (*p == 'r') {
-                snprintf(num, sizeof num, "%d", rank);
-                add = num;
-            } else if (*p == '%') {
-                add = "%";
-            } else {
-                snprintf(err, errlen, *p ? "unknown placeholder '%%%c' (use %%h, %%r or %%%%)"
-                                         : "'%%' at the end (use %%%% for a literal %%)", *p);
-                return -1;
-            }
-        }
-        size_t l = strlen(add);
-        if (out) {
-            if (n + l + 1 > outlen) {
-                snprintf(err, errlen, "expanded path longer than %zu bytes", outlen - 1);
-                return -1;
-            }
-            memcpy(out + n, add, l);
-        }
-        n += l;
-    }
-    if (out)
-        out[n] = 0;
-    return 0;
-}
-
-int pb_dest_has_placeholder(const char *tmpl)
-{
-    for (const char *p = tmpl; *p; p++) {
-        if (*p == '%') {
-            if (p[1] == 'h' || p[1] == 'r')
-                return 1;
-            if (p[1])
-                p++;
+    memset(cli, 0, sizeof *cli);
+    p2pbcast_opts_init(&cli->opts);
+    int quiet = 0, verbose = 0;
+    optind = 0; /* full re-initialisation (GNU): parse may be called again */
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "r:c:t:fqvhV", long_opts, NULL)) != -1) {
+        int rc = c == '?' ? 1 : parse_opt(c, optarg, &cli->opts, err, errlen);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            continue;
+        switch (c) {
+        case 'q': quiet = 1; break;
+        case 'v': verbose = 1; break;
+        case 'h': cli->help = 1; break;
+        case 'V': cli->version = 1; break;
+        default:
+            if (optopt && optopt < 256 && optopt != '?')
+                snprintf(err, errlen, "unknown option or missing argument: -%c", optopt);
+            else
+                snprintf(err, errlen, "unknown option or missing argument: %s", argv[optind - 1]);
+            return -1;
         }
     }
-    return 0;
+    if (cli->help || cli->version)
+        return 0;
+    if (check_opts(&cli->opts, quiet, verbose, err, errlen) < 0)
+        return -1;
+    return take_operands(argc, argv, cli, err, errlen);
 }

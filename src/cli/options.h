@@ -22,13 +22,6 @@ int pb_cli_parse(int argc, char **argv, struct pb_cli *cli, char *err, size_t er
 /* "4M", "512k", "1GiB", "65536" -> bytes (powers of 1024). 0 ok, -1 bad. */
 int pb_parse_size(const char *s, uint64_t *out);
 
-/* Expand %h (host), %r (rank) and %% in tmpl. 0 ok, -1 with reason. */
-int pb_expand_dest(const char *tmpl, const char *host, int rank, char *out, size_t outlen,
-                   char *err, size_t errlen);
-
-/* Does tmpl contain a placeholder that differs between ranks or hosts? */
-int pb_dest_has_placeholder(const char *tmpl);
-
 extern const char pb_usage_text[];
 
 #endif

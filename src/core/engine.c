@@ -1,5 +1,6 @@
 /* engine.c — pipelined scatter-ring state machine; see engine.h. */
 #include "engine.h"
+#include "clock.h"
 #include "digest.h"
 
 #include <errno.h>
@@ -534,22 +535,15 @@ void pb_engine_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
     }
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* The root lost a peer: the others around it usually fail a moment later
  * because of it. Listen a little longer and name every node that went away
  * (see note_loss), so the message contains the one that really died. */
 static void root_collect_losses(struct pb_engine *e)
 {
     struct pb_event ev[64];
-    double until = now_s() + 0.25;
+    double until = pb_now() + 0.25;
     /* At least a few polls even if we were descheduled past the deadline. */
-    for (int round = 0; round < 3 || now_s() < until; round++) {
+    for (int round = 0; round < 3 || pb_now() < until; round++) {
         int n = e->c.tp->ops->poll(e->c.tp, ev, 64, 20);
         for (int i = 0; i < n; i++)
             pb_engine_handle(e, &ev[i]);
@@ -559,7 +553,7 @@ static void root_collect_losses(struct pb_engine *e)
 int pb_engine_run(struct pb_engine *e)
 {
     struct pb_event ev[64];
-    double last = now_s();
+    double last = pb_now();
     pb_engine_start(e);
     while (!e->err && !pb_engine_finished(e)) {
         pb_engine_pump(e);
@@ -582,7 +576,7 @@ int pb_engine_run(struct pb_engine *e)
             fail(e, PB_EE_CANCELED, "interrupted by signal %d while transferring", (int)*e->c.cancel);
             break;
         }
-        double t = now_s();
+        double t = pb_now();
         if (n > 0) {
             last = t;
         } else if (t - last > e->c.timeout) {

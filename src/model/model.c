@@ -389,9 +389,8 @@ static uint64_t ceil_log2(uint64_t n)
     return l;
 }
 
-int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, char *err, size_t errlen)
+static int check_cfg(const struct pb_model_cfg *cfg, uint32_t slots, char *err, size_t errlen)
 {
-    memset(res, 0, sizeof *res);
     if (cfg->nodes < 1 || cfg->nodes > MODEL_MAX_NODES) {
         snprintf(err, errlen, "node count %d out of range (1 to %d)", cfg->nodes, MODEL_MAX_NODES);
         return -1;
@@ -404,84 +403,71 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
         snprintf(err, errlen, "latency must be between 0 and 1000 s");
         return -1;
     }
-    uint32_t slots = cfg->slots ? cfg->slots : 8;
     if (slots < 4 || slots > 65536) {
         snprintf(err, errlen, "slot count %u out of range (4 to 65536)", slots);
         return -1;
     }
-    int R = cfg->nodes - 1;
-    uint64_t F = cfg->file_size;
-    uint64_t c = cfg->chunk_size ? cfg->chunk_size : pb_plan_default_chunk(F, R);
+    return 0;
+}
 
-    struct model *m = calloc(1, sizeof *m);
-    if (!m) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (pb_plan_init(&m->p, F, c, R, err, errlen) < 0) {
-        free(m);
-        return -1;
-    }
-    /* Receivers' slot classes, as engine.c settles them. */
+/* Receivers' slot classes, as engine.c settles them. */
+static uint32_t settle_root_slots(const struct pb_model_cfg *cfg, uint32_t slots, int R)
+{
     uint32_t root_slots = cfg->root_slots ? cfg->root_slots : slots / 4;
     if (R == 1)
-        root_slots = slots;
-    else if (root_slots < 1 || root_slots > slots - 2)
-        root_slots = slots / 4 ? slots / 4 : 1;
-    uint32_t ring_slots = slots - root_slots;
+        return slots;
+    if (root_slots < 1 || root_slots > slots - 2)
+        return slots / 4 ? slots / 4 : 1;
+    return root_slots;
+}
 
+/* The closed forms beside the simulation: the ideal, the ring's terms, and
+ * what the usual alternatives would take. */
+static void closed_forms(const struct pb_model_cfg *cfg, const struct pb_plan *p, uint64_t c,
+                         struct pb_model_result *res)
+{
+    int R = cfg->nodes - 1;
+    uint64_t F = cfg->file_size;
     double B = cfg->bandwidth;
-    res->chunk_size = c;
-    res->nchunks = m->p.nchunks;
-    res->slots = slots;
-    res->root_slots = root_slots;
-    res->ring_slots = ring_slots;
-    res->default_chunk = cfg->chunk_size == 0;
     res->ideal = (double)F / B;
     res->tail = R >= 1 ? (double)(R - 1) * (cfg->alpha + (double)c / B) : 0;
-    res->per_message = R >= 1 ? (double)m->p.nchunks * cfg->alpha : 0;
-    /* Closed form: the root's link carries every chunk (payload, trailer,
-     * alpha), then the last chunk makes R-1 more hops. */
-    res->estimate = R >= 1 && m->p.nchunks
-                        ? (double)(F + m->p.nchunks * PB_TRAILER_SIZE) / B + res->per_message +
+    res->per_message = R >= 1 ? (double)p->nchunks * cfg->alpha : 0;
+    /* The root's link carries every chunk (payload, trailer, alpha), then
+     * the last chunk makes R-1 more hops. */
+    res->estimate = R >= 1 && p->nchunks
+                        ? (double)(F + p->nchunks * PB_TRAILER_SIZE) / B + res->per_message +
                               (double)(R - 1) * (cfg->alpha + (double)(c + PB_TRAILER_SIZE) / B)
                         : 0;
     res->single_sender = (double)R * res->ideal;
     res->scatter_allgather = 2.0 * (double)R / (double)cfg->nodes * res->ideal;
     res->binomial = (double)ceil_log2((uint64_t)cfg->nodes) * res->ideal;
+}
 
-    if (R == 0 || m->p.nchunks == 0) {
-        res->efficiency = 1;
-        free(m);
-        return 0;
-    }
+static void model_free(struct model *m)
+{
+    evq_free(&m->q);
+    free(m->succ);
+    free(m->pred);
+    free(m->n);
+    free(m->pool);
+    free(m->pending);
+    free(m);
+}
 
-    m->R = R;
-    m->nslots = slots;
-    m->free_bufs = slots;
-    m->alpha_ps = to_ps(cfg->alpha);
-    m->check = cfg->check;
-    m->last_chunk = m->p.nchunks - 1;
-    m->d_full = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(&m->p, 0) + PB_TRAILER_SIZE) / B);
-    m->d_last = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(&m->p, m->last_chunk) + PB_TRAILER_SIZE) / B);
-
-    /* Per node: outq(slots) transit(ring) inject(root) cred(ring) rcred(root). */
+/* Every node's queues, carved from one pool: outq(slots) transit(ring)
+ * inject(root) cred(ring) rcred(root). */
+static int model_alloc(struct model *m, uint32_t slots, uint32_t root_slots)
+{
+    int R = m->R;
+    uint32_t ring_slots = slots - root_slots;
     size_t per = (size_t)slots + 2 * ring_slots + 2 * root_slots;
     m->n = calloc((size_t)R + 1, sizeof *m->n);
     m->pool = malloc(((size_t)R + 1) * per * sizeof *m->pool);
     m->pending = malloc(slots * sizeof *m->pending);
     m->succ = malloc((size_t)R * sizeof *m->succ);
     m->pred = malloc((size_t)R * sizeof *m->pred);
-    if (!m->n || !m->pool || !m->pending || !m->succ || !m->pred) {
-        free(m->succ);
-        free(m->pred);
-        snprintf(err, errlen, "out of memory for %d nodes", cfg->nodes);
-        free(m->n);
-        free(m->pool);
-        free(m->pending);
-        free(m);
+    if (!m->n || !m->pool || !m->pending || !m->succ || !m->pred)
         return -1;
-    }
     for (int r = 0; r < R; r++) {
         m->succ[r] = pb_plan_successor(&m->p, r);
         m->pred[r] = pb_plan_predecessor(&m->p, r);
@@ -500,57 +486,71 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
         x->rcred = (struct q){ b, root_slots, 0, 0 };
         x->wake_at = NEVER;
     }
+    return 0;
+}
 
-    /* t = 0: every receiver grants all its slots (pb_engine_start). */
-    for (int r = 0; r < R; r++) {
+/* t = 0: every receiver grants all its slots (pb_engine_start), the root
+ * starts sending. */
+static void model_start(struct model *m, uint32_t root_slots, uint32_t ring_slots)
+{
+    for (int r = 0; r < m->R; r++) {
         for (uint32_t s = 0; s < root_slots; s++)
             grant(m, r, 1);
         for (uint32_t s = 0; s < ring_slots; s++)
             grant(m, r, 0);
     }
     pump_root(m);
+}
 
-    while (m->q.nb && m->ndone < R && !m->bad) {
-        /* Run the earliest bucket; events scheduled for the same time while
-         * it runs are appended to it and run too. */
+static void run_event(struct model *m, struct ev e)
+{
+    m->events++;
+    int node = (int)(e.who & EV_NODE_MASK);
+    switch (e.who >> EV_SHIFT) {
+    case EV_SENT:
+        on_sent(m, node);
+        break;
+    case EV_ARRIVE:
+        on_arrive(m, node, e.k);
+        break;
+    case EV_XFER:
+        on_sent(m, node);
+        on_arrive(m, node, e.k);
+        break;
+    case EV_WAKE:
+        if (m->n[node].wake_at == m->now)
+            m->n[node].wake_at = NEVER;
+        if (node == m->R)
+            pump_root(m);
+        else
+            pump_recv(m, node);
+        break;
+    }
+}
+
+/* Run the earliest bucket until every receiver is done or nothing is left;
+ * events scheduled for the same time while a bucket runs are appended to it
+ * and run too. Later buckets are inserted before it: it stays the last. */
+static void simulate(struct model *m)
+{
+    while (m->q.nb && m->ndone < m->R && !m->bad) {
         m->now = m->q.b[m->q.nb - 1].t;
-        /* Later buckets are inserted before it: it stays the last one. */
-        for (size_t i = 0; i < m->q.b[m->q.nb - 1].n && !m->bad; i++) {
-            struct ev e = m->q.b[m->q.nb - 1].v[i];
-            m->events++;
-            int node = (int)(e.who & EV_NODE_MASK);
-            switch (e.who >> EV_SHIFT) {
-            case EV_SENT:
-                on_sent(m, node);
-                break;
-            case EV_ARRIVE:
-                on_arrive(m, node, e.k);
-                break;
-            case EV_XFER:
-                on_sent(m, node);
-                on_arrive(m, node, e.k);
-                break;
-            case EV_WAKE:
-                if (m->n[node].wake_at == m->now)
-                    m->n[node].wake_at = NEVER;
-                if (node == R)
-                    pump_root(m);
-                else
-                    pump_recv(m, node);
-                break;
-            }
-        }
-        /* Retire it: it is the last pending one (nothing earlier can have
-         * been added); keep its storage as the spare. */
+        for (size_t i = 0; i < m->q.b[m->q.nb - 1].n && !m->bad; i++)
+            run_event(m, m->q.b[m->q.nb - 1].v[i]);
+        /* Retire it (nothing earlier can have been added); keep its
+         * storage as the spare. */
         m->q.b[m->q.nb - 1].n = 0;
         m->q.nb--;
     }
+}
 
+static int model_result(struct model *m, struct pb_model_result *res, char *err, size_t errlen)
+{
     int rc = 0;
     if (m->bad) {
         snprintf(err, errlen, "%s", m->why);
         rc = -1;
-    } else if (m->ndone < R) {
+    } else if (m->ndone < m->R) {
         describe_stuck(m, err, errlen);
         rc = -2;
     } else {
@@ -563,13 +563,58 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     }
     res->messages = m->messages;
     res->events = m->events;
-    evq_free(&m->q);
-    free(m->succ);
-    free(m->pred);
-    free(m->n);
-    free(m->pool);
-    free(m->pending);
-    free(m);
+    return rc;
+}
+
+int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    uint32_t slots = cfg->slots ? cfg->slots : 8;
+    if (check_cfg(cfg, slots, err, errlen) < 0)
+        return -1;
+    int R = cfg->nodes - 1;
+    uint64_t c = cfg->chunk_size ? cfg->chunk_size : pb_plan_default_chunk(cfg->file_size, R);
+    struct model *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (pb_plan_init(&m->p, cfg->file_size, c, R, err, errlen) < 0) {
+        free(m);
+        return -1;
+    }
+    uint32_t root_slots = settle_root_slots(cfg, slots, R);
+    res->chunk_size = c;
+    res->nchunks = m->p.nchunks;
+    res->slots = slots;
+    res->root_slots = root_slots;
+    res->ring_slots = slots - root_slots;
+    res->default_chunk = cfg->chunk_size == 0;
+    closed_forms(cfg, &m->p, c, res);
+    if (R == 0 || m->p.nchunks == 0) {
+        res->efficiency = 1;
+        free(m);
+        return 0;
+    }
+
+    double B = cfg->bandwidth;
+    m->R = R;
+    m->nslots = slots;
+    m->free_bufs = slots;
+    m->alpha_ps = to_ps(cfg->alpha);
+    m->check = cfg->check;
+    m->last_chunk = m->p.nchunks - 1;
+    m->d_full = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(&m->p, 0) + PB_TRAILER_SIZE) / B);
+    m->d_last = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(&m->p, m->last_chunk) + PB_TRAILER_SIZE) / B);
+    if (model_alloc(m, slots, root_slots) < 0) {
+        snprintf(err, errlen, "out of memory for %d nodes", cfg->nodes);
+        model_free(m);
+        return -1;
+    }
+    model_start(m, root_slots, slots - root_slots);
+    simulate(m);
+    int rc = model_result(m, res, err, errlen);
+    model_free(m);
     return rc;
 }
 

@@ -2,6 +2,7 @@
  * with the real schedule (see model.h), compare it with the usual
  * alternatives, and sweep the chunk size. No MPI, no files. */
 #include "model.h"
+#include "clock.h"
 #include "options.h"
 #include "p2pbcast.h"
 #include "plan.h"
@@ -77,13 +78,6 @@ static const char *fmt_time(double s, char *buf, size_t n)
     return buf;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void json_result(FILE *o, const struct pb_model_cfg *c, const struct pb_model_result *r, double wall,
                         int best)
 {
@@ -139,9 +133,9 @@ static void text_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
 static int run_one(const struct pb_model_cfg *c, struct pb_model_result *r, double *wall)
 {
     char err[512];
-    double t0 = now_s();
+    double t0 = pb_now();
     int rc = pb_model_run(c, r, err, sizeof err);
-    *wall = now_s() - t0;
+    *wall = pb_now() - t0;
     if (rc < 0) {
         fprintf(stderr, "p2pbcast-model: error: %s\n", err);
         return rc == -2 ? 3 : 2;
@@ -267,7 +261,65 @@ static int sweep(const struct pb_model_cfg *base, int steps, int json, int *firs
     return 0;
 }
 
-int main(int argc, char **argv)
+/* What the command line asked for. */
+struct args {
+    struct pb_model_cfg cfg;
+    int have_size, do_sweep, json, steps, nn;
+    int *nodes;
+};
+
+/* The integer options: --slots, --root-slots, --sweep-steps. */
+static const char *parse_count(int o, const char *arg, struct args *a)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < (o == OPT_SLOTS ? 4 : 1) || v > (o == OPT_STEPS ? 8 : 4096))
+        return o == OPT_SLOTS ? "invalid --slots (4 to 4096)"
+               : o == OPT_STEPS ? "invalid --sweep-steps (1 to 8)"
+                                : "invalid --root-slots";
+    if (o == OPT_SLOTS)
+        a->cfg.slots = (uint32_t)v;
+    else if (o == OPT_ROOT_SLOTS)
+        a->cfg.root_slots = (uint32_t)v;
+    else
+        a->steps = (int)v;
+    return NULL;
+}
+
+/* One option; returns NULL or what is wrong with its argument. */
+static const char *parse_opt(int o, const char *arg, struct args *a)
+{
+    switch (o) {
+    case 's':
+        a->have_size = 1;
+        return parse_size_arg(arg, &a->cfg.file_size) ? "invalid --size" : NULL;
+    case 'n':
+        free(a->nodes);
+        a->nodes = NULL;
+        return parse_nodes(arg, &a->nodes, &a->nn) ? "invalid --nodes (1 to 67108864, comma-separated)" : NULL;
+    case 'b':
+        return pb_model_parse_bandwidth(arg, &a->cfg.bandwidth) ? "invalid --bandwidth (e.g. 5GB/s, 100Gbit/s)"
+                                                                 : NULL;
+    case 'l':
+        return pb_model_parse_duration(arg, &a->cfg.alpha) ? "invalid --latency (e.g. 2us, 500ns)" : NULL;
+    case 'c':
+        return pb_parse_size(arg, &a->cfg.chunk_size) || a->cfg.chunk_size < PB_MIN_CHUNK ||
+                       a->cfg.chunk_size > PB_MAX_CHUNK
+                   ? "invalid --chunk-size (4K to 1G)"
+                   : NULL;
+    case OPT_SLOTS:
+    case OPT_ROOT_SLOTS:
+    case OPT_STEPS:
+        return parse_count(o, arg, a);
+    case OPT_SWEEP: a->do_sweep = 1; return NULL;
+    case OPT_JSON: a->json = 1; return NULL;
+    default: return "unknown option or missing argument";
+    }
+}
+
+/* 0 go on, 1 done (help or version printed), 2 usage error (printed). */
+static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option lo[] = {
         { "size", required_argument, NULL, 's' },
@@ -284,124 +336,87 @@ int main(int argc, char **argv)
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
-    struct pb_model_cfg cfg = { .alpha = 2e-6 };
-    int have_size = 0, do_sweep = 0, json = 0, steps = 1, nn = 0;
-    int *nodes = NULL;
     const char *bad = NULL, *badarg = NULL;
     int o;
     opterr = 0;
     while (!bad && (o = getopt_long(argc, argv, "s:n:b:l:c:hV", lo, NULL)) != -1) {
-        long v;
-        char *end;
-        switch (o) {
-        case 's':
-            if (parse_size_arg(optarg, &cfg.file_size))
-                bad = "invalid --size", badarg = optarg;
-            have_size = 1;
-            break;
-        case 'n':
-            free(nodes);
-            nodes = NULL;
-            if (parse_nodes(optarg, &nodes, &nn))
-                bad = "invalid --nodes (1 to 67108864, comma-separated)", badarg = optarg;
-            break;
-        case 'b':
-            if (pb_model_parse_bandwidth(optarg, &cfg.bandwidth))
-                bad = "invalid --bandwidth (e.g. 5GB/s, 100Gbit/s)", badarg = optarg;
-            break;
-        case 'l':
-            if (pb_model_parse_duration(optarg, &cfg.alpha))
-                bad = "invalid --latency (e.g. 2us, 500ns)", badarg = optarg;
-            break;
-        case 'c':
-            if (pb_parse_size(optarg, &cfg.chunk_size) || cfg.chunk_size < PB_MIN_CHUNK ||
-                cfg.chunk_size > PB_MAX_CHUNK)
-                bad = "invalid --chunk-size (4K to 1G)", badarg = optarg;
-            break;
-        case OPT_SLOTS:
-        case OPT_ROOT_SLOTS:
-        case OPT_STEPS:
-            errno = 0;
-            v = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < (o == OPT_SLOTS ? 4 : 1) ||
-                v > (o == OPT_STEPS ? 8 : 4096)) {
-                bad = o == OPT_SLOTS ? "invalid --slots (4 to 4096)"
-                      : o == OPT_STEPS ? "invalid --sweep-steps (1 to 8)"
-                                       : "invalid --root-slots";
-                badarg = optarg;
-            } else if (o == OPT_SLOTS) {
-                cfg.slots = (uint32_t)v;
-            } else if (o == OPT_ROOT_SLOTS) {
-                cfg.root_slots = (uint32_t)v;
-            } else {
-                steps = (int)v;
-            }
-            break;
-        case OPT_SWEEP: do_sweep = 1; break;
-        case OPT_JSON: json = 1; break;
-        case 'h':
-            fputs(usage, stdout);
-            free(nodes);
-            return 0;
-        case 'V':
-            printf("p2pbcast-model %s\n", P2PBCAST_VERSION);
-            free(nodes);
-            return 0;
-        default:
-            bad = "unknown option or missing argument";
-            badarg = argv[optind - 1];
-            break;
+        if (o == 'h' || o == 'V') {
+            if (o == 'h')
+                fputs(usage, stdout);
+            else
+                printf("p2pbcast-model %s\n", P2PBCAST_VERSION);
+            return 1;
         }
+        if ((bad = parse_opt(o, optarg, a)))
+            badarg = o == '?' || o == ':' ? argv[optind - 1] : optarg;
     }
     if (!bad && optind < argc)
         bad = "unexpected argument", badarg = argv[optind];
-    if (!bad && (!have_size || !nn || cfg.bandwidth <= 0))
+    if (!bad && (!a->have_size || !a->nn || a->cfg.bandwidth <= 0))
         bad = "--size, --nodes and --bandwidth are required";
-    if (bad) {
-        fprintf(stderr, "p2pbcast-model: error: %s%s%s%s\nTry 'p2pbcast-model --help' for more information.\n",
-                bad, badarg ? " '" : "", badarg ? badarg : "", badarg ? "'" : "");
-        free(nodes);
-        return 2;
-    }
+    if (!bad)
+        return 0;
+    fprintf(stderr, "p2pbcast-model: error: %s%s%s%s\nTry 'p2pbcast-model --help' for more information.\n", bad,
+            badarg ? " '" : "", badarg ? badarg : "", badarg ? "'" : "");
+    return 2;
+}
 
+/* One row of the table printed for several node counts. */
+static void table_row(const struct pb_model_cfg *c, const struct pb_model_result *r)
+{
+    char b1[32], t1[32], t2[32], t3[32], t4[32], t5[32];
+    printf("%-10d %-10s %10llu %12s %10.3f %12s %14s %12s %12s\n", c->nodes,
+           pb_fmt_bytes(r->chunk_size, b1, sizeof b1), (unsigned long long)r->nchunks,
+           fmt_time(r->time, t1, sizeof t1), r->efficiency, fmt_time(r->tail, t2, sizeof t2),
+           fmt_time(r->single_sender, t3, sizeof t3), fmt_time(r->scatter_allgather, t4, sizeof t4),
+           fmt_time(r->binomial, t5, sizeof t5));
+}
+
+static int run_all(const struct args *a)
+{
     int rc = 0, first = 1;
-    int list = nn > 1 || do_sweep;
-    if (json && list)
+    int list = a->nn > 1 || a->do_sweep;
+    if (a->json && list)
         printf("[");
-    if (!do_sweep && nn > 1 && !json)
+    if (!a->do_sweep && a->nn > 1 && !a->json)
         printf("%-10s %-10s %10s %12s %10s %12s %14s %12s %12s\n", "nodes", "chunk", "chunks", "time",
                "efficiency", "tail", "single sender", "scat+allg", "binomial");
-    for (int i = 0; i < nn && !rc; i++) {
-        struct pb_model_cfg c = cfg;
-        c.nodes = nodes[i];
-        if (do_sweep) {
-            rc = sweep(&c, steps, json, &first);
+    for (int i = 0; i < a->nn && !rc; i++) {
+        struct pb_model_cfg c = a->cfg;
+        c.nodes = a->nodes[i];
+        if (a->do_sweep) {
+            rc = sweep(&c, a->steps, a->json, &first);
             continue;
         }
         struct pb_model_result r;
         double wall;
-        rc = run_one(&c, &r, &wall);
-        if (rc)
+        if ((rc = run_one(&c, &r, &wall)))
             break;
-        if (json) {
+        if (a->json) {
             printf("%s", list ? (first ? "\n  " : ",\n  ") : "");
             first = 0;
             json_result(stdout, &c, &r, wall, -1);
             if (!list)
                 printf("\n");
-        } else if (nn > 1) {
-            char b1[32], t1[32], t2[32], t3[32], t4[32], t5[32];
-            printf("%-10d %-10s %10llu %12s %10.3f %12s %14s %12s %12s\n", c.nodes,
-                   pb_fmt_bytes(r.chunk_size, b1, sizeof b1), (unsigned long long)r.nchunks,
-                   fmt_time(r.time, t1, sizeof t1), r.efficiency, fmt_time(r.tail, t2, sizeof t2),
-                   fmt_time(r.single_sender, t3, sizeof t3), fmt_time(r.scatter_allgather, t4, sizeof t4),
-                   fmt_time(r.binomial, t5, sizeof t5));
+        } else if (a->nn > 1) {
+            table_row(&c, &r);
         } else {
             text_result(stdout, &c, &r, wall);
         }
     }
-    if (json && list && !rc)
+    if (a->json && list && !rc)
         printf("\n]\n");
-    free(nodes);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = { .cfg = { .alpha = 2e-6 }, .steps = 1 };
+    int rc = parse_args(argc, argv, &a);
+    if (rc == 0)
+        rc = run_all(&a);
+    else if (rc == 1)
+        rc = 0;
+    free(a.nodes);
     return rc;
 }

@@ -1,4 +1,4 @@
-/* transport_tcp.c — the transport over TCP sockets.
+/* tcp.c — the transport over TCP sockets.
  *
  * One connection per pair of neighbours in the schedule (not N^2): the lower
  * leader index connects, the higher accepts. Every connection opens with a
@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #endif
 #include "tcp_wire.h"
+#include "clock.h"
 #include "transport.h"
 
 #include <arpa/inet.h>
@@ -451,18 +452,11 @@ static int choose_addr(const struct tcp *t, uint32_t *addr, char *err, size_t er
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
 {
     size_t done = 0;
     while (done < len) {
-        int left = (int)((deadline - now_s()) * 1000);
+        int left = (int)((deadline - pb_now()) * 1000);
         if (left <= 0) {
             errno = ETIMEDOUT;
             return -1;
@@ -513,7 +507,7 @@ static int connect_start(const struct endpoint *ep, uint32_t self_addr)
 static int connect_finish(int fd, double deadline)
 {
     struct pollfd p = { fd, POLLOUT, 0 };
-    int left = (int)((deadline - now_s()) * 1000);
+    int left = (int)((deadline - pb_now()) * 1000);
     int r = poll(&p, 1, left > 0 ? left : 0);
     int soerr = 0;
     socklen_t sl = sizeof soerr;
@@ -548,26 +542,32 @@ static int add_conn(struct tcp *t, int fd, int peer, char *err, size_t errlen)
     return 0;
 }
 
-struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+/* Set-up state, gone once the connections are up. */
+struct setup {
+    int lfd;               /* listening socket */
+    struct endpoint mine;
+    struct endpoint *eps;  /* every leader's, after the exchange */
+    char why[320];         /* a local failure, told after the exchange */
+};
+
+/* A connection accepted but not yet greeted. */
+struct pending {
+    int fd;
+    uint32_t got;
+    double until;
+    struct sockaddr_in from;
+    unsigned char hb[PB_TCP_HELLO_SIZE];
+};
+
+static int alloc_state(struct tcp *t, char *why, size_t wl)
 {
-    struct tcp *t = calloc(1, sizeof *t);
-    struct endpoint *eps = NULL, mine = { 0, 0, 0 };
-    int lfd = -1;
-    char why[320] = "";
-    if (!t) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    t->base.ops = &tcp_ops;
-    t->cfg = *cfg;
-    t->epfd = -1;
+    const struct pb_transport_cfg *cfg = &t->cfg;
     t->conns = calloc((size_t)cfg->npeers + 1, sizeof *t->conns);
     t->conn_of = malloc((size_t)cfg->nleaders * sizeof *t->conn_of);
     t->owner = malloc((size_t)cfg->nslots * sizeof *t->owner);
-    eps = calloc((size_t)cfg->nleaders, sizeof *eps);
-    if (!t->conns || !t->conn_of || !t->owner || !eps) {
-        snprintf(why, sizeof why, "out of memory");
-        goto exchange;
+    if (!t->conns || !t->conn_of || !t->owner) {
+        snprintf(why, wl, "out of memory");
+        return -1;
     }
     for (int i = 0; i < cfg->nleaders; i++)
         t->conn_of[i] = -1;
@@ -575,63 +575,75 @@ struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, 
         t->owner[i] = -1;
     t->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (t->epfd < 0) {
-        snprintf(why, sizeof why, "epoll_create1: %s", strerror(errno));
-        goto exchange;
+        snprintf(why, wl, "epoll_create1: %s", strerror(errno));
+        return -1;
     }
+    return 0;
+}
+
+static int start_listening(struct tcp *t, struct setup *s)
+{
     uint32_t addr;
-    if (choose_addr(t, &addr, why, sizeof why) < 0)
-        goto exchange;
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (choose_addr(t, &addr, s->why, sizeof s->why) < 0)
+        return -1;
+    char a[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &addr, a, sizeof a);
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = addr };
     socklen_t sl = sizeof sa;
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, SOMAXCONN) < 0 ||
-        getsockname(lfd, (struct sockaddr *)&sa, &sl) < 0) {
-        char a[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &addr, a, sizeof a);
-        snprintf(why, sizeof why, "cannot listen on %s: %s", a, strerror(errno));
-        goto exchange;
+    if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(s->lfd, SOMAXCONN) < 0 ||
+        getsockname(s->lfd, (struct sockaddr *)&sa, &sl) < 0) {
+        snprintf(s->why, sizeof s->why, "cannot listen on %s: %s", a, strerror(errno));
+        return -1;
     }
-    mine.addr = addr;
-    mine.port = sa.sin_port;
-    mine.ok = 1;
-    if (cfg->verbose) {
-        char a[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &addr, a, sizeof a);
-        fprintf(stderr, "p2pbcast: %s: tcp listening on %s:%u\n", self_name(t), a, ntohs(mine.port));
+    s->mine = (struct endpoint){ addr, sa.sin_port, 1 };
+    if (t->cfg.verbose)
+        fprintf(stderr, "p2pbcast: %s: tcp listening on %s:%u\n", self_name(t), a, ntohs(s->mine.port));
+    return 0;
+}
+
+/* Everyone takes part in the exchange, even after a local failure, so that
+ * nobody waits for a leader that has given up. */
+static int exchange_endpoints(struct tcp *t, struct setup *s, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    s->eps = calloc((size_t)cfg->nleaders, sizeof *s->eps);
+    if (!s->eps || cfg->xchg.allgather(cfg->xchg.ctx, &s->mine, s->eps, sizeof s->mine) != 0) {
+        snprintf(err, errlen, "tcp set-up: endpoint exchange failed%s%s", s->why[0] ? ": " : "", s->why);
+        return -1;
     }
-exchange:
-    /* Everyone takes part in the exchange, even after a local failure, so
-     * that nobody waits for a leader that has given up. */
-    if (!eps || cfg->xchg.allgather(cfg->xchg.ctx, &mine, eps, sizeof mine) != 0) {
-        snprintf(err, errlen, "tcp set-up: endpoint exchange failed%s%s", why[0] ? ": " : "", why);
-        goto fail;
-    }
-    if (!mine.ok) {
-        snprintf(err, errlen, "tcp set-up: %s", why);
-        goto fail;
+    if (!s->mine.ok) {
+        snprintf(err, errlen, "tcp set-up: %s", s->why);
+        return -1;
     }
     for (int i = 0; i < cfg->nleaders; i++) {
-        if (!eps[i].ok) {
+        if (!s->eps[i].ok) {
             snprintf(err, errlen, "tcp set-up failed on %s (see its message)", peer_name(t, i));
-            goto fail;
+            return -1;
         }
     }
+    return 0;
+}
 
-    double deadline = now_s() + cfg->timeout;
-    int expect_in = 0;
-    int *out = malloc((size_t)cfg->npeers * sizeof *out);
+static void close_all(int *fds, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (fds[k] >= 0)
+            close(fds[k]);
+}
+
+/* Connect to the higher-numbered partners and greet them. All connections
+ * are started before any is finished, so their handshakes overlap. */
+static int connect_out(struct tcp *t, struct setup *s, double deadline, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    int *out = malloc((size_t)cfg->npeers * sizeof *out + 1);
     if (!out) {
         snprintf(err, errlen, "out of memory");
-        goto fail;
+        return -1;
     }
-    for (int i = 0; i < cfg->npeers; i++) {
-        int p = cfg->peers[i];
-        out[i] = -1;
-        if (p < cfg->self)
-            expect_in++;
-        else
-            out[i] = connect_start(&eps[p], mine.addr);
-    }
+    for (int i = 0; i < cfg->npeers; i++)
+        out[i] = cfg->peers[i] < cfg->self ? -1 : connect_start(&s->eps[cfg->peers[i]], s->mine.addr);
     for (int i = 0; i < cfg->npeers; i++) {
         int p = cfg->peers[i];
         if (p < cfg->self)
@@ -644,128 +656,140 @@ exchange:
         out[i] = -1;
         if (fd < 0 || connect_finish(fd, deadline) < 0 || io_full(fd, hb, sizeof hb, 1, deadline) < 0) {
             char a[INET_ADDRSTRLEN];
-            inet_ntop(AF_INET, &eps[p].addr, a, sizeof a);
-            snprintf(err, errlen, "tcp: cannot connect to %s at %s:%u: %s", peer_name(t, p), a, ntohs(eps[p].port),
-                     strerror(errno));
+            inet_ntop(AF_INET, &s->eps[p].addr, a, sizeof a);
+            snprintf(err, errlen, "tcp: cannot connect to %s at %s:%u: %s", peer_name(t, p), a,
+                     ntohs(s->eps[p].port), strerror(errno));
             if (fd >= 0)
                 close(fd);
-            for (int k = i + 1; k < cfg->npeers; k++)
-                if (out[k] >= 0)
-                    close(out[k]);
+            close_all(out, cfg->npeers);
             free(out);
-            goto fail;
+            return -1;
         }
         if (add_conn(t, fd, p, err, errlen) < 0) {
-            for (int k = i + 1; k < cfg->npeers; k++)
-                if (out[k] >= 0)
-                    close(out[k]);
+            close_all(out, cfg->npeers);
             free(out);
-            goto fail;
+            return -1;
         }
     }
     free(out);
-    /* Accept the lower-numbered peers; drop anything that is not one. Up
-     * to MAX_PENDING greetings are read side by side, each with a short
-     * deadline, so silent strangers cannot hold up the real peers. */
-    struct pending {
-        int fd;
-        uint32_t got;
-        double until;
-        struct sockaddr_in from;
-        unsigned char hb[PB_TCP_HELLO_SIZE];
-    } pend[MAX_PENDING];
-    int npend = 0;
-    while (expect_in > 0) {
-        double now = now_s();
+    return 0;
+}
+
+/* Is this greeting one of the lower-numbered partners we wait for? NULL if
+ * so; otherwise why not (also logged: a stranger, or a peer gone wrong). */
+static const char *check_greeting(struct tcp *t, const struct setup *s, struct pending *p, struct pb_tcp_hello *h,
+                                  char *why, size_t wl)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    char a[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &p->from.sin_addr, a, sizeof a);
+    if (pb_tcp_hello_decode(p->hb, (uint32_t)cfg->self, (uint32_t)cfg->nleaders, cfg->secret, h, why, wl) < 0) {
+        fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u: %s\n", self_name(t), a,
+                ntohs(p->from.sin_port), why);
+        return why;
+    }
+    int expected = 0;
+    for (int k = 0; k < cfg->npeers; k++)
+        expected |= cfg->peers[k] == (int)h->from;
+    const char *drop = NULL;
+    if (!expected || (int)h->from > cfg->self || t->conn_of[h->from] >= 0)
+        drop = "not expected";
+    else if (p->from.sin_addr.s_addr != s->eps[h->from].addr)
+        drop = "wrong address"; /* peers connect from the address they announced */
+    if (drop)
+        fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u claiming to be %s: %s\n",
+                self_name(t), a, ntohs(p->from.sin_port), peer_name(t, (int)h->from), drop);
+    return drop;
+}
+
+/* Read what a pending connection has sent. Returns 0 while its greeting is
+ * incomplete, 1 when it was accepted as a peer, 2 when it was dropped, -1
+ * on a local failure (err set). */
+static int read_greeting(struct tcp *t, const struct setup *s, struct pending *p, short revents, double now,
+                         char *err, size_t errlen)
+{
+    const char *drop = NULL;
+    int e = 0;
+    if (revents) {
+        ssize_t n = recv(p->fd, p->hb + p->got, sizeof p->hb - p->got, 0);
+        if (n > 0)
+            p->got += (uint32_t)n;
+        else if (n == 0)
+            drop = "no greeting", e = ECONNRESET;
+        else if (errno != EAGAIN && errno != EINTR)
+            drop = "no greeting", e = errno;
+    }
+    if (!drop && p->got < sizeof p->hb && now >= p->until)
+        drop = "no greeting", e = ETIMEDOUT;
+    if (!drop && p->got < sizeof p->hb)
+        return 0;
+    struct pb_tcp_hello h;
+    char why[320];
+    if (drop) {
+        char a[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &p->from.sin_addr, a, sizeof a);
+        fprintf(stderr, "p2pbcast: %s: dropped a data connection from %s:%u: %s (%s)\n", self_name(t), a,
+                ntohs(p->from.sin_port), drop, strerror(e));
+    } else {
+        drop = check_greeting(t, s, p, &h, why, sizeof why);
+    }
+    int fd = p->fd;
+    p->fd = -1; /* done with this one */
+    if (drop) {
+        close(fd);
+        return 2;
+    }
+    return add_conn(t, fd, (int)h.from, err, errlen) < 0 ? -1 : 1;
+}
+
+/* Accept the lower-numbered partners; drop anything that is not one. Up to
+ * MAX_PENDING greetings are read side by side, each with a short deadline,
+ * so silent strangers cannot hold up the real peers. */
+static int accept_in(struct tcp *t, struct setup *s, double deadline, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    int expect_in = 0;
+    for (int i = 0; i < cfg->npeers; i++)
+        expect_in += cfg->peers[i] < cfg->self;
+    struct pending pend[MAX_PENDING];
+    int npend = 0, rc = 0;
+    while (expect_in > 0 && rc == 0) {
+        double now = pb_now();
         if (now >= deadline) {
             snprintf(err, errlen, "tcp: timed out after %.0f s waiting for %d peer connection(s)", cfg->timeout,
                      expect_in);
-            for (int i = 0; i < npend; i++)
-                close(pend[i].fd);
-            goto fail;
+            rc = -1;
+            break;
         }
         double wake = deadline;
         struct pollfd pfs[1 + MAX_PENDING];
-        pfs[0] = (struct pollfd){ lfd, npend < MAX_PENDING ? POLLIN : 0, 0 };
+        pfs[0] = (struct pollfd){ s->lfd, npend < MAX_PENDING ? POLLIN : 0, 0 };
         for (int i = 0; i < npend; i++) {
             pfs[1 + i] = (struct pollfd){ pend[i].fd, POLLIN, 0 };
             if (pend[i].until < wake)
                 wake = pend[i].until;
         }
-        int ms = (int)((wake - now) * 1000) + 1;
-        if (poll(pfs, (nfds_t)(1 + npend), ms) < 0 && errno != EINTR) {
+        if (poll(pfs, (nfds_t)(1 + npend), (int)((wake - now) * 1000) + 1) < 0 && errno != EINTR) {
             snprintf(err, errlen, "tcp: poll while accepting peers: %s", strerror(errno));
-            for (int i = 0; i < npend; i++)
-                close(pend[i].fd);
-            goto fail;
+            rc = -1;
+            break;
         }
-        now = now_s();
-        for (int i = 0; i < npend; i++) {
-            struct pending *p = &pend[i];
-            char a[INET_ADDRSTRLEN];
-            inet_ntop(AF_INET, &p->from.sin_addr, a, sizeof a);
-            const char *drop = NULL;
-            int e = 0;
-            if (pfs[1 + i].revents) {
-                ssize_t n = recv(p->fd, p->hb + p->got, sizeof p->hb - p->got, 0);
-                if (n > 0)
-                    p->got += (uint32_t)n;
-                else if (n == 0)
-                    drop = "no greeting", e = ECONNRESET;
-                else if (errno != EAGAIN && errno != EINTR)
-                    drop = "no greeting", e = errno;
-            }
-            if (!drop && p->got < sizeof p->hb && now >= p->until)
-                drop = "no greeting", e = ETIMEDOUT;
-            if (!drop && p->got < sizeof p->hb)
-                continue;
-            struct pb_tcp_hello h;
-            if (drop) {
-                fprintf(stderr, "p2pbcast: %s: dropped a data connection from %s:%u: %s (%s)\n", self_name(t), a,
-                        ntohs(p->from.sin_port), drop, strerror(e));
-            } else if (pb_tcp_hello_decode(p->hb, (uint32_t)cfg->self, (uint32_t)cfg->nleaders, cfg->secret, &h,
-                                           why, sizeof why) < 0) {
-                fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u: %s\n", self_name(t), a,
-                        ntohs(p->from.sin_port), why);
-                drop = why;
-            } else {
-                int expected = 0;
-                for (int k = 0; k < cfg->npeers; k++)
-                    expected |= cfg->peers[k] == (int)h.from;
-                if (!expected || (int)h.from > cfg->self || t->conn_of[h.from] >= 0) {
-                    fprintf(stderr,
-                            "p2pbcast: %s: rejected a data connection from %s:%u claiming to be %s: not expected\n",
-                            self_name(t), a, ntohs(p->from.sin_port), peer_name(t, (int)h.from));
-                    drop = "not expected";
-                } else if (p->from.sin_addr.s_addr != eps[h.from].addr) {
-                    /* Peers connect from the address they announced. */
-                    fprintf(stderr,
-                            "p2pbcast: %s: rejected a data connection from %s:%u claiming to be %s: wrong address\n",
-                            self_name(t), a, ntohs(p->from.sin_port), peer_name(t, (int)h.from));
-                    drop = "wrong address";
-                }
-            }
-            if (drop) {
-                close(p->fd);
-            } else {
-                if (add_conn(t, p->fd, (int)h.from, err, errlen) < 0) {
-                    for (int k = i + 1; k < npend; k++)
-                        close(pend[k].fd);
-                    goto fail;
-                }
-                expect_in--;
-            }
-            p->fd = -1; /* done with this one */
+        now = pb_now();
+        for (int i = 0; i < npend && rc == 0; i++) {
+            int r = read_greeting(t, s, &pend[i], pfs[1 + i].revents, now, err, errlen);
+            if (r < 0)
+                rc = -1;
+            expect_in -= r == 1;
         }
         int keep = 0;
         for (int i = 0; i < npend; i++)
             if (pend[i].fd >= 0)
                 pend[keep++] = pend[i];
         npend = keep;
-        if ((pfs[0].revents & POLLIN) && npend < MAX_PENDING) {
+        if (rc == 0 && (pfs[0].revents & POLLIN) && npend < MAX_PENDING) {
             struct pending *p = &pend[npend];
             socklen_t fl = sizeof p->from;
-            p->fd = accept4(lfd, (struct sockaddr *)&p->from, &fl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            p->fd = accept4(s->lfd, (struct sockaddr *)&p->from, &fl, SOCK_CLOEXEC | SOCK_NONBLOCK);
             if (p->fd >= 0) {
                 p->got = 0;
                 p->until = now + HELLO_SECONDS < deadline ? now + HELLO_SECONDS : deadline;
@@ -775,13 +799,38 @@ exchange:
     }
     for (int i = 0; i < npend; i++)
         close(pend[i].fd); /* strangers still talking when the last peer came */
-    close(lfd); /* nobody else may join */
-    free(eps);
+    return rc;
+}
+
+/* The set-up, as one story: our state and listening socket, everyone's
+ * endpoints, then connections out to the higher-numbered partners and in
+ * from the lower-numbered ones. The listening socket is closed at the end,
+ * so nobody else may join. */
+struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+{
+    struct tcp *t = calloc(1, sizeof *t);
+    struct setup s = { .lfd = -1 };
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->base.ops = &tcp_ops;
+    t->cfg = *cfg;
+    t->epfd = -1;
+    if (alloc_state(t, s.why, sizeof s.why) == 0)
+        (void)start_listening(t, &s);
+    int rc = exchange_endpoints(t, &s, err, errlen);
+    double deadline = pb_now() + cfg->timeout;
+    if (rc == 0)
+        rc = connect_out(t, &s, deadline, err, errlen);
+    if (rc == 0)
+        rc = accept_in(t, &s, deadline, err, errlen);
+    if (s.lfd >= 0)
+        close(s.lfd);
+    free(s.eps);
+    if (rc < 0) {
+        tcp_close(&t->base);
+        return NULL;
+    }
     return &t->base;
-fail:
-    if (lfd >= 0)
-        close(lfd);
-    free(eps);
-    tcp_close(&t->base);
-    return NULL;
 }

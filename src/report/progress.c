@@ -1,5 +1,6 @@
 /* progress.c — progress bar, log lines, summary and JSON report. */
 #include "progress.h"
+#include "clock.h"
 #include "p2pbcast.h"
 
 #include <errno.h>
@@ -7,13 +8,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 const char *pb_fmt_bytes(uint64_t b, char *buf, size_t len)
 {
@@ -37,7 +31,7 @@ void pb_progress_init(struct pb_progress *p, FILE *out, int enabled, uint64_t to
     p->out = out;
     p->enabled = enabled;
     p->tty = isatty(fileno(out));
-    p->t0 = p->last = now_s();
+    p->t0 = p->last = pb_now();
     p->total = total;
     p->nodes = nodes;
 }
@@ -77,7 +71,7 @@ void pb_progress_update(void *arg, uint64_t bytes, int nodes_done)
     p->nodes_done = nodes_done;
     if (!p->enabled)
         return;
-    double t = now_s();
+    double t = pb_now();
     if (p->tty) {
         /* A bar redraws ten times a second. */
         if (t - p->last < 0.1)
@@ -97,7 +91,7 @@ void pb_progress_update(void *arg, uint64_t bytes, int nodes_done)
 void pb_progress_end(struct pb_progress *p)
 {
     if (p->enabled && p->tty && p->drew) {
-        draw(p, now_s());
+        draw(p, pb_now());
         fputc('\n', p->out);
         fflush(p->out);
         p->drew = 0;
