@@ -42,8 +42,12 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
 void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel);
 /* End the whole job now with this exit status (a rank does not answer). */
 void pb_boot_abort(struct pb_boot *b, int code);
-/* Leaders only: every leader's len bytes to every leader (for transports). */
+/* Leaders only: every leader's len bytes to every leader (for transports).
+ * A leader that does not take part within the exchange timeout is named and
+ * the job aborted (exit 5). */
 int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len);
+/* The exchange's deadline, in seconds (--timeout); 0: wait as long as it takes. */
+void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds);
 /* Leaders only: pointer to the leaders' MPI_Comm (for the mpi transport). */
 void *pb_boot_leader_comm(struct pb_boot *b);
 /* Fill buf with random bytes (the per-job secret). */

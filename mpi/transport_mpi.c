@@ -830,11 +830,11 @@ static int mpi_poll(struct pb_transport *bt, struct pb_event *ev, int max, int t
     }
 }
 
-static void mpi_close(struct pb_transport *bt)
+static int mpi_close(struct pb_transport *bt)
 {
     struct mpi_transport *t = (struct mpi_transport *)bt;
     if (!t)
-        return;
+        return 0;
     /* Unmatched receives will never be needed again: cancel them. Chunks a
      * peer already started (header matched) are still drained into their
      * slot, so that peer's send completes instead of hanging in its close.
@@ -865,12 +865,17 @@ static void mpi_close(struct pb_transport *bt)
         sleep_us(backoff);
         backoff = backoff * 2 > POLL_IDLE_CAP_US ? POLL_IDLE_CAP_US : backoff * 2;
     }
-    int left = 0, unsafe = 0;
+    int left = 0, unsafe = 0, pool_in_use = 0;
     for (int i = 0; i < t->hi; i++) {
         if (t->reqs[i] != MPI_REQUEST_NULL) {
-            /* Still in flight: let MPI finish or drop it on its own. */
+            /* Still in flight: let MPI finish or drop it on its own. Its
+             * buffer is either ours (scratch, control) or the caller's pool:
+             * whichever it is must outlive the request. */
             enum op_kind k = op_at(t, i)->kind;
-            unsafe |= k != OP_TX_DATA && k != OP_RX_DATA; /* buffer is ours, not the pool */
+            if (k == OP_TX_DATA || k == OP_RX_DATA)
+                pool_in_use = 1;
+            else
+                unsafe = 1;
             MPI_Cancel(&t->reqs[i]);
             MPI_Request_free(&t->reqs[i]);
             left++;
@@ -897,6 +902,7 @@ static void mpi_close(struct pb_transport *bt)
     free(t->peers);
     free(t->peer_of);
     free(t);
+    return pool_in_use;
 }
 
 static const struct pb_transport_ops mpi_ops = {

@@ -95,14 +95,13 @@ static void connect_peers(struct stage *st, struct pb_vote *mine)
         .mpi_comm = pb_boot_leader_comm(st->boot),
     };
     memcpy(tc.secret, st->meta.secret, sizeof tc.secret);
+    pb_boot_set_exchange_timeout(st->boot, st->o.timeout);
     char err[512];
     st->tp = open_transport(st->meta.transport, &tc, err, sizeof err);
     if (!st->tp && !mine->code)
         pb_vote_set(mine, P2PBCAST_ERR_TRANSPORT, 0, err);
-    if (st->tp && mine->code) {
-        st->tp->ops->close(st->tp);
-        st->tp = NULL;
-    }
+    if (mine->code)
+        pb_connect_close(st);
 }
 
 int pb_phase_connect(struct stage *st)
@@ -118,12 +117,23 @@ int pb_phase_connect(struct stage *st)
     return pb_agree(&st->ag, &mine, &st->d, 0);
 }
 
-void pb_connect_release(struct stage *st)
+void pb_connect_close(struct stage *st)
 {
     if (st->tp)
-        st->tp->ops->close(st->tp);
+        st->pool_in_use |= st->tp->ops->close(st->tp);
     st->tp = NULL;
-    if (st->pool && st->pool_placed)
+}
+
+void pb_connect_release(struct stage *st)
+{
+    pb_connect_close(st);
+    if (st->pool_in_use) {
+        /* MPI may still write into it: keep it rather than free it under
+         * MPI's feet (the process is about to end anyway). */
+        if (st->verbose)
+            fprintf(stderr, "p2pbcast: %s: slot pool kept: the transport left requests into it\n",
+                    st->bi->names[st->bi->leader]);
+    } else if (st->pool && st->pool_placed)
         pb_topo_free(st->pool, st->pool_len);
     else
         free(st->pool);

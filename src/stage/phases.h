@@ -69,6 +69,7 @@ struct stage {
     int pool_placed; /* allocated by topo.c, near a device */
     int *peers;
     struct pb_transport *tp;
+    int pool_in_use; /* a closed transport left requests into the pool */
     /* 5. the transfer */
     struct pb_engine *eng;
     struct pb_progress prog;
@@ -84,7 +85,9 @@ int pb_phase_commit(struct stage *st);     /* dest.c */
 
 /* resume.c: after a failure with --resume, keep what this node holds. */
 void pb_resume_keep(struct stage *st);
-/* connect.c: release the connections and the slot pool. */
+/* connect.c: close the connections (at once when a node fails, so that
+ * its neighbours notice); release them and the slot pool. */
+void pb_connect_close(struct stage *st);
 void pb_connect_release(struct stage *st);
 
 /* An empty vote, for the phases that only ask "everyone still there?". */

@@ -92,8 +92,7 @@ static void engine_failed(struct stage *st, int cls, struct pb_vote *mine)
         fprintf(stderr, "p2pbcast: error: %s: %s\n", st->bi->names[st->bi->leader], emsg);
         st->ag.printed_self = 1;
     }
-    st->tp->ops->close(st->tp);
-    st->tp = NULL;
+    pb_connect_close(st);
 }
 
 /* Chunks nobody was sent (--resume) still count: checksum them where they

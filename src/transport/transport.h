@@ -80,7 +80,10 @@ struct pb_transport_ops {
      * most max of them. Returns the count, or -1 with errno set. Must block in
      * the kernel (or sleep), never spin, when nothing is ready. */
     int (*poll)(struct pb_transport *t, struct pb_event *ev, int max, int timeout_ms);
-    void (*close)(struct pb_transport *t);
+    /* Release everything. Returns 0 when nothing will touch the pool any
+     * more; 1 when a request into the pool could not be ended (MPI cannot
+     * always cancel a send): the caller must then keep the pool allocated. */
+    int (*close)(struct pb_transport *t);
 };
 
 struct pb_transport {

@@ -343,11 +343,11 @@ static int tcp_poll(struct pb_transport *tp, struct pb_event *out, int max, int 
     return k;
 }
 
-static void tcp_close(struct pb_transport *tp)
+static int tcp_close(struct pb_transport *tp)
 {
     struct tcp *t = (struct tcp *)tp;
     if (!t)
-        return;
+        return 0;
     for (int i = 0; i < t->nconns; i++) {
         if (t->conns[i].fd >= 0)
             close(t->conns[i].fd);
@@ -360,6 +360,7 @@ static void tcp_close(struct pb_transport *tp)
     free(t->owner);
     free(t->evq);
     free(t);
+    return 0;
 }
 
 static const struct pb_transport_ops tcp_ops = {

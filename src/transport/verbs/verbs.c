@@ -877,9 +877,10 @@ static int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int tim
     }
 }
 
-static void v_close(struct pb_transport *bt)
+static int v_close(struct pb_transport *bt)
 {
-    destroy((struct vt *)bt);
+    destroy((struct vt *)bt); /* the queue pairs are gone: no more DMA */
+    return 0;
 }
 
 static const struct pb_transport_ops verbs_ops = {
