@@ -578,6 +578,7 @@ static void cq_clean(struct sv_cq *cq, struct sv_qp *q)
 /* ------------------------------------------------------------ context */
 
 static void *progress(void *arg);
+static int conn_write(struct sv_conn *k);
 static void ops_init(struct ibv_context *ic);
 
 static int q_port(struct ibv_context *ic, uint8_t port, struct ibv_port_attr *pa, size_t len);
@@ -1699,25 +1700,35 @@ static int ob_reserve(struct sv_conn *k, size_t more)
     return 0;
 }
 
-static void fault_count(uint64_t bytes)
+/* Would this write cross a SOFTVERBS_FAULT_KILL_AFTER_* threshold? */
+static int fault_hit(uint64_t bytes)
 {
     if (sv_cfg.die_writes < 0 && sv_cfg.die_bytes < 0)
-        return;
+        return 0;
     pthread_mutex_lock(&g_lk);
     g_writes++;
     g_bytes += (long long)bytes;
     int hit = (sv_cfg.die_writes >= 0 && g_writes > sv_cfg.die_writes) ||
               (sv_cfg.die_bytes >= 0 && g_bytes > sv_cfg.die_bytes);
     pthread_mutex_unlock(&g_lk);
-    if (hit) {
-        if (sv_cfg.drop) {
-            if (!g_dropped)
-                sv_dbg("fault: dropping off the network after %lld writes, %lld bytes", g_writes, g_bytes);
-            g_dropped = 1;
-        } else {
-            sv_dbg("fault: dying after %lld writes, %lld bytes", g_writes, g_bytes);
-            kill(getpid(), SIGKILL);
-        }
+    return hit;
+}
+
+/* The fault strikes: what was sent before still arrives, then the process
+ * dies (or, with SOFTVERBS_FAULT_DROP, drops off the network). */
+static void fault_strike(struct sv_conn *k)
+{
+    int fl = fcntl(k->fd, F_GETFL);
+    fcntl(k->fd, F_SETFL, fl & ~O_NONBLOCK);
+    conn_write(k);
+    usleep(100000); /* let the responder take it */
+    if (sv_cfg.drop) {
+        if (!g_dropped)
+            sv_dbg("fault: dropping off the network after %lld writes, %lld bytes", g_writes, g_bytes);
+        g_dropped = 1;
+    } else {
+        sv_dbg("fault: dying after %lld writes, %lld bytes", g_writes, g_bytes);
+        kill(getpid(), SIGKILL);
     }
 }
 
@@ -1749,6 +1760,11 @@ static void pump(struct sv_qp *q, double now, double *next)
                 qp_fail(q, IBV_WC_LOC_PROT_ERR);
             return; /* else after the answers to the earlier ones */
         }
+        if ((w->opcode == IBV_WR_RDMA_WRITE || w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM) && !g_dropped &&
+            fault_hit(w->len)) {
+            fault_strike(k);
+            return;
+        }
         struct sv_req r = {0};
         r.op = w->opcode == IBV_WR_SEND            ? OP_SEND
                : w->opcode == IBV_WR_SEND_WITH_IMM ? OP_SEND_IMM
@@ -1775,8 +1791,6 @@ static void pump(struct sv_qp *q, double now, double *next)
             }
         }
         q->sq_tx++;
-        if (r.op == OP_WRITE || r.op == OP_WRITE_IMM)
-            fault_count(w->len);
     }
 }
 
