@@ -70,6 +70,12 @@ static void cfg_init(void)
     sv_cfg.drop = envll("SOFTVERBS_FAULT_DROP", 0) != 0;
     sv_cfg.max_timeout_ms = (unsigned)envll("SOFTVERBS_MAX_TIMEOUT_MS", 100);
     sv_cfg.debug = envll("SOFTVERBS_DEBUG", 0) != 0;
+    sv_cfg.max_qp_wr = (int)envll("SOFTVERBS_MAX_QP_WR", SV_MAX_QP_WR);
+    sv_cfg.max_cqe = (int)envll("SOFTVERBS_MAX_CQE", SV_MAX_CQE);
+    if (sv_cfg.max_qp_wr < 1 || sv_cfg.max_qp_wr > SV_MAX_QP_WR)
+        sv_cfg.max_qp_wr = SV_MAX_QP_WR;
+    if (sv_cfg.max_cqe < 1 || sv_cfg.max_cqe > SV_MAX_CQE)
+        sv_cfg.max_cqe = SV_MAX_CQE;
     /* Faults of the dying kind hit one rank only when SOFTVERBS_FAULT_RANK
      * is set (the rank is taken from Open MPI's or PMI's environment). */
     long long fr = envll("SOFTVERBS_FAULT_RANK", -1);
@@ -711,12 +717,12 @@ SV_EXPORT int ibv_query_device(struct ibv_context *ic, struct ibv_device_attr *a
     a->vendor_part_id = 1;
     a->hw_ver = 1;
     a->max_qp = SV_MAX_QP;
-    a->max_qp_wr = SV_MAX_QP_WR;
+    a->max_qp_wr = sv_cfg.max_qp_wr;
     a->device_cap_flags = IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_PORT_ACTIVE_EVENT;
     a->max_sge = SV_MAX_SGE;
     a->max_sge_rd = SV_MAX_SGE;
     a->max_cq = 1024;
-    a->max_cqe = SV_MAX_CQE;
+    a->max_cqe = sv_cfg.max_cqe;
     a->max_mr = 1 << 16;
     a->max_pd = 1 << 10;
     a->max_qp_rd_atom = 16;
@@ -1037,7 +1043,7 @@ SV_EXPORT int ibv_destroy_comp_channel(struct ibv_comp_channel *ch)
 SV_EXPORT struct ibv_cq *ibv_create_cq(struct ibv_context *ic, int cqe, void *cq_context,
                                        struct ibv_comp_channel *ch, int comp_vector)
 {
-    if (cqe < 1 || cqe > SV_MAX_CQE || comp_vector < 0 || comp_vector >= ic->num_comp_vectors) {
+    if (cqe < 1 || cqe > sv_cfg.max_cqe || comp_vector < 0 || comp_vector >= ic->num_comp_vectors) {
         errno = EINVAL;
         return NULL;
     }
@@ -1227,7 +1233,7 @@ SV_EXPORT struct ibv_qp *ibv_create_qp(struct ibv_pd *pd, struct ibv_qp_init_att
         return NULL;
     }
     struct ibv_qp_cap *cap = &ia->cap;
-    if (cap->max_send_wr > SV_MAX_QP_WR || cap->max_recv_wr > SV_MAX_QP_WR || cap->max_send_sge > SV_MAX_SGE ||
+    if (cap->max_send_wr > (uint32_t)sv_cfg.max_qp_wr || cap->max_recv_wr > (uint32_t)sv_cfg.max_qp_wr || cap->max_send_sge > SV_MAX_SGE ||
         cap->max_recv_sge > SV_MAX_SGE || cap->max_inline_data > SV_MAX_INLINE) {
         errno = EINVAL;
         return NULL;

@@ -32,6 +32,8 @@ struct sv_cfg {
     int drop;             /* SOFTVERBS_FAULT_DROP: drop connections instead of dying */
     unsigned max_timeout_ms; /* SOFTVERBS_MAX_TIMEOUT_MS: cap of one transport timeout */
     int debug;            /* SOFTVERBS_DEBUG */
+    int max_qp_wr;        /* SOFTVERBS_MAX_QP_WR: device limit, to stress queue accounting */
+    int max_cqe;          /* SOFTVERBS_MAX_CQE */
 };
 extern struct sv_cfg sv_cfg;
 void sv_cfg_load(void);
