@@ -194,6 +194,8 @@ static int open_device(struct vt *t, const char *want, char *why, size_t wl)
         appendf(names, sizeof names, &nameslen, "%s%s", nameslen ? ", " : "", name);
         if (*wname && strcmp(name, wname) != 0)
             continue;
+        if (!*wname && strncmp(name, "softverbs", 9) == 0 && !getenv("SOFTVERBS"))
+            continue; /* the test double of tests/softverbs: only under its wrapper */
         struct ibv_context *ctx = ibv_open_device(list[i]);
         if (!ctx) {
             appendf(seen, sizeof seen, &seenlen, "%s%s (cannot open: %s)", seenlen ? ", " : "", name,
@@ -1115,6 +1117,8 @@ int pb_verbs_available(char *why, size_t whylen)
     size_t used = 0;
     why[0] = '\0';
     for (int i = 0; i < n && !found; i++) {
+        if (strncmp(ibv_get_device_name(list[i]), "softverbs", 9) == 0 && !getenv("SOFTVERBS"))
+            continue; /* never chosen automatically outside tests/softverbs/softverbs-run */
         struct ibv_context *ctx = ibv_open_device(list[i]);
         struct ibv_device_attr da;
         if (!ctx)
