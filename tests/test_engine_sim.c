@@ -97,7 +97,7 @@ static int f_poll(struct pb_transport *t, struct pb_event *ev, int max, int ms)
     (void)t, (void)ev, (void)max, (void)ms;
     return 0;
 }
-static void f_close(struct pb_transport *t) { (void)t; }
+static int f_close(struct pb_transport *t) { (void)t; return 0; }
 static const struct pb_transport_ops fake_ops = { "fake", f_put, f_grant, f_notify, f_poll, f_close };
 
 /* Deliver one message from a random non-empty link. */

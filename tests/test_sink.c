@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -115,6 +116,66 @@ int main(void)
     pb_probe_remove(p3);
     pb_probe_remove(p2);
     ok(entries(dir) == 1 && p5[0] == 0, "probes removed");
+
+    /* Planted symlinks next to DEST are never followed (a group-writable
+     * directory: another user plants links under the names we use). */
+    char victim[300], link1[300], link2[300];
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    snprintf(link1, sizeof link1, "%s/.out.bin.p2pbcast-resume", dir);
+    snprintf(link2, sizeof link2, "%s/.out.bin.p2pbcast-resume.map", dir);
+    FILE *vf = fopen(victim, "w");
+    fputs("precious", vf);
+    fclose(vf);
+    struct pb_sink_want wr = w;
+    wr.resume = 1;
+    wr.chunk_size = 4096;
+    wr.force = 1;
+    ok(symlink(victim, link1) == 0 && pb_sink_open(&k, dest, &wr, err, sizeof err) < 0,
+       "--resume: a planted link at the resume name is refused: %s", err);
+    ok(stat(victim, &st) == 0 && st.st_size == 8, "... and its target is untouched");
+    unlink(link1);
+    ok(symlink(victim, link2) == 0 && pb_sink_open(&k, dest, &wr, err, sizeof err) == 0, "--resume open: %s", err);
+    unsigned char held[2] = { 1, 0 };
+    pb_sink_keep(&k, held, &wr);
+    pb_sink_abort(&k);
+    ok(stat(victim, &st) == 0 && st.st_size == 8 && lstat(link2, &st) == 0 && S_ISREG(st.st_mode),
+       "--resume: the map replaces a planted link instead of writing through it");
+
+    /* Two runs of one DEST never share the resume copy. */
+    struct pb_sink k2;
+    ok(pb_sink_open(&k, dest, &wr, err, sizeof err) == 0, "first run holds the resume copy");
+    ok(pb_sink_open(&k2, dest, &wr, err, sizeof err) < 0 && strstr(err, "another p2pbcast run"),
+       "a second run of the same DEST is refused: %s", err);
+    ok(access(link1, F_OK) == 0, "the refused run did not remove the first run's copy");
+    pb_sink_abort(&k);
+    unlink(link1);
+    unlink(link2);
+    unlink(victim);
+
+    /* A stale hidden copy of a killed run is removed; a live one is not. */
+    char stale[300], live[300];
+    snprintf(stale, sizeof stale, "%s/.out.bin.p2pbcast-Stale1", dir);
+    snprintf(live, sizeof live, "%s/.out.bin.p2pbcast-Live22", dir);
+    int sfd = open(stale, O_CREAT | O_WRONLY, 0600), lfd = open(live, O_CREAT | O_WRONLY, 0600);
+    close(sfd);
+    flock(lfd, LOCK_EX);
+    ok(pb_sink_open(&k, dest, &w2, err, sizeof err) == 0, "open with leftovers around: %s", err);
+    pb_sink_abort(&k);
+    ok(access(stale, F_OK) != 0 && access(live, F_OK) == 0, "stale copy removed, a live run's copy kept");
+    close(lfd);
+    unlink(live);
+
+    /* setuid/setgid bits are not copied. */
+    struct pb_sink_want ws = w;
+    ws.mode = 06755;
+    ws.force = 1;
+    ok(pb_sink_open(&k, dest, &ws, err, sizeof err) == 0 && pb_sink_flush(&k, &ws, err, sizeof err) == 0 &&
+           pb_sink_commit(&k, err, sizeof err) == 0,
+       "commit with mode 06755: %s", err);
+    pb_sink_abort(&k);
+    ok(stat(dest, &st) == 0 && (st.st_mode & 07777) == 0755, "setuid and setgid dropped (mode %o)",
+       st.st_mode & 07777);
+    ok(entries(dir) == 1, "nothing else left (%d entries)", entries(dir));
 
     unlink(dest);
     rmdir(dir);

@@ -17,18 +17,19 @@
 
 struct pb_sink {
     int fd;
+    int dfd;                  /* DEST's directory: every name is opened relative to it */
     int anonymous;            /* O_TMPFILE: no name until commit */
     uint64_t size;
     char dest[PATH_MAX];
     char dir[PATH_MAX];
     char base[NAME_MAX + 1];
-    char tmpname[PATH_MAX];   /* named temporary file, "" when anonymous */
+    char tmpname[NAME_MAX + 1]; /* named temporary file in dir, "" when anonymous */
     /* --resume: a fixed-name temporary file and a map of the chunks it holds,
      * kept after a failure so that a repeated run need not send them again */
     int resume;
     uint64_t nchunks;
     unsigned char *have;      /* chunks found in a kept file (bitmap), or NULL */
-    char mapname[PATH_MAX];
+    char mapname[NAME_MAX + 1];
 };
 
 struct pb_sink_want {
@@ -50,7 +51,8 @@ int pb_sink_write(struct pb_sink *k, uint64_t off, const void *buf, size_t len,
 int pb_sink_flush(struct pb_sink *k, const struct pb_sink_want *w, char *err, size_t errlen);
 /* Give the file DEST's name (atomic rename over an existing DEST). */
 int pb_sink_commit(struct pb_sink *k, char *err, size_t errlen);
-/* Remove every trace of the temporary file. Safe to call twice. */
+/* Remove every trace of the temporary file. Safe to call twice, and from a
+ * path that is about to end the process (no allocation). */
 void pb_sink_abort(struct pb_sink *k);
 /* --resume after a failure: flush what was written and record which chunks
  * (bitmap) are in the kept file; the file keeps its hidden name. */
