@@ -475,3 +475,14 @@ int pb_mpi_world_rank(void)
     MPI_Comm_rank(MPI_COMM_WORLD, &r);
     return r;
 }
+
+const char *pb_mpi_library_version(char *buf, size_t len)
+{
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int l = 0;
+    if (MPI_Get_library_version(v, &l) != MPI_SUCCESS)
+        snprintf(v, sizeof v, "an unknown MPI");
+    v[strcspn(v, "\n")] = 0;
+    snprintf(buf, len, "%s", v);
+    return buf;
+}

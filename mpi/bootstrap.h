@@ -59,5 +59,7 @@ int pb_mpi_init(int *argc, char ***argv, char *err, size_t errlen);
 void pb_mpi_finalize(void);
 void *pb_mpi_world(void);
 int pb_mpi_world_rank(void);
+/* "Open MPI v4.1.4, ..." (first line), callable before MPI_Init. */
+const char *pb_mpi_library_version(char *buf, size_t len);
 
 #endif

@@ -56,7 +56,7 @@ touch -d '2020-02-02 02:02:02' "$WORK/src3m"
 run 3 --per-rank "$WORK/src3m" "$WORK/meta.%r"
 [ "$(stat -c '%a %Y' "$WORK/meta.2")" = "$(stat -c '%a %Y' "$WORK/src3m")" ]
 ok $? "DEST gets SOURCE's mode and mtime"
-echo "$out" | grep -Eq "^p2pbcast: 2\.86 MiB to 3 nodes in [0-9.]+ s: .* GB/s per node .*transport ${P2PBCAST_TRANSPORT:-tcp}"
+echo "$out" | grep -Eq "^p2pbcast: 2\.86 MiB to 3 nodes in [0-9.]+ s: [0-9.]+ [kMGT]?B/s per node .*transport ${P2PBCAST_TRANSPORT:-tcp}"
 ok $? "summary line names size, nodes, time, rate and transport"
 rm -f "$WORK"/meta.*
 

@@ -1,4 +1,5 @@
 /* main.c — the p2pbcast command: options in, one library call, status out. */
+#include "config.h"
 #include "p2pbcast.h"
 
 #include "../mpi/bootstrap.h"
@@ -14,8 +15,16 @@
  * rank removes its temporary file. */
 static volatile sig_atomic_t stop_signal;
 
+/* The first signal asks every layer to stop cleanly; a second one (Ctrl-C
+ * again, while an fsync of a huge DEST is stuck, say) ends the process at
+ * once with the usual status of that signal. */
 static void on_signal(int sig)
 {
+    if (stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
     stop_signal = sig;
 }
 
@@ -28,6 +37,21 @@ static void catch_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    /* A peer that closes its socket is an error on that link, reported by
+     * the transport; it must not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void print_version(void)
+{
+    char lib[256];
+    printf("p2pbcast %s\n", P2PBCAST_VERSION);
+    printf("built with %s\n", pb_mpi_library_version(lib, sizeof lib));
+#ifdef HAVE_VERBS
+    printf("transports: tcp mpi verbs\n");
+#else
+    printf("transports: tcp mpi (verbs not built: rdma-core was missing at configure time)\n");
+#endif
 }
 
 int main(int argc, char **argv)
@@ -40,7 +64,7 @@ int main(int argc, char **argv)
         if (cli.help)
             fputs(pb_usage_text, stdout);
         else
-            printf("p2pbcast %s\n", P2PBCAST_VERSION);
+            print_version();
         return 0;
     }
     if (pb_mpi_init(&argc, &argv, err, sizeof err) < 0 && !bad) {

@@ -4,6 +4,9 @@
 #include "p2pbcast.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +25,19 @@ const char *pb_fmt_bytes(uint64_t b, char *buf, size_t len)
         snprintf(buf, len, "%llu B", (unsigned long long)b);
     else
         snprintf(buf, len, "%.2f %s", v, u[i]);
+    return buf;
+}
+
+const char *pb_fmt_rate(double bytes_per_s, char *buf, size_t len)
+{
+    static const char *u[] = { "B/s", "kB/s", "MB/s", "GB/s", "TB/s" };
+    double v = bytes_per_s > 0 ? bytes_per_s : 0;
+    int i = 0;
+    while (v >= 1000 && i < 4) {
+        v /= 1000;
+        i++;
+    }
+    snprintf(buf, len, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, u[i]);
     return buf;
 }
 
@@ -48,18 +64,20 @@ static void draw(struct pb_progress *p, double t)
     }
     pb_fmt_bytes(p->bytes, done, sizeof done);
     pb_fmt_bytes(p->total, tot, sizeof tot);
+    char rs[32];
+    pb_fmt_rate(rate, rs, sizeof rs);
     if (p->tty) {
         char bar[31];
         int w = (int)(frac * 30);
         for (int i = 0; i < 30; i++)
             bar[i] = i < w ? '=' : i == w ? '>' : ' ';
         bar[30] = 0;
-        fprintf(p->out, "\r[%s] %3.0f%% %s/%s %.2f GB/s ETA %s nodes %d/%d ", bar, frac * 100, done, tot,
-                rate / 1e9, eta, p->nodes_done, p->nodes);
+        fprintf(p->out, "\r[%s] %3.0f%% %s/%s %s ETA %s nodes %d/%d ", bar, frac * 100, done, tot, rs, eta,
+                p->nodes_done, p->nodes);
         p->drew = 1;
     } else {
-        fprintf(p->out, "p2pbcast: %3.0f%% %s of %s sent, %.2f GB/s, ETA %s, %d/%d nodes done\n", frac * 100, done,
-                tot, rate / 1e9, eta, p->nodes_done, p->nodes);
+        fprintf(p->out, "p2pbcast: %3.0f%% %s of %s sent, %s, ETA %s, %d/%d nodes done\n", frac * 100, done, tot,
+                rs, eta, p->nodes_done, p->nodes);
     }
     fflush(p->out);
 }
@@ -105,10 +123,12 @@ void pb_summary_print(FILE *out, const struct pb_summary *s)
     pb_fmt_bytes(s->chunk_size, cs, sizeof cs);
     if (s->status == 0) {
         double rate = s->seconds > 0 ? (double)s->bytes / s->seconds : 0;
+        char r1[32], r2[32];
         fprintf(out,
-                "p2pbcast: %s to %d node%s in %.2f s: %.2f GB/s per node (%.2f GB/s aggregate), "
+                "p2pbcast: %s to %d node%s in %.2f s: %s per node (%s aggregate), "
                 "%llu chunks of %s, transport %s, %d rank%s\n",
-                sz, s->nodes, s->nodes == 1 ? "" : "s", s->seconds, rate / 1e9, rate * s->nodes / 1e9,
+                sz, s->nodes, s->nodes == 1 ? "" : "s", s->seconds, pb_fmt_rate(rate, r1, sizeof r1),
+                pb_fmt_rate(rate * s->nodes, r2, sizeof r2),
                 (unsigned long long)s->chunks, cs, s->transport, s->ranks, s->ranks == 1 ? "" : "s");
     } else {
         if (s->nfailures)
@@ -138,12 +158,25 @@ static void json_str(FILE *f, const char *s)
 
 int pb_report_json(const char *path, const struct pb_summary *s, char *err, size_t errlen)
 {
+    /* A name nobody can predict, created exclusively (never through a link
+     * planted in a shared directory), then renamed over PATH. */
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp) {
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) {
         snprintf(err, errlen, "--json path too long");
         return -1;
     }
-    FILE *f = fopen(tmp, "w");
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (fd >= 0 && (!f || fchmod(fd, 0644) < 0)) {
+        int e = errno;
+        if (f)
+            fclose(f);
+        else
+            close(fd);
+        unlink(tmp);
+        errno = e;
+        f = NULL;
+    }
     if (!f) {
         snprintf(err, errlen, "cannot write JSON report '%s': %s", path, strerror(errno));
         return -1;

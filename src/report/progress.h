@@ -38,6 +38,8 @@ struct pb_summary {
     int nfailures;
 };
 
+/* "1.23 GB/s", "512 kB/s": a rate in the unit that fits; returns buf. */
+const char *pb_fmt_rate(double bytes_per_s, char *buf, size_t len);
 /* "1.00 GiB" style; returns buf. */
 const char *pb_fmt_bytes(uint64_t b, char *buf, size_t len);
 void pb_summary_print(FILE *out, const struct pb_summary *s);

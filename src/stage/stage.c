@@ -22,9 +22,34 @@
 #include "phases.h"
 #include "shared_dest.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The library's inputs, checked alike on every rank (the call is
+ * collective with the same arguments), so a bad one is a usage error
+ * everywhere rather than a crash or a hang somewhere. */
+static int check_inputs(const char *source, const char *dest, const struct p2pbcast_opts *o, char *err,
+                        size_t errlen)
+{
+    const char *t = o->transport;
+    if (!source || !*source || !dest || !*dest)
+        snprintf(err, errlen, "SOURCE and DEST must be given and not empty");
+    else if (isnan(o->timeout) || o->timeout > 7 * 86400.0)
+        snprintf(err, errlen, "timeout %g s out of range (up to 7 days; <= 0 means the default)", o->timeout);
+    else if (o->slots && (o->slots < 4 || o->slots > 4096))
+        snprintf(err, errlen, "slot count %u out of range (4 to 4096)", o->slots);
+    else if (o->chunk_size && (o->chunk_size < PB_MIN_CHUNK || o->chunk_size > PB_MAX_CHUNK))
+        snprintf(err, errlen, "chunk size %llu out of range (4 KiB to 1 GiB)", (unsigned long long)o->chunk_size);
+    else if (t && strcmp(t, "auto") && strcmp(t, "tcp") && strcmp(t, "mpi") && strcmp(t, "verbs"))
+        snprintf(err, errlen, "unknown transport '%.32s': choose auto, tcp, mpi or verbs", t);
+    else if (o->gid_index < -1 || o->gid_index > 255)
+        snprintf(err, errlen, "GID index %d out of range (-1 to 255)", o->gid_index);
+    else
+        return 0;
+    return -1;
+}
 
 /* Options with defaults, the bootstrap and the agreement. -1 when there is
  * no job to agree with (res says why). */
@@ -35,7 +60,13 @@ static int stage_begin(struct stage *st, const void *comm, const char *source, c
     memset(res, 0, sizeof *res);
     st->t0 = pb_now();
     p2pbcast_opts_init(&st->o);
-    memcpy(&st->o, opts, opts->struct_size < sizeof st->o ? opts->struct_size : sizeof st->o);
+    if (opts->struct_size >= sizeof(size_t))
+        memcpy(&st->o, opts, opts->struct_size < sizeof st->o ? opts->struct_size : sizeof st->o);
+    st->o.struct_size = sizeof st->o;
+    if (check_inputs(source, dest, &st->o, res->message, sizeof res->message) < 0) {
+        res->status = P2PBCAST_ERR_USAGE;
+        return -1;
+    }
     if (st->o.timeout <= 0)
         st->o.timeout = PB_DEFAULT_TIMEOUT;
     st->source = source;
