@@ -65,9 +65,10 @@ P2PBCAST_TEST_CORRUPT_CHUNK=1 expect "a chunk corrupted in transit" 1 "chunk 1 .
 
 # With mpirun's defaults (the first failing rank ends the job), mpirun's own
 # status must be nonzero too, so that job scripts notice.
-out=$(cd "$WORK" && timeout 120 "$MPIRUN" --oversubscribe --allow-run-as-root --bind-to none -np 3 \
+out=$(cd "$WORK" && "${MPI_TIMEOUT_CMD[@]}" "$MPIRUN" "${MPI_BASE_FLAGS[@]}" -np 3 \
       "$P2PBCAST" -q --per-rank "$WORK/nope" "$D/x.%r" 2>&1)
 rc=$?
+check_timeout "$out" "plain $MPIRUN -np 3"
 [ $rc -eq 3 ]; ok $? "plain mpirun returns the failing status (got $rc)"
 
 # Permission problems need a user that root's privileges do not cover.

@@ -13,7 +13,11 @@
 # Skips (exit 0) where network namespaces cannot be created.
 #
 # Environment: P2PBCAST (the binary, default ../p2pbcast relative to tests/),
-# TEST_BED_RATE (Mbit/s, default 300).
+# TEST_BED_RATE (Mbit/s, default 300), TEST_BED_TIMEOUT (seconds one
+# broadcast may take before it is killed and fails, default 180).
+# Independent of where the checkout lives: the binary is copied to a scratch
+# directory under /var/tmp that every host sees (the hosts have their own
+# /tmp), and netbed.sh hands mpirun an agent in its shared directory.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +27,7 @@ RATE=${TEST_BED_RATE:-300}
 SUBNET=10.77.0.0/24
 PFX=b$(( $$ % 10000000 ))
 export NETBED_PREFIX=$PFX
+export NETBED_MPIRUN_TIMEOUT=${TEST_BED_TIMEOUT:-180}
 
 diag() { while IFS= read -r l; do echo "# $l"; done <<<"$1"; }
 skip_all() { echo "1..0 # SKIP $*"; exit 0; }
@@ -48,15 +53,14 @@ cleanup() { "$NB" down "$PFX" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The binary: used in place unless it sits where the hosts cannot see it.
+# The binary: always a copy in WORK, which every host sees wherever the
+# build lives (a build under /tmp does not exist on the hosts).
 BIN=$(readlink -f "$P2PBCAST")
-if [[ $BIN == /tmp/* || $BIN == /dev/shm/* ]]; then
-    if head -c 2 "$BIN" | grep -q '#!'; then
-        skip_all "$BIN is a libtool wrapper under /tmp: build with --disable-shared or set P2PBCAST"
-    fi
-    cp "$BIN" "$WORK/p2pbcast"
-    BIN=$WORK/p2pbcast
+if head -c 2 "$BIN" | grep -q '#!'; then
+    skip_all "$BIN is a libtool wrapper, not the program: build with --disable-shared or set P2PBCAST"
 fi
+cp "$BIN" "$WORK/p2pbcast"
+BIN=$WORK/p2pbcast
 
 # A few MB, not a multiple of any chunk size.
 SRC=$WORK/src.bin
@@ -73,12 +77,18 @@ bcast() {
     : >"$WORK/rcs"
     set +e
     # shellcheck disable=SC2016 # expanded by the rank's bash
-    out=$(timeout 120 "$NB" mpirun -np "$n" --tag-output \
+    out=$(timeout -k 10 $(( NETBED_MPIRUN_TIMEOUT + 30 )) "$NB" mpirun -np "$n" --tag-output \
         --mca orte_abort_on_non_zero_status 0 \
         bash -c '"$@"; r=$?; echo "$(hostname) $r" >>'"$WORK/rcs"'; exit $r' _ \
         "$BIN" --tcp-if "$SUBNET" "$SRC" "$DEST" 2>&1)
     mrc=$?
     set -e
+    # A timeout fails every check of this run (the statuses are incomplete)
+    # and says so.
+    if (( mrc == 124 || mrc == 137 )); then
+        echo "# TIMEOUT: p2pbcast on $n hosts did not finish within $NETBED_MPIRUN_TIMEOUT s (status $mrc)"
+        echo "timeout" >>"$WORK/rcs"
+    fi
     rcs=$(sort "$WORK/rcs")
 }
 
@@ -177,7 +187,7 @@ done
 
 left_nothing() {
     [[ -z $(ip netns list | grep "^$PFX-" || true) ]] &&
-        [[ ! -e /run/netbed/$PFX && ! -e /tmp/netbed-$PFX ]] &&
+        [[ ! -e /run/netbed/$PFX && ! -e /tmp/netbed-$PFX && ! -e /var/tmp/netbed-$PFX.share ]] &&
         { (( NETNS_DIR_BEFORE )) || [[ ! -e /run/netns ]]; }
 }
 ok "down" "$NB" down "$PFX"

@@ -12,8 +12,8 @@ export P2PBCAST_TEST_READ_DELAY_MS=25 # ~2.4 s of reading: time to strike
 
 # Start a 4-rank job in the background with mpirun's defaults (as users run it).
 start() {
-    ( cd "$WORK" && exec timeout 120 "$MPIRUN" --oversubscribe --allow-run-as-root --bind-to none \
-        --mca btl_vader_single_copy_mechanism none -np 4 "$P2PBCAST" --per-rank -c 64K "$@" > "$WORK/out" 2>&1 )&
+    ( cd "$WORK" && exec "${MPI_TIMEOUT_CMD[@]}" "$MPIRUN" "${MPI_BASE_FLAGS[@]}" \
+        -np 4 "$P2PBCAST" --per-rank -c 64K "$@" > "$WORK/out" 2>&1 )&
     job=$!
 }
 # pid of the p2pbcast process of world rank $1 of the job writing under $D
@@ -30,7 +30,13 @@ under_way() {
     for _ in $(seq 300); do grep -q '% .* sent' "$WORK/out" 2>/dev/null && return 0; sleep 0.05; done
     return 1
 }
-wait_job() { local t0=$SECONDS; wait "$job"; rc=$?; took=$((SECONDS - t0)); }
+wait_job() {
+    local t0=$SECONDS
+    wait "$job"
+    rc=$?
+    took=$((SECONDS - t0))
+    check_timeout "$(cat "$WORK/out")" "$MPIRUN -np 4 p2pbcast (fault test)" && rc=124
+}
 nothing_left() { only_these "$D" && [ -z "$(ls -A "$D")" ]; }
 
 # 1. SIGKILL a receiver in the middle.

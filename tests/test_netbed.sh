@@ -1,8 +1,13 @@
 #!/bin/bash
 # test_netbed.sh - self-test of the multi-host test bed (tests/netbed), TAP.
 # Brings up 2 and then 4 emulated hosts, checks hostnames, private /tmp,
-# isolation, an MPI run across the hosts from the head, the shaped rate of a
-# link, and that "down" (also after a failed "up") leaves nothing behind.
+# isolation, that everything handed to mpirun (the rsh agent, the programs)
+# exists on the hosts, an MPI run across the hosts from the head (also from a
+# working directory under /tmp, which the hosts do not have), the shaped rate
+# of a link, and that "down" (also after a failed "up") leaves nothing behind.
+# Independent of where the checkout lives (/tmp included): the hosts have a
+# private /tmp, so the bed copies its agent to a shared directory.  Every
+# mpirun is bounded (NETBED_MPIRUN_TIMEOUT) and fails with a message.
 # Skips (exit 0) where network namespaces cannot be created.
 set -euo pipefail
 
@@ -12,6 +17,8 @@ NB=$HERE/netbed/netbed.sh
 RATE=100
 PFX=t$(( $$ % 10000000 ))
 export NETBED_PREFIX=$PFX
+# A launch that hangs (e.g. an orted dying on a host) fails after this long.
+export NETBED_MPIRUN_TIMEOUT=${NETBED_MPIRUN_TIMEOUT:-180}
 
 diag() { while IFS= read -r l; do echo "# $l"; done <<<"$1"; }
 skip_all() { echo "1..0 # SKIP $*"; exit 0; }
@@ -31,13 +38,22 @@ ok() {  # description, then the command to check
 
 # Binaries go outside /tmp: the hosts have their own /tmp.
 WORK=$(mktemp -d /var/tmp/test_netbed.XXXXXX)
-cleanup() { "$NB" down "$PFX" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+cleanup() { "$NB" down "$PFX" >/dev/null 2>&1 || true; rm -rf "$WORK" "/tmp/test_netbed.$PFX"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# netbed.sh mpirun, bounded once more from outside (in case netbed.sh itself
+# hangs): a timeout fails the check with a message.
+nb_mpirun() {
+    local rc=0 lim=$(( NETBED_MPIRUN_TIMEOUT + 30 ))
+    timeout -k 10 "$lim" "$NB" mpirun "$@" || rc=$?
+    (( rc == 124 || rc == 137 )) && echo "test_netbed: 'netbed.sh mpirun $*' did not finish (timeout)" >&2
+    return "$rc"
+}
+
 NETNS_DIR_BEFORE=0
 [[ -e /run/netns ]] && NETNS_DIR_BEFORE=1
-echo "1..15"
+echo "1..18"
 ok "build test programs" bash -c "mpicc -O2 -std=c11 -o '$WORK/mpi_hello' '$HERE/netbed/mpi_hello.c' &&
     mpicc -O2 -std=c11 -o '$WORK/mpi_bcast_copy' '$TOP/bench/mpi_bcast_copy.c' &&
     cc -O2 -std=c11 -o '$WORK/tcp_copy' '$TOP/bench/tcp_copy.c'"
@@ -63,9 +79,21 @@ ok "hosts have only the test subnet" isolated
 # ---- 4 hosts: a second "up" with the same prefix replaces the stale bed
 ok "up 4 hosts over a stale bed" "$NB" up 4 "$RATE" "$PFX"
 ok "stale bed's files are gone" bash -c "! test -e '$("$NB" dir h1)/netbed-probe'"
+# What mpirun is handed must exist on every host: the orted there is given the
+# agent's path and dies when it is missing (then mpirun used to wait forever).
+visible_on_hosts() {
+    local agent k f
+    agent=$("$NB" agent) || return 1
+    for k in 1 2 3 4; do
+        for f in "$agent" "$WORK/mpi_hello" "$WORK/mpi_bcast_copy"; do
+            "$NB" exec "h$k" test -x "$f" || { diag "h$k: $f does not exist there"; return 1; }
+        done
+    done
+}
+ok "the rsh agent and the programs handed to mpirun exist on every host" visible_on_hosts
 hello() {
     local out
-    out=$("$NB" mpirun -np 4 "$WORK/mpi_hello" 2>&1) || { diag "$out"; return 1; }
+    out=$(nb_mpirun -np 4 "$WORK/mpi_hello" 2>&1) || { diag "$out"; return 1; }
     diag "$out"
     [[ $(echo "$out" | grep -c '^rank ') == 4 ]] &&
         [[ $(echo "$out" | awk '/^rank / { print $6 }' | sort -u | wc -l) == 4 ]] &&
@@ -73,9 +101,23 @@ hello() {
         echo "$out" | grep -q '^hello: ok'
 }
 ok "4-rank MPI run, one rank per host, from head" hello
+# mpirun started in a directory that exists only in the root /tmp.
+mkdir -p "/tmp/test_netbed.$PFX"
+hello_from_tmp() { (cd "/tmp/test_netbed.$PFX" && hello); }
+ok "the same run from a working directory under /tmp" hello_from_tmp
+rmdir "/tmp/test_netbed.$PFX"
+# A job that never ends is killed after NETBED_MPIRUN_TIMEOUT with status 124
+# and a message (here: 3 s).
+bounded() {
+    local out rc=0
+    out=$(NETBED_MPIRUN_TIMEOUT=3 "$NB" mpirun -np 2 sleep 600 2>&1) || rc=$?
+    diag "$out"
+    (( rc == 124 )) && grep -q 'did not finish within 3 s' <<<"$out"
+}
+ok "a hanging mpirun is killed after NETBED_MPIRUN_TIMEOUT, status 124, message" bounded
 bcast_copy() {
     head -c $(( 6 << 20 )) /dev/urandom >"$WORK/src"
-    "$NB" mpirun -np 4 "$WORK/mpi_bcast_copy" -b 1M --check "$WORK/src" /tmp/copy >/dev/null || return 1
+    nb_mpirun -np 4 "$WORK/mpi_bcast_copy" -b 1M --check "$WORK/src" /tmp/copy >/dev/null || return 1
     local k
     for k in 1 2 3 4; do cmp -s "$WORK/src" "$("$NB" dir "h$k")/copy" || return 1; done
 }
@@ -96,7 +138,7 @@ ok "a shaped link carries about its rate" rate_ok
 left_nothing() {
     [[ -z $(ip netns list | grep "^$PFX-" || true) ]] &&
         ! grep -q "/run/netbed/$PFX" /proc/self/mountinfo &&
-        [[ ! -e /run/netbed/$PFX && ! -e /tmp/netbed-$PFX ]] &&
+        [[ ! -e /run/netbed/$PFX && ! -e /tmp/netbed-$PFX && ! -e /var/tmp/netbed-$PFX.share ]] &&
         ! pgrep -f "$WORK/" >/dev/null &&
         { (( NETNS_DIR_BEFORE )) || [[ ! -e /run/netns ]]; }
 }

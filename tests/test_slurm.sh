@@ -8,7 +8,11 @@
 #   P2PBCAST=/path/to/p2pbcast tests/test_slurm.sh
 #
 # P2PBCAST defaults to $abs_top_builddir/p2pbcast, else ../p2pbcast next to
-# this directory.  It must be on a path every node sees (not /tmp).
+# this directory.  It may live anywhere, /tmp included (every node and the
+# submit host have a private /tmp): the test copies it and the job scripts
+# into the cluster's shared directory (under /var/tmp) and runs those copies.
+# Every srun, salloc and sbatch (and every Slurm command) is bounded by a
+# timeout that fails the check with a message; so is starting the cluster.
 # SLURM_TEST_KEEP=1 leaves the cluster running for debugging (prints how to
 # stop it).
 set -euo pipefail
@@ -38,10 +42,23 @@ skip_all() { echo "1..0 # SKIP $*"; exit 0; }
 
 [[ -x $P2PBCAST ]] || skip_all "p2pbcast not built ($P2PBCAST); set P2PBCAST"
 P2PBCAST=$(cd "$(dirname "$P2PBCAST")" && pwd)/$(basename "$P2PBCAST")
-case $P2PBCAST in
-  /tmp/*|/dev/shm/*) skip_all "P2PBCAST=$P2PBCAST: nodes have their own /tmp, use a shared path";;
-esac
+if head -c 2 "$P2PBCAST" | grep -q '#!'; then
+  skip_all "$P2PBCAST is a libtool wrapper, not the program: build with --disable-shared or set P2PBCAST"
+fi
 command -v mpicc >/dev/null 2>&1 || skip_all "mpicc not found (Debian: apt-get install libopenmpi-dev)"
+
+# bounded SECONDS CMD...: CMD, killed after SECONDS; a timeout says so on
+# stderr (which the checks below put into their diagnostics) and returns 124.
+bounded() {
+  local lim=$1 rc=0
+  shift
+  timeout -k 10 "$lim" "$@" || rc=$?
+  if ((rc == 124 || rc == 137)); then
+    echo "TIMEOUT: '$*' did not finish within $lim s and was killed" >&2
+    rc=124
+  fi
+  return "$rc"
+}
 
 # --- bring the cluster up ---------------------------------------------------
 D=
@@ -53,6 +70,7 @@ teardown() {
       echo "# cluster kept: $D (stop: $here/slurm/slurm-down.sh $D)"
     else
       "$here/slurm/slurm-down.sh" "$D" >&2 || true
+      rmdir "$D" 2>/dev/null || true   # still empty when slurm-up.sh skipped
     fi
   fi
 }
@@ -62,13 +80,16 @@ trap 'exit 143' TERM
 
 up_err=$(mktemp)
 rc=0
-D=$("$here/slurm/slurm-up.sh" 2>"$up_err") || rc=$?
+# The state directory is made here, so that teardown knows it even when
+# slurm-up.sh is killed by the timeout before it prints it.
+D=$(mktemp -d "${SLURM_TEST_BASE:-/var/tmp}/p2pbcast-slurm.XXXXXX")
+bounded 300 "$here/slurm/slurm-up.sh" "$D" >/dev/null 2>"$up_err" || rc=$?
 if ((rc == 77)); then
   reason=$(tr '\n' ' ' <"$up_err"); rm -f "$up_err"
   skip_all "${reason#slurm-up: cannot run here: }"
 fi
 
-ntests=14
+ntests=15
 echo "1..$ntests"
 n=0
 failed=0
@@ -86,11 +107,34 @@ rm -f "$up_err"
 ok "4-node Slurm cluster starts (state in $D)"
 
 S=$D/shared            # seen by every node: submit from here, keep data here
-mkdir -p "$S/out" "$S/data"
+mkdir -p "$S/out" "$S/data" "$S/bin"
 cd "$S"
-run() { "$D/bin/slurm-run" "$@"; }             # on the submit host
-on_node() { "$D/bin/node-run" "$@"; }          # inside one node
+# Slurm commands on the submit host and commands inside one node, bounded.
+run() { bounded "${SLURM_TEST_CMD_TIMEOUT:-60}" "$D/bin/slurm-run" "$@"; }
+on_node() { bounded "${SLURM_TEST_CMD_TIMEOUT:-60}" "$D/bin/node-run" "$@"; }
 nodes=(n1 n2 n3 n4)
+
+# What the nodes run must be where they see it: the program and the job
+# scripts are copied into the shared directory (the checkout and the build
+# may be under /tmp, which is private to every node and to the submit host).
+install -m 755 "$P2PBCAST" "$S/bin/p2pbcast"
+P2PBCAST=$S/bin/p2pbcast
+cp -R "$jobs_dir" "$S/jobs"
+jobs_dir=$S/jobs
+visible() {
+  local nd f
+  for nd in ctl "${nodes[@]}"; do
+    for f in "$P2PBCAST" "$jobs_dir/stage-dataset.sbatch" "$jobs_dir/mpirun-example.sh"; do
+      if [[ $nd == ctl ]]; then run test -r "$f"; else on_node "$nd" test -r "$f"; fi ||
+        { echo "# $nd: $f does not exist there"; return 1; }
+    done
+  done
+}
+if visible; then
+  ok "p2pbcast and the job scripts exist on the submit host and on every node"
+else
+  not_ok "p2pbcast and the job scripts exist on the submit host and on every node"
+fi
 
 # --- harness proof: MPI hello, own hostname, own /tmp and /dev/shm ------------
 mpicc -O2 -o "$S/mpi_hello" "$here/slurm/mpi_hello.c"
@@ -109,7 +153,7 @@ check_hello() {
 }
 
 out=$S/out/hello-srun.txt
-if timeout 120 "$D/bin/slurm-run" srun --mpi=pmix -N4 -n4 --time=2 "$S/mpi_hello" srun \
+if bounded 120 "$D/bin/slurm-run" srun --mpi=pmix -N4 -n4 --time=2 "$S/mpi_hello" srun \
      >"$out" 2>&1 && check_hello "$out" srun; then
   ok "srun --mpi=pmix -N4 -n4: each rank on its own host with its own /tmp and /dev/shm"
 else
@@ -117,7 +161,7 @@ else
 fi
 
 out=$S/out/hello-salloc.txt
-if timeout 120 "$D/bin/slurm-run" salloc -N4 --time=2 mpirun --map-by ppr:1:node "$S/mpi_hello" salloc \
+if bounded 120 "$D/bin/slurm-run" salloc -N4 --time=2 mpirun --map-by ppr:1:node "$S/mpi_hello" salloc \
      >"$out" 2>&1 && check_hello "$out" salloc; then
   ok "mpirun inside salloc -N4: each rank on its own host with its own /tmp and /dev/shm"
 else
@@ -271,7 +315,7 @@ fi
 # mpirun-example.sh inside an interactive allocation (salloc runs it on the
 # submit host, which is not one of the nodes).
 out=$S/out/mpirun-example-salloc.txt
-if P2PBCAST="$P2PBCAST" timeout 120 "$D/bin/slurm-run" salloc -N4 --time=2 \
+if P2PBCAST="$P2PBCAST" bounded 120 "$D/bin/slurm-run" salloc -N4 --time=2 \
      "$jobs_dir/mpirun-example.sh" "$S/data/app.sif" /tmp/salloc.sif >"$out" 2>&1 &&
    same_on_all_nodes "$S/data/app.sif" /tmp/salloc.sif; then
   ok "mpirun-example.sh inside salloc -N4: identical copy in every node's /tmp"

@@ -28,7 +28,7 @@ echo "1..4"
 for btl in self,tcp self,vader; do
     for np in 2 4; do
         n=$((n + 1))
-        timeout 120 "$mpirun" --oversubscribe --allow-run-as-root --bind-to none \
+        timeout --verbose -k 10 120 "$mpirun" --oversubscribe --allow-run-as-root --bind-to none \
             --mca btl "$btl" --mca mpi_yield_when_idle 1 -np "$np" "$bin" >"$log" 2>&1
         rc=$?
         # Open MPI's own plugins leak at exit under LSan: show only our lines.
@@ -36,6 +36,7 @@ for btl in self,tcp self,vader; do
             -e 'runtime error:' "$log" | sed 's/^/# /'
         why=""
         [ $rc -ne 0 ] && why="exit status $rc"
+        grep -q '^timeout: sending signal' "$log" && why="$why (TIMEOUT: killed after 120 s)"
         grep -q -e 'ERROR: AddressSanitizer' -e 'runtime error:' "$log" && why="$why sanitizer report"
         grep -A40 -e 'leak of' "$log" | grep -q -e 'transport_mpi\.c' && why="$why leak in transport_mpi"
         grep -q '^not ok' "$log" && why="$why failed checks"

@@ -19,12 +19,24 @@
 #        netbed.sh hosts [PREFIX]            print h1,h2,...,hN
 #        netbed.sh addr HOST [PREFIX]        print HOST's address
 #        netbed.sh dir HOST [PREFIX]         print the root-namespace path of HOST's /tmp
+#        netbed.sh share [PREFIX]            print a directory every host and head see
+#        netbed.sh agent [PREFIX]            print the rsh agent's path (inside share)
 #        netbed.sh mpirun [MPIRUN ARGS...]   mpirun from head with the bed's MCA settings
 #        netbed.sh status [PREFIX]
 # PREFIX defaults to $NETBED_PREFIX or "nb"; exec/mpirun take it only from
 # $NETBED_PREFIX.  Other environment: NETBED_DIR (parent of the per-host
 # directories, default /tmp), NETBED_NICE (nice level of launched MPI daemons
-# and ranks, default 5), NETBED_SHM_SIZE (each host's /dev/shm, default 2g).
+# and ranks, default 5), NETBED_SHM_SIZE (each host's /dev/shm, default 2g),
+# NETBED_SHARE_BASE (parent of the shared directory, default /var/tmp; never
+# /tmp or /dev/shm), NETBED_MPIRUN_TIMEOUT (seconds before "mpirun" is killed
+# and fails with status 124, default 600).
+#
+# Every host has a private /tmp, so nothing under /tmp (a checkout, a build)
+# exists on the hosts.  "up" therefore copies the rsh agent into the shared
+# directory (created by up, removed by down) and "mpirun" hands that copy to
+# Open MPI: the orted on every host is given the agent's path and fails when
+# it does not exist there.  Put binaries the ranks run there too (or anywhere
+# outside /tmp and /dev/shm).
 set -euo pipefail
 
 readonly SUBNET_BASE=10.77.0
@@ -32,6 +44,7 @@ readonly SUBNET=${SUBNET_BASE}.0/24
 readonly HEAD_IP=${SUBNET_BASE}.250
 readonly STATE_ROOT=/run/netbed
 readonly MAX_HOSTS=200
+readonly MPIRUN_TIMEOUT=${NETBED_MPIRUN_TIMEOUT:-600}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
 
@@ -55,6 +68,15 @@ host_ip() {  # host name -> address
 mounts_under() {
     awk -v d="$1" '{ gsub(/\\040/, " ", $5); if (index($5, d "/") == 1 || $5 == d) print $5 }' \
         /proc/self/mountinfo | sort -r
+}
+
+# The directory every host and head see (same path everywhere), outside /tmp.
+share_dir() {
+    local base=${NETBED_SHARE_BASE:-/var/tmp}
+    case $base in
+        /tmp|/tmp/*|/dev/shm|/dev/shm/*) die "NETBED_SHARE_BASE=$base: the hosts have their own /tmp and /dev/shm" ;;
+    esac
+    echo "$base/netbed-$PREFIX.share"
 }
 
 state_get() {  # key [default]
@@ -120,6 +142,11 @@ cmd_down() {
 
     # Per-host directories: only the one that carries our marker.
     [[ -z $dir ]] && dir=${NETBED_DIR:-/tmp}/netbed-$PREFIX
+    if [[ -f $dir/.netbed-$PREFIX ]]; then
+        rm -rf --one-file-system "$dir"
+    fi
+    # The shared directory: likewise only with our marker.
+    dir=$(state_get share "$(share_dir)")
     if [[ -f $dir/.netbed-$PREFIX ]]; then
         rm -rf --one-file-system "$dir"
     fi
@@ -196,6 +223,9 @@ cmd_up() {
 
     DIR=${NETBED_DIR:-/tmp}/netbed-$PREFIX
     [[ -e $DIR ]] && die "$DIR exists and is not ours; remove it or set NETBED_DIR"
+    local share
+    share=$(share_dir)
+    [[ -e $share ]] && die "$share exists and is not ours; remove it or set NETBED_SHARE_BASE"
     # Any failure from here on (set -e, die, a signal) removes the half bed.
     UP_DONE=0
     trap 'if (( ! UP_DONE )); then log "up failed, tearing down"; cmd_down; fi' EXIT
@@ -207,12 +237,17 @@ cmd_up() {
     [[ -e /run/netns ]] || netns_dir=created
     mkdir -p "$DIR"
     touch "$DIR/.netbed-$PREFIX"
+    # The shared directory and the agent in it (see the header).
+    mkdir -p "$share"
+    chmod 755 "$share"
+    touch "$share/.netbed-$PREFIX"
+    install -m 755 "$HERE/rsh-agent" "$share/rsh-agent"
     mkdir -p "$s"
     # Namespace files must sit on a private mount, else the bind mounts that
     # pin the mount namespaces are refused (or propagate into the hosts).
     mount --bind "$s" "$s"
     mount --make-private "$s"
-    printf 'n=%s\nrate=%s\ndir=%s\nnetns_dir=%s\n' "$n" "$rate" "$DIR" "$netns_dir" >"$s/state"
+    printf 'n=%s\nrate=%s\ndir=%s\nnetns_dir=%s\nshare=%s\n' "$n" "$rate" "$DIR" "$netns_dir" "$share" >"$s/state"
     {
         echo "127.0.0.1 localhost"
         echo "$HEAD_IP head"
@@ -291,9 +326,15 @@ cmd_hosts() {
 # rsh agent, Open MPI traffic on the test subnet only, TCP between hosts (no
 # shared memory), no binding to core 0, ranks that yield instead of spinning.
 # Tree spawn is off: an orted inside a host cannot enter other hosts.
+# The agent is the copy in the shared directory (see the header); mpirun is
+# killed after NETBED_MPIRUN_TIMEOUT seconds and then fails with a message
+# and status 124 instead of waiting forever for a daemon that died.
 cmd_mpirun() {
+    local agent
+    agent=$(state_get share "")/rsh-agent
+    [[ -x $agent ]] || die "bed '$PREFIX' is not up (no rsh agent at $agent)"
     local -a args=(--allow-run-as-root
-        --mca plm_rsh_agent "$HERE/rsh-agent"
+        --mca plm_rsh_agent "$agent"
         --mca plm_rsh_no_tree_spawn 1
         --mca oob_tcp_if_include "$SUBNET"
         --mca btl_tcp_if_include "$SUBNET"
@@ -305,7 +346,13 @@ cmd_mpirun() {
         case $a in --host|-H|--hostfile|-hostfile|--machinefile) has_host=1 ;; esac
     done
     (( has_host )) || args+=(--host "$(cmd_hosts)")
-    cmd_exec head mpirun "${args[@]}" "$@"
+    local rc=0 t0=$SECONDS
+    ( cmd_exec head timeout -k 10 "$MPIRUN_TIMEOUT" mpirun "${args[@]}" "$@" ) || rc=$?
+    if (( rc == 124 || (rc == 137 && SECONDS - t0 >= MPIRUN_TIMEOUT) )); then
+        log "mpirun did not finish within $MPIRUN_TIMEOUT s: killed (NETBED_MPIRUN_TIMEOUT)"
+        rc=124
+    fi
+    return "$rc"
 }
 
 cmd_status() {
@@ -336,6 +383,14 @@ case $cmd in
         (( $# >= 1 )) || die "usage: netbed.sh dir HOST [PREFIX]"
         PREFIX=${2:-$PREFIX}; check_prefix "$PREFIX"
         echo "$(state_get dir "${NETBED_DIR:-/tmp}/netbed-$PREFIX")/$1/tmp" ;;
+    share)
+        PREFIX=${1:-$PREFIX}; check_prefix "$PREFIX"
+        [[ -n $(state_get share "") ]] || die "bed '$PREFIX' is not up"
+        state_get share ;;
+    agent)
+        PREFIX=${1:-$PREFIX}; check_prefix "$PREFIX"
+        [[ -n $(state_get share "") ]] || die "bed '$PREFIX' is not up"
+        echo "$(state_get share)/rsh-agent" ;;
     mpirun)
         check_prefix "$PREFIX"; cmd_mpirun "$@" ;;
     status)
