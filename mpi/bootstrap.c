@@ -27,6 +27,8 @@ struct pb_boot {
     const char **hosts;
     int *leader_rank;
     double xchg_timeout;  /* deadline of the transports' exchange; 0: none */
+    void (*on_abort)(void *ctx);
+    void *on_abort_ctx;
     /* Requests a timeout or a signal left behind, with the buffers MPI may
      * still write: kept until close, never freed under MPI's feet. */
     struct orphan {
@@ -337,8 +339,18 @@ void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel)
     wait_cancel = cancel;
 }
 
+void pb_boot_on_abort(struct pb_boot *b, void (*fn)(void *ctx), void *ctx)
+{
+    b->on_abort = fn;
+    b->on_abort_ctx = ctx;
+}
+
 void pb_boot_abort(struct pb_boot *b, int code)
 {
+    /* MPI_Abort kills every rank, this one included: remove what this
+     * rank created first (a named temporary DEST, probe files). */
+    if (b->on_abort)
+        b->on_abort(b->on_abort_ctx);
     fflush(stderr);
     MPI_Abort(b->comm, code);
 }

@@ -40,8 +40,10 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
                    unsigned char *missing);
 /* Make every wait return 2 as soon as *cancel becomes nonzero. */
 void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel);
-/* End the whole job now with this exit status (a rank does not answer). */
+/* End the whole job now with this exit status (a rank does not answer),
+ * after calling the cleanup set with pb_boot_on_abort. */
 void pb_boot_abort(struct pb_boot *b, int code);
+void pb_boot_on_abort(struct pb_boot *b, void (*fn)(void *ctx), void *ctx);
 /* Leaders only: every leader's len bytes to every leader (for transports).
  * A leader that does not take part within the exchange timeout is named and
  * the job aborted (exit 5). */

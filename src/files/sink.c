@@ -320,7 +320,7 @@ int pb_sink_open(struct pb_sink *k, const char *dest, const struct pb_sink_want 
     remove_stale(k);
     if (w->resume)
         return open_resumable(k, w, err, errlen);
-    k->fd = openat(k->dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    k->fd = w->no_tmpfile ? (errno = EOPNOTSUPP, -1) : openat(k->dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (k->fd >= 0) {
         k->anonymous = 1;
         k->tmpname[0] = 0;

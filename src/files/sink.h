@@ -40,6 +40,7 @@ struct pb_sink_want {
     const struct stat *source; /* on the root's node: refuse DEST == SOURCE */
     int resume;               /* keep and reuse .NAME.p2pbcast-resume */
     uint64_t chunk_size;      /* resume: the kept map must match it */
+    int no_tmpfile;           /* testing: behave as on a filesystem without O_TMPFILE */
 };
 
 /* 0 ok; -1 with err naming the path and the reason. */

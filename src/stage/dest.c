@@ -6,6 +6,7 @@
 #include "shared_dest.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int expand_dest(struct stage *st)
@@ -64,6 +65,8 @@ int pb_phase_open_sink(struct stage *st)
         .source = st->root ? &st->src.st : NULL,
         .resume = !!(st->o.flags & P2PBCAST_RESUME),
         .chunk_size = m->chunk,
+        /* testing only: the named-temporary path of NFS, Lustre, GPFS */
+        .no_tmpfile = getenv("P2PBCAST_TEST_NO_TMPFILE") != NULL,
     };
     struct pb_vote mine = { 0 };
     char err[512];

@@ -27,6 +27,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The job is being aborted (a node is silent): leave nothing behind. */
+static void cleanup_before_abort(void *ctx)
+{
+    struct stage *st = ctx;
+    pb_probe_remove(st->probe);
+    if (st->sink_open)
+        pb_sink_abort(&st->sink);
+}
+
 /* The library's inputs, checked alike on every rank (the call is
  * collective with the same arguments), so a bad one is a usage error
  * everywhere rather than a crash or a hang somewhere. */
@@ -83,6 +92,7 @@ static int stage_begin(struct stage *st, const void *comm, const char *source, c
     }
     st->bi = pb_boot_info(st->boot);
     st->root = st->bi->rank == st->bi->root;
+    pb_boot_on_abort(st->boot, cleanup_before_abort, st);
     if (st->verbose && st->root)
         fprintf(stderr, "p2pbcast: [%.3f s] bootstrap done\n", pb_now() - st->t0);
     if (pb_agreement_init(&st->ag, st->boot, st->o.timeout, st->o.cancel, st->verbose, st->t0) < 0) {
