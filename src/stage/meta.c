@@ -59,7 +59,8 @@ static void root_meta(struct stage *st)
     snprintf(m->base, sizeof m->base, "%s", slash ? slash + 1 : st->source);
     snprintf(m->transport, sizeof m->transport, "%s", choose_transport(st));
     m->chunk = choose_chunk(st, m->size, m->transport);
-    if (pb_boot_random(m->secret, sizeof m->secret) < 0) {
+    if (pb_boot_random(m->secret, sizeof m->secret) < 0 ||
+        pb_boot_random(m->probe_nonce, sizeof m->probe_nonce) < 0) {
         m->code = P2PBCAST_ERR_INTERNAL;
         snprintf(m->msg, sizeof m->msg, "cannot draw the job secret: %s", strerror(errno));
     }

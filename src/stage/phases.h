@@ -30,6 +30,7 @@ struct pb_meta {
     uint32_t slots;
     char transport[16];
     uint8_t secret[16];
+    uint8_t probe_nonce[8]; /* names the shared-DEST probes (visible to all) */
     char base[256]; /* SOURCE's file name, for messages */
     char msg[448];
 };
