@@ -10,11 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#define HOSTLEN 64
-#define NAMELEN 96
+#define HOSTLEN 72 /* HOST_NAME_MAX (64) + NUL, rounded up */
+#define NAMELEN 104
 
 struct pb_boot {
     MPI_Comm comm;     /* dup of the caller's communicator */
@@ -26,6 +27,7 @@ struct pb_boot {
     const char **names;
     const char **hosts;
     int *leader_rank;
+    uint64_t *netids;
     double xchg_timeout;  /* deadline of the transports' exchange; 0: none */
     void (*on_abort)(void *ctx);
     void *on_abort_ctx;
@@ -114,35 +116,81 @@ static int split_nodes(struct pb_boot *b, int per_rank, char *err, size_t errlen
     return 0;
 }
 
-/* Leaders: every leader's rank and host, "host (rank N)" for messages, and
- * the root's leader index (leaders keep rank order). */
+/* Which machine and network namespace this process is in: two leaders
+ * with the same id can reach each other on loopback. Hostnames do not tell
+ * (containers on different machines often share one). */
+static uint64_t net_identity(const char *host)
+{
+    char id[64] = "";
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        if (!fgets(id, sizeof id, f))
+            id[0] = 0;
+        fclose(f);
+    }
+    struct stat ns;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *c = id; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    if (stat("/proc/self/ns/net", &ns) == 0)
+        h = (h ^ (uint64_t)ns.st_ino) * 1099511628211ull;
+    if (!id[0]) /* no boot id: fall back on the host name */
+        for (const char *c = host; *c; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    return h;
+}
+
+/* What every leader tells the others about itself, in one allgather. */
+struct leader_id {
+    int32_t rank;
+    uint32_t pad;
+    uint64_t netid;
+    char host[HOSTLEN];
+};
+
+/* Leaders: every leader's rank, host and network identity, "host (rank N)"
+ * for messages, and the root's leader index (leaders keep rank order). */
 static int name_leaders(struct pb_boot *b, char *err, size_t errlen)
 {
     struct pb_boot_info *in = &b->info;
     MPI_Comm_set_errhandler(b->leaders, MPI_ERRORS_RETURN);
     MPI_Comm_rank(b->leaders, &in->leader);
     size_t n = (size_t)in->nleaders;
+    struct leader_id me = { .rank = in->rank, .netid = net_identity(b->host) }, *all = malloc(n * sizeof *all);
+    memcpy(me.host, b->host, HOSTLEN);
     b->leader_rank = malloc(n * sizeof *b->leader_rank);
+    b->netids = malloc(n * sizeof *b->netids);
     b->hosts_buf = malloc(n * HOSTLEN);
     b->names_buf = malloc(n * NAMELEN);
     b->names = malloc(n * sizeof *b->names);
     b->hosts = malloc(n * sizeof *b->hosts);
-    if (!b->leader_rank || !b->hosts_buf || !b->names_buf || !b->names || !b->hosts) {
+    if (!all || !b->leader_rank || !b->netids || !b->hosts_buf || !b->names_buf || !b->names || !b->hosts) {
+        free(all);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    MPI_Allgather(&in->rank, 1, MPI_INT, b->leader_rank, 1, MPI_INT, b->leaders);
-    MPI_Allgather(b->host, HOSTLEN, MPI_CHAR, b->hosts_buf, HOSTLEN, MPI_CHAR, b->leaders);
+    int rc = MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, b->leaders);
+    if (rc != MPI_SUCCESS) {
+        free(all);
+        mpi_err(rc, "gathering the node names", err, errlen);
+        return -1;
+    }
     for (int i = 0; i < in->nleaders; i++) {
+        b->leader_rank[i] = all[i].rank;
+        b->netids[i] = all[i].netid;
+        memcpy(b->hosts_buf + (size_t)i * HOSTLEN, all[i].host, HOSTLEN);
+        b->hosts_buf[(size_t)i * HOSTLEN + HOSTLEN - 1] = 0;
         b->hosts[i] = b->hosts_buf + (size_t)i * HOSTLEN;
         b->names[i] = b->names_buf + (size_t)i * NAMELEN;
         snprintf(b->names_buf + (size_t)i * NAMELEN, NAMELEN, "%s (rank %d)", b->hosts[i], b->leader_rank[i]);
         if (b->leader_rank[i] == in->root)
             in->root_leader = i;
     }
+    free(all);
     in->names = b->names;
     in->hosts = b->hosts;
     in->leader_rank = b->leader_rank;
+    in->netids = b->netids;
     return 0;
 }
 
@@ -452,6 +500,7 @@ void pb_boot_close(struct pb_boot *b)
         MPI_Comm_free(&b->leaders);
     MPI_Comm_free(&b->comm);
     free(b->leader_rank);
+    free(b->netids);
     free(b->hosts_buf);
     free(b->names_buf);
     free(b->names);

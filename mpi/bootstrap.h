@@ -22,6 +22,8 @@ struct pb_boot_info {
     const char *const *names; /* leaders only: "host (rank N)" per leader */
     const char *const *hosts; /* leaders only: host name per leader */
     const int *leader_rank;   /* leaders only: rank of each leader */
+    const uint64_t *netids;   /* leaders only: machine + network namespace of each
+                               * leader; equal ids reach each other on loopback */
     int max_ranks_per_node;
 };
 

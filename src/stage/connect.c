@@ -86,6 +86,7 @@ static void connect_peers(struct stage *st, struct pb_vote *mine)
         .nslots = st->meta.slots,
         .names = bi->names,
         .hosts = bi->hosts,
+        .netids = bi->netids,
         .xchg = { pb_boot_allgather, st->boot },
         .timeout = st->o.timeout,
         .verbose = st->verbose,

@@ -34,7 +34,7 @@ static uint64_t choose_chunk(const struct stage *st, uint64_t size, const char *
     uint64_t chunk = pb_plan_default_chunk(size, bi->nleaders - 1);
     int one_host = 1; /* all leaders here: loopback, no shared link */
     for (int i = 0; i < bi->nleaders; i++)
-        one_host &= !strcmp(bi->hosts[i], bi->host);
+        one_host &= bi->netids[i] == bi->netids[bi->leader];
     if (!strcmp(transport, "tcp") && !one_host && chunk > PB_TCP_DEFAULT_CHUNK_MAX)
         chunk = PB_TCP_DEFAULT_CHUNK_MAX;
     return chunk;

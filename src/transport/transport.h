@@ -57,6 +57,7 @@ struct pb_transport_cfg {
     uint32_t nslots;
     const char *const *names; /* "host (rank N)" per leader, for messages */
     const char *const *hosts; /* host name per leader */
+    const uint64_t *netids;   /* per leader: equal ids share a machine and network namespace */
     struct pb_exchange xchg;
     uint8_t secret[16];       /* per-job secret handed out by the bootstrap */
     double timeout;           /* seconds to wait for connections at set-up */

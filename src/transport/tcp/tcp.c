@@ -401,21 +401,64 @@ static int parse_cidr(const char *s, uint32_t *net, uint32_t *mask)
     return 0;
 }
 
+/* Every leader in this machine and network namespace (a test, or
+ * --per-rank on one machine): loopback reaches them all. Hostnames do not
+ * tell: containers on different machines often share one. */
+static int all_here(const struct pb_transport_cfg *cfg)
+{
+    int here = 1;
+    for (int i = 0; here && i < cfg->nleaders; i++)
+        here = cfg->netids ? cfg->netids[i] == cfg->netids[cfg->self]
+                           : cfg->hosts && strcmp(cfg->hosts[i], cfg->hosts[cfg->self]) == 0;
+    return here && (cfg->netids || cfg->hosts);
+}
+
+/* The interface of the default route, from /proc/net/route; "" if none. */
+static void default_route_if(char *name, size_t n)
+{
+    name[0] = 0;
+    FILE *f = fopen("/proc/net/route", "r");
+    char line[256], ifn[64];
+    unsigned long dest, mask;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "%63s %lx %*x %*x %*d %*d %*d %lx", ifn, &dest, &mask) == 3 && dest == 0 && mask == 0) {
+            snprintf(name, n, "%s", ifn);
+            break;
+        }
+    if (f)
+        fclose(f);
+}
+
+/* Bridges of local containers and VMs: up, addressed, and reaching no
+ * other machine. */
+static int virtual_bridge(const char *name)
+{
+    static const char *const pfx[] = { "docker", "virbr", "veth", "br-", "cni", "flannel", "lxcbr", "podman", "vnet" };
+    for (size_t i = 0; i < sizeof pfx / sizeof *pfx; i++)
+        if (!strncmp(name, pfx[i], strlen(pfx[i])))
+            return 1;
+    return 0;
+}
+
+/* How good an interface is for reaching other machines when none was
+ * named: the default route's first, then any real one; 0 = not usable. */
+static int rank_if(const struct ifaddrs *i, const char *def)
+{
+    if (i->ifa_flags & IFF_LOOPBACK)
+        return 0;
+    if (def[0] && !strcmp(i->ifa_name, def))
+        return 3;
+    return virtual_bridge(i->ifa_name) ? 1 : 2;
+}
+
 /* Pick the IPv4 address to listen on. */
 static int choose_addr(const struct tcp *t, uint32_t *addr, char *err, size_t errlen)
 {
     const struct pb_transport_cfg *cfg = &t->cfg;
     const char *want = cfg->tcp_if;
-    if (!want) {
-        /* Every leader on this very host (a test, or --per-rank on one
-         * machine): stay on loopback. */
-        int all_here = cfg->hosts != NULL;
-        for (int i = 0; all_here && i < cfg->nleaders; i++)
-            all_here = strcmp(cfg->hosts[i], cfg->hosts[cfg->self]) == 0;
-        if (all_here) {
-            *addr = htonl(INADDR_LOOPBACK);
-            return 0;
-        }
+    if (!want && all_here(cfg)) {
+        *addr = htonl(INADDR_LOOPBACK);
+        return 0;
     }
     uint32_t net = 0, mask = 0;
     int cidr = want && strchr(want, '/');
@@ -428,22 +471,21 @@ static int choose_addr(const struct tcp *t, uint32_t *addr, char *err, size_t er
         snprintf(err, errlen, "cannot list network interfaces: %s", strerror(errno));
         return -1;
     }
-    int found = 0;
-    for (i = ifs; i && !found; i = i->ifa_next) {
+    char def[64];
+    default_route_if(def, sizeof def);
+    int best = 0;
+    for (i = ifs; i; i = i->ifa_next) {
         if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP))
             continue;
         uint32_t a = ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr;
-        if (cidr)
-            found = (a & mask) == net;
-        else if (want)
-            found = strcmp(i->ifa_name, want) == 0;
-        else
-            found = !(i->ifa_flags & IFF_LOOPBACK);
-        if (found)
+        int score = cidr ? (a & mask) == net ? 9 : 0 : want ? !strcmp(i->ifa_name, want) * 9 : rank_if(i, def);
+        if (score > best) {
+            best = score;
             *addr = a;
+        }
     }
     freeifaddrs(ifs);
-    if (!found) {
+    if (!best) {
         if (want)
             snprintf(err, errlen, "--tcp-if '%s' matches no interface that is up with an IPv4 address", want);
         else
@@ -603,6 +645,31 @@ static int start_listening(struct tcp *t, struct setup *s)
     return 0;
 }
 
+/* Two leaders that announce one address cannot both be reached at it
+ * (containers with the same private address behind NAT, say). Only our
+ * partners matter: each is checked against every leader, O(N) each. */
+static int check_unique(struct tcp *t, const struct endpoint *eps, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    for (int k = 0; k < cfg->npeers; k++) {
+        int p = cfg->peers[k];
+        for (int i = 0; i < cfg->nleaders; i++) {
+            /* Leaders of one machine share its address, on other ports. */
+            int other_host = cfg->netids && cfg->netids[i] != cfg->netids[p];
+            if (i == p || eps[i].addr != eps[p].addr || (!other_host && eps[i].port != eps[p].port))
+                continue;
+            char a[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &eps[p].addr, a, sizeof a);
+            snprintf(err, errlen,
+                     "tcp set-up: %s and %s both announce the address %s (containers or NAT?): name the "
+                     "interface that reaches the other nodes with --tcp-if NAME or CIDR",
+                     peer_name(t, p), peer_name(t, i), a);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Everyone takes part in the exchange, even after a local failure, so that
  * nobody waits for a leader that has given up. */
 static int exchange_endpoints(struct tcp *t, struct setup *s, char *err, size_t errlen)
@@ -623,7 +690,7 @@ static int exchange_endpoints(struct tcp *t, struct setup *s, char *err, size_t 
             return -1;
         }
     }
-    return 0;
+    return check_unique(t, s->eps, err, errlen);
 }
 
 static void close_all(int *fds, int n)
