@@ -152,99 +152,105 @@ static int port_ok(struct ibv_context *ctx, uint8_t port, struct ibv_port_attr *
     return ibv_query_port(ctx, port, pa) == 0 && pa->state == IBV_PORT_ACTIVE;
 }
 
-/* Open the device and port to use: the one named in want ("dev[:port]"), or
- * the first active port, preferring a device on the pool's NUMA node. */
-static int open_device(struct vt *t, const char *want, char *why, size_t wl)
+/* What open_device looks for and what it saw, for the messages. */
+struct dev_scan {
+    char wname[64];   /* --rdma-dev device name, "" for any */
+    unsigned wport;   /* --rdma-dev port, 0 for any */
+    int pool_numa;
+    int best_score;   /* -1: nothing usable yet; 2: a port on the pool's NUMA node */
+    char seen[192];   /* ports seen and why they were not taken */
+    size_t seenlen;
+    char names[128];  /* every device on this host */
+    size_t nameslen;
+};
+
+/* "dev[:port]" into s->wname and s->wport. */
+static int parse_rdma_dev(const char *want, struct dev_scan *s, char *why, size_t wl)
 {
-    int n = 0;
-    errno = 0;
-    struct ibv_device **list = ibv_get_device_list(&n);
-    if (!list || n == 0) {
-        int e = errno;
-        nodev_reason(list, e, why, wl);
-        if (list)
-            ibv_free_device_list(list);
+    if (!want || !*want)
+        return 0;
+    snprintf(s->wname, sizeof s->wname, "%s", want);
+    char *c = strrchr(s->wname, ':');
+    if (!c)
+        return 0;
+    char *end;
+    unsigned long p = strtoul(c + 1, &end, 10);
+    if (*end || p == 0 || p > 255) {
+        snprintf(why, wl, "bad --rdma-dev '%s': expected DEVICE or DEVICE:PORT, e.g. mlx5_0:1", want);
         return -1;
     }
+    s->wport = (unsigned)p;
+    *c = '\0';
+    return 0;
+}
 
-    char wname[64] = "";
-    unsigned wport = 0;
-    if (want && *want) {
-        snprintf(wname, sizeof wname, "%s", want);
-        char *c = strrchr(wname, ':');
-        if (c) {
-            char *end;
-            unsigned long p = strtoul(c + 1, &end, 10);
-            if (*end || p == 0 || p > 255) {
-                snprintf(why, wl, "bad --rdma-dev '%s': expected DEVICE or DEVICE:PORT, e.g. mlx5_0:1", want);
-                ibv_free_device_list(list);
-                return -1;
-            }
-            wport = (unsigned)p;
-            *c = '\0';
-        }
+/* Look at the active ports of an open device; keep it in t when one of them
+ * beats what we have. Returns 1 when kept, 0 when not, -1 on a hard error. */
+static int scan_ports(struct vt *t, struct ibv_context *ctx, const char *name, struct dev_scan *s, char *why,
+                      size_t wl)
+{
+    struct ibv_device_attr da;
+    if (ibv_query_device(ctx, &da) != 0)
+        return 0;
+    if (s->wport && s->wport > da.phys_port_cnt) {
+        snprintf(why, wl, "RDMA device %s has no port %u (it has %u)", name, s->wport, da.phys_port_cnt);
+        return -1;
     }
-
-    int pool_numa = pb_topo_mem_numa(t->pool, t->pool_len);
-    int best_score = -1;
-    char seen[192] = "", names[128] = "";
-    size_t seenlen = 0, nameslen = 0;
-    for (int i = 0; i < n; i++) {
-        const char *name = ibv_get_device_name(list[i]);
-        appendf(names, sizeof names, &nameslen, "%s%s", nameslen ? ", " : "", name);
-        if (*wname && strcmp(name, wname) != 0)
-            continue;
-        if (!*wname && strncmp(name, "softverbs", 9) == 0 && !getenv("SOFTVERBS"))
-            continue; /* the test double of tests/softverbs: only under its wrapper */
-        struct ibv_context *ctx = ibv_open_device(list[i]);
-        if (!ctx) {
-            appendf(seen, sizeof seen, &seenlen, "%s%s (cannot open: %s)", seenlen ? ", " : "", name,
-                    strerror(errno));
+    int keep = 0;
+    unsigned first = s->wport ? s->wport : 1, last = s->wport ? s->wport : da.phys_port_cnt;
+    for (unsigned p = first; p <= last; p++) {
+        struct ibv_port_attr pa;
+        if (!port_ok(ctx, (uint8_t)p, &pa)) {
+            appendf(s->seen, sizeof s->seen, &s->seenlen, "%s%s:%u %s", s->seenlen ? ", " : "", name, p,
+                    ibv_port_state_str(pa.state));
             continue;
         }
-        struct ibv_device_attr da;
-        int keep = 0;
-        if (ibv_query_device(ctx, &da) == 0) {
-            if (wport && wport > da.phys_port_cnt) {
-                snprintf(why, wl, "RDMA device %s has no port %u (it has %u)", name, wport, da.phys_port_cnt);
-                ibv_close_device(ctx);
-                ibv_free_device_list(list);
-                return -1;
-            }
-            for (unsigned p = wport ? wport : 1; p <= (wport ? wport : da.phys_port_cnt); p++) {
-                struct ibv_port_attr pa;
-                if (!port_ok(ctx, (uint8_t)p, &pa)) {
-                    appendf(seen, sizeof seen, &seenlen, "%s%s:%u %s", seenlen ? ", " : "", name, p,
-                            ibv_port_state_str(pa.state));
-                    continue;
-                }
-                int score = 1 + (pool_numa >= 0 && pb_topo_dev_numa(name) == pool_numa);
-                if (score > best_score) {
-                    if (t->ctx && t->ctx != ctx)
-                        ibv_close_device(t->ctx);
-                    t->ctx = ctx;
-                    keep = 1;
-                    best_score = score;
-                    t->port = (uint8_t)p;
-                    t->pattr = pa;
-                    snprintf(t->devname, sizeof t->devname, "%s", name);
-                }
-                if (score == 2)
-                    break;
-            }
+        int score = 1 + (s->pool_numa >= 0 && pb_topo_dev_numa(name) == s->pool_numa);
+        if (score > s->best_score) {
+            if (t->ctx && t->ctx != ctx)
+                ibv_close_device(t->ctx);
+            t->ctx = ctx;
+            keep = 1;
+            s->best_score = score;
+            t->port = (uint8_t)p;
+            t->pattr = pa;
+            snprintf(t->devname, sizeof t->devname, "%s", name);
         }
-        if (!keep)
-            ibv_close_device(ctx);
-        if (best_score == 2)
+        if (score == 2)
             break;
     }
-    ibv_free_device_list(list);
+    return keep;
+}
+
+/* One device of the list: skip, or open and scan its ports. */
+static int try_device(struct vt *t, struct ibv_device *dev, struct dev_scan *s, char *why, size_t wl)
+{
+    const char *name = ibv_get_device_name(dev);
+    appendf(s->names, sizeof s->names, &s->nameslen, "%s%s", s->nameslen ? ", " : "", name);
+    if (*s->wname && strcmp(name, s->wname) != 0)
+        return 0;
+    if (!*s->wname && strncmp(name, "softverbs", 9) == 0 && !getenv("SOFTVERBS"))
+        return 0; /* the test double of tests/softverbs: only under its wrapper */
+    struct ibv_context *ctx = ibv_open_device(dev);
+    if (!ctx) {
+        appendf(s->seen, sizeof s->seen, &s->seenlen, "%s%s (cannot open: %s)", s->seenlen ? ", " : "", name,
+                strerror(errno));
+        return 0;
+    }
+    int kept = scan_ports(t, ctx, name, s, why, wl);
+    if (kept <= 0)
+        ibv_close_device(ctx);
+    return kept < 0 ? -1 : 0;
+}
+
+/* Nothing found: say what there was. A port without a LID is no use either. */
+static int check_chosen(const struct vt *t, const struct dev_scan *s, char *why, size_t wl)
+{
     if (!t->ctx) {
-        if (*wname && !*seen)
-            snprintf(why, wl, "RDMA device %s not found (this host has: %s)", wname, names);
+        if (*s->wname && !*s->seen)
+            snprintf(why, wl, "RDMA device %s not found (this host has: %s)", s->wname, s->names);
         else
-            snprintf(why, wl, "no active RDMA port (%s): check cables, the subnet manager and `ibstat`",
-                     seen);
+            snprintf(why, wl, "no active RDMA port (%s): check cables, the subnet manager and `ibstat`", s->seen);
         return -1;
     }
     if (t->pattr.link_layer != IBV_LINK_LAYER_ETHERNET && t->pattr.lid == 0) {
@@ -253,6 +259,29 @@ static int open_device(struct vt *t, const char *want, char *why, size_t wl)
         return -1;
     }
     return 0;
+}
+
+/* Open the device and port to use: the one named in want ("dev[:port]"), or
+ * the first active port, preferring a device on the pool's NUMA node. */
+static int open_device(struct vt *t, const char *want, char *why, size_t wl)
+{
+    struct dev_scan s = {.pool_numa = pb_topo_mem_numa(t->pool, t->pool_len), .best_score = -1};
+    if (parse_rdma_dev(want, &s, why, wl) != 0)
+        return -1;
+    int n = 0;
+    errno = 0;
+    struct ibv_device **list = ibv_get_device_list(&n);
+    if (!list || n == 0) {
+        nodev_reason(list, errno, why, wl);
+        if (list)
+            ibv_free_device_list(list);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0 && s.best_score < 2; i++)
+        rc = try_device(t, list[i], &s, why, wl);
+    ibv_free_device_list(list);
+    return rc != 0 ? -1 : check_chosen(t, &s, why, wl);
 }
 
 /* RoCE needs a GID (and a GRH on every packet); pick RoCE v2 with an IPv4
@@ -346,39 +375,46 @@ static uint32_t clampu(uint64_t v, uint32_t lo, uint32_t hi)
     return v < lo ? lo : v > hi ? hi : (uint32_t)v;
 }
 
-/* Everything local: device, memory, queue pairs in INIT with receives posted. */
-static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
+/* Queue depths from the device limits. Incoming per peer: at most nslots
+ * writes into our slots plus the peer's credits (its nslots, assumed like
+ * ours) plus a few notifies. Outgoing: 2 WRs per put plus credits. More
+ * than this waits in the backlog (sends) or is retried by the HCA (RNR,
+ * receives). */
+static int size_queues(struct vt *t, uint32_t *sq, uint32_t *rq, char *why, size_t wl)
 {
-    if (open_device(t, cfg->rdma_dev, why, wl) != 0 || choose_gid(t, cfg->gid_index, why, wl) != 0)
-        return -1;
-
     struct ibv_device_attr da;
     if (ibv_query_device(t->ctx, &da) != 0) {
         snprintf(why, wl, "cannot query RDMA device %s: %s", t->devname, strerror(errno));
         return -1;
     }
-    /* Incoming per peer: at most nslots writes into our slots plus the
-     * peer's credits (its nslots, assumed like ours) plus a few notifies.
-     * Outgoing: 2 WRs per put plus credits. More than this waits in the
-     * backlog (sends) or is retried by the HCA (RNR, receives). */
     uint32_t maxwr = clampu((uint64_t)da.max_qp_wr, 16, 8192);
-    uint32_t sq = clampu(2ull * t->nslots + 32, 16, maxwr);
-    uint32_t rq = clampu(2ull * t->nslots + 32, 16, maxwr);
-    uint64_t need = (uint64_t)t->npeers * (sq + rq);
+    *sq = clampu(2ull * t->nslots + 32, 16, maxwr);
+    *rq = clampu(2ull * t->nslots + 32, 16, maxwr);
+    uint64_t need = (uint64_t)t->npeers * (*sq + *rq);
     if (t->npeers && need > (uint64_t)da.max_cqe) {
-        sq = rq = clampu((uint64_t)da.max_cqe / (2u * (uint64_t)t->npeers), 8, maxwr);
-        if ((uint64_t)t->npeers * (sq + rq) > (uint64_t)da.max_cqe) {
+        *sq = *rq = clampu((uint64_t)da.max_cqe / (2u * (uint64_t)t->npeers), 8, maxwr);
+        if ((uint64_t)t->npeers * (*sq + *rq) > (uint64_t)da.max_cqe) {
             snprintf(why, wl, "RDMA device %s completion queue (%d entries) too small for %d peers",
                      t->devname, da.max_cqe, t->npeers);
             return -1;
         }
     }
+    return 0;
+}
 
+static int alloc_pd(struct vt *t, char *why, size_t wl)
+{
     t->pd = ibv_alloc_pd(t->ctx);
     if (!t->pd) {
         snprintf(why, wl, "cannot allocate a protection domain on %s: %s", t->devname, strerror(errno));
         return -1;
     }
+    return 0;
+}
+
+/* One completion channel and one CQ for every QP, both non-blocking. */
+static int create_cq(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
+{
     t->ch = ibv_create_comp_channel(t->ctx);
     if (!t->ch || set_nonblock(t->ch->fd) != 0 || set_nonblock(t->ctx->async_fd) != 0) {
         snprintf(why, wl, "cannot create a completion channel on %s: %s", t->devname, strerror(errno));
@@ -391,20 +427,31 @@ static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *w
                  strerror(errno));
         return -1;
     }
+    return 0;
+}
 
-    /* The whole pool once: chunks land in it and are forwarded from it. */
+static void memlock_hint(char *lim, size_t n)
+{
+    struct rlimit rl;
+    snprintf(lim, n, "unknown");
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+        if (rl.rlim_cur == RLIM_INFINITY)
+            snprintf(lim, n, "unlimited");
+        else
+            snprintf(lim, n, "%llu KiB", (unsigned long long)rl.rlim_cur / 1024);
+    }
+}
+
+/* The pool (chunks land in it and are forwarded from it), the descriptor
+ * table and the control message buffers. */
+static int register_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
+{
     int acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
     t->pool_mr = ibv_reg_mr(t->pd, t->pool, t->pool_len, acc);
     if (!t->pool_mr) {
         int e = errno;
-        struct rlimit rl;
-        char lim[48] = "unknown";
-        if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
-            if (rl.rlim_cur == RLIM_INFINITY)
-                snprintf(lim, sizeof lim, "unlimited");
-            else
-                snprintf(lim, sizeof lim, "%llu KiB", (unsigned long long)rl.rlim_cur / 1024);
-        }
+        char lim[48];
+        memlock_hint(lim, sizeof lim);
         snprintf(why, wl,
                  "cannot register the %.1f MiB slot pool with %s: %s; check `ulimit -l` (memlock, now %s): "
                  "it must be unlimited or exceed the pool (limits.conf, Slurm PropagateResourceLimits)",
@@ -431,9 +478,85 @@ static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *w
                  t->devname, strerror(errno));
         return -1;
     }
+    return 0;
+}
 
+static const char *leader_name(const struct pb_transport_cfg *cfg, int leader)
+{
+    return cfg->names && cfg->names[leader] ? cfg->names[leader] : "a peer";
+}
+
+/* An RC QP on the shared CQ, with inline data when the provider allows. */
+static int create_qp(struct vt *t, struct vlink *L, uint32_t sq, uint32_t rq, const char *peer, char *why,
+                     size_t wl)
+{
+    struct ibv_qp_init_attr qa = {
+        .send_cq = t->cq,
+        .recv_cq = t->cq,
+        .cap = {.max_send_wr = sq, .max_recv_wr = rq, .max_send_sge = 1, .max_recv_sge = 1,
+                .max_inline_data = PB_VW_MSG_SIZE},
+        .qp_type = IBV_QPT_RC,
+        .sq_sig_all = 0, /* selective signalling */
+    };
+    L->qp = ibv_create_qp(t->pd, &qa);
+    if (!L->qp) {
+        /* Some providers refuse inline data: retry without. */
+        qa.cap.max_inline_data = 0;
+        L->qp = ibv_create_qp(t->pd, &qa);
+    }
+    if (!L->qp) {
+        snprintf(why, wl, "cannot create a queue pair for %s on %s: %s", peer, t->devname, strerror(errno));
+        return -1;
+    }
+    if (L == &t->links[0] || qa.cap.max_inline_data < t->max_inline)
+        t->max_inline = qa.cap.max_inline_data; /* what the provider granted, for every QP */
+    return 0;
+}
+
+static int qp_to_init(struct vt *t, struct vlink *L, const char *peer, char *why, size_t wl)
+{
+    struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .pkey_index = 0, .port_num = t->port,
+                            .qp_access_flags = IBV_ACCESS_REMOTE_WRITE};
+    int rc = ibv_modify_qp(L->qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
+    if (rc != 0) {
+        snprintf(why, wl, "cannot move the queue pair for %s to INIT on %s: %s", peer, t->devname, strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static uint32_t random_psn(int salt)
+{
+    uint32_t r;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+        r = (uint32_t)time(NULL) ^ (uint32_t)getpid() ^ (uint32_t)salt * 2654435761u;
+    return r & 0xffffff;
+}
+
+/* Receives first: a peer may send as soon as it reaches RTS. */
+static int post_receives(struct vt *t, int li, const char *peer, char *why, size_t wl)
+{
+    struct vlink *L = &t->links[li];
+    for (uint32_t k = 0; k < L->rq_depth; k++) {
+        struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + (size_t)k * PB_VW_MSG_SIZE),
+                              .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
+        struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, li, k), .sg_list = &sge, .num_sge = 1}, *bad;
+        int rc = ibv_post_recv(L->qp, &wr, &bad);
+        if (rc != 0) {
+            snprintf(why, wl, "cannot post receives for %s on %s: %s", peer, t->devname, strerror(rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Per peer: buffers, queue state, a QP in INIT with its receives posted. */
+static int create_links(struct vt *t, const struct pb_transport_cfg *cfg, uint32_t sq, uint32_t rq, char *why,
+                        size_t wl)
+{
     for (int i = 0; i < t->npeers; i++) {
         struct vlink *L = &t->links[i];
+        const char *peer = leader_name(cfg, L->leader);
         L->rq_depth = rq;
         L->sendbuf = t->ctrl + (size_t)i * (sq + rq) * PB_VW_MSG_SIZE;
         L->recvbuf = L->sendbuf + (size_t)sq * PB_VW_MSG_SIZE;
@@ -441,51 +564,23 @@ static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *w
             snprintf(why, wl, "out of memory for link state");
             return -1;
         }
-        struct ibv_qp_init_attr qa = {
-            .send_cq = t->cq,
-            .recv_cq = t->cq,
-            .cap = {.max_send_wr = sq, .max_recv_wr = rq, .max_send_sge = 1, .max_recv_sge = 1,
-                    .max_inline_data = PB_VW_MSG_SIZE},
-            .qp_type = IBV_QPT_RC,
-            .sq_sig_all = 0, /* selective signalling */
-        };
-        L->qp = ibv_create_qp(t->pd, &qa);
-        if (!L->qp) {
-            /* Some providers refuse inline data: retry without. */
-            qa.cap.max_inline_data = 0;
-            L->qp = ibv_create_qp(t->pd, &qa);
-        }
-        if (!L->qp) {
-            snprintf(why, wl, "cannot create a queue pair for %s on %s: %s", cfg->names ? cfg->names[L->leader] : "a peer",
-                     t->devname, strerror(errno));
+        if (create_qp(t, L, sq, rq, peer, why, wl) != 0 || qp_to_init(t, L, peer, why, wl) != 0)
             return -1;
-        }
-        if (i == 0 || qa.cap.max_inline_data < t->max_inline)
-            t->max_inline = qa.cap.max_inline_data; /* what the provider granted, for every QP */
-        struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .pkey_index = 0, .port_num = t->port,
-                                .qp_access_flags = IBV_ACCESS_REMOTE_WRITE};
-        int mrc = ibv_modify_qp(L->qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
-        if (mrc != 0) {
-            snprintf(why, wl, "cannot move a queue pair to INIT on %s: %s", t->devname, strerror(mrc));
+        L->psn = random_psn(i);
+        if (post_receives(t, i, peer, why, wl) != 0)
             return -1;
-        }
-        uint32_t r;
-        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-            r = (uint32_t)time(NULL) ^ (uint32_t)getpid() ^ (uint32_t)i * 2654435761u;
-        L->psn = r & 0xffffff;
-        /* Receives first: a peer may send as soon as it reaches RTS. */
-        for (uint32_t k = 0; k < rq; k++) {
-            struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + (size_t)k * PB_VW_MSG_SIZE),
-                                  .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
-            struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, i, k), .sg_list = &sge, .num_sge = 1},
-                               *bad;
-            int rc = ibv_post_recv(L->qp, &wr, &bad);
-            if (rc != 0) {
-                snprintf(why, wl, "cannot post receives on %s: %s", t->devname, strerror(rc));
-                return -1;
-            }
-        }
     }
+    return 0;
+}
+
+/* Everything local: device, memory, queue pairs in INIT with receives posted. */
+static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
+{
+    uint32_t sq, rq;
+    if (open_device(t, cfg->rdma_dev, why, wl) != 0 || choose_gid(t, cfg->gid_index, why, wl) != 0 ||
+        size_queues(t, &sq, &rq, why, wl) != 0 || alloc_pd(t, why, wl) != 0 || create_cq(t, sq, rq, why, wl) != 0 ||
+        register_memory(t, sq, rq, why, wl) != 0 || create_links(t, cfg, sq, rq, why, wl) != 0)
+        return -1;
     return 0;
 }
 
@@ -911,14 +1006,11 @@ static int first_failed(const struct pb_transport_cfg *cfg, const char *what, in
     return -1;
 }
 
-struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+/* The transport object with its per-peer arrays, the peer list checked. */
+static struct vt *vt_new(const struct pb_transport_cfg *cfg, const char *me, char *why, size_t wl)
 {
-    char why[512] = "";
-    char me[128];
-    selfname(cfg, me, sizeof me);
-
+    size_t np = (size_t)(cfg->npeers > 0 ? cfg->npeers : 1);
     struct vt *t = calloc(1, sizeof *t);
-    int local_ok = 0;
     if (t) {
         t->base.ops = &verbs_ops;
         snprintf(t->self, sizeof t->self, "%s", me);
@@ -928,61 +1020,70 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
         t->pool_len = (size_t)cfg->nslots * cfg->slot_size;
         t->nleaders = cfg->nleaders;
         t->npeers = cfg->npeers;
-        t->links = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof *t->links);
-        t->lks = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof *t->lks);
+        t->links = calloc(np, sizeof *t->links);
+        t->lks = calloc(np, sizeof *t->lks);
         t->leader_link = malloc((size_t)(cfg->nleaders > 0 ? cfg->nleaders : 1) * sizeof(int));
-        t->peer_leader = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof(int));
-        t->peer_nslots = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof(uint32_t));
+        t->peer_leader = calloc(np, sizeof(int));
+        t->peer_nslots = calloc(np, sizeof(uint32_t));
     }
     if (!t || !t->links || !t->lks || !t->leader_link || !t->peer_leader || !t->peer_nslots) {
-        snprintf(why, sizeof why, "out of memory");
-    } else if (!cfg->pool || cfg->nslots == 0 || cfg->slot_size == 0 || cfg->slot_size > UINT32_MAX ||
-               cfg->nslots > UINT32_MAX / PB_VW_MSG_SIZE ||
-               cfg->slot_size > SIZE_MAX / cfg->nslots || cfg->npeers >= PB_VW_MAX_PEERS) {
-        snprintf(why, sizeof why, "invalid slot pool for RDMA (%u slots of %zu bytes)", cfg->nslots, cfg->slot_size);
-    } else {
-        for (int i = 0; i < cfg->nleaders; i++)
-            t->leader_link[i] = -1;
-        local_ok = 1;
-        for (int i = 0; i < cfg->npeers; i++) {
-            int p = cfg->peers[i];
-            if (p < 0 || p >= cfg->nleaders || p == cfg->self || t->leader_link[p] >= 0) {
-                snprintf(why, sizeof why, "invalid peer list (leader %d)", p);
-                local_ok = 0;
-                break;
-            }
-            t->leader_link[p] = i;
-            t->peer_leader[i] = p;
-            t->links[i].leader = p;
-        }
-        if (local_ok && setup_local(t, cfg, why, sizeof why) != 0)
-            local_ok = 0;
+        snprintf(why, wl, "out of memory");
+        return t;
     }
+    if (!cfg->pool || cfg->nslots == 0 || cfg->slot_size == 0 || cfg->slot_size > UINT32_MAX ||
+        cfg->nslots > UINT32_MAX / PB_VW_MSG_SIZE || cfg->slot_size > SIZE_MAX / cfg->nslots ||
+        cfg->npeers >= PB_VW_MAX_PEERS) {
+        snprintf(why, wl, "invalid slot pool for RDMA (%u slots of %zu bytes)", cfg->nslots, cfg->slot_size);
+        return t;
+    }
+    for (int i = 0; i < cfg->nleaders; i++)
+        t->leader_link[i] = -1;
+    for (int i = 0; i < cfg->npeers; i++) {
+        int p = cfg->peers[i];
+        if (p < 0 || p >= cfg->nleaders || p == cfg->self || t->leader_link[p] >= 0) {
+            snprintf(why, wl, "invalid peer list (leader %d)", p);
+            return t;
+        }
+        t->leader_link[p] = i;
+        t->peer_leader[i] = p;
+        t->links[i].leader = p;
+    }
+    why[0] = '\0';
+    return t;
+}
 
-    /* Round 1: everyone's endpoint info, or an error marker. Every leader
-     * takes part even after a local failure, so nobody waits forever. */
+/* Round 1: everyone's endpoint info, or an error marker. Every leader takes
+ * part even after a local failure, so nobody waits forever. Fills infos and
+ * *maxpeers (the largest peer count, the size of the round-2 tables). */
+static int exchange_info(struct vt *t, const struct pb_transport_cfg *cfg, int local_ok, const char *why,
+                         struct pb_vw_info *infos, int *maxpeers, char *err, size_t errlen)
+{
+    char me[128];
+    selfname(cfg, me, sizeof me);
     size_t n = (size_t)cfg->nleaders;
     uint8_t mine[PB_VW_INFO_SIZE];
-    uint8_t *all = calloc(n ? n : 1, PB_VW_INFO_SIZE);
-    struct pb_vw_info *infos = calloc(n ? n : 1, sizeof *infos);
     struct pb_vw_info myinfo;
     if (local_ok)
         fill_info(t, &myinfo);
     else
         pb_vw_info_error(&myinfo, why);
     pb_vw_info_pack(&myinfo, mine);
+    uint8_t *all = calloc(n ? n : 1, PB_VW_INFO_SIZE);
     if (!all || !infos) {
         /* Cannot hold the others' answers, so cannot take part: a process
          * that fails a few-KiB allocation is lost anyway and MPI aborts. */
+        free(all);
         snprintf(err, errlen, "out of memory for the endpoint exchange on %s", me);
-        goto fail;
+        return -1;
     }
     if (cfg->xchg.allgather(cfg->xchg.ctx, mine, all, PB_VW_INFO_SIZE) != 0) {
+        free(all);
         snprintf(err, errlen, "RDMA endpoint exchange failed on %s", me);
-        goto fail;
+        return -1;
     }
-    int nfailed = 0, firstbad = -1, maxpeers = 0;
+    int nfailed = 0, firstbad = -1;
     char badwhy[512] = "";
+    *maxpeers = 0;
     for (int i = 0; i < cfg->nleaders; i++) {
         char w[128];
         if (pb_vw_info_unpack(all + (size_t)i * PB_VW_INFO_SIZE, &infos[i], w, sizeof w) != 0)
@@ -993,79 +1094,87 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
                 snprintf(badwhy, sizeof badwhy, "%s", i == cfg->self && !local_ok ? why : infos[i].reason);
             }
             nfailed++;
-        } else if ((int)infos[i].npeers > maxpeers) {
-            maxpeers = (int)infos[i].npeers;
+        } else if ((int)infos[i].npeers > *maxpeers) {
+            *maxpeers = (int)infos[i].npeers;
         }
     }
-    if (nfailed) {
-        first_failed(cfg, "RDMA set-up", firstbad, badwhy, nfailed, err, errlen);
-        goto fail;
+    free(all);
+    if (nfailed)
+        return first_failed(cfg, "RDMA set-up", firstbad, badwhy, nfailed, err, errlen);
+    return 0;
+}
+
+/* Round 2: the QP number and PSN each leader created for each peer; then
+ * bring our QPs to RTS. 0 when every one of ours connected, else -1 + why
+ * (the verdict is shared in round 3). */
+static int exchange_qps(struct vt *t, const struct pb_transport_cfg *cfg, const struct pb_vw_info *infos,
+                        int maxpeers, char *why, size_t wl)
+{
+    size_t tl = (size_t)maxpeers * PB_VW_CONN_SIZE;
+    uint8_t *mytab = malloc(tl), *tabs = calloc((size_t)cfg->nleaders, tl);
+    struct pb_vw_conn *cs = calloc((size_t)(t->npeers ? t->npeers : 1), sizeof *cs);
+    int rc = -1, a, b;
+    if (mytab && tabs && cs) {
+        for (int i = 0; i < t->npeers; i++)
+            cs[i] = (struct pb_vw_conn){(uint32_t)t->links[i].leader, t->links[i].qp->qp_num, t->links[i].psn};
+        pb_vw_conn_pack(cs, t->npeers, maxpeers, mytab);
+        rc = cfg->xchg.allgather(cfg->xchg.ctx, mytab, tabs, tl);
     }
-    if (maxpeers == 0)
-        goto done; /* a job of one node: nothing to connect */
+    /* Out of memory here means we could not take part in round 2; the
+     * others then fail in the round-3 agreement or in MPI itself. */
+    int ok = rc == 0;
+    if (!ok) {
+        snprintf(why, wl, mytab && tabs && cs ? "QP number exchange failed" : "out of memory");
+    } else if (pb_vw_conn_check(tabs, cfg->nleaders, maxpeers, &a, &b, why, wl) != 0) {
+        ok = 0; /* every leader sees the same tables and reaches the same verdict */
+    } else {
+        for (int i = 0; i < t->npeers && ok; i++) {
+            struct vlink *L = &t->links[i];
+            struct pb_vw_conn pc;
+            pb_vw_conn_find(tabs, maxpeers, L->leader, cfg->self, &pc);
+            t->peer_nslots[i] = infos[L->leader].nslots;
+            if (connect_link(t, L, &infos[L->leader], &pc, leader_name(cfg, L->leader), why, wl) != 0)
+                ok = 0;
+        }
+    }
+    free(mytab);
+    free(tabs);
+    free(cs);
+    return ok ? 0 : -1;
+}
 
-    /* Round 2: the QP number and PSN each leader created for each peer. */
-    {
-        size_t tl = (size_t)maxpeers * PB_VW_CONN_SIZE;
-        uint8_t *mytab = malloc(tl), *tabs = calloc(n, tl);
-        struct pb_vw_conn *cs = calloc((size_t)(t->npeers ? t->npeers : 1), sizeof *cs);
-        int rc = -1, a, b;
-        if (mytab && tabs && cs) {
-            for (int i = 0; i < t->npeers; i++)
-                cs[i] = (struct pb_vw_conn){(uint32_t)t->links[i].leader, t->links[i].qp->qp_num, t->links[i].psn};
-            pb_vw_conn_pack(cs, t->npeers, maxpeers, mytab);
-            rc = cfg->xchg.allgather(cfg->xchg.ctx, mytab, tabs, tl);
-        }
-        /* Out of memory here means we could not take part in round 2; the
-         * others then fail in the round-3 agreement or in MPI itself. */
-        int ok = rc == 0;
-        if (!ok) {
-            snprintf(why, sizeof why, mytab && tabs && cs ? "QP number exchange failed" : "out of memory");
-        } else if (pb_vw_conn_check(tabs, cfg->nleaders, maxpeers, &a, &b, why, sizeof why) != 0) {
-            ok = 0; /* every leader sees the same tables and reaches the same verdict */
-        } else {
-            for (int i = 0; i < t->npeers && ok; i++) {
-                struct vlink *L = &t->links[i];
-                struct pb_vw_conn pc;
-                const char *pn = cfg->names && cfg->names[L->leader] ? cfg->names[L->leader] : "peer";
-                pb_vw_conn_find(tabs, maxpeers, L->leader, cfg->self, &pc);
-                t->peer_nslots[i] = infos[L->leader].nslots;
-                if (connect_link(t, L, &infos[L->leader], &pc, pn, why, sizeof why) != 0)
-                    ok = 0;
-            }
-        }
-        free(mytab);
-        free(tabs);
-        free(cs);
-
-        /* Round 3: agree that every QP reached RTS before anyone sends. */
-        uint8_t st[PB_VW_STATUS_SIZE];
-        uint8_t *sts = calloc(n, PB_VW_STATUS_SIZE);
-        pb_vw_status_pack(st, ok, why);
-        if (!sts || cfg->xchg.allgather(cfg->xchg.ctx, st, sts ? sts : st, PB_VW_STATUS_SIZE) != 0) {
-            free(sts);
-            snprintf(err, errlen, "RDMA connection agreement failed on %s", me);
-            goto fail;
-        }
-        int bad = -1;
-        nfailed = 0;
-        char r[PB_VW_STATUS_SIZE];
-        for (int i = 0; i < cfg->nleaders; i++)
-            if (pb_vw_status_unpack(sts + (size_t)i * PB_VW_STATUS_SIZE, r, sizeof r) != 0) {
-                if (bad < 0 || i == cfg->self) {
-                    bad = i;
-                    snprintf(badwhy, sizeof badwhy, "%s", r);
-                }
-                nfailed++;
-            }
+/* Round 3: agree that every QP reached RTS before anyone sends. */
+static int agree_connected(const struct pb_transport_cfg *cfg, int ok, const char *why, char *err, size_t errlen)
+{
+    char me[128];
+    selfname(cfg, me, sizeof me);
+    uint8_t st[PB_VW_STATUS_SIZE];
+    uint8_t *sts = calloc((size_t)cfg->nleaders, PB_VW_STATUS_SIZE);
+    pb_vw_status_pack(st, ok, why);
+    if (!sts || cfg->xchg.allgather(cfg->xchg.ctx, st, sts ? sts : st, PB_VW_STATUS_SIZE) != 0) {
         free(sts);
-        if (nfailed) {
-            first_failed(cfg, "RDMA connection", bad, badwhy, nfailed, err, errlen);
-            goto fail;
-        }
+        snprintf(err, errlen, "RDMA connection agreement failed on %s", me);
+        return -1;
     }
+    int bad = -1, nfailed = 0;
+    char r[PB_VW_STATUS_SIZE], badwhy[512] = "";
+    for (int i = 0; i < cfg->nleaders; i++)
+        if (pb_vw_status_unpack(sts + (size_t)i * PB_VW_STATUS_SIZE, r, sizeof r) != 0) {
+            if (bad < 0 || i == cfg->self) {
+                bad = i;
+                snprintf(badwhy, sizeof badwhy, "%s", r);
+            }
+            nfailed++;
+        }
+    free(sts);
+    if (nfailed)
+        return first_failed(cfg, "RDMA connection", bad, badwhy, nfailed, err, errlen);
+    return 0;
+}
 
-done:
+/* Connected: hand the completion handler its state; say what we use. */
+static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg)
+{
     t->st = (struct pb_vw_state){
         .npeers = t->npeers,
         .peer_leader = t->peer_leader,
@@ -1077,25 +1186,44 @@ done:
         .recv_buf = recv_buf,
         .ctx = t,
     };
-    free(all);
-    free(infos);
-    if (cfg->verbose) {
-        char gid[64] = "";
-        if (t->use_grh)
-            inet_ntop(AF_INET6, t->gid.raw, gid, sizeof gid);
-        fprintf(stderr,
-                "p2pbcast: %s: verbs on %s:%u (%s, LID %u%s%s, MTU %d), %d queue pair%s, "
-                "pool on NUMA node %d, device on NUMA node %d\n",
-                me, t->devname, t->port,
-                t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand", t->pattr.lid,
-                t->use_grh ? ", GID " : "", gid, 128 << t->pattr.active_mtu, t->npeers,
-                t->npeers == 1 ? "" : "s", pb_topo_mem_numa(t->pool, t->pool_len),
-                pb_topo_dev_numa(t->devname));
+    if (!cfg->verbose)
+        return;
+    char gid[64] = "";
+    if (t->use_grh)
+        inet_ntop(AF_INET6, t->gid.raw, gid, sizeof gid);
+    fprintf(stderr,
+            "p2pbcast: %s: verbs on %s:%u (%s, LID %u%s%s, MTU %d), %d queue pair%s, "
+            "pool on NUMA node %d, device on NUMA node %d\n",
+            t->self, t->devname, t->port, t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
+            t->pattr.lid, t->use_grh ? ", GID " : "", gid, 128 << t->pattr.active_mtu, t->npeers,
+            t->npeers == 1 ? "" : "s", pb_topo_mem_numa(t->pool, t->pool_len), pb_topo_dev_numa(t->devname));
+}
+
+/* Like rc_pingpong: open the device, query the port, allocate a PD, register
+ * memory, create the CQ and QPs (setup_local), exchange endpoints, connect,
+ * agree. Collective: every leader goes through every round. */
+struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+{
+    char why[512] = "";
+    char me[128];
+    selfname(cfg, me, sizeof me);
+
+    struct vt *t = vt_new(cfg, me, why, sizeof why);
+    int local_ok = t && !why[0] && setup_local(t, cfg, why, sizeof why) == 0;
+    struct pb_vw_info *infos = calloc((size_t)(cfg->nleaders > 0 ? cfg->nleaders : 1), sizeof *infos);
+    int maxpeers = 0;
+    if (exchange_info(t, cfg, local_ok, why, infos, &maxpeers, err, errlen) != 0)
+        goto fail;
+    if (maxpeers > 0) { /* else a job of one node: nothing to connect */
+        int ok = exchange_qps(t, cfg, infos, maxpeers, why, sizeof why) == 0;
+        if (agree_connected(cfg, ok, why, err, errlen) != 0)
+            goto fail;
     }
+    free(infos);
+    finish_open(t, cfg);
     return &t->base;
 
 fail:
-    free(all);
     free(infos);
     destroy(t);
     return NULL;
