@@ -55,14 +55,24 @@ int pb_verbs_available(char *why, size_t whylen)
 #define PEND_MAX 64     /* events waiting for the next poll (errors mostly) */
 #define CQ_BATCH 32
 
+#define KEEPALIVE_MS 1000 /* a link silent this long gets a PING */
+
+/* One peer. Its QP lives in a protection domain of its own, so the rkeys
+ * of the slots granted to it (registered in that PD) are useless on any
+ * other QP: a peer can write only what was granted to it. */
 struct vlink {
     int leader;
+    struct ibv_pd *pd;
     struct ibv_qp *qp;
+    struct ibv_mr *ctrl_mr;  /* sendbuf + recvbuf, local only */
+    struct ibv_mr *send_mr;  /* the whole pool, local only: sources of our puts (at the first put) */
     struct pb_vw_remote rem;
-    uint32_t psn;
+    uint32_t psn, peer_qpn, peer_psn;
     uint32_t rq_depth;
-    uint8_t *sendbuf;  /* sq depth * PB_VW_MSG_SIZE, indexed by seq % depth */
-    uint8_t *recvbuf;  /* rq_depth * PB_VW_MSG_SIZE */
+    uint8_t *sendbuf;  /* sq depth * PB_VW_CTRL_SIZE, indexed by seq % depth */
+    uint8_t *recvbuf;  /* rq_depth * PB_VW_CTRL_SIZE */
+    double last_seen;  /* ms: the last completion of this link */
+    double last_ping;
 };
 
 struct vt {
@@ -76,21 +86,25 @@ struct vt {
     union ibv_gid gid;
 
     struct ibv_context *ctx;
-    struct ibv_pd *pd;
     struct ibv_comp_channel *ch;
     struct ibv_cq *cq;
-    struct ibv_mr *pool_mr, *desc_mr, *ctrl_mr;
+    struct ibv_mr **slot_mr;   /* per slot: REMOTE_WRITE in its grantee's PD, NULL: never granted */
+    struct ibv_mr **sdesc_mr;  /* per slot: its descriptor entry, likewise */
+    int *slot_owner;           /* per slot: link index of the grantee, -1 none */
+    uint8_t secret[16];
+    size_t reg_bytes;          /* registered so far, for messages */
     void *pool;
     size_t pool_len;
     uint32_t nslots;
     size_t slot_size;
-    uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable */
+    uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable per granted slot */
     uint8_t *ctrl;             /* all links' send and receive message buffers */
     size_t ctrl_len;
     uint32_t max_inline;
     int cq_armed;
 
     int nleaders;
+    int self_leader;
     int npeers;
     struct vlink *links;
     struct pb_vw_link *lks;    /* per link queue state, the array verbs_wire works on */
@@ -121,7 +135,16 @@ static void pend_error(struct vt *t, int peer, int err, const char *what)
     e->kind = PB_EV_ERROR;
     e->peer = peer;
     e->err = err;
-    snprintf(e->what, sizeof e->what, "%s", what);
+    size_t n = strnlen(what, sizeof e->what - 1); /* what[] is short: keep the start */
+    memcpy(e->what, what, n);
+    e->what[n] = '\0';
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* ---------------------------------------------------------------- device */
@@ -340,22 +363,32 @@ static void destroy(struct vt *t)
         if (t->lks)
             pb_vw_link_fini(&t->lks[i]);
     }
-    if (t->pool_mr)
-        ibv_dereg_mr(t->pool_mr);
-    if (t->desc_mr)
-        ibv_dereg_mr(t->desc_mr);
-    if (t->ctrl_mr)
-        ibv_dereg_mr(t->ctrl_mr);
+    for (uint32_t s = 0; t->slot_mr && s < t->nslots; s++) {
+        if (t->slot_mr[s])
+            ibv_dereg_mr(t->slot_mr[s]);
+        if (t->sdesc_mr[s])
+            ibv_dereg_mr(t->sdesc_mr[s]);
+    }
+    for (int i = 0; t->links && i < t->npeers; i++) {
+        if (t->links[i].ctrl_mr)
+            ibv_dereg_mr(t->links[i].ctrl_mr);
+        if (t->links[i].send_mr)
+            ibv_dereg_mr(t->links[i].send_mr);
+    }
     if (t->cq)
         ibv_destroy_cq(t->cq); /* every event we took was acked at once, so this cannot block */
     if (t->ch)
         ibv_destroy_comp_channel(t->ch);
-    if (t->pd)
-        ibv_dealloc_pd(t->pd);
+    for (int i = 0; t->links && i < t->npeers; i++)
+        if (t->links[i].pd)
+            ibv_dealloc_pd(t->links[i].pd);
     if (t->ctx)
         ibv_close_device(t->ctx);
     free(t->desc_table);
     free(t->ctrl);
+    free(t->slot_mr);
+    free(t->sdesc_mr);
+    free(t->slot_owner);
     free(t->links);
     free(t->lks);
     free(t->leader_link);
@@ -402,11 +435,13 @@ static int size_queues(struct vt *t, uint32_t *sq, uint32_t *rq, char *why, size
     return 0;
 }
 
-static int alloc_pd(struct vt *t, char *why, size_t wl)
+/* A protection domain per peer (see struct vlink). */
+static int alloc_pd(struct vt *t, struct vlink *L, const char *peer, char *why, size_t wl)
 {
-    t->pd = ibv_alloc_pd(t->ctx);
-    if (!t->pd) {
-        snprintf(why, wl, "cannot allocate a protection domain on %s: %s", t->devname, strerror(errno));
+    L->pd = ibv_alloc_pd(t->ctx);
+    if (!L->pd) {
+        snprintf(why, wl, "cannot allocate a protection domain for %s on %s: %s", peer, t->devname,
+                 strerror(errno));
         return -1;
     }
     return 0;
@@ -442,42 +477,52 @@ static void memlock_hint(char *lim, size_t n)
     }
 }
 
-/* The pool (chunks land in it and are forwarded from it), the descriptor
- * table and the control message buffers. */
-static int register_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
+/* Why a registration of len bytes failed (errno e). */
+static void reg_error(struct vt *t, const char *what, size_t len, int e, char *why, size_t wl)
 {
-    int acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
-    t->pool_mr = ibv_reg_mr(t->pd, t->pool, t->pool_len, acc);
-    if (!t->pool_mr) {
-        int e = errno;
-        char lim[48];
-        memlock_hint(lim, sizeof lim);
-        snprintf(why, wl,
-                 "cannot register the %.1f MiB slot pool with %s: %s; check `ulimit -l` (memlock, now %s): "
-                 "it must be unlimited or exceed the pool (limits.conf, Slurm PropagateResourceLimits)",
-                 t->pool_len / 1048576.0, t->devname, strerror(e), lim);
-        return -1;
-    }
+    char lim[48];
+    memlock_hint(lim, sizeof lim);
+    snprintf(why, wl,
+             "cannot register %s (%.1f MiB) with %s: %s; check `ulimit -l` (memlock, now %s): "
+             "it must be unlimited or exceed the pool (limits.conf, Slurm PropagateResourceLimits)",
+             what, len / 1048576.0, t->devname, strerror(e), lim);
+}
+
+/* Register len bytes at addr in pd; counts what is registered. */
+static struct ibv_mr *reg(struct vt *t, struct ibv_pd *pd, void *addr, size_t len, int acc, const char *what,
+                          char *why, size_t wl)
+{
+    struct ibv_mr *mr = ibv_reg_mr(pd, addr, len, acc);
+    if (!mr)
+        reg_error(t, what, len, errno, why, wl);
+    else
+        t->reg_bytes += len;
+    return mr;
+}
+
+/* The descriptor table and the control message buffers; the per-slot
+ * tables of grants. The pool itself is registered per peer: the slots
+ * granted to it when granted, all of it (local only) at its first put. */
+static int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
+{
     size_t dlen = (size_t)t->nslots * PB_VW_MSG_SIZE;
-    if (posix_memalign((void **)&t->desc_table, 4096, dlen) != 0) {
+    t->ctrl_len = (size_t)t->npeers * (sq + rq) * PB_VW_CTRL_SIZE;
+    t->slot_mr = calloc(t->nslots, sizeof *t->slot_mr);
+    t->sdesc_mr = calloc(t->nslots, sizeof *t->sdesc_mr);
+    t->slot_owner = malloc(t->nslots * sizeof *t->slot_owner);
+    if (posix_memalign((void **)&t->desc_table, 4096, dlen) != 0)
         t->desc_table = NULL;
-        snprintf(why, wl, "out of memory for the descriptor table");
+    if (t->ctrl_len && posix_memalign((void **)&t->ctrl, 4096, t->ctrl_len) != 0)
+        t->ctrl = NULL;
+    if (!t->slot_mr || !t->sdesc_mr || !t->slot_owner || !t->desc_table || (t->ctrl_len && !t->ctrl)) {
+        snprintf(why, wl, "out of memory for the descriptor table and control buffers");
         return -1;
     }
     memset(t->desc_table, 0, dlen);
-    t->desc_mr = ibv_reg_mr(t->pd, t->desc_table, dlen, acc);
-    t->ctrl_len = (size_t)t->npeers * (sq + rq) * PB_VW_MSG_SIZE;
-    if (t->ctrl_len && posix_memalign((void **)&t->ctrl, 4096, t->ctrl_len) != 0)
-        t->ctrl = NULL;
     if (t->ctrl)
         memset(t->ctrl, 0, t->ctrl_len);
-    if (t->ctrl)
-        t->ctrl_mr = ibv_reg_mr(t->pd, t->ctrl, t->ctrl_len, IBV_ACCESS_LOCAL_WRITE);
-    if (!t->desc_mr || (t->ctrl_len && !t->ctrl_mr)) {
-        snprintf(why, wl, "cannot register control buffers with %s: %s; check `ulimit -l` (memlock)",
-                 t->devname, strerror(errno));
-        return -1;
-    }
+    for (uint32_t s = 0; s < t->nslots; s++)
+        t->slot_owner[s] = -1;
     return 0;
 }
 
@@ -494,15 +539,15 @@ static int create_qp(struct vt *t, struct vlink *L, uint32_t sq, uint32_t rq, co
         .send_cq = t->cq,
         .recv_cq = t->cq,
         .cap = {.max_send_wr = sq, .max_recv_wr = rq, .max_send_sge = 1, .max_recv_sge = 1,
-                .max_inline_data = PB_VW_MSG_SIZE},
+                .max_inline_data = PB_VW_CTRL_SIZE},
         .qp_type = IBV_QPT_RC,
         .sq_sig_all = 0, /* selective signalling */
     };
-    L->qp = ibv_create_qp(t->pd, &qa);
+    L->qp = ibv_create_qp(L->pd, &qa);
     if (!L->qp) {
         /* Some providers refuse inline data: retry without. */
         qa.cap.max_inline_data = 0;
-        L->qp = ibv_create_qp(t->pd, &qa);
+        L->qp = ibv_create_qp(L->pd, &qa);
     }
     if (!L->qp) {
         snprintf(why, wl, "cannot create a queue pair for %s on %s: %s", peer, t->devname, strerror(errno));
@@ -538,8 +583,8 @@ static int post_receives(struct vt *t, int li, const char *peer, char *why, size
 {
     struct vlink *L = &t->links[li];
     for (uint32_t k = 0; k < L->rq_depth; k++) {
-        struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + (size_t)k * PB_VW_MSG_SIZE),
-                              .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
+        struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + (size_t)k * PB_VW_CTRL_SIZE),
+                              .length = PB_VW_CTRL_SIZE, .lkey = L->ctrl_mr->lkey};
         struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, li, k), .sg_list = &sge, .num_sge = 1}, *bad;
         int rc = ibv_post_recv(L->qp, &wr, &bad);
         if (rc != 0) {
@@ -558,13 +603,17 @@ static int create_links(struct vt *t, const struct pb_transport_cfg *cfg, uint32
         struct vlink *L = &t->links[i];
         const char *peer = leader_name(cfg, L->leader);
         L->rq_depth = rq;
-        L->sendbuf = t->ctrl + (size_t)i * (sq + rq) * PB_VW_MSG_SIZE;
-        L->recvbuf = L->sendbuf + (size_t)sq * PB_VW_MSG_SIZE;
+        L->sendbuf = t->ctrl + (size_t)i * (sq + rq) * PB_VW_CTRL_SIZE;
+        L->recvbuf = L->sendbuf + (size_t)sq * PB_VW_CTRL_SIZE;
         if (pb_vw_link_init(&t->lks[i], sq) != 0) {
             snprintf(why, wl, "out of memory for link state");
             return -1;
         }
-        if (create_qp(t, L, sq, rq, peer, why, wl) != 0 || qp_to_init(t, L, peer, why, wl) != 0)
+        if (alloc_pd(t, L, peer, why, wl) != 0)
+            return -1;
+        L->ctrl_mr = reg(t, L->pd, L->sendbuf, (size_t)(sq + rq) * PB_VW_CTRL_SIZE, IBV_ACCESS_LOCAL_WRITE,
+                         "control buffers", why, wl);
+        if (!L->ctrl_mr || create_qp(t, L, sq, rq, peer, why, wl) != 0 || qp_to_init(t, L, peer, why, wl) != 0)
             return -1;
         L->psn = random_psn(i);
         if (post_receives(t, i, peer, why, wl) != 0)
@@ -578,8 +627,8 @@ static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *w
 {
     uint32_t sq, rq;
     if (open_device(t, cfg->rdma_dev, why, wl) != 0 || choose_gid(t, cfg->gid_index, why, wl) != 0 ||
-        size_queues(t, &sq, &rq, why, wl) != 0 || alloc_pd(t, why, wl) != 0 || create_cq(t, sq, rq, why, wl) != 0 ||
-        register_memory(t, sq, rq, why, wl) != 0 || create_links(t, cfg, sq, rq, why, wl) != 0)
+        size_queues(t, &sq, &rq, why, wl) != 0 || create_cq(t, sq, rq, why, wl) != 0 ||
+        alloc_memory(t, sq, rq, why, wl) != 0 || create_links(t, cfg, sq, rq, why, wl) != 0)
         return -1;
     return 0;
 }
@@ -591,9 +640,9 @@ static void fill_info(const struct vt *t, struct pb_vw_info *in)
     in->nslots = t->nslots;
     in->slot_size = t->slot_size;
     in->pool_addr = (uintptr_t)t->pool;
-    in->pool_rkey = t->pool_mr->rkey;
+    in->pool_rkey = 0; /* keys come with each credit */
     in->desc_addr = (uintptr_t)t->desc_table;
-    in->desc_rkey = t->desc_mr->rkey;
+    in->desc_rkey = 0;
     in->rq_depth = t->npeers ? t->links[0].rq_depth : 1;
     in->lid = t->pattr.lid;
     in->port = t->port;
@@ -650,9 +699,9 @@ static int connect_link(struct vt *t, struct vlink *L, const struct pb_vw_info *
         return -1;
     }
     L->rem.pool_addr = pi->pool_addr;
-    L->rem.pool_rkey = pi->pool_rkey;
     L->rem.desc_addr = pi->desc_addr;
-    L->rem.desc_rkey = pi->desc_rkey;
+    L->peer_qpn = pc->qpn;
+    L->peer_psn = pc->psn;
     L->rem.nslots = pi->nslots;
     L->rem.slot_size = pi->slot_size;
     return 0;
@@ -660,77 +709,130 @@ static int connect_link(struct vt *t, struct vlink *L, const struct pb_vw_info *
 
 /* ---------------------------------------------------------------- posting */
 
-static int post_req(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+/* The whole pool, local access only, in this peer's PD: the lkey of the
+ * sources of our puts to it. Registered at the first put, so a node that
+ * never sends to a peer (most links of the root's receivers) pins nothing
+ * more for it. */
+static int ensure_send_mr(struct vt *t, int li, char *why, size_t wl)
+{
+    struct vlink *L = &t->links[li];
+    if (!L->send_mr)
+        L->send_mr = reg(t, L->pd, t->pool, t->pool_len, IBV_ACCESS_LOCAL_WRITE, "the slot pool for sending", why,
+                         wl);
+    return L->send_mr ? 0 : -1;
+}
+
+/* A put: the descriptor (RDMA WRITE) then the data (WRITE WITH IMM), with
+ * the rkeys of the peer's latest credit for that slot. */
+static int post_put(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
 {
     struct vlink *L = &t->links[li];
     struct pb_vw_link *lk = &t->lks[li];
     struct pb_vw_sq *sq = &lk->sq;
-    struct ibv_send_wr wr[2], *bad = NULL;
-    struct ibv_sge sge[2];
-    memset(wr, 0, sizeof wr);
-    memset(sge, 0, sizeof sge);
-    int sig0, sig1 = 0, nwr;
-    uint64_t seq0, seq1 = 0;
-    int inl = t->max_inline >= PB_VW_MSG_SIZE ? IBV_SEND_INLINE : 0;
-
-    if (r->kind == PB_VW_REQ_PUT) {
-        struct pb_vw_put_plan p;
-        struct pb_vw_local loc = {(uintptr_t)t->pool, t->pool_len};
-        if (pb_vw_plan_put(&loc, &L->rem, r->slot, r->tag, r->buf, r->len, &p, why, wl) != 0) {
-            errno = EINVAL;
-            return -1;
-        }
-        seq0 = pb_vw_sq_take(sq, 0, &sig0);
-        seq1 = pb_vw_sq_take(sq, 1, &sig1);
-        uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_MSG_SIZE;
-        memcpy(m, p.desc, PB_VW_MSG_SIZE);
-        sge[0] = (struct ibv_sge){.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
-        wr[0].wr_id = pb_vw_wrid(PB_VW_K_DESC, li, seq0);
-        wr[0].opcode = IBV_WR_RDMA_WRITE;
-        wr[0].sg_list = &sge[0];
-        wr[0].num_sge = 1;
-        wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | inl;
-        wr[0].wr.rdma.remote_addr = p.desc_raddr;
-        wr[0].wr.rdma.rkey = p.desc_rkey;
-        wr[0].next = &wr[1];
-        sge[1] = (struct ibv_sge){.addr = p.data_laddr, .length = p.len, .lkey = t->pool_mr->lkey};
-        wr[1].wr_id = pb_vw_wrid(PB_VW_K_DATA, li, seq1);
-        wr[1].opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
-        wr[1].sg_list = &sge[1];
-        wr[1].num_sge = p.len ? 1 : 0;
-        wr[1].send_flags = IBV_SEND_SIGNALED;
-        wr[1].imm_data = htonl(p.imm);
-        wr[1].wr.rdma.remote_addr = p.data_raddr;
-        wr[1].wr.rdma.rkey = p.data_rkey;
-        lk->cookies[seq1 % sq->depth] = r->cookie;
-        nwr = 2;
-    } else {
-        seq0 = pb_vw_sq_take(sq, 0, &sig0);
-        uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_MSG_SIZE;
-        pb_vw_msg_pack(m, r->kind == PB_VW_REQ_CREDIT ? PB_VW_MSG_CREDIT : PB_VW_MSG_NOTIFY,
-                       r->kind == PB_VW_REQ_CREDIT ? r->slot : r->tag);
-        sge[0] = (struct ibv_sge){.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
-        wr[0].wr_id = pb_vw_wrid(PB_VW_K_CTRL, li, seq0);
-        wr[0].opcode = IBV_WR_SEND;
-        wr[0].sg_list = &sge[0];
-        wr[0].num_sge = 1;
-        wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | inl;
-        nwr = 1;
+    if (r->slot >= lk->peer_nslots || !lk->rkey_data[r->slot]) {
+        snprintf(why, wl, "put into slot %u, which the peer never granted", r->slot);
+        errno = EINVAL;
+        return -1;
     }
+    struct pb_vw_remote rem = L->rem;
+    rem.pool_rkey = lk->rkey_data[r->slot];
+    rem.desc_rkey = lk->rkey_desc[r->slot];
+    struct pb_vw_put_plan p;
+    struct pb_vw_local loc = {(uintptr_t)t->pool, t->pool_len};
+    if (pb_vw_plan_put(&loc, &rem, r->slot, r->tag, r->buf, r->len, &p, why, wl) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ensure_send_mr(t, li, why, wl) != 0)
+        return -1;
+    int sig0, sig1;
+    uint64_t seq0 = pb_vw_sq_take(sq, 0, &sig0), seq1 = pb_vw_sq_take(sq, 1, &sig1);
+    uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_CTRL_SIZE;
+    memcpy(m, p.desc, PB_VW_MSG_SIZE);
+    struct ibv_sge sge[2] = {
+        {.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = L->ctrl_mr->lkey},
+        {.addr = p.data_laddr, .length = p.len, .lkey = L->send_mr->lkey},
+    };
+    struct ibv_send_wr wr[2], *bad = NULL;
+    memset(wr, 0, sizeof wr);
+    wr[0].wr_id = pb_vw_wrid(PB_VW_K_DESC, li, seq0);
+    wr[0].opcode = IBV_WR_RDMA_WRITE;
+    wr[0].sg_list = &sge[0];
+    wr[0].num_sge = 1;
+    wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | (t->max_inline >= PB_VW_MSG_SIZE ? IBV_SEND_INLINE : 0);
+    wr[0].wr.rdma.remote_addr = p.desc_raddr;
+    wr[0].wr.rdma.rkey = p.desc_rkey;
+    wr[0].next = &wr[1];
+    wr[1].wr_id = pb_vw_wrid(PB_VW_K_DATA, li, seq1);
+    wr[1].opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+    wr[1].sg_list = &sge[1];
+    wr[1].num_sge = p.len ? 1 : 0;
+    wr[1].send_flags = IBV_SEND_SIGNALED;
+    wr[1].imm_data = htonl(p.imm);
+    wr[1].wr.rdma.remote_addr = p.data_raddr;
+    wr[1].wr.rdma.rkey = p.data_rkey;
+    lk->cookies[seq1 % sq->depth] = r->cookie;
     int rc = ibv_post_send(L->qp, wr, &bad);
     if (rc != 0) {
         /* Nothing of this request reached the queue only if the first WR
          * was refused; a half-posted put breaks the link anyway. */
         if (bad == &wr[0]) {
-            if (nwr == 2)
-                pb_vw_sq_untake(sq, seq1, sig1);
+            pb_vw_sq_untake(sq, seq1, sig1);
             pb_vw_sq_untake(sq, seq0, sig0);
         }
-        snprintf(why, wl, "posting to the queue pair failed: %s", strerror(rc));
+        snprintf(why, wl, "posting a chunk write failed: %s", strerror(rc));
         errno = rc;
         return -1;
     }
     return 0;
+}
+
+/* A control message: credit (with the slot's rkeys), notify, hello, ping. */
+static int post_ctrl(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+{
+    struct vlink *L = &t->links[li];
+    struct pb_vw_sq *sq = &t->lks[li].sq;
+    struct pb_vw_ctrl c = {0};
+    switch (r->kind) {
+    case PB_VW_REQ_CREDIT: c = (struct pb_vw_ctrl){PB_VW_MSG_CREDIT, r->slot, r->tag, r->len, 0}; break;
+    case PB_VW_REQ_NOTIFY: c = (struct pb_vw_ctrl){PB_VW_MSG_NOTIFY, r->tag, 0, 0, 0}; break;
+    case PB_VW_REQ_HELLO:
+        c = (struct pb_vw_ctrl){PB_VW_MSG_HELLO, 0, 0, 0,
+                                pb_vw_hello_mac(t->secret, (uint32_t)t->self_leader, (uint32_t)L->leader,
+                                                L->qp->qp_num, L->peer_qpn, L->psn, L->peer_psn)};
+        break;
+    default: c.type = PB_VW_MSG_PING; break;
+    }
+    int sig;
+    /* hello and ping are signalled: a dead peer must surface as an error */
+    uint64_t seq = pb_vw_sq_take(sq, r->kind == PB_VW_REQ_HELLO || r->kind == PB_VW_REQ_PING, &sig);
+    uint8_t *m = L->sendbuf + (seq % sq->depth) * PB_VW_CTRL_SIZE;
+    pb_vw_ctrl_pack(m, &c);
+    struct ibv_sge sge = {.addr = (uintptr_t)m, .length = PB_VW_CTRL_SIZE, .lkey = L->ctrl_mr->lkey};
+    struct ibv_send_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_CTRL, li, seq), .sg_list = &sge, .num_sge = 1,
+                             .opcode = IBV_WR_SEND,
+                             .send_flags = (sig ? IBV_SEND_SIGNALED : 0) |
+                                           (t->max_inline >= PB_VW_CTRL_SIZE ? IBV_SEND_INLINE : 0)},
+                       *bad;
+    int rc = ibv_post_send(L->qp, &wr, &bad);
+    if (rc != 0) {
+        pb_vw_sq_untake(sq, seq, sig);
+        snprintf(why, wl, "posting a control message failed: %s", strerror(rc));
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+static int post_req(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+{
+    return r->kind == PB_VW_REQ_PUT ? post_put(t, li, r, why, wl) : post_ctrl(t, li, r, why, wl);
+}
+
+/* A credit gives the peer keys: not before it proved the job secret. */
+static int must_wait(const struct pb_vw_link *lk, const struct pb_vw_req *r)
+{
+    return pb_vw_sq_room(&lk->sq) < pb_vw_req_wrs(r->kind) || (r->kind == PB_VW_REQ_CREDIT && lk->hello_wait);
 }
 
 /* Post what waited for queue space, in order. */
@@ -739,7 +841,7 @@ static void drain_backlog(struct vt *t, int li)
     struct pb_vw_link *lk = &t->lks[li];
     const struct pb_vw_req *r;
     char why[160];
-    while (!lk->dead && (r = pb_vw_link_peek(lk)) && pb_vw_sq_room(&lk->sq) >= pb_vw_req_wrs(r->kind)) {
+    while (!lk->dead && (r = pb_vw_link_peek(lk)) && !must_wait(lk, r)) {
         if (post_req(t, li, r, why, sizeof why) != 0) {
             lk->dead = 1;
             pend_error(t, t->links[li].leader, errno, why);
@@ -767,13 +869,19 @@ static int submit(struct vt *t, int peer, const struct pb_vw_req *r)
         /* Refuse a bad put now, not when it leaves the backlog. */
         struct pb_vw_put_plan p;
         struct pb_vw_local loc = {(uintptr_t)t->pool, t->pool_len};
-        if (pb_vw_plan_put(&loc, &L->rem, r->slot, r->tag, r->buf, r->len, &p, why, sizeof why) != 0) {
+        struct pb_vw_remote rem = L->rem;
+        int granted = r->slot < lk->peer_nslots && lk->rkey_data[r->slot];
+        if (granted)
+            rem.pool_rkey = lk->rkey_data[r->slot];
+        if (!granted)
+            snprintf(why, sizeof why, "put into slot %u, which the peer never granted", r->slot);
+        if (!granted || pb_vw_plan_put(&loc, &rem, r->slot, r->tag, r->buf, r->len, &p, why, sizeof why) != 0) {
             pend_error(t, peer, EINVAL, why);
             errno = EINVAL;
             return -1;
         }
     }
-    if (pb_vw_link_peek(lk) || pb_vw_sq_room(&lk->sq) < pb_vw_req_wrs(r->kind))
+    if (pb_vw_link_peek(lk) || must_wait(lk, r))
         return pb_vw_link_push(lk, r);
     if (post_req(t, li, r, why, sizeof why) != 0) {
         int e = errno;
@@ -792,6 +900,31 @@ static int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag,
     return submit((struct vt *)bt, peer, &r);
 }
 
+/* The slot and its descriptor entry writable by link li's QP only: the
+ * first grant of a slot registers both in that peer's PD; a grant to
+ * another peer later (another schedule) moves them. */
+static int grant_slot_mr(struct vt *t, int li, uint32_t slot, char *why, size_t wl)
+{
+    if (t->slot_owner[slot] == li)
+        return 0;
+    if (t->slot_mr[slot])
+        ibv_dereg_mr(t->slot_mr[slot]);
+    if (t->sdesc_mr[slot])
+        ibv_dereg_mr(t->sdesc_mr[slot]);
+    t->slot_owner[slot] = -1;
+    int acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+    struct ibv_pd *pd = t->links[li].pd;
+    t->slot_mr[slot] = reg(t, pd, (uint8_t *)t->pool + (size_t)slot * t->slot_size, t->slot_size, acc,
+                           "a slot of the pool", why, wl);
+    t->sdesc_mr[slot] = t->slot_mr[slot] ? reg(t, pd, t->desc_table + (size_t)slot * PB_VW_MSG_SIZE,
+                                               PB_VW_MSG_SIZE, acc, "a descriptor entry", why, wl)
+                                         : NULL;
+    if (!t->sdesc_mr[slot])
+        return -1;
+    t->slot_owner[slot] = li;
+    return 0;
+}
+
 static int v_grant(struct pb_transport *bt, int peer, uint32_t slot)
 {
     struct vt *t = (struct vt *)bt;
@@ -799,7 +932,20 @@ static int v_grant(struct pb_transport *bt, int peer, uint32_t slot)
         errno = EINVAL;
         return -1;
     }
-    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, 0, 0, NULL, 0};
+    if (peer < 0 || peer >= t->nleaders || t->leader_link[peer] < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    char why[512];
+    int li = t->leader_link[peer];
+    if (!t->lks[li].dead && grant_slot_mr(t, li, slot, why, sizeof why) != 0) {
+        int e = errno;
+        t->lks[li].dead = 1;
+        pend_error(t, peer, e, why);
+        errno = e;
+        return -1;
+    }
+    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, t->slot_mr[slot]->rkey, t->sdesc_mr[slot]->rkey, NULL, 0};
     return submit(t, peer, &r);
 }
 
@@ -813,18 +959,18 @@ static int v_notify(struct pb_transport *bt, int peer, uint32_t code)
 
 static const uint8_t *recv_buf(void *ctx, int li, uint64_t idx)
 {
-    static const uint8_t zero[PB_VW_MSG_SIZE];
+    static const uint8_t zero[PB_VW_CTRL_SIZE];
     struct vt *t = ctx;
     if (idx >= t->links[li].rq_depth)
         return zero; /* fails validation: reported as a protocol error */
-    return t->links[li].recvbuf + idx * PB_VW_MSG_SIZE;
+    return t->links[li].recvbuf + idx * PB_VW_CTRL_SIZE;
 }
 
 static void repost_recv(struct vt *t, int li, uint64_t idx)
 {
     struct vlink *L = &t->links[li];
-    struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + idx * PB_VW_MSG_SIZE), .length = PB_VW_MSG_SIZE,
-                          .lkey = t->ctrl_mr->lkey};
+    struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + idx * PB_VW_CTRL_SIZE), .length = PB_VW_CTRL_SIZE,
+                          .lkey = L->ctrl_mr->lkey};
     struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, li, idx), .sg_list = &sge, .num_sge = 1}, *bad;
     int rc = ibv_post_recv(L->qp, &wr, &bad);
     if (rc != 0 && !t->lks[li].dead) {
@@ -847,7 +993,14 @@ static int drain_cq(struct vt *t, struct pb_event *ev, int max)
             pend_error(t, -1, EIO, "polling the completion queue failed");
             break;
         }
+        double now = got > 0 ? now_ms() : 0;
         for (int i = 0; i < got; i++) {
+            enum pb_vw_kind k;
+            int cl;
+            uint64_t low;
+            pb_vw_wrid_split(wc[i].wr_id, &k, &cl, &low);
+            if (cl >= 0 && cl < t->npeers)
+                t->links[cl].last_seen = now;
             struct pb_vw_cqe c = {
                 .wr_id = wc[i].wr_id,
                 .ok = wc[i].status == IBV_WC_SUCCESS,
@@ -916,11 +1069,23 @@ static int take_pending(struct vt *t, struct pb_event *ev, int max)
     return n;
 }
 
-static double now_ms(void)
+/* FINDINGS #2: an RC QP with nothing outstanding never learns that its
+ * peer died. A link silent for KEEPALIVE_MS gets a signalled PING (at most
+ * one a KEEPALIVE_MS); a dead peer then fails it with RETRY_EXC_ERR after
+ * timeout x (retry_cnt+1), about half a second, naming the peer. */
+static void keepalive(struct vt *t)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    double now = now_ms();
+    for (int li = 0; li < t->npeers; li++) {
+        struct vlink *L = &t->links[li];
+        if (t->lks[li].dead || now - L->last_seen < KEEPALIVE_MS || now - L->last_ping < KEEPALIVE_MS)
+            continue;
+        L->last_ping = now;
+        if (!pb_vw_link_peek(&t->lks[li])) { /* a backlog means sends are stuck: they will fail anyway */
+            struct pb_vw_req r = {.kind = PB_VW_REQ_PING};
+            (void)submit(t, L->leader, &r);
+        }
+    }
 }
 
 static int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int timeout_ms)
@@ -932,6 +1097,7 @@ static int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int tim
     }
     double deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
     for (;;) {
+        keepalive(t);
         int n = take_pending(t, ev, max);
         n += drain_cq(t, ev + n, max - n);
         n += take_pending(t, ev + n, max - n);
@@ -947,12 +1113,13 @@ static int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int tim
             t->cq_armed = 1;
             continue;
         }
-        int wait = -1;
+        int wait = KEEPALIVE_MS / 4; /* wake up for the keepalives */
         if (timeout_ms > 0) {
             double left = deadline - now_ms();
             if (left <= 0)
                 return 0;
-            wait = (int)left + 1;
+            if (left + 1 < wait)
+                wait = (int)left + 1;
         }
         struct pollfd pf[2] = {{.fd = t->ch->fd, .events = POLLIN}, {.fd = t->ctx->async_fd, .events = POLLIN}};
         int pr = poll(pf, 2, wait);
@@ -1019,6 +1186,8 @@ static struct vt *vt_new(const struct pb_transport_cfg *cfg, const char *me, cha
         t->slot_size = cfg->slot_size;
         t->pool_len = (size_t)cfg->nslots * cfg->slot_size;
         t->nleaders = cfg->nleaders;
+        t->self_leader = cfg->self;
+        memcpy(t->secret, cfg->secret, sizeof t->secret);
         t->npeers = cfg->npeers;
         t->links = calloc(np, sizeof *t->links);
         t->lks = calloc(np, sizeof *t->lks);
@@ -1135,6 +1304,14 @@ static int exchange_qps(struct vt *t, const struct pb_transport_cfg *cfg, const 
             t->peer_nslots[i] = infos[L->leader].nslots;
             if (connect_link(t, L, &infos[L->leader], &pc, leader_name(cfg, L->leader), why, wl) != 0)
                 ok = 0;
+            else if (pb_vw_link_peer_slots(&t->lks[i], t->peer_nslots[i]) != 0) {
+                snprintf(why, wl, "out of memory for the keys of %s", leader_name(cfg, L->leader));
+                ok = 0;
+            }
+            /* what the peer's first message must prove (see post_ctrl) */
+            t->lks[i].hello_wait = 1;
+            t->lks[i].hello_mac = pb_vw_hello_mac(t->secret, (uint32_t)L->leader, (uint32_t)cfg->self, pc.qpn,
+                                                  L->qp->qp_num, pc.psn, L->psn);
         }
     }
     free(mytab);
@@ -1172,7 +1349,10 @@ static int agree_connected(const struct pb_transport_cfg *cfg, int ok, const cha
     return 0;
 }
 
-/* Connected: hand the completion handler its state; say what we use. */
+static int submit(struct vt *t, int peer, const struct pb_vw_req *r);
+
+/* Connected: hand the completion handler its state, say hello on every
+ * link (the first message, proving the job secret); say what we use. */
 static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg)
 {
     t->st = (struct pb_vw_state){
@@ -1186,6 +1366,12 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg)
         .recv_buf = recv_buf,
         .ctx = t,
     };
+    double now = now_ms();
+    for (int i = 0; i < t->npeers; i++) {
+        struct pb_vw_req r = {.kind = PB_VW_REQ_HELLO};
+        t->links[i].last_seen = t->links[i].last_ping = now;
+        (void)submit(t, t->links[i].leader, &r); /* a failure is pending for the first poll */
+    }
     if (!cfg->verbose)
         return;
     char gid[64] = "";
