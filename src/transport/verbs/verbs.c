@@ -23,7 +23,7 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
 {
     snprintf(err, errlen,
              "this p2pbcast was built without RDMA verbs support (on %s): rebuild with rdma-core "
-             "installed (Debian: apt-get install libibverbs-dev librdmacm-dev) or use --transport tcp or mpi",
+             "installed (Debian: apt-get install libibverbs-dev) or use --transport tcp or mpi",
              cfg && cfg->names ? cfg->names[cfg->self] : "this host");
     return NULL;
 }
