@@ -23,7 +23,7 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
 {
     snprintf(err, errlen,
              "this p2pbcast was built without RDMA verbs support (on %s): rebuild with rdma-core "
-             "installed (Debian: apt-get install libibverbs-dev librdmacm-dev) or use --transport tcp or mpi",
+             "installed (Debian: apt-get install libibverbs-dev) or use --transport tcp or mpi",
              cfg && cfg->names ? cfg->names[cfg->self] : "this host");
     return NULL;
 }
@@ -55,14 +55,24 @@ int pb_verbs_available(char *why, size_t whylen)
 #define PEND_MAX 64     /* events waiting for the next poll (errors mostly) */
 #define CQ_BATCH 32
 
+#define KEEPALIVE_MS 1000 /* a link silent this long gets a PING */
+
+/* One peer. Its QP lives in a protection domain of its own, so the rkeys
+ * of the slots granted to it (registered in that PD) are useless on any
+ * other QP: a peer can write only what was granted to it. */
 struct vlink {
     int leader;
+    struct ibv_pd *pd;
     struct ibv_qp *qp;
+    struct ibv_mr *ctrl_mr;  /* sendbuf + recvbuf, local only */
+    struct ibv_mr *send_mr;  /* the whole pool, local only: sources of our puts (at the first put) */
     struct pb_vw_remote rem;
-    uint32_t psn;
+    uint32_t psn, peer_qpn, peer_psn;
     uint32_t rq_depth;
-    uint8_t *sendbuf;  /* sq depth * PB_VW_MSG_SIZE, indexed by seq % depth */
-    uint8_t *recvbuf;  /* rq_depth * PB_VW_MSG_SIZE */
+    uint8_t *sendbuf;  /* sq depth * PB_VW_CTRL_SIZE, indexed by seq % depth */
+    uint8_t *recvbuf;  /* rq_depth * PB_VW_CTRL_SIZE */
+    double last_seen;  /* ms: the last completion of this link */
+    double last_ping;
 };
 
 struct vt {
@@ -76,21 +86,25 @@ struct vt {
     union ibv_gid gid;
 
     struct ibv_context *ctx;
-    struct ibv_pd *pd;
     struct ibv_comp_channel *ch;
     struct ibv_cq *cq;
-    struct ibv_mr *pool_mr, *desc_mr, *ctrl_mr;
+    struct ibv_mr **slot_mr;   /* per slot: REMOTE_WRITE in its grantee's PD, NULL: never granted */
+    struct ibv_mr **sdesc_mr;  /* per slot: its descriptor entry, likewise */
+    int *slot_owner;           /* per slot: link index of the grantee, -1 none */
+    uint8_t secret[16];
+    size_t reg_bytes;          /* registered so far, for messages */
     void *pool;
     size_t pool_len;
     uint32_t nslots;
     size_t slot_size;
-    uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable */
+    uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable per granted slot */
     uint8_t *ctrl;             /* all links' send and receive message buffers */
     size_t ctrl_len;
     uint32_t max_inline;
     int cq_armed;
 
     int nleaders;
+    int self_leader;
     int npeers;
     struct vlink *links;
     struct pb_vw_link *lks;    /* per link queue state, the array verbs_wire works on */
@@ -121,7 +135,16 @@ static void pend_error(struct vt *t, int peer, int err, const char *what)
     e->kind = PB_EV_ERROR;
     e->peer = peer;
     e->err = err;
-    snprintf(e->what, sizeof e->what, "%s", what);
+    size_t n = strnlen(what, sizeof e->what - 1); /* what[] is short: keep the start */
+    memcpy(e->what, what, n);
+    e->what[n] = '\0';
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* ---------------------------------------------------------------- device */
@@ -152,99 +175,105 @@ static int port_ok(struct ibv_context *ctx, uint8_t port, struct ibv_port_attr *
     return ibv_query_port(ctx, port, pa) == 0 && pa->state == IBV_PORT_ACTIVE;
 }
 
-/* Open the device and port to use: the one named in want ("dev[:port]"), or
- * the first active port, preferring a device on the pool's NUMA node. */
-static int open_device(struct vt *t, const char *want, char *why, size_t wl)
+/* What open_device looks for and what it saw, for the messages. */
+struct dev_scan {
+    char wname[64];   /* --rdma-dev device name, "" for any */
+    unsigned wport;   /* --rdma-dev port, 0 for any */
+    int pool_numa;
+    int best_score;   /* -1: nothing usable yet; 2: a port on the pool's NUMA node */
+    char seen[192];   /* ports seen and why they were not taken */
+    size_t seenlen;
+    char names[128];  /* every device on this host */
+    size_t nameslen;
+};
+
+/* "dev[:port]" into s->wname and s->wport. */
+static int parse_rdma_dev(const char *want, struct dev_scan *s, char *why, size_t wl)
 {
-    int n = 0;
-    errno = 0;
-    struct ibv_device **list = ibv_get_device_list(&n);
-    if (!list || n == 0) {
-        int e = errno;
-        nodev_reason(list, e, why, wl);
-        if (list)
-            ibv_free_device_list(list);
+    if (!want || !*want)
+        return 0;
+    snprintf(s->wname, sizeof s->wname, "%s", want);
+    char *c = strrchr(s->wname, ':');
+    if (!c)
+        return 0;
+    char *end;
+    unsigned long p = strtoul(c + 1, &end, 10);
+    if (*end || p == 0 || p > 255) {
+        snprintf(why, wl, "bad --rdma-dev '%s': expected DEVICE or DEVICE:PORT, e.g. mlx5_0:1", want);
         return -1;
     }
+    s->wport = (unsigned)p;
+    *c = '\0';
+    return 0;
+}
 
-    char wname[64] = "";
-    unsigned wport = 0;
-    if (want && *want) {
-        snprintf(wname, sizeof wname, "%s", want);
-        char *c = strrchr(wname, ':');
-        if (c) {
-            char *end;
-            unsigned long p = strtoul(c + 1, &end, 10);
-            if (*end || p == 0 || p > 255) {
-                snprintf(why, wl, "bad --rdma-dev '%s': expected DEVICE or DEVICE:PORT, e.g. mlx5_0:1", want);
-                ibv_free_device_list(list);
-                return -1;
-            }
-            wport = (unsigned)p;
-            *c = '\0';
-        }
+/* Look at the active ports of an open device; keep it in t when one of them
+ * beats what we have. Returns 1 when kept, 0 when not, -1 on a hard error. */
+static int scan_ports(struct vt *t, struct ibv_context *ctx, const char *name, struct dev_scan *s, char *why,
+                      size_t wl)
+{
+    struct ibv_device_attr da;
+    if (ibv_query_device(ctx, &da) != 0)
+        return 0;
+    if (s->wport && s->wport > da.phys_port_cnt) {
+        snprintf(why, wl, "RDMA device %s has no port %u (it has %u)", name, s->wport, da.phys_port_cnt);
+        return -1;
     }
-
-    int pool_numa = pb_topo_mem_numa(t->pool, t->pool_len);
-    int best_score = -1;
-    char seen[192] = "", names[128] = "";
-    size_t seenlen = 0, nameslen = 0;
-    for (int i = 0; i < n; i++) {
-        const char *name = ibv_get_device_name(list[i]);
-        appendf(names, sizeof names, &nameslen, "%s%s", nameslen ? ", " : "", name);
-        if (*wname && strcmp(name, wname) != 0)
-            continue;
-        if (!*wname && strncmp(name, "softverbs", 9) == 0 && !getenv("SOFTVERBS"))
-            continue; /* the test double of tests/softverbs: only under its wrapper */
-        struct ibv_context *ctx = ibv_open_device(list[i]);
-        if (!ctx) {
-            appendf(seen, sizeof seen, &seenlen, "%s%s (cannot open: %s)", seenlen ? ", " : "", name,
-                    strerror(errno));
+    int keep = 0;
+    unsigned first = s->wport ? s->wport : 1, last = s->wport ? s->wport : da.phys_port_cnt;
+    for (unsigned p = first; p <= last; p++) {
+        struct ibv_port_attr pa;
+        if (!port_ok(ctx, (uint8_t)p, &pa)) {
+            appendf(s->seen, sizeof s->seen, &s->seenlen, "%s%s:%u %s", s->seenlen ? ", " : "", name, p,
+                    ibv_port_state_str(pa.state));
             continue;
         }
-        struct ibv_device_attr da;
-        int keep = 0;
-        if (ibv_query_device(ctx, &da) == 0) {
-            if (wport && wport > da.phys_port_cnt) {
-                snprintf(why, wl, "RDMA device %s has no port %u (it has %u)", name, wport, da.phys_port_cnt);
-                ibv_close_device(ctx);
-                ibv_free_device_list(list);
-                return -1;
-            }
-            for (unsigned p = wport ? wport : 1; p <= (wport ? wport : da.phys_port_cnt); p++) {
-                struct ibv_port_attr pa;
-                if (!port_ok(ctx, (uint8_t)p, &pa)) {
-                    appendf(seen, sizeof seen, &seenlen, "%s%s:%u %s", seenlen ? ", " : "", name, p,
-                            ibv_port_state_str(pa.state));
-                    continue;
-                }
-                int score = 1 + (pool_numa >= 0 && pb_topo_dev_numa(name) == pool_numa);
-                if (score > best_score) {
-                    if (t->ctx && t->ctx != ctx)
-                        ibv_close_device(t->ctx);
-                    t->ctx = ctx;
-                    keep = 1;
-                    best_score = score;
-                    t->port = (uint8_t)p;
-                    t->pattr = pa;
-                    snprintf(t->devname, sizeof t->devname, "%s", name);
-                }
-                if (score == 2)
-                    break;
-            }
+        int score = 1 + (s->pool_numa >= 0 && pb_topo_dev_numa(name) == s->pool_numa);
+        if (score > s->best_score) {
+            if (t->ctx && t->ctx != ctx)
+                ibv_close_device(t->ctx);
+            t->ctx = ctx;
+            keep = 1;
+            s->best_score = score;
+            t->port = (uint8_t)p;
+            t->pattr = pa;
+            snprintf(t->devname, sizeof t->devname, "%s", name);
         }
-        if (!keep)
-            ibv_close_device(ctx);
-        if (best_score == 2)
+        if (score == 2)
             break;
     }
-    ibv_free_device_list(list);
+    return keep;
+}
+
+/* One device of the list: skip, or open and scan its ports. */
+static int try_device(struct vt *t, struct ibv_device *dev, struct dev_scan *s, char *why, size_t wl)
+{
+    const char *name = ibv_get_device_name(dev);
+    appendf(s->names, sizeof s->names, &s->nameslen, "%s%s", s->nameslen ? ", " : "", name);
+    if (*s->wname && strcmp(name, s->wname) != 0)
+        return 0;
+    if (!*s->wname && strncmp(name, "softverbs", 9) == 0 && !getenv("SOFTVERBS"))
+        return 0; /* the test double of tests/softverbs: only under its wrapper */
+    struct ibv_context *ctx = ibv_open_device(dev);
+    if (!ctx) {
+        appendf(s->seen, sizeof s->seen, &s->seenlen, "%s%s (cannot open: %s)", s->seenlen ? ", " : "", name,
+                strerror(errno));
+        return 0;
+    }
+    int kept = scan_ports(t, ctx, name, s, why, wl);
+    if (kept <= 0)
+        ibv_close_device(ctx);
+    return kept < 0 ? -1 : 0;
+}
+
+/* Nothing found: say what there was. A port without a LID is no use either. */
+static int check_chosen(const struct vt *t, const struct dev_scan *s, char *why, size_t wl)
+{
     if (!t->ctx) {
-        if (*wname && !*seen)
-            snprintf(why, wl, "RDMA device %s not found (this host has: %s)", wname, names);
+        if (*s->wname && !*s->seen)
+            snprintf(why, wl, "RDMA device %s not found (this host has: %s)", s->wname, s->names);
         else
-            snprintf(why, wl, "no active RDMA port (%s): check cables, the subnet manager and `ibstat`",
-                     seen);
+            snprintf(why, wl, "no active RDMA port (%s): check cables, the subnet manager and `ibstat`", s->seen);
         return -1;
     }
     if (t->pattr.link_layer != IBV_LINK_LAYER_ETHERNET && t->pattr.lid == 0) {
@@ -253,6 +282,29 @@ static int open_device(struct vt *t, const char *want, char *why, size_t wl)
         return -1;
     }
     return 0;
+}
+
+/* Open the device and port to use: the one named in want ("dev[:port]"), or
+ * the first active port, preferring a device on the pool's NUMA node. */
+static int open_device(struct vt *t, const char *want, char *why, size_t wl)
+{
+    struct dev_scan s = {.pool_numa = pb_topo_mem_numa(t->pool, t->pool_len), .best_score = -1};
+    if (parse_rdma_dev(want, &s, why, wl) != 0)
+        return -1;
+    int n = 0;
+    errno = 0;
+    struct ibv_device **list = ibv_get_device_list(&n);
+    if (!list || n == 0) {
+        nodev_reason(list, errno, why, wl);
+        if (list)
+            ibv_free_device_list(list);
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0 && s.best_score < 2; i++)
+        rc = try_device(t, list[i], &s, why, wl);
+    ibv_free_device_list(list);
+    return rc != 0 ? -1 : check_chosen(t, &s, why, wl);
 }
 
 /* RoCE needs a GID (and a GRH on every packet); pick RoCE v2 with an IPv4
@@ -311,22 +363,32 @@ static void destroy(struct vt *t)
         if (t->lks)
             pb_vw_link_fini(&t->lks[i]);
     }
-    if (t->pool_mr)
-        ibv_dereg_mr(t->pool_mr);
-    if (t->desc_mr)
-        ibv_dereg_mr(t->desc_mr);
-    if (t->ctrl_mr)
-        ibv_dereg_mr(t->ctrl_mr);
+    for (uint32_t s = 0; t->slot_mr && s < t->nslots; s++) {
+        if (t->slot_mr[s])
+            ibv_dereg_mr(t->slot_mr[s]);
+        if (t->sdesc_mr[s])
+            ibv_dereg_mr(t->sdesc_mr[s]);
+    }
+    for (int i = 0; t->links && i < t->npeers; i++) {
+        if (t->links[i].ctrl_mr)
+            ibv_dereg_mr(t->links[i].ctrl_mr);
+        if (t->links[i].send_mr)
+            ibv_dereg_mr(t->links[i].send_mr);
+    }
     if (t->cq)
         ibv_destroy_cq(t->cq); /* every event we took was acked at once, so this cannot block */
     if (t->ch)
         ibv_destroy_comp_channel(t->ch);
-    if (t->pd)
-        ibv_dealloc_pd(t->pd);
+    for (int i = 0; t->links && i < t->npeers; i++)
+        if (t->links[i].pd)
+            ibv_dealloc_pd(t->links[i].pd);
     if (t->ctx)
         ibv_close_device(t->ctx);
     free(t->desc_table);
     free(t->ctrl);
+    free(t->slot_mr);
+    free(t->sdesc_mr);
+    free(t->slot_owner);
     free(t->links);
     free(t->lks);
     free(t->leader_link);
@@ -346,39 +408,48 @@ static uint32_t clampu(uint64_t v, uint32_t lo, uint32_t hi)
     return v < lo ? lo : v > hi ? hi : (uint32_t)v;
 }
 
-/* Everything local: device, memory, queue pairs in INIT with receives posted. */
-static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
+/* Queue depths from the device limits. Incoming per peer: at most nslots
+ * writes into our slots plus the peer's credits (its nslots, assumed like
+ * ours) plus a few notifies. Outgoing: 2 WRs per put plus credits. More
+ * than this waits in the backlog (sends) or is retried by the HCA (RNR,
+ * receives). */
+static int size_queues(struct vt *t, uint32_t *sq, uint32_t *rq, char *why, size_t wl)
 {
-    if (open_device(t, cfg->rdma_dev, why, wl) != 0 || choose_gid(t, cfg->gid_index, why, wl) != 0)
-        return -1;
-
     struct ibv_device_attr da;
     if (ibv_query_device(t->ctx, &da) != 0) {
         snprintf(why, wl, "cannot query RDMA device %s: %s", t->devname, strerror(errno));
         return -1;
     }
-    /* Incoming per peer: at most nslots writes into our slots plus the
-     * peer's credits (its nslots, assumed like ours) plus a few notifies.
-     * Outgoing: 2 WRs per put plus credits. More than this waits in the
-     * backlog (sends) or is retried by the HCA (RNR, receives). */
     uint32_t maxwr = clampu((uint64_t)da.max_qp_wr, 16, 8192);
-    uint32_t sq = clampu(2ull * t->nslots + 32, 16, maxwr);
-    uint32_t rq = clampu(2ull * t->nslots + 32, 16, maxwr);
-    uint64_t need = (uint64_t)t->npeers * (sq + rq);
+    *sq = clampu(2ull * t->nslots + 32, 16, maxwr);
+    *rq = clampu(2ull * t->nslots + 32, 16, maxwr);
+    uint64_t need = (uint64_t)t->npeers * (*sq + *rq);
     if (t->npeers && need > (uint64_t)da.max_cqe) {
-        sq = rq = clampu((uint64_t)da.max_cqe / (2u * (uint64_t)t->npeers), 8, maxwr);
-        if ((uint64_t)t->npeers * (sq + rq) > (uint64_t)da.max_cqe) {
+        *sq = *rq = clampu((uint64_t)da.max_cqe / (2u * (uint64_t)t->npeers), 8, maxwr);
+        if ((uint64_t)t->npeers * (*sq + *rq) > (uint64_t)da.max_cqe) {
             snprintf(why, wl, "RDMA device %s completion queue (%d entries) too small for %d peers",
                      t->devname, da.max_cqe, t->npeers);
             return -1;
         }
     }
+    return 0;
+}
 
-    t->pd = ibv_alloc_pd(t->ctx);
-    if (!t->pd) {
-        snprintf(why, wl, "cannot allocate a protection domain on %s: %s", t->devname, strerror(errno));
+/* A protection domain per peer (see struct vlink). */
+static int alloc_pd(struct vt *t, struct vlink *L, const char *peer, char *why, size_t wl)
+{
+    L->pd = ibv_alloc_pd(t->ctx);
+    if (!L->pd) {
+        snprintf(why, wl, "cannot allocate a protection domain for %s on %s: %s", peer, t->devname,
+                 strerror(errno));
         return -1;
     }
+    return 0;
+}
+
+/* One completion channel and one CQ for every QP, both non-blocking. */
+static int create_cq(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
+{
     t->ch = ibv_create_comp_channel(t->ctx);
     if (!t->ch || set_nonblock(t->ch->fd) != 0 || set_nonblock(t->ctx->async_fd) != 0) {
         snprintf(why, wl, "cannot create a completion channel on %s: %s", t->devname, strerror(errno));
@@ -391,101 +462,174 @@ static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *w
                  strerror(errno));
         return -1;
     }
+    return 0;
+}
 
-    /* The whole pool once: chunks land in it and are forwarded from it. */
-    int acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
-    t->pool_mr = ibv_reg_mr(t->pd, t->pool, t->pool_len, acc);
-    if (!t->pool_mr) {
-        int e = errno;
-        struct rlimit rl;
-        char lim[48] = "unknown";
-        if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
-            if (rl.rlim_cur == RLIM_INFINITY)
-                snprintf(lim, sizeof lim, "unlimited");
-            else
-                snprintf(lim, sizeof lim, "%llu KiB", (unsigned long long)rl.rlim_cur / 1024);
-        }
-        snprintf(why, wl,
-                 "cannot register the %.1f MiB slot pool with %s: %s; check `ulimit -l` (memlock, now %s): "
-                 "it must be unlimited or exceed the pool (limits.conf, Slurm PropagateResourceLimits)",
-                 t->pool_len / 1048576.0, t->devname, strerror(e), lim);
-        return -1;
+static void memlock_hint(char *lim, size_t n)
+{
+    struct rlimit rl;
+    snprintf(lim, n, "unknown");
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+        if (rl.rlim_cur == RLIM_INFINITY)
+            snprintf(lim, n, "unlimited");
+        else
+            snprintf(lim, n, "%llu KiB", (unsigned long long)rl.rlim_cur / 1024);
     }
+}
+
+/* Why a registration of len bytes failed (errno e). */
+static void reg_error(struct vt *t, const char *what, size_t len, int e, char *why, size_t wl)
+{
+    char lim[48];
+    memlock_hint(lim, sizeof lim);
+    snprintf(why, wl,
+             "cannot register %s (%.1f MiB) with %s: %s; check `ulimit -l` (memlock, now %s): "
+             "it must be unlimited or exceed the pool (limits.conf, Slurm PropagateResourceLimits)",
+             what, len / 1048576.0, t->devname, strerror(e), lim);
+}
+
+/* Register len bytes at addr in pd; counts what is registered. */
+static struct ibv_mr *reg(struct vt *t, struct ibv_pd *pd, void *addr, size_t len, int acc, const char *what,
+                          char *why, size_t wl)
+{
+    struct ibv_mr *mr = ibv_reg_mr(pd, addr, len, acc);
+    if (!mr)
+        reg_error(t, what, len, errno, why, wl);
+    else
+        t->reg_bytes += len;
+    return mr;
+}
+
+/* The descriptor table and the control message buffers; the per-slot
+ * tables of grants. The pool itself is registered per peer: the slots
+ * granted to it when granted, all of it (local only) at its first put. */
+static int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
+{
     size_t dlen = (size_t)t->nslots * PB_VW_MSG_SIZE;
-    if (posix_memalign((void **)&t->desc_table, 4096, dlen) != 0) {
+    t->ctrl_len = (size_t)t->npeers * (sq + rq) * PB_VW_CTRL_SIZE;
+    t->slot_mr = calloc(t->nslots, sizeof *t->slot_mr);
+    t->sdesc_mr = calloc(t->nslots, sizeof *t->sdesc_mr);
+    t->slot_owner = malloc(t->nslots * sizeof *t->slot_owner);
+    if (posix_memalign((void **)&t->desc_table, 4096, dlen) != 0)
         t->desc_table = NULL;
-        snprintf(why, wl, "out of memory for the descriptor table");
+    if (t->ctrl_len && posix_memalign((void **)&t->ctrl, 4096, t->ctrl_len) != 0)
+        t->ctrl = NULL;
+    if (!t->slot_mr || !t->sdesc_mr || !t->slot_owner || !t->desc_table || (t->ctrl_len && !t->ctrl)) {
+        snprintf(why, wl, "out of memory for the descriptor table and control buffers");
         return -1;
     }
     memset(t->desc_table, 0, dlen);
-    t->desc_mr = ibv_reg_mr(t->pd, t->desc_table, dlen, acc);
-    t->ctrl_len = (size_t)t->npeers * (sq + rq) * PB_VW_MSG_SIZE;
-    if (t->ctrl_len && posix_memalign((void **)&t->ctrl, 4096, t->ctrl_len) != 0)
-        t->ctrl = NULL;
     if (t->ctrl)
         memset(t->ctrl, 0, t->ctrl_len);
-    if (t->ctrl)
-        t->ctrl_mr = ibv_reg_mr(t->pd, t->ctrl, t->ctrl_len, IBV_ACCESS_LOCAL_WRITE);
-    if (!t->desc_mr || (t->ctrl_len && !t->ctrl_mr)) {
-        snprintf(why, wl, "cannot register control buffers with %s: %s; check `ulimit -l` (memlock)",
-                 t->devname, strerror(errno));
+    for (uint32_t s = 0; s < t->nslots; s++)
+        t->slot_owner[s] = -1;
+    return 0;
+}
+
+static const char *leader_name(const struct pb_transport_cfg *cfg, int leader)
+{
+    return cfg->names && cfg->names[leader] ? cfg->names[leader] : "a peer";
+}
+
+/* An RC QP on the shared CQ, with inline data when the provider allows. */
+static int create_qp(struct vt *t, struct vlink *L, uint32_t sq, uint32_t rq, const char *peer, char *why,
+                     size_t wl)
+{
+    struct ibv_qp_init_attr qa = {
+        .send_cq = t->cq,
+        .recv_cq = t->cq,
+        .cap = {.max_send_wr = sq, .max_recv_wr = rq, .max_send_sge = 1, .max_recv_sge = 1,
+                .max_inline_data = PB_VW_CTRL_SIZE},
+        .qp_type = IBV_QPT_RC,
+        .sq_sig_all = 0, /* selective signalling */
+    };
+    L->qp = ibv_create_qp(L->pd, &qa);
+    if (!L->qp) {
+        /* Some providers refuse inline data: retry without. */
+        qa.cap.max_inline_data = 0;
+        L->qp = ibv_create_qp(L->pd, &qa);
+    }
+    if (!L->qp) {
+        snprintf(why, wl, "cannot create a queue pair for %s on %s: %s", peer, t->devname, strerror(errno));
         return -1;
     }
+    if (L == &t->links[0] || qa.cap.max_inline_data < t->max_inline)
+        t->max_inline = qa.cap.max_inline_data; /* what the provider granted, for every QP */
+    return 0;
+}
 
+static int qp_to_init(struct vt *t, struct vlink *L, const char *peer, char *why, size_t wl)
+{
+    struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .pkey_index = 0, .port_num = t->port,
+                            .qp_access_flags = IBV_ACCESS_REMOTE_WRITE};
+    int rc = ibv_modify_qp(L->qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
+    if (rc != 0) {
+        snprintf(why, wl, "cannot move the queue pair for %s to INIT on %s: %s", peer, t->devname, strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static uint32_t random_psn(int salt)
+{
+    uint32_t r;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+        r = (uint32_t)time(NULL) ^ (uint32_t)getpid() ^ (uint32_t)salt * 2654435761u;
+    return r & 0xffffff;
+}
+
+/* Receives first: a peer may send as soon as it reaches RTS. */
+static int post_receives(struct vt *t, int li, const char *peer, char *why, size_t wl)
+{
+    struct vlink *L = &t->links[li];
+    for (uint32_t k = 0; k < L->rq_depth; k++) {
+        struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + (size_t)k * PB_VW_CTRL_SIZE),
+                              .length = PB_VW_CTRL_SIZE, .lkey = L->ctrl_mr->lkey};
+        struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, li, k), .sg_list = &sge, .num_sge = 1}, *bad;
+        int rc = ibv_post_recv(L->qp, &wr, &bad);
+        if (rc != 0) {
+            snprintf(why, wl, "cannot post receives for %s on %s: %s", peer, t->devname, strerror(rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Per peer: buffers, queue state, a QP in INIT with its receives posted. */
+static int create_links(struct vt *t, const struct pb_transport_cfg *cfg, uint32_t sq, uint32_t rq, char *why,
+                        size_t wl)
+{
     for (int i = 0; i < t->npeers; i++) {
         struct vlink *L = &t->links[i];
+        const char *peer = leader_name(cfg, L->leader);
         L->rq_depth = rq;
-        L->sendbuf = t->ctrl + (size_t)i * (sq + rq) * PB_VW_MSG_SIZE;
-        L->recvbuf = L->sendbuf + (size_t)sq * PB_VW_MSG_SIZE;
+        L->sendbuf = t->ctrl + (size_t)i * (sq + rq) * PB_VW_CTRL_SIZE;
+        L->recvbuf = L->sendbuf + (size_t)sq * PB_VW_CTRL_SIZE;
         if (pb_vw_link_init(&t->lks[i], sq) != 0) {
             snprintf(why, wl, "out of memory for link state");
             return -1;
         }
-        struct ibv_qp_init_attr qa = {
-            .send_cq = t->cq,
-            .recv_cq = t->cq,
-            .cap = {.max_send_wr = sq, .max_recv_wr = rq, .max_send_sge = 1, .max_recv_sge = 1,
-                    .max_inline_data = PB_VW_MSG_SIZE},
-            .qp_type = IBV_QPT_RC,
-            .sq_sig_all = 0, /* selective signalling */
-        };
-        L->qp = ibv_create_qp(t->pd, &qa);
-        if (!L->qp) {
-            /* Some providers refuse inline data: retry without. */
-            qa.cap.max_inline_data = 0;
-            L->qp = ibv_create_qp(t->pd, &qa);
-        }
-        if (!L->qp) {
-            snprintf(why, wl, "cannot create a queue pair for %s on %s: %s", cfg->names ? cfg->names[L->leader] : "a peer",
-                     t->devname, strerror(errno));
+        if (alloc_pd(t, L, peer, why, wl) != 0)
             return -1;
-        }
-        if (i == 0 || qa.cap.max_inline_data < t->max_inline)
-            t->max_inline = qa.cap.max_inline_data; /* what the provider granted, for every QP */
-        struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .pkey_index = 0, .port_num = t->port,
-                                .qp_access_flags = IBV_ACCESS_REMOTE_WRITE};
-        int mrc = ibv_modify_qp(L->qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS);
-        if (mrc != 0) {
-            snprintf(why, wl, "cannot move a queue pair to INIT on %s: %s", t->devname, strerror(mrc));
+        L->ctrl_mr = reg(t, L->pd, L->sendbuf, (size_t)(sq + rq) * PB_VW_CTRL_SIZE, IBV_ACCESS_LOCAL_WRITE,
+                         "control buffers", why, wl);
+        if (!L->ctrl_mr || create_qp(t, L, sq, rq, peer, why, wl) != 0 || qp_to_init(t, L, peer, why, wl) != 0)
             return -1;
-        }
-        uint32_t r;
-        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-            r = (uint32_t)time(NULL) ^ (uint32_t)getpid() ^ (uint32_t)i * 2654435761u;
-        L->psn = r & 0xffffff;
-        /* Receives first: a peer may send as soon as it reaches RTS. */
-        for (uint32_t k = 0; k < rq; k++) {
-            struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + (size_t)k * PB_VW_MSG_SIZE),
-                                  .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
-            struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, i, k), .sg_list = &sge, .num_sge = 1},
-                               *bad;
-            int rc = ibv_post_recv(L->qp, &wr, &bad);
-            if (rc != 0) {
-                snprintf(why, wl, "cannot post receives on %s: %s", t->devname, strerror(rc));
-                return -1;
-            }
-        }
+        L->psn = random_psn(i);
+        if (post_receives(t, i, peer, why, wl) != 0)
+            return -1;
     }
+    return 0;
+}
+
+/* Everything local: device, memory, queue pairs in INIT with receives posted. */
+static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
+{
+    uint32_t sq, rq;
+    if (open_device(t, cfg->rdma_dev, why, wl) != 0 || choose_gid(t, cfg->gid_index, why, wl) != 0 ||
+        size_queues(t, &sq, &rq, why, wl) != 0 || create_cq(t, sq, rq, why, wl) != 0 ||
+        alloc_memory(t, sq, rq, why, wl) != 0 || create_links(t, cfg, sq, rq, why, wl) != 0)
+        return -1;
     return 0;
 }
 
@@ -496,9 +640,9 @@ static void fill_info(const struct vt *t, struct pb_vw_info *in)
     in->nslots = t->nslots;
     in->slot_size = t->slot_size;
     in->pool_addr = (uintptr_t)t->pool;
-    in->pool_rkey = t->pool_mr->rkey;
+    in->pool_rkey = 0; /* keys come with each credit */
     in->desc_addr = (uintptr_t)t->desc_table;
-    in->desc_rkey = t->desc_mr->rkey;
+    in->desc_rkey = 0;
     in->rq_depth = t->npeers ? t->links[0].rq_depth : 1;
     in->lid = t->pattr.lid;
     in->port = t->port;
@@ -555,9 +699,9 @@ static int connect_link(struct vt *t, struct vlink *L, const struct pb_vw_info *
         return -1;
     }
     L->rem.pool_addr = pi->pool_addr;
-    L->rem.pool_rkey = pi->pool_rkey;
     L->rem.desc_addr = pi->desc_addr;
-    L->rem.desc_rkey = pi->desc_rkey;
+    L->peer_qpn = pc->qpn;
+    L->peer_psn = pc->psn;
     L->rem.nslots = pi->nslots;
     L->rem.slot_size = pi->slot_size;
     return 0;
@@ -565,77 +709,130 @@ static int connect_link(struct vt *t, struct vlink *L, const struct pb_vw_info *
 
 /* ---------------------------------------------------------------- posting */
 
-static int post_req(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+/* The whole pool, local access only, in this peer's PD: the lkey of the
+ * sources of our puts to it. Registered at the first put, so a node that
+ * never sends to a peer (most links of the root's receivers) pins nothing
+ * more for it. */
+static int ensure_send_mr(struct vt *t, int li, char *why, size_t wl)
+{
+    struct vlink *L = &t->links[li];
+    if (!L->send_mr)
+        L->send_mr = reg(t, L->pd, t->pool, t->pool_len, IBV_ACCESS_LOCAL_WRITE, "the slot pool for sending", why,
+                         wl);
+    return L->send_mr ? 0 : -1;
+}
+
+/* A put: the descriptor (RDMA WRITE) then the data (WRITE WITH IMM), with
+ * the rkeys of the peer's latest credit for that slot. */
+static int post_put(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
 {
     struct vlink *L = &t->links[li];
     struct pb_vw_link *lk = &t->lks[li];
     struct pb_vw_sq *sq = &lk->sq;
-    struct ibv_send_wr wr[2], *bad = NULL;
-    struct ibv_sge sge[2];
-    memset(wr, 0, sizeof wr);
-    memset(sge, 0, sizeof sge);
-    int sig0, sig1 = 0, nwr;
-    uint64_t seq0, seq1 = 0;
-    int inl = t->max_inline >= PB_VW_MSG_SIZE ? IBV_SEND_INLINE : 0;
-
-    if (r->kind == PB_VW_REQ_PUT) {
-        struct pb_vw_put_plan p;
-        struct pb_vw_local loc = {(uintptr_t)t->pool, t->pool_len};
-        if (pb_vw_plan_put(&loc, &L->rem, r->slot, r->tag, r->buf, r->len, &p, why, wl) != 0) {
-            errno = EINVAL;
-            return -1;
-        }
-        seq0 = pb_vw_sq_take(sq, 0, &sig0);
-        seq1 = pb_vw_sq_take(sq, 1, &sig1);
-        uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_MSG_SIZE;
-        memcpy(m, p.desc, PB_VW_MSG_SIZE);
-        sge[0] = (struct ibv_sge){.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
-        wr[0].wr_id = pb_vw_wrid(PB_VW_K_DESC, li, seq0);
-        wr[0].opcode = IBV_WR_RDMA_WRITE;
-        wr[0].sg_list = &sge[0];
-        wr[0].num_sge = 1;
-        wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | inl;
-        wr[0].wr.rdma.remote_addr = p.desc_raddr;
-        wr[0].wr.rdma.rkey = p.desc_rkey;
-        wr[0].next = &wr[1];
-        sge[1] = (struct ibv_sge){.addr = p.data_laddr, .length = p.len, .lkey = t->pool_mr->lkey};
-        wr[1].wr_id = pb_vw_wrid(PB_VW_K_DATA, li, seq1);
-        wr[1].opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
-        wr[1].sg_list = &sge[1];
-        wr[1].num_sge = p.len ? 1 : 0;
-        wr[1].send_flags = IBV_SEND_SIGNALED;
-        wr[1].imm_data = htonl(p.imm);
-        wr[1].wr.rdma.remote_addr = p.data_raddr;
-        wr[1].wr.rdma.rkey = p.data_rkey;
-        lk->cookies[seq1 % sq->depth] = r->cookie;
-        nwr = 2;
-    } else {
-        seq0 = pb_vw_sq_take(sq, 0, &sig0);
-        uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_MSG_SIZE;
-        pb_vw_msg_pack(m, r->kind == PB_VW_REQ_CREDIT ? PB_VW_MSG_CREDIT : PB_VW_MSG_NOTIFY,
-                       r->kind == PB_VW_REQ_CREDIT ? r->slot : r->tag);
-        sge[0] = (struct ibv_sge){.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey};
-        wr[0].wr_id = pb_vw_wrid(PB_VW_K_CTRL, li, seq0);
-        wr[0].opcode = IBV_WR_SEND;
-        wr[0].sg_list = &sge[0];
-        wr[0].num_sge = 1;
-        wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | inl;
-        nwr = 1;
+    if (r->slot >= lk->peer_nslots || !lk->rkey_data[r->slot]) {
+        snprintf(why, wl, "put into slot %u, which the peer never granted", r->slot);
+        errno = EINVAL;
+        return -1;
     }
+    struct pb_vw_remote rem = L->rem;
+    rem.pool_rkey = lk->rkey_data[r->slot];
+    rem.desc_rkey = lk->rkey_desc[r->slot];
+    struct pb_vw_put_plan p;
+    struct pb_vw_local loc = {(uintptr_t)t->pool, t->pool_len};
+    if (pb_vw_plan_put(&loc, &rem, r->slot, r->tag, r->buf, r->len, &p, why, wl) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ensure_send_mr(t, li, why, wl) != 0)
+        return -1;
+    int sig0, sig1;
+    uint64_t seq0 = pb_vw_sq_take(sq, 0, &sig0), seq1 = pb_vw_sq_take(sq, 1, &sig1);
+    uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_CTRL_SIZE;
+    memcpy(m, p.desc, PB_VW_MSG_SIZE);
+    struct ibv_sge sge[2] = {
+        {.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = L->ctrl_mr->lkey},
+        {.addr = p.data_laddr, .length = p.len, .lkey = L->send_mr->lkey},
+    };
+    struct ibv_send_wr wr[2], *bad = NULL;
+    memset(wr, 0, sizeof wr);
+    wr[0].wr_id = pb_vw_wrid(PB_VW_K_DESC, li, seq0);
+    wr[0].opcode = IBV_WR_RDMA_WRITE;
+    wr[0].sg_list = &sge[0];
+    wr[0].num_sge = 1;
+    wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | (t->max_inline >= PB_VW_MSG_SIZE ? IBV_SEND_INLINE : 0);
+    wr[0].wr.rdma.remote_addr = p.desc_raddr;
+    wr[0].wr.rdma.rkey = p.desc_rkey;
+    wr[0].next = &wr[1];
+    wr[1].wr_id = pb_vw_wrid(PB_VW_K_DATA, li, seq1);
+    wr[1].opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+    wr[1].sg_list = &sge[1];
+    wr[1].num_sge = p.len ? 1 : 0;
+    wr[1].send_flags = IBV_SEND_SIGNALED;
+    wr[1].imm_data = htonl(p.imm);
+    wr[1].wr.rdma.remote_addr = p.data_raddr;
+    wr[1].wr.rdma.rkey = p.data_rkey;
+    lk->cookies[seq1 % sq->depth] = r->cookie;
     int rc = ibv_post_send(L->qp, wr, &bad);
     if (rc != 0) {
         /* Nothing of this request reached the queue only if the first WR
          * was refused; a half-posted put breaks the link anyway. */
         if (bad == &wr[0]) {
-            if (nwr == 2)
-                pb_vw_sq_untake(sq, seq1, sig1);
+            pb_vw_sq_untake(sq, seq1, sig1);
             pb_vw_sq_untake(sq, seq0, sig0);
         }
-        snprintf(why, wl, "posting to the queue pair failed: %s", strerror(rc));
+        snprintf(why, wl, "posting a chunk write failed: %s", strerror(rc));
         errno = rc;
         return -1;
     }
     return 0;
+}
+
+/* A control message: credit (with the slot's rkeys), notify, hello, ping. */
+static int post_ctrl(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+{
+    struct vlink *L = &t->links[li];
+    struct pb_vw_sq *sq = &t->lks[li].sq;
+    struct pb_vw_ctrl c = {0};
+    switch (r->kind) {
+    case PB_VW_REQ_CREDIT: c = (struct pb_vw_ctrl){PB_VW_MSG_CREDIT, r->slot, r->tag, r->len, 0}; break;
+    case PB_VW_REQ_NOTIFY: c = (struct pb_vw_ctrl){PB_VW_MSG_NOTIFY, r->tag, 0, 0, 0}; break;
+    case PB_VW_REQ_HELLO:
+        c = (struct pb_vw_ctrl){PB_VW_MSG_HELLO, 0, 0, 0,
+                                pb_vw_hello_mac(t->secret, (uint32_t)t->self_leader, (uint32_t)L->leader,
+                                                L->qp->qp_num, L->peer_qpn, L->psn, L->peer_psn)};
+        break;
+    default: c.type = PB_VW_MSG_PING; break;
+    }
+    int sig;
+    /* hello and ping are signalled: a dead peer must surface as an error */
+    uint64_t seq = pb_vw_sq_take(sq, r->kind == PB_VW_REQ_HELLO || r->kind == PB_VW_REQ_PING, &sig);
+    uint8_t *m = L->sendbuf + (seq % sq->depth) * PB_VW_CTRL_SIZE;
+    pb_vw_ctrl_pack(m, &c);
+    struct ibv_sge sge = {.addr = (uintptr_t)m, .length = PB_VW_CTRL_SIZE, .lkey = L->ctrl_mr->lkey};
+    struct ibv_send_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_CTRL, li, seq), .sg_list = &sge, .num_sge = 1,
+                             .opcode = IBV_WR_SEND,
+                             .send_flags = (sig ? IBV_SEND_SIGNALED : 0) |
+                                           (t->max_inline >= PB_VW_CTRL_SIZE ? IBV_SEND_INLINE : 0)},
+                       *bad;
+    int rc = ibv_post_send(L->qp, &wr, &bad);
+    if (rc != 0) {
+        pb_vw_sq_untake(sq, seq, sig);
+        snprintf(why, wl, "posting a control message failed: %s", strerror(rc));
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+static int post_req(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+{
+    return r->kind == PB_VW_REQ_PUT ? post_put(t, li, r, why, wl) : post_ctrl(t, li, r, why, wl);
+}
+
+/* A credit gives the peer keys: not before it proved the job secret. */
+static int must_wait(const struct pb_vw_link *lk, const struct pb_vw_req *r)
+{
+    return pb_vw_sq_room(&lk->sq) < pb_vw_req_wrs(r->kind) || (r->kind == PB_VW_REQ_CREDIT && lk->hello_wait);
 }
 
 /* Post what waited for queue space, in order. */
@@ -644,7 +841,7 @@ static void drain_backlog(struct vt *t, int li)
     struct pb_vw_link *lk = &t->lks[li];
     const struct pb_vw_req *r;
     char why[160];
-    while (!lk->dead && (r = pb_vw_link_peek(lk)) && pb_vw_sq_room(&lk->sq) >= pb_vw_req_wrs(r->kind)) {
+    while (!lk->dead && (r = pb_vw_link_peek(lk)) && !must_wait(lk, r)) {
         if (post_req(t, li, r, why, sizeof why) != 0) {
             lk->dead = 1;
             pend_error(t, t->links[li].leader, errno, why);
@@ -672,13 +869,19 @@ static int submit(struct vt *t, int peer, const struct pb_vw_req *r)
         /* Refuse a bad put now, not when it leaves the backlog. */
         struct pb_vw_put_plan p;
         struct pb_vw_local loc = {(uintptr_t)t->pool, t->pool_len};
-        if (pb_vw_plan_put(&loc, &L->rem, r->slot, r->tag, r->buf, r->len, &p, why, sizeof why) != 0) {
+        struct pb_vw_remote rem = L->rem;
+        int granted = r->slot < lk->peer_nslots && lk->rkey_data[r->slot];
+        if (granted)
+            rem.pool_rkey = lk->rkey_data[r->slot];
+        if (!granted)
+            snprintf(why, sizeof why, "put into slot %u, which the peer never granted", r->slot);
+        if (!granted || pb_vw_plan_put(&loc, &rem, r->slot, r->tag, r->buf, r->len, &p, why, sizeof why) != 0) {
             pend_error(t, peer, EINVAL, why);
             errno = EINVAL;
             return -1;
         }
     }
-    if (pb_vw_link_peek(lk) || pb_vw_sq_room(&lk->sq) < pb_vw_req_wrs(r->kind))
+    if (pb_vw_link_peek(lk) || must_wait(lk, r))
         return pb_vw_link_push(lk, r);
     if (post_req(t, li, r, why, sizeof why) != 0) {
         int e = errno;
@@ -697,6 +900,31 @@ static int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag,
     return submit((struct vt *)bt, peer, &r);
 }
 
+/* The slot and its descriptor entry writable by link li's QP only: the
+ * first grant of a slot registers both in that peer's PD; a grant to
+ * another peer later (another schedule) moves them. */
+static int grant_slot_mr(struct vt *t, int li, uint32_t slot, char *why, size_t wl)
+{
+    if (t->slot_owner[slot] == li)
+        return 0;
+    if (t->slot_mr[slot])
+        ibv_dereg_mr(t->slot_mr[slot]);
+    if (t->sdesc_mr[slot])
+        ibv_dereg_mr(t->sdesc_mr[slot]);
+    t->slot_owner[slot] = -1;
+    int acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+    struct ibv_pd *pd = t->links[li].pd;
+    t->slot_mr[slot] = reg(t, pd, (uint8_t *)t->pool + (size_t)slot * t->slot_size, t->slot_size, acc,
+                           "a slot of the pool", why, wl);
+    t->sdesc_mr[slot] = t->slot_mr[slot] ? reg(t, pd, t->desc_table + (size_t)slot * PB_VW_MSG_SIZE,
+                                               PB_VW_MSG_SIZE, acc, "a descriptor entry", why, wl)
+                                         : NULL;
+    if (!t->sdesc_mr[slot])
+        return -1;
+    t->slot_owner[slot] = li;
+    return 0;
+}
+
 static int v_grant(struct pb_transport *bt, int peer, uint32_t slot)
 {
     struct vt *t = (struct vt *)bt;
@@ -704,7 +932,20 @@ static int v_grant(struct pb_transport *bt, int peer, uint32_t slot)
         errno = EINVAL;
         return -1;
     }
-    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, 0, 0, NULL, 0};
+    if (peer < 0 || peer >= t->nleaders || t->leader_link[peer] < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    char why[512];
+    int li = t->leader_link[peer];
+    if (!t->lks[li].dead && grant_slot_mr(t, li, slot, why, sizeof why) != 0) {
+        int e = errno;
+        t->lks[li].dead = 1;
+        pend_error(t, peer, e, why);
+        errno = e;
+        return -1;
+    }
+    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, t->slot_mr[slot]->rkey, t->sdesc_mr[slot]->rkey, NULL, 0};
     return submit(t, peer, &r);
 }
 
@@ -718,18 +959,18 @@ static int v_notify(struct pb_transport *bt, int peer, uint32_t code)
 
 static const uint8_t *recv_buf(void *ctx, int li, uint64_t idx)
 {
-    static const uint8_t zero[PB_VW_MSG_SIZE];
+    static const uint8_t zero[PB_VW_CTRL_SIZE];
     struct vt *t = ctx;
     if (idx >= t->links[li].rq_depth)
         return zero; /* fails validation: reported as a protocol error */
-    return t->links[li].recvbuf + idx * PB_VW_MSG_SIZE;
+    return t->links[li].recvbuf + idx * PB_VW_CTRL_SIZE;
 }
 
 static void repost_recv(struct vt *t, int li, uint64_t idx)
 {
     struct vlink *L = &t->links[li];
-    struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + idx * PB_VW_MSG_SIZE), .length = PB_VW_MSG_SIZE,
-                          .lkey = t->ctrl_mr->lkey};
+    struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + idx * PB_VW_CTRL_SIZE), .length = PB_VW_CTRL_SIZE,
+                          .lkey = L->ctrl_mr->lkey};
     struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, li, idx), .sg_list = &sge, .num_sge = 1}, *bad;
     int rc = ibv_post_recv(L->qp, &wr, &bad);
     if (rc != 0 && !t->lks[li].dead) {
@@ -752,7 +993,14 @@ static int drain_cq(struct vt *t, struct pb_event *ev, int max)
             pend_error(t, -1, EIO, "polling the completion queue failed");
             break;
         }
+        double now = got > 0 ? now_ms() : 0;
         for (int i = 0; i < got; i++) {
+            enum pb_vw_kind k;
+            int cl;
+            uint64_t low;
+            pb_vw_wrid_split(wc[i].wr_id, &k, &cl, &low);
+            if (cl >= 0 && cl < t->npeers)
+                t->links[cl].last_seen = now;
             struct pb_vw_cqe c = {
                 .wr_id = wc[i].wr_id,
                 .ok = wc[i].status == IBV_WC_SUCCESS,
@@ -821,11 +1069,23 @@ static int take_pending(struct vt *t, struct pb_event *ev, int max)
     return n;
 }
 
-static double now_ms(void)
+/* FINDINGS #2: an RC QP with nothing outstanding never learns that its
+ * peer died. A link silent for KEEPALIVE_MS gets a signalled PING (at most
+ * one a KEEPALIVE_MS); a dead peer then fails it with RETRY_EXC_ERR after
+ * timeout x (retry_cnt+1), about half a second, naming the peer. */
+static void keepalive(struct vt *t)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    double now = now_ms();
+    for (int li = 0; li < t->npeers; li++) {
+        struct vlink *L = &t->links[li];
+        if (t->lks[li].dead || now - L->last_seen < KEEPALIVE_MS || now - L->last_ping < KEEPALIVE_MS)
+            continue;
+        L->last_ping = now;
+        if (!pb_vw_link_peek(&t->lks[li])) { /* a backlog means sends are stuck: they will fail anyway */
+            struct pb_vw_req r = {.kind = PB_VW_REQ_PING};
+            (void)submit(t, L->leader, &r);
+        }
+    }
 }
 
 static int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int timeout_ms)
@@ -837,6 +1097,7 @@ static int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int tim
     }
     double deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
     for (;;) {
+        keepalive(t);
         int n = take_pending(t, ev, max);
         n += drain_cq(t, ev + n, max - n);
         n += take_pending(t, ev + n, max - n);
@@ -852,12 +1113,13 @@ static int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int tim
             t->cq_armed = 1;
             continue;
         }
-        int wait = -1;
+        int wait = KEEPALIVE_MS / 4; /* wake up for the keepalives */
         if (timeout_ms > 0) {
             double left = deadline - now_ms();
             if (left <= 0)
                 return 0;
-            wait = (int)left + 1;
+            if (left + 1 < wait)
+                wait = (int)left + 1;
         }
         struct pollfd pf[2] = {{.fd = t->ch->fd, .events = POLLIN}, {.fd = t->ctx->async_fd, .events = POLLIN}};
         int pr = poll(pf, 2, wait);
@@ -911,14 +1173,11 @@ static int first_failed(const struct pb_transport_cfg *cfg, const char *what, in
     return -1;
 }
 
-struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+/* The transport object with its per-peer arrays, the peer list checked. */
+static struct vt *vt_new(const struct pb_transport_cfg *cfg, const char *me, char *why, size_t wl)
 {
-    char why[512] = "";
-    char me[128];
-    selfname(cfg, me, sizeof me);
-
+    size_t np = (size_t)(cfg->npeers > 0 ? cfg->npeers : 1);
     struct vt *t = calloc(1, sizeof *t);
-    int local_ok = 0;
     if (t) {
         t->base.ops = &verbs_ops;
         snprintf(t->self, sizeof t->self, "%s", me);
@@ -927,62 +1186,73 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
         t->slot_size = cfg->slot_size;
         t->pool_len = (size_t)cfg->nslots * cfg->slot_size;
         t->nleaders = cfg->nleaders;
+        t->self_leader = cfg->self;
+        memcpy(t->secret, cfg->secret, sizeof t->secret);
         t->npeers = cfg->npeers;
-        t->links = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof *t->links);
-        t->lks = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof *t->lks);
+        t->links = calloc(np, sizeof *t->links);
+        t->lks = calloc(np, sizeof *t->lks);
         t->leader_link = malloc((size_t)(cfg->nleaders > 0 ? cfg->nleaders : 1) * sizeof(int));
-        t->peer_leader = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof(int));
-        t->peer_nslots = calloc((size_t)(cfg->npeers ? cfg->npeers : 1), sizeof(uint32_t));
+        t->peer_leader = calloc(np, sizeof(int));
+        t->peer_nslots = calloc(np, sizeof(uint32_t));
     }
     if (!t || !t->links || !t->lks || !t->leader_link || !t->peer_leader || !t->peer_nslots) {
-        snprintf(why, sizeof why, "out of memory");
-    } else if (!cfg->pool || cfg->nslots == 0 || cfg->slot_size == 0 || cfg->slot_size > UINT32_MAX ||
-               cfg->nslots > UINT32_MAX / PB_VW_MSG_SIZE ||
-               cfg->slot_size > SIZE_MAX / cfg->nslots || cfg->npeers >= PB_VW_MAX_PEERS) {
-        snprintf(why, sizeof why, "invalid slot pool for RDMA (%u slots of %zu bytes)", cfg->nslots, cfg->slot_size);
-    } else {
-        for (int i = 0; i < cfg->nleaders; i++)
-            t->leader_link[i] = -1;
-        local_ok = 1;
-        for (int i = 0; i < cfg->npeers; i++) {
-            int p = cfg->peers[i];
-            if (p < 0 || p >= cfg->nleaders || p == cfg->self || t->leader_link[p] >= 0) {
-                snprintf(why, sizeof why, "invalid peer list (leader %d)", p);
-                local_ok = 0;
-                break;
-            }
-            t->leader_link[p] = i;
-            t->peer_leader[i] = p;
-            t->links[i].leader = p;
-        }
-        if (local_ok && setup_local(t, cfg, why, sizeof why) != 0)
-            local_ok = 0;
+        snprintf(why, wl, "out of memory");
+        return t;
     }
+    if (!cfg->pool || cfg->nslots == 0 || cfg->slot_size == 0 || cfg->slot_size > UINT32_MAX ||
+        cfg->nslots > UINT32_MAX / PB_VW_MSG_SIZE || cfg->slot_size > SIZE_MAX / cfg->nslots ||
+        cfg->npeers >= PB_VW_MAX_PEERS) {
+        snprintf(why, wl, "invalid slot pool for RDMA (%u slots of %zu bytes)", cfg->nslots, cfg->slot_size);
+        return t;
+    }
+    for (int i = 0; i < cfg->nleaders; i++)
+        t->leader_link[i] = -1;
+    for (int i = 0; i < cfg->npeers; i++) {
+        int p = cfg->peers[i];
+        if (p < 0 || p >= cfg->nleaders || p == cfg->self || t->leader_link[p] >= 0) {
+            snprintf(why, wl, "invalid peer list (leader %d)", p);
+            return t;
+        }
+        t->leader_link[p] = i;
+        t->peer_leader[i] = p;
+        t->links[i].leader = p;
+    }
+    why[0] = '\0';
+    return t;
+}
 
-    /* Round 1: everyone's endpoint info, or an error marker. Every leader
-     * takes part even after a local failure, so nobody waits forever. */
+/* Round 1: everyone's endpoint info, or an error marker. Every leader takes
+ * part even after a local failure, so nobody waits forever. Fills infos and
+ * *maxpeers (the largest peer count, the size of the round-2 tables). */
+static int exchange_info(struct vt *t, const struct pb_transport_cfg *cfg, int local_ok, const char *why,
+                         struct pb_vw_info *infos, int *maxpeers, char *err, size_t errlen)
+{
+    char me[128];
+    selfname(cfg, me, sizeof me);
     size_t n = (size_t)cfg->nleaders;
     uint8_t mine[PB_VW_INFO_SIZE];
-    uint8_t *all = calloc(n ? n : 1, PB_VW_INFO_SIZE);
-    struct pb_vw_info *infos = calloc(n ? n : 1, sizeof *infos);
     struct pb_vw_info myinfo;
     if (local_ok)
         fill_info(t, &myinfo);
     else
         pb_vw_info_error(&myinfo, why);
     pb_vw_info_pack(&myinfo, mine);
+    uint8_t *all = calloc(n ? n : 1, PB_VW_INFO_SIZE);
     if (!all || !infos) {
         /* Cannot hold the others' answers, so cannot take part: a process
          * that fails a few-KiB allocation is lost anyway and MPI aborts. */
+        free(all);
         snprintf(err, errlen, "out of memory for the endpoint exchange on %s", me);
-        goto fail;
+        return -1;
     }
     if (cfg->xchg.allgather(cfg->xchg.ctx, mine, all, PB_VW_INFO_SIZE) != 0) {
+        free(all);
         snprintf(err, errlen, "RDMA endpoint exchange failed on %s", me);
-        goto fail;
+        return -1;
     }
-    int nfailed = 0, firstbad = -1, maxpeers = 0;
+    int nfailed = 0, firstbad = -1;
     char badwhy[512] = "";
+    *maxpeers = 0;
     for (int i = 0; i < cfg->nleaders; i++) {
         char w[128];
         if (pb_vw_info_unpack(all + (size_t)i * PB_VW_INFO_SIZE, &infos[i], w, sizeof w) != 0)
@@ -993,79 +1263,98 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
                 snprintf(badwhy, sizeof badwhy, "%s", i == cfg->self && !local_ok ? why : infos[i].reason);
             }
             nfailed++;
-        } else if ((int)infos[i].npeers > maxpeers) {
-            maxpeers = (int)infos[i].npeers;
+        } else if ((int)infos[i].npeers > *maxpeers) {
+            *maxpeers = (int)infos[i].npeers;
         }
     }
-    if (nfailed) {
-        first_failed(cfg, "RDMA set-up", firstbad, badwhy, nfailed, err, errlen);
-        goto fail;
+    free(all);
+    if (nfailed)
+        return first_failed(cfg, "RDMA set-up", firstbad, badwhy, nfailed, err, errlen);
+    return 0;
+}
+
+/* Round 2: the QP number and PSN each leader created for each peer; then
+ * bring our QPs to RTS. 0 when every one of ours connected, else -1 + why
+ * (the verdict is shared in round 3). */
+static int exchange_qps(struct vt *t, const struct pb_transport_cfg *cfg, const struct pb_vw_info *infos,
+                        int maxpeers, char *why, size_t wl)
+{
+    size_t tl = (size_t)maxpeers * PB_VW_CONN_SIZE;
+    uint8_t *mytab = malloc(tl), *tabs = calloc((size_t)cfg->nleaders, tl);
+    struct pb_vw_conn *cs = calloc((size_t)(t->npeers ? t->npeers : 1), sizeof *cs);
+    int rc = -1, a, b;
+    if (mytab && tabs && cs) {
+        for (int i = 0; i < t->npeers; i++)
+            cs[i] = (struct pb_vw_conn){(uint32_t)t->links[i].leader, t->links[i].qp->qp_num, t->links[i].psn};
+        pb_vw_conn_pack(cs, t->npeers, maxpeers, mytab);
+        rc = cfg->xchg.allgather(cfg->xchg.ctx, mytab, tabs, tl);
     }
-    if (maxpeers == 0)
-        goto done; /* a job of one node: nothing to connect */
-
-    /* Round 2: the QP number and PSN each leader created for each peer. */
-    {
-        size_t tl = (size_t)maxpeers * PB_VW_CONN_SIZE;
-        uint8_t *mytab = malloc(tl), *tabs = calloc(n, tl);
-        struct pb_vw_conn *cs = calloc((size_t)(t->npeers ? t->npeers : 1), sizeof *cs);
-        int rc = -1, a, b;
-        if (mytab && tabs && cs) {
-            for (int i = 0; i < t->npeers; i++)
-                cs[i] = (struct pb_vw_conn){(uint32_t)t->links[i].leader, t->links[i].qp->qp_num, t->links[i].psn};
-            pb_vw_conn_pack(cs, t->npeers, maxpeers, mytab);
-            rc = cfg->xchg.allgather(cfg->xchg.ctx, mytab, tabs, tl);
-        }
-        /* Out of memory here means we could not take part in round 2; the
-         * others then fail in the round-3 agreement or in MPI itself. */
-        int ok = rc == 0;
-        if (!ok) {
-            snprintf(why, sizeof why, mytab && tabs && cs ? "QP number exchange failed" : "out of memory");
-        } else if (pb_vw_conn_check(tabs, cfg->nleaders, maxpeers, &a, &b, why, sizeof why) != 0) {
-            ok = 0; /* every leader sees the same tables and reaches the same verdict */
-        } else {
-            for (int i = 0; i < t->npeers && ok; i++) {
-                struct vlink *L = &t->links[i];
-                struct pb_vw_conn pc;
-                const char *pn = cfg->names && cfg->names[L->leader] ? cfg->names[L->leader] : "peer";
-                pb_vw_conn_find(tabs, maxpeers, L->leader, cfg->self, &pc);
-                t->peer_nslots[i] = infos[L->leader].nslots;
-                if (connect_link(t, L, &infos[L->leader], &pc, pn, why, sizeof why) != 0)
-                    ok = 0;
+    /* Out of memory here means we could not take part in round 2; the
+     * others then fail in the round-3 agreement or in MPI itself. */
+    int ok = rc == 0;
+    if (!ok) {
+        snprintf(why, wl, mytab && tabs && cs ? "QP number exchange failed" : "out of memory");
+    } else if (pb_vw_conn_check(tabs, cfg->nleaders, maxpeers, &a, &b, why, wl) != 0) {
+        ok = 0; /* every leader sees the same tables and reaches the same verdict */
+    } else {
+        for (int i = 0; i < t->npeers && ok; i++) {
+            struct vlink *L = &t->links[i];
+            struct pb_vw_conn pc;
+            pb_vw_conn_find(tabs, maxpeers, L->leader, cfg->self, &pc);
+            t->peer_nslots[i] = infos[L->leader].nslots;
+            if (connect_link(t, L, &infos[L->leader], &pc, leader_name(cfg, L->leader), why, wl) != 0)
+                ok = 0;
+            else if (pb_vw_link_peer_slots(&t->lks[i], t->peer_nslots[i]) != 0) {
+                snprintf(why, wl, "out of memory for the keys of %s", leader_name(cfg, L->leader));
+                ok = 0;
             }
+            /* what the peer's first message must prove (see post_ctrl) */
+            t->lks[i].hello_wait = 1;
+            t->lks[i].hello_mac = pb_vw_hello_mac(t->secret, (uint32_t)L->leader, (uint32_t)cfg->self, pc.qpn,
+                                                  L->qp->qp_num, pc.psn, L->psn);
         }
-        free(mytab);
-        free(tabs);
-        free(cs);
+    }
+    free(mytab);
+    free(tabs);
+    free(cs);
+    return ok ? 0 : -1;
+}
 
-        /* Round 3: agree that every QP reached RTS before anyone sends. */
-        uint8_t st[PB_VW_STATUS_SIZE];
-        uint8_t *sts = calloc(n, PB_VW_STATUS_SIZE);
-        pb_vw_status_pack(st, ok, why);
-        if (!sts || cfg->xchg.allgather(cfg->xchg.ctx, st, sts ? sts : st, PB_VW_STATUS_SIZE) != 0) {
-            free(sts);
-            snprintf(err, errlen, "RDMA connection agreement failed on %s", me);
-            goto fail;
-        }
-        int bad = -1;
-        nfailed = 0;
-        char r[PB_VW_STATUS_SIZE];
-        for (int i = 0; i < cfg->nleaders; i++)
-            if (pb_vw_status_unpack(sts + (size_t)i * PB_VW_STATUS_SIZE, r, sizeof r) != 0) {
-                if (bad < 0 || i == cfg->self) {
-                    bad = i;
-                    snprintf(badwhy, sizeof badwhy, "%s", r);
-                }
-                nfailed++;
-            }
+/* Round 3: agree that every QP reached RTS before anyone sends. */
+static int agree_connected(const struct pb_transport_cfg *cfg, int ok, const char *why, char *err, size_t errlen)
+{
+    char me[128];
+    selfname(cfg, me, sizeof me);
+    uint8_t st[PB_VW_STATUS_SIZE];
+    uint8_t *sts = calloc((size_t)cfg->nleaders, PB_VW_STATUS_SIZE);
+    pb_vw_status_pack(st, ok, why);
+    if (!sts || cfg->xchg.allgather(cfg->xchg.ctx, st, sts ? sts : st, PB_VW_STATUS_SIZE) != 0) {
         free(sts);
-        if (nfailed) {
-            first_failed(cfg, "RDMA connection", bad, badwhy, nfailed, err, errlen);
-            goto fail;
-        }
+        snprintf(err, errlen, "RDMA connection agreement failed on %s", me);
+        return -1;
     }
+    int bad = -1, nfailed = 0;
+    char r[PB_VW_STATUS_SIZE], badwhy[512] = "";
+    for (int i = 0; i < cfg->nleaders; i++)
+        if (pb_vw_status_unpack(sts + (size_t)i * PB_VW_STATUS_SIZE, r, sizeof r) != 0) {
+            if (bad < 0 || i == cfg->self) {
+                bad = i;
+                snprintf(badwhy, sizeof badwhy, "%s", r);
+            }
+            nfailed++;
+        }
+    free(sts);
+    if (nfailed)
+        return first_failed(cfg, "RDMA connection", bad, badwhy, nfailed, err, errlen);
+    return 0;
+}
 
-done:
+static int submit(struct vt *t, int peer, const struct pb_vw_req *r);
+
+/* Connected: hand the completion handler its state, say hello on every
+ * link (the first message, proving the job secret); say what we use. */
+static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg)
+{
     t->st = (struct pb_vw_state){
         .npeers = t->npeers,
         .peer_leader = t->peer_leader,
@@ -1077,25 +1366,50 @@ done:
         .recv_buf = recv_buf,
         .ctx = t,
     };
-    free(all);
-    free(infos);
-    if (cfg->verbose) {
-        char gid[64] = "";
-        if (t->use_grh)
-            inet_ntop(AF_INET6, t->gid.raw, gid, sizeof gid);
-        fprintf(stderr,
-                "p2pbcast: %s: verbs on %s:%u (%s, LID %u%s%s, MTU %d), %d queue pair%s, "
-                "pool on NUMA node %d, device on NUMA node %d\n",
-                me, t->devname, t->port,
-                t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand", t->pattr.lid,
-                t->use_grh ? ", GID " : "", gid, 128 << t->pattr.active_mtu, t->npeers,
-                t->npeers == 1 ? "" : "s", pb_topo_mem_numa(t->pool, t->pool_len),
-                pb_topo_dev_numa(t->devname));
+    double now = now_ms();
+    for (int i = 0; i < t->npeers; i++) {
+        struct pb_vw_req r = {.kind = PB_VW_REQ_HELLO};
+        t->links[i].last_seen = t->links[i].last_ping = now;
+        (void)submit(t, t->links[i].leader, &r); /* a failure is pending for the first poll */
     }
+    if (!cfg->verbose)
+        return;
+    char gid[64] = "";
+    if (t->use_grh)
+        inet_ntop(AF_INET6, t->gid.raw, gid, sizeof gid);
+    fprintf(stderr,
+            "p2pbcast: %s: verbs on %s:%u (%s, LID %u%s%s, MTU %d), %d queue pair%s, "
+            "pool on NUMA node %d, device on NUMA node %d\n",
+            t->self, t->devname, t->port, t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
+            t->pattr.lid, t->use_grh ? ", GID " : "", gid, 128 << t->pattr.active_mtu, t->npeers,
+            t->npeers == 1 ? "" : "s", pb_topo_mem_numa(t->pool, t->pool_len), pb_topo_dev_numa(t->devname));
+}
+
+/* Like rc_pingpong: open the device, query the port, allocate a PD, register
+ * memory, create the CQ and QPs (setup_local), exchange endpoints, connect,
+ * agree. Collective: every leader goes through every round. */
+struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+{
+    char why[512] = "";
+    char me[128];
+    selfname(cfg, me, sizeof me);
+
+    struct vt *t = vt_new(cfg, me, why, sizeof why);
+    int local_ok = t && !why[0] && setup_local(t, cfg, why, sizeof why) == 0;
+    struct pb_vw_info *infos = calloc((size_t)(cfg->nleaders > 0 ? cfg->nleaders : 1), sizeof *infos);
+    int maxpeers = 0;
+    if (exchange_info(t, cfg, local_ok, why, infos, &maxpeers, err, errlen) != 0)
+        goto fail;
+    if (maxpeers > 0) { /* else a job of one node: nothing to connect */
+        int ok = exchange_qps(t, cfg, infos, maxpeers, why, sizeof why) == 0;
+        if (agree_connected(cfg, ok, why, err, errlen) != 0)
+            goto fail;
+    }
+    free(infos);
+    finish_open(t, cfg);
     return &t->base;
 
 fail:
-    free(all);
     free(infos);
     destroy(t);
     return NULL;

@@ -92,33 +92,118 @@ int pb_vw_desc_unpack(const uint8_t in[PB_VW_MSG_SIZE], uint32_t imm_slot, uint3
     return 0;
 }
 
-void pb_vw_msg_pack(uint8_t out[PB_VW_MSG_SIZE], uint32_t type, uint32_t value)
+static uint32_t ctrl_check(const uint8_t *p)
 {
-    put32(out, type);
-    put32(out + 4, value);
-    put32(out + 8, 0);
-    put32(out + 12, check4(MSG_MAGIC, type, value, 0));
+    uint32_t h = MSG_MAGIC;
+    for (int i = 0; i < 7; i++)
+        h = rotl(h ^ get32(p + 4 * i), 7) * 0x9e3779b1u;
+    return h;
+}
+
+void pb_vw_ctrl_pack(uint8_t out[PB_VW_CTRL_SIZE], const struct pb_vw_ctrl *m)
+{
+    put32(out, m->type);
+    put32(out + 4, m->value);
+    put32(out + 8, m->a);
+    put32(out + 12, m->b);
+    put64(out + 16, m->mac);
+    put32(out + 24, 0);
+    put32(out + 28, ctrl_check(out));
+}
+
+int pb_vw_ctrl_unpack(const uint8_t *in, uint32_t len, struct pb_vw_ctrl *m, char *why, size_t whylen)
+{
+    if (len != PB_VW_CTRL_SIZE) {
+        snprintf(why, whylen, "control message of %u bytes, expected %u", len, PB_VW_CTRL_SIZE);
+        return -1;
+    }
+    if (get32(in + 24) != 0 || get32(in + 28) != ctrl_check(in)) {
+        snprintf(why, whylen, "corrupt control message");
+        return -1;
+    }
+    m->type = get32(in);
+    m->value = get32(in + 4);
+    m->a = get32(in + 8);
+    m->b = get32(in + 12);
+    m->mac = get64(in + 16);
+    if (m->type < PB_VW_MSG_CREDIT || m->type > PB_VW_MSG_PING) {
+        snprintf(why, whylen, "unknown control message type %u", m->type);
+        return -1;
+    }
+    return 0;
+}
+
+void pb_vw_msg_pack(uint8_t out[PB_VW_CTRL_SIZE], uint32_t type, uint32_t value)
+{
+    pb_vw_ctrl_pack(out, &(struct pb_vw_ctrl){.type = type, .value = value});
 }
 
 int pb_vw_msg_unpack(const uint8_t *in, uint32_t len, uint32_t *type, uint32_t *value, char *why,
                      size_t whylen)
 {
-    if (len != PB_VW_MSG_SIZE) {
-        snprintf(why, whylen, "control message of %u bytes, expected %u", len, PB_VW_MSG_SIZE);
+    struct pb_vw_ctrl m;
+    if (pb_vw_ctrl_unpack(in, len, &m, why, whylen) != 0)
         return -1;
-    }
-    uint32_t t = get32(in), v = get32(in + 4), z = get32(in + 8);
-    if (z != 0 || get32(in + 12) != check4(MSG_MAGIC, t, v, z)) {
-        snprintf(why, whylen, "corrupt control message");
-        return -1;
-    }
-    if (t != PB_VW_MSG_CREDIT && t != PB_VW_MSG_NOTIFY) {
-        snprintf(why, whylen, "unknown control message type %u", t);
-        return -1;
-    }
-    *type = t;
-    *value = v;
+    *type = m.type;
+    *value = m.value;
     return 0;
+}
+
+/* ---- the job secret: SipHash-2-4 (Aumasson, Bernstein) ---- */
+
+static uint64_t rotl64(uint64_t v, int r)
+{
+    return (v << r) | (v >> (64 - r));
+}
+
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);                             \
+        v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                                                   \
+        v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                                                   \
+        v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);                             \
+    } while (0)
+
+uint64_t pb_vw_siphash(const uint8_t key[16], const uint8_t *msg, size_t len)
+{
+    uint64_t k0 = get64(key), k1 = get64(key + 8);
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+    size_t full = len - len % 8;
+    for (size_t i = 0; i < full; i += 8) {
+        uint64_t m = get64(msg + i);
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)len << 56;
+    for (size_t i = 0; i < len % 8; i++)
+        b |= (uint64_t)msg[full + i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+uint64_t pb_vw_hello_mac(const uint8_t secret[16], uint32_t from, uint32_t to, uint32_t from_qpn,
+                         uint32_t to_qpn, uint32_t from_psn, uint32_t to_psn)
+{
+    uint8_t m[28];
+    put32(m, 0x50424848u); /* "PBHH": this use of the secret and no other */
+    put32(m + 4, from);
+    put32(m + 8, to);
+    put32(m + 12, from_qpn);
+    put32(m + 16, to_qpn);
+    put32(m + 20, from_psn);
+    put32(m + 24, to_psn);
+    return pb_vw_siphash(secret, m, sizeof m);
 }
 
 /* ---- endpoint exchange ---- */
@@ -424,8 +509,24 @@ int pb_vw_link_init(struct pb_vw_link *lk, uint32_t sq_depth)
     return 0;
 }
 
+int pb_vw_link_peer_slots(struct pb_vw_link *lk, uint32_t nslots)
+{
+    free(lk->rkey_data);
+    free(lk->rkey_desc);
+    lk->rkey_data = calloc(nslots ? nslots : 1, sizeof *lk->rkey_data);
+    lk->rkey_desc = calloc(nslots ? nslots : 1, sizeof *lk->rkey_desc);
+    lk->peer_nslots = lk->rkey_data && lk->rkey_desc ? nslots : 0;
+    if (!lk->peer_nslots && nslots) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
 void pb_vw_link_fini(struct pb_vw_link *lk)
 {
+    free(lk->rkey_data);
+    free(lk->rkey_desc);
     free(lk->cookies);
     free(lk->q);
     memset(lk, 0, sizeof *lk);
@@ -433,7 +534,7 @@ void pb_vw_link_fini(struct pb_vw_link *lk)
 
 uint32_t pb_vw_req_wrs(enum pb_vw_req_kind k)
 {
-    return k == PB_VW_REQ_PUT ? 2u : 1u;
+    return k == PB_VW_REQ_PUT ? 2u : 1u; /* the others are one SEND */
 }
 
 int pb_vw_link_push(struct pb_vw_link *lk, const struct pb_vw_req *r)
@@ -520,7 +621,7 @@ int pb_vw_handle_cqe(struct pb_vw_state *st, const struct pb_vw_cqe *c, struct p
         if (!c->ok) {
             const char *op = kind == PB_VW_K_DATA   ? "RDMA write of a chunk"
                              : kind == PB_VW_K_DESC ? "RDMA write of a chunk descriptor"
-                                                    : "send of a credit/notify message";
+                                                    : "send of a control message (credit, notify, hello or keepalive)";
             snprintf(what, sizeof what, "%s failed: %s (vendor error 0x%x)", op,
                      c->status_str ? c->status_str : "unknown status", c->vendor_err);
             return link_error(st, li, ev, EIO, what);
@@ -544,6 +645,10 @@ int pb_vw_handle_cqe(struct pb_vw_state *st, const struct pb_vw_cqe *c, struct p
         return 0;
     memset(ev, 0, sizeof *ev);
     ev->peer = st->peer_leader[li];
+    if (lk->hello_wait && c->op == PB_VW_OP_RECV_IMM) {
+        snprintf(what, sizeof what, "peer wrote a chunk before proving the job secret (no hello): refused");
+        return link_error(st, li, ev, EACCES, what);
+    }
     if (c->op == PB_VW_OP_RECV_IMM) {
         struct pb_vw_desc d;
         uint32_t slot = c->imm;
@@ -564,24 +669,48 @@ int pb_vw_handle_cqe(struct pb_vw_state *st, const struct pb_vw_cqe *c, struct p
         return 1;
     }
     if (c->op == PB_VW_OP_RECV) {
-        uint32_t type, value;
+        struct pb_vw_ctrl m;
         const uint8_t *b = st->recv_buf(st->ctx, li, low);
-        if (pb_vw_msg_unpack(b, c->byte_len, &type, &value, what, sizeof what) != 0)
+        if (pb_vw_ctrl_unpack(b, c->byte_len, &m, what, sizeof what) != 0)
             return link_error(st, li, ev, EPROTO, what);
-        if (type == PB_VW_MSG_CREDIT) {
-            if (value >= st->peer_nslots[li]) {
-                snprintf(what, sizeof what, "credit for slot %u, but the peer has %u slots", value,
-                         st->peer_nslots[li]);
-                return link_error(st, li, ev, EPROTO, what);
+        if (m.type == PB_VW_MSG_HELLO) {
+            if (!lk->hello_wait || m.mac != lk->hello_mac) {
+                snprintf(what, sizeof what, "%s: refused",
+                         lk->hello_wait ? "peer's hello does not carry this job's secret (another job's process?)"
+                                        : "unexpected second hello");
+                return link_error(st, li, ev, EACCES, what);
             }
-            ev->kind = PB_EV_CREDIT;
-            ev->slot = value;
-        } else {
-            ev->kind = PB_EV_NOTIFY;
-            ev->tag = value;
+            lk->hello_wait = 0;
+            *repost_link = li;
+            *repost_idx = (int64_t)low;
+            return 0;
+        }
+        if (lk->hello_wait) {
+            snprintf(what, sizeof what, "peer sent a control message before proving the job secret (no hello): refused");
+            return link_error(st, li, ev, EACCES, what);
         }
         *repost_link = li;
         *repost_idx = (int64_t)low;
+        if (m.type == PB_VW_MSG_PING)
+            return 0;
+        if (m.type == PB_VW_MSG_CREDIT) {
+            if (m.value >= st->peer_nslots[li]) {
+                snprintf(what, sizeof what, "credit for slot %u, but the peer has %u slots", m.value,
+                         st->peer_nslots[li]);
+                *repost_link = -1;
+                *repost_idx = -1;
+                return link_error(st, li, ev, EPROTO, what);
+            }
+            if (m.value < lk->peer_nslots) {
+                lk->rkey_data[m.value] = m.a;
+                lk->rkey_desc[m.value] = m.b;
+            }
+            ev->kind = PB_EV_CREDIT;
+            ev->slot = m.value;
+        } else {
+            ev->kind = PB_EV_NOTIFY;
+            ev->tag = m.value;
+        }
         return 1;
     }
     snprintf(what, sizeof what, "unexpected completion opcode");

@@ -19,8 +19,18 @@
  *   extra receive, one 16-byte inline write per multi-megabyte chunk. The
  *   receiver zeroes the descriptor after use, so a missing one is detected.
  *
- *   grant(slot) and notify(code) are SENDs of a 16-byte message
- *   {type, value, 0, check}.
+ *   grant(slot) and notify(code) are SENDs of a 32-byte control message
+ *   {type, value, a, b, mac(8), 0, check}. A credit carries in a and b the
+ *   rkeys of the memory regions over that one slot and its descriptor
+ *   entry, registered in the protection domain of the granted peer's QP
+ *   only: a peer can write nothing but the slots granted to it.
+ *
+ *   The first message on every QP is a HELLO whose mac is SipHash-2-4,
+ *   keyed with the job secret, over both leaders, QP numbers and PSNs. A
+ *   receiver honours nothing (no credit, notify or chunk) on a link before
+ *   that link's HELLO checked, and grants nothing (so gives no rkey) before
+ *   it either. PING is a keepalive (an idle link's peer must acknowledge it,
+ *   so a dead peer surfaces as a failed send within about a second).
  *
  * Every integer on the wire is little-endian, whatever the hosts.
  */
@@ -32,13 +42,14 @@
 
 #include "transport.h"
 
-#define PB_VW_MSG_SIZE 16u     /* descriptor and control message size */
+#define PB_VW_MSG_SIZE 16u     /* descriptor size */
+#define PB_VW_CTRL_SIZE 32u    /* control message size */
 #define PB_VW_INFO_SIZE 256u   /* endpoint info, exchange round 1 */
 #define PB_VW_CONN_SIZE 12u    /* per-peer {peer, qpn, psn}, round 2 */
 #define PB_VW_STATUS_SIZE 192u /* connect result, round 3 */
 #define PB_VW_REASON_MAX 176u
 
-enum pb_vw_msg_type { PB_VW_MSG_CREDIT = 1, PB_VW_MSG_NOTIFY = 2 };
+enum pb_vw_msg_type { PB_VW_MSG_CREDIT = 1, PB_VW_MSG_NOTIFY = 2, PB_VW_MSG_HELLO = 3, PB_VW_MSG_PING = 4 };
 
 /* ---- descriptors and control messages ---- */
 
@@ -52,10 +63,23 @@ void pb_vw_desc_pack(uint8_t out[PB_VW_MSG_SIZE], uint32_t slot, uint32_t tag, u
 int pb_vw_desc_unpack(const uint8_t in[PB_VW_MSG_SIZE], uint32_t imm_slot, uint32_t nslots,
                       uint64_t slot_size, struct pb_vw_desc *d, char *why, size_t whylen);
 
-void pb_vw_msg_pack(uint8_t out[PB_VW_MSG_SIZE], uint32_t type, uint32_t value);
+struct pb_vw_ctrl {
+    uint32_t type, value, a, b;
+    uint64_t mac;
+};
+void pb_vw_ctrl_pack(uint8_t out[PB_VW_CTRL_SIZE], const struct pb_vw_ctrl *m);
 /* len is what the receive completion says arrived. */
+int pb_vw_ctrl_unpack(const uint8_t *in, uint32_t len, struct pb_vw_ctrl *m, char *why, size_t whylen);
+/* Shorthands for messages without keys or mac. */
+void pb_vw_msg_pack(uint8_t out[PB_VW_CTRL_SIZE], uint32_t type, uint32_t value);
 int pb_vw_msg_unpack(const uint8_t *in, uint32_t len, uint32_t *type, uint32_t *value,
                      char *why, size_t whylen);
+
+/* SipHash-2-4 of msg under a 128-bit key. */
+uint64_t pb_vw_siphash(const uint8_t key[16], const uint8_t *msg, size_t len);
+/* The HELLO mac `from` sends to `to` over the QP pair (from_qpn, to_qpn). */
+uint64_t pb_vw_hello_mac(const uint8_t secret[16], uint32_t from, uint32_t to, uint32_t from_qpn,
+                         uint32_t to_qpn, uint32_t from_psn, uint32_t to_psn);
 
 /* ---- endpoint exchange ---- */
 
@@ -68,9 +92,9 @@ struct pb_vw_info {
     uint32_t nslots;
     uint64_t slot_size;
     uint64_t pool_addr;
-    uint32_t pool_rkey;
+    uint32_t pool_rkey;            /* 0: keys come with each credit (per peer, per slot) */
     uint64_t desc_addr;            /* descriptor table: nslots * PB_VW_MSG_SIZE */
-    uint32_t desc_rkey;
+    uint32_t desc_rkey;            /* 0, as pool_rkey */
     uint32_t rq_depth;             /* receives posted per QP */
     uint16_t lid;
     uint8_t port;
@@ -175,13 +199,13 @@ void pb_vw_sq_complete(struct pb_vw_sq *sq, uint64_t seq);
 /* ---- per-peer link: backlog of requests waiting for queue space and the
  * cookies of puts in flight ---- */
 
-enum pb_vw_req_kind { PB_VW_REQ_PUT = 1, PB_VW_REQ_CREDIT, PB_VW_REQ_NOTIFY };
+enum pb_vw_req_kind { PB_VW_REQ_PUT = 1, PB_VW_REQ_CREDIT, PB_VW_REQ_NOTIFY, PB_VW_REQ_HELLO, PB_VW_REQ_PING };
 
 struct pb_vw_req {
     enum pb_vw_req_kind kind;
     uint32_t slot;     /* PUT: peer slot; CREDIT: our slot */
-    uint32_t tag;      /* PUT: tag; NOTIFY: code */
-    uint32_t len;
+    uint32_t tag;      /* PUT: tag; NOTIFY: code; CREDIT: rkey of the slot */
+    uint32_t len;      /* PUT: length; CREDIT: rkey of its descriptor entry */
     const void *buf;
     uint64_t cookie;
 };
@@ -192,9 +216,16 @@ struct pb_vw_link {
     struct pb_vw_req *q;      /* FIFO ring of requests not yet posted */
     uint32_t qcap, qhead, qlen;
     int dead;                 /* an error was reported: no more events for it */
+    int hello_wait;           /* 1: nothing is honoured before a HELLO with hello_mac */
+    uint64_t hello_mac;       /* what the peer's HELLO must carry */
+    uint32_t peer_nslots;     /* size of the two arrays below (0: none) */
+    uint32_t *rkey_data;      /* per peer slot: rkeys from its latest credit, 0: never granted */
+    uint32_t *rkey_desc;
 };
 
 int pb_vw_link_init(struct pb_vw_link *lk, uint32_t sq_depth);
+/* The peer's slot count, for the per-slot rkeys its credits bring. */
+int pb_vw_link_peer_slots(struct pb_vw_link *lk, uint32_t nslots); /* -1: ENOMEM */
 void pb_vw_link_fini(struct pb_vw_link *lk);
 /* Requests are posted in order: a new one goes to the backlog whenever the
  * backlog is non-empty or the queue lacks room (PUT needs 2 WRs). */
