@@ -130,4 +130,15 @@ run 4 -q --resume --per-rank -c 64K "$R/src" "$R/d.%r"
 ok $? "--resume: a kept copy changed on disk is caught by the digest and every kept copy is dropped"
 run 4 -q --resume --per-rank -c 64K "$R/src" "$R/d.%r"
 [ "$rcs" = "0x4 " ] && cmp -s "$R/src" "$R/d.2"; ok $? "--resume: the run after that copies everything afresh"
+
+# 6. Start-up at scale: every greeting arrives 3 s after its connection (a
+# connector finishing its connects one by one, a retransmitted SYN). Within
+# --timeout that is not a failure.
+L="$WORK/late"
+mkdir -p "$L"
+mkfile "$L/src" 300000
+P2PBCAST_TEST_HELLO_DELAY_MS=3000 run 3 -q --per-rank --timeout 30 "$L/src" "$L/d.%r"
+[ "$rcs" = "0x3 " ] && cmp -s "$L/src" "$L/d.1" && cmp -s "$L/src" "$L/d.2"
+ok $? "greetings 3 s late, --timeout 30: the set-up waits for them (statuses $rcs)"
+echo "$out" | grep 'dropped\|error' | head -3 | diag
 done_testing
