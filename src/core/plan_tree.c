@@ -160,11 +160,13 @@ int pb_schedule_auto(uint64_t file_size, int nleaders, char *why, size_t whylen)
     /* Closed forms in bytes' worth of time (times B), alpha*B = 16 KiB:
      *   ring  F + (R-1) c + (F/c) alpha*B          (tail R-1 hops of c)
      *   trees F + (2 ceil(log2 R) + 1) c + (F/c) alpha*B
-     * each with its own default chunk. p2pbcast-model agrees on the
-     * crossing (bench/README.md). Up to 8 nodes the ring stays: the trees
-     * gain nothing there (tail 6c against 7c at 8 nodes), and on this
-     * project's 8-host bed the ring's single stream per link measured at
-     * least as well. Beyond, the trees also spare the root a connection to
+     * each with its own default chunk. Up to 8 nodes the ring stays: the
+     * closed forms and p2pbcast-model give the trees nothing there (tail
+     * 6c against 7c at 8 nodes; equal times at 16 in the model), the ring
+     * is what the 8-host bed measured (bench/README.md), and over tcp a
+     * ring node sends one stream where an interior tree node sends two
+     * (not yet measured on the bed). Beyond 8, the trees win as soon as
+     * the ring's tail outgrows theirs, and spare the root a connection to
      * every node. */
     int R = nleaders - 1;
     const double ab = 16384.0, F = (double)file_size;
