@@ -175,7 +175,7 @@ int pb_schedule_auto(uint64_t file_size, int nleaders, char *why, size_t whylen)
     double tree = F + (2.0 * pb_ceil_log2(R > 1 ? (uint64_t)R : 1) + 1) * ct + F / ct * ab;
     int pick = nleaders > 8 && tree < ring ? PB_SCHED_TREE : PB_SCHED_RING;
     if (why)
-        snprintf(why, whylen, "%s: %d nodes%s, predicted %.3g s (ring) vs %.3g s (tree) per GB/s",
+        snprintf(why, whylen, "%s: %d nodes%s, predicted %.3g s (ring) vs %.3g s (tree) at 1 GB/s",
                  pb_schedule_name(pick), nleaders, nleaders <= 8 ? " (the ring up to 8)" : "", ring / 1e9,
                  tree / 1e9);
     return pick;
