@@ -1,18 +1,53 @@
-/* engine.h — the pipelined scatter-ring state machine of one node leader.
+/* engine.h — the pipelined state machine of one node leader, for both
+ * schedules of plan.h (engine.c: the ring; engine_tree.c: the two trees).
  *
  * It moves chunks between a bounded pool of slots, the transport (which it
  * sees only through transport.h) and the node's file (through two callbacks),
  * following the schedule in plan.h. Memory is nslots * slot_size whatever the
  * file size.
  *
- * Flow control: a sender puts only into slots the receiver granted. A
+ * Ring flow control: a sender puts only into slots the receiver granted. A
  * receiver's slots are split in two classes: root slots (granted to the root
  * for scattered chunks) and ring slots (granted to the ring predecessor).
  * Deadlock freedom on the ring comes from bubble flow control: a chunk that
  * is already travelling the ring is passed on with one credit, but a chunk
  * entering the ring from the root is passed on only while the successor has
  * at least two free ring slots, so the ring never fills up completely and
- * the travelling chunks can always move. */
+ * the travelling chunks can always move.
+ *
+ * Two-tree flow control: a receiver's slots are split in two classes, one
+ * per parent (its parent in tree 0 and in tree 1; the root for a tree's
+ * root): slots [0, nslots/2) are granted to the tree-0 parent, the rest to
+ * the tree-1 parent. A slot holding chunk k is queued for each child of k's
+ * tree (per-child FIFOs, sent as that child's credits come) and granted
+ * back to its parent only once it was written and every put to a child
+ * completed. The root's read buffers work the same way with the two tree
+ * roots as its children.
+ * Deadlock freedom: a slot of tree t waits only for credits of tree-t slots
+ * of the children in tree t (a child's slots granted to us belong to us as
+ * its tree-t parent alone). So within one tree the waits-for graph follows
+ * the tree's edges downwards and has no cycle; a leaf frees a slot as soon
+ * as the chunk is written; by induction from the leaves up, every held slot
+ * is freed in finite time, and the root's buffers with them. The two trees
+ * share no slot class, so they cannot block each other; the root's buffers
+ * are shared, but a buffer waiting for one tree root's credit is freed once
+ * that tree moves, which it does on its own.
+ *
+ * Two-tree completion: a receiver sends DONE (PB_NOTIFY_TREE_DONE, with the
+ * number of done nodes of its tree-0 subtree in the bits above the low
+ * byte) to its tree-0 parent once it holds every chunk, every put it made
+ * completed, and each of its tree-0 children said DONE. Tree 0 spans every
+ * receiver, so the root is finished when the tree-0 root said DONE (count
+ * R) and its own puts completed. Not both trees: a node interior in tree 1
+ * waiting for its tree-1 children while they wait for their tree-0
+ * children would make a cycle (with 2 receivers each is the other's
+ * child). No FIN
+ * is needed: once a node holds every chunk and its children are served,
+ * nothing more is asked of it (a parent sends only chunks the child lacks,
+ * so nothing can arrive after DONE but stray credits), and every connection
+ * stays open until after the final vote, so a finished node's late credits
+ * and notices still reach their peers. So the root talks only to the two
+ * tree roots. */
 #ifndef P2PBCAST_ENGINE_H
 #define P2PBCAST_ENGINE_H
 
@@ -30,6 +65,7 @@
  * whole ring has finished. */
 #define PB_NOTIFY_DONE 1u
 #define PB_NOTIFY_FIN 2u
+#define PB_NOTIFY_TREE_DONE 3u /* trees: subtree done; see above */
 
 struct pb_engine_io {
     /* root: read len bytes of SOURCE at off */

@@ -28,6 +28,7 @@ struct pb_meta {
     uint64_t chunk;
     int64_t mt_sec, mt_nsec;
     uint32_t slots;
+    int32_t schedule; /* enum pb_schedule */
     char transport[16];
     uint8_t secret[16];
     uint8_t probe_nonce[8]; /* names the shared-DEST probes (visible to all) */
