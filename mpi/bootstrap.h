@@ -40,6 +40,9 @@ int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout);
  * is 1 for each leader not heard from (missing may be NULL elsewhere). */
 int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, double timeout,
                    unsigned char *missing);
+/* Leaders: tell the root this node is still working (a long flush): the
+ * root's deadline for its answer counts from the last such word. */
+void pb_boot_alive(struct pb_boot *b);
 /* Make every wait return 2 as soon as *cancel becomes nonzero. */
 void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel);
 /* End the whole job now with this exit status (a rank does not answer),
