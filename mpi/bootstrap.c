@@ -539,6 +539,68 @@ int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)
     return boot_status(rc);
 }
 
+#define TAG_ENDPOINT 7303
+/* Everyone's set-up status, then endpoints with the partners only. */
+int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers)
+{
+    struct pb_boot *b = boot;
+    const struct pb_boot_info *in = &b->info;
+    double t = b->xchg_timeout > 0 ? 2 * b->xchg_timeout + 10 : 0;
+    int all_ok = ok ? 1 : 0;
+    MPI_Request *r = new_reqs(2 * npeers + 1);
+    char *tmp = malloc(len * ((size_t)npeers + 1) + 1); /* theirs, then a copy of mine */
+    int *flag = malloc(sizeof *flag);
+    if (!r || !tmp || !flag) {
+        free(r);
+        free(tmp);
+        free(flag);
+        return -1;
+    }
+    *flag = all_ok;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, flag, 1, MPI_INT, MPI_MIN, b->leaders, &r[0]);
+    if (rc == MPI_SUCCESS)
+        rc = wait_live(b, 1, r, t, 0);
+    if (rc == -1) {
+        fprintf(stderr, "p2pbcast: error: %s: the other nodes did not reach the connection set-up within %.0f s; "
+                        "aborting the job\n", in->names[in->leader], t);
+        pb_boot_abort(b, 5);
+    }
+    if (rc != MPI_SUCCESS) {
+        orphan(b, r, 1, flag);
+        free(tmp);
+        return rc == -2 ? 2 : -1;
+    }
+    all_ok = *flag;
+    free(flag);
+    if (!all_ok) {
+        free(r);
+        free(tmp);
+        return 1;
+    }
+    char *my = tmp + len * (size_t)npeers;
+    memcpy(my, mine, len);
+    for (int i = 0; i < npeers && rc == MPI_SUCCESS; i++) {
+        rc = MPI_Irecv(tmp + (size_t)i * len, (int)len, MPI_BYTE, peers[i], TAG_ENDPOINT, b->leaders, &r[2 * i]);
+        if (rc == MPI_SUCCESS)
+            rc = MPI_Isend(my, (int)len, MPI_BYTE, peers[i], TAG_ENDPOINT, b->leaders, &r[2 * i + 1]);
+    }
+    if (rc == MPI_SUCCESS)
+        rc = wait_live(b, 2 * npeers, r, t, 0);
+    if (rc == -1) {
+        fprintf(stderr, "p2pbcast: error: %s: no endpoint from a partner within %.0f s; aborting the job\n",
+                in->names[in->leader], t);
+        pb_boot_abort(b, 5);
+    }
+    if (rc == MPI_SUCCESS) {
+        memcpy(out, tmp, len * (size_t)npeers);
+        free(r);
+        free(tmp);
+        return 0;
+    }
+    orphan(b, r, 2 * npeers, tmp);
+    return rc == -2 ? 2 : -1;
+}
+
 void *pb_boot_leader_comm(struct pb_boot *b)
 {
     return &b->leaders;
