@@ -10,11 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#define HOSTLEN 64
-#define NAMELEN 96
+#define HOSTLEN 72 /* HOST_NAME_MAX (64) + NUL, rounded up */
+#define NAMELEN 104
 
 struct pb_boot {
     MPI_Comm comm;     /* dup of the caller's communicator */
@@ -26,6 +27,18 @@ struct pb_boot {
     const char **names;
     const char **hosts;
     int *leader_rank;
+    uint64_t *netids;
+    double xchg_timeout;  /* deadline of the transports' exchange; 0: none */
+    void (*on_abort)(void *ctx);
+    void *on_abort_ctx;
+    /* Requests a timeout or a signal left behind, with the buffers MPI may
+     * still write: kept until close, never freed under MPI's feet. */
+    struct orphan {
+        MPI_Request *reqs;
+        int n;
+        void *buf;
+    } *orphans;
+    int norphans;
 };
 
 /* Wait for requests without spinning: Open MPI's blocking waits poll the
@@ -69,17 +82,124 @@ static int wait_all_idle(int n, MPI_Request *req, double timeout)
     }
 }
 
-static int wait_idle(MPI_Request *req)
-{
-    return wait_all_idle(1, req, 0);
-}
-
 static void mpi_err(int rc, const char *what, char *err, size_t errlen)
 {
     char s[MPI_MAX_ERROR_STRING];
     int l = 0;
     MPI_Error_string(rc, s, &l);
     snprintf(err, errlen, "%s: %s", what, s);
+}
+
+/* One leader per node: ranks that share memory form a node; the root leads
+ * its own node so SOURCE is read where it was asked to be. */
+static int split_nodes(struct pb_boot *b, int per_rank, char *err, size_t errlen)
+{
+    struct pb_boot_info *in = &b->info;
+    MPI_Comm node;
+    int rc;
+    if (per_rank)
+        rc = MPI_Comm_split(b->comm, in->rank, 0, &node);
+    else
+        rc = MPI_Comm_split_type(b->comm, MPI_COMM_TYPE_SHARED, in->rank == in->root ? -1 : in->rank,
+                                 MPI_INFO_NULL, &node);
+    if (rc != MPI_SUCCESS) {
+        mpi_err(rc, "splitting the job into nodes", err, errlen);
+        return -1;
+    }
+    int nrank, nsize;
+    MPI_Comm_rank(node, &nrank);
+    MPI_Comm_size(node, &nsize);
+    MPI_Comm_free(&node);
+    in->is_leader = nrank == 0;
+    MPI_Allreduce(&nsize, &in->max_ranks_per_node, 1, MPI_INT, MPI_MAX, b->comm);
+    rc = MPI_Comm_split(b->comm, in->is_leader ? 0 : MPI_UNDEFINED, in->rank, &b->leaders);
+    if (rc != MPI_SUCCESS) {
+        mpi_err(rc, "forming the node-leader communicator", err, errlen);
+        return -1;
+    }
+    int count = in->is_leader;
+    MPI_Allreduce(MPI_IN_PLACE, &count, 1, MPI_INT, MPI_SUM, b->comm);
+    in->nleaders = count;
+    in->leader = -1;
+    return 0;
+}
+
+/* Which machine and network namespace this process is in: two leaders
+ * with the same id can reach each other on loopback. Hostnames do not tell
+ * (containers on different machines often share one). */
+static uint64_t net_identity(const char *host)
+{
+    char id[64] = "";
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        if (!fgets(id, sizeof id, f))
+            id[0] = 0;
+        fclose(f);
+    }
+    struct stat ns;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *c = id; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    if (stat("/proc/self/ns/net", &ns) == 0)
+        h = (h ^ (uint64_t)ns.st_ino) * 1099511628211ull;
+    if (!id[0]) /* no boot id: fall back on the host name */
+        for (const char *c = host; *c; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    return h;
+}
+
+/* What every leader tells the others about itself, in one allgather. */
+struct leader_id {
+    int32_t rank;
+    uint32_t pad;
+    uint64_t netid;
+    char host[HOSTLEN];
+};
+
+/* Leaders: every leader's rank, host and network identity, "host (rank N)"
+ * for messages, and the root's leader index (leaders keep rank order). */
+static int name_leaders(struct pb_boot *b, char *err, size_t errlen)
+{
+    struct pb_boot_info *in = &b->info;
+    MPI_Comm_set_errhandler(b->leaders, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(b->leaders, &in->leader);
+    size_t n = (size_t)in->nleaders;
+    struct leader_id me = { .rank = in->rank, .netid = net_identity(b->host) }, *all = malloc(n * sizeof *all);
+    memcpy(me.host, b->host, HOSTLEN);
+    b->leader_rank = malloc(n * sizeof *b->leader_rank);
+    b->netids = malloc(n * sizeof *b->netids);
+    b->hosts_buf = malloc(n * HOSTLEN);
+    b->names_buf = malloc(n * NAMELEN);
+    b->names = malloc(n * sizeof *b->names);
+    b->hosts = malloc(n * sizeof *b->hosts);
+    if (!all || !b->leader_rank || !b->netids || !b->hosts_buf || !b->names_buf || !b->names || !b->hosts) {
+        free(all);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, b->leaders);
+    if (rc != MPI_SUCCESS) {
+        free(all);
+        mpi_err(rc, "gathering the node names", err, errlen);
+        return -1;
+    }
+    for (int i = 0; i < in->nleaders; i++) {
+        b->leader_rank[i] = all[i].rank;
+        b->netids[i] = all[i].netid;
+        memcpy(b->hosts_buf + (size_t)i * HOSTLEN, all[i].host, HOSTLEN);
+        b->hosts_buf[(size_t)i * HOSTLEN + HOSTLEN - 1] = 0;
+        b->hosts[i] = b->hosts_buf + (size_t)i * HOSTLEN;
+        b->names[i] = b->names_buf + (size_t)i * NAMELEN;
+        snprintf(b->names_buf + (size_t)i * NAMELEN, NAMELEN, "%s (rank %d)", b->hosts[i], b->leader_rank[i]);
+        if (b->leader_rank[i] == in->root)
+            in->root_leader = i;
+    }
+    free(all);
+    in->names = b->names;
+    in->hosts = b->hosts;
+    in->leader_rank = b->leader_rank;
+    in->netids = b->netids;
+    return 0;
 }
 
 int pb_boot_open(const void *commp, int root, int per_rank, struct pb_boot **out, char *err, size_t errlen)
@@ -113,64 +233,9 @@ int pb_boot_open(const void *commp, int root, int per_rank, struct pb_boot **out
         pb_boot_close(b);
         return -1;
     }
-
-    /* One leader per node: ranks that share memory form a node; the root
-     * leads its own node so SOURCE is read where it was asked to be. */
-    MPI_Comm node;
-    if (per_rank)
-        rc = MPI_Comm_split(b->comm, in->rank, 0, &node);
-    else
-        rc = MPI_Comm_split_type(b->comm, MPI_COMM_TYPE_SHARED, in->rank == root ? -1 : in->rank,
-                                 MPI_INFO_NULL, &node);
-    if (rc != MPI_SUCCESS) {
-        mpi_err(rc, "splitting the job into nodes", err, errlen);
+    if (split_nodes(b, per_rank, err, errlen) < 0 || (in->is_leader && name_leaders(b, err, errlen) < 0)) {
         pb_boot_close(b);
         return -1;
-    }
-    int nrank, nsize;
-    MPI_Comm_rank(node, &nrank);
-    MPI_Comm_size(node, &nsize);
-    MPI_Comm_free(&node);
-    in->is_leader = nrank == 0;
-    MPI_Allreduce(&nsize, &in->max_ranks_per_node, 1, MPI_INT, MPI_MAX, b->comm);
-    rc = MPI_Comm_split(b->comm, in->is_leader ? 0 : MPI_UNDEFINED, in->rank, &b->leaders);
-    if (rc != MPI_SUCCESS) {
-        mpi_err(rc, "forming the node-leader communicator", err, errlen);
-        pb_boot_close(b);
-        return -1;
-    }
-    int counts[2] = { in->is_leader, 0 };
-    MPI_Allreduce(MPI_IN_PLACE, counts, 1, MPI_INT, MPI_SUM, b->comm);
-    in->nleaders = counts[0];
-    if (in->is_leader) {
-        MPI_Comm_set_errhandler(b->leaders, MPI_ERRORS_RETURN);
-        MPI_Comm_rank(b->leaders, &in->leader);
-        /* Leaders keep rank order, so the root's leader index is found
-         * among the gathered ranks. */
-        b->leader_rank = malloc((size_t)in->nleaders * sizeof *b->leader_rank);
-        b->hosts_buf = malloc((size_t)in->nleaders * HOSTLEN);
-        b->names_buf = malloc((size_t)in->nleaders * NAMELEN);
-        b->names = malloc((size_t)in->nleaders * sizeof *b->names);
-        b->hosts = malloc((size_t)in->nleaders * sizeof *b->hosts);
-        if (!b->leader_rank || !b->hosts_buf || !b->names_buf || !b->names || !b->hosts) {
-            snprintf(err, errlen, "out of memory");
-            pb_boot_close(b);
-            return -1;
-        }
-        MPI_Allgather(&in->rank, 1, MPI_INT, b->leader_rank, 1, MPI_INT, b->leaders);
-        MPI_Allgather(b->host, HOSTLEN, MPI_CHAR, b->hosts_buf, HOSTLEN, MPI_CHAR, b->leaders);
-        for (int i = 0; i < in->nleaders; i++) {
-            b->hosts[i] = b->hosts_buf + (size_t)i * HOSTLEN;
-            b->names[i] = b->names_buf + (size_t)i * NAMELEN;
-            snprintf(b->names_buf + (size_t)i * NAMELEN, NAMELEN, "%s (rank %d)", b->hosts[i], b->leader_rank[i]);
-            if (b->leader_rank[i] == root)
-                in->root_leader = i;
-        }
-        in->names = b->names;
-        in->hosts = b->hosts;
-        in->leader_rank = b->leader_rank;
-    } else {
-        in->leader = -1;
     }
     *out = b;
     return 0;
@@ -181,58 +246,147 @@ const struct pb_boot_info *pb_boot_info(const struct pb_boot *b)
     return &b->info;
 }
 
+static int boot_status(int rc)
+{
+    return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : rc == -2 ? 2 : -1;
+}
+
+/* Give up on requests (timeout, signal): cancel the receives, and keep
+ * the requests and their buffer until close. Takes ownership of reqs and
+ * buf; frees them at once when MPI is done with them. */
+static void orphan(struct pb_boot *b, MPI_Request *reqs, int n, void *buf)
+{
+    for (int i = 0; i < n; i++) {
+        int done = 0;
+        if (reqs[i] != MPI_REQUEST_NULL && MPI_Test(&reqs[i], &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done)
+            MPI_Cancel(&reqs[i]); /* receives: reliable; sends and collectives: a no-op or refused */
+    }
+    int done = 0;
+    if (MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE) == MPI_SUCCESS && done) {
+        free(reqs);
+        free(buf);
+        return;
+    }
+    struct orphan *o = realloc(b->orphans, ((size_t)b->norphans + 1) * sizeof *o);
+    if (!o)
+        return; /* leak rather than free what MPI may still write */
+    b->orphans = o;
+    o[b->norphans++] = (struct orphan){ reqs, n, buf };
+}
+
+/* At close: what finished by now is freed; the rest stays allocated. */
+static void free_orphans(struct pb_boot *b)
+{
+    for (int i = 0; i < b->norphans; i++) {
+        int done = 0;
+        if (MPI_Testall(b->orphans[i].n, b->orphans[i].reqs, &done, MPI_STATUSES_IGNORE) == MPI_SUCCESS && done) {
+            free(b->orphans[i].reqs);
+            free(b->orphans[i].buf);
+        }
+    }
+    free(b->orphans);
+    b->orphans = NULL;
+    b->norphans = 0;
+}
+
+static MPI_Request *new_reqs(int n)
+{
+    MPI_Request *r = malloc((size_t)n * sizeof *r);
+    for (int i = 0; r && i < n; i++)
+        r[i] = MPI_REQUEST_NULL;
+    return r;
+}
+
+/* The collectives work on buffers of their own (bounce buffers), so that a
+ * request abandoned on a timeout or a signal never points into the
+ * caller's memory after it has returned. */
 int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
 {
-    MPI_Request r;
-    int rc = MPI_Ibcast(buf, (int)len, MPI_BYTE, b->info.root, b->comm, &r);
+    MPI_Request *r = new_reqs(1);
+    void *tmp = malloc(len ? len : 1);
+    if (!r || !tmp) {
+        free(r);
+        free(tmp);
+        return -1;
+    }
+    memcpy(tmp, buf, len);
+    int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, b->info.root, b->comm, r);
     if (rc == MPI_SUCCESS)
-        rc = wait_all_idle(1, &r, timeout);
-    return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : rc == -2 ? 2 : -1;
+        rc = wait_all_idle(1, r, timeout);
+    if (rc == MPI_SUCCESS) {
+        memcpy(buf, tmp, len);
+        free(r);
+        free(tmp);
+    } else {
+        orphan(b, r, 1, tmp);
+    }
+    return boot_status(rc);
 }
 
 /* Point to point rather than MPI_Igather, so that the root knows exactly
  * which leaders have not answered when the time is up. */
 #define TAG_VOTE 7301
+static int gather_send(struct pb_boot *b, const void *mine, size_t len, double timeout)
+{
+    MPI_Request *r = new_reqs(1);
+    void *tmp = malloc(len ? len : 1);
+    if (!r || !tmp) {
+        free(r);
+        free(tmp);
+        return -1;
+    }
+    memcpy(tmp, mine, len);
+    int rc = MPI_Isend(tmp, (int)len, MPI_BYTE, b->info.root_leader, TAG_VOTE, b->leaders, r);
+    if (rc == MPI_SUCCESS)
+        rc = wait_all_idle(1, r, timeout);
+    if (rc == MPI_SUCCESS) {
+        free(r);
+        free(tmp);
+    } else {
+        orphan(b, r, 1, tmp);
+    }
+    return boot_status(rc);
+}
+
 int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, double timeout,
                    unsigned char *missing)
 {
     const struct pb_boot_info *in = &b->info;
-    int rc;
-    if (in->leader != in->root_leader) {
-        MPI_Request r;
-        rc = MPI_Isend(mine, (int)len, MPI_BYTE, in->root_leader, TAG_VOTE, b->leaders, &r);
-        if (rc == MPI_SUCCESS)
-            rc = wait_all_idle(1, &r, timeout);
-        return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : rc == -2 ? 2 : -1;
-    }
+    if (in->leader != in->root_leader)
+        return gather_send(b, mine, len, timeout);
     int n = in->nleaders;
-    MPI_Request *req = malloc((size_t)n * sizeof *req);
-    if (!req)
+    MPI_Request *req = new_reqs(n);
+    char *tmp = malloc((size_t)n * len + 1);
+    if (!req || !tmp) {
+        free(req);
+        free(tmp);
         return -1;
-    for (int i = 0; i < n; i++) {
-        req[i] = MPI_REQUEST_NULL;
-        if (i == in->leader)
-            memcpy((char *)all + (size_t)i * len, mine, len);
-        else if (MPI_Irecv((char *)all + (size_t)i * len, (int)len, MPI_BYTE, i, TAG_VOTE, b->leaders, &req[i]) !=
-                 MPI_SUCCESS)
-            req[i] = MPI_REQUEST_NULL, rc = -1;
     }
-    rc = wait_all_idle(n, req, timeout);
-    if (rc == -1) {
+    int rc = MPI_SUCCESS;
+    for (int i = 0; i < n && rc == MPI_SUCCESS; i++) {
+        if (i == in->leader)
+            memcpy(tmp + (size_t)i * len, mine, len);
+        else
+            rc = MPI_Irecv(tmp + (size_t)i * len, (int)len, MPI_BYTE, i, TAG_VOTE, b->leaders, &req[i]);
+    }
+    if (rc == MPI_SUCCESS)
+        rc = wait_all_idle(n, req, timeout);
+    if (rc == -1 && missing) {
         for (int i = 0; i < n; i++) {
             int done = 1;
             if (req[i] != MPI_REQUEST_NULL)
                 MPI_Test(&req[i], &done, MPI_STATUS_IGNORE);
-            if (missing)
-                missing[i] = !done;
-            if (!done) {
-                MPI_Cancel(&req[i]);
-                MPI_Request_free(&req[i]);
-            }
+            missing[i] = !done;
         }
     }
-    free(req);
-    return rc == MPI_SUCCESS ? 0 : rc == -1 ? 1 : rc == -2 ? 2 : -1;
+    if (rc == MPI_SUCCESS) {
+        memcpy(all, tmp, (size_t)n * len);
+        free(req);
+        free(tmp);
+    } else {
+        orphan(b, req, n, tmp);
+    }
+    return boot_status(rc);
 }
 
 void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel)
@@ -241,10 +395,45 @@ void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel)
     wait_cancel = cancel;
 }
 
+void pb_boot_on_abort(struct pb_boot *b, void (*fn)(void *ctx), void *ctx)
+{
+    b->on_abort = fn;
+    b->on_abort_ctx = ctx;
+}
+
 void pb_boot_abort(struct pb_boot *b, int code)
 {
+    /* MPI_Abort kills every rank, this one included: remove what this
+     * rank created first (a named temporary DEST, probe files). */
+    if (b->on_abort)
+        b->on_abort(b->on_abort_ctx);
     fflush(stderr);
     MPI_Abort(b->comm, code);
+}
+
+void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds)
+{
+    b->xchg_timeout = seconds;
+}
+
+/* The transports' exchange did not complete in time: a leader is stuck
+ * before it. Name who (the root knows), then end the job. */
+static void exchange_timed_out(struct pb_boot *b, const unsigned char *missing, double waited)
+{
+    const struct pb_boot_info *in = &b->info;
+    if (missing) {
+        char who[1024] = "";
+        size_t w = 0;
+        for (int i = 0; i < in->nleaders && w < sizeof who - 100; i++)
+            if (missing[i])
+                w += (size_t)snprintf(who + w, sizeof who - w, "%s%s", w ? ", " : "", in->names[i]);
+        fprintf(stderr, "p2pbcast: error: %s: no endpoint within %.0f s from %s; aborting the job\n",
+                in->names[in->leader], waited, who);
+    } else {
+        fprintf(stderr, "p2pbcast: error: %s: no endpoints from the root %s within %.0f s; aborting the job\n",
+                in->names[in->leader], in->names[in->root_leader], waited);
+    }
+    pb_boot_abort(b, 5);
 }
 
 int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)
@@ -252,14 +441,42 @@ int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)
     /* Through the root: the votes have already connected every leader to
      * it, and the broadcast tree is the one the decisions use, whereas an
      * allgather would open new pairs (Open MPI connects them lazily, which
-     * cost ~0.2 s at 16 hosts on the test bed). */
+     * cost ~0.2 s at 16 hosts on the test bed). Bounded like the agreement
+     * points: the root waits one timeout, the others twice as long. */
     struct pb_boot *b = boot;
-    int rc = pb_boot_gather(b, mine, all, len, 0, NULL);
-    if (rc != 0)
+    const struct pb_boot_info *in = &b->info;
+    int root = in->leader == in->root_leader;
+    double t = b->xchg_timeout > 0 ? (root ? b->xchg_timeout + 5 : 2 * b->xchg_timeout + 10) : 0;
+    unsigned char *missing = root ? calloc((size_t)in->nleaders, 1) : NULL;
+    int rc = pb_boot_gather(b, mine, all, len, t, missing);
+    if (rc == 1 && root)
+        exchange_timed_out(b, missing, t);
+    free(missing);
+    if (rc != 0 && rc != 1)
         return rc;
-    MPI_Request r;
-    rc = MPI_Ibcast(all, (int)(len * (size_t)b->info.nleaders), MPI_BYTE, b->info.root_leader, b->leaders, &r);
-    return rc == MPI_SUCCESS ? wait_idle(&r) : rc;
+    MPI_Request *r = new_reqs(1);
+    size_t total = len * (size_t)in->nleaders;
+    void *tmp = malloc(total ? total : 1);
+    if (!r || !tmp) {
+        free(r);
+        free(tmp);
+        return -1;
+    }
+    if (root)
+        memcpy(tmp, all, total);
+    rc = MPI_Ibcast(tmp, (int)total, MPI_BYTE, in->root_leader, b->leaders, r);
+    if (rc == MPI_SUCCESS)
+        rc = wait_all_idle(1, r, t);
+    if (rc == -1)
+        exchange_timed_out(b, NULL, t);
+    if (rc == MPI_SUCCESS) {
+        memcpy(all, tmp, total);
+        free(r);
+        free(tmp);
+        return 0;
+    }
+    orphan(b, r, 1, tmp);
+    return boot_status(rc);
 }
 
 void *pb_boot_leader_comm(struct pb_boot *b)
@@ -286,10 +503,12 @@ void pb_boot_close(struct pb_boot *b)
 {
     if (!b)
         return;
+    free_orphans(b);
     if (b->leaders != MPI_COMM_NULL)
         MPI_Comm_free(&b->leaders);
     MPI_Comm_free(&b->comm);
     free(b->leader_rank);
+    free(b->netids);
     free(b->hosts_buf);
     free(b->names_buf);
     free(b->names);
@@ -324,4 +543,15 @@ int pb_mpi_world_rank(void)
     int r = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &r);
     return r;
+}
+
+const char *pb_mpi_library_version(char *buf, size_t len)
+{
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int l = 0;
+    if (MPI_Get_library_version(v, &l) != MPI_SUCCESS)
+        snprintf(v, sizeof v, "an unknown MPI");
+    v[strcspn(v, "\n")] = 0;
+    snprintf(buf, len, "%s", v);
+    return buf;
 }

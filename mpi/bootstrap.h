@@ -22,6 +22,8 @@ struct pb_boot_info {
     const char *const *names; /* leaders only: "host (rank N)" per leader */
     const char *const *hosts; /* leaders only: host name per leader */
     const int *leader_rank;   /* leaders only: rank of each leader */
+    const uint64_t *netids;   /* leaders only: machine + network namespace of each
+                               * leader; equal ids reach each other on loopback */
     int max_ranks_per_node;
 };
 
@@ -40,10 +42,16 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
                    unsigned char *missing);
 /* Make every wait return 2 as soon as *cancel becomes nonzero. */
 void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel);
-/* End the whole job now with this exit status (a rank does not answer). */
+/* End the whole job now with this exit status (a rank does not answer),
+ * after calling the cleanup set with pb_boot_on_abort. */
 void pb_boot_abort(struct pb_boot *b, int code);
-/* Leaders only: every leader's len bytes to every leader (for transports). */
+void pb_boot_on_abort(struct pb_boot *b, void (*fn)(void *ctx), void *ctx);
+/* Leaders only: every leader's len bytes to every leader (for transports).
+ * A leader that does not take part within the exchange timeout is named and
+ * the job aborted (exit 5). */
 int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len);
+/* The exchange's deadline, in seconds (--timeout); 0: wait as long as it takes. */
+void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds);
 /* Leaders only: pointer to the leaders' MPI_Comm (for the mpi transport). */
 void *pb_boot_leader_comm(struct pb_boot *b);
 /* Fill buf with random bytes (the per-job secret). */
@@ -55,5 +63,7 @@ int pb_mpi_init(int *argc, char ***argv, char *err, size_t errlen);
 void pb_mpi_finalize(void);
 void *pb_mpi_world(void);
 int pb_mpi_world_rank(void);
+/* "Open MPI v4.1.4, ..." (first line), callable before MPI_Init. */
+const char *pb_mpi_library_version(char *buf, size_t len);
 
 #endif

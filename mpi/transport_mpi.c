@@ -60,6 +60,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "transport.h"
 
 #define TAG_CTRL 1
@@ -149,6 +150,7 @@ struct mpi_transport {
     uint32_t nslots;
     const char *const *names;
     int verbose;
+    long tag_ub;       /* MPI_TAG_UB of our communicator */
     int closing;       /* in close(): drain, never repost */
 
     struct peer *peers;
@@ -181,13 +183,6 @@ static const struct pb_transport_ops mpi_ops;
 static struct op *op_at(struct mpi_transport *t, int i)
 {
     return &t->blocks[i / OPS_PER_BLOCK][i % OPS_PER_BLOCK];
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static const char *peer_name(const struct mpi_transport *t, int peer)
@@ -600,6 +595,112 @@ static const char *op_what(enum op_kind k)
 }
 
 /* One completed request: turn it into events. */
+static void on_rx_hdr(struct mpi_transport *t, int i, int errcode, int cancelled, int count, const char *s)
+{
+    struct op *o = op_at(t, i);
+    uint32_t slot = o->slot;
+    struct hdr h = o->buf.h;
+    struct rslot *r = &t->rs[slot];
+    op_release(t, i);
+    if (errcode != MPI_SUCCESS) {
+        q_error(t, r->peer, 0, "%s for slot %u: %s", op_what(OP_RX_HDR), slot, s);
+        r->hdr_idx = -1;
+        slot_free(t, r);
+    } else if (cancelled) {
+        r->hdr_idx = -1; /* only close() cancels */
+        slot_free(t, r);
+    } else {
+        header_in(t, slot, &h, count);
+    }
+}
+
+static void on_rx_data(struct mpi_transport *t, int i, int errcode, int cancelled, const char *s)
+{
+    uint32_t slot = op_at(t, i)->slot;
+    struct rslot *r = &t->rs[slot];
+    op_release(t, i);
+    if (errcode != MPI_SUCCESS || cancelled) {
+        if (errcode != MPI_SUCCESS)
+            q_error(t, r->peer, 0, "%s into slot %u: %s", op_what(OP_RX_DATA), slot, s);
+        r->data_idx = -1;
+        slot_free(t, r);
+    } else {
+        payload_in(t, slot);
+    }
+}
+
+/* A credit is an event; a notify is held behind the chunks the peer sent
+ * before it. Either way the next control receive is posted. */
+static void on_ctrl(struct mpi_transport *t, struct peer *p, int peer, const struct ctrl *c)
+{
+    if (c->kind == CTRL_NOTIFY) {
+        /* Hold it (and the peer's later control messages) behind the
+         * chunks it sent first; released at once if they are all in. */
+        p->held = 1;
+        p->held_code = c->value;
+        p->held_nputs = c->nputs;
+        release_notify(t, p);
+        return;
+    }
+    struct pb_event *e = q_push(t, PB_EV_CREDIT, peer);
+    e->slot = c->value;
+    if (t->closing)
+        return;
+    int rc = post_ctrl_recv(t, p);
+    if (rc != 0) {
+        char s[MPI_MAX_ERROR_STRING];
+        p->dead = 1;
+        if (rc > 0)
+            mpi_errstr(rc, s, sizeof s);
+        else
+            snprintf(s, sizeof s, "%s", strerror(errno));
+        q_error(t, peer, rc > 0 ? 0 : errno, "MPI receive for control messages: %s", s);
+    }
+}
+
+static void on_rx_ctrl(struct mpi_transport *t, int i, int errcode, int cancelled, int count, const char *s)
+{
+    struct op *o = op_at(t, i);
+    struct peer *p = &t->peers[t->peer_of[o->peer]];
+    struct ctrl c = o->buf.c;
+    int peer = o->peer;
+    p->ctrl_idx = -1;
+    op_release(t, i);
+    if (cancelled) {
+        p->dead = 1;
+        return;
+    }
+    if (errcode != MPI_SUCCESS) {
+        p->dead = 1;
+        q_error(t, peer, 0, "%s: %s", op_what(OP_RX_CTRL), s);
+        return;
+    }
+    if (count != (int)sizeof c || c.magic != CTRL_MAGIC || (c.kind == CTRL_CREDIT && c.value >= t->nslots) ||
+        (c.kind != CTRL_CREDIT && c.kind != CTRL_NOTIFY)) {
+        p->dead = 1;
+        q_error(t, peer, EPROTO, "bad control message (%d bytes, magic %#x, kind %u, value %u)", count, c.magic,
+                c.kind, c.value);
+        return;
+    }
+    on_ctrl(t, p, peer, &c);
+}
+
+static void on_tx(struct mpi_transport *t, int i, int errcode, const char *s)
+{
+    struct op *o = op_at(t, i);
+    if (o->kind == OP_TX_DATA && errcode != MPI_SUCCESS) {
+        q_error(t, o->peer, 0, "%s to slot %u: %s", op_what(o->kind), o->slot, s);
+    } else if (o->kind == OP_TX_DATA) {
+        struct pb_event *e = q_push(t, PB_EV_SENT, o->peer);
+        e->slot = o->slot;
+        e->cookie = o->cookie;
+    } else if (errcode != MPI_SUCCESS) {
+        q_error(t, o->peer, 0, "%s: %s", op_what(o->kind), s);
+    }
+    op_release(t, i);
+}
+
+/* A request completed (or failed, or was cancelled): hand it to its kind. */
 static void handle(struct mpi_transport *t, int i, MPI_Status *st, int errcode)
 {
     struct op *o = op_at(t, i);
@@ -612,111 +713,19 @@ static void handle(struct mpi_transport *t, int i, MPI_Status *st, int errcode)
     char s[MPI_MAX_ERROR_STRING] = "";
     if (errcode != MPI_SUCCESS)
         mpi_errstr(errcode, s, sizeof s);
-
     switch (o->kind) {
-    case OP_RX_HDR: {
-        uint32_t slot = o->slot;
-        struct hdr h = o->buf.h;
-        struct rslot *r = &t->rs[slot];
-        op_release(t, i);
-        if (errcode != MPI_SUCCESS) {
-            q_error(t, r->peer, 0, "%s for slot %u: %s", op_what(OP_RX_HDR), slot, s);
-            r->hdr_idx = -1;
-            slot_free(t, r);
-        } else if (cancelled) {
-            r->hdr_idx = -1; /* only close() cancels */
-            slot_free(t, r);
-        } else {
-            header_in(t, slot, &h, count);
-        }
-        return;
-    }
-    case OP_RX_DATA: {
-        uint32_t slot = o->slot;
-        struct rslot *r = &t->rs[slot];
-        op_release(t, i);
-        if (errcode != MPI_SUCCESS || cancelled) {
-            if (errcode != MPI_SUCCESS)
-                q_error(t, r->peer, 0, "%s into slot %u: %s", op_what(OP_RX_DATA), slot, s);
-            r->data_idx = -1;
-            slot_free(t, r);
-        } else {
-            payload_in(t, slot);
-        }
-        return;
-    }
+    case OP_RX_HDR: on_rx_hdr(t, i, errcode, cancelled, count, s); return;
+    case OP_RX_DATA: on_rx_data(t, i, errcode, cancelled, s); return;
+    case OP_RX_CTRL: on_rx_ctrl(t, i, errcode, cancelled, count, s); return;
     case OP_RX_DISCARD:
         free(o->scratch);
         o->scratch = NULL;
         op_release(t, i);
         return;
-    case OP_RX_CTRL: {
-        struct peer *p = &t->peers[t->peer_of[o->peer]];
-        struct ctrl c = o->buf.c;
-        int peer = o->peer;
-        p->ctrl_idx = -1;
-        op_release(t, i);
-        if (cancelled) {
-            p->dead = 1;
-            return;
-        }
-        if (errcode != MPI_SUCCESS) {
-            p->dead = 1;
-            q_error(t, peer, 0, "%s: %s", op_what(OP_RX_CTRL), s);
-            return;
-        }
-        if (count != (int)sizeof c || c.magic != CTRL_MAGIC ||
-            (c.kind == CTRL_CREDIT && c.value >= t->nslots) ||
-            (c.kind != CTRL_CREDIT && c.kind != CTRL_NOTIFY)) {
-            p->dead = 1;
-            q_error(t, peer, EPROTO, "bad control message (%d bytes, magic %#x, kind %u, value %u)",
-                    count, c.magic, c.kind, c.value);
-            return;
-        }
-        if (c.kind == CTRL_CREDIT) {
-            struct pb_event *e = q_push(t, PB_EV_CREDIT, peer);
-            e->slot = c.value;
-        } else {
-            /* Hold it (and the peer's later control messages) behind the
-             * chunks it sent first; released at once if they are all in. */
-            p->held = 1;
-            p->held_code = c.value;
-            p->held_nputs = c.nputs;
-            release_notify(t, p);
-            return;
-        }
-        if (t->closing)
-            return;
-        int rc = post_ctrl_recv(t, p);
-        if (rc != 0) {
-            p->dead = 1;
-            if (rc > 0)
-                mpi_errstr(rc, s, sizeof s);
-            else
-                snprintf(s, sizeof s, "%s", strerror(errno));
-            q_error(t, peer, rc > 0 ? 0 : errno, "MPI receive for control messages: %s", s);
-        }
-        return;
-    }
     case OP_TX_DATA:
-        if (errcode != MPI_SUCCESS) {
-            q_error(t, o->peer, 0, "%s to slot %u: %s", op_what(o->kind), o->slot, s);
-        } else {
-            struct pb_event *e = q_push(t, PB_EV_SENT, o->peer);
-            e->slot = o->slot;
-            e->cookie = o->cookie;
-        }
-        op_release(t, i);
-        return;
     case OP_TX_HDR:
-    case OP_TX_CTRL:
-        if (errcode != MPI_SUCCESS)
-            q_error(t, o->peer, 0, "%s: %s", op_what(o->kind), s);
-        op_release(t, i);
-        return;
-    default:
-        op_release(t, i);
-        return;
+    case OP_TX_CTRL: on_tx(t, i, errcode, s); return;
+    default: op_release(t, i); return;
     }
 }
 
@@ -792,7 +801,7 @@ static int mpi_poll(struct pb_transport *bt, struct pb_event *ev, int max, int t
         errno = EINVAL;
         return -1;
     }
-    double deadline = timeout_ms < 0 ? -1 : now_s() + timeout_ms / 1000.0;
+    double deadline = timeout_ms < 0 ? -1 : pb_now() + timeout_ms / 1000.0;
     long backoff = POLL_MIN_US;
     for (;;) {
         /* Completions repost control receives, which may match at once:
@@ -808,7 +817,7 @@ static int mpi_poll(struct pb_transport *bt, struct pb_event *ev, int max, int t
             return take(t, ev, max);
         if (timeout_ms == 0)
             return 0;
-        double now = now_s();
+        double now = pb_now();
         if (deadline >= 0 && now >= deadline)
             return 0;
         double idle = now - ((double)t->last_activity.tv_sec + t->last_activity.tv_nsec * 1e-9);
@@ -821,11 +830,11 @@ static int mpi_poll(struct pb_transport *bt, struct pb_event *ev, int max, int t
     }
 }
 
-static void mpi_close(struct pb_transport *bt)
+static int mpi_close(struct pb_transport *bt)
 {
     struct mpi_transport *t = (struct mpi_transport *)bt;
     if (!t)
-        return;
+        return 0;
     /* Unmatched receives will never be needed again: cancel them. Chunks a
      * peer already started (header matched) are still drained into their
      * slot, so that peer's send completes instead of hanging in its close.
@@ -837,7 +846,7 @@ static void mpi_close(struct pb_transport *bt)
         if (t->reqs[i] != MPI_REQUEST_NULL && (k == OP_RX_HDR || k == OP_RX_CTRL))
             MPI_Cancel(&t->reqs[i]);
     }
-    double deadline = now_s() + CLOSE_GRACE_MS / 1000.0;
+    double deadline = pb_now() + CLOSE_GRACE_MS / 1000.0;
     long backoff = POLL_MIN_US;
     for (;;) {
         int active = t->nprobe > 0;
@@ -851,17 +860,22 @@ static void mpi_close(struct pb_transport *bt)
             break;
         if (n > 0)
             continue;
-        if (now_s() >= deadline)
+        if (pb_now() >= deadline)
             break;
         sleep_us(backoff);
         backoff = backoff * 2 > POLL_IDLE_CAP_US ? POLL_IDLE_CAP_US : backoff * 2;
     }
-    int left = 0, unsafe = 0;
+    int left = 0, unsafe = 0, pool_in_use = 0;
     for (int i = 0; i < t->hi; i++) {
         if (t->reqs[i] != MPI_REQUEST_NULL) {
-            /* Still in flight: let MPI finish or drop it on its own. */
+            /* Still in flight: let MPI finish or drop it on its own. Its
+             * buffer is either ours (scratch, control) or the caller's pool:
+             * whichever it is must outlive the request. */
             enum op_kind k = op_at(t, i)->kind;
-            unsafe |= k != OP_TX_DATA && k != OP_RX_DATA; /* buffer is ours, not the pool */
+            if (k == OP_TX_DATA || k == OP_RX_DATA)
+                pool_in_use = 1;
+            else
+                unsafe = 1;
             MPI_Cancel(&t->reqs[i]);
             MPI_Request_free(&t->reqs[i]);
             left++;
@@ -888,6 +902,7 @@ static void mpi_close(struct pb_transport *bt)
     free(t->peers);
     free(t->peer_of);
     free(t);
+    return pool_in_use;
 }
 
 static const struct pb_transport_ops mpi_ops = {
@@ -898,6 +913,98 @@ static const struct pb_transport_ops mpi_ops = {
     .poll = mpi_poll,
     .close = mpi_close,
 };
+
+/* The configuration makes sense and matches the leaders' communicator. */
+static int check_cfg(const struct pb_transport_cfg *cfg, const char *me, char *err, size_t errlen)
+{
+    if (!cfg || !cfg->mpi_comm) {
+        snprintf(err, errlen, "%s: mpi transport: no MPI communicator given", me);
+        return -1;
+    }
+    if (cfg->nslots == 0 || cfg->slot_size == 0 || cfg->slot_size > INT_MAX || (cfg->npeers > 0 && !cfg->peers) ||
+        !cfg->pool || cfg->npeers < 0) {
+        snprintf(err, errlen, "%s: mpi transport: invalid configuration (%u slots of %zu bytes)", me, cfg->nslots,
+                 cfg->slot_size);
+        return -1;
+    }
+    MPI_Comm parent = *(MPI_Comm *)cfg->mpi_comm;
+    int size = 0, rank = -1;
+    if (MPI_Comm_size(parent, &size) != MPI_SUCCESS || MPI_Comm_rank(parent, &rank) != MPI_SUCCESS ||
+        size != cfg->nleaders || rank != cfg->self) {
+        snprintf(err, errlen, "%s: mpi transport: leader communicator (rank %d of %d) does not match leader %d of %d",
+                 me, rank, size, cfg->self, cfg->nleaders);
+        return -1;
+    }
+    return 0;
+}
+
+/* Our own communicator, so that no other traffic can match our tags.
+ * Collective: every leader reaches it even if its own checks after it
+ * fail, so nobody is left hanging in MPI_Comm_dup. */
+static int dup_comm(struct mpi_transport *t, MPI_Comm parent, const char *me, char *err, size_t errlen)
+{
+    int rc = MPI_Comm_dup(parent, &t->comm);
+    if (rc != MPI_SUCCESS) {
+        char s[MPI_MAX_ERROR_STRING];
+        mpi_errstr(rc, s, sizeof s);
+        snprintf(err, errlen, "%s: mpi transport: MPI_Comm_dup: %s", me, s);
+        t->comm = MPI_COMM_NULL;
+        return -1;
+    }
+    MPI_Comm_set_errhandler(t->comm, MPI_ERRORS_RETURN);
+    int *tag_ub = NULL, flag = 0;
+    MPI_Comm_get_attr(t->comm, MPI_TAG_UB, &tag_ub, &flag);
+    t->tag_ub = flag && tag_ub ? *tag_ub : 32767;
+    long need = (long)TAG_DATA(0) + 2L * ((long)t->nslots - 1);
+    if (need > t->tag_ub) {
+        snprintf(err, errlen, "%s: mpi transport: %u slots need MPI tags up to %ld but this MPI allows %ld", me,
+                 t->nslots, need, t->tag_ub);
+        return -1;
+    }
+    return 0;
+}
+
+/* Our peers, each with a control receive posted; slots not yet in use. */
+static int setup_peers(struct mpi_transport *t, const struct pb_transport_cfg *cfg, const char *me, char *err,
+                       size_t errlen)
+{
+    t->peer_of = malloc((size_t)t->nleaders * sizeof *t->peer_of);
+    t->peers = calloc((size_t)cfg->npeers + 1, sizeof *t->peers);
+    t->rs = calloc(cfg->nslots, sizeof *t->rs);
+    if (!t->peer_of || !t->peers || !t->rs) {
+        snprintf(err, errlen, "%s: mpi transport: out of memory", me);
+        return -1;
+    }
+    for (int i = 0; i < t->nleaders; i++)
+        t->peer_of[i] = -1;
+    for (int i = 0; i < cfg->npeers; i++) {
+        int l = cfg->peers[i];
+        if (l < 0 || l >= t->nleaders) {
+            snprintf(err, errlen, "%s: mpi transport: peer %d out of range (0..%d)", me, l, t->nleaders - 1);
+            return -1;
+        }
+        if (t->peer_of[l] >= 0)
+            continue; /* listed twice */
+        t->peer_of[l] = t->npeers;
+        t->peers[t->npeers++] = (struct peer){ .leader = l, .ctrl_idx = -1 };
+    }
+    for (uint32_t s = 0; s < t->nslots; s++)
+        t->rs[s].hdr_idx = t->rs[s].data_idx = -1;
+    for (int i = 0; i < t->npeers; i++) {
+        int rc = post_ctrl_recv(t, &t->peers[i]);
+        if (rc != 0) {
+            char s[MPI_MAX_ERROR_STRING];
+            if (rc > 0)
+                mpi_errstr(rc, s, sizeof s);
+            else
+                snprintf(s, sizeof s, "%s", strerror(errno));
+            snprintf(err, errlen, "%s: mpi transport: receive from %s: %s", me, peer_name(t, t->peers[i].leader),
+                     s);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
 {
@@ -910,26 +1017,8 @@ struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, c
     const char *me = "?";
     if (cfg && cfg->names && cfg->self >= 0 && cfg->self < cfg->nleaders && cfg->names[cfg->self])
         me = cfg->names[cfg->self];
-    if (!cfg || !cfg->mpi_comm) {
-        snprintf(err, errlen, "%s: mpi transport: no MPI communicator given", me);
+    if (check_cfg(cfg, me, err, errlen) < 0)
         return NULL;
-    }
-    if (cfg->nslots == 0 || cfg->slot_size == 0 || cfg->slot_size > INT_MAX ||
-        (cfg->npeers > 0 && !cfg->peers) || !cfg->pool || cfg->npeers < 0) {
-        snprintf(err, errlen, "%s: mpi transport: invalid configuration (%u slots of %zu bytes)",
-                 me, cfg->nslots, cfg->slot_size);
-        return NULL;
-    }
-    MPI_Comm parent = *(MPI_Comm *)cfg->mpi_comm;
-    int size = 0, rank = -1;
-    if (MPI_Comm_size(parent, &size) != MPI_SUCCESS || MPI_Comm_rank(parent, &rank) != MPI_SUCCESS ||
-        size != cfg->nleaders || rank != cfg->self) {
-        snprintf(err, errlen,
-                 "%s: mpi transport: leader communicator (rank %d of %d) does not match leader %d of %d",
-                 me, rank, size, cfg->self, cfg->nleaders);
-        return NULL;
-    }
-
     struct mpi_transport *t = calloc(1, sizeof *t);
     if (!t) {
         snprintf(err, errlen, "%s: mpi transport: out of memory", me);
@@ -945,79 +1034,20 @@ struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, c
     t->names = cfg->names;
     t->verbose = cfg->verbose;
     clock_gettime(CLOCK_MONOTONIC, &t->last_activity);
-
-    /* Collective: every leader reaches it even if its own checks below fail,
-     * so nobody is left hanging in MPI_Comm_dup. */
-    int rc = MPI_Comm_dup(parent, &t->comm);
-    if (rc != MPI_SUCCESS) {
-        char s[MPI_MAX_ERROR_STRING];
-        mpi_errstr(rc, s, sizeof s);
-        snprintf(err, errlen, "%s: mpi transport: MPI_Comm_dup: %s", me, s);
-        t->comm = MPI_COMM_NULL;
-        goto fail;
-    }
-    MPI_Comm_set_errhandler(t->comm, MPI_ERRORS_RETURN);
-
-    int *tag_ub = NULL, flag = 0;
-    MPI_Comm_get_attr(t->comm, MPI_TAG_UB, &tag_ub, &flag);
-    long ub = flag && tag_ub ? *tag_ub : 32767;
-    if ((long)TAG_DATA(0) + 2L * ((long)cfg->nslots - 1) > ub) {
-        snprintf(err, errlen,
-                 "%s: mpi transport: %u slots need MPI tags up to %ld but this MPI allows %ld",
-                 me, cfg->nslots, (long)TAG_DATA(0) + 2L * ((long)cfg->nslots - 1), ub);
-        goto fail;
-    }
-
-    t->peer_of = malloc((size_t)t->nleaders * sizeof *t->peer_of);
-    t->peers = calloc((size_t)cfg->npeers + 1, sizeof *t->peers);
-    t->rs = calloc(cfg->nslots, sizeof *t->rs);
-    if (!t->peer_of || !t->peers || !t->rs) {
-        snprintf(err, errlen, "%s: mpi transport: out of memory", me);
-        goto fail;
-    }
-    for (int i = 0; i < t->nleaders; i++)
-        t->peer_of[i] = -1;
-    for (int i = 0; i < cfg->npeers; i++) {
-        int l = cfg->peers[i];
-        if (l < 0 || l >= t->nleaders) {
-            snprintf(err, errlen, "%s: mpi transport: peer %d out of range (0..%d)", me, l,
-                     t->nleaders - 1);
-            goto fail;
+    if (dup_comm(t, *(MPI_Comm *)cfg->mpi_comm, me, err, errlen) < 0 ||
+        setup_peers(t, cfg, me, err, errlen) < 0) {
+        if (t->comm != MPI_COMM_NULL) {
+            mpi_close(&t->base); /* cancels what was posted, frees everything */
+            return NULL;
         }
-        if (t->peer_of[l] >= 0)
-            continue; /* listed twice */
-        t->peer_of[l] = t->npeers;
-        t->peers[t->npeers++] = (struct peer){.leader = l, .ctrl_idx = -1};
-    }
-    for (uint32_t s = 0; s < t->nslots; s++)
-        t->rs[s].hdr_idx = t->rs[s].data_idx = -1;
-
-    for (int i = 0; i < t->npeers; i++) {
-        rc = post_ctrl_recv(t, &t->peers[i]);
-        if (rc != 0) {
-            char s[MPI_MAX_ERROR_STRING];
-            if (rc > 0)
-                mpi_errstr(rc, s, sizeof s);
-            else
-                snprintf(s, sizeof s, "%s", strerror(errno));
-            snprintf(err, errlen, "%s: mpi transport: receive from %s: %s", me,
-                     peer_name(t, t->peers[i].leader), s);
-            goto fail;
-        }
-    }
-    if (t->verbose)
-        fprintf(stderr, "p2pbcast: %s: mpi transport: %d peers, %u slots of %zu bytes, tag_ub %ld\n",
-                me, t->npeers, t->nslots, t->slot_size, ub);
-    return &t->base;
-
-fail:
-    if (t->comm != MPI_COMM_NULL) {
-        mpi_close(&t->base); /* cancels what was posted, frees everything */
+        free(t->peer_of);
+        free(t->peers);
+        free(t->rs);
+        free(t);
         return NULL;
     }
-    free(t->peer_of);
-    free(t->peers);
-    free(t->rs);
-    free(t);
-    return NULL;
+    if (t->verbose)
+        fprintf(stderr, "p2pbcast: %s: mpi transport: %d peers, %u slots of %zu bytes, tag_ub %ld\n", me, t->npeers,
+                t->nslots, t->slot_size, t->tag_ub);
+    return &t->base;
 }

@@ -92,14 +92,18 @@ run() {
     shift
     : > "$WORK/rcs"
     chmod 666 "$WORK/rcs"
-    local as=() tr=()
+    local as=() tr=() lim=""
     # P2PBCAST_TRANSPORT: run the same tests over another transport (an
     # explicit -t in the arguments still wins: getopt keeps the last).
     [ -n "${P2PBCAST_TRANSPORT:-}" ] && tr=(-t "$P2PBCAST_TRANSPORT")
+    # P2PBCAST_SCHEDULE: the same for the schedule (ring, tree, auto).
+    [ -n "${P2PBCAST_SCHEDULE:-}" ] && tr+=(--schedule "$P2PBCAST_SCHEDULE")
+    # RUN_NOFILE=N: every rank limited to N open files (soft and hard).
+    [ -n "${RUN_NOFILE:-}" ] && lim="ulimit -n $RUN_NOFILE || exit 99; "
     # RUN_AS=nobody: the whole job without root's power over permissions.
     [ -n "${RUN_AS:-}" ] && as=(setpriv --reuid="$RUN_AS" --regid=nogroup --clear-groups env HOME="$WORK")
     out=$(cd "$WORK" && mpi_timeout "${as[@]}" "$MPIRUN" "${MPI_FLAGS[@]}" -np "$np" \
-        bash -c '"$@"; r=$?; echo "$r" >> "'"$WORK"'/rcs"; exit $r' _ "$P2PBCAST" "${tr[@]}" "$@" 2>&1)
+        bash -c "$lim"'"$@"; r=$?; echo "$r" >> "'"$WORK"'/rcs"; exit $r' _ "$P2PBCAST" "${tr[@]}" "$@" 2>&1)
     rc=$?
     if check_timeout "$out" "$MPIRUN -np $np p2pbcast $*"; then
         rc=124

@@ -17,7 +17,7 @@ top=$PWD
 
 pkgs=(build-essential autoconf automake libtool pkg-config
       libopenmpi-dev openmpi-bin mpich libmpich-dev libhwloc-dev libxxhash-dev
-      libibverbs-dev librdmacm-dev ibverbs-utils
+      libibverbs-dev ibverbs-utils
       clang libclang-rt-14-dev valgrind python3
       iproute2 util-linux procps psmisc gnuplot-nox
       slurm-wlm slurm-client munge)

@@ -66,6 +66,7 @@ BIN=$WORK/p2pbcast
 SRC=$WORK/src.bin
 head -c $(( 6 * 1048576 + 12345 )) /dev/urandom >"$SRC"
 DDIR=/tmp/tb               # DEST's directory inside every host
+TCP_IF_ARGS=(--tcp-if "$SUBNET")
 DEST=$DDIR/dest.bin
 
 # bcast N: p2pbcast to DEST on h1..hN.  Sets out (stdout+stderr, tagged with
@@ -80,7 +81,7 @@ bcast() {
     out=$(timeout -k 10 $(( NETBED_MPIRUN_TIMEOUT + 30 )) "$NB" mpirun -np "$n" --tag-output \
         --mca orte_abort_on_non_zero_status 0 \
         bash -c '"$@"; r=$?; echo "$(hostname) $r" >>'"$WORK/rcs"'; exit $r' _ \
-        "$BIN" --tcp-if "$SUBNET" "$SRC" "$DEST" 2>&1)
+        "$BIN" ${TCP_IF_ARGS[@]+"${TCP_IF_ARGS[@]}"} "$SRC" "$DEST" 2>&1)
     mrc=$?
     set -e
     # A timeout fails every check of this run (the statuses are incomplete)
@@ -154,6 +155,21 @@ for N in 2 4 8; do
     ok "N=$N: identical copy on every host" copies_identical "$N"
     ok "N=$N: no temporary file left" only_dest_left "$N"
 
+    if (( N == 2 )); then
+        # Containers on different machines often share a hostname: the
+        # transport must not take them for one machine (and use loopback),
+        # and must find the interface that reaches the other host unaided.
+        same_name() { "$NB" exec h1 hostname node && "$NB" exec h2 hostname node; }
+        ok "N=2: both hosts called 'node'" same_name
+        prepare_dirs 2
+        TCP_IF_ARGS=()
+        bcast 2
+        TCP_IF_ARGS=(--tcp-if "$SUBNET")
+        good_same() { (( mrc == 0 )) && [[ $rcs == $'node 0\nnode 0' ]] || { diag "$out"; return 1; }; }
+        ok "N=2, one hostname, no --tcp-if: p2pbcast succeeds on both (mpirun status $mrc)" good_same
+        ok "N=2, one hostname: identical copy on every host" copies_identical 2
+        "$NB" exec h1 hostname h1 && "$NB" exec h2 hostname h2
+    fi
     if (( N == 4 )); then
         # Fault 1: h3's DEST directory is a read-only bind mount in h3.
         prepare_dirs 4

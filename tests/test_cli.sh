@@ -10,6 +10,19 @@ ver=$("$P2PBCAST" --version)
 ok $? "--version exits 0"
 echo "$ver" | grep -Eq '^p2pbcast [0-9]+\.[0-9]+\.[0-9]+$'; ok $? "--version prints the version ($ver)"
 
+echo "$ver" | grep -q '^built with .*MPI'; ok $? "--version names the MPI library it was built with"
+echo "$ver" | grep -q '^transports: tcp mpi'; ok $? "--version lists the transports built in"
+
+# The shared library exports the public API and nothing else.
+lib=$(dirname "$P2PBCAST")/.libs/libp2pbcast.so
+if [ -f "$lib" ] && command -v nm >/dev/null; then
+    extra=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBR]$/ {print $3}' | grep -v '^p2pbcast_' | head -5 | tr '\n' ' ')
+    api=$(nm -D --defined-only "$lib" | grep -c ' T p2pbcast_')
+    [ -z "$extra" ] && [ "$api" -ge 3 ]; ok $? "libp2pbcast exports only p2pbcast_* ($api of them)${extra:+; also: $extra}"
+else
+    skip "libp2pbcast.so not built here"
+fi
+
 man=${TESTS_SRCDIR:-$here}/../doc/p2pbcast.1
 missing=""
 for opt in $(echo "$help" | grep -oE -- '--[a-z][a-z-]+' | sort -u); do

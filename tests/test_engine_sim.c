@@ -97,7 +97,7 @@ static int f_poll(struct pb_transport *t, struct pb_event *ev, int max, int ms)
     (void)t, (void)ev, (void)max, (void)ms;
     return 0;
 }
-static void f_close(struct pb_transport *t) { (void)t; }
+static int f_close(struct pb_transport *t) { (void)t; return 0; }
 static const struct pb_transport_ops fake_ops = { "fake", f_put, f_grant, f_notify, f_poll, f_close };
 
 /* Deliver one message from a random non-empty link. */
@@ -149,6 +149,8 @@ static int io_write(void *c, uint64_t off, const void *buf, size_t len, char *er
 }
 
 /* Run one simulated broadcast. Returns 1 when every copy is right. */
+static int sched = PB_SCHED_RING; /* the schedule run() uses */
+
 static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, unsigned seed, int64_t corrupt_at,
                int corrupt_node, char *why, size_t whylen)
 {
@@ -159,6 +161,7 @@ static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, 
         snprintf(why, whylen, "plan: %s", err);
         return 0;
     }
+    plan.schedule = sched;
     unsigned char *src = malloc(size + 1);
     for (uint64_t i = 0; i < size; i++)
         src[i] = (unsigned char)(rand() >> 7);
@@ -318,5 +321,25 @@ int main(void)
         all = run(33, 4, 200 * c, c, 4, seed, -1, -1, why, sizeof why);
     ok(all, "33 nodes, minimum slots: no deadlock on a long ring %s", why);
     ok(run(6, 0, 40 * c, c, 8, 99, 13, 2, why, sizeof why), "a byte flipped while forwarding is caught: %s", why);
+
+    sched = PB_SCHED_TREE;
+    for (int L = 1; L <= 70; L++) {
+        const uint64_t sizes[] = { 0, 1, c, c + 1, 3 * c, 37 * c + 11, 2 * (uint64_t)L * c };
+        all = 1;
+        why[0] = 0;
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
+            for (unsigned seed = 1; seed <= 2 && all; seed++)
+                all = run(L, (int)((seed * 5 + i) % (unsigned)L), sizes[i], c, seed == 1 ? 4 : 7, seed * 7919 + L,
+                          -1, -1, why, sizeof why);
+        ok(all, "trees, %d node(s), 4 or 7 slots, roots vary: copies exact, manifests agree, no stall %s", L, why);
+    }
+    all = 1;
+    for (unsigned seed = 1; seed <= 20 && all; seed++)
+        all = run(13, (int)(seed % 13), 60 * c + 7, c, 4, seed, -1, -1, why, sizeof why);
+    ok(all, "trees, 13 nodes, minimum 4 slots, 20 random delivery orders %s", why);
+    all = run(257, 100, 64 * c + 3, c, 4, 42, -1, -1, why, sizeof why);
+    ok(all, "trees, 257 nodes, 4 slots: no deadlock, copies exact %s", why);
+    ok(run(9, 0, 40 * c, c, 8, 99, 13, 5, why, sizeof why), "trees: a byte flipped while forwarding is caught: %s",
+       why);
     return tap_done();
 }

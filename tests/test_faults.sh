@@ -61,6 +61,29 @@ ok $? "rank 1 stopped: job status $rc after ${took}s (timeout 3 s), the stalled 
 grep 'p2pbcast: error' "$WORK/out" | head -3 | diag
 [ "$took" -lt 60 ]; ok $? "a stalled rank does not hang the job (ended after ${took}s)"
 
+# 2b. The same on a filesystem without O_TMPFILE (NFS, Lustre, GPFS): the
+# copies are named hidden files. The root aborts the job: every rank that can
+# still run removes its own before MPI_Abort; the stopped rank cannot, and
+# the next run of the same DEST removes what it left.
+export P2PBCAST_TEST_NO_TMPFILE=1
+start --timeout 3 "$WORK/src" "$D/x.%r"
+for _ in $(seq 50); do pid=$(rank_pid 1) && break; sleep 0.1; done
+under_way
+kill -STOP "$pid" 2>/dev/null
+wait_job
+kill -CONT "$pid" 2>/dev/null
+left=$(cd "$D" && ls -A | tr '\n' ' ')
+[ $rc -ne 0 ] && [ -z "$(cd "$D" && ls -A | grep -v '^\.x\.1\.p2pbcast-')" ]
+ok $? "no O_TMPFILE, rank 1 stopped, job aborted: only the stopped rank's hidden copy is left (${left:-none})"
+unset P2PBCAST_TEST_READ_DELAY_MS
+: > "$D/.x.2.p2pbcast-Zz9Zz9" # as a SIGKILLed run leaves it: unlocked
+run 4 -q --per-rank -c 64K "$WORK/src" "$D/x.%r"
+only_these "$D" x.0 x.1 x.2 x.3 && cmp -s "$WORK/src" "$D/x.1"
+ok $? "the next run of the same DEST removes a dead run's hidden copy (status $rc)"
+rm -f "$D"/x.*
+export P2PBCAST_TEST_READ_DELAY_MS=25
+unset P2PBCAST_TEST_NO_TMPFILE
+
 # 3. SOURCE changed while it is read.
 cp "$WORK/src" "$WORK/src2"
 start "$WORK/src2" "$D/x.%r"
@@ -107,4 +130,15 @@ run 4 -q --resume --per-rank -c 64K "$R/src" "$R/d.%r"
 ok $? "--resume: a kept copy changed on disk is caught by the digest and every kept copy is dropped"
 run 4 -q --resume --per-rank -c 64K "$R/src" "$R/d.%r"
 [ "$rcs" = "0x4 " ] && cmp -s "$R/src" "$R/d.2"; ok $? "--resume: the run after that copies everything afresh"
+
+# 6. Start-up at scale: every greeting arrives 3 s after its connection (a
+# connector finishing its connects one by one, a retransmitted SYN). Within
+# --timeout that is not a failure.
+L="$WORK/late"
+mkdir -p "$L"
+mkfile "$L/src" 300000
+P2PBCAST_TEST_HELLO_DELAY_MS=3000 run 3 -q --per-rank --timeout 30 "$L/src" "$L/d.%r"
+[ "$rcs" = "0x3 " ] && cmp -s "$L/src" "$L/d.1" && cmp -s "$L/src" "$L/d.2"
+ok $? "greetings 3 s late, --timeout 30: the set-up waits for them (statuses $rcs)"
+echo "$out" | grep 'dropped\|error' | head -3 | diag
 done_testing

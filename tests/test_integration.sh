@@ -16,6 +16,8 @@ check_copies() { # check_copies NP SRC DESTPREFIX -> 0 when all NP copies equal 
 # chunks than receivers (3 chunks for up to 7 receivers).
 c=65536
 sizes=(0 1 $((c - 1)) $c $((c + 1)) $((37 * c + 12345)) $((3 * c)))
+matrix() { # the size matrix for np = 1..8 under the current P2PBCAST_SCHEDULE
+local np size d bad sched=${P2PBCAST_SCHEDULE:-auto}
 for np in 1 2 3 4 5 6 7 8; do
     bad=""
     for size in "${sizes[@]}"; do
@@ -30,8 +32,12 @@ for np in 1 2 3 4 5 6 7 8; do
         fi
         rm -rf "$d"
     done
-    [ -z "$bad" ]; ok $? "np=$np: sizes 0, 1, c-1, c, c+1, 37c+r, 3c copied exactly${bad:+ (failed:$bad)}"
+    [ -z "$bad" ]; ok $? "np=$np, schedule $sched: sizes 0, 1, c-1, c, c+1, 37c+r, 3c copied exactly${bad:+ (failed:$bad)}"
 done
+}
+matrix
+# Once more with the two trees (auto takes the ring up to 8 nodes).
+P2PBCAST_SCHEDULE=tree matrix
 
 # Several chunk sizes, including one larger than the file.
 mkfile "$WORK/src3m" 3000001
@@ -50,13 +56,39 @@ for spec in "4 2" "8 7" "3 1"; do
     rm -f "$WORK"/root.*
 done
 
+# The two trees with a root other than rank 0, and more nodes than auto's
+# ring limit.
+for spec in "5 3" "11 0" "13 12"; do
+    set -- $spec
+    run "$1" -q --per-rank --schedule tree --root "$2" -c 64K "$WORK/src3m" "$WORK/tr.%r"
+    [ $rc -eq 0 ] && [ $same_rc -eq 0 ] && check_copies "$1" "$WORK/src3m" "$WORK/tr"
+    ok $? "np=$1 --root $2 --schedule tree"
+    rm -f "$WORK"/tr.*
+done
+
+# 128 nodes (local ranks), every rank allowed 64 open files: the trees need
+# at most 4 connections per node and succeed. (The ring's root would need
+# 127 and stops at set-up with exit 5, naming the limit and 'ulimit -n'.)
+mkfile "$WORK/src200k" 204800
+run_fd() { RUN_NOFILE=64 run 128 -q --per-rank --timeout 120 "$@" "$WORK/src200k" "$WORK/fd.%r"; }
+run_fd --schedule tree
+[ $rc -eq 0 ] && [ $same_rc -eq 0 ] && check_copies 128 "$WORK/src200k" "$WORK/fd"
+ok $? "128 nodes, 64 open files each, --schedule tree: every copy identical ($rcs)"
+[ $rc -eq 0 ] || echo "$out" | tail -5 | diag
+rm -f "$WORK"/fd.*
+run_fd --schedule ring
+{ [ $rc -eq 0 ] && check_copies 128 "$WORK/src200k" "$WORK/fd"; } ||
+    { [ "$rcs" = "5x128 " ] && echo "$out" | grep -q "ulimit -n"; }
+ok $? "the same with the ring: copies identical, or every rank exits 5 naming 'ulimit -n' ($rcs)"
+rm -f "$WORK"/fd.*
+
 # Mode, mtime and the summary line.
 chmod 0640 "$WORK/src3m"
 touch -d '2020-02-02 02:02:02' "$WORK/src3m"
 run 3 --per-rank "$WORK/src3m" "$WORK/meta.%r"
 [ "$(stat -c '%a %Y' "$WORK/meta.2")" = "$(stat -c '%a %Y' "$WORK/src3m")" ]
 ok $? "DEST gets SOURCE's mode and mtime"
-echo "$out" | grep -Eq "^p2pbcast: 2\.86 MiB to 3 nodes in [0-9.]+ s: .* GB/s per node .*transport ${P2PBCAST_TRANSPORT:-tcp}"
+echo "$out" | grep -Eq "^p2pbcast: 2\.86 MiB to 3 nodes in [0-9.]+ s: [0-9.]+ [kMGT]?B/s per node .*transport ${P2PBCAST_TRANSPORT:-tcp}"
 ok $? "summary line names size, nodes, time, rate and transport"
 rm -f "$WORK"/meta.*
 

@@ -1,4 +1,5 @@
 /* test_options.c — command-line parsing, size suffixes, DEST placeholders. */
+#include "dest_path.h"
 #include "options.h"
 #include "tap.h"
 

@@ -60,20 +60,20 @@ static void test_desc(void)
 
 static void test_msg(void)
 {
-    uint8_t b[PB_VW_MSG_SIZE];
+    uint8_t b[PB_VW_CTRL_SIZE];
     uint32_t ty, v;
     pb_vw_msg_pack(b, PB_VW_MSG_CREDIT, 17);
-    int ok = pb_vw_msg_unpack(b, PB_VW_MSG_SIZE, &ty, &v, why, sizeof why) == 0 && ty == PB_VW_MSG_CREDIT && v == 17;
+    int ok = pb_vw_msg_unpack(b, PB_VW_CTRL_SIZE, &ty, &v, why, sizeof why) == 0 && ty == PB_VW_MSG_CREDIT && v == 17;
     pb_vw_msg_pack(b, PB_VW_MSG_NOTIFY, UINT32_MAX);
-    ok &= pb_vw_msg_unpack(b, PB_VW_MSG_SIZE, &ty, &v, why, sizeof why) == 0 && ty == PB_VW_MSG_NOTIFY &&
+    ok &= pb_vw_msg_unpack(b, PB_VW_CTRL_SIZE, &ty, &v, why, sizeof why) == 0 && ty == PB_VW_MSG_NOTIFY &&
           v == UINT32_MAX;
     tap_ok(ok, "credit and notify messages round-trip");
     tap_ok(pb_vw_msg_unpack(b, 15, &ty, &v, why, sizeof why) != 0 && pb_vw_msg_unpack(b, 0, &ty, &v, why, sizeof why) != 0,
            "control message of the wrong length refused");
     b[5] ^= 0x40;
-    tap_ok(pb_vw_msg_unpack(b, PB_VW_MSG_SIZE, &ty, &v, why, sizeof why) != 0, "corrupt control message refused");
+    tap_ok(pb_vw_msg_unpack(b, PB_VW_CTRL_SIZE, &ty, &v, why, sizeof why) != 0, "corrupt control message refused");
     pb_vw_msg_pack(b, 9, 1);
-    tap_ok(pb_vw_msg_unpack(b, PB_VW_MSG_SIZE, &ty, &v, why, sizeof why) != 0 && strstr(why, "unknown"),
+    tap_ok(pb_vw_msg_unpack(b, PB_VW_CTRL_SIZE, &ty, &v, why, sizeof why) != 0 && strstr(why, "unknown"),
            "unknown control message type refused");
 }
 
@@ -351,7 +351,7 @@ static void test_backlog(void)
 
 /* ---- completion handling ---- */
 
-static uint8_t recvbufs[2][4][PB_VW_MSG_SIZE];
+static uint8_t recvbufs[2][4][PB_VW_CTRL_SIZE];
 
 static const uint8_t *get_recv(void *ctx, int link, uint64_t idx)
 {
@@ -385,7 +385,7 @@ static void test_cqe(void)
 
     /* credit and notify from link 0 */
     pb_vw_msg_pack(recvbufs[0][1], PB_VW_MSG_CREDIT, 2);
-    c = (struct pb_vw_cqe){pb_vw_wrid(PB_VW_K_RECV, 0, 1), 1, "success", 0, PB_VW_OP_RECV, 0, PB_VW_MSG_SIZE};
+    c = (struct pb_vw_cqe){pb_vw_wrid(PB_VW_K_RECV, 0, 1), 1, "success", 0, PB_VW_OP_RECV, 0, PB_VW_CTRL_SIZE};
     n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
     tap_ok(n == 1 && ev.kind == PB_EV_CREDIT && ev.peer == 7 && ev.slot == 2 && rl == 0 && ri == 1,
            "credit message -> CREDIT for the peer's slot");
@@ -412,7 +412,7 @@ static void test_cqe(void)
 
     /* bad credit slot from link 1 (peer has 5 slots) */
     pb_vw_msg_pack(recvbufs[1][0], PB_VW_MSG_CREDIT, 5);
-    c = (struct pb_vw_cqe){pb_vw_wrid(PB_VW_K_RECV, 1, 0), 1, "success", 0, PB_VW_OP_RECV, 0, PB_VW_MSG_SIZE};
+    c = (struct pb_vw_cqe){pb_vw_wrid(PB_VW_K_RECV, 1, 0), 1, "success", 0, PB_VW_OP_RECV, 0, PB_VW_CTRL_SIZE};
     n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
     tap_ok(n == 1 && ev.kind == PB_EV_ERROR && ev.peer == 9 && ev.err == EPROTO && strstr(ev.what, "slot 5") &&
                rl == -1 && links[1].dead,
@@ -456,6 +456,69 @@ static void test_cqe(void)
     pb_vw_link_fini(&links[1]);
 }
 
+/* The job secret on the first message and per-slot keys in credits. */
+static void test_hello(void)
+{
+    /* SipHash-2-4 reference vector: key 00..0f, message 00..0e (15 bytes) */
+    uint8_t key[16], msg[15];
+    for (int i = 0; i < 16; i++)
+        key[i] = (uint8_t)i;
+    for (int i = 0; i < 15; i++)
+        msg[i] = (uint8_t)i;
+    tap_ok(pb_vw_siphash(key, msg, 15) == UINT64_C(0xa129ca6149be45e5), "SipHash-2-4 matches the reference vector");
+    uint8_t other[16];
+    memcpy(other, key, 16);
+    other[15] ^= 1;
+    uint64_t m = pb_vw_hello_mac(key, 1, 2, 0x100, 0x200, 5, 6);
+    tap_ok(m != pb_vw_hello_mac(other, 1, 2, 0x100, 0x200, 5, 6) && m != pb_vw_hello_mac(key, 2, 1, 0x200, 0x100, 6, 5),
+           "hello mac depends on the secret and the direction");
+
+    enum { NS = 4 };
+    static uint8_t table[NS * PB_VW_MSG_SIZE];
+    struct pb_vw_link links[1];
+    int leaders[1] = {3};
+    uint32_t pns[1] = {4};
+    pb_vw_link_init(&links[0], 8);
+    pb_vw_link_peer_slots(&links[0], 4);
+    links[0].hello_wait = 1;
+    links[0].hello_mac = m;
+    struct pb_vw_state st = {1, leaders, links, pns, table, NS, 1000, get_recv, NULL};
+    struct pb_event ev;
+    int rl;
+    int64_t ri;
+    pb_vw_ctrl_pack(recvbufs[0][0], &(struct pb_vw_ctrl){PB_VW_MSG_CREDIT, 1, 0xaaa, 0xbbb, 0});
+    struct pb_vw_cqe c = {pb_vw_wrid(PB_VW_K_RECV, 0, 0), 1, "success", 0, PB_VW_OP_RECV, 0, PB_VW_CTRL_SIZE};
+    int n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
+    tap_ok(n == 1 && ev.kind == PB_EV_ERROR && ev.err == EACCES && strstr(ev.what, "secret") && links[0].dead,
+           "credit before the hello -> ERROR (EACCES), link dead");
+    links[0].dead = 0;
+    pb_vw_ctrl_pack(recvbufs[0][1], &(struct pb_vw_ctrl){PB_VW_MSG_HELLO, 0, 0, 0, m ^ 1});
+    c.wr_id = pb_vw_wrid(PB_VW_K_RECV, 0, 1);
+    n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
+    tap_ok(n == 1 && ev.kind == PB_EV_ERROR && ev.err == EACCES && strstr(ev.what, "secret") && links[0].hello_wait,
+           "hello with a wrong mac -> ERROR (EACCES)");
+    links[0].dead = 0;
+    c = (struct pb_vw_cqe){pb_vw_wrid(PB_VW_K_RECV, 0, 1), 1, "success", 0, PB_VW_OP_RECV_IMM, 1, 0};
+    n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
+    tap_ok(n == 1 && ev.kind == PB_EV_ERROR && ev.err == EACCES, "chunk before the hello -> ERROR (EACCES)");
+    links[0].dead = 0;
+    pb_vw_ctrl_pack(recvbufs[0][2], &(struct pb_vw_ctrl){PB_VW_MSG_HELLO, 0, 0, 0, m});
+    c = (struct pb_vw_cqe){pb_vw_wrid(PB_VW_K_RECV, 0, 2), 1, "success", 0, PB_VW_OP_RECV, 0, PB_VW_CTRL_SIZE};
+    n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
+    tap_ok(n == 0 && !links[0].hello_wait && rl == 0 && ri == 2, "right hello: accepted silently, receive reposted");
+    pb_vw_ctrl_pack(recvbufs[0][3], &(struct pb_vw_ctrl){PB_VW_MSG_CREDIT, 1, 0xaaa, 0xbbb, 0});
+    c.wr_id = pb_vw_wrid(PB_VW_K_RECV, 0, 3);
+    n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
+    tap_ok(n == 1 && ev.kind == PB_EV_CREDIT && ev.slot == 1 && links[0].rkey_data[1] == 0xaaa &&
+               links[0].rkey_desc[1] == 0xbbb && links[0].rkey_data[0] == 0,
+           "credit after the hello -> CREDIT, its slot's keys kept");
+    pb_vw_msg_pack(recvbufs[0][0], PB_VW_MSG_PING, 0);
+    c.wr_id = pb_vw_wrid(PB_VW_K_RECV, 0, 0);
+    n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
+    tap_ok(n == 0 && rl == 0 && !links[0].dead, "keepalive ping: no event, receive reposted");
+    pb_vw_link_fini(&links[0]);
+}
+
 int main(void)
 {
     test_desc();
@@ -467,5 +530,6 @@ int main(void)
     test_sq();
     test_backlog();
     test_cqe();
+    test_hello();
     return tap_done();
 }

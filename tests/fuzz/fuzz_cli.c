@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dest_path.h"
 #include "options.h"
 
 #include "fuzz_check.h"

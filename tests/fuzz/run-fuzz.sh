@@ -4,7 +4,7 @@
 #
 #   fuzz_wire  everything parsed off a wire (tcp_wire.c, the chunk trailer,
 #              verbs_wire.c)
-#   fuzz_cli   the command line (options.c)
+#   fuzz_cli   the command line (options.c, dest_path.c)
 #
 # Built with clang -fsanitize=fuzzer,address,undefined straight from the
 # pure sources (no configure, no MPI: tests/fuzz/stub/mpi.h stands in for
@@ -53,7 +53,8 @@ fi
 
 CFLAGS=(-std=c11 -g -O1 -Wall -Wextra -fno-omit-frame-pointer
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-        -D_GNU_SOURCE -I "$here/stub" -I "$top/include" -I "$top/src")
+        -D_GNU_SOURCE -I "$here/stub" -I "$top/include" -I "$top/src" -I "$top/src/core" -I "$top/src/cli" -I "$top/src/files" \
+        -I "$top/src/transport" -I "$top/src/transport/tcp" -I "$top/src/transport/verbs")
 
 build() { # build NAME SOURCES... -- LIBS...
     local name=$1
@@ -77,10 +78,10 @@ status=0
 for t in $targets; do
     case $t in
     wire)
-        build fuzz_wire "$here/fuzz_wire.c" "$top/src/tcp_wire.c" "$top/src/verbs_wire.c" \
-            "$top/src/digest.c" "$top/src/plan.c" -- -lxxhash ;;
+        build fuzz_wire "$here/fuzz_wire.c" "$top/src/transport/tcp/tcp_wire.c" "$top/src/transport/verbs/verbs_wire.c" \
+            "$top/src/core/digest.c" "$top/src/core/plan.c" -- -lxxhash ;;
     cli)
-        build fuzz_cli "$here/fuzz_cli.c" "$top/src/options.c" -- ;;
+        build fuzz_cli "$here/fuzz_cli.c" "$top/src/cli/options.c" "$top/src/files/dest_path.c" -- ;;
     *)
         echo "run-fuzz: unknown target '$t'" >&2
         exit 2 ;;

@@ -1,0 +1,103 @@
+/* plan.h — chunking and the two schedules. Pure functions, no I/O.
+ *
+ * Receivers are numbered 0..R-1 (the node leaders other than the root's).
+ *
+ * Ring (PB_SCHED_RING): chunk k is scattered by the root to receiver k mod
+ * R, then passed along the ring r -> r+1 until every receiver has it: the
+ * receiver just before the scatter target does not forward it.
+ *
+ * Two trees (PB_SCHED_TREE, plan_tree.c): chunk k travels binary tree
+ * k mod 2; the root sends it to that tree's root, every interior node passes
+ * it on to its children in that tree. No receiver is interior in both trees,
+ * so every node sends at most F bytes and talks to at most 4 partners. */
+#ifndef P2PBCAST_PLAN_H
+#define P2PBCAST_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PB_FROM_ROOT (-1)
+
+/* Bytes appended after every chunk's payload in a slot: its checksum and id. */
+#define PB_TRAILER_SIZE 24u
+#define PB_MIN_CHUNK (4u * 1024u)
+#define PB_MAX_CHUNK (1024u * 1024u * 1024u)
+
+enum pb_schedule { PB_SCHED_RING = 0, PB_SCHED_TREE = 1 };
+
+struct pb_plan {
+    uint64_t file_size;
+    uint64_t chunk_size;
+    uint64_t nchunks;
+    int nrecv;          /* R: receivers, not counting the root */
+    int schedule;       /* enum pb_schedule; pb_plan_init sets the ring */
+};
+
+/* 0 on success; -1 with a reason in err when the combination is impossible. */
+int pb_plan_init(struct pb_plan *p, uint64_t file_size, uint64_t chunk_size, int nrecv,
+                 char *err, size_t errlen);
+
+uint64_t pb_plan_chunk_offset(const struct pb_plan *p, uint64_t k);
+uint64_t pb_plan_chunk_len(const struct pb_plan *p, uint64_t k);
+
+/* Receiver the root sends chunk k to; -1 when there are no receivers. */
+int pb_plan_scatter_target(const struct pb_plan *p, uint64_t k);
+int pb_plan_successor(const struct pb_plan *p, int r);
+int pb_plan_predecessor(const struct pb_plan *p, int r);
+/* Does receiver r pass chunk k on to its successor? */
+bool pb_plan_forwards(const struct pb_plan *p, int r, uint64_t k);
+/* Who sends chunk k to receiver r: PB_FROM_ROOT or a receiver index (the
+ * ring predecessor, or r's parent in tree k mod 2). Both schedules. */
+int pb_plan_sender(const struct pb_plan *p, int r, uint64_t k);
+/* The receivers that r (PB_FROM_ROOT: the root) sends chunk k to, in out[]
+ * (at most 2); returns their count. Both schedules. */
+int pb_plan_targets(const struct pb_plan *p, int r, uint64_t k, int out[2]);
+/* The leaders that `leader` exchanges chunks or credits with under the
+ * plan's schedule, in out[] (room for max(R, 4) entries, no duplicates);
+ * returns their count. Ring: the root talks to every receiver. Trees: the
+ * root to both tree roots, a receiver to its two parents and its children. */
+int pb_plan_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out);
+/* How many hops chunk k has made when it reaches receiver r (0 = from root). */
+int pb_plan_hops(const struct pb_plan *p, int r, uint64_t k);
+
+/* Chunk size chosen from the file size and receiver count, balancing the
+ * per-message cost against the ring's tail term (R-1)*c/B. A power of two
+ * from 32 KiB to 4 MiB. */
+uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv);
+
+/* ---- two trees (plan_tree.c) ------------------------------------------ */
+#define PB_TREES 2
+/* Tree chunk k travels: k mod 2. */
+static inline int pb_tree_of_chunk(uint64_t k) { return (int)(k & 1); }
+/* Receiver at the top of tree t (the root sends it that tree's chunks). */
+int pb_tree_root(int nrecv, int t);
+/* Parent of receiver r in tree t: a receiver index, or PB_FROM_ROOT. */
+int pb_tree_parent(int nrecv, int t, int r);
+/* Children of receiver r (PB_FROM_ROOT: the root) in tree t; returns count. */
+int pb_tree_children(int nrecv, int t, int r, int out[2]);
+/* Hops from the root to receiver r in tree t (the tree root is 1 hop). */
+int pb_tree_depth(int nrecv, int t, int r);
+/* ceil(log2 n) for n >= 1 (0 for n <= 1). */
+int pb_ceil_log2(uint64_t n);
+
+/* The chunk size for the two trees: per-message cost (F/c)*alpha against
+ * the pipeline's fill 2*ceil(log2 R)*c/B; same range and rounding as
+ * pb_plan_default_chunk. */
+uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv);
+
+/* "ring", "tree"; pb_schedule_parse also takes "auto" (returns -2); -1 for
+ * anything else. */
+const char *pb_schedule_name(int schedule);
+int pb_schedule_parse(const char *s);
+
+/* Which schedule `auto` takes for F bytes to nleaders nodes, and why (one
+ * line, for -v). */
+int pb_schedule_auto(uint64_t file_size, int nleaders, char *why, size_t whylen);
+
+/* Receiver index <-> leader index, with the root's leader taken out of the
+ * ring: receiver i is leader (root_leader + 1 + i) mod nleaders. */
+int pb_plan_leader_of(int root_leader, int nleaders, int r);
+int pb_plan_receiver_of(int root_leader, int nleaders, int leader);
+
+#endif

@@ -1,0 +1,469 @@
+/* model_main.c — the p2pbcast-model command: predict a broadcast at scale
+ * with the real schedule (see model.h), compare it with the usual
+ * alternatives, and sweep the chunk size. No MPI, no files. */
+#include "model.h"
+#include "clock.h"
+#include "options.h"
+#include "p2pbcast.h"
+#include "plan.h"
+#include "progress.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char usage[] =
+    "Usage: p2pbcast-model --size SIZE --nodes N[,N...] --bandwidth RATE [OPTION]...\n"
+    "Predict how long p2pbcast takes to copy SIZE bytes to N nodes (the root's\n"
+    "included), by running its real schedule and flow control in a chunk-level\n"
+    "simulation of links of rate RATE with a per-message cost LATENCY.\n"
+    "\n"
+    "  -s, --size SIZE        file size: 5G, 512M, 5000000000, 5e9 (K/M/G/T are 1024-based)\n"
+    "  -n, --nodes N[,N...]   nodes including the root; a list gives one row per N\n"
+    "  -b, --bandwidth RATE   per-link rate each way: 5GB/s, 4.5GiB/s, 100Gbit/s, 1e9 (bytes/s)\n"
+    "  -l, --latency T        per-message cost alpha: 2us, 1.5us, 500ns, 0 (default 2us)\n"
+    "  -c, --chunk-size SIZE  chunk size (default: what p2pbcast picks for SIZE and N)\n"
+    "      --schedule NAME    ring or tree (two binary trees); default: both, side by\n"
+    "                         side (--json and --sweep-chunk: the ring)\n"
+    "      --slots N          chunk slots per node (default 8, as p2pbcast)\n"
+    "      --root-slots N     of which granted to the root (default slots/4)\n"
+    "      --sweep-chunk      predict for chunk sizes 64K..16M and mark the best\n"
+    "      --sweep-steps K    sizes per doubling in the sweep (default 1, up to 8)\n"
+    "      --json             machine-readable output on stdout\n"
+    "  -h, --help             this text\n"
+    "  -V, --version          version\n"
+    "\n"
+    "Prints the predicted time, efficiency (F/B)/T, the tail term (ring:\n"
+    "(N-2)(alpha + c/B); trees: (2 ceil(log2(N-1)) + 1)(alpha + c/B)), and single\n"
+    "sender (N-1)F/B, scatter+allgather\n"
+    "2(N-1)/N F/B and binomial tree ceil(log2 N) F/B for comparison.\n";
+
+enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON, OPT_SCHEDULE };
+
+static int parse_size_arg(const char *s, uint64_t *out)
+{
+    if (pb_parse_size(s, out) == 0)
+        return 0;
+    /* Also plain decimal numbers in exponent form: 5e9. */
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0) || v >= 1.8e19 || v != (double)(uint64_t)v)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static const char *fmt_rate(double b, char *buf, size_t n)
+{
+    if (b >= 1e9)
+        snprintf(buf, n, "%.3g GB/s", b / 1e9);
+    else if (b >= 1e6)
+        snprintf(buf, n, "%.3g MB/s", b / 1e6);
+    else
+        snprintf(buf, n, "%.3g B/s", b);
+    return buf;
+}
+
+static const char *fmt_time(double s, char *buf, size_t n)
+{
+    if (s == 0)
+        snprintf(buf, n, "0 s");
+    else if (s < 1e-3)
+        snprintf(buf, n, "%.2f us", s * 1e6);
+    else if (s < 1)
+        snprintf(buf, n, "%.2f ms", s * 1e3);
+    else
+        snprintf(buf, n, "%.4f s", s);
+    return buf;
+}
+
+static void json_result(FILE *o, const struct pb_model_cfg *c, const struct pb_model_result *r, double wall,
+                        int best)
+{
+    fprintf(o,
+            "{\"schedule\": \"%s\", \"file_size\": %llu, \"nodes\": %d, \"bandwidth\": %.6g, \"latency\": %.6g, "
+            "\"chunk_size\": %llu, \"default_chunk\": %s, \"chunks\": %llu, \"slots\": %u, "
+            "\"root_slots\": %u, \"ring_slots\": %u, "
+            "\"time\": %.9g, \"ideal\": %.9g, \"efficiency\": %.6f, \"tail\": %.9g, "
+            "\"per_message\": %.9g, \"closed_form\": %.9g, \"first_node_done\": %.9g, "
+            "\"root_link_busy\": %.6f, \"single_sender\": %.9g, \"scatter_allgather\": %.9g, "
+            "\"binomial_tree\": %.9g, \"messages\": %llu, \"events\": %llu, \"wall_seconds\": %.3f%s}",
+            pb_schedule_name(c->schedule), (unsigned long long)c->file_size, c->nodes, c->bandwidth, c->alpha,
+            (unsigned long long)r->chunk_size, r->default_chunk ? "true" : "false",
+            (unsigned long long)r->nchunks, r->slots, r->root_slots, r->ring_slots, r->time, r->ideal,
+            r->efficiency, r->tail, r->per_message, r->estimate, r->first_done, r->root_busy,
+            r->single_sender, r->scatter_allgather, r->binomial, (unsigned long long)r->messages,
+            (unsigned long long)r->events, wall, best < 0 ? "" : best ? ", \"best\": true" : ", \"best\": false");
+}
+
+static void text_result(FILE *o, const struct pb_model_cfg *c, const struct pb_model_result *r, double wall)
+{
+    char b1[64], b2[64], b3[64];
+    fprintf(o, "%s (%llu bytes) to %d nodes (%d receivers, schedule %s), links %s each way, latency %s\n",
+            pb_fmt_bytes(c->file_size, b1, sizeof b1), (unsigned long long)c->file_size, c->nodes,
+            c->nodes - 1, pb_schedule_name(c->schedule), fmt_rate(c->bandwidth, b2, sizeof b2), fmt_time(c->alpha, b3, sizeof b3));
+    fprintf(o, c->schedule == PB_SCHED_TREE ? "chunk %s%s, %llu chunks, %u slots per node (%u tree 0, %u tree 1)\n\n"
+                                            : "chunk %s%s, %llu chunks, %u slots per node (%u root, %u ring)\n\n",
+            pb_fmt_bytes(r->chunk_size, b1, sizeof b1), r->default_chunk ? " (p2pbcast's default)" : "",
+            (unsigned long long)r->nchunks, r->slots, r->root_slots, r->ring_slots);
+    fprintf(o, "  predicted time                 %s\n", fmt_time(r->time, b1, sizeof b1));
+    fprintf(o, "  efficiency (F/B)/T             %.3f   (F/B = %s)\n", r->efficiency,
+            fmt_time(r->ideal, b1, sizeof b1));
+    fprintf(o, "  tail term %-20s %s\n", c->schedule == PB_SCHED_TREE ? "(2 log2 n+1)(a+c/B)" : "(N-2)(alpha + c/B)",
+            fmt_time(r->tail, b1, sizeof b1));
+    fprintf(o, "  per-message term chunks*alpha  %s\n", fmt_time(r->per_message, b1, sizeof b1));
+    fprintf(o, "  closed form F/B + both terms   %s\n", fmt_time(r->estimate, b1, sizeof b1));
+    if (r->time > 0) {
+        fprintf(o, "  first node complete            %s\n", fmt_time(r->first_done, b1, sizeof b1));
+        fprintf(o, "  root out-link busy             %.1f %%\n", 100 * r->root_busy);
+    }
+    fprintf(o, "\n  compared with                            time        p2pbcast is\n");
+    const char *nm[] = { "single sender (N-1) F/B", "scatter+allgather 2(N-1)/N F/B",
+                         "binomial tree ceil(log2 N) F/B" };
+    double t[] = { r->single_sender, r->scatter_allgather, r->binomial };
+    for (int i = 0; i < 3; i++) {
+        if (r->time > 0)
+            fprintf(o, "  %-36s %12s   %.2fx faster\n", nm[i], fmt_time(t[i], b1, sizeof b1), t[i] / r->time);
+        else
+            fprintf(o, "  %-36s %12s\n", nm[i], fmt_time(t[i], b1, sizeof b1));
+    }
+    fprintf(o, "\n  (simulated %llu messages, %llu events in %.2f s)\n", (unsigned long long)r->messages,
+            (unsigned long long)r->events, wall);
+}
+
+static int run_one(const struct pb_model_cfg *c, struct pb_model_result *r, double *wall)
+{
+    char err[512];
+    double t0 = pb_now();
+    int rc = pb_model_run(c, r, err, sizeof err);
+    *wall = pb_now() - t0;
+    if (rc < 0) {
+        fprintf(stderr, "p2pbcast-model: error: %s\n", err);
+        return rc == -2 ? 3 : 2;
+    }
+    return 0;
+}
+
+static int parse_nodes(const char *s, int **out, int *n)
+{
+    int cap = 8, k = 0;
+    int *v = malloc(cap * sizeof *v);
+    if (!v)
+        return -1;
+    const char *p = s;
+    for (;;) {
+        errno = 0;
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (errno || end == p || x < 1 || x > (1 << 26) || (*end && *end != ',')) {
+            free(v);
+            return -1;
+        }
+        if (k == cap) {
+            int *nv = realloc(v, (size_t)(cap *= 2) * sizeof *v);
+            if (!nv) {
+                free(v);
+                return -1;
+            }
+            v = nv;
+        }
+        v[k++] = (int)x;
+        if (!*end)
+            break;
+        p = end + 1;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+static int sweep(const struct pb_model_cfg *base, int steps, int json, int *first_json)
+{
+    /* 64K .. 16M, `steps` sizes per doubling (rounded to 4 KiB). */
+    uint64_t sizes[9 * 8 + 2];
+    int ns = 0;
+    for (int oct = 0; oct < 9; oct++) {
+        uint64_t lo = (uint64_t)65536 << oct;
+        for (int s = 0; s < steps && !(oct == 8 && s > 0); s++) {
+            /* x = 2^(s/steps) = e^(y), by its series (no libm needed) */
+            double y = (double)s / steps * 0.6931471805599453, term = 1.0, x = 1.0;
+            for (int i = 1; i < 20; i++) {
+                term *= y / i;
+                x += term;
+            }
+            uint64_t c = (uint64_t)((double)lo * x);
+            c = (c + 2048) / 4096 * 4096;
+            sizes[ns++] = c;
+        }
+    }
+    uint64_t def = base->schedule == PB_SCHED_TREE ? pb_plan_default_chunk_tree(base->file_size, base->nodes - 1)
+                                                   : pb_plan_default_chunk(base->file_size, base->nodes - 1);
+    int have_def = 0;
+    for (int i = 0; i < ns; i++)
+        have_def |= sizes[i] == def;
+    if (!have_def) {
+        int i = ns++;
+        while (i > 0 && sizes[i - 1] > def) {
+            sizes[i] = sizes[i - 1];
+            i--;
+        }
+        sizes[i] = def;
+    }
+    struct pb_model_result *res = calloc((size_t)ns, sizeof *res);
+    double *wall = calloc((size_t)ns, sizeof *wall);
+    if (!res || !wall) {
+        free(res);
+        free(wall);
+        fprintf(stderr, "p2pbcast-model: out of memory\n");
+        return 2;
+    }
+    int best = -1, rc = 0;
+    for (int i = 0; i < ns && !rc; i++) {
+        struct pb_model_cfg c = *base;
+        c.chunk_size = sizes[i];
+        rc = run_one(&c, &res[i], &wall[i]);
+        res[i].default_chunk = sizes[i] == def;
+        if (!rc && (best < 0 || res[i].time < res[best].time))
+            best = i;
+    }
+    if (rc) {
+        free(res);
+        free(wall);
+        return rc;
+    }
+    char b1[64], b2[64], b3[64];
+    if (json) {
+        for (int i = 0; i < ns; i++) {
+            struct pb_model_cfg c = *base;
+            c.chunk_size = sizes[i];
+            printf("%s\n  ", *first_json ? "" : ",");
+            *first_json = 0;
+            json_result(stdout, &c, &res[i], wall[i], i == best);
+        }
+    } else {
+        char b4[64];
+        printf("%s to %d nodes, links %s, latency %s, %u slots: F/B = %s\n",
+               pb_fmt_bytes(base->file_size, b1, sizeof b1), base->nodes,
+               fmt_rate(base->bandwidth, b2, sizeof b2), fmt_time(base->alpha, b3, sizeof b3),
+               res[0].slots, fmt_time(res[0].ideal, b4, sizeof b4));
+        printf("  %-12s %10s %12s %10s %12s %12s\n", "chunk", "chunks", "time", "efficiency", "tail",
+               "chunks*alpha");
+        for (int i = 0; i < ns; i++) {
+            char t1[32], t2[32], t3[32];
+            printf("  %-12s %10llu %12s %10.3f %12s %12s%s%s\n", pb_fmt_bytes(sizes[i], b1, sizeof b1),
+                   (unsigned long long)res[i].nchunks, fmt_time(res[i].time, t1, sizeof t1),
+                   res[i].efficiency, fmt_time(res[i].tail, t2, sizeof t2),
+                   fmt_time(res[i].per_message, t3, sizeof t3), i == best ? "  <- best" : "",
+                   sizes[i] == def ? "  <- default" : "");
+        }
+        printf("\n");
+    }
+    free(res);
+    free(wall);
+    return 0;
+}
+
+/* What the command line asked for. */
+struct args {
+    struct pb_model_cfg cfg;
+    int have_size, do_sweep, json, steps, nn;
+    int both; /* no --schedule: the ring and the trees side by side */
+    int *nodes;
+};
+
+/* The integer options: --slots, --root-slots, --sweep-steps. */
+static const char *parse_count(int o, const char *arg, struct args *a)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < (o == OPT_SLOTS ? 4 : 1) || v > (o == OPT_STEPS ? 8 : 4096))
+        return o == OPT_SLOTS ? "invalid --slots (4 to 4096)"
+               : o == OPT_STEPS ? "invalid --sweep-steps (1 to 8)"
+                                : "invalid --root-slots";
+    if (o == OPT_SLOTS)
+        a->cfg.slots = (uint32_t)v;
+    else if (o == OPT_ROOT_SLOTS)
+        a->cfg.root_slots = (uint32_t)v;
+    else
+        a->steps = (int)v;
+    return NULL;
+}
+
+/* One option; returns NULL or what is wrong with its argument. */
+static const char *parse_opt(int o, const char *arg, struct args *a)
+{
+    switch (o) {
+    case 's':
+        a->have_size = 1;
+        return parse_size_arg(arg, &a->cfg.file_size) ? "invalid --size" : NULL;
+    case 'n':
+        free(a->nodes);
+        a->nodes = NULL;
+        return parse_nodes(arg, &a->nodes, &a->nn) ? "invalid --nodes (1 to 67108864, comma-separated)" : NULL;
+    case 'b':
+        return pb_model_parse_bandwidth(arg, &a->cfg.bandwidth) ? "invalid --bandwidth (e.g. 5GB/s, 100Gbit/s)"
+                                                                 : NULL;
+    case 'l':
+        return pb_model_parse_duration(arg, &a->cfg.alpha) ? "invalid --latency (e.g. 2us, 500ns)" : NULL;
+    case 'c':
+        return pb_parse_size(arg, &a->cfg.chunk_size) || a->cfg.chunk_size < PB_MIN_CHUNK ||
+                       a->cfg.chunk_size > PB_MAX_CHUNK
+                   ? "invalid --chunk-size (4K to 1G)"
+                   : NULL;
+    case OPT_SLOTS:
+    case OPT_ROOT_SLOTS:
+    case OPT_STEPS:
+        return parse_count(o, arg, a);
+    case OPT_SCHEDULE:
+        a->cfg.schedule = pb_schedule_parse(arg);
+        a->both = 0;
+        return a->cfg.schedule < 0 ? "invalid --schedule (ring or tree)" : NULL;
+    case OPT_SWEEP: a->do_sweep = 1; return NULL;
+    case OPT_JSON: a->json = 1; return NULL;
+    default: return "unknown option or missing argument";
+    }
+}
+
+/* 0 go on, 1 done (help or version printed), 2 usage error (printed). */
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    static const struct option lo[] = {
+        { "size", required_argument, NULL, 's' },
+        { "nodes", required_argument, NULL, 'n' },
+        { "bandwidth", required_argument, NULL, 'b' },
+        { "latency", required_argument, NULL, 'l' },
+        { "chunk-size", required_argument, NULL, 'c' },
+        { "slots", required_argument, NULL, OPT_SLOTS },
+        { "schedule", required_argument, NULL, OPT_SCHEDULE },
+        { "root-slots", required_argument, NULL, OPT_ROOT_SLOTS },
+        { "sweep-chunk", no_argument, NULL, OPT_SWEEP },
+        { "sweep-steps", required_argument, NULL, OPT_STEPS },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *bad = NULL, *badarg = NULL;
+    int o;
+    opterr = 0;
+    while (!bad && (o = getopt_long(argc, argv, "s:n:b:l:c:hV", lo, NULL)) != -1) {
+        if (o == 'h' || o == 'V') {
+            if (o == 'h')
+                fputs(usage, stdout);
+            else
+                printf("p2pbcast-model %s\n", P2PBCAST_VERSION);
+            return 1;
+        }
+        if ((bad = parse_opt(o, optarg, a)))
+            badarg = o == '?' || o == ':' ? argv[optind - 1] : optarg;
+    }
+    if (!bad && optind < argc)
+        bad = "unexpected argument", badarg = argv[optind];
+    if (!bad && (!a->have_size || !a->nn || a->cfg.bandwidth <= 0))
+        bad = "--size, --nodes and --bandwidth are required";
+    if (!bad)
+        return 0;
+    fprintf(stderr, "p2pbcast-model: error: %s%s%s%s\nTry 'p2pbcast-model --help' for more information.\n", bad,
+            badarg ? " '" : "", badarg ? badarg : "", badarg ? "'" : "");
+    return 2;
+}
+
+/* One row of the table printed for several node counts. */
+static void table_row(const struct pb_model_cfg *c, const struct pb_model_result *r)
+{
+    char b1[32], t1[32], t2[32], t3[32], t4[32], t5[32];
+    printf("%-10d %-10s %10llu %12s %10.3f %12s %14s %12s %12s\n", c->nodes,
+           pb_fmt_bytes(r->chunk_size, b1, sizeof b1), (unsigned long long)r->nchunks,
+           fmt_time(r->time, t1, sizeof t1), r->efficiency, fmt_time(r->tail, t2, sizeof t2),
+           fmt_time(r->single_sender, t3, sizeof t3), fmt_time(r->scatter_allgather, t4, sizeof t4),
+           fmt_time(r->binomial, t5, sizeof t5));
+}
+
+/* One row per N with both schedules side by side, and what auto takes. */
+static int run_both(const struct args *a)
+{
+    printf("%-8s %-10s %10s %6s   %-10s %10s %6s   %s\n", "nodes", "ring chunk", "time", "eff", "tree chunk", "time",
+           "eff", "auto");
+    for (int i = 0; i < a->nn; i++) {
+        struct pb_model_result r[2];
+        struct pb_model_cfg c = a->cfg;
+        c.nodes = a->nodes[i];
+        double wall;
+        for (int s = 0; s < 2; s++) {
+            c.schedule = s;
+            int rc = run_one(&c, &r[s], &wall);
+            if (rc)
+                return rc;
+        }
+        char b1[32], b2[32], t1[32], t2[32];
+        printf("%-8d %-10s %10s %6.3f   %-10s %10s %6.3f   %s\n", c.nodes,
+               pb_fmt_bytes(r[0].chunk_size, b1, sizeof b1), fmt_time(r[0].time, t1, sizeof t1), r[0].efficiency,
+               pb_fmt_bytes(r[1].chunk_size, b2, sizeof b2), fmt_time(r[1].time, t2, sizeof t2), r[1].efficiency,
+               pb_schedule_name(pb_schedule_auto(c.file_size, c.nodes, NULL, 0)));
+    }
+    return 0;
+}
+
+static int run_all(const struct args *a)
+{
+    if (a->both && !a->json && !a->do_sweep && a->nn > 1)
+        return run_both(a);
+    int rc = 0, first = 1;
+    int list = a->nn > 1 || a->do_sweep;
+    if (a->json && list)
+        printf("[");
+    if (!a->do_sweep && a->nn > 1 && !a->json)
+        printf("%-10s %-10s %10s %12s %10s %12s %14s %12s %12s\n", "nodes", "chunk", "chunks", "time",
+               "efficiency", "tail", "single sender", "scat+allg", "binomial");
+    for (int i = 0; i < a->nn && !rc; i++) {
+        struct pb_model_cfg c = a->cfg;
+        c.nodes = a->nodes[i];
+        if (a->do_sweep) {
+            rc = sweep(&c, a->steps, a->json, &first);
+            continue;
+        }
+        struct pb_model_result r;
+        double wall;
+        if ((rc = run_one(&c, &r, &wall)))
+            break;
+        if (a->json) {
+            printf("%s", list ? (first ? "\n  " : ",\n  ") : "");
+            first = 0;
+            json_result(stdout, &c, &r, wall, -1);
+            if (!list)
+                printf("\n");
+        } else if (a->nn > 1) {
+            table_row(&c, &r);
+        } else {
+            text_result(stdout, &c, &r, wall);
+            if (a->both) {
+                /* and the trees below */
+                c.schedule = PB_SCHED_TREE;
+                if ((rc = run_one(&c, &r, &wall)))
+                    break;
+                printf("\n");
+                text_result(stdout, &c, &r, wall);
+            }
+        }
+    }
+    if (a->json && list && !rc)
+        printf("\n]\n");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = { .cfg = { .alpha = 2e-6 }, .steps = 1, .both = 1 };
+    int rc = parse_args(argc, argv, &a);
+    if (rc == 0)
+        rc = run_all(&a);
+    else if (rc == 1)
+        rc = 0;
+    free(a.nodes);
+    return rc;
+}

@@ -1,0 +1,213 @@
+/* progress.c — progress bar, log lines, summary and JSON report. */
+#include "progress.h"
+#include "clock.h"
+#include "p2pbcast.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *pb_fmt_bytes(uint64_t b, char *buf, size_t len)
+{
+    static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+    double v = (double)b;
+    int i = 0;
+    while (v >= 1024 && i < 5) {
+        v /= 1024;
+        i++;
+    }
+    if (i == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)b);
+    else
+        snprintf(buf, len, "%.2f %s", v, u[i]);
+    return buf;
+}
+
+const char *pb_fmt_rate(double bytes_per_s, char *buf, size_t len)
+{
+    static const char *u[] = { "B/s", "kB/s", "MB/s", "GB/s", "TB/s" };
+    double v = bytes_per_s > 0 ? bytes_per_s : 0;
+    int i = 0;
+    while (v >= 1000 && i < 4) {
+        v /= 1000;
+        i++;
+    }
+    snprintf(buf, len, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, u[i]);
+    return buf;
+}
+
+void pb_progress_init(struct pb_progress *p, FILE *out, int enabled, uint64_t total, int nodes)
+{
+    memset(p, 0, sizeof *p);
+    p->out = out;
+    p->enabled = enabled;
+    p->tty = isatty(fileno(out));
+    p->t0 = p->last = pb_now();
+    p->total = total;
+    p->nodes = nodes;
+}
+
+static void draw(struct pb_progress *p, double t)
+{
+    double el = t - p->t0;
+    double frac = p->total ? (double)p->bytes / (double)p->total : 1.0;
+    double rate = el > 0 ? (double)p->bytes / el : 0;
+    char done[32], tot[32], eta[32] = "--";
+    if (rate > 0 && p->bytes < p->total) {
+        double s = (double)(p->total - p->bytes) / rate;
+        snprintf(eta, sizeof eta, "%d:%02d", (int)s / 60, (int)s % 60);
+    }
+    pb_fmt_bytes(p->bytes, done, sizeof done);
+    pb_fmt_bytes(p->total, tot, sizeof tot);
+    char rs[32];
+    pb_fmt_rate(rate, rs, sizeof rs);
+    if (p->tty) {
+        char bar[31];
+        int w = (int)(frac * 30);
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < w ? '=' : i == w ? '>' : ' ';
+        bar[30] = 0;
+        fprintf(p->out, "\r[%s] %3.0f%% %s/%s %s ETA %s nodes %d/%d ", bar, frac * 100, done, tot, rs, eta,
+                p->nodes_done, p->nodes);
+        p->drew = 1;
+    } else {
+        fprintf(p->out, "p2pbcast: %3.0f%% %s of %s sent, %s, ETA %s, %d/%d nodes done\n", frac * 100, done, tot,
+                rs, eta, p->nodes_done, p->nodes);
+    }
+    fflush(p->out);
+}
+
+void pb_progress_update(void *arg, uint64_t bytes, int nodes_done)
+{
+    struct pb_progress *p = arg;
+    p->bytes = bytes;
+    p->nodes_done = nodes_done;
+    if (!p->enabled)
+        return;
+    double t = pb_now();
+    if (p->tty) {
+        /* A bar redraws ten times a second. */
+        if (t - p->last < 0.1)
+            return;
+    } else {
+        /* A log gets a line at each tenth of the way (at most one a second)
+         * and at least every 30 s, so long runs still show life. */
+        int tenth = p->total ? (int)(p->bytes * 10 / p->total) : 10;
+        if (!((tenth > p->last_tenth && t - p->last >= 1.0) || t - p->last >= 30.0))
+            return;
+        p->last_tenth = tenth;
+    }
+    p->last = t;
+    draw(p, t);
+}
+
+void pb_progress_end(struct pb_progress *p)
+{
+    if (p->enabled && p->tty && p->drew) {
+        draw(p, pb_now());
+        fputc('\n', p->out);
+        fflush(p->out);
+        p->drew = 0;
+    }
+}
+
+void pb_summary_print(FILE *out, const struct pb_summary *s)
+{
+    char sz[32], cs[32];
+    pb_fmt_bytes(s->bytes, sz, sizeof sz);
+    pb_fmt_bytes(s->chunk_size, cs, sizeof cs);
+    if (s->status == 0) {
+        double rate = s->seconds > 0 ? (double)s->bytes / s->seconds : 0;
+        char r1[32], r2[32];
+        fprintf(out,
+                "p2pbcast: %s to %d node%s in %.2f s: %s per node (%s aggregate), "
+                "%llu chunks of %s, transport %s, %d rank%s\n",
+                sz, s->nodes, s->nodes == 1 ? "" : "s", s->seconds, pb_fmt_rate(rate, r1, sizeof r1),
+                pb_fmt_rate(rate * s->nodes, r2, sizeof r2),
+                (unsigned long long)s->chunks, cs, s->transport, s->ranks, s->ranks == 1 ? "" : "s");
+    } else {
+        if (s->nfailures)
+            fprintf(out, "p2pbcast: FAILED (%s) after %.2f s: %d of %d node%s reported an error; no node keeps a "
+                         "partial DEST\n",
+                    p2pbcast_strstatus(s->status), s->seconds, s->nfailures, s->nodes, s->nodes == 1 ? "" : "s");
+        else
+            fprintf(out, "p2pbcast: FAILED (%s) after %.2f s; nothing was written to DEST on any node\n",
+                    p2pbcast_strstatus(s->status), s->seconds);
+    }
+    fflush(out);
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+int pb_report_json(const char *path, const struct pb_summary *s, char *err, size_t errlen)
+{
+    /* A name nobody can predict, created exclusively (never through a link
+     * planted in a shared directory), then renamed over PATH. */
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) {
+        snprintf(err, errlen, "--json path too long");
+        return -1;
+    }
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (fd >= 0 && (!f || fchmod(fd, 0644) < 0)) {
+        int e = errno;
+        if (f)
+            fclose(f);
+        else
+            close(fd);
+        unlink(tmp);
+        errno = e;
+        f = NULL;
+    }
+    if (!f) {
+        snprintf(err, errlen, "cannot write JSON report '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    double rate = s->seconds > 0 && s->status == 0 ? (double)s->bytes / s->seconds : 0;
+    fprintf(f, "{\n  \"version\": \"%s\",\n  \"status\": %d,\n  \"status_name\": ", P2PBCAST_VERSION, s->status);
+    json_str(f, p2pbcast_strstatus(s->status));
+    fprintf(f, ",\n  \"source\": ");
+    json_str(f, s->source);
+    fprintf(f, ",\n  \"dest\": ");
+    json_str(f, s->dest);
+    fprintf(f, ",\n  \"transport\": ");
+    json_str(f, s->transport);
+    fprintf(f,
+            ",\n  \"bytes\": %llu,\n  \"seconds\": %.6f,\n  \"bytes_per_second_per_node\": %.0f,\n"
+            "  \"nodes\": %d,\n  \"ranks\": %d,\n  \"chunk_size\": %llu,\n  \"chunks\": %llu,\n"
+            "  \"chunks_skipped\": %llu,\n  \"failures\": [",
+            (unsigned long long)s->bytes, s->seconds, rate, s->nodes, s->ranks, (unsigned long long)s->chunk_size,
+            (unsigned long long)s->chunks, (unsigned long long)s->chunks_skipped);
+    for (int i = 0; i < s->nfailures; i++) {
+        fprintf(f, "%s\n    {\"node\": ", i ? "," : "");
+        json_str(f, s->failures[i].node);
+        fprintf(f, ", \"code\": %d, \"message\": ", s->failures[i].code);
+        json_str(f, s->failures[i].message);
+        fprintf(f, "}");
+    }
+    fprintf(f, "%s]\n}\n", s->nfailures ? "\n  " : "");
+    if (fclose(f) != 0 || rename(tmp, path) < 0) {
+        snprintf(err, errlen, "cannot write JSON report '%s': %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}

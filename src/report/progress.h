@@ -1,0 +1,49 @@
+/* progress.h — what the user sees: a bar on a terminal, plain lines in a log,
+ * a closing summary and an optional JSON report. Root only. */
+#ifndef P2PBCAST_PROGRESS_H
+#define P2PBCAST_PROGRESS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct pb_progress {
+    FILE *out;
+    int enabled;
+    int tty;
+    double t0, last;
+    uint64_t total, bytes;
+    int nodes, nodes_done;
+    int drew;            /* a bar is on screen and must be cleared */
+    int last_tenth;      /* log lines: last tenth of the way reported */
+};
+
+void pb_progress_init(struct pb_progress *p, FILE *out, int enabled, uint64_t total, int nodes);
+/* Engine callback: bytes sent by the root so far, receivers done. */
+void pb_progress_update(void *p, uint64_t bytes, int nodes_done);
+void pb_progress_end(struct pb_progress *p);
+
+struct pb_failure {
+    const char *node;    /* "host (rank N)" */
+    int code;
+    const char *message;
+};
+
+struct pb_summary {
+    int status;
+    const char *source, *dest, *transport;
+    uint64_t bytes, chunk_size, chunks, chunks_skipped;
+    double seconds;
+    int nodes, ranks;
+    const struct pb_failure *failures;
+    int nfailures;
+};
+
+/* "1.23 GB/s", "512 kB/s": a rate in the unit that fits; returns buf. */
+const char *pb_fmt_rate(double bytes_per_s, char *buf, size_t len);
+/* "1.00 GiB" style; returns buf. */
+const char *pb_fmt_bytes(uint64_t b, char *buf, size_t len);
+void pb_summary_print(FILE *out, const struct pb_summary *s);
+/* 0 ok, -1 with err. Written to a temporary name and renamed. */
+int pb_report_json(const char *path, const struct pb_summary *s, char *err, size_t errlen);
+
+#endif

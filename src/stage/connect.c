@@ -1,0 +1,190 @@
+/* connect.c — phase 4: the slot pool (near the network device when we know
+ * which one it is) and the connections to this node's schedule partners. */
+#include "bootstrap.h"
+#include "digest.h"
+#include "phases.h"
+#include "topo.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+/* File descriptors a transport may take beyond one per partner: listening
+ * socket, epoll, device files, MPI's own. */
+#define FD_MARGIN 32
+
+/* Descriptors open now (MPI, the files); a guess where /proc is absent. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 16;
+    int n = -1; /* the directory's own descriptor */
+    for (struct dirent *de; (de = readdir(d));)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* One connection per partner must fit under RLIMIT_NOFILE: raise the soft
+ * limit towards the hard one if needed, or say what to set. The ring's root
+ * needs one per node; the trees at most 4. */
+static void check_fd_limit(struct stage *st, int npeers, struct pb_vote *mine)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t need = (rlim_t)open_fds() + (rlim_t)npeers + FD_MARGIN;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        struct rlimit up = rl;
+        up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+        if (st->verbose)
+            fprintf(stderr, "p2pbcast: %s: open files limit raised to %llu for %d connections\n",
+                    st->bi->names[st->bi->leader], (unsigned long long)rl.rlim_cur, npeers);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "too many open files needed: %d connections (schedule %s) + %d open + %d spare = %llu, but the "
+                 "limit (RLIMIT_NOFILE) is %llu, hard %llu: raise it with 'ulimit -n %llu' before starting the "
+                 "job%s",
+                 npeers, pb_schedule_name(st->plan.schedule), (int)(need - (rlim_t)npeers - FD_MARGIN), FD_MARGIN,
+                 (unsigned long long)need, (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                 (unsigned long long)need, st->plan.schedule == PB_SCHED_RING ? " or use --schedule tree" : "");
+        pb_vote_set(mine, P2PBCAST_ERR_TRANSPORT, 0, msg);
+    }
+}
+
+/* The slot pool, and this thread, next to the network device when one is
+ * named. Loading the topology costs ~0.15 s of CPU per process (PCI scan):
+ * only when there is a device to be near. */
+static void alloc_pool(struct stage *st)
+{
+    const struct pb_meta *m = &st->meta;
+    int verbs = !strcmp(m->transport, "verbs");
+    const char *dev = verbs ? st->o.rdma_dev : st->o.tcp_if && !strchr(st->o.tcp_if, '/') ? st->o.tcp_if : NULL;
+    struct pb_topo_place place;
+    st->slot_size = (size_t)((m->chunk + PB_TRAILER_SIZE + 63) / 64 * 64);
+    st->pool_len = st->slot_size * m->slots;
+    st->pool_placed = dev || verbs;
+    if (st->pool_placed) {
+        st->pool = pb_topo_alloc_near(dev, st->pool_len, &place);
+        if (st->pool)
+            pb_topo_place_thread(dev, &place);
+    } else if (posix_memalign((void **)&st->pool, 4096, st->pool_len) == 0) {
+        memset(st->pool, 0, st->pool_len); /* first touch now, not mid-transfer */
+        snprintf(place.desc, sizeof place.desc, "pool not placed: no device named (--tcp-if NAME places it)");
+    } else {
+        st->pool = NULL;
+    }
+    if (st->pool && st->verbose)
+        fprintf(stderr, "p2pbcast: %s: %s\n", st->bi->names[st->bi->leader], place.desc);
+}
+
+static struct pb_transport *open_transport(const char *name, const struct pb_transport_cfg *cfg, char *err,
+                                           size_t errlen)
+{
+    if (!strcmp(name, "tcp"))
+        return pb_tcp_open(cfg, err, errlen);
+    if (!strcmp(name, "verbs"))
+        return pb_verbs_open(cfg, err, errlen);
+    if (!strcmp(name, "mpi"))
+        return pb_mpi_transport_open(cfg, err, errlen);
+    snprintf(err, errlen, "transport '%s' is not built into this p2pbcast", name);
+    return NULL;
+}
+
+/* Every leader joins the transport's collective set-up, even one that
+ * already failed, so that the others do not wait for it. */
+static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
+{
+    const struct pb_boot_info *bi = st->bi;
+    struct pb_transport_cfg tc = {
+        .self = bi->leader,
+        .nleaders = bi->nleaders,
+        .peers = st->peers,
+        .npeers = npeers,
+        .pool = st->pool,
+        .slot_size = st->slot_size,
+        .nslots = st->meta.slots,
+        .names = bi->names,
+        .hosts = bi->hosts,
+        .netids = bi->netids,
+        .xchg = { pb_boot_allgather, st->boot },
+        .timeout = st->o.timeout,
+        .verbose = st->verbose,
+        .tcp_if = st->o.tcp_if,
+        .rdma_dev = st->o.rdma_dev,
+        .gid_index = st->o.gid_index,
+        .mpi_comm = pb_boot_leader_comm(st->boot),
+    };
+    memcpy(tc.secret, st->meta.secret, sizeof tc.secret);
+    pb_boot_set_exchange_timeout(st->boot, st->o.timeout);
+    char err[512];
+    st->tp = open_transport(st->meta.transport, &tc, err, sizeof err);
+    if (!st->tp && !mine->code)
+        pb_vote_set(mine, P2PBCAST_ERR_TRANSPORT, 0, err);
+    if (mine->code)
+        pb_connect_close(st);
+}
+
+int pb_phase_connect(struct stage *st)
+{
+    struct pb_vote mine = { 0 };
+    const struct pb_boot_info *bi = st->bi;
+    int npeers = 0;
+    if (bi->is_leader) {
+        /* The plan's partners: every node (ring root), at most 4 (trees). */
+        st->peers = malloc(((size_t)bi->nleaders + 4) * sizeof *st->peers);
+        if (st->peers) {
+            npeers = pb_plan_partners(&st->plan, bi->root_leader, bi->nleaders, bi->leader, st->peers);
+            check_fd_limit(st, npeers, &mine);
+        }
+    }
+    /* Agree on the descriptors first: a node that cannot connect to all its
+     * partners would leave them waiting for its connections until the
+     * timeout. */
+    int rc = pb_agree(&st->ag, &mine, &st->d, 0);
+    if (rc)
+        return rc;
+    if (bi->is_leader) {
+        alloc_pool(st);
+        if (!st->peers || !st->pool)
+            pb_vote_set(&mine, P2PBCAST_ERR_INTERNAL, 0, "out of memory for the slot pool");
+        connect_peers(st, npeers, &mine);
+    }
+    return pb_agree(&st->ag, &mine, &st->d, 0);
+}
+
+void pb_connect_close(struct stage *st)
+{
+    if (st->tp)
+        st->pool_in_use |= st->tp->ops->close(st->tp);
+    st->tp = NULL;
+}
+
+void pb_connect_release(struct stage *st)
+{
+    pb_connect_close(st);
+    if (st->pool_in_use) {
+        /* MPI may still write into it: keep it rather than free it under
+         * MPI's feet (the process is about to end anyway). */
+        if (st->verbose)
+            fprintf(stderr, "p2pbcast: %s: slot pool kept: the transport left requests into it\n",
+                    st->bi->names[st->bi->leader]);
+    } else if (st->pool && st->pool_placed)
+        pb_topo_free(st->pool, st->pool_len);
+    else
+        free(st->pool);
+    if (st->pool_placed)
+        pb_topo_release();
+    st->pool = NULL;
+    st->pool_placed = 0;
+    free(st->peers);
+    st->peers = NULL;
+}

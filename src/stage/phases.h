@@ -1,0 +1,102 @@
+/* phases.h — the state of one broadcast as it passes through its phases, and
+ * the phases themselves (stage.c tells the story; each phase lives in the
+ * file of its concern). Every phase runs on every rank and ends at an
+ * agreement point, so all ranks stop at the same place with the same
+ * status; it returns the decision's code (0: go on). */
+#ifndef P2PBCAST_PHASES_H
+#define P2PBCAST_PHASES_H
+
+#include "agreement.h"
+#include "engine.h"
+#include "p2pbcast.h"
+#include "plan.h"
+#include "progress.h"
+#include "sink.h"
+#include "source.h"
+#include "transport.h"
+
+#include <limits.h>
+
+#define PB_TCP_DEFAULT_CHUNK_MAX (64u * 1024u)
+
+/* Step 1: what the root found, broadcast to every rank. Fixed layout, same
+ * binary on all ranks. */
+struct pb_meta {
+    int32_t code;
+    uint32_t mode;
+    uint64_t size;
+    uint64_t chunk;
+    int64_t mt_sec, mt_nsec;
+    uint32_t slots;
+    int32_t schedule; /* enum pb_schedule */
+    char transport[16];
+    uint8_t secret[16];
+    uint8_t probe_nonce[8]; /* names the shared-DEST probes (visible to all) */
+    char base[256]; /* SOURCE's file name, for messages */
+    char msg[448];
+};
+
+struct stage {
+    /* what the caller asked for */
+    struct p2pbcast_opts o;
+    const char *source, *dest;
+    int quiet, verbose;
+    double t0;
+    struct pb_boot *boot;
+    const struct pb_boot_info *bi;
+    int root; /* this rank reads SOURCE */
+    struct pb_agreement ag;
+    struct pb_decision d; /* the last decision: why we stopped */
+
+    /* 1. meta */
+    struct pb_meta meta;
+    struct pb_plan plan;
+    int have_plan;
+    struct pb_source src;
+    /* 2. where this node writes */
+    char dpath[PATH_MAX];
+    char probe[PATH_MAX]; /* our shared-DEST probe file, removed at the end */
+    int writes;           /* this node writes DEST (not a sharer of another's) */
+    int sharers;
+    /* 3. the temporary copy */
+    struct pb_sink sink;
+    struct pb_sink_want want;
+    int sink_open;
+    /* 3b. --resume: chunks every node holds */
+    unsigned char *skip;
+    uint64_t nskip;
+    /* 4. the slot pool and the connections */
+    unsigned char *pool;
+    size_t pool_len, slot_size;
+    int pool_placed; /* allocated by topo.c, near a device */
+    int *peers;
+    struct pb_transport *tp;
+    int pool_in_use; /* a closed transport left requests into the pool */
+    /* 5. the transfer */
+    struct pb_engine *eng;
+    struct pb_progress prog;
+};
+
+int pb_phase_meta(struct stage *st);       /* meta.c */
+int pb_phase_dest(struct stage *st);       /* dest.c */
+int pb_phase_open_sink(struct stage *st);  /* dest.c */
+int pb_phase_resume(struct stage *st);     /* resume.c */
+int pb_phase_connect(struct stage *st);    /* connect.c */
+int pb_phase_transfer(struct stage *st);   /* transfer.c */
+int pb_phase_commit(struct stage *st);     /* dest.c */
+
+/* resume.c: after a failure with --resume, keep what this node holds. */
+void pb_resume_keep(struct stage *st);
+/* connect.c: close the connections (at once when a node fails, so that
+ * its neighbours notice); release them and the slot pool. */
+void pb_connect_close(struct stage *st);
+void pb_connect_release(struct stage *st);
+
+/* An empty vote, for the phases that only ask "everyone still there?". */
+static inline int pb_agree_ok(struct stage *st)
+{
+    struct pb_vote mine = { 0 };
+    return pb_agree(&st->ag, &mine, &st->d, 0);
+}
+
+#endif

@@ -1,0 +1,963 @@
+/* tcp.c — the transport over TCP sockets.
+ *
+ * One connection per pair of neighbours in the schedule (not N^2): the lower
+ * leader index connects, the higher accepts. Every connection opens with a
+ * HELLO carrying the per-job secret; anything else is logged and dropped,
+ * and the listening socket is closed once every expected peer is in, so no
+ * stranger can join afterwards. Data moves with non-blocking sockets and one
+ * epoll set: payloads are received straight into the granted slot and sent
+ * straight from pool memory (writev of header + payload), and poll blocks
+ * in epoll_wait when nothing is ready. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "tcp_wire.h"
+#include "clock.h"
+#include "transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+struct outmsg {
+    unsigned char hdr[PB_TCP_HDR_SIZE];
+    const unsigned char *buf;
+    uint32_t len;
+    uint32_t off;      /* bytes of header + payload already written */
+    int data;          /* report PB_EV_SENT with cookie when done */
+    uint64_t cookie;
+};
+
+struct conn {
+    int fd;
+    int peer;
+    int dead;
+    int want_out;      /* EPOLLOUT armed */
+    struct outmsg *q;  /* ring of queued messages */
+    uint32_t qcap, qhead, qlen;
+    unsigned char hdr[PB_TCP_HDR_SIZE];
+    uint32_t hgot;
+    struct pb_tcp_hdr cur;
+    int in_payload;
+    uint32_t pgot;
+};
+
+struct tcp {
+    struct pb_transport base;
+    struct pb_transport_cfg cfg;
+    int epfd;
+    struct conn *conns;
+    int nconns;
+    int *conn_of;      /* leader index -> conns index, -1 */
+    int *owner;        /* our slot -> leader it is granted to, -1 */
+    struct pb_event *evq;
+    uint32_t evcap, evhead, evlen;
+    int lost;          /* an event could not be queued (out of memory) */
+};
+
+static const char *peer_name(const struct tcp *t, int leader)
+{
+    return leader >= 0 && t->cfg.names ? t->cfg.names[leader] : "?";
+}
+
+static const char *self_name(const struct tcp *t)
+{
+    return peer_name(t, t->cfg.self);
+}
+
+static int push_event(struct tcp *t, const struct pb_event *ev)
+{
+    if (t->evlen == t->evcap) {
+        uint32_t ncap = t->evcap ? t->evcap * 2 : 256;
+        struct pb_event *n = malloc(ncap * sizeof *n);
+        if (!n) {
+            t->lost = 1; /* reported by the next poll: a lost event would stall */
+            return -1;
+        }
+        for (uint32_t i = 0; i < t->evlen; i++)
+            n[i] = t->evq[(t->evhead + i) % t->evcap];
+        free(t->evq);
+        t->evq = n;
+        t->evcap = ncap;
+        t->evhead = 0;
+    }
+    t->evq[(t->evhead + t->evlen++) % t->evcap] = *ev;
+    return 0;
+}
+
+static void conn_fail(struct tcp *t, struct conn *c, int err, const char *what)
+{
+    if (c->dead)
+        return;
+    c->dead = 1;
+    struct pb_event ev = { .kind = PB_EV_ERROR, .peer = c->peer, .err = err };
+    snprintf(ev.what, sizeof ev.what, "%s", what);
+    (void)push_event(t, &ev);
+    epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+}
+
+static void arm_out(struct tcp *t, struct conn *c, int on)
+{
+    if (c->want_out == on || c->dead)
+        return;
+    struct epoll_event ee = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.u32 = (uint32_t)(c - t->conns) };
+    if (epoll_ctl(t->epfd, EPOLL_CTL_MOD, c->fd, &ee) == 0)
+        c->want_out = on;
+}
+
+/* Write queued messages until the socket is full. */
+static void flush_conn(struct tcp *t, struct conn *c)
+{
+    while (!c->dead && c->qlen) {
+        struct outmsg *m = &c->q[c->qhead];
+        struct iovec iov[2];
+        int n = 0;
+        if (m->off < PB_TCP_HDR_SIZE) {
+            iov[n].iov_base = m->hdr + m->off;
+            iov[n++].iov_len = PB_TCP_HDR_SIZE - m->off;
+            if (m->len) {
+                iov[n].iov_base = (void *)m->buf;
+                iov[n++].iov_len = m->len;
+            }
+        } else {
+            uint32_t po = m->off - PB_TCP_HDR_SIZE;
+            iov[n].iov_base = (void *)(m->buf + po);
+            iov[n++].iov_len = m->len - po;
+        }
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                arm_out(t, c, 1);
+                return;
+            }
+            conn_fail(t, c, errno, "send failed");
+            return;
+        }
+        m->off += (uint32_t)w;
+        if (m->off == PB_TCP_HDR_SIZE + m->len) {
+            if (m->data) {
+                struct pb_event ev = { .kind = PB_EV_SENT, .peer = c->peer, .cookie = m->cookie };
+                (void)push_event(t, &ev);
+            }
+            c->qhead = (c->qhead + 1) % c->qcap;
+            c->qlen--;
+        }
+    }
+    arm_out(t, c, 0);
+}
+
+static int enqueue(struct tcp *t, int peer, const struct pb_tcp_hdr *h, const void *buf, int data,
+                   uint64_t cookie)
+{
+    if (peer < 0 || peer >= t->cfg.nleaders || t->conn_of[peer] < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct conn *c = &t->conns[t->conn_of[peer]];
+    if (c->dead) {
+        errno = ECONNRESET;
+        return -1;
+    }
+    if (c->qlen == c->qcap) {
+        uint32_t ncap = c->qcap * 2;
+        struct outmsg *n = malloc(ncap * sizeof *n);
+        if (!n) {
+            errno = ENOMEM;
+            return -1;
+        }
+        for (uint32_t i = 0; i < c->qlen; i++)
+            n[i] = c->q[(c->qhead + i) % c->qcap];
+        free(c->q);
+        c->q = n;
+        c->qcap = ncap;
+        c->qhead = 0;
+    }
+    struct outmsg *m = &c->q[(c->qhead + c->qlen++) % c->qcap];
+    memset(m, 0, sizeof *m);
+    pb_tcp_hdr_encode(m->hdr, h);
+    m->buf = buf;
+    m->len = h->type == PB_TCP_DATA ? h->len : 0;
+    m->data = data;
+    m->cookie = cookie;
+    if (c->qlen == 1)
+        flush_conn(t, c);
+    return 0;
+}
+
+static int tcp_put(struct pb_transport *tp, int peer, uint32_t slot, uint32_t tag, const void *buf,
+                   uint32_t len, uint64_t cookie)
+{
+    struct tcp *t = (struct tcp *)tp;
+    struct pb_tcp_hdr h = { PB_TCP_DATA, slot, tag, len };
+    return enqueue(t, peer, &h, buf, 1, cookie);
+}
+
+static int tcp_grant(struct pb_transport *tp, int peer, uint32_t slot)
+{
+    struct tcp *t = (struct tcp *)tp;
+    if (slot >= t->cfg.nslots) {
+        errno = EINVAL;
+        return -1;
+    }
+    t->owner[slot] = peer; /* only this peer may write into the slot now */
+    struct pb_tcp_hdr h = { PB_TCP_CREDIT, slot, 0, 0 };
+    return enqueue(t, peer, &h, NULL, 0, 0);
+}
+
+static int tcp_notify(struct pb_transport *tp, int peer, uint32_t code)
+{
+    struct pb_tcp_hdr h = { PB_TCP_NOTIFY, code, 0, 0 };
+    return enqueue((struct tcp *)tp, peer, &h, NULL, 0, 0);
+}
+
+/* Events one poll may legitimately queue: per peer at most a slot pool's
+ * worth of arrivals, credits and sends, plus notices. */
+static uint32_t event_cap(const struct tcp *t)
+{
+    return (uint32_t)(t->cfg.npeers + 1) * (3 * t->cfg.nslots + 8) + 64;
+}
+
+/* Read what the socket has, straight into slots; at most `budget` bytes so
+ * one busy link cannot starve the others. */
+static void read_conn(struct tcp *t, struct conn *c, size_t budget)
+{
+    size_t done = 0;
+    while (!c->dead && done < budget) {
+        ssize_t r;
+        if (!c->in_payload) {
+            r = recv(c->fd, c->hdr + c->hgot, PB_TCP_HDR_SIZE - c->hgot, 0);
+        } else {
+            unsigned char *dst = (unsigned char *)t->cfg.pool + (size_t)c->cur.slot * t->cfg.slot_size;
+            r = recv(c->fd, dst + c->pgot, c->cur.len - c->pgot, 0);
+        }
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                conn_fail(t, c, errno, "receive failed");
+            return;
+        }
+        if (r == 0) {
+            conn_fail(t, c, 0, "connection closed by the peer (process ended or failed)");
+            return;
+        }
+        done += (size_t)r;
+        if (!c->in_payload) {
+            c->hgot += (uint32_t)r;
+            if (c->hgot < PB_TCP_HDR_SIZE)
+                continue;
+            c->hgot = 0;
+            char why[160];
+            if (pb_tcp_hdr_decode(c->hdr, t->cfg.nslots, t->cfg.slot_size, &c->cur, why, sizeof why) < 0) {
+                conn_fail(t, c, 0, why);
+                return;
+            }
+            struct pb_event ev = { .peer = c->peer };
+            if (c->cur.type == PB_TCP_DATA) {
+                if (t->owner[c->cur.slot] != c->peer) {
+                    snprintf(why, sizeof why, "protocol error: data for slot %u, which was not granted to it",
+                             c->cur.slot);
+                    conn_fail(t, c, 0, why);
+                    return;
+                }
+                if (c->cur.len) {
+                    c->in_payload = 1;
+                    c->pgot = 0;
+                    continue;
+                }
+                ev.kind = PB_EV_ARRIVED;
+                ev.slot = c->cur.slot;
+                ev.tag = c->cur.tag;
+                t->owner[c->cur.slot] = -1;
+            } else if (t->evlen >= event_cap(t)) {
+                /* A peer of this job never has more credits or notices
+                 * outstanding than there are slots: this one is flooding. */
+                conn_fail(t, c, 0, "protocol error: flood of control messages");
+                return;
+            } else if (c->cur.type == PB_TCP_CREDIT) {
+                ev.kind = PB_EV_CREDIT;
+                ev.slot = c->cur.slot;
+            } else {
+                ev.kind = PB_EV_NOTIFY;
+                ev.tag = c->cur.slot;
+            }
+            (void)push_event(t, &ev);
+        } else {
+            c->pgot += (uint32_t)r;
+            if (c->pgot < c->cur.len)
+                continue;
+            c->in_payload = 0;
+            t->owner[c->cur.slot] = -1; /* consumed until granted again */
+            struct pb_event ev = { .kind = PB_EV_ARRIVED, .peer = c->peer, .slot = c->cur.slot,
+                                   .tag = c->cur.tag, .len = c->cur.len };
+            (void)push_event(t, &ev);
+        }
+    }
+}
+
+static int tcp_poll(struct pb_transport *tp, struct pb_event *out, int max, int timeout_ms)
+{
+    struct tcp *t = (struct tcp *)tp;
+    struct epoll_event ee[64];
+    if (t->lost) {
+        errno = ENOMEM;
+        return -1;
+    }
+    /* Already have events: still move data, but do not wait. */
+    int n = epoll_wait(t->epfd, ee, 64, t->evlen ? 0 : timeout_ms);
+    if (n < 0 && errno != EINTR)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        struct conn *c = &t->conns[ee[i].data.u32];
+        if (c->dead)
+            continue;
+        if (ee[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            read_conn(t, c, 16u << 20);
+        if (!c->dead && (ee[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            flush_conn(t, c);
+    }
+    int k = 0;
+    while (k < max && t->evlen) {
+        out[k++] = t->evq[t->evhead];
+        t->evhead = (t->evhead + 1) % t->evcap;
+        t->evlen--;
+    }
+    return k;
+}
+
+static int tcp_close(struct pb_transport *tp)
+{
+    struct tcp *t = (struct tcp *)tp;
+    if (!t)
+        return 0;
+    for (int i = 0; i < t->nconns; i++) {
+        if (t->conns[i].fd >= 0)
+            close(t->conns[i].fd);
+        free(t->conns[i].q);
+    }
+    if (t->epfd >= 0)
+        close(t->epfd);
+    free(t->conns);
+    free(t->conn_of);
+    free(t->owner);
+    free(t->evq);
+    free(t);
+    return 0;
+}
+
+static const struct pb_transport_ops tcp_ops = {
+    .name = "tcp",
+    .put = tcp_put,
+    .grant = tcp_grant,
+    .notify = tcp_notify,
+    .poll = tcp_poll,
+    .close = tcp_close,
+};
+
+/* ---- set-up ------------------------------------------------------------ */
+
+#define MAX_PENDING 64   /* greetings read at once during set-up */
+#define HELLO_SECONDS 2.0 /* a silent connection may be dropped after this when room is short */
+
+struct endpoint {
+    uint32_t addr;   /* IPv4, network order */
+    uint16_t port;   /* network order */
+    uint16_t ok;     /* 0: this leader failed to set up; everyone gives up */
+};
+
+static int parse_cidr(const char *s, uint32_t *net, uint32_t *mask)
+{
+    char buf[64];
+    const char *slash = strchr(s, '/');
+    if (!slash || (size_t)(slash - s) >= sizeof buf)
+        return -1;
+    memcpy(buf, s, (size_t)(slash - s));
+    buf[slash - s] = 0;
+    struct in_addr a;
+    char *end;
+    long bits = strtol(slash + 1, &end, 10);
+    if (inet_pton(AF_INET, buf, &a) != 1 || *end || end == slash + 1 || bits < 0 || bits > 32)
+        return -1;
+    *mask = bits ? htonl(~0u << (32 - bits)) : 0;
+    *net = a.s_addr & *mask;
+    return 0;
+}
+
+/* Every leader in this machine and network namespace (a test, or
+ * --per-rank on one machine): loopback reaches them all. Hostnames do not
+ * tell: containers on different machines often share one. */
+static int all_here(const struct pb_transport_cfg *cfg)
+{
+    int here = 1;
+    for (int i = 0; here && i < cfg->nleaders; i++)
+        here = cfg->netids ? cfg->netids[i] == cfg->netids[cfg->self]
+                           : cfg->hosts && strcmp(cfg->hosts[i], cfg->hosts[cfg->self]) == 0;
+    return here && (cfg->netids || cfg->hosts);
+}
+
+/* The interface of the default route, from /proc/net/route; "" if none. */
+static void default_route_if(char *name, size_t n)
+{
+    name[0] = 0;
+    FILE *f = fopen("/proc/net/route", "r");
+    char line[256], ifn[64];
+    unsigned long dest, mask;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "%63s %lx %*x %*x %*d %*d %*d %lx", ifn, &dest, &mask) == 3 && dest == 0 && mask == 0) {
+            snprintf(name, n, "%s", ifn);
+            break;
+        }
+    if (f)
+        fclose(f);
+}
+
+/* Bridges of local containers and VMs: up, addressed, and reaching no
+ * other machine. */
+static int virtual_bridge(const char *name)
+{
+    static const char *const pfx[] = { "docker", "virbr", "veth", "br-", "cni", "flannel", "lxcbr", "podman", "vnet" };
+    for (size_t i = 0; i < sizeof pfx / sizeof *pfx; i++)
+        if (!strncmp(name, pfx[i], strlen(pfx[i])))
+            return 1;
+    return 0;
+}
+
+/* How good an interface is for reaching other machines when none was
+ * named: the default route's first, then any real one; 0 = not usable. */
+static int rank_if(const struct ifaddrs *i, const char *def)
+{
+    if (i->ifa_flags & IFF_LOOPBACK)
+        return 0;
+    if (def[0] && !strcmp(i->ifa_name, def))
+        return 3;
+    return virtual_bridge(i->ifa_name) ? 1 : 2;
+}
+
+/* Pick the IPv4 address to listen on. */
+static int choose_addr(const struct tcp *t, uint32_t *addr, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    const char *want = cfg->tcp_if;
+    if (!want && all_here(cfg)) {
+        *addr = htonl(INADDR_LOOPBACK);
+        return 0;
+    }
+    uint32_t net = 0, mask = 0;
+    int cidr = want && strchr(want, '/');
+    if (cidr && parse_cidr(want, &net, &mask) < 0) {
+        snprintf(err, errlen, "--tcp-if '%s' is not a valid IPv4 CIDR (like 10.0.0.0/8)", want);
+        return -1;
+    }
+    struct ifaddrs *ifs, *i;
+    if (getifaddrs(&ifs) < 0) {
+        snprintf(err, errlen, "cannot list network interfaces: %s", strerror(errno));
+        return -1;
+    }
+    char def[64];
+    default_route_if(def, sizeof def);
+    int best = 0;
+    for (i = ifs; i; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP))
+            continue;
+        uint32_t a = ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr;
+        int score = cidr ? (a & mask) == net ? 9 : 0 : want ? !strcmp(i->ifa_name, want) * 9 : rank_if(i, def);
+        if (score > best) {
+            best = score;
+            *addr = a;
+        }
+    }
+    freeifaddrs(ifs);
+    if (!best) {
+        if (want)
+            snprintf(err, errlen, "--tcp-if '%s' matches no interface that is up with an IPv4 address", want);
+        else
+            snprintf(err, errlen, "no network interface is up with an IPv4 address (use --tcp-if)");
+        return -1;
+    }
+    return 0;
+}
+
+static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
+{
+    size_t done = 0;
+    while (done < len) {
+        int left = (int)((deadline - pb_now()) * 1000);
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd p = { fd, writing ? POLLOUT : POLLIN, 0 };
+        int r = poll(&p, 1, left);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (r <= 0)
+            continue;
+        ssize_t n = writing ? send(fd, (char *)buf + done, len - done, MSG_NOSIGNAL)
+                            : recv(fd, (char *)buf + done, len - done, 0);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return -1;
+        }
+        if (n == 0) {
+            errno = ECONNRESET;
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* Start connecting from our own announced address (the acceptor checks
+ * it). All connections are started first and finished after, so their
+ * handshakes overlap: the root of a large job has many. */
+static int connect_start(const struct endpoint *ep, uint32_t self_addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in me = { .sin_family = AF_INET, .sin_addr.s_addr = self_addr };
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = ep->port, .sin_addr.s_addr = ep->addr };
+    if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0 ||
+        (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Wait until a started connection is up; 0, or -1 with errno. */
+static int connect_finish(int fd, double deadline)
+{
+    struct pollfd p = { fd, POLLOUT, 0 };
+    int left = (int)((deadline - pb_now()) * 1000);
+    int r = poll(&p, 1, left > 0 ? left : 0);
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (r <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
+        errno = r == 0 ? ETIMEDOUT : soerr ? soerr : errno;
+        return -1;
+    }
+    return 0;
+}
+
+static int add_conn(struct tcp *t, int fd, int peer, char *err, size_t errlen)
+{
+    struct conn *c = &t->conns[t->nconns];
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    c->peer = peer;
+    c->qcap = 64;
+    c->q = malloc(c->qcap * sizeof *c->q);
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int fl = fcntl(fd, F_GETFL);
+    struct epoll_event ee = { .events = EPOLLIN, .data.u32 = (uint32_t)t->nconns };
+    if (!c->q || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ee) < 0) {
+        snprintf(err, errlen, "cannot set up the connection to %s: %s", peer_name(t, peer), strerror(errno));
+        free(c->q);
+        c->q = NULL;
+        close(fd);
+        return -1;
+    }
+    t->conn_of[peer] = t->nconns++;
+    return 0;
+}
+
+/* Set-up state, gone once the connections are up. */
+struct setup {
+    int lfd;               /* listening socket */
+    struct endpoint mine;
+    struct endpoint *eps;  /* every leader's, after the exchange */
+    char why[320];         /* a local failure, told after the exchange */
+};
+
+/* A connection accepted but not yet greeted. */
+struct pending {
+    int fd;
+    uint32_t got;
+    double since; /* accepted at */
+    struct sockaddr_in from;
+    unsigned char hb[PB_TCP_HELLO_SIZE];
+};
+
+static int alloc_state(struct tcp *t, char *why, size_t wl)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    t->conns = calloc((size_t)cfg->npeers + 1, sizeof *t->conns);
+    t->conn_of = malloc((size_t)cfg->nleaders * sizeof *t->conn_of);
+    t->owner = malloc((size_t)cfg->nslots * sizeof *t->owner);
+    if (!t->conns || !t->conn_of || !t->owner) {
+        snprintf(why, wl, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < cfg->nleaders; i++)
+        t->conn_of[i] = -1;
+    for (uint32_t i = 0; i < cfg->nslots; i++)
+        t->owner[i] = -1;
+    t->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (t->epfd < 0) {
+        snprintf(why, wl, "epoll_create1: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int start_listening(struct tcp *t, struct setup *s)
+{
+    uint32_t addr;
+    if (choose_addr(t, &addr, s->why, sizeof s->why) < 0)
+        return -1;
+    char a[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &addr, a, sizeof a);
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = addr };
+    socklen_t sl = sizeof sa;
+    if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(s->lfd, SOMAXCONN) < 0 ||
+        getsockname(s->lfd, (struct sockaddr *)&sa, &sl) < 0) {
+        snprintf(s->why, sizeof s->why, "cannot listen on %s: %s", a, strerror(errno));
+        return -1;
+    }
+    s->mine = (struct endpoint){ addr, sa.sin_port, 1 };
+    if (t->cfg.verbose)
+        fprintf(stderr, "p2pbcast: %s: tcp listening on %s:%u\n", self_name(t), a, ntohs(s->mine.port));
+    return 0;
+}
+
+/* Two leaders that announce one address cannot both be reached at it
+ * (containers with the same private address behind NAT, say). Only our
+ * partners matter: each is checked against every leader, O(N) each. */
+static int check_unique(struct tcp *t, const struct endpoint *eps, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    for (int k = 0; k < cfg->npeers; k++) {
+        int p = cfg->peers[k];
+        for (int i = 0; i < cfg->nleaders; i++) {
+            /* Leaders of one machine share its address, on other ports. */
+            int other_host = cfg->netids && cfg->netids[i] != cfg->netids[p];
+            if (i == p || eps[i].addr != eps[p].addr || (!other_host && eps[i].port != eps[p].port))
+                continue;
+            char a[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &eps[p].addr, a, sizeof a);
+            snprintf(err, errlen,
+                     "tcp set-up: %s and %s both announce the address %s (containers or NAT?): name the "
+                     "interface that reaches the other nodes with --tcp-if NAME or CIDR",
+                     peer_name(t, p), peer_name(t, i), a);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Everyone takes part in the exchange, even after a local failure, so that
+ * nobody waits for a leader that has given up. */
+static int exchange_endpoints(struct tcp *t, struct setup *s, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    s->eps = calloc((size_t)cfg->nleaders, sizeof *s->eps);
+    if (!s->eps || cfg->xchg.allgather(cfg->xchg.ctx, &s->mine, s->eps, sizeof s->mine) != 0) {
+        snprintf(err, errlen, "tcp set-up: endpoint exchange failed%s%s", s->why[0] ? ": " : "", s->why);
+        return -1;
+    }
+    if (!s->mine.ok) {
+        snprintf(err, errlen, "tcp set-up: %s", s->why);
+        return -1;
+    }
+    for (int i = 0; i < cfg->nleaders; i++) {
+        if (!s->eps[i].ok) {
+            snprintf(err, errlen, "tcp set-up failed on %s (see its message)", peer_name(t, i));
+            return -1;
+        }
+    }
+    return check_unique(t, s->eps, err, errlen);
+}
+
+static void close_all(int *fds, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (fds[k] >= 0)
+            close(fds[k]);
+}
+
+/* Errors a busy or not-yet-ready peer gives: try again until the set-up
+ * deadline (a listen backlog overflowing at scale, a lost SYN). */
+static int transient(int e)
+{
+    return e == ECONNREFUSED || e == ECONNRESET || e == EAGAIN || e == EHOSTUNREACH || e == ENETUNREACH ||
+           e == ECONNABORTED || e == EINTR;
+}
+
+/* Finish a started connection to peer p and greet it; on a transient error
+ * start again, with back-off (10 ms doubling to 1 s), until the deadline.
+ * Returns the connected fd, or -1 with errno. */
+static int connect_peer(struct tcp *t, const struct setup *s, int p, int fd, double deadline)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    unsigned char hb[PB_TCP_HELLO_SIZE];
+    struct pb_tcp_hello h = { (uint32_t)cfg->self, (uint32_t)p, { 0 } };
+    memcpy(h.secret, cfg->secret, 16);
+    pb_tcp_hello_encode(hb, &h);
+    const char *delay = getenv("P2PBCAST_TEST_HELLO_DELAY_MS"); /* testing: a late greeting */
+    long backoff_ms = 10;
+    for (;;) {
+        if (fd >= 0 && connect_finish(fd, deadline) == 0) {
+            if (delay && *delay)
+                usleep((useconds_t)strtol(delay, NULL, 10) * 1000);
+            if (io_full(fd, hb, sizeof hb, 1, deadline) == 0)
+                return fd;
+        }
+        int e = errno ? errno : EIO;
+        if (fd >= 0)
+            close(fd);
+        if (!transient(e) || pb_now() + (double)backoff_ms / 1000 >= deadline) {
+            errno = e;
+            return -1;
+        }
+        usleep((useconds_t)backoff_ms * 1000);
+        backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
+        fd = connect_start(&s->eps[p], s->mine.addr);
+    }
+}
+
+/* Connect to the higher-numbered partners and greet them. All connections
+ * are started before any is finished, so their handshakes overlap. */
+static int connect_out(struct tcp *t, struct setup *s, double deadline, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    int *out = malloc((size_t)cfg->npeers * sizeof *out + 1);
+    if (!out) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < cfg->npeers; i++)
+        out[i] = cfg->peers[i] < cfg->self ? -1 : connect_start(&s->eps[cfg->peers[i]], s->mine.addr);
+    int rc = 0;
+    for (int i = 0; i < cfg->npeers && rc == 0; i++) {
+        int p = cfg->peers[i];
+        if (p < cfg->self)
+            continue;
+        int fd = connect_peer(t, s, p, out[i], deadline);
+        out[i] = -1;
+        if (fd < 0) {
+            char a[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &s->eps[p].addr, a, sizeof a);
+            snprintf(err, errlen, "tcp: cannot connect to %s at %s:%u within %.0f s: %s", peer_name(t, p), a,
+                     ntohs(s->eps[p].port), cfg->timeout, strerror(errno));
+            rc = -1;
+        } else if (add_conn(t, fd, p, err, errlen) < 0) {
+            rc = -1;
+        }
+    }
+    close_all(out, cfg->npeers);
+    free(out);
+    return rc;
+}
+
+/* Is this greeting one of the lower-numbered partners we wait for? NULL if
+ * so; otherwise why not (also logged: a stranger, or a peer gone wrong). */
+static const char *check_greeting(struct tcp *t, const struct setup *s, struct pending *p, struct pb_tcp_hello *h,
+                                  char *why, size_t wl)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    char a[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &p->from.sin_addr, a, sizeof a);
+    if (pb_tcp_hello_decode(p->hb, (uint32_t)cfg->self, (uint32_t)cfg->nleaders, cfg->secret, h, why, wl) < 0) {
+        fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u: %s\n", self_name(t), a,
+                ntohs(p->from.sin_port), why);
+        return why;
+    }
+    int expected = 0;
+    for (int k = 0; k < cfg->npeers; k++)
+        expected |= cfg->peers[k] == (int)h->from;
+    const char *drop = NULL;
+    if (!expected || (int)h->from > cfg->self || t->conn_of[h->from] >= 0)
+        drop = "not expected";
+    else if (p->from.sin_addr.s_addr != s->eps[h->from].addr)
+        drop = "wrong address"; /* peers connect from the address they announced */
+    if (drop)
+        fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u claiming to be %s: %s\n",
+                self_name(t), a, ntohs(p->from.sin_port), peer_name(t, (int)h->from), drop);
+    return drop;
+}
+
+/* Read what a pending connection has sent. Returns 0 while its greeting is
+ * incomplete, 1 when it was accepted as a peer, 2 when it was dropped, -1
+ * on a local failure (err set). */
+static int read_greeting(struct tcp *t, const struct setup *s, struct pending *p, short revents, char *err,
+                         size_t errlen)
+{
+    const char *drop = NULL;
+    int e = 0;
+    if (revents) {
+        ssize_t n = recv(p->fd, p->hb + p->got, sizeof p->hb - p->got, 0);
+        if (n > 0)
+            p->got += (uint32_t)n;
+        else if (n == 0)
+            drop = "no greeting", e = ECONNRESET;
+        else if (errno != EAGAIN && errno != EINTR)
+            drop = "no greeting", e = errno;
+    }
+    if (!drop && p->got < sizeof p->hb)
+        return 0;
+    struct pb_tcp_hello h;
+    char why[320];
+    if (drop) {
+        char a[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &p->from.sin_addr, a, sizeof a);
+        fprintf(stderr, "p2pbcast: %s: dropped a data connection from %s:%u: %s (%s)\n", self_name(t), a,
+                ntohs(p->from.sin_port), drop, strerror(e));
+    } else {
+        drop = check_greeting(t, s, p, &h, why, sizeof why);
+    }
+    int fd = p->fd;
+    p->fd = -1; /* done with this one */
+    if (drop) {
+        close(fd);
+        return 2;
+    }
+    return add_conn(t, fd, (int)h.from, err, errlen) < 0 ? -1 : 1;
+}
+
+static void log_silent(struct tcp *t, const struct pending *p, const char *why)
+{
+    char a[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &p->from.sin_addr, a, sizeof a);
+    fprintf(stderr, "p2pbcast: %s: dropped a data connection from %s:%u: no greeting (%s)\n", self_name(t), a,
+            ntohs(p->from.sin_port), why);
+}
+
+/* The table of pending connections is full: drop the oldest one that has
+ * been silent for HELLO_SECONDS, if any; 1 when room was made. */
+static int evict_silent(struct tcp *t, struct pending *pend, int *npend, double now)
+{
+    int old = -1;
+    for (int i = 0; i < *npend; i++)
+        if (!pend[i].got && now - pend[i].since >= HELLO_SECONDS && (old < 0 || pend[i].since < pend[old].since))
+            old = i;
+    if (old < 0)
+        return 0;
+    log_silent(t, &pend[old], "room needed for other connections");
+    close(pend[old].fd);
+    pend[old] = pend[--*npend];
+    return 1;
+}
+
+/* Accept the lower-numbered partners; drop anything that is not one. Up to
+ * MAX_PENDING greetings are read side by side. A late greeting is accepted
+ * until the set-up deadline (a peer that finishes its connects one by one,
+ * or a retransmitted SYN, is late at scale); only when the table is full
+ * does a connection silent for HELLO_SECONDS make room, so silent strangers
+ * cannot hold up the real peers. */
+static int accept_in(struct tcp *t, struct setup *s, double deadline, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    int expect_in = 0;
+    for (int i = 0; i < cfg->npeers; i++)
+        expect_in += cfg->peers[i] < cfg->self;
+    struct pending pend[MAX_PENDING];
+    int npend = 0, rc = 0;
+    while (expect_in > 0 && rc == 0) {
+        double now = pb_now();
+        if (now >= deadline) {
+            snprintf(err, errlen, "tcp: timed out after %.0f s waiting for %d peer connection(s)", cfg->timeout,
+                     expect_in);
+            rc = -1;
+            break;
+        }
+        int room = npend < MAX_PENDING || evict_silent(t, pend, &npend, now);
+        double wake = deadline;
+        for (int i = 0; !room && i < npend; i++)
+            if (!pend[i].got && pend[i].since + HELLO_SECONDS < wake)
+                wake = pend[i].since + HELLO_SECONDS;
+        struct pollfd pfs[1 + MAX_PENDING];
+        pfs[0] = (struct pollfd){ s->lfd, room ? POLLIN : 0, 0 };
+        for (int i = 0; i < npend; i++)
+            pfs[1 + i] = (struct pollfd){ pend[i].fd, POLLIN, 0 };
+        if (poll(pfs, (nfds_t)(1 + npend), (int)((wake - now) * 1000) + 1) < 0 && errno != EINTR) {
+            snprintf(err, errlen, "tcp: poll while accepting peers: %s", strerror(errno));
+            rc = -1;
+            break;
+        }
+        now = pb_now();
+        for (int i = 0; i < npend && rc == 0; i++) {
+            int r = read_greeting(t, s, &pend[i], pfs[1 + i].revents, err, errlen);
+            if (r < 0)
+                rc = -1;
+            expect_in -= r == 1;
+        }
+        int keep = 0;
+        for (int i = 0; i < npend; i++)
+            if (pend[i].fd >= 0)
+                pend[keep++] = pend[i];
+        npend = keep;
+        if (rc == 0 && (pfs[0].revents & POLLIN) && npend < MAX_PENDING) {
+            struct pending *p = &pend[npend];
+            socklen_t fl = sizeof p->from;
+            p->fd = accept4(s->lfd, (struct sockaddr *)&p->from, &fl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (p->fd >= 0) {
+                p->got = 0;
+                p->since = now;
+                npend++;
+            }
+        }
+    }
+    for (int i = 0; i < npend; i++) {
+        log_silent(t, &pend[i], "every peer was in before it spoke");
+        close(pend[i].fd);
+    }
+    return rc;
+}
+
+/* The set-up, as one story: our state and listening socket, everyone's
+ * endpoints, then connections out to the higher-numbered partners and in
+ * from the lower-numbered ones. The listening socket is closed at the end,
+ * so nobody else may join. */
+struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+{
+    struct tcp *t = calloc(1, sizeof *t);
+    struct setup s = { .lfd = -1 };
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->base.ops = &tcp_ops;
+    t->cfg = *cfg;
+    t->epfd = -1;
+    if (alloc_state(t, s.why, sizeof s.why) == 0)
+        (void)start_listening(t, &s);
+    int rc = exchange_endpoints(t, &s, err, errlen);
+    double deadline = pb_now() + cfg->timeout;
+    if (rc == 0)
+        rc = connect_out(t, &s, deadline, err, errlen);
+    if (rc == 0)
+        rc = accept_in(t, &s, deadline, err, errlen);
+    if (s.lfd >= 0)
+        close(s.lfd);
+    free(s.eps);
+    if (rc < 0) {
+        tcp_close(&t->base);
+        return NULL;
+    }
+    return &t->base;
+}

@@ -1,0 +1,104 @@
+/* transport.h — the one interface between the engine and the wire.
+ *
+ * A transport moves opaque byte ranges between node leaders. It knows nothing
+ * of files, chunks or schedules: the engine gives it a memory pool cut into
+ * equal slots, and asks it to
+ *   put    — copy len bytes from local pool memory into slot `slot` of peer's
+ *            pool, with a 32-bit tag the peer sees on arrival (RDMA WRITE WITH
+ *            IMMEDIATE in verbs terms). Only into slots the peer granted.
+ *   grant  — tell a peer that it may now put into one of our slots (a credit).
+ *   notify — send a small code to a peer (e.g. "done").
+ *   poll   — report what happened: arrived, sent, credit, notify, error.
+ * put/grant/notify never block; completions come back through poll.
+ * Peers are leader indices 0..nleaders-1; names[] is for error messages only.
+ */
+#ifndef P2PBCAST_TRANSPORT_H
+#define P2PBCAST_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum pb_ev_kind {
+    PB_EV_ARRIVED = 1, /* peer put len bytes into our slot `slot`, tag `tag` */
+    PB_EV_SENT,        /* our put with `cookie` has left local memory: buffer reusable */
+    PB_EV_CREDIT,      /* peer granted us its slot `slot` */
+    PB_EV_NOTIFY,      /* peer sent code `tag` */
+    PB_EV_ERROR        /* the link to `peer` (or -1: the transport) failed; see err/what */
+};
+
+struct pb_event {
+    enum pb_ev_kind kind;
+    int peer;
+    uint32_t slot;
+    uint32_t tag;
+    uint32_t len;
+    uint64_t cookie;
+    int err;           /* errno value for PB_EV_ERROR, 0 when none applies */
+    char what[160];    /* PB_EV_ERROR: what failed, without the peer's name */
+};
+
+/* Collective exchange the transport may use during set-up (endpoint
+ * addresses, keys). Provided by the MPI bootstrap: every leader contributes
+ * len bytes, all receives nleaders*len bytes in leader order. Returns 0 on
+ * success. */
+struct pb_exchange {
+    int (*allgather)(void *ctx, const void *mine, void *all, size_t len);
+    void *ctx;
+};
+
+/* What every transport needs to open. */
+struct pb_transport_cfg {
+    int self;                 /* our leader index */
+    int nleaders;
+    const int *peers;         /* leaders we exchange data or credits with */
+    int npeers;
+    void *pool;               /* slot pool: nslots * slot_size bytes */
+    size_t slot_size;
+    uint32_t nslots;
+    const char *const *names; /* "host (rank N)" per leader, for messages */
+    const char *const *hosts; /* host name per leader */
+    const uint64_t *netids;   /* per leader: equal ids share a machine and network namespace */
+    struct pb_exchange xchg;
+    uint8_t secret[16];       /* per-job secret handed out by the bootstrap */
+    double timeout;           /* seconds to wait for connections at set-up */
+    int verbose;
+    /* transport-specific knobs */
+    const char *tcp_if;       /* tcp: interface name or CIDR */
+    const char *rdma_dev;     /* verbs: device[:port] */
+    int gid_index;            /* verbs: RoCE GID index, -1 automatic */
+    void *mpi_comm;           /* mpi: pointer to the leaders' MPI_Comm */
+};
+
+struct pb_transport;
+
+struct pb_transport_ops {
+    const char *name;
+    int (*put)(struct pb_transport *t, int peer, uint32_t slot, uint32_t tag,
+               const void *buf, uint32_t len, uint64_t cookie);
+    int (*grant)(struct pb_transport *t, int peer, uint32_t slot);
+    int (*notify)(struct pb_transport *t, int peer, uint32_t code);
+    /* Wait up to timeout_ms (-1: forever, 0: no wait) for events; fill at
+     * most max of them. Returns the count, or -1 with errno set. Must block in
+     * the kernel (or sleep), never spin, when nothing is ready. */
+    int (*poll)(struct pb_transport *t, struct pb_event *ev, int max, int timeout_ms);
+    /* Release everything. Returns 0 when nothing will touch the pool any
+     * more; 1 when a request into the pool could not be ended (MPI cannot
+     * always cancel a send): the caller must then keep the pool allocated. */
+    int (*close)(struct pb_transport *t);
+};
+
+struct pb_transport {
+    const struct pb_transport_ops *ops;
+};
+
+/* Openers. Each returns NULL and fills err (naming the peer, address or
+ * device and the reason; the caller prefixes this leader's host and rank) on
+ * failure. Collective over the leaders: all must call the same. */
+struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen);
+struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen);
+struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen);
+
+/* Is a usable RDMA device present? (false when built without verbs) */
+int pb_verbs_available(char *why, size_t whylen);
+
+#endif

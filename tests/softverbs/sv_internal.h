@@ -1,0 +1,42 @@
+/* sv_internal.h — softverbs: a userspace RC verbs device for tests.
+ * Shared declarations of the library's translation units. */
+#ifndef SV_INTERNAL_H
+#define SV_INTERNAL_H
+
+#include <infiniband/verbs.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SV_EXPORT __attribute__((visibility("default")))
+
+#define SV_MAX_SGE 4
+#define SV_MAX_INLINE 256
+#define SV_MAX_QP 255 /* per context: qp_num = listening port << 8 | index */
+#define SV_MAX_QP_WR 16384
+#define SV_MAX_CQE (1 << 20)
+#define SV_MAX_MSG (1u << 30)
+
+/* Library configuration, read once from the environment. */
+struct sv_cfg {
+    int enabled;          /* SOFTVERBS=1: otherwise no device is listed */
+    int roce;             /* SOFTVERBS_MODE=roce */
+    char devname[64];     /* SOFTVERBS_DEVNAME, must start with "softverbs" */
+    char ip[64];          /* SOFTVERBS_IP: listening address, in the RoCE GID */
+    uint16_t lid;         /* SOFTVERBS_LID */
+    unsigned cq_delay_us; /* SOFTVERBS_FAULT_CQ_DELAY_US */
+    int reorder;          /* SOFTVERBS_FAULT_REORDER */
+    long long memlock;    /* SOFTVERBS_FAULT_MEMLOCK: bytes, -1 none */
+    long long die_writes; /* SOFTVERBS_FAULT_KILL_AFTER_WRITES */
+    long long die_bytes;  /* SOFTVERBS_FAULT_KILL_AFTER_BYTES */
+    int drop;             /* SOFTVERBS_FAULT_DROP: drop connections instead of dying */
+    unsigned max_timeout_ms; /* SOFTVERBS_MAX_TIMEOUT_MS: cap of one transport timeout */
+    int debug;            /* SOFTVERBS_DEBUG */
+    int max_qp_wr;        /* SOFTVERBS_MAX_QP_WR: device limit, to stress queue accounting */
+    int max_cqe;          /* SOFTVERBS_MAX_CQE */
+};
+extern struct sv_cfg sv_cfg;
+void sv_cfg_load(void);
+void sv_dbg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
