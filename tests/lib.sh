@@ -70,10 +70,15 @@ diag() { sed 's/^/# /'; }
 done_testing() { echo "1..$t_n"; [ "$t_fail" -eq 0 ]; }
 
 # check_timeout OUTPUT WHAT [SECONDS]: when OUTPUT holds the report of a command killed
-# by mpi_timeout, a failing test that says so; returns 0 then.
+# by mpi_timeout, a failing test that says so; returns 0 then. With TODO=REASON
+# set (a check of a known bug), the line is a TAP TODO too.
 check_timeout() {
     if printf '%s\n' "$1" | grep -q '^timeout: sending signal'; then
-        ok 1 "TIMEOUT: $2 did not finish within ${3:-$MPI_TIMEOUT} s and was killed"
+        if [ -n "${TODO:-}" ]; then
+            todo 1 "$TODO" "TIMEOUT: $2 did not finish within ${3:-$MPI_TIMEOUT} s and was killed"
+        else
+            ok 1 "TIMEOUT: $2 did not finish within ${3:-$MPI_TIMEOUT} s and was killed"
+        fi
         return 0
     fi
     return 1
