@@ -12,7 +12,7 @@ export P2PBCAST_TEST_READ_DELAY_MS=25 # ~2.4 s of reading: time to strike
 
 # Start a 4-rank job in the background with mpirun's defaults (as users run it).
 start() {
-    ( cd "$WORK" && exec "${MPI_TIMEOUT_CMD[@]}" "$MPIRUN" "${MPI_BASE_FLAGS[@]}" \
+    ( cd "$WORK" && exec timeout --verbose -k 10 "$MPI_TIMEOUT" "$MPIRUN" "${MPI_BASE_FLAGS[@]}" \
         -np 4 "$P2PBCAST" --per-rank -c 64K "$@" > "$WORK/out" 2>&1 )&
     job=$!
 }

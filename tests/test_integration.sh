@@ -103,8 +103,26 @@ run 4 -q "$WORK/src3m" "$d/copy"
 ok $? "4 ranks on one host without --per-rank: exactly one copy, all ranks exit 0"
 rm -f "$d"/*
 run 4 -q --root 3 "$WORK/src3m" "$d/copy.%r"
-[ $rc -eq 0 ] && cmp -s "$WORK/src3m" "$d/copy.3" && only_these "$d" copy.3
-ok $? "node mode, --root 3: the root's rank leads the node and writes the only copy"
+[ $rc -eq 0 ] && [ "$rcs" = "0x4 " ] && cmp -s "$WORK/src3m" "$d/copy.3" && only_these "$d" copy.3
+ok $? "node mode, --root 3: the root's rank leads the node and writes the only copy, all ranks exit 0 ($rcs)"
+rm -f "$d"/*
+# Node mode over the size matrix: exactly one copy, every rank exits 0, no
+# rank dies of a signal.
+for np in 2 3; do
+    bad=""
+    for size in 0 1 $((c + 1)) 3000001; do
+        mkfile "$WORK/nsrc" "$size"
+        run "$np" -q -c 64K "$WORK/nsrc" "$d/copy"
+        if [ $rc -ne 0 ] || [ "$rcs" != "0x$np " ] || [ -n "$(signalled)" ] ||
+           ! cmp -s "$WORK/nsrc" "$d/copy" || ! only_these "$d" copy; then
+            bad="$bad $size(statuses: $rcs)"
+            echo "$out" | tail -5 | diag
+        fi
+        rm -f "$d"/*
+    done
+    [ -z "$bad" ]; ok $? "node mode, $np ranks on one node: sizes 0, 1, c+1, 3000001: one exact copy, every rank exits 0${bad:+ (failed:$bad)}"
+done
+rm -f "$WORK/nsrc"
 
 # Several nodes that see one DEST file (here: --per-rank ranks on one host,
 # as nodes on a shared filesystem would): written once, by one node.
