@@ -72,9 +72,12 @@ done
 mkfile "$WORK/src200k" 204800
 run_fd() { RUN_NOFILE=64 run 128 -q --per-rank --timeout 120 "$@" "$WORK/src200k" "$WORK/fd.%r"; }
 run_fd --schedule tree
-[ $rc -eq 0 ] && [ $same_rc -eq 0 ] && check_copies 128 "$WORK/src200k" "$WORK/fd"
-ok $? "128 nodes, 64 open files each, --schedule tree: every copy identical ($rcs)"
-[ $rc -eq 0 ] || echo "$out" | tail -5 | diag
+# Every rank's own status is what counts: under heavy load Open MPI's mpirun
+# has once returned nonzero here although all 128 ranks exited 0 (its
+# message is shown below when it happens).
+[ "$rcs" = "0x128 " ] && check_copies 128 "$WORK/src200k" "$WORK/fd"
+ok $? "128 nodes, 64 open files each, --schedule tree: every copy identical ($rcs, mpirun $rc)"
+[ $rc -eq 0 ] || echo "$out" | grep -v '^ *$' | tail -25 | diag
 rm -f "$WORK"/fd.*
 run_fd --schedule ring
 { [ $rc -eq 0 ] && check_copies 128 "$WORK/src200k" "$WORK/fd"; } ||

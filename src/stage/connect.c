@@ -115,7 +115,7 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
         .names = bi->names,
         .hosts = bi->hosts,
         .netids = bi->netids,
-        .xchg = { pb_boot_allgather, st->boot },
+        .xchg = { pb_boot_allgather, pb_boot_peer_exchange, st->boot },
         .timeout = st->o.timeout,
         .verbose = st->verbose,
         .tcp_if = st->o.tcp_if,

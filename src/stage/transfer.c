@@ -1,9 +1,13 @@
 /* transfer.c — phase 5: the engine moves the chunks; every leader then
  * accounts for the chunks a resumed run skipped, flushes its copy and votes
  * with the digest of everything it holds. */
+#include "bootstrap.h"
+#include "clock.h"
 #include "digest.h"
 #include "phases.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +117,48 @@ static void account_skipped(struct stage *st, struct pb_vote *mine)
     }
 }
 
+/* The final flush of a large DEST on a busy parallel filesystem can take
+ * longer than --timeout: it runs in a thread while this one tells the root
+ * the node is still working, so the job waits for progress, not a clock. */
+struct flush_job {
+    struct stage *st;
+    char *err;
+    size_t errlen;
+    int rc;
+    atomic_int done;
+};
+
+static void *flush_thread(void *arg)
+{
+    struct flush_job *j = arg;
+    long delay = env_long("P2PBCAST_TEST_FLUSH_DELAY_MS", 0); /* testing: a slow filesystem */
+    if (delay > 0)
+        nanosleep(&(struct timespec){ delay / 1000, (delay % 1000) * 1000000L }, NULL);
+    j->rc = pb_sink_flush(&j->st->sink, &j->st->want, j->err, j->errlen);
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+static int flush_alive(struct stage *st, char *err, size_t errlen)
+{
+    struct flush_job j = { st, err, errlen, 0, 0 };
+    pthread_t th;
+    if (pthread_create(&th, NULL, flush_thread, &j) != 0) {
+        flush_thread(&j);
+        return j.rc;
+    }
+    double said = pb_now();
+    while (!atomic_load(&j.done)) {
+        nanosleep(&(struct timespec){ 0, 20000000L }, NULL);
+        if (pb_now() - said >= 1.0) {
+            pb_boot_alive(st->boot);
+            said = pb_now();
+        }
+    }
+    pthread_join(th, NULL);
+    return j.rc;
+}
+
 static void run_leader(struct stage *st, struct pb_vote *mine)
 {
     char err[512];
@@ -131,7 +177,7 @@ static void run_leader(struct stage *st, struct pb_vote *mine)
     }
     if (!mine->code && st->root && pb_source_check_unchanged(&st->src, err, sizeof err) < 0)
         pb_vote_set(mine, P2PBCAST_ERR_SOURCE, 0, err);
-    if (!mine->code && st->writes && pb_sink_flush(&st->sink, &st->want, err, sizeof err) < 0)
+    if (!mine->code && st->writes && flush_alive(st, err, sizeof err) < 0)
         pb_vote_set(mine, P2PBCAST_ERR_DEST, 0, err);
 }
 

@@ -670,12 +670,45 @@ static int check_unique(struct tcp *t, const struct endpoint *eps, char *err, si
     return 0;
 }
 
+/* With partners only: whether everyone's set-up went well, then the
+ * partners' endpoints (O(log N) per leader; eps[] holds partners only). */
+static int exchange_with_peers(struct tcp *t, struct setup *s, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    struct endpoint *got = calloc((size_t)cfg->npeers + 1, sizeof *got);
+    int rc = got ? cfg->xchg.with_peers(cfg->xchg.ctx, s->mine.ok, &s->mine, got, sizeof *got, cfg->peers,
+                                        cfg->npeers)
+                 : -1;
+    if (rc == 0)
+        for (int i = 0; i < cfg->npeers; i++)
+            s->eps[cfg->peers[i]] = got[i];
+    free(got);
+    if (rc < 0 || rc == 2) {
+        snprintf(err, errlen, "tcp set-up: endpoint exchange failed%s%s", s->why[0] ? ": " : "", s->why);
+        return -1;
+    }
+    if (!s->mine.ok) {
+        snprintf(err, errlen, "tcp set-up: %s", s->why);
+        return -1;
+    }
+    if (rc == 1) {
+        snprintf(err, errlen, "tcp set-up failed on another node (see its message)");
+        return -1;
+    }
+    return 0;
+}
+
 /* Everyone takes part in the exchange, even after a local failure, so that
  * nobody waits for a leader that has given up. */
 static int exchange_endpoints(struct tcp *t, struct setup *s, char *err, size_t errlen)
 {
     const struct pb_transport_cfg *cfg = &t->cfg;
     s->eps = calloc((size_t)cfg->nleaders, sizeof *s->eps);
+    if (s->eps && cfg->xchg.with_peers) {
+        if (exchange_with_peers(t, s, err, errlen) < 0)
+            return -1;
+        return check_unique(t, s->eps, err, errlen);
+    }
     if (!s->eps || cfg->xchg.allgather(cfg->xchg.ctx, &s->mine, s->eps, sizeof s->mine) != 0) {
         snprintf(err, errlen, "tcp set-up: endpoint exchange failed%s%s", s->why[0] ? ": " : "", s->why);
         return -1;
