@@ -14,6 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+/* MPICH's MPI_STATUSES_IGNORE is (MPI_Status *)1, which gcc's
+ * -Wstringop-overflow takes for an empty array in every MPI_Testall. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
+
 #define HOSTLEN 72 /* HOST_NAME_MAX (64) + NUL, rounded up */
 #define NAMELEN 104
 
@@ -95,15 +101,7 @@ static int wait_live(struct pb_boot *b, int n, MPI_Request *req, double timeout,
     double every = timeout / 3 > 1 ? timeout / 3 : 1;
     while (1) {
         int done = 0;
-        /* MPICH's MPI_STATUSES_IGNORE is (MPI_Status *)1: gcc takes it for an empty array. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wstringop-overflow"
-#endif
         int rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
         if (rc != MPI_SUCCESS)
             return rc;
         if (done)

@@ -75,14 +75,12 @@ P2PBCAST_TEST_CORRUPT_CHUNK=1 expect "a chunk corrupted in transit" 1 "chunk 1 .
 # writes DEST, the other ranks wait for it). Every rank must exit with the
 # documented status; none may die of a signal. Bad input must fail fast:
 # 60 s is far beyond any of these runs.
-# Known bug (issue 10 item 1): with a bad SOURCE the non-leader ranks crash
-# (SIGSEGV, status 139) and the leader may then wait forever: TODO until
-# the fix in src/ lands.
-segv="non-leader SIGSEGV on a bad SOURCE, issue 10 item 1 (fix pending)"
+# (Issue 10 item 1: with a bad SOURCE the non-leader ranks used to crash,
+# status 139, and the leader sometimes waited forever.)
 MPI_TIMEOUT=60
-TODO=$segv expect "node mode: missing SOURCE" 3 "cannot open SOURCE '$WORK/nope': No such file" 3 "$WORK/nope" "$D/x"
-TODO=$segv expect "node mode: SOURCE is a directory" 3 "SOURCE '$WORK' is a directory" 3 "$WORK" "$D/x"
-TODO=$segv expect "node mode: SOURCE is a device" 3 "SOURCE '/dev/null' is not a regular file" 2 /dev/null "$D/x"
+expect "node mode: missing SOURCE" 3 "cannot open SOURCE '$WORK/nope': No such file" 3 "$WORK/nope" "$D/x"
+expect "node mode: SOURCE is a directory" 3 "SOURCE '$WORK' is a directory" 3 "$WORK" "$D/x"
+expect "node mode: SOURCE is a device" 3 "SOURCE '/dev/null' is not a regular file" 2 /dev/null "$D/x"
 expect "node mode: missing DEST directory" 4 "DEST directory '$D/no/such': No such file or directory" 3 "$WORK/src" "$D/no/such/x"
 echo old > "$D/x"
 KEEP=x expect "node mode: DEST exists and differs" 4 "DEST '$D/x' exists and differs from SOURCE .*--force" 3 "$WORK/src" "$D/x"
