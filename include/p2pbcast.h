@@ -57,6 +57,9 @@ struct p2pbcast_opts {
     /* "auto", "ring", "tree" (two binary trees: log-depth, at most 4
      * partners per node); NULL = auto. */
     const char *schedule;
+    /* "auto", "yes", "no": every node reads its share of SOURCE where all
+     * see the same file at the same path (checked); NULL = auto. */
+    const char *source_shared;
 };
 
 struct p2pbcast_result {

@@ -11,9 +11,12 @@ mkfile "$WORK/src" $((96 * 65536))   # 96 chunks of 64 KiB
 export P2PBCAST_TEST_READ_DELAY_MS=25 # ~2.4 s of reading: time to strike
 
 # Start a 4-rank job in the background with mpirun's defaults (as users run it).
+# --source-shared=no: the root alone reads, so the read delay above keeps the
+# transfer going long enough to strike (shared reads would split it 4 ways;
+# tests/test_shared_source.sh strikes shared reads).
 start() {
     ( cd "$WORK" && exec timeout --verbose -k 10 "$MPI_TIMEOUT" "$MPIRUN" "${MPI_BASE_FLAGS[@]}" \
-        -np 4 "$P2PBCAST" --per-rank -c 64K "$@" > "$WORK/out" 2>&1 )&
+        -np 4 "$P2PBCAST" --per-rank -c 64K --source-shared=no "$@" > "$WORK/out" 2>&1 )&
     job=$!
 }
 # pid of the p2pbcast process of world rank $1 of the job writing under $D

@@ -219,6 +219,104 @@ static void test_trees(void)
        "schedule names parse");
 }
 
+/* The allgather for N members: every chunk starts at its reader (who
+ * reads it: PB_SELF_READ), and walking pb_shared_forwards from there every
+ * member gets it exactly once, from the member pb_shared_sender names,
+ * which holds it by then; nobody sends to itself. The read shares add up
+ * to the file, and the partners are mutual and cover every hop. */
+static int check_shared(int N, int root, uint64_t size, char *why, size_t n)
+{
+    struct pb_plan p;
+    char err[128];
+    if (pb_plan_init(&p, size, 4096, N - 1, err, sizeof err)) {
+        snprintf(why, n, "init: %s", err);
+        return 0;
+    }
+    p.schedule = PB_SCHED_SHARED;
+    int *got = calloc((size_t)N, sizeof *got), ok_ = 1;
+    uint64_t read_total = 0;
+    /* The schedule depends on k mod N: chunks 0..N cover it (small files: all). */
+    uint64_t last = p.nchunks < (uint64_t)N + 2 ? p.nchunks : (uint64_t)N + 2;
+    for (uint64_t k = 0; k < last && ok_; k++) {
+        memset(got, 0, (size_t)N * sizeof *got);
+        int at = pb_shared_reader(&p, k), steps = 0;
+        if (at < 0 || at >= N || pb_shared_sender(&p, at, k) != PB_SELF_READ || (uint64_t)at != k % (uint64_t)N) {
+            snprintf(why, n, "chunk %llu: reader %d", (unsigned long long)k, at);
+            ok_ = 0;
+            break;
+        }
+        got[at]++;
+        while (ok_ && pb_shared_forwards(&p, at, k)) {
+            int nx = pb_shared_successor(&p, at);
+            if (nx == at || pb_shared_sender(&p, nx, k) != at || got[nx] || ++steps >= N) {
+                snprintf(why, n, "bad hop %d -> %d for chunk %llu", at, nx, (unsigned long long)k);
+                ok_ = 0;
+            }
+            at = nx;
+            got[at]++;
+        }
+        for (int m = 0; m < N && ok_; m++)
+            if (got[m] != 1) {
+                snprintf(why, n, "member %d got chunk %llu %d times", m, (unsigned long long)k, got[m]);
+                ok_ = 0;
+            }
+    }
+    for (int m = 0; m < N; m++)
+        read_total += pb_shared_read_bytes(&p, m, NULL);
+    if (ok_ && read_total != size) {
+        snprintf(why, n, "members read %llu of %llu bytes", (unsigned long long)read_total, (unsigned long long)size);
+        ok_ = 0;
+    }
+    int *out = calloc((size_t)N + 4, sizeof *out), *o2 = calloc((size_t)N + 4, sizeof *o2);
+    for (int m = 0; m < N && ok_ && N > 1; m++) {
+        int np = pb_plan_partners(&p, root, N, m, out), has_succ = 0;
+        for (int i = 0; i < np && ok_; i++) {
+            int back = pb_plan_partners(&p, root, N, out[i], o2), mutual = 0;
+            for (int j = 0; j < back; j++)
+                mutual |= o2[j] == m;
+            has_succ |= out[i] == pb_shared_successor(&p, m);
+            if (out[i] == m || !mutual) {
+                snprintf(why, n, "member %d: partner %d %s", m, out[i], out[i] == m ? "is itself" : "not mutual");
+                ok_ = 0;
+            }
+        }
+        if (ok_ && (!has_succ || np > (m == root ? N - 1 : 3))) {
+            snprintf(why, n, "member %d: %d partners, successor %s", m, np, has_succ ? "in" : "missing");
+            ok_ = 0;
+        }
+    }
+    free(out);
+    free(o2);
+    free(got);
+    return ok_;
+}
+
+static void test_shared(void)
+{
+    char why[200] = "";
+    int all = 1;
+    for (int N = 1; N <= 300 && all; N++) {
+        const uint64_t sizes[] = { 0, 1, 4095, 4097, (uint64_t)N * 4096 - 1, (uint64_t)(2 * N + 3) * 4096 + 5 };
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
+            all = check_shared(N, (int)((i * 7) % (size_t)N), sizes[i], why, sizeof why);
+    }
+    ok(all, "allgather, N = 1..300, several roots: every member gets every chunk once from a member holding it, "
+            "never from itself; reads add up to the file; partners mutual %s", why);
+    struct pb_plan p;
+    char err[64];
+    pb_plan_init(&p, 10 * 4096 + 1, 4096, 3, err, sizeof err);
+    p.schedule = PB_SCHED_SHARED;
+    unsigned char skip[2] = { 0x01, 0 }; /* chunk 0 skipped */
+    ok(pb_shared_read_bytes(&p, 0, NULL) == 3 * 4096 && pb_shared_read_bytes(&p, 0, skip) == 2 * 4096 &&
+           pb_shared_read_bytes(&p, 2, NULL) == 2 * 4096 + 1 && pb_shared_reader(&p, 6) == 2,
+       "4 members, 11 chunks: member 0 reads chunks 0, 4, 8; member 2 reads 2, 6 and the 1-byte chunk 10");
+    ok(pb_shared_beats_tree(1ull << 30, 4, 64 * 1024, 64 * 1024, NULL, 0) &&
+           !pb_shared_beats_tree(5ull * 1000 * 1000 * 1000, 100000, 64 * 1024, 64 * 1024, NULL, 0),
+       "allgather predicted faster at 4 nodes, the trees at 100,000");
+    ok(!strcmp(pb_schedule_name(PB_SCHED_SHARED), "allgather") && pb_schedule_parse("allgather") == -1,
+       "the allgather is named, but not a --schedule users pick");
+}
+
 int main(void)
 {
     const uint64_t c = 4096;
@@ -284,5 +382,6 @@ int main(void)
     ok(bij, "leader/receiver numbering is a bijection that skips the root");
     ok(pb_plan_receiver_of(2, 5, 2) == -1, "the root is no receiver");
     test_trees();
+    test_shared();
     return tap_done();
 }

@@ -23,6 +23,10 @@ const char pb_usage_text[] =
     "                          N x chunk size)\n"
     "      --schedule=NAME     auto, ring or tree (default auto: the ring up to 8\n"
     "                          nodes, two trees beyond, where the ring's tail grows)\n"
+    "      --source-shared=WHEN  auto, yes or no (default auto): where every node\n"
+    "                          sees SOURCE at the same path (same size, times and\n"
+    "                          first and last chunk), each node reads its share and\n"
+    "                          the nodes exchange the rest; yes fails if one cannot\n"
     "  -t, --transport=NAME    auto, tcp, mpi or verbs (default auto: verbs where an\n"
     "                          RDMA device is active, else tcp)\n"
     "      --tcp-if=IF|CIDR    interface name or address range for tcp data\n"
@@ -62,7 +66,8 @@ enum {
     OPT_JSON,
     OPT_TIMEOUT,
     OPT_RESUME,
-    OPT_SCHEDULE
+    OPT_SCHEDULE,
+    OPT_SOURCE_SHARED
 };
 
 static const struct option long_opts[] = {
@@ -71,6 +76,7 @@ static const struct option long_opts[] = {
     { "slots", required_argument, 0, OPT_SLOTS },
     { "transport", required_argument, 0, 't' },
     { "schedule", required_argument, 0, OPT_SCHEDULE },
+    { "source-shared", required_argument, 0, OPT_SOURCE_SHARED },
     { "tcp-if", required_argument, 0, OPT_TCP_IF },
     { "rdma-dev", required_argument, 0, OPT_RDMA_DEV },
     { "gid-index", required_argument, 0, OPT_GID_INDEX },
@@ -175,6 +181,13 @@ static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err,
             return -1;
         }
         o->schedule = arg;
+        break;
+    case OPT_SOURCE_SHARED:
+        if (strcmp(arg, "auto") && strcmp(arg, "yes") && strcmp(arg, "no")) {
+            snprintf(err, errlen, "unknown --source-shared '%s': choose auto, yes or no", arg);
+            return -1;
+        }
+        o->source_shared = arg;
         break;
     case OPT_TCP_IF:
         if (!*arg) {

@@ -53,12 +53,18 @@ struct pb_engine *pb_engine_create(const struct pb_engine_cfg *cfg, char *err, s
     e->p = p;
     e->recv = pb_plan_receiver_of(cfg->root, cfg->nleaders, cfg->self);
     e->tree = p->schedule == PB_SCHED_TREE && p->nrecv > 0;
+    e->shared = p->schedule == PB_SCHED_SHARED;
     e->pred = e->succ = -1;
-    if (!e->tree && e->recv >= 0 && p->nrecv > 1) {
+    if (e->shared && cfg->nleaders != p->nrecv + 1) {
+        snprintf(err, errlen, "engine: allgather over %d nodes but %d leaders", p->nrecv + 1, cfg->nleaders);
+        free(e);
+        return NULL;
+    }
+    if (!e->tree && !e->shared && e->recv >= 0 && p->nrecv > 1) {
         e->pred = pb_plan_leader_of(cfg->root, cfg->nleaders, pb_plan_predecessor(p, e->recv));
         e->succ = pb_plan_leader_of(cfg->root, cfg->nleaders, pb_plan_successor(p, e->recv));
     }
-    if (!e->tree && e->recv >= 0) {
+    if (!e->tree && !e->shared && e->recv >= 0) {
         /* With a ring, keep at least two ring slots (bubble flow control). */
         if (p->nrecv == 1)
             e->c.root_slots = cfg->nslots;
@@ -70,7 +76,10 @@ struct pb_engine *pb_engine_create(const struct pb_engine_cfg *cfg, char *err, s
     e->len_of = calloc(cfg->nslots, sizeof *e->len_of);
     if (!e->state || !e->chunk_of || !e->len_of)
         goto oom;
-    if (e->recv < 0) {
+    if (e->shared) {
+        if (pb_shared_setup(e) < 0)
+            goto oom;
+    } else if (e->recv < 0) {
         if (fifo_init(&e->free_bufs, cfg->nslots) || fifo_init(&e->pending, cfg->nslots))
             goto oom;
         for (uint32_t s = 0; s < cfg->nslots; s++)
@@ -128,6 +137,8 @@ void pb_engine_destroy(struct pb_engine *e)
 /* Receiver: which peer a slot belongs to. */
 int pb_eng_class_peer(const struct pb_engine *e, uint32_t s)
 {
+    if (e->shared)
+        return s < e->sh.read_slots ? -1 : e->pred;
     if (e->tree)
         return e->tr.parent[s < e->tr.split ? 0 : 1];
     return s < e->c.root_slots ? e->c.root : e->pred;
@@ -142,6 +153,10 @@ void pb_eng_grant(struct pb_engine *e, uint32_t s)
 
 void pb_engine_start(struct pb_engine *e)
 {
+    if (e->shared) {
+        pb_shared_start(e);
+        return;
+    }
     if (e->recv < 0)
         return;
     for (uint32_t s = 0; s < e->c.nslots && !e->err; s++)
@@ -167,6 +182,7 @@ int pb_eng_root_load(struct pb_engine *e, uint32_t b, uint64_t k)
         return -1;
     }
     e->next_read = k + 1;
+    e->read_bytes += len;
     e->chunk_of[b] = (uint32_t)k;
     e->len_of[b] = (uint32_t)(len + PB_TRAILER_SIZE);
     return 0;
@@ -240,6 +256,8 @@ int pb_engine_finished(const struct pb_engine *e)
         return 0;
     if (e->tree)
         return pb_tree_finished(e);
+    if (e->shared)
+        return pb_shared_finished(e);
     if (e->recv < 0)
         return e->fin;
     return e->notified && e->fin;
@@ -261,6 +279,10 @@ void pb_engine_pump(struct pb_engine *e)
         return;
     if (e->tree) {
         pb_tree_pump(e);
+        return;
+    }
+    if (e->shared) {
+        pb_shared_pump(e);
         return;
     }
     if (e->recv < 0) {
@@ -289,6 +311,8 @@ static int sender_leader(const struct pb_engine *e, uint64_t k)
 {
     if (e->tree)
         return e->tr.parent[pb_tree_of_chunk(k)];
+    if (e->shared)
+        return pb_shared_sender(e->p, e->c.self, k) == PB_SELF_READ ? -1 : e->pred;
     return pb_plan_sender(e->p, e->recv, k) == PB_FROM_ROOT ? e->c.root : e->pred;
 }
 
@@ -296,7 +320,7 @@ int pb_eng_accept(struct pb_engine *e, const struct pb_event *ev, uint64_t *kp)
 {
     const struct pb_plan *p = e->p;
     uint32_t s = ev->slot;
-    if (e->recv < 0 || s >= e->c.nslots || e->state[s] != SLOT_GRANTED || pb_eng_class_peer(e, s) != ev->peer) {
+    if ((e->recv < 0 && !e->shared) || s >= e->c.nslots || e->state[s] != SLOT_GRANTED || pb_eng_class_peer(e, s) != ev->peer) {
         pb_eng_fail(e, PB_EE_DATA, "protocol error: %s wrote into slot %u that was not granted to it",
                     pb_eng_name(e, ev->peer), s);
         return -1;
@@ -436,6 +460,10 @@ void pb_engine_handle(struct pb_engine *e, const struct pb_event *ev)
         pb_tree_handle(e, ev);
         return;
     }
+    if (e->shared && ev->kind != PB_EV_ERROR) {
+        pb_shared_handle(e, ev);
+        return;
+    }
     switch (ev->kind) {
     case PB_EV_ARRIVED: on_arrived(e, ev); break;
     case PB_EV_SENT: on_sent(e, ev); break;
@@ -472,9 +500,14 @@ int pb_engine_holds(const struct pb_engine *e, uint64_t k)
         return 0;
     if (pb_eng_skipped(e, k))
         return 1;
-    if (e->recv < 0)
+    if (e->recv < 0 && !e->shared)
         return k < e->next_read; /* the root writes a chunk as it reads it */
     return (e->have[k / 8] >> (k % 8)) & 1;
+}
+
+uint64_t pb_engine_read_bytes(const struct pb_engine *e)
+{
+    return e->read_bytes;
 }
 
 uint64_t pb_engine_manifest(const struct pb_engine *e)
@@ -486,6 +519,10 @@ void pb_engine_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
 {
     if (e->tree) {
         pb_tree_waiting_for(e, out, outlen);
+        return;
+    }
+    if (e->shared) {
+        pb_shared_waiting_for(e, out, outlen);
         return;
     }
     if (e->recv < 0) {

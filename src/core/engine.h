@@ -47,7 +47,32 @@
  * so nothing can arrive after DONE but stray credits), and every connection
  * stays open until after the final vote, so a finished node's late credits
  * and notices still reach their peers. So the root talks only to the two
- * tree roots. */
+ * tree roots.
+ *
+ * Shared SOURCE, ring allgather (PB_SCHED_SHARED, engine_shared.c): every
+ * node, the root included, is a ring member, reads its own chunks (k mod N)
+ * from SOURCE into its read buffers (slots [0, root_slots), never granted)
+ * and injects them into the ring; its other slots (at least two) are ring
+ * slots granted to its predecessor. The bubble rule is the ring's: a
+ * travelling chunk is passed on with one credit, an injected chunk only
+ * while the successor has at least two free ring slots (we hold two of its
+ * credits), and only when no travelling chunk waits here.
+ * Deadlock freedom: only travelling chunks occupy ring slots (injected ones
+ * wait in the reader's own buffers), and an injection takes a ring slot
+ * only when another stays free at that node, so the ring slots are never
+ * all occupied by chunks waiting to move: some node j always has a free
+ * ring slot, whose credit its predecessor holds (or will receive). Walk
+ * backwards from j: the first node with a travelling chunk waiting finds
+ * the successor's credit (every node between has free ring slots, its
+ * credits with its predecessor), so it moves; if no node has one waiting,
+ * every node's ring slots are free and an injection can go. A chunk that
+ * reached its last member is written and its slot granted back at once,
+ * and a read buffer is free once its put completed, which needs no
+ * progress from the receiver beyond the granted slot. So some chunk always
+ * moves until every node holds every chunk.
+ * Completion as on the ring: every other node says DONE to the root once it
+ * holds every chunk and passed on what it must, and the root answers FIN
+ * to all once it is done itself and heard every DONE. */
 #ifndef P2PBCAST_ENGINE_H
 #define P2PBCAST_ENGINE_H
 
@@ -124,6 +149,8 @@ int pb_engine_error(const struct pb_engine *e, const char **msg);
 uint64_t pb_engine_manifest(const struct pb_engine *e);
 /* Fold in a chunk that was not transferred (skipped by --resume). */
 void pb_engine_manifest_add(struct pb_engine *e, uint64_t chunk, uint64_t hash);
+/* Bytes of SOURCE this node read (the root; with PB_SCHED_SHARED every node). */
+uint64_t pb_engine_read_bytes(const struct pb_engine *e);
 /* Does this node's copy hold chunk k now (written and verified)? */
 int pb_engine_holds(const struct pb_engine *e, uint64_t k);
 /* A description of what the engine is waiting for (for timeouts). */

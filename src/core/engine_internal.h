@@ -63,6 +63,14 @@ struct tree_part {
     int done;                    /* receiver: DONE sent; root: every child done */
 };
 
+/* The ring allgather's state (engine_shared.c); the ring fields of
+ * struct pb_engine (pred, succ, succ_credits, transit, inject, have,
+ * forwarding, notified, fin, free_bufs as read buffers) serve it too. */
+struct shared_part {
+    uint32_t read_slots;         /* slots [0, read_slots) are read buffers */
+    uint64_t next_own;           /* next chunk of ours to read */
+};
+
 struct pb_engine {
     struct pb_engine_cfg c;
     const struct pb_plan *p;
@@ -95,6 +103,11 @@ struct pb_engine {
     int tree;                /* the plan's schedule is PB_SCHED_TREE */
     struct tree_part tr;
 
+    /* shared SOURCE: ring allgather (engine_shared.c) */
+    int shared;              /* the plan's schedule is PB_SCHED_SHARED */
+    struct shared_part sh;
+    uint64_t read_bytes;     /* bytes of SOURCE this node read */
+
     struct pb_manifest man;
     int more_losses;
     int err;
@@ -123,5 +136,13 @@ void pb_tree_pump(struct pb_engine *e);
 void pb_tree_handle(struct pb_engine *e, const struct pb_event *ev);
 int pb_tree_finished(const struct pb_engine *e);
 void pb_tree_waiting_for(const struct pb_engine *e, char *out, size_t outlen);
+
+/* engine_shared.c */
+int pb_shared_setup(struct pb_engine *e);
+void pb_shared_start(struct pb_engine *e);
+void pb_shared_pump(struct pb_engine *e);
+void pb_shared_handle(struct pb_engine *e, const struct pb_event *ev);
+int pb_shared_finished(const struct pb_engine *e);
+void pb_shared_waiting_for(const struct pb_engine *e, char *out, size_t outlen);
 
 #endif

@@ -125,11 +125,29 @@ static int tree_partners(const struct pb_plan *p, int root_leader, int nleaders,
     return n;
 }
 
+/* Allgather: the ring neighbours, and the root (DONE and FIN notices);
+ * the root talks to everyone. */
+static int shared_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
+{
+    int n = 0;
+    if (leader == root_leader) {
+        for (int l = 0; l < nleaders; l++)
+            if (l != root_leader)
+                out[n++] = l;
+        return n;
+    }
+    n = add_partner(out, n, root_leader);
+    n = add_partner(out, n, pb_shared_predecessor(p, leader));
+    return add_partner(out, n, pb_shared_successor(p, leader));
+}
+
 int pb_plan_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
 {
     int r = pb_plan_receiver_of(root_leader, nleaders, leader);
     if (p->nrecv <= 0)
         return 0;
+    if (p->schedule == PB_SCHED_SHARED)
+        return shared_partners(p, root_leader, nleaders, leader, out);
     if (p->schedule == PB_SCHED_TREE)
         return tree_partners(p, root_leader, nleaders, r < 0 ? PB_FROM_ROOT : r, out);
     int n = 0;

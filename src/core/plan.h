@@ -24,7 +24,7 @@
 #define PB_MIN_CHUNK (4u * 1024u)
 #define PB_MAX_CHUNK (1024u * 1024u * 1024u)
 
-enum pb_schedule { PB_SCHED_RING = 0, PB_SCHED_TREE = 1 };
+enum pb_schedule { PB_SCHED_RING = 0, PB_SCHED_TREE = 1, PB_SCHED_SHARED = 2 };
 
 struct pb_plan {
     uint64_t file_size;
@@ -94,6 +94,34 @@ int pb_schedule_parse(const char *s);
 /* Which schedule `auto` takes for F bytes to nleaders nodes, and why (one
  * line, for -v). */
 int pb_schedule_auto(uint64_t file_size, int nleaders, char *why, size_t whylen);
+
+/* ---- shared SOURCE: ring allgather (plan_shared.c) --------------------
+ * Every node sees SOURCE (--source-shared): the N = nrecv + 1 leaders form
+ * one ring, the root an ordinary member. Members are leader indices;
+ * member m's successor is (m + 1) mod N. Chunk k is read by member k mod N
+ * (its reader), injected into the ring there and passed on N-1 hops, so
+ * every member holds every chunk once; each node reads 1/N of the file and
+ * receives (N-1)/N of it. */
+#define PB_SELF_READ (-2)
+static inline int pb_shared_members(const struct pb_plan *p) { return p->nrecv + 1; }
+int pb_shared_reader(const struct pb_plan *p, uint64_t k);
+int pb_shared_successor(const struct pb_plan *p, int m);
+int pb_shared_predecessor(const struct pb_plan *p, int m);
+/* Hops chunk k has made when it reaches member m (0 at its reader). */
+int pb_shared_hops(const struct pb_plan *p, int m, uint64_t k);
+/* Does member m pass chunk k on to its successor? */
+bool pb_shared_forwards(const struct pb_plan *p, int m, uint64_t k);
+/* Who gives member m chunk k: PB_SELF_READ (m reads it) or a member. */
+int pb_shared_sender(const struct pb_plan *p, int m, uint64_t k);
+/* Bytes of SOURCE member m reads, chunks set in skip (may be NULL) left out. */
+uint64_t pb_shared_read_bytes(const struct pb_plan *p, int m, const unsigned char *skip);
+/* Which is faster for F bytes to nleaders nodes with every node reading
+ * its share: the ring allgather (each node receives (N-1)/N F, the tail
+ * N-1 hops of c_ring) or the two trees fed by the root alone (F, tail
+ * 2 ceil(log2 R) + 1 hops of c_tree)? Closed forms as pb_schedule_auto,
+ * alpha*B = 16 KiB. Returns 1 for the allgather, with a line for -v. */
+int pb_shared_beats_tree(uint64_t file_size, int nleaders, uint64_t c_ring, uint64_t c_tree, char *why,
+                         size_t whylen);
 
 /* Receiver index <-> leader index, with the root's leader taken out of the
  * ring: receiver i is leader (root_leader + 1 + i) mod nleaders. */

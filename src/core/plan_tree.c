@@ -141,7 +141,7 @@ uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv)
 
 const char *pb_schedule_name(int schedule)
 {
-    return schedule == PB_SCHED_TREE ? "tree" : "ring";
+    return schedule == PB_SCHED_TREE ? "tree" : schedule == PB_SCHED_SHARED ? "allgather" : "ring";
 }
 
 int pb_schedule_parse(const char *s)

@@ -32,6 +32,8 @@ struct pb_summary {
     int status;
     const char *source, *dest, *transport;
     uint64_t bytes, chunk_size, chunks, chunks_skipped;
+    uint64_t source_read; /* bytes read from SOURCE, all nodes together */
+    int source_readers;   /* nodes that read SOURCE */
     double seconds;
     int nodes, ranks;
     const struct pb_failure *failures;

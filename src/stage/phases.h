@@ -53,6 +53,8 @@ struct stage {
     struct pb_plan plan;
     int have_plan;
     struct pb_source src;
+    /* 1b. --source-shared: every leader reads its share (plan: allgather) */
+    int shared;
     /* 2. where this node writes */
     char dpath[PATH_MAX];
     char probe[PATH_MAX]; /* our shared-DEST probe file, removed at the end */
@@ -78,12 +80,17 @@ struct stage {
 };
 
 int pb_phase_meta(struct stage *st);       /* meta.c */
+int pb_phase_source_shared(struct stage *st); /* source_shared.c */
 int pb_phase_dest(struct stage *st);       /* dest.c */
 int pb_phase_open_sink(struct stage *st);  /* dest.c */
 int pb_phase_resume(struct stage *st);     /* resume.c */
 int pb_phase_connect(struct stage *st);    /* connect.c */
 int pb_phase_transfer(struct stage *st);   /* transfer.c */
 int pb_phase_commit(struct stage *st);     /* dest.c */
+
+/* source_shared.c: bytes of SOURCE all nodes read (the plan's shares),
+ * how many nodes read; with say, one -v line per node (root). */
+uint64_t pb_source_shared_report(const struct stage *st, int *readers, int say);
 
 /* resume.c: after a failure with --resume, keep what this node holds. */
 void pb_resume_keep(struct stage *st);

@@ -5,6 +5,8 @@
  * status:
  *   1. meta      the root checks SOURCE and broadcasts what it found (size,
  *                mode, mtime, chunk size, transport, the job secret);
+ *   1b. shared   with --source-shared (auto by default), every leader looks
+ *                at SOURCE; if all see the root's file, each reads its share;
  *   2. dest      leaders expand DEST and find the nodes that share one file;
  *   3. sink      leaders open their temporary DEST file (space reserved);
  *                with --resume, the chunks every node already holds;
@@ -53,6 +55,9 @@ static int check_inputs(const char *source, const char *dest, const struct p2pbc
         snprintf(err, errlen, "chunk size %llu out of range (4 KiB to 1 GiB)", (unsigned long long)o->chunk_size);
     else if (t && strcmp(t, "auto") && strcmp(t, "tcp") && strcmp(t, "mpi") && strcmp(t, "verbs"))
         snprintf(err, errlen, "unknown transport '%.32s': choose auto, tcp, mpi or verbs", t);
+    else if (o->source_shared && strcmp(o->source_shared, "auto") && strcmp(o->source_shared, "yes") &&
+             strcmp(o->source_shared, "no"))
+        snprintf(err, errlen, "unknown --source-shared '%.32s': choose auto, yes or no", o->source_shared);
     else if (o->gid_index < -1 || o->gid_index > 255)
         snprintf(err, errlen, "GID index %d out of range (-1 to 255)", o->gid_index);
     else
@@ -124,6 +129,7 @@ static void report(struct stage *st, struct p2pbcast_result *res)
         .chunks_skipped = st->nskip,
         .failures = st->ag.fails, .nfailures = st->ag.nfails,
     };
+    s.source_read = pb_source_shared_report(st, &s.source_readers, st->verbose && !res->status);
     char err[512];
     if (!st->quiet || res->status)
         pb_summary_print(stderr, &s);
@@ -153,7 +159,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     struct stage st;
     if (stage_begin(&st, comm, source, dest, opts, res) < 0)
         return res->status;
-    if (!pb_phase_meta(&st) && !pb_phase_dest(&st) && !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
+    if (!pb_phase_meta(&st) && !pb_phase_source_shared(&st) && !pb_phase_dest(&st) && !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
         !pb_phase_connect(&st) && !pb_phase_transfer(&st))
         pb_phase_commit(&st);
     release(&st);

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-/* The engine's file I/O: SOURCE on the root, DEST where this node writes. */
+/* The engine's file I/O: SOURCE on the root (every node when shared), DEST where this node writes. */
 struct io_ctx {
     struct pb_source *src;
     struct pb_sink *sink;
@@ -175,7 +175,8 @@ static void run_leader(struct stage *st, struct pb_vote *mine)
             mine->manifest = pb_engine_manifest(st->eng);
         }
     }
-    if (!mine->code && st->root && pb_source_check_unchanged(&st->src, err, sizeof err) < 0)
+    /* Every node that read SOURCE (the root; with --source-shared all). */
+    if (!mine->code && st->src.fd >= 0 && pb_source_check_unchanged(&st->src, err, sizeof err) < 0)
         pb_vote_set(mine, P2PBCAST_ERR_SOURCE, 0, err);
     if (!mine->code && st->writes && flush_alive(st, err, sizeof err) < 0)
         pb_vote_set(mine, P2PBCAST_ERR_DEST, 0, err);
