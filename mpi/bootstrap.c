@@ -36,6 +36,7 @@ struct pb_boot {
     uint64_t *netids;
     double xchg_timeout;  /* deadline of the transports' exchange; 0: none */
     double *heard;        /* leaders: when each leader was last heard of (TAG_ALIVE) */
+    double *suspect;      /* root: deadline of each leader whose link failed, 0 if none */
     void (*on_abort)(void *ctx);
     void *on_abort_ctx;
     /* Requests a timeout or a signal left behind, with the buffers MPI may
@@ -49,6 +50,8 @@ struct pb_boot {
 };
 
 #define TAG_ALIVE 7302 /* "still working" (a leader to the root) or "still waiting" (the root) */
+#define TAG_SUSPECT 7304 /* a leader to the root: "my link to this leader failed" */
+#define SUSPECT_GRACE 10.0 /* seconds a suspect leader has left to answer */
 
 static double now_s(void)
 {
@@ -79,7 +82,14 @@ static void drain_alive(struct pb_boot *b, double now)
         if (st.MPI_SOURCE >= 0 && st.MPI_SOURCE < in->nleaders)
             b->heard[st.MPI_SOURCE] = now;
     }
+    int32_t who;
+    while (MPI_Iprobe(MPI_ANY_SOURCE, TAG_SUSPECT, b->leaders, &flag, &st) == MPI_SUCCESS && flag) {
+        MPI_Recv(&who, 1, MPI_INT32_T, st.MPI_SOURCE, TAG_SUSPECT, b->leaders, MPI_STATUS_IGNORE);
+        if (b->suspect && who >= 0 && who < in->nleaders && !b->suspect[who])
+            b->suspect[who] = (now > 0 ? now : now_s()) + SUSPECT_GRACE;
+    }
 }
+
 
 /* Wait for requests without spinning: Open MPI's blocking waits poll the
  * network at full speed, which on a small node steals the CPU from the
@@ -120,7 +130,7 @@ static int wait_live(struct pb_boot *b, int n, MPI_Request *req, double timeout,
                     int who = per_leader ? i : in->root_leader;
                     last = b->heard[who] > last ? b->heard[who] : last;
                 }
-                late = now - last > timeout;
+                late = now - last > timeout || (per_leader && b->suspect && b->suspect[i] && now > b->suspect[i]);
             }
             if (late)
                 return -1;
@@ -261,7 +271,9 @@ static int name_leaders(struct pb_boot *b, char *err, size_t errlen)
     in->leader_rank = b->leader_rank;
     in->netids = b->netids;
     b->heard = calloc(n, sizeof *b->heard);
-    if (!b->heard) {
+    if (in->leader == in->root_leader)
+        b->suspect = calloc(n, sizeof *b->suspect);
+    if (!b->heard || (in->leader == in->root_leader && !b->suspect)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -320,6 +332,7 @@ static int boot_status(int rc)
 /* Give up on requests (timeout, signal): cancel the receives, and keep
  * the requests and their buffer until close. Takes ownership of reqs and
  * buf; frees them at once when MPI is done with them. */
+static void keep(struct pb_boot *b, MPI_Request *reqs, int n, void *buf);
 static void orphan(struct pb_boot *b, MPI_Request *reqs, int n, void *buf)
 {
     for (int i = 0; i < n; i++) {
@@ -327,6 +340,12 @@ static void orphan(struct pb_boot *b, MPI_Request *reqs, int n, void *buf)
         if (reqs[i] != MPI_REQUEST_NULL && MPI_Test(&reqs[i], &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done)
             MPI_Cancel(&reqs[i]); /* receives: reliable; sends and collectives: a no-op or refused */
     }
+    keep(b, reqs, n, buf);
+}
+
+/* Requests that may finish later, with their buffer: kept until close. */
+static void keep(struct pb_boot *b, MPI_Request *reqs, int n, void *buf)
+{
     int done = 0;
     if (MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE) == MPI_SUCCESS && done) {
         free(reqs);
@@ -361,6 +380,32 @@ static MPI_Request *new_reqs(int n)
     for (int i = 0; r && i < n; i++)
         r[i] = MPI_REQUEST_NULL;
     return r;
+}
+
+void pb_boot_suspect(struct pb_boot *b, int leader)
+{
+    const struct pb_boot_info *in = &b->info;
+    if (!in->is_leader || leader < 0 || leader >= in->nleaders)
+        return;
+    if (b->suspect) {
+        if (!b->suspect[leader])
+            b->suspect[leader] = now_s() + SUSPECT_GRACE;
+        return;
+    }
+    MPI_Request *r = new_reqs(1);
+    int32_t *buf = malloc(sizeof *buf);
+    if (!r || !buf) {
+        free(r);
+        free(buf);
+        return;
+    }
+    *buf = leader;
+    if (MPI_Isend(buf, 1, MPI_INT32_T, in->root_leader, TAG_SUSPECT, b->leaders, r) == MPI_SUCCESS)
+        keep(b, r, 1, buf); /* freed once sent, at the latest at close */
+    else {
+        free(r);
+        free(buf);
+    }
 }
 
 /* The collectives work on buffers of their own (bounce buffers), so that a
@@ -637,6 +682,7 @@ void pb_boot_close(struct pb_boot *b)
         MPI_Comm_free(&b->leaders);
     }
     free(b->heard);
+    free(b->suspect);
     MPI_Comm_free(&b->comm);
     free(b->leader_rank);
     free(b->netids);

@@ -43,6 +43,10 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
 /* Leaders: tell the root this node is still working (a long flush): the
  * root's deadline for its answer counts from the last such word. */
 void pb_boot_alive(struct pb_boot *b);
+/* Leaders: this node's link to `leader` failed (it died, or closed after
+ * its own failure). The root then waits only a short grace for its vote
+ * instead of the whole --timeout, and names it if none comes. */
+void pb_boot_suspect(struct pb_boot *b, int leader);
 /* Make every wait return 2 as soon as *cancel becomes nonzero. */
 void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel);
 /* End the whole job now with this exit status (a rank does not answer),

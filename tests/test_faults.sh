@@ -52,6 +52,21 @@ wait_job
 ok $? "rank 2 killed mid-transfer: job status $rc after ${took}s, the dead rank is named, no DEST anywhere"
 diag < "$WORK/out" 
 
+# 1b. The same where the launcher lets the survivors run on (Open MPI with
+# orte_abort_on_non_zero_status 0, srun --kill-on-bad-exit=0): the links to
+# the dead rank fail, its partners tell the root, and the root stops
+# waiting for its vote after a short grace instead of --timeout + 5 s.
+( cd "$WORK" && exec timeout --verbose -k 10 120 "$MPIRUN" "${MPI_FLAGS[@]}" \
+    -np 4 "$P2PBCAST" --per-rank -c 64K --source-shared=no --timeout 600 "$WORK/src" "$D/x.%r" > "$WORK/out" 2>&1 )&
+job=$!
+for _ in $(seq 50); do pid=$(rank_pid 2) && break; sleep 0.1; done
+under_way
+kill -9 "$pid" 2>/dev/null
+wait_job
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "^p2pbcast: error: .*(rank 2)" "$WORK/out" && nothing_left
+ok $? "rank 2 killed, survivors kept running by the launcher, --timeout 600: the job ends (status $rc), naming rank 2"
+grep 'p2pbcast: error' "$WORK/out" | head -3 | diag
+
 # 2. SIGSTOP a receiver: the others time out, the root names it, the job ends.
 start --timeout 3 "$WORK/src" "$D/x.%r"
 for _ in $(seq 50); do pid=$(rank_pid 1) && break; sleep 0.1; done

@@ -51,6 +51,7 @@ struct pb_engine *pb_engine_create(const struct pb_engine_cfg *cfg, char *err, s
         goto oom;
     e->c = *cfg;
     e->p = p;
+    e->lost_peer = -1;
     e->recv = pb_plan_receiver_of(cfg->root, cfg->nleaders, cfg->self);
     e->tree = p->schedule == PB_SCHED_TREE && p->nrecv > 0;
     e->shared = p->schedule == PB_SCHED_SHARED;
@@ -452,6 +453,8 @@ static void note_loss(struct pb_engine *e, const struct pb_event *ev)
 
 void pb_engine_handle(struct pb_engine *e, const struct pb_event *ev)
 {
+    if (ev->kind == PB_EV_ERROR && ev->peer >= 0 && e->lost_peer < 0)
+        e->lost_peer = ev->peer;
     if (e->err) {
         note_loss(e, ev);
         return;
@@ -480,6 +483,11 @@ void pb_engine_handle(struct pb_engine *e, const struct pb_event *ev)
     default:
         pb_eng_fail(e, PB_EE_INTERNAL, "transport reported an unknown event %d", (int)ev->kind);
     }
+}
+
+int pb_engine_lost_peer(const struct pb_engine *e)
+{
+    return e->lost_peer;
 }
 
 int pb_engine_error(const struct pb_engine *e, const char **msg)

@@ -147,6 +147,8 @@ int pb_engine_finished(const struct pb_engine *e);
 /* PB_EE_NONE while healthy; otherwise the class, with the message. */
 int pb_engine_error(const struct pb_engine *e, const char **msg);
 uint64_t pb_engine_manifest(const struct pb_engine *e);
+/* The first peer whose link failed (dead, or gone after its own failure), -1. */
+int pb_engine_lost_peer(const struct pb_engine *e);
 /* Fold in a chunk that was not transferred (skipped by --resume). */
 void pb_engine_manifest_add(struct pb_engine *e, uint64_t chunk, uint64_t hash);
 /* Bytes of SOURCE this node read (the root; with PB_SCHED_SHARED every node). */

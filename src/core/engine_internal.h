@@ -110,6 +110,7 @@ struct pb_engine {
 
     struct pb_manifest man;
     int more_losses;
+    int lost_peer;       /* the first peer whose link failed, -1 */
     int err;
     char msg[512];
 };

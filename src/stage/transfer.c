@@ -90,6 +90,8 @@ static void engine_failed(struct stage *st, int cls, struct pb_vote *mine)
 {
     const char *emsg;
     pb_engine_error(st->eng, &emsg);
+    if (pb_engine_lost_peer(st->eng) >= 0)
+        pb_boot_suspect(st->boot, pb_engine_lost_peer(st->eng));
     pb_vote_set(mine, engine_status(cls), cls == PB_EE_PEER || cls == PB_EE_TIMEOUT || cls == PB_EE_CANCELED, emsg);
     if (st->root) {
         pb_progress_end(&st->prog);
