@@ -465,27 +465,81 @@ static int create_cq(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t w
     return 0;
 }
 
-static void memlock_hint(char *lim, size_t n)
+/* Whether this process has CAP_IPC_LOCK in its effective set (bit 14 of
+ * CapEff in /proc/self/status): then RLIMIT_MEMLOCK does not limit what it
+ * may pin. -1: unknown. */
+static int has_cap_ipc_lock(void)
 {
-    struct rlimit rl;
-    snprintf(lim, n, "unknown");
-    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
-        if (rl.rlim_cur == RLIM_INFINITY)
-            snprintf(lim, n, "unlimited");
-        else
-            snprintf(lim, n, "%llu KiB", (unsigned long long)rl.rlim_cur / 1024);
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    int r = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long eff;
+        if (sscanf(line, "CapEff: %llx", &eff) == 1) {
+            r = (eff >> 14) & 1; /* CAP_IPC_LOCK */
+            break;
+        }
     }
+    fclose(f);
+    return r;
 }
 
-/* Why a registration of len bytes failed (errno e). */
+/* n bytes for a message: "512 B", "12.0 KiB", "4.00 MiB", "1.50 GiB". */
+struct sz {
+    char s[24];
+};
+static struct sz size_str(unsigned long long n)
+{
+    struct sz r;
+    if (n < 1024)
+        snprintf(r.s, sizeof r.s, "%llu B", n);
+    else if (n < 1048576)
+        snprintf(r.s, sizeof r.s, "%.1f KiB", n / 1024.0);
+    else if (n < 1073741824ull)
+        snprintf(r.s, sizeof r.s, "%.2f MiB", n / 1048576.0);
+    else
+        snprintf(r.s, sizeof r.s, "%.2f GiB", n / 1073741824.0);
+    return r;
+}
+
+/* Why a registration of len bytes failed (errno e). memlock is blamed only
+ * when it can be the cause: a finite limit below what this process needs
+ * pinned (what it registered so far plus this request, and at least the
+ * pool, the descriptor table and every peer's control buffers), and no
+ * CAP_IPC_LOCK. */
 static void reg_error(struct vt *t, const char *what, size_t len, int e, char *why, size_t wl)
 {
-    char lim[48];
-    memlock_hint(lim, sizeof lim);
-    snprintf(why, wl,
-             "cannot register %s (%.1f MiB) with %s: %s; check `ulimit -l` (memlock, now %s): "
-             "it must be unlimited or exceed the pool (limits.conf, Slurm PropagateResourceLimits)",
-             what, len / 1048576.0, t->devname, strerror(e), lim);
+    size_t dlen = (size_t)t->nslots * PB_VW_MSG_SIZE;
+    size_t base = t->pool_len + dlen + t->ctrl_len;
+    size_t need = t->reg_bytes + len > base ? t->reg_bytes + len : base;
+    snprintf(why, wl, "cannot register %s (%s) with %s: %s; registered before: %s (pool %s, control buffers %s, "
+             "descriptors %s)",
+             what, size_str(len).s, t->devname, strerror(e), size_str(t->reg_bytes).s, size_str(t->pool_len).s,
+             size_str(t->ctrl_len).s, size_str(dlen).s);
+    size_t n = strlen(why);
+    if (n + 1 >= wl || (e != ENOMEM && e != EAGAIN && e != EPERM))
+        return;
+    why += n;
+    wl -= n;
+    const char *other = "the device's or the system's pinning limits";
+    struct rlimit rl;
+    int cap = has_cap_ipc_lock();
+    if (cap == 1)
+        snprintf(why, wl, "; not memlock (this process has CAP_IPC_LOCK): %s", other);
+    else if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+        snprintf(why, wl, "; ulimit -l (memlock) must be unlimited or exceed %s, or %s", size_str(need).s, other);
+    else if (rl.rlim_cur == RLIM_INFINITY)
+        snprintf(why, wl, "; not memlock (ulimit -l is unlimited): %s", other);
+    else if (rl.rlim_cur >= need)
+        snprintf(why, wl, "; not memlock (ulimit -l is %s, above the %s needed): %s", size_str(rl.rlim_cur).s,
+                 size_str(need).s, other);
+    else
+        snprintf(why, wl,
+                 "; check `ulimit -l` (memlock, now %s): it must be unlimited or exceed %s "
+                 "(limits.conf, Slurm PropagateResourceLimits)",
+                 size_str(rl.rlim_cur).s, size_str(need).s);
 }
 
 /* Register len bytes at addr in pd; counts what is registered. */
@@ -611,8 +665,10 @@ static int create_links(struct vt *t, const struct pb_transport_cfg *cfg, uint32
         }
         if (alloc_pd(t, L, peer, why, wl) != 0)
             return -1;
-        L->ctrl_mr = reg(t, L->pd, L->sendbuf, (size_t)(sq + rq) * PB_VW_CTRL_SIZE, IBV_ACCESS_LOCAL_WRITE,
-                         "control buffers", why, wl);
+        char what[192];
+        snprintf(what, sizeof what, "the control buffers for %s", peer);
+        L->ctrl_mr = reg(t, L->pd, L->sendbuf, (size_t)(sq + rq) * PB_VW_CTRL_SIZE, IBV_ACCESS_LOCAL_WRITE, what,
+                         why, wl);
         if (!L->ctrl_mr || create_qp(t, L, sq, rq, peer, why, wl) != 0 || qp_to_init(t, L, peer, why, wl) != 0)
             return -1;
         L->psn = random_psn(i);
@@ -623,12 +679,38 @@ static int create_links(struct vt *t, const struct pb_transport_cfg *cfg, uint32
 }
 
 /* Everything local: device, memory, queue pairs in INIT with receives posted. */
+/* The pool and the descriptor table are registered per peer later (at a
+ * grant, at the first put), where a failure reaches the user only as a
+ * short event. Pin both once now, then let go: what cannot be pinned at
+ * all (a low memlock limit, a device limit) fails the set-up here, on
+ * every leader, with the whole reason (reg_error). */
+static int probe_pinning(struct vt *t, char *why, size_t wl)
+{
+    if (t->npeers == 0 || t->pool_len == 0)
+        return 0;
+    struct ibv_pd *pd = t->links[0].pd;
+    struct ibv_mr *p = reg(t, pd, t->pool, t->pool_len, IBV_ACCESS_LOCAL_WRITE, "the slot pool", why, wl);
+    struct ibv_mr *d = p ? reg(t, pd, t->desc_table, (size_t)t->nslots * PB_VW_MSG_SIZE, IBV_ACCESS_LOCAL_WRITE,
+                               "the descriptor table", why, wl)
+                         : NULL;
+    if (d) {
+        ibv_dereg_mr(d);
+        t->reg_bytes -= (size_t)t->nslots * PB_VW_MSG_SIZE;
+    }
+    if (p) {
+        ibv_dereg_mr(p);
+        t->reg_bytes -= t->pool_len;
+    }
+    return d ? 0 : -1;
+}
+
 static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
 {
     uint32_t sq, rq;
     if (open_device(t, cfg->rdma_dev, why, wl) != 0 || choose_gid(t, cfg->gid_index, why, wl) != 0 ||
         size_queues(t, &sq, &rq, why, wl) != 0 || create_cq(t, sq, rq, why, wl) != 0 ||
-        alloc_memory(t, sq, rq, why, wl) != 0 || create_links(t, cfg, sq, rq, why, wl) != 0)
+        alloc_memory(t, sq, rq, why, wl) != 0 || create_links(t, cfg, sq, rq, why, wl) != 0 ||
+        probe_pinning(t, why, wl) != 0)
         return -1;
     return 0;
 }
@@ -907,10 +989,15 @@ static int grant_slot_mr(struct vt *t, int li, uint32_t slot, char *why, size_t 
 {
     if (t->slot_owner[slot] == li)
         return 0;
-    if (t->slot_mr[slot])
+    if (t->slot_mr[slot]) {
         ibv_dereg_mr(t->slot_mr[slot]);
-    if (t->sdesc_mr[slot])
+        t->reg_bytes -= t->slot_size;
+    }
+    if (t->sdesc_mr[slot]) {
         ibv_dereg_mr(t->sdesc_mr[slot]);
+        t->reg_bytes -= PB_VW_MSG_SIZE;
+    }
+    t->slot_mr[slot] = t->sdesc_mr[slot] = NULL;
     t->slot_owner[slot] = -1;
     int acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
     struct ibv_pd *pd = t->links[li].pd;
