@@ -130,6 +130,11 @@ void pb_summary_print(FILE *out, const struct pb_summary *s)
                 sz, s->nodes, s->nodes == 1 ? "" : "s", s->seconds, pb_fmt_rate(rate, r1, sizeof r1),
                 pb_fmt_rate(rate * s->nodes, r2, sizeof r2),
                 (unsigned long long)s->chunks, cs, s->transport, s->ranks, s->ranks == 1 ? "" : "s");
+        if (s->tree)
+            fprintf(out, "p2pbcast: tree: %llu files, %llu directories, %llu symbolic links, %llu hard links, "
+                         "%llu special files skipped\n",
+                    (unsigned long long)s->files, (unsigned long long)s->dirs, (unsigned long long)s->symlinks,
+                    (unsigned long long)s->hardlinks, (unsigned long long)s->skipped);
     } else {
         if (s->nfailures)
             fprintf(out, "p2pbcast: FAILED (%s) after %.2f s: %d of %d node%s reported an error; no node keeps a "
@@ -193,9 +198,15 @@ int pb_report_json(const char *path, const struct pb_summary *s, char *err, size
     fprintf(f,
             ",\n  \"bytes\": %llu,\n  \"seconds\": %.6f,\n  \"bytes_per_second_per_node\": %.0f,\n"
             "  \"nodes\": %d,\n  \"ranks\": %d,\n  \"chunk_size\": %llu,\n  \"chunks\": %llu,\n"
-            "  \"chunks_skipped\": %llu,\n  \"failures\": [",
+            "  \"chunks_skipped\": %llu,\n",
             (unsigned long long)s->bytes, s->seconds, rate, s->nodes, s->ranks, (unsigned long long)s->chunk_size,
             (unsigned long long)s->chunks, (unsigned long long)s->chunks_skipped);
+    if (s->tree)
+        fprintf(f, "  \"tree\": {\"files\": %llu, \"directories\": %llu, \"symlinks\": %llu, \"hardlinks\": %llu, "
+                   "\"skipped\": %llu},\n",
+                (unsigned long long)s->files, (unsigned long long)s->dirs, (unsigned long long)s->symlinks,
+                (unsigned long long)s->hardlinks, (unsigned long long)s->skipped);
+    fprintf(f, "  \"failures\": [");
     for (int i = 0; i < s->nfailures; i++) {
         fprintf(f, "%s\n    {\"node\": ", i ? "," : "");
         json_str(f, s->failures[i].node);

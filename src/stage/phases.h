@@ -14,6 +14,7 @@
 #include "sink.h"
 #include "source.h"
 #include "transport.h"
+#include "tree_stage.h"
 
 #include <limits.h>
 
@@ -74,6 +75,8 @@ struct stage {
     /* 5. the transfer */
     struct pb_engine *eng;
     struct pb_progress prog;
+    /* a directory SOURCE (tree_stage.c) */
+    struct pb_tree_job tree;
 };
 
 int pb_phase_meta(struct stage *st);       /* meta.c */

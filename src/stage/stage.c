@@ -34,6 +34,7 @@ static void cleanup_before_abort(void *ctx)
     pb_probe_remove(st->probe);
     if (st->sink_open)
         pb_sink_abort(&st->sink);
+    pb_tree_abort(st);
 }
 
 /* The library's inputs, checked alike on every rank (the call is
@@ -124,6 +125,7 @@ static void report(struct stage *st, struct p2pbcast_result *res)
         .chunks_skipped = st->nskip,
         .failures = st->ag.fails, .nfailures = st->ag.nfails,
     };
+    pb_tree_summary(st, &s);
     char err[512];
     if (!st->quiet || res->status)
         pb_summary_print(stderr, &s);
@@ -144,6 +146,7 @@ static void release(struct stage *st)
     if (st->sink_open)
         pb_sink_abort(&st->sink); /* after a commit this only closes: the name is DEST's */
     pb_source_close(&st->src);
+    pb_tree_release(st);
     free(st->skip);
 }
 
@@ -153,7 +156,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     struct stage st;
     if (stage_begin(&st, comm, source, dest, opts, res) < 0)
         return res->status;
-    if (!pb_phase_meta(&st) && !pb_phase_dest(&st) && !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
+    if (!pb_phase_meta(&st) && !pb_phase_manifest(&st) && !pb_phase_dest(&st) && !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
         !pb_phase_connect(&st) && !pb_phase_transfer(&st))
         pb_phase_commit(&st);
     release(&st);

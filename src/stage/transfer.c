@@ -15,6 +15,7 @@ struct io_ctx {
     struct pb_sink *sink;
     long read_delay_ms; /* testing only: P2PBCAST_TEST_READ_DELAY_MS */
     int writes;
+    struct pb_tree_job *tree; /* a directory SOURCE: its stream instead */
 };
 
 static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size_t errlen)
@@ -24,6 +25,8 @@ static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size
         struct timespec ts = { io->read_delay_ms / 1000, (io->read_delay_ms % 1000) * 1000000L };
         nanosleep(&ts, NULL);
     }
+    if (io->tree) /* checks every file it reads from */
+        return pb_tree_source_read(&io->tree->src, off, buf, len, err, errlen);
     /* A SOURCE that changes under us must not become N wrong copies: check
      * size and mtime with every chunk (one fstat per chunk). */
     if (pb_source_read(io->src, off, buf, len, err, errlen) < 0)
@@ -34,6 +37,8 @@ static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size
 static int io_write(void *c, uint64_t off, const void *buf, size_t len, char *err, size_t errlen)
 {
     struct io_ctx *io = c;
+    if (io->tree)
+        return io->writes ? pb_tree_sink_write(&io->tree->sink, off, buf, len, err, errlen) : 0;
     return io->writes ? pb_sink_write(io->sink, off, buf, len, err, errlen) : 0;
 }
 
@@ -116,7 +121,8 @@ static void account_skipped(struct stage *st, struct pb_vote *mine)
 static void run_leader(struct stage *st, struct pb_vote *mine)
 {
     char err[512];
-    struct io_ctx io = { &st->src, &st->sink, env_long("P2PBCAST_TEST_READ_DELAY_MS", 0), st->writes };
+    struct io_ctx io = { &st->src, &st->sink, env_long("P2PBCAST_TEST_READ_DELAY_MS", 0), st->writes,
+                         st->tree.on ? &st->tree : NULL };
     st->eng = create_engine(st, &io, err, sizeof err);
     if (!st->eng) {
         pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, err);
@@ -129,9 +135,11 @@ static void run_leader(struct stage *st, struct pb_vote *mine)
             mine->manifest = pb_engine_manifest(st->eng);
         }
     }
-    if (!mine->code && st->root && pb_source_check_unchanged(&st->src, err, sizeof err) < 0)
+    if (!mine->code && st->root && !st->tree.on && pb_source_check_unchanged(&st->src, err, sizeof err) < 0)
         pb_vote_set(mine, P2PBCAST_ERR_SOURCE, 0, err);
-    if (!mine->code && st->writes && pb_sink_flush(&st->sink, &st->want, err, sizeof err) < 0)
+    if (!mine->code && st->writes &&
+        (st->tree.on ? pb_tree_sink_finish(&st->tree.sink, err, sizeof err)
+                     : pb_sink_flush(&st->sink, &st->want, err, sizeof err)) < 0)
         pb_vote_set(mine, P2PBCAST_ERR_DEST, 0, err);
 }
 
