@@ -42,7 +42,11 @@ static int split_dest(struct pb_tree_sink *k, const char *dest, char *err, size_
     k->dest[n] = 0;
     char *slash = strrchr(k->dest, '/');
     const char *base = slash ? slash + 1 : k->dest;
-    if (!*base || !strcmp(base, ".") || !strcmp(base, "..") || strlen(base) > NAME_MAX) {
+    if (strlen(base) > NAME_MAX) {
+        snprintf(err, errlen, "DEST_DIR '%s': %s", dest, strerror(ENAMETOOLONG));
+        return -1;
+    }
+    if (!*base || !strcmp(base, ".") || !strcmp(base, "..")) {
         snprintf(err, errlen, "DEST_DIR '%s' must end with the name of the directory to create", dest);
         return -1;
     }

@@ -3,15 +3,37 @@
 #include "tree_stage.h"
 
 #include "bootstrap.h"
+#include "dest_path.h"
 #include "phases.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
 #define PIECE (4u << 20) /* the manifest is broadcast in pieces of this size */
+
+/* Root: is its own DEST_DIR inside SOURCE? A tree is not copied into
+ * itself (the walk would race with the staging directory). */
+static int dest_inside_source(struct stage *st)
+{
+    char dest[PATH_MAX], perr[256], src[PATH_MAX], parent[PATH_MAX];
+    if (pb_expand_dest(st->dest, st->bi->host, st->bi->rank, dest, sizeof dest, perr, sizeof perr) < 0 ||
+        !realpath(st->source, src))
+        return 0;
+    size_t n = strlen(dest);
+    while (n > 1 && dest[n - 1] == '/')
+        dest[--n] = 0;
+    char *slash = strrchr(dest, '/');
+    if (slash)
+        *(slash == dest ? slash + 1 : slash) = 0;
+    if (!realpath(slash ? dest : ".", parent))
+        return 0;
+    size_t sl = strlen(src);
+    return !strncmp(parent, src, sl) && (parent[sl] == '/' || parent[sl] == 0 || sl == 1);
+}
 
 int pb_tree_root_meta(struct stage *st)
 {
@@ -24,6 +46,13 @@ int pb_tree_root_meta(struct stage *st)
         m->code = P2PBCAST_ERR_USAGE;
         snprintf(m->msg, sizeof m->msg,
                  "--resume does not work with a directory SOURCE ('%.200s'): run again without it", st->source);
+        return -1;
+    }
+    if (dest_inside_source(st)) {
+        m->code = P2PBCAST_ERR_SOURCE;
+        snprintf(m->msg, sizeof m->msg,
+                 "SOURCE '%.180s' is a directory that contains DEST_DIR '%.180s' (a tree is not copied into itself)",
+                 st->source, st->dest);
         return -1;
     }
     struct pb_tree walked;
