@@ -119,6 +119,33 @@ expect "DEST_DIR inside SOURCE_DIR" 3 "SOURCE '$S' is a directory that contains 
 long=$(printf 'n%.0s' $(seq 300))
 expect "DEST_DIR name too long" 4 "File name too long" 2 --per-rank "$S" "$D/$long.%r"
 
+# Full disk and no inodes: refused before the transfer, on a small tmpfs.
+mkdir -p "$WORK/full/sub" "$WORK/fs"
+head -c 3000000 /dev/urandom > "$WORK/full/sub/big"
+for i in $(seq 30); do echo "$i" > "$WORK/full/f$i"; done
+if mount -t tmpfs -o size=1m tmpfs "$WORK/fs" 2>/dev/null; then
+    run 2 -q --per-rank "$WORK/full" "$WORK/fs/out.%r"
+    [ "$rcs" = "4x2 " ] && echo "$out" | grep -q "cannot reserve 3000000 bytes for 'sub/big': No space left on device" &&
+        [ -z "$(ls -A "$WORK/fs")" ]
+    ok $? "full disk: exit 4 on every rank before the transfer, the file named, nothing left"
+    umount "$WORK/fs"
+    rm "$WORK/full/sub/big"
+    mount -t tmpfs -o size=10m,nr_inodes=12 tmpfs "$WORK/fs"
+    run 2 -q --per-rank "$WORK/full" "$WORK/fs/out.%r"
+    [ "$rcs" = "4x2 " ] && echo "$out" | grep -q "cannot create 'f[0-9]*': No space left on device" && [ -z "$(ls -A "$WORK/fs")" ]
+    ok $? "no inodes left: exit 4 on every rank, the entry named, nothing left"
+    umount "$WORK/fs"
+else
+    skip "full disk: cannot mount a tmpfs"
+    skip "no inodes: cannot mount a tmpfs"
+fi
+
+# Several ranks per node (no --per-rank): one copy, every rank exits 0.
+run 3 -q "$WORK/full" "$D/node"
+[ $rc -eq 0 ] && [ $same_rc -eq 0 ] && diff -r --no-dereference "$WORK/full" "$D/node" && [ "$(ls -A "$D")" = node ]
+ok $? "3 ranks on one node: one copy of the tree, all ranks exit 0"
+rm -rf "${D:?}"/*
+
 mkdir "$WORK/empty"
 run 2 -q --per-rank "$WORK/empty" "$D/e.%r"
 [ $rc -eq 0 ] && [ -d "$D/e.0" ] && [ -d "$D/e.1" ] && [ -z "$(ls -A "$D/e.1")" ] && ! staging_left
