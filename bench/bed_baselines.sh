@@ -126,12 +126,14 @@ run_naive() {
 # settings as the MPI baselines.  Reports its own RESULT seconds if it prints
 # one, else the wall time of the whole mpirun.
 run_p2pbcast() {
-    local n=$1 t0 t1 out s json="" log=$OUT/p2pbcast-$1.log
+    local n=$1 t0 t1 out s json="" tag=${P2PBCAST_SCHEDULE:-auto}
+    local log=$OUT/p2pbcast-$tag-$1.log
     local -a extra=()
+    [[ -n ${P2PBCAST_SCHEDULE:-} ]] && extra+=(--schedule "$P2PBCAST_SCHEDULE")
     if [[ ${P2PBCAST_JSON:-0} == 1 ]]; then
-        json=$OUT/p2pbcast-$n.json
+        json=$OUT/p2pbcast-$tag-$n.json
         rm -f "$json"
-        extra=(--json "$json")
+        extra+=(--json "$json")
     fi
     t0=$(now)
     # shellcheck disable=SC2086 # P2PBCAST_CMD is a command line
@@ -145,6 +147,10 @@ run_p2pbcast() {
     [[ -n $s ]] || s=$(calc "$t1 - $t0" 6)
     echo "$s"
 }
+
+# The same with each schedule forced (p2pbcast alone is --schedule auto).
+run_p2pbcast_ring() { P2PBCAST_SCHEDULE=ring run_p2pbcast "$@"; }
+run_p2pbcast_tree() { P2PBCAST_SCHEDULE=tree run_p2pbcast "$@"; }
 
 # Every host holds an identical DEST; then remove it.
 verify_and_clean() {  # n

@@ -6,7 +6,8 @@
 # One command, one session, the same generated file for every method: for each
 # N it builds an N-host bed (tests/netbed) with every link shaped to RATE
 # Mbit/s, measures B (one TCP stream h1 -> h2, memory to memory), then runs
-#   p2pbcast      one rank per host, root on h1, --tcp-if 10.77.0.0/24
+#   p2pbcast      one rank per host, root on h1, --tcp-if 10.77.0.0/24 (--schedule auto)
+#   p2pbcast_ring, p2pbcast_tree   the same with the schedule forced
 #   mpi_default   mpi_bcast_copy, Open MPI's fixed rules
 #   mpi_pipeline  coll_tuned_bcast_algorithm 3 forced, 1 MiB segments
 #   mpi_sag       coll_tuned_bcast_algorithm 8 forced (scatter + recursive-doubling allgather)
@@ -37,7 +38,7 @@ source "$BENCH/bed_baselines.sh"
 B_NODES="2 4 8 16"
 B_RATE=150
 B_SIZE=128
-B_METHODS="p2pbcast mpi_default mpi_pipeline mpi_sag mpi_sag_ring naive"
+B_METHODS="p2pbcast p2pbcast_ring p2pbcast_tree mpi_default mpi_pipeline mpi_sag mpi_sag_ring naive"
 B_PREFIX=bb
 B_OUT=$BENCH/out
 while (( $# )); do

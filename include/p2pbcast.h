@@ -54,6 +54,12 @@ struct p2pbcast_opts {
     /* When *cancel becomes nonzero (e.g. from a signal handler), stop as soon
      * as possible: leave no DEST, return P2PBCAST_ERR_TRANSFER. NULL: never. */
     const volatile sig_atomic_t *cancel;
+    /* "auto", "ring", "tree" (two binary trees: log-depth, at most 4
+     * partners per node); NULL = auto. */
+    const char *schedule;
+    /* "auto", "yes", "no": every node reads its share of SOURCE where all
+     * see the same file at the same path (checked); NULL = auto. */
+    const char *source_shared;
 };
 
 struct p2pbcast_result {

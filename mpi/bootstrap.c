@@ -14,6 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+/* MPICH's MPI_STATUSES_IGNORE is (MPI_Status *)1, which gcc's
+ * -Wstringop-overflow takes for an empty array in every MPI_Testall. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
+
 #define HOSTLEN 72 /* HOST_NAME_MAX (64) + NUL, rounded up */
 #define NAMELEN 104
 
@@ -29,6 +35,7 @@ struct pb_boot {
     int *leader_rank;
     uint64_t *netids;
     double xchg_timeout;  /* deadline of the transports' exchange; 0: none */
+    double *heard;        /* leaders: when each leader was last heard of (TAG_ALIVE) */
     void (*on_abort)(void *ctx);
     void *on_abort_ctx;
     /* Requests a timeout or a signal left behind, with the buffers MPI may
@@ -41,17 +48,57 @@ struct pb_boot {
     int norphans;
 };
 
+#define TAG_ALIVE 7302 /* "still working" (a leader to the root) or "still waiting" (the root) */
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Fire and forget: a zero-byte message on the leaders' communicator. */
+static void send_alive(struct pb_boot *b, int to)
+{
+    MPI_Request r;
+    if (MPI_Isend(NULL, 0, MPI_BYTE, to, TAG_ALIVE, b->leaders, &r) == MPI_SUCCESS)
+        MPI_Request_free(&r);
+}
+
+/* Take in the heartbeats that arrived: the time each leader was last heard
+ * of (root), or of the root (others). */
+static void drain_alive(struct pb_boot *b, double now)
+{
+    const struct pb_boot_info *in = &b->info;
+    if (b->leaders == MPI_COMM_NULL || !b->heard)
+        return;
+    int flag = 1;
+    MPI_Status st;
+    while (MPI_Iprobe(MPI_ANY_SOURCE, TAG_ALIVE, b->leaders, &flag, &st) == MPI_SUCCESS && flag) {
+        MPI_Recv(NULL, 0, MPI_BYTE, st.MPI_SOURCE, TAG_ALIVE, b->leaders, MPI_STATUS_IGNORE);
+        if (st.MPI_SOURCE >= 0 && st.MPI_SOURCE < in->nleaders)
+            b->heard[st.MPI_SOURCE] = now;
+    }
+}
+
 /* Wait for requests without spinning: Open MPI's blocking waits poll the
  * network at full speed, which on a small node steals the CPU from the
  * ranks that move the data. Sleep 50 us growing to 2 ms between tests.
- * Returns MPI_SUCCESS, an MPI error, -1 when timeout (> 0) expired, or -2
- * when *cancel became nonzero. */
+ *
+ * The deadline follows progress, not the clock alone: a request is given up
+ * only when its peer has been silent for `timeout` seconds. With per_leader
+ * (the root's gather, request i from leader i), a leader that is still
+ * working (a long flush) says so with heartbeats; the root in turn tells
+ * the leaders that already answered, and wait for its decision, that it is
+ * still waiting. Returns MPI_SUCCESS, an MPI error, -1 when timeout (> 0)
+ * expired, or -2 when *cancel became nonzero. */
 static const volatile sig_atomic_t *wait_cancel;
-static int wait_all_idle(int n, MPI_Request *req, double timeout)
+static int wait_live(struct pb_boot *b, int n, MPI_Request *req, double timeout, int per_leader)
 {
+    const struct pb_boot_info *in = &b->info;
     long ns = 50000;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = now_s(), told = t0;
+    double every = timeout / 3 > 1 ? timeout / 3 : 1;
     while (1) {
         int done = 0;
         int rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
@@ -61,11 +108,28 @@ static int wait_all_idle(int n, MPI_Request *req, double timeout)
             return MPI_SUCCESS;
         if (wait_cancel && *wait_cancel)
             return -2;
+        double now = now_s();
+        drain_alive(b, now);
         if (timeout > 0) {
-            struct timespec t;
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) * 1e-9 > timeout)
+            int late = 0;
+            for (int i = 0; i < n && !late; i++) {
+                if (req[i] == MPI_REQUEST_NULL)
+                    continue;
+                double last = t0;
+                if (b->heard) {
+                    int who = per_leader ? i : in->root_leader;
+                    last = b->heard[who] > last ? b->heard[who] : last;
+                }
+                late = now - last > timeout;
+            }
+            if (late)
                 return -1;
+        }
+        if (per_leader && now - told > every) {
+            for (int i = 0; i < n; i++)
+                if (req[i] == MPI_REQUEST_NULL && i != in->leader)
+                    send_alive(b, i);
+            told = now;
         }
         struct timespec ts = { 0, ns };
         nanosleep(&ts, NULL);
@@ -74,6 +138,11 @@ static int wait_all_idle(int n, MPI_Request *req, double timeout)
     }
 }
 
+void pb_boot_alive(struct pb_boot *b)
+{
+    if (b->info.is_leader && b->info.leader != b->info.root_leader)
+        send_alive(b, b->info.root_leader);
+}
 static void mpi_err(int rc, const char *what, char *err, size_t errlen)
 {
     char s[MPI_MAX_ERROR_STRING];
@@ -191,6 +260,11 @@ static int name_leaders(struct pb_boot *b, char *err, size_t errlen)
     in->hosts = b->hosts;
     in->leader_rank = b->leader_rank;
     in->netids = b->netids;
+    b->heard = calloc(n, sizeof *b->heard);
+    if (!b->heard) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -304,7 +378,7 @@ int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
     memcpy(tmp, buf, len);
     int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, b->info.root, b->comm, r);
     if (rc == MPI_SUCCESS)
-        rc = wait_all_idle(1, r, timeout);
+        rc = wait_live(b, 1, r, timeout, 0);
     if (rc == MPI_SUCCESS) {
         memcpy(buf, tmp, len);
         free(r);
@@ -330,7 +404,7 @@ static int gather_send(struct pb_boot *b, const void *mine, size_t len, double t
     memcpy(tmp, mine, len);
     int rc = MPI_Isend(tmp, (int)len, MPI_BYTE, b->info.root_leader, TAG_VOTE, b->leaders, r);
     if (rc == MPI_SUCCESS)
-        rc = wait_all_idle(1, r, timeout);
+        rc = wait_live(b, 1, r, timeout, 0);
     if (rc == MPI_SUCCESS) {
         free(r);
         free(tmp);
@@ -362,7 +436,7 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
             rc = MPI_Irecv(tmp + (size_t)i * len, (int)len, MPI_BYTE, i, TAG_VOTE, b->leaders, &req[i]);
     }
     if (rc == MPI_SUCCESS)
-        rc = wait_all_idle(n, req, timeout);
+        rc = wait_live(b, n, req, timeout, 1);
     if (rc == -1 && missing) {
         for (int i = 0; i < n; i++) {
             int done = 1;
@@ -458,7 +532,7 @@ int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)
         memcpy(tmp, all, total);
     rc = MPI_Ibcast(tmp, (int)total, MPI_BYTE, in->root_leader, b->leaders, r);
     if (rc == MPI_SUCCESS)
-        rc = wait_all_idle(1, r, t);
+        rc = wait_live(b, 1, r, t, 0);
     if (rc == -1)
         exchange_timed_out(b, NULL, t);
     if (rc == MPI_SUCCESS) {
@@ -469,6 +543,68 @@ int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)
     }
     orphan(b, r, 1, tmp);
     return boot_status(rc);
+}
+
+#define TAG_ENDPOINT 7303
+/* Everyone's set-up status, then endpoints with the partners only. */
+int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers)
+{
+    struct pb_boot *b = boot;
+    const struct pb_boot_info *in = &b->info;
+    double t = b->xchg_timeout > 0 ? 2 * b->xchg_timeout + 10 : 0;
+    int all_ok = ok ? 1 : 0;
+    MPI_Request *r = new_reqs(2 * npeers + 1);
+    char *tmp = malloc(len * ((size_t)npeers + 1) + 1); /* theirs, then a copy of mine */
+    int *flag = malloc(sizeof *flag);
+    if (!r || !tmp || !flag) {
+        free(r);
+        free(tmp);
+        free(flag);
+        return -1;
+    }
+    *flag = all_ok;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, flag, 1, MPI_INT, MPI_MIN, b->leaders, &r[0]);
+    if (rc == MPI_SUCCESS)
+        rc = wait_live(b, 1, r, t, 0);
+    if (rc == -1) {
+        fprintf(stderr, "p2pbcast: error: %s: the other nodes did not reach the connection set-up within %.0f s; "
+                        "aborting the job\n", in->names[in->leader], t);
+        pb_boot_abort(b, 5);
+    }
+    if (rc != MPI_SUCCESS) {
+        orphan(b, r, 1, flag);
+        free(tmp);
+        return rc == -2 ? 2 : -1;
+    }
+    all_ok = *flag;
+    free(flag);
+    if (!all_ok) {
+        free(r);
+        free(tmp);
+        return 1;
+    }
+    char *my = tmp + len * (size_t)npeers;
+    memcpy(my, mine, len);
+    for (int i = 0; i < npeers && rc == MPI_SUCCESS; i++) {
+        rc = MPI_Irecv(tmp + (size_t)i * len, (int)len, MPI_BYTE, peers[i], TAG_ENDPOINT, b->leaders, &r[2 * i]);
+        if (rc == MPI_SUCCESS)
+            rc = MPI_Isend(my, (int)len, MPI_BYTE, peers[i], TAG_ENDPOINT, b->leaders, &r[2 * i + 1]);
+    }
+    if (rc == MPI_SUCCESS)
+        rc = wait_live(b, 2 * npeers, r, t, 0);
+    if (rc == -1) {
+        fprintf(stderr, "p2pbcast: error: %s: no endpoint from a partner within %.0f s; aborting the job\n",
+                in->names[in->leader], t);
+        pb_boot_abort(b, 5);
+    }
+    if (rc == MPI_SUCCESS) {
+        memcpy(out, tmp, len * (size_t)npeers);
+        free(r);
+        free(tmp);
+        return 0;
+    }
+    orphan(b, r, 2 * npeers, tmp);
+    return rc == -2 ? 2 : -1;
 }
 
 void *pb_boot_leader_comm(struct pb_boot *b)
@@ -496,8 +632,11 @@ void pb_boot_close(struct pb_boot *b)
     if (!b)
         return;
     free_orphans(b);
-    if (b->leaders != MPI_COMM_NULL)
+    if (b->leaders != MPI_COMM_NULL) {
+        drain_alive(b, 0); /* heartbeats that came after the last wait */
         MPI_Comm_free(&b->leaders);
+    }
+    free(b->heard);
     MPI_Comm_free(&b->comm);
     free(b->leader_rank);
     free(b->netids);

@@ -40,6 +40,9 @@ int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout);
  * is 1 for each leader not heard from (missing may be NULL elsewhere). */
 int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, double timeout,
                    unsigned char *missing);
+/* Leaders: tell the root this node is still working (a long flush): the
+ * root's deadline for its answer counts from the last such word. */
+void pb_boot_alive(struct pb_boot *b);
 /* Make every wait return 2 as soon as *cancel becomes nonzero. */
 void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel);
 /* End the whole job now with this exit status (a rank does not answer),
@@ -50,6 +53,10 @@ void pb_boot_on_abort(struct pb_boot *b, void (*fn)(void *ctx), void *ctx);
  * A leader that does not take part within the exchange timeout is named and
  * the job aborted (exit 5). */
 int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len);
+/* Leaders only: whether every leader's set-up went well (returns 1 if one's
+ * did not), then len bytes with each partner (out[i] from peers[i]).
+ * Partners must be mutual. O(log N) per leader. 0, 1, 2 canceled, -1. */
+int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers);
 /* The exchange's deadline, in seconds (--timeout); 0: wait as long as it takes. */
 void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds);
 /* Leaders only: pointer to the leaders' MPI_Comm (for the mpi transport). */

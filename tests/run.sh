@@ -5,8 +5,10 @@
 #      multi-host bed and the single-machine Slurm (these two skip where
 #      namespaces or Slurm cannot run);
 #   3. a clang build with -Werror, and its unit tests;
-#   4. an ASan+UBSan build running the unit, integration and bad-input tests;
-#   5. libFuzzer over everything parsed from the wire and the command line.
+#   4. an MPICH build (MPICC=mpicc.mpich, gcc -Werror) running the unit,
+#      integration and bad-input tests under MPICH's mpiexec;
+#   5. an ASan+UBSan build running the unit, integration and bad-input tests;
+#   6. libFuzzer over everything parsed from the wire and the command line.
 # Ends with one line "total: N passed, N failed, N skipped"; exits nonzero on
 # any failure.
 set -uo pipefail
@@ -32,13 +34,38 @@ scratch=$(mktemp -d /var/tmp/p2pbcast-ci.XXXXXX)
 chmod 755 "$scratch" # the permission tests run as user nobody
 trap 'rm -rf "$scratch"' EXIT
 make -s distdir distdir="$scratch/dist" > /dev/null || status=1
+# The tarball's tree: sources only (no object, library, dependency stamp or
+# ELF program from a build), with the scripts the README names.
+dist_bad=$(cd "$scratch/dist" &&
+    find . \( -name '*.o' -o -name '*.lo' -o -name '*.la' -o -name '.deps' -o -name '.libs' \
+        -o -name '.dirstamp' \) -print &&
+    find . -type f -exec sh -c 'head -c 4 "$1" | grep -q ELF' _ {} \; -print &&
+    for f in tests/run.sh tests/setup.sh; do [ -f "$f" ] || echo "missing $f"; done)
+if [ -n "$dist_bad" ]; then
+    echo "=== make distdir: build products in, or files missing from, the distribution:"
+    echo "$dist_bad"
+    status=1
+fi
 cp -a "$scratch/dist" "$scratch/clang"
+cp -a "$scratch/dist" "$scratch/mpich"
 mv "$scratch/dist" "$scratch/asan"
 
 step "clang build (-Werror) and unit tests"
 ( cd "$scratch/clang" && OMPI_CC=clang ./configure -q CFLAGS="-O2 -g -Werror" > /dev/null &&
   OMPI_CC=clang make -s -j"$jobs" > /dev/null &&
   OMPI_CC=clang make -s check TESTS="$UNIT" ) || status=1
+
+step "MPICH build (MPICC=mpicc.mpich, -Werror): unit, integration and bad-input tests"
+# configure must take MPICC by name and find MPICH's own launcher; the
+# binary must link MPICH, not Open MPI.
+( cd "$scratch/mpich" && ./configure -q MPICC=mpicc.mpich CFLAGS="-O2 -g -Werror" > configure.out &&
+  grep -E '^(CC|MPI_LIBRARY|MPIRUN) = ' Makefile &&
+  grep -q '^MPIRUN = .*mpiexec\.mpich$' Makefile &&
+  make -s -j"$jobs" > /dev/null &&
+  { ldd p2pbcast | grep -q libmpich ||
+    { echo "MPICH build: p2pbcast does not link libmpich" >&2; false; }; } &&
+  make -s check TESTS="$UNIT" &&
+  P2PBCAST_SKIP_BIG=1 make -s check TESTS="tests/test_integration.sh tests/test_badinput.sh" ) || status=1
 
 step "ASan + UBSan: unit, integration and bad-input tests"
 san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
@@ -65,7 +92,7 @@ read -r pass fail skip < <(cat tests/*.trs "$scratch"/*/tests/*.trs 2>/dev/null 
     awk '/^:test-result:/ { if ($2 == "PASS" || $2 == "XFAIL") p++; else if ($2 == "SKIP") s++; else f++ }
          END { print p + 0, f + 0, s + 0 }')
 echo
-for d in . "$scratch/clang" "$scratch/asan"; do
+for d in . "$scratch/clang" "$scratch/mpich" "$scratch/asan"; do
     [ -f "$d/test-suite.log" ] && grep -q '^# FAIL: *[1-9]\|^# ERROR: *[1-9]' "$d/test-suite.log" &&
         { echo "=== failures in $d/test-suite.log:"; grep -E '^(FAIL|ERROR):' "$d/test-suite.log"; }
 done

@@ -8,17 +8,25 @@ mkfile "$WORK/src" 300000
 D="$WORK/d"
 mkdir -p "$D"
 
-# expect NAME CODE PATTERN NP ARGS... : run and check all of it.
+# expect NAME CODE PATTERN NP ARGS... : run and check all of it: every
+# rank's status (none killed by a signal), the message, nothing left.
+# TODO=REASON: a known bug, reported as a TAP TODO.
 expect() {
     local name=$1 code=$2 pat=$3 np=$4
     shift 4
     run "$np" "$@"
-    local why=""
+    local why="" sig
     [ $same_rc -eq 0 ] && [ "$rcs" = "${code}x$np " ] || why="$why rank statuses '$rcs';"
+    sig=$(signalled)
+    [ -z "$sig" ] || why="$why a rank died of a signal (status $sig);"
     echo "$out" | grep -Eq -- "$pat" || why="$why message does not match /$pat/;"
     only_these "$D" ${KEEP:-} || why="$why files left in DEST's directory;"
     [ -z "$why" ] || { echo "$out" | head -8 | diag; }
-    [ -z "$why" ]; ok $? "$name: exit $code on all $np ranks, message, nothing left${why:+ —$why}"
+    if [ -n "${TODO:-}" ]; then
+        [ -z "$why" ]; todo $? "$TODO" "$name: exit $code on all $np ranks, message, nothing left${why:+ —$why}"
+    else
+        [ -z "$why" ]; ok $? "$name: exit $code on all $np ranks, message, nothing left${why:+ —$why}"
+    fi
     rm -rf "${D:?}"/* "$D"/.[!.]* 2>/dev/null
 }
 
@@ -63,9 +71,30 @@ else
 fi
 P2PBCAST_TEST_CORRUPT_CHUNK=1 expect "a chunk corrupted in transit" 1 "chunk 1 .* failed its checksum" 4 --per-rank -c 64K "$WORK/src" "$D/x.%r"
 
+# Node mode: several ranks on this one node, no --per-rank (one leader
+# writes DEST, the other ranks wait for it). Every rank must exit with the
+# documented status; none may die of a signal. Bad input must fail fast:
+# 60 s is far beyond any of these runs.
+# (Issue 10 item 1: with a bad SOURCE the non-leader ranks used to crash,
+# status 139, and the leader sometimes waited forever.)
+MPI_TIMEOUT=60
+expect "node mode: missing SOURCE" 3 "cannot open SOURCE '$WORK/nope': No such file" 3 "$WORK/nope" "$D/x"
+expect "node mode: SOURCE is a directory" 3 "SOURCE '$WORK' is a directory" 3 "$WORK" "$D/x"
+expect "node mode: SOURCE is a device" 3 "SOURCE '/dev/null' is not a regular file" 2 /dev/null "$D/x"
+expect "node mode: missing DEST directory" 4 "DEST directory '$D/no/such': No such file or directory" 3 "$WORK/src" "$D/no/such/x"
+echo old > "$D/x"
+KEEP=x expect "node mode: DEST exists and differs" 4 "DEST '$D/x' exists and differs from SOURCE .*--force" 3 "$WORK/src" "$D/x"
+expect "node mode: DEST ends with /" 4 "names a directory: give the file name" 2 "$WORK/src" "$D/"
+expect "node mode: DEST is SOURCE" 4 "DEST '$WORK/src' is SOURCE itself" 2 --force "$WORK/src" "$WORK/src"
+expect "node mode: chunk size 0" 2 "chunk-size 0 out of range" 3 -c 0 "$WORK/src" "$D/x"
+expect "node mode: root out of range" 2 "--root 5 is out of range: this job has ranks 0 to 2" 3 --root 5 "$WORK/src" "$D/x"
+expect "node mode: transport verbs without an RDMA device" 5 "(no RDMA device|without RDMA)" 2 -t verbs "$WORK/src" "$D/x"
+expect "node mode: --tcp-if naming no interface" 5 "--tcp-if 'nosuch0' matches no interface" 3 --tcp-if nosuch0 "$WORK/src" "$D/x"
+MPI_TIMEOUT=300
+
 # With mpirun's defaults (the first failing rank ends the job), mpirun's own
 # status must be nonzero too, so that job scripts notice.
-out=$(cd "$WORK" && "${MPI_TIMEOUT_CMD[@]}" "$MPIRUN" "${MPI_BASE_FLAGS[@]}" -np 3 \
+out=$(cd "$WORK" && mpi_timeout "$MPIRUN" "${MPI_BASE_FLAGS[@]}" -np 3 \
       "$P2PBCAST" -q --per-rank "$WORK/nope" "$D/x.%r" 2>&1)
 rc=$?
 check_timeout "$out" "plain $MPIRUN -np 3"

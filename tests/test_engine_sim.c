@@ -149,6 +149,8 @@ static int io_write(void *c, uint64_t off, const void *buf, size_t len, char *er
 }
 
 /* Run one simulated broadcast. Returns 1 when every copy is right. */
+static int sched = PB_SCHED_RING; /* the schedule run() uses */
+
 static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, unsigned seed, int64_t corrupt_at,
                int corrupt_node, char *why, size_t whylen)
 {
@@ -159,6 +161,7 @@ static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, 
         snprintf(why, whylen, "plan: %s", err);
         return 0;
     }
+    plan.schedule = sched;
     unsigned char *src = malloc(size + 1);
     for (uint64_t i = 0; i < size; i++)
         src[i] = (unsigned char)(rand() >> 7);
@@ -267,6 +270,18 @@ static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, 
                 okay = 0;
             }
         }
+        for (int i = 0; i < L && okay && sched == PB_SCHED_SHARED; i++)
+            if (pb_engine_read_bytes(s.nodes[i].e) != pb_shared_read_bytes(&plan, i, NULL)) {
+                snprintf(why, whylen, "node %d read %llu bytes of SOURCE, its share is %llu", i,
+                         (unsigned long long)pb_engine_read_bytes(s.nodes[i].e),
+                         (unsigned long long)pb_shared_read_bytes(&plan, i, NULL));
+                okay = 0;
+            }
+        if (okay && sched != PB_SCHED_SHARED && pb_engine_read_bytes(s.nodes[root].e) != size) {
+            snprintf(why, whylen, "the root read %llu of %llu bytes", (unsigned long long)pb_engine_read_bytes(s.nodes[root].e),
+                     (unsigned long long)size);
+            okay = 0;
+        }
         if (s.violations) {
             snprintf(why, whylen, "%d puts into slots not granted", s.violations);
             okay = 0;
@@ -318,5 +333,49 @@ int main(void)
         all = run(33, 4, 200 * c, c, 4, seed, -1, -1, why, sizeof why);
     ok(all, "33 nodes, minimum slots: no deadlock on a long ring %s", why);
     ok(run(6, 0, 40 * c, c, 8, 99, 13, 2, why, sizeof why), "a byte flipped while forwarding is caught: %s", why);
+
+    sched = PB_SCHED_TREE;
+    for (int L = 1; L <= 70; L++) {
+        const uint64_t sizes[] = { 0, 1, c, c + 1, 3 * c, 37 * c + 11, 2 * (uint64_t)L * c };
+        all = 1;
+        why[0] = 0;
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
+            for (unsigned seed = 1; seed <= 2 && all; seed++)
+                all = run(L, (int)((seed * 5 + i) % (unsigned)L), sizes[i], c, seed == 1 ? 4 : 7, seed * 7919 + L,
+                          -1, -1, why, sizeof why);
+        ok(all, "trees, %d node(s), 4 or 7 slots, roots vary: copies exact, manifests agree, no stall %s", L, why);
+    }
+    all = 1;
+    for (unsigned seed = 1; seed <= 20 && all; seed++)
+        all = run(13, (int)(seed % 13), 60 * c + 7, c, 4, seed, -1, -1, why, sizeof why);
+    ok(all, "trees, 13 nodes, minimum 4 slots, 20 random delivery orders %s", why);
+    all = run(257, 100, 64 * c + 3, c, 4, 42, -1, -1, why, sizeof why);
+    ok(all, "trees, 257 nodes, 4 slots: no deadlock, copies exact %s", why);
+    ok(run(9, 0, 40 * c, c, 8, 99, 13, 5, why, sizeof why), "trees: a byte flipped while forwarding is caught: %s",
+       why);
+
+    /* Shared SOURCE: every node reads its share, the ring allgather. */
+    sched = PB_SCHED_SHARED;
+    for (int L = 1; L <= 40; L++) {
+        const uint64_t sizes[] = { 0, 1, c - 1, c + 1, 3 * c, 37 * c + 11, 3 * (uint64_t)L * c + 5 };
+        all = 1;
+        why[0] = 0;
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
+            for (unsigned seed = 1; seed <= 3 && all; seed++)
+                all = run(L, (int)((seed * 3 + i) % (unsigned)L), sizes[i], c, 2 + seed * 2, seed * 7919 + L, -1, -1,
+                          why, sizeof why);
+        ok(all, "allgather, %d node(s), 4 to 8 slots, roots vary: copies exact, each node read its share, "
+                "manifests agree, no stall %s", L, why);
+    }
+    all = 1;
+    for (unsigned seed = 1; seed <= 30 && all; seed++)
+        all = run(7, (int)(seed % 7), 90 * c + 7, c, 4, seed, -1, -1, why, sizeof why);
+    ok(all, "allgather, 7 nodes, minimum 4 slots, 30 random delivery orders %s", why);
+    all = 1;
+    for (unsigned seed = 1; seed <= 2 && all; seed++)
+        all = run(150, 17, 400 * c + 1, c, 4, seed, -1, -1, why, sizeof why);
+    ok(all, "allgather, 150 nodes, 4 slots: no deadlock on a long ring, copies exact %s", why);
+    ok(run(6, 0, 40 * c, c, 8, 99, 13, 2, why, sizeof why), "allgather: a byte flipped while forwarding is caught: %s",
+       why);
     return tap_done();
 }

@@ -11,9 +11,12 @@ mkfile "$WORK/src" $((96 * 65536))   # 96 chunks of 64 KiB
 export P2PBCAST_TEST_READ_DELAY_MS=25 # ~2.4 s of reading: time to strike
 
 # Start a 4-rank job in the background with mpirun's defaults (as users run it).
+# --source-shared=no: the root alone reads, so the read delay above keeps the
+# transfer going long enough to strike (shared reads would split it 4 ways;
+# tests/test_shared_source.sh strikes shared reads).
 start() {
-    ( cd "$WORK" && exec "${MPI_TIMEOUT_CMD[@]}" "$MPIRUN" "${MPI_BASE_FLAGS[@]}" \
-        -np 4 "$P2PBCAST" --per-rank -c 64K "$@" > "$WORK/out" 2>&1 )&
+    ( cd "$WORK" && exec timeout --verbose -k 10 "$MPI_TIMEOUT" "$MPIRUN" "${MPI_BASE_FLAGS[@]}" \
+        -np 4 "$P2PBCAST" --per-rank -c 64K --source-shared=no "$@" > "$WORK/out" 2>&1 )&
     job=$!
 }
 # pid of the p2pbcast process of world rank $1 of the job writing under $D
@@ -130,4 +133,22 @@ run 4 -q --resume --per-rank -c 64K "$R/src" "$R/d.%r"
 ok $? "--resume: a kept copy changed on disk is caught by the digest and every kept copy is dropped"
 run 4 -q --resume --per-rank -c 64K "$R/src" "$R/d.%r"
 [ "$rcs" = "0x4 " ] && cmp -s "$R/src" "$R/d.2"; ok $? "--resume: the run after that copies everything afresh"
+
+# 6. Start-up at scale: every greeting arrives 3 s after its connection (a
+# connector finishing its connects one by one, a retransmitted SYN). Within
+# --timeout that is not a failure.
+L="$WORK/late"
+mkdir -p "$L"
+mkfile "$L/src" 300000
+P2PBCAST_TEST_HELLO_DELAY_MS=3000 run 3 -q --per-rank --timeout 30 "$L/src" "$L/d.%r"
+[ "$rcs" = "0x3 " ] && cmp -s "$L/src" "$L/d.1" && cmp -s "$L/src" "$L/d.2"
+ok $? "greetings 3 s late, --timeout 30: the set-up waits for them (statuses $rcs)"
+echo "$out" | grep 'dropped\|error' | head -3 | diag
+
+# 7. A flush that takes longer than --timeout + 5 s (a large DEST on a busy
+# parallel filesystem) while the node is alive: the job waits for it.
+P2PBCAST_TEST_FLUSH_DELAY_MS=12000 run 3 -q --per-rank --timeout 2 "$L/src" "$L/f.%r"
+[ "$rcs" = "0x3 " ] && cmp -s "$L/src" "$L/f.0" && cmp -s "$L/src" "$L/f.2"
+ok $? "every flush takes 12 s, --timeout 2: the job waits for the working nodes (statuses $rcs)"
+echo "$out" | grep 'error' | head -3 | diag
 done_testing

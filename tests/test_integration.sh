@@ -16,6 +16,8 @@ check_copies() { # check_copies NP SRC DESTPREFIX -> 0 when all NP copies equal 
 # chunks than receivers (3 chunks for up to 7 receivers).
 c=65536
 sizes=(0 1 $((c - 1)) $c $((c + 1)) $((37 * c + 12345)) $((3 * c)))
+matrix() { # the size matrix for np = 1..8 under the current P2PBCAST_SCHEDULE
+local np size d bad sched=${P2PBCAST_SCHEDULE:-auto}
 for np in 1 2 3 4 5 6 7 8; do
     bad=""
     for size in "${sizes[@]}"; do
@@ -30,8 +32,12 @@ for np in 1 2 3 4 5 6 7 8; do
         fi
         rm -rf "$d"
     done
-    [ -z "$bad" ]; ok $? "np=$np: sizes 0, 1, c-1, c, c+1, 37c+r, 3c copied exactly${bad:+ (failed:$bad)}"
+    [ -z "$bad" ]; ok $? "np=$np, schedule $sched: sizes 0, 1, c-1, c, c+1, 37c+r, 3c copied exactly${bad:+ (failed:$bad)}"
 done
+}
+matrix
+# Once more with the two trees (auto takes the ring up to 8 nodes).
+P2PBCAST_SCHEDULE=tree matrix
 
 # Several chunk sizes, including one larger than the file.
 mkfile "$WORK/src3m" 3000001
@@ -49,6 +55,35 @@ for spec in "4 2" "8 7" "3 1"; do
     ok $? "np=$1 --root $2"
     rm -f "$WORK"/root.*
 done
+
+# The two trees with a root other than rank 0, and more nodes than auto's
+# ring limit.
+for spec in "5 3" "11 0" "13 12"; do
+    set -- $spec
+    run "$1" -q --per-rank --schedule tree --root "$2" -c 64K "$WORK/src3m" "$WORK/tr.%r"
+    [ $rc -eq 0 ] && [ $same_rc -eq 0 ] && check_copies "$1" "$WORK/src3m" "$WORK/tr"
+    ok $? "np=$1 --root $2 --schedule tree"
+    rm -f "$WORK"/tr.*
+done
+
+# 128 nodes (local ranks), every rank allowed 64 open files: the trees need
+# at most 4 connections per node and succeed. (The ring's root would need
+# 127 and stops at set-up with exit 5, naming the limit and 'ulimit -n'.)
+mkfile "$WORK/src200k" 204800
+run_fd() { RUN_NOFILE=64 run 128 -q --per-rank --timeout 120 "$@" "$WORK/src200k" "$WORK/fd.%r"; }
+run_fd --schedule tree
+# Every rank's own status is what counts: under heavy load Open MPI's mpirun
+# has once returned nonzero here although all 128 ranks exited 0 (its
+# message is shown below when it happens).
+[ "$rcs" = "0x128 " ] && check_copies 128 "$WORK/src200k" "$WORK/fd"
+ok $? "128 nodes, 64 open files each, --schedule tree: every copy identical ($rcs, mpirun $rc)"
+[ $rc -eq 0 ] || echo "$out" | grep -v '^ *$' | tail -25 | diag
+rm -f "$WORK"/fd.*
+run_fd --schedule ring
+{ [ $rc -eq 0 ] && check_copies 128 "$WORK/src200k" "$WORK/fd"; } ||
+    { [ "$rcs" = "5x128 " ] && echo "$out" | grep -q "ulimit -n"; }
+ok $? "the same with the ring: copies identical, or every rank exits 5 naming 'ulimit -n' ($rcs)"
+rm -f "$WORK"/fd.*
 
 # Mode, mtime and the summary line.
 chmod 0640 "$WORK/src3m"
@@ -68,8 +103,26 @@ run 4 -q "$WORK/src3m" "$d/copy"
 ok $? "4 ranks on one host without --per-rank: exactly one copy, all ranks exit 0"
 rm -f "$d"/*
 run 4 -q --root 3 "$WORK/src3m" "$d/copy.%r"
-[ $rc -eq 0 ] && cmp -s "$WORK/src3m" "$d/copy.3" && only_these "$d" copy.3
-ok $? "node mode, --root 3: the root's rank leads the node and writes the only copy"
+[ $rc -eq 0 ] && [ "$rcs" = "0x4 " ] && cmp -s "$WORK/src3m" "$d/copy.3" && only_these "$d" copy.3
+ok $? "node mode, --root 3: the root's rank leads the node and writes the only copy, all ranks exit 0 ($rcs)"
+rm -f "$d"/*
+# Node mode over the size matrix: exactly one copy, every rank exits 0, no
+# rank dies of a signal.
+for np in 2 3; do
+    bad=""
+    for size in 0 1 $((c + 1)) 3000001; do
+        mkfile "$WORK/nsrc" "$size"
+        run "$np" -q -c 64K "$WORK/nsrc" "$d/copy"
+        if [ $rc -ne 0 ] || [ "$rcs" != "0x$np " ] || [ -n "$(signalled)" ] ||
+           ! cmp -s "$WORK/nsrc" "$d/copy" || ! only_these "$d" copy; then
+            bad="$bad $size(statuses: $rcs)"
+            echo "$out" | tail -5 | diag
+        fi
+        rm -f "$d"/*
+    done
+    [ -z "$bad" ]; ok $? "node mode, $np ranks on one node: sizes 0, 1, c+1, 3000001: one exact copy, every rank exits 0${bad:+ (failed:$bad)}"
+done
+rm -f "$WORK/nsrc"
 
 # Several nodes that see one DEST file (here: --per-rank ranks on one host,
 # as nodes on a shared filesystem would): written once, by one node.

@@ -19,6 +19,35 @@ static int run(uint64_t F, int N, double B, double alpha, uint64_t c, uint32_t s
     return pb_model_run(&cfg, r, err, errlen);
 }
 
+static int run_tree(uint64_t F, int N, double B, double alpha, uint64_t c, uint32_t slots,
+                    struct pb_model_result *r, char *err, size_t errlen)
+{
+    struct pb_model_cfg cfg = { .file_size = F, .nodes = N, .bandwidth = B, .alpha = alpha, .chunk_size = c,
+                                .slots = slots, .check = 1, .schedule = PB_SCHED_TREE };
+    return pb_model_run(&cfg, r, err, errlen);
+}
+
+/* The two trees: every arrival checked against the plan, no deadlock for
+ * small slot counts, and the targets of issue 11 at 1,000 nodes. */
+static void test_trees(void)
+{
+    struct pb_model_result r;
+    char err[512] = "";
+    int all = 1;
+    const int ns[] = { 2, 3, 4, 5, 8, 17, 100, 257 };
+    for (size_t i = 0; i < sizeof ns / sizeof *ns && all; i++)
+        for (uint32_t slots = 4; slots <= 9 && all; slots += 5)
+            all = run_tree(200 * 65536 + 17, ns[i], 5 * GB, 2 * US, 65536, slots, &r, err, sizeof err) == 0 &&
+                  r.time > r.ideal;
+    ok(all, "trees: 2..257 nodes, 4 and 9 slots: every arrival from its plan sender, no deadlock %s", err);
+    ok(run_tree(5000000000ull, 1000, 5 * GB, 2 * US, 0, 0, &r, err, sizeof err) == 0 && r.efficiency >= 0.97 &&
+           r.chunk_size == pb_plan_default_chunk_tree(5000000000ull, 999),
+       "trees: 5 GB to 1,000 nodes at 5 GB/s, alpha 2 us: efficiency %.3f >= 0.97 with the trees' chunk",
+       r.efficiency);
+    ok(run_tree(5000000000ull, 1000, 5 * GB, 20 * US, 0, 0, &r, err, sizeof err) == 0 && r.efficiency >= 0.90,
+       "trees: the same with alpha 20 us: efficiency %.3f >= 0.90", r.efficiency);
+}
+
 static int near(double a, double b, double rel)
 {
     double d = a > b ? a - b : b - a;
@@ -212,5 +241,6 @@ int main(void)
            "N=10000, 20000 chunks: %llu messages, T=%.4f s, efficiency %.3f %s", (unsigned long long)r.messages,
            r.time, r.efficiency, rc ? err : "");
     }
+    test_trees();
     return tap_done();
 }

@@ -70,6 +70,253 @@ static int check_plan(uint64_t size, uint64_t chunk, int R, char *why, size_t n)
     return 1;
 }
 
+/* Walk chunk k from the root along pb_plan_targets, breadth first: every
+ * receiver must get it exactly once, from the node that pb_plan_sender
+ * names, which got it earlier on the walk; depth[] gets the hops. */
+static int walk_chunk(const struct pb_plan *p, uint64_t k, int *depth, int *queue, char *why, size_t n)
+{
+    int R = p->nrecv, head = 0, tail = 0;
+    for (int r = 0; r < R; r++)
+        depth[r] = -1;
+    int first[2], nf = pb_plan_targets(p, PB_FROM_ROOT, k, first);
+    if (R > 0 && (nf != 1 || pb_plan_sender(p, first[0], k) != PB_FROM_ROOT)) {
+        snprintf(why, n, "chunk %llu: the root sends to %d receivers", (unsigned long long)k, nf);
+        return 0;
+    }
+    for (int i = 0; i < nf; i++) {
+        depth[first[i]] = 1;
+        queue[tail++] = first[i];
+    }
+    while (head < tail) {
+        int at = queue[head++], to[2], nt = pb_plan_targets(p, at, k, to);
+        for (int i = 0; i < nt; i++) {
+            if (to[i] == at || to[i] < 0 || to[i] >= R || depth[to[i]] >= 0 || pb_plan_sender(p, to[i], k) != at) {
+                snprintf(why, n, "chunk %llu: bad hop %d -> %d (sender %d)", (unsigned long long)k, at, to[i],
+                         to[i] >= 0 && to[i] < R ? pb_plan_sender(p, to[i], k) : -9);
+                return 0;
+            }
+            depth[to[i]] = depth[at] + 1;
+            queue[tail++] = to[i];
+        }
+    }
+    if (tail != R) {
+        snprintf(why, n, "chunk %llu reached %d of %d receivers", (unsigned long long)k, tail, R);
+        return 0;
+    }
+    return 1;
+}
+
+/* The trees for nleaders nodes and root leader `root`: every chunk's walk,
+ * disjoint interiors, depth, partners (few, mutual, cover every hop). */
+static int check_trees(int nleaders, int root, uint64_t size, char *why, size_t n)
+{
+    struct pb_plan p;
+    char err[128];
+    int R = nleaders - 1, ok_ = 1;
+    if (pb_plan_init(&p, size, 4096, R, err, sizeof err)) {
+        snprintf(why, n, "init: %s", err);
+        return 0;
+    }
+    p.schedule = PB_SCHED_TREE;
+    int *depth = calloc((size_t)R + 1, sizeof *depth), *queue = calloc((size_t)R + 1, sizeof *queue);
+    int *interior = calloc((size_t)R + 1, sizeof *interior);
+    int maxdepth = pb_ceil_log2((uint64_t)R) + 1;
+    /* The schedule depends on k mod 2 only: chunks 0 and 1 cover it, and
+     * every chunk of a small file is walked. */
+    uint64_t last = p.nchunks < 64 ? p.nchunks : 2;
+    for (uint64_t k = 0; k < last && ok_; k++) {
+        ok_ = walk_chunk(&p, k, depth, queue, why, n);
+        for (int r = 0; r < R && ok_; r++)
+            if (depth[r] > maxdepth || depth[r] != pb_tree_depth(R, pb_tree_of_chunk(k), r)) {
+                snprintf(why, n, "receiver %d at depth %d in tree %d (max %d)", r, depth[r], (int)(k & 1), maxdepth);
+                ok_ = 0;
+            }
+    }
+    for (int t = 0; t < PB_TREES && ok_; t++)
+        for (int r = 0; r < R && ok_; r++) {
+            int kids[2];
+            if (pb_tree_children(R, t, r, kids) > 0 && interior[r]++) {
+                snprintf(why, n, "receiver %d is interior in both trees", r);
+                ok_ = 0;
+            }
+        }
+    int *part = calloc((size_t)nleaders + 4, sizeof *part), *back = calloc((size_t)nleaders + 4, sizeof *back);
+    for (int l = 0; l < nleaders && ok_; l++) {
+        int np = pb_plan_partners(&p, root, nleaders, l, part);
+        if (np > (l == root ? 2 : 4) || (R > 0 && np < 1)) {
+            snprintf(why, n, "leader %d has %d partners", l, np);
+            ok_ = 0;
+        }
+        for (int i = 0; i < np && ok_; i++) {
+            int nb = pb_plan_partners(&p, root, nleaders, part[i], back), mutual = 0;
+            for (int j = 0; j < nb; j++)
+                mutual |= back[j] == l;
+            if (part[i] == l || !mutual) {
+                snprintf(why, n, "leader %d: partner %d %s", l, part[i], part[i] == l ? "is itself" : "not mutual");
+                ok_ = 0;
+            }
+        }
+        /* Every hop of both trees is between partners. */
+        int r = pb_plan_receiver_of(root, nleaders, l);
+        for (int t = 0; t < PB_TREES && ok_ && r >= 0; t++) {
+            int up = pb_tree_parent(R, t, r), upl = up == PB_FROM_ROOT ? root : pb_plan_leader_of(root, nleaders, up);
+            int found = 0;
+            for (int i = 0; i < np; i++)
+                found |= part[i] == upl;
+            if (!found) {
+                snprintf(why, n, "leader %d: parent %d in tree %d is no partner", l, upl, t);
+                ok_ = 0;
+            }
+        }
+    }
+    free(depth);
+    free(queue);
+    free(interior);
+    free(part);
+    free(back);
+    return ok_;
+}
+
+static void test_trees(void)
+{
+    char why[200] = "";
+    const uint64_t c = 4096;
+    const uint64_t sizes[] = { 0, 1, c, 3 * c + 1, 61 * c };
+    int all = 1;
+    for (int N = 1; N <= 300 && all; N++)
+        for (int root = 0; root < N && all; root += N > 3 ? N / 3 : 1)
+            for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
+                all = check_trees(N, root, sizes[i], why, sizeof why);
+    ok(all, "trees, N = 1..300, several roots, 0 to 61 chunks: every receiver gets every chunk once from a "
+            "holder, no self-sends, interiors disjoint, depth <= ceil(log2 n)+1, <= 4 partners (root 2) %s", why);
+    const int big[] = { 1000, 4097, 10007 };
+    for (int i = 0; i < 3; i++) {
+        int N = big[i];
+        all = check_trees(N, 0, 2 * c, why, sizeof why) && check_trees(N, N / 2 + 1, 3 * c, why, sizeof why) &&
+              check_trees(N, N - 1, 0, why, sizeof why);
+        ok(all, "trees, N = %d: the same checks, roots 0, N/2+1, N-1 %s", N, why);
+    }
+    /* The construction itself: tree 1 is tree 0 shifted by one position. */
+    ok(pb_tree_root(7, 0) == 3 && pb_tree_root(7, 1) == 2 && pb_tree_parent(7, 0, 0) == 1 &&
+           pb_tree_parent(7, 0, 3) == PB_FROM_ROOT && pb_tree_parent(7, 1, 6) == 0,
+       "7 receivers: tree 0 roots at position 4 (receiver 3), tree 1 at receiver 2");
+    struct pb_plan p;
+    char err[128];
+    pb_plan_init(&p, 10 * c, c, 9, err, sizeof err);
+    int part[16];
+    ok(pb_plan_partners(&p, 0, 10, 0, part) == 9, "ring: the root's partners are every receiver");
+    p.schedule = PB_SCHED_TREE;
+    ok(pb_plan_partners(&p, 0, 10, 0, part) == 2, "trees: the root's partners are the two tree roots");
+    uint64_t t1 = pb_plan_default_chunk_tree(5000000000ull, 999), t2 = pb_plan_default_chunk_tree(5000000000ull, 9999);
+    ok(t1 == 2u << 20 && t2 == 2u << 20, "tree chunk for 5 GB x 1,000 / 10,000 nodes: 2 MiB / 2 MiB (%llu, %llu)",
+       (unsigned long long)t1, (unsigned long long)t2);
+    ok(pb_schedule_auto(5000000000ull, 4, NULL, 0) == PB_SCHED_RING &&
+           pb_schedule_auto(5000000000ull, 1000, NULL, 0) == PB_SCHED_TREE &&
+           pb_schedule_auto(0, 2, NULL, 0) == PB_SCHED_RING,
+       "auto: the ring for 4 nodes, the trees for 1,000");
+    ok(pb_schedule_parse("tree") == PB_SCHED_TREE && pb_schedule_parse("ring") == PB_SCHED_RING &&
+           pb_schedule_parse("auto") == -2 && pb_schedule_parse("star") == -1,
+       "schedule names parse");
+}
+
+/* The allgather for N members: every chunk starts at its reader (who
+ * reads it: PB_SELF_READ), and walking pb_shared_forwards from there every
+ * member gets it exactly once, from the member pb_shared_sender names,
+ * which holds it by then; nobody sends to itself. The read shares add up
+ * to the file, and the partners are mutual and cover every hop. */
+static int check_shared(int N, int root, uint64_t size, char *why, size_t n)
+{
+    struct pb_plan p;
+    char err[128];
+    if (pb_plan_init(&p, size, 4096, N - 1, err, sizeof err)) {
+        snprintf(why, n, "init: %s", err);
+        return 0;
+    }
+    p.schedule = PB_SCHED_SHARED;
+    int *got = calloc((size_t)N, sizeof *got), ok_ = 1;
+    uint64_t read_total = 0;
+    /* The schedule depends on k mod N: chunks 0..N cover it (small files: all). */
+    uint64_t last = p.nchunks < (uint64_t)N + 2 ? p.nchunks : (uint64_t)N + 2;
+    for (uint64_t k = 0; k < last && ok_; k++) {
+        memset(got, 0, (size_t)N * sizeof *got);
+        int at = pb_shared_reader(&p, k), steps = 0;
+        if (at < 0 || at >= N || pb_shared_sender(&p, at, k) != PB_SELF_READ || (uint64_t)at != k % (uint64_t)N) {
+            snprintf(why, n, "chunk %llu: reader %d", (unsigned long long)k, at);
+            ok_ = 0;
+            break;
+        }
+        got[at]++;
+        while (ok_ && pb_shared_forwards(&p, at, k)) {
+            int nx = pb_shared_successor(&p, at);
+            if (nx == at || pb_shared_sender(&p, nx, k) != at || got[nx] || ++steps >= N) {
+                snprintf(why, n, "bad hop %d -> %d for chunk %llu", at, nx, (unsigned long long)k);
+                ok_ = 0;
+            }
+            at = nx;
+            got[at]++;
+        }
+        for (int m = 0; m < N && ok_; m++)
+            if (got[m] != 1) {
+                snprintf(why, n, "member %d got chunk %llu %d times", m, (unsigned long long)k, got[m]);
+                ok_ = 0;
+            }
+    }
+    for (int m = 0; m < N; m++)
+        read_total += pb_shared_read_bytes(&p, m, NULL);
+    if (ok_ && read_total != size) {
+        snprintf(why, n, "members read %llu of %llu bytes", (unsigned long long)read_total, (unsigned long long)size);
+        ok_ = 0;
+    }
+    int *out = calloc((size_t)N + 4, sizeof *out), *o2 = calloc((size_t)N + 4, sizeof *o2);
+    for (int m = 0; m < N && ok_ && N > 1; m++) {
+        int np = pb_plan_partners(&p, root, N, m, out), has_succ = 0;
+        for (int i = 0; i < np && ok_; i++) {
+            int back = pb_plan_partners(&p, root, N, out[i], o2), mutual = 0;
+            for (int j = 0; j < back; j++)
+                mutual |= o2[j] == m;
+            has_succ |= out[i] == pb_shared_successor(&p, m);
+            if (out[i] == m || !mutual) {
+                snprintf(why, n, "member %d: partner %d %s", m, out[i], out[i] == m ? "is itself" : "not mutual");
+                ok_ = 0;
+            }
+        }
+        if (ok_ && (!has_succ || np > (m == root ? N - 1 : 3))) {
+            snprintf(why, n, "member %d: %d partners, successor %s", m, np, has_succ ? "in" : "missing");
+            ok_ = 0;
+        }
+    }
+    free(out);
+    free(o2);
+    free(got);
+    return ok_;
+}
+
+static void test_shared(void)
+{
+    char why[200] = "";
+    int all = 1;
+    for (int N = 1; N <= 300 && all; N++) {
+        const uint64_t sizes[] = { 0, 1, 4095, 4097, (uint64_t)N * 4096 - 1, (uint64_t)(2 * N + 3) * 4096 + 5 };
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
+            all = check_shared(N, (int)((i * 7) % (size_t)N), sizes[i], why, sizeof why);
+    }
+    ok(all, "allgather, N = 1..300, several roots: every member gets every chunk once from a member holding it, "
+            "never from itself; reads add up to the file; partners mutual %s", why);
+    struct pb_plan p;
+    char err[64];
+    pb_plan_init(&p, 10 * 4096 + 1, 4096, 3, err, sizeof err);
+    p.schedule = PB_SCHED_SHARED;
+    unsigned char skip[2] = { 0x01, 0 }; /* chunk 0 skipped */
+    ok(pb_shared_read_bytes(&p, 0, NULL) == 3 * 4096 && pb_shared_read_bytes(&p, 0, skip) == 2 * 4096 &&
+           pb_shared_read_bytes(&p, 2, NULL) == 2 * 4096 + 1 && pb_shared_reader(&p, 6) == 2,
+       "4 members, 11 chunks: member 0 reads chunks 0, 4, 8; member 2 reads 2, 6 and the 1-byte chunk 10");
+    ok(pb_shared_beats_tree(1ull << 30, 4, 64 * 1024, 64 * 1024, NULL, 0) &&
+           !pb_shared_beats_tree(5ull * 1000 * 1000 * 1000, 100000, 64 * 1024, 64 * 1024, NULL, 0),
+       "allgather predicted faster at 4 nodes, the trees at 100,000");
+    ok(!strcmp(pb_schedule_name(PB_SCHED_SHARED), "allgather") && pb_schedule_parse("allgather") == -1,
+       "the allgather is named, but not a --schedule users pick");
+}
+
 int main(void)
 {
     const uint64_t c = 4096;
@@ -134,5 +381,7 @@ int main(void)
             }
     ok(bij, "leader/receiver numbering is a bijection that skips the root");
     ok(pb_plan_receiver_of(2, 5, 2) == -1, "the root is no receiver");
+    test_trees();
+    test_shared();
     return tap_done();
 }

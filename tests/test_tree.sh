@@ -75,11 +75,11 @@ rm -rf "$D"/out.*
 
 # The summary and --json count the tree.
 run 2 --per-rank --json "$WORK/r.json" "$S/" "$D/out.%r/"
-echo "$out" | grep -q "^p2pbcast: tree: 2108 files, 28 directories, 3 symbolic links, 2 hard links, 0 special files skipped" &&
-    grep -q '"tree": {"files": 2108, "directories": 28, "symlinks": 3, "hardlinks": 2, "skipped": 0}' "$WORK/r.json" &&
+echo "$out" | grep -q "^p2pbcast: directory: 2108 files, 28 directories, 3 symbolic links, 2 hard links, 0 special files skipped" &&
+    grep -q '"directory": {"files": 2108, "directories": 28, "symlinks": 3, "hardlinks": 2, "skipped": 0}' "$WORK/r.json" &&
     same_tree "$S" "$D/out.1"
 ok $? "trailing slashes make no difference; summary and --json count files, directories and links"
-echo "$out" | grep "tree:" | diag
+echo "$out" | grep "directory:" | diag
 rm -rf "$D"/out.*
 
 # Several nodes that see one DEST_DIR: written once.

@@ -12,7 +12,7 @@ const char pb_usage_text[] =
     "Usage: p2pbcast [OPTION]... SOURCE DEST\n"
     "  or:  p2pbcast [OPTION]... SOURCE_DIR DEST_DIR\n"
     "Copy SOURCE (read on the root rank's node) to DEST on every node of an MPI job,\n"
-    "chunks scattered across the nodes and passed on in a pipelined ring.\n"
+    "chunks passed on between the nodes in a pipelined ring or two binary trees.\n"
     "Run it under mpirun or srun, e.g.:\n"
     "  mpirun -np 64 --map-by ppr:1:node p2pbcast /lustre/model.tar /tmp/model.tar\n"
     "  srun --ntasks-per-node=1 --mpi=pmix p2pbcast $HOME/app.sif /tmp/app.sif\n"
@@ -22,6 +22,12 @@ const char pb_usage_text[] =
     "                          and node count, 32K to 4M; at most 64K over tcp)\n"
     "      --slots=N           receive slots per node (default 8; memory per node is\n"
     "                          N x chunk size)\n"
+    "      --schedule=NAME     auto, ring or tree (default auto: the ring up to 8\n"
+    "                          nodes, two trees beyond, where the ring's tail grows)\n"
+    "      --source-shared=WHEN  auto, yes or no (default auto): where every node\n"
+    "                          sees SOURCE at the same path (same size, times and\n"
+    "                          first and last chunk), each node reads its share and\n"
+    "                          the nodes exchange the rest; yes fails if one cannot\n"
     "  -t, --transport=NAME    auto, tcp, mpi or verbs (default auto: verbs where an\n"
     "                          RDMA device is active, else tcp)\n"
     "      --tcp-if=IF|CIDR    interface name or address range for tcp data\n"
@@ -66,7 +72,9 @@ enum {
     OPT_PER_RANK,
     OPT_JSON,
     OPT_TIMEOUT,
-    OPT_RESUME
+    OPT_RESUME,
+    OPT_SCHEDULE,
+    OPT_SOURCE_SHARED
 };
 
 static const struct option long_opts[] = {
@@ -74,6 +82,8 @@ static const struct option long_opts[] = {
     { "chunk-size", required_argument, 0, 'c' },
     { "slots", required_argument, 0, OPT_SLOTS },
     { "transport", required_argument, 0, 't' },
+    { "schedule", required_argument, 0, OPT_SCHEDULE },
+    { "source-shared", required_argument, 0, OPT_SOURCE_SHARED },
     { "tcp-if", required_argument, 0, OPT_TCP_IF },
     { "rdma-dev", required_argument, 0, OPT_RDMA_DEV },
     { "gid-index", required_argument, 0, OPT_GID_INDEX },
@@ -171,6 +181,20 @@ static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err,
             return -1;
         }
         o->transport = arg;
+        break;
+    case OPT_SCHEDULE:
+        if (strcmp(arg, "auto") && strcmp(arg, "ring") && strcmp(arg, "tree")) {
+            snprintf(err, errlen, "unknown schedule '%s': choose auto, ring or tree", arg);
+            return -1;
+        }
+        o->schedule = arg;
+        break;
+    case OPT_SOURCE_SHARED:
+        if (strcmp(arg, "auto") && strcmp(arg, "yes") && strcmp(arg, "no")) {
+            snprintf(err, errlen, "unknown --source-shared '%s': choose auto, yes or no", arg);
+            return -1;
+        }
+        o->source_shared = arg;
         break;
     case OPT_TCP_IF:
         if (!*arg) {

@@ -1,7 +1,8 @@
-/* engine.c — pipelined scatter-ring state machine; see engine.h. */
-#include "engine.h"
+/* engine.c — the node's state machine: the public entry points, the
+ * helpers both schedules share, and the scatter-ring executor; the two
+ * trees are in engine_tree.c. See engine.h. */
+#include "engine_internal.h"
 #include "clock.h"
-#include "digest.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -10,77 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-enum slot_state {
-    SLOT_IDLE = 0,  /* root: free read buffer; receiver: not granted (transient) */
-    SLOT_GRANTED,   /* receiver: granted to its class peer, waiting for data */
-    SLOT_BUSY       /* holds a chunk being sent or waiting to be forwarded */
-};
-
-/* Fixed-capacity FIFO of slot numbers. */
-struct fifo {
-    uint32_t *v;
-    uint32_t cap, head, len;
-};
-
-static int fifo_init(struct fifo *f, uint32_t cap)
-{
-    f->v = calloc(cap ? cap : 1, sizeof *f->v);
-    f->cap = cap;
-    f->head = f->len = 0;
-    return f->v ? 0 : -1;
-}
-static int fifo_push(struct fifo *f, uint32_t x)
-{
-    if (f->len == f->cap)
-        return -1;
-    f->v[(f->head + f->len++) % f->cap] = x;
-    return 0;
-}
-static uint32_t fifo_pop(struct fifo *f)
-{
-    uint32_t x = f->v[f->head];
-    f->head = (f->head + 1) % f->cap;
-    f->len--;
-    return x;
-}
-
-struct pb_engine {
-    struct pb_engine_cfg c;
-    const struct pb_plan *p;
-    int recv;            /* our receiver index, -1 on the root */
-    int pred, succ;      /* leader indices of ring neighbours, -1 if none */
-    unsigned char *state;
-    uint32_t *chunk_of;  /* chunk held by a busy slot */
-    uint32_t *len_of;    /* bytes (payload + trailer) held by a busy slot */
-
-    /* root */
-    struct fifo free_bufs;
-    struct fifo pending;     /* buffers read, waiting for a credit (in read order) */
-    struct fifo *credits;    /* per receiver: its root slots granted to us */
-    unsigned char *done_from;
-    uint64_t next_read, sent_bytes;
-    int nodes_done;
-
-    /* receiver */
-    struct fifo succ_credits;
-    struct fifo transit;     /* chunks from the predecessor to pass on */
-    struct fifo inject;      /* chunks from the root to pass on */
-    unsigned char *have;     /* bitmap of chunks received */
-    uint64_t received;
-    uint64_t nskip;          /* chunks nobody needs (--resume) */
-    uint32_t forwarding;     /* puts to the successor not yet sent */
-    int notified;            /* DONE sent to the root */
-    int fin;                 /* FIN received from the root (receiver), sent (root) */
-
-    struct pb_manifest man;
-    int more_losses;
-    int err;
-    char msg[512];
-};
-
-static void fail(struct pb_engine *e, int cls, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fail(struct pb_engine *e, int cls, const char *fmt, ...)
+void pb_eng_fail(struct pb_engine *e, int cls, const char *fmt, ...)
 {
     if (e->err)
         return; /* keep the first cause */
@@ -91,17 +22,17 @@ static void fail(struct pb_engine *e, int cls, const char *fmt, ...)
     va_end(ap);
 }
 
-static const char *name(const struct pb_engine *e, int leader)
+const char *pb_eng_name(const struct pb_engine *e, int leader)
 {
     return leader >= 0 && leader < e->c.nleaders && e->c.names ? e->c.names[leader] : "?";
 }
 
-static int skipped(const struct pb_engine *e, uint64_t k)
+int pb_eng_skipped(const struct pb_engine *e, uint64_t k)
 {
     return e->c.skip && ((e->c.skip[k / 8] >> (k % 8)) & 1);
 }
 
-static unsigned char *slot_mem(struct pb_engine *e, uint32_t s)
+unsigned char *pb_eng_slot_mem(struct pb_engine *e, uint32_t s)
 {
     return e->c.pool + (size_t)s * e->c.slot_size;
 }
@@ -121,12 +52,19 @@ struct pb_engine *pb_engine_create(const struct pb_engine_cfg *cfg, char *err, s
     e->c = *cfg;
     e->p = p;
     e->recv = pb_plan_receiver_of(cfg->root, cfg->nleaders, cfg->self);
+    e->tree = p->schedule == PB_SCHED_TREE && p->nrecv > 0;
+    e->shared = p->schedule == PB_SCHED_SHARED;
     e->pred = e->succ = -1;
-    if (e->recv >= 0 && p->nrecv > 1) {
+    if (e->shared && cfg->nleaders != p->nrecv + 1) {
+        snprintf(err, errlen, "engine: allgather over %d nodes but %d leaders", p->nrecv + 1, cfg->nleaders);
+        free(e);
+        return NULL;
+    }
+    if (!e->tree && !e->shared && e->recv >= 0 && p->nrecv > 1) {
         e->pred = pb_plan_leader_of(cfg->root, cfg->nleaders, pb_plan_predecessor(p, e->recv));
         e->succ = pb_plan_leader_of(cfg->root, cfg->nleaders, pb_plan_successor(p, e->recv));
     }
-    if (e->recv >= 0) {
+    if (!e->tree && !e->shared && e->recv >= 0) {
         /* With a ring, keep at least two ring slots (bubble flow control). */
         if (p->nrecv == 1)
             e->c.root_slots = cfg->nslots;
@@ -138,12 +76,15 @@ struct pb_engine *pb_engine_create(const struct pb_engine_cfg *cfg, char *err, s
     e->len_of = calloc(cfg->nslots, sizeof *e->len_of);
     if (!e->state || !e->chunk_of || !e->len_of)
         goto oom;
-    if (e->recv < 0) {
+    if (e->shared) {
+        if (pb_shared_setup(e) < 0)
+            goto oom;
+    } else if (e->recv < 0) {
         if (fifo_init(&e->free_bufs, cfg->nslots) || fifo_init(&e->pending, cfg->nslots))
             goto oom;
         for (uint32_t s = 0; s < cfg->nslots; s++)
             fifo_push(&e->free_bufs, s);
-        int R = p->nrecv;
+        int R = e->tree ? 0 : p->nrecv;
         e->credits = calloc(R ? (size_t)R : 1, sizeof *e->credits);
         e->done_from = calloc(R ? (size_t)R : 1, 1);
         if (!e->credits || !e->done_from)
@@ -159,9 +100,11 @@ struct pb_engine *pb_engine_create(const struct pb_engine_cfg *cfg, char *err, s
         if (!e->have)
             goto oom;
     }
+    if (e->tree && pb_tree_setup(e) < 0)
+        goto oom;
     pb_manifest_init(&e->man);
     for (uint64_t k = 0; cfg->skip && k < p->nchunks; k++)
-        e->nskip += skipped(e, k);
+        e->nskip += pb_eng_skipped(e, k);
     return e;
 oom:
     snprintf(err, errlen, "engine: out of memory");
@@ -173,7 +116,8 @@ void pb_engine_destroy(struct pb_engine *e)
 {
     if (!e)
         return;
-    if (e->credits)
+    pb_tree_free(e);
+    if (e->credits && !e->tree)
         for (int r = 0; r < e->p->nrecv; r++)
             free(e->credits[r].v);
     free(e->credits);
@@ -191,54 +135,72 @@ void pb_engine_destroy(struct pb_engine *e)
 }
 
 /* Receiver: which peer a slot belongs to. */
-static int class_peer(const struct pb_engine *e, uint32_t s)
+int pb_eng_class_peer(const struct pb_engine *e, uint32_t s)
 {
+    if (e->shared)
+        return s < e->sh.read_slots ? -1 : e->pred;
+    if (e->tree)
+        return e->tr.parent[s < e->tr.split ? 0 : 1];
     return s < e->c.root_slots ? e->c.root : e->pred;
 }
 
-static void grant(struct pb_engine *e, uint32_t s)
+void pb_eng_grant(struct pb_engine *e, uint32_t s)
 {
     e->state[s] = SLOT_GRANTED;
-    if (e->c.tp->ops->grant(e->c.tp, class_peer(e, s), s) < 0)
-        fail(e, PB_EE_PEER, "cannot return a credit to %s: %s", name(e, class_peer(e, s)), strerror(errno));
+    if (e->c.tp->ops->grant(e->c.tp, pb_eng_class_peer(e, s), s) < 0)
+        pb_eng_fail(e, PB_EE_PEER, "cannot return a credit to %s: %s", pb_eng_name(e, pb_eng_class_peer(e, s)), strerror(errno));
 }
 
 void pb_engine_start(struct pb_engine *e)
 {
+    if (e->shared) {
+        pb_shared_start(e);
+        return;
+    }
     if (e->recv < 0)
         return;
     for (uint32_t s = 0; s < e->c.nslots && !e->err; s++)
-        grant(e, s);
+        pb_eng_grant(e, s);
+}
+
+int pb_eng_root_load(struct pb_engine *e, uint32_t b, uint64_t k)
+{
+    const struct pb_plan *p = e->p;
+    uint64_t off = pb_plan_chunk_offset(p, k), len = pb_plan_chunk_len(p, k);
+    unsigned char *m = pb_eng_slot_mem(e, b);
+    char why[400];
+    /* next_read moves on only once the chunk is written: held (--resume) */
+    if (e->c.io.read(e->c.io.ctx, off, m, len, why, sizeof why) < 0) {
+        pb_eng_fail(e, PB_EE_SOURCE, "%s", why);
+        return -1;
+    }
+    struct pb_trailer t = { pb_chunk_hash(m, len), (uint32_t)k, (uint32_t)len, PB_TRAILER_MAGIC, 0 };
+    pb_trailer_put(m + len, &t);
+    pb_manifest_add(&e->man, k, t.hash);
+    if (e->c.io.write(e->c.io.ctx, off, m, len, why, sizeof why) < 0) {
+        pb_eng_fail(e, PB_EE_DEST, "%s", why);
+        return -1;
+    }
+    e->next_read = k + 1;
+    e->read_bytes += len;
+    e->chunk_of[b] = (uint32_t)k;
+    e->len_of[b] = (uint32_t)(len + PB_TRAILER_SIZE);
+    return 0;
 }
 
 static void root_read(struct pb_engine *e)
 {
     const struct pb_plan *p = e->p;
     while (!e->err && e->free_bufs.len && e->next_read < p->nchunks) {
-        if (skipped(e, e->next_read)) {
+        if (pb_eng_skipped(e, e->next_read)) {
             e->next_read++;
             continue;
         }
         uint32_t b = fifo_pop(&e->free_bufs);
-        uint64_t k = e->next_read++;
-        uint64_t off = pb_plan_chunk_offset(p, k), len = pb_plan_chunk_len(p, k);
-        unsigned char *m = slot_mem(e, b);
-        char why[400];
-        if (e->c.io.read(e->c.io.ctx, off, m, len, why, sizeof why) < 0) {
-            e->next_read = k; /* not written: not held (--resume) */
-            fail(e, PB_EE_SOURCE, "%s", why);
+        uint64_t k = e->next_read;
+        if (pb_eng_root_load(e, b, k) < 0)
             return;
-        }
-        struct pb_trailer t = { pb_chunk_hash(m, len), (uint32_t)k, (uint32_t)len, PB_TRAILER_MAGIC, 0 };
-        pb_trailer_put(m + len, &t);
-        pb_manifest_add(&e->man, k, t.hash);
-        if (e->c.io.write(e->c.io.ctx, off, m, len, why, sizeof why) < 0) {
-            e->next_read = k;
-            fail(e, PB_EE_DEST, "%s", why);
-            return;
-        }
-        e->chunk_of[b] = (uint32_t)k;
-        e->len_of[b] = (uint32_t)(len + PB_TRAILER_SIZE);
+        uint64_t len = pb_plan_chunk_len(p, k);
         if (p->nrecv == 0) {
             fifo_push(&e->free_bufs, b);
             e->sent_bytes += len;
@@ -251,10 +213,10 @@ static void root_read(struct pb_engine *e)
     }
 }
 
-static void put(struct pb_engine *e, int peer, uint32_t dst_slot, uint32_t s)
+void pb_eng_put(struct pb_engine *e, int peer, uint32_t dst_slot, uint32_t s)
 {
-    if (e->c.tp->ops->put(e->c.tp, peer, dst_slot, e->chunk_of[s], slot_mem(e, s), e->len_of[s], s) < 0)
-        fail(e, PB_EE_PEER, "cannot send chunk %u to %s: %s", e->chunk_of[s], name(e, peer), strerror(errno));
+    if (e->c.tp->ops->put(e->c.tp, peer, dst_slot, e->chunk_of[s], pb_eng_slot_mem(e, s), e->len_of[s], s) < 0)
+        pb_eng_fail(e, PB_EE_PEER, "cannot send chunk %u to %s: %s", e->chunk_of[s], pb_eng_name(e, peer), strerror(errno));
 }
 
 static void root_send(struct pb_engine *e)
@@ -266,7 +228,7 @@ static void root_send(struct pb_engine *e)
         uint32_t b = fifo_pop(&e->pending);
         int r = pb_plan_scatter_target(e->p, e->chunk_of[b]);
         if (e->credits[r].len) {
-            put(e, pb_plan_leader_of(e->c.root, e->c.nleaders, r), fifo_pop(&e->credits[r]), b);
+            pb_eng_put(e, pb_plan_leader_of(e->c.root, e->c.nleaders, r), fifo_pop(&e->credits[r]), b);
         } else {
             fifo_push(&e->pending, b);
         }
@@ -277,13 +239,13 @@ static void recv_forward(struct pb_engine *e)
 {
     while (!e->err && e->succ_credits.len && e->transit.len) {
         uint32_t s = fifo_pop(&e->transit);
-        put(e, e->succ, fifo_pop(&e->succ_credits), s);
+        pb_eng_put(e, e->succ, fifo_pop(&e->succ_credits), s);
         e->forwarding++;
     }
     /* Bubble rule: a chunk enters the ring only if a free ring slot stays. */
     while (!e->err && !e->transit.len && e->succ_credits.len >= 2 && e->inject.len) {
         uint32_t s = fifo_pop(&e->inject);
-        put(e, e->succ, fifo_pop(&e->succ_credits), s);
+        pb_eng_put(e, e->succ, fifo_pop(&e->succ_credits), s);
         e->forwarding++;
     }
 }
@@ -292,6 +254,10 @@ int pb_engine_finished(const struct pb_engine *e)
 {
     if (e->err)
         return 0;
+    if (e->tree)
+        return pb_tree_finished(e);
+    if (e->shared)
+        return pb_shared_finished(e);
     if (e->recv < 0)
         return e->fin;
     return e->notified && e->fin;
@@ -311,6 +277,14 @@ void pb_engine_pump(struct pb_engine *e)
 {
     if (e->err)
         return;
+    if (e->tree) {
+        pb_tree_pump(e);
+        return;
+    }
+    if (e->shared) {
+        pb_shared_pump(e);
+        return;
+    }
     if (e->recv < 0) {
         root_read(e);
         root_send(e);
@@ -318,7 +292,7 @@ void pb_engine_pump(struct pb_engine *e)
             for (int r = 0; r < e->p->nrecv && !e->err; r++) {
                 int l = pb_plan_leader_of(e->c.root, e->c.nleaders, r);
                 if (e->c.tp->ops->notify(e->c.tp, l, PB_NOTIFY_FIN) < 0)
-                    fail(e, PB_EE_PEER, "cannot send the final notice to %s: %s", name(e, l), strerror(errno));
+                    pb_eng_fail(e, PB_EE_PEER, "cannot send the final notice to %s: %s", pb_eng_name(e, l), strerror(errno));
             }
             e->fin = 1;
         }
@@ -328,61 +302,84 @@ void pb_engine_pump(struct pb_engine *e)
     if (!e->notified && own_part_done(e)) {
         e->notified = 1;
         if (e->c.tp->ops->notify(e->c.tp, e->c.root, PB_NOTIFY_DONE) < 0)
-            fail(e, PB_EE_PEER, "cannot tell the root %s we are done: %s", name(e, e->c.root), strerror(errno));
+            pb_eng_fail(e, PB_EE_PEER, "cannot tell the root %s we are done: %s", pb_eng_name(e, e->c.root), strerror(errno));
     }
 }
 
-static void on_arrived(struct pb_engine *e, const struct pb_event *ev)
+/* Receiver: the leader chunk k must come from. */
+static int sender_leader(const struct pb_engine *e, uint64_t k)
+{
+    if (e->tree)
+        return e->tr.parent[pb_tree_of_chunk(k)];
+    if (e->shared)
+        return pb_shared_sender(e->p, e->c.self, k) == PB_SELF_READ ? -1 : e->pred;
+    return pb_plan_sender(e->p, e->recv, k) == PB_FROM_ROOT ? e->c.root : e->pred;
+}
+
+int pb_eng_accept(struct pb_engine *e, const struct pb_event *ev, uint64_t *kp)
 {
     const struct pb_plan *p = e->p;
     uint32_t s = ev->slot;
-    if (e->recv < 0 || s >= e->c.nslots || e->state[s] != SLOT_GRANTED || class_peer(e, s) != ev->peer) {
-        fail(e, PB_EE_DATA, "protocol error: %s wrote into slot %u that was not granted to it", name(e, ev->peer), s);
-        return;
+    if ((e->recv < 0 && !e->shared) || s >= e->c.nslots || e->state[s] != SLOT_GRANTED || pb_eng_class_peer(e, s) != ev->peer) {
+        pb_eng_fail(e, PB_EE_DATA, "protocol error: %s wrote into slot %u that was not granted to it",
+                    pb_eng_name(e, ev->peer), s);
+        return -1;
     }
     if (ev->len < PB_TRAILER_SIZE || ev->len > e->c.slot_size) {
-        fail(e, PB_EE_DATA, "protocol error: %s sent %u bytes into slot %u", name(e, ev->peer), ev->len, s);
-        return;
+        pb_eng_fail(e, PB_EE_DATA, "protocol error: %s sent %u bytes into slot %u", pb_eng_name(e, ev->peer),
+                    ev->len, s);
+        return -1;
     }
-    unsigned char *m = slot_mem(e, s);
+    unsigned char *m = pb_eng_slot_mem(e, s);
     uint32_t plen = ev->len - PB_TRAILER_SIZE;
     struct pb_trailer t;
     pb_trailer_get(m + plen, &t);
     uint64_t k = t.chunk;
     if (t.magic != PB_TRAILER_MAGIC || t.chunk != ev->tag || k >= p->nchunks ||
         t.len != plen || plen != pb_plan_chunk_len(p, k)) {
-        fail(e, PB_EE_DATA, "protocol error: malformed chunk (tag %u, %u bytes) from %s", ev->tag, plen,
-             name(e, ev->peer));
-        return;
+        pb_eng_fail(e, PB_EE_DATA, "protocol error: malformed chunk (tag %u, %u bytes) from %s", ev->tag, plen,
+             pb_eng_name(e, ev->peer));
+        return -1;
     }
-    int want = pb_plan_sender(p, e->recv, k) == PB_FROM_ROOT ? e->c.root : e->pred;
-    if (want != ev->peer || (e->have[k / 8] >> (k % 8)) & 1 || skipped(e, k)) {
-        fail(e, PB_EE_DATA, "protocol error: chunk %llu from %s was %s", (unsigned long long)k,
-             name(e, ev->peer), want != ev->peer ? "expected from another node" : "already received");
-        return;
+    int want = sender_leader(e, k);
+    if (want != ev->peer || (e->have[k / 8] >> (k % 8)) & 1 || pb_eng_skipped(e, k)) {
+        pb_eng_fail(e, PB_EE_DATA, "protocol error: chunk %llu from %s was %s", (unsigned long long)k,
+             pb_eng_name(e, ev->peer), want != ev->peer ? "expected from another node" : "already received");
+        return -1;
     }
     if (pb_chunk_hash(m, plen) != t.hash) {
-        fail(e, PB_EE_DATA, "chunk %llu (offset %llu) from %s failed its checksum: corrupted in transit, no copy kept",
-             (unsigned long long)k, (unsigned long long)pb_plan_chunk_offset(p, k), name(e, ev->peer));
-        return;
+        pb_eng_fail(e, PB_EE_DATA, "chunk %llu (offset %llu) from %s failed its checksum: corrupted in transit, no copy kept",
+             (unsigned long long)k, (unsigned long long)pb_plan_chunk_offset(p, k), pb_eng_name(e, ev->peer));
+        return -1;
     }
     char why[400];
     if (e->c.io.write(e->c.io.ctx, pb_plan_chunk_offset(p, k), m, plen, why, sizeof why) < 0) {
-        fail(e, PB_EE_DEST, "%s", why);
-        return;
+        pb_eng_fail(e, PB_EE_DEST, "%s", why);
+        return -1;
     }
     e->have[k / 8] |= (unsigned char)(1u << (k % 8));
     e->received++;
     pb_manifest_add(&e->man, k, t.hash);
-    if (pb_plan_forwards(p, e->recv, k)) {
+    e->chunk_of[s] = (uint32_t)k;
+    e->len_of[s] = ev->len;
+    *kp = k;
+    return 0;
+}
+
+static void on_arrived(struct pb_engine *e, const struct pb_event *ev)
+{
+    uint32_t s = ev->slot;
+    uint64_t k;
+    if (pb_eng_accept(e, ev, &k) < 0)
+        return;
+    unsigned char *m = pb_eng_slot_mem(e, s);
+    if (pb_plan_forwards(e->p, e->recv, k)) {
         e->state[s] = SLOT_BUSY;
-        e->chunk_of[s] = (uint32_t)k;
-        e->len_of[s] = ev->len;
         if ((int64_t)k == e->c.corrupt_chunk)
             m[0] ^= 0x5a; /* test-only fault injection, see --help of the test suite */
         fifo_push(ev->peer == e->c.root ? &e->inject : &e->transit, s);
     } else {
-        grant(e, s);
+        pb_eng_grant(e, s);
     }
 }
 
@@ -390,7 +387,7 @@ static void on_sent(struct pb_engine *e, const struct pb_event *ev)
 {
     uint32_t s = (uint32_t)ev->cookie;
     if (s >= e->c.nslots || e->state[s] != SLOT_BUSY) {
-        fail(e, PB_EE_INTERNAL, "transport reported an unknown send (cookie %llu)", (unsigned long long)ev->cookie);
+        pb_eng_fail(e, PB_EE_INTERNAL, "transport reported an unknown send (cookie %llu)", (unsigned long long)ev->cookie);
         return;
     }
     if (e->recv < 0) {
@@ -401,9 +398,9 @@ static void on_sent(struct pb_engine *e, const struct pb_event *ev)
             e->c.progress(e->c.progress_ctx, e->sent_bytes, e->nodes_done);
     } else {
         if ((int64_t)e->chunk_of[s] == e->c.corrupt_chunk)
-            slot_mem(e, s)[0] ^= 0x5a; /* undo: our own copy was written before */
+            pb_eng_slot_mem(e, s)[0] ^= 0x5a; /* undo: our own copy was written before */
         e->forwarding--;
-        grant(e, s);
+        pb_eng_grant(e, s);
     }
 }
 
@@ -418,14 +415,14 @@ static void on_credit(struct pb_engine *e, const struct pb_event *ev)
         f = &e->succ_credits;
     }
     if (!f || ev->slot >= e->c.nslots || fifo_push(f, ev->slot) < 0)
-        fail(e, PB_EE_DATA, "protocol error: unexpected credit for slot %u from %s", ev->slot, name(e, ev->peer));
+        pb_eng_fail(e, PB_EE_DATA, "protocol error: unexpected credit for slot %u from %s", ev->slot, pb_eng_name(e, ev->peer));
 }
 
 static void on_notify(struct pb_engine *e, const struct pb_event *ev)
 {
     if (e->recv >= 0) {
         if (ev->tag != PB_NOTIFY_FIN || ev->peer != e->c.root || !e->notified || e->fin) {
-            fail(e, PB_EE_DATA, "protocol error: unexpected notice %u from %s", ev->tag, name(e, ev->peer));
+            pb_eng_fail(e, PB_EE_DATA, "protocol error: unexpected notice %u from %s", ev->tag, pb_eng_name(e, ev->peer));
             return;
         }
         e->fin = 1;
@@ -433,7 +430,7 @@ static void on_notify(struct pb_engine *e, const struct pb_event *ev)
     }
     int r = e->recv < 0 ? pb_plan_receiver_of(e->c.root, e->c.nleaders, ev->peer) : -1;
     if (ev->tag != PB_NOTIFY_DONE || r < 0 || r >= e->p->nrecv || e->done_from[r]) {
-        fail(e, PB_EE_DATA, "protocol error: unexpected notice %u from %s", ev->tag, name(e, ev->peer));
+        pb_eng_fail(e, PB_EE_DATA, "protocol error: unexpected notice %u from %s", ev->tag, pb_eng_name(e, ev->peer));
         return;
     }
     e->done_from[r] = 1;
@@ -450,13 +447,21 @@ static void note_loss(struct pb_engine *e, const struct pb_event *ev)
         len > sizeof e->msg - 100)
         return;
     snprintf(e->msg + len, sizeof e->msg - len, "%s%s", e->more_losses++ ? ", " : "; also lost: ",
-             name(e, ev->peer));
+             pb_eng_name(e, ev->peer));
 }
 
 void pb_engine_handle(struct pb_engine *e, const struct pb_event *ev)
 {
     if (e->err) {
         note_loss(e, ev);
+        return;
+    }
+    if (e->tree && ev->kind != PB_EV_ERROR) {
+        pb_tree_handle(e, ev);
+        return;
+    }
+    if (e->shared && ev->kind != PB_EV_ERROR) {
+        pb_shared_handle(e, ev);
         return;
     }
     switch (ev->kind) {
@@ -466,14 +471,14 @@ void pb_engine_handle(struct pb_engine *e, const struct pb_event *ev)
     case PB_EV_NOTIFY: on_notify(e, ev); break;
     case PB_EV_ERROR:
         if (ev->peer >= 0)
-            fail(e, PB_EE_PEER, "connection to %s failed: %s%s%s", name(e, ev->peer), ev->what,
+            pb_eng_fail(e, PB_EE_PEER, "connection to %s failed: %s%s%s", pb_eng_name(e, ev->peer), ev->what,
                  ev->err ? ": " : "", ev->err ? strerror(ev->err) : "");
         else
-            fail(e, PB_EE_INTERNAL, "transport failure: %s%s%s", ev->what, ev->err ? ": " : "",
+            pb_eng_fail(e, PB_EE_INTERNAL, "transport failure: %s%s%s", ev->what, ev->err ? ": " : "",
                  ev->err ? strerror(ev->err) : "");
         break;
     default:
-        fail(e, PB_EE_INTERNAL, "transport reported an unknown event %d", (int)ev->kind);
+        pb_eng_fail(e, PB_EE_INTERNAL, "transport reported an unknown event %d", (int)ev->kind);
     }
 }
 
@@ -493,11 +498,16 @@ int pb_engine_holds(const struct pb_engine *e, uint64_t k)
 {
     if (k >= e->p->nchunks)
         return 0;
-    if (skipped(e, k))
+    if (pb_eng_skipped(e, k))
         return 1;
-    if (e->recv < 0)
+    if (e->recv < 0 && !e->shared)
         return k < e->next_read; /* the root writes a chunk as it reads it */
     return (e->have[k / 8] >> (k % 8)) & 1;
+}
+
+uint64_t pb_engine_read_bytes(const struct pb_engine *e)
+{
+    return e->read_bytes;
 }
 
 uint64_t pb_engine_manifest(const struct pb_engine *e)
@@ -507,6 +517,14 @@ uint64_t pb_engine_manifest(const struct pb_engine *e)
 
 void pb_engine_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
 {
+    if (e->tree) {
+        pb_tree_waiting_for(e, out, outlen);
+        return;
+    }
+    if (e->shared) {
+        pb_shared_waiting_for(e, out, outlen);
+        return;
+    }
     if (e->recv < 0) {
         int first = -1;
         for (int r = 0; r < e->p->nrecv && first < 0; r++)
@@ -514,24 +532,24 @@ void pb_engine_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
                 first = r;
         if (first >= 0)
             snprintf(out, outlen, "%d of %d nodes not done, first %s", e->p->nrecv - e->nodes_done,
-                     e->p->nrecv, name(e, pb_plan_leader_of(e->c.root, e->c.nleaders, first)));
+                     e->p->nrecv, pb_eng_name(e, pb_plan_leader_of(e->c.root, e->c.nleaders, first)));
         else
             snprintf(out, outlen, "%u sends outstanding", e->c.nslots - e->free_bufs.len);
         return;
     }
     uint64_t k = 0;
-    while (k < e->p->nchunks && (((e->have[k / 8] >> (k % 8)) & 1) || skipped(e, k)))
+    while (k < e->p->nchunks && (((e->have[k / 8] >> (k % 8)) & 1) || pb_eng_skipped(e, k)))
         k++;
     if (k < e->p->nchunks) {
         int from = pb_plan_sender(e->p, e->recv, k) == PB_FROM_ROOT ? e->c.root : e->pred;
         snprintf(out, outlen, "waiting for chunk %llu of %llu from %s", (unsigned long long)k,
-                 (unsigned long long)e->p->nchunks, name(e, from));
+                 (unsigned long long)e->p->nchunks, pb_eng_name(e, from));
     } else {
         if (own_part_done(e))
-            snprintf(out, outlen, "done, waiting for the other nodes to finish (root %s)", name(e, e->c.root));
+            snprintf(out, outlen, "done, waiting for the other nodes to finish (root %s)", pb_eng_name(e, e->c.root));
         else
             snprintf(out, outlen, "waiting to pass %u chunks on to %s",
-                     e->transit.len + e->inject.len + e->forwarding, name(e, e->succ));
+                     e->transit.len + e->inject.len + e->forwarding, pb_eng_name(e, e->succ));
     }
 }
 
@@ -561,7 +579,7 @@ int pb_engine_run(struct pb_engine *e)
             break;
         int n = e->c.tp->ops->poll(e->c.tp, ev, 64, 250);
         if (n < 0) {
-            fail(e, PB_EE_INTERNAL, "transport poll failed: %s", strerror(errno));
+            pb_eng_fail(e, PB_EE_INTERNAL, "transport poll failed: %s", strerror(errno));
             break;
         }
         /* All of them, also after a failure: the root notes every lost peer. */
@@ -573,7 +591,7 @@ int pb_engine_run(struct pb_engine *e)
             n = e->c.tp->ops->poll(e->c.tp, ev, 64, 0);
             for (int i = 0; i < n; i++)
                 pb_engine_handle(e, &ev[i]);
-            fail(e, PB_EE_CANCELED, "interrupted by signal %d while transferring", (int)*e->c.cancel);
+            pb_eng_fail(e, PB_EE_CANCELED, "interrupted by signal %d while transferring", (int)*e->c.cancel);
             break;
         }
         double t = pb_now();
@@ -582,7 +600,7 @@ int pb_engine_run(struct pb_engine *e)
         } else if (t - last > e->c.timeout) {
             char w[256];
             pb_engine_waiting_for(e, w, sizeof w);
-            fail(e, PB_EE_TIMEOUT, "no progress for %.0f s (%s)", e->c.timeout, w);
+            pb_eng_fail(e, PB_EE_TIMEOUT, "no progress for %.0f s (%s)", e->c.timeout, w);
         }
     }
     if (e->err == PB_EE_PEER && e->recv < 0)

@@ -1,18 +1,78 @@
-/* engine.h — the pipelined scatter-ring state machine of one node leader.
+/* engine.h — the pipelined state machine of one node leader, for both
+ * schedules of plan.h (engine.c: the ring; engine_tree.c: the two trees).
  *
  * It moves chunks between a bounded pool of slots, the transport (which it
  * sees only through transport.h) and the node's file (through two callbacks),
  * following the schedule in plan.h. Memory is nslots * slot_size whatever the
  * file size.
  *
- * Flow control: a sender puts only into slots the receiver granted. A
+ * Ring flow control: a sender puts only into slots the receiver granted. A
  * receiver's slots are split in two classes: root slots (granted to the root
  * for scattered chunks) and ring slots (granted to the ring predecessor).
  * Deadlock freedom on the ring comes from bubble flow control: a chunk that
  * is already travelling the ring is passed on with one credit, but a chunk
  * entering the ring from the root is passed on only while the successor has
  * at least two free ring slots, so the ring never fills up completely and
- * the travelling chunks can always move. */
+ * the travelling chunks can always move.
+ *
+ * Two-tree flow control: a receiver's slots are split in two classes, one
+ * per parent (its parent in tree 0 and in tree 1; the root for a tree's
+ * root): slots [0, nslots/2) are granted to the tree-0 parent, the rest to
+ * the tree-1 parent. A slot holding chunk k is queued for each child of k's
+ * tree (per-child FIFOs, sent as that child's credits come) and granted
+ * back to its parent only once it was written and every put to a child
+ * completed. The root's read buffers work the same way with the two tree
+ * roots as its children.
+ * Deadlock freedom: a slot of tree t waits only for credits of tree-t slots
+ * of the children in tree t (a child's slots granted to us belong to us as
+ * its tree-t parent alone). So within one tree the waits-for graph follows
+ * the tree's edges downwards and has no cycle; a leaf frees a slot as soon
+ * as the chunk is written; by induction from the leaves up, every held slot
+ * is freed in finite time, and the root's buffers with them. The two trees
+ * share no slot class, so they cannot block each other; the root's buffers
+ * are shared, but a buffer waiting for one tree root's credit is freed once
+ * that tree moves, which it does on its own.
+ *
+ * Two-tree completion: a receiver sends DONE (PB_NOTIFY_TREE_DONE, with the
+ * number of done nodes of its tree-0 subtree in the bits above the low
+ * byte) to its tree-0 parent once it holds every chunk, every put it made
+ * completed, and each of its tree-0 children said DONE. Tree 0 spans every
+ * receiver, so the root is finished when the tree-0 root said DONE (count
+ * R) and its own puts completed. Not both trees: a node interior in tree 1
+ * waiting for its tree-1 children while they wait for their tree-0
+ * children would make a cycle (with 2 receivers each is the other's
+ * child). No FIN
+ * is needed: once a node holds every chunk and its children are served,
+ * nothing more is asked of it (a parent sends only chunks the child lacks,
+ * so nothing can arrive after DONE but stray credits), and every connection
+ * stays open until after the final vote, so a finished node's late credits
+ * and notices still reach their peers. So the root talks only to the two
+ * tree roots.
+ *
+ * Shared SOURCE, ring allgather (PB_SCHED_SHARED, engine_shared.c): every
+ * node, the root included, is a ring member, reads its own chunks (k mod N)
+ * from SOURCE into its read buffers (slots [0, root_slots), never granted)
+ * and injects them into the ring; its other slots (at least two) are ring
+ * slots granted to its predecessor. The bubble rule is the ring's: a
+ * travelling chunk is passed on with one credit, an injected chunk only
+ * while the successor has at least two free ring slots (we hold two of its
+ * credits), and only when no travelling chunk waits here.
+ * Deadlock freedom: only travelling chunks occupy ring slots (injected ones
+ * wait in the reader's own buffers), and an injection takes a ring slot
+ * only when another stays free at that node, so the ring slots are never
+ * all occupied by chunks waiting to move: some node j always has a free
+ * ring slot, whose credit its predecessor holds (or will receive). Walk
+ * backwards from j: the first node with a travelling chunk waiting finds
+ * the successor's credit (every node between has free ring slots, its
+ * credits with its predecessor), so it moves; if no node has one waiting,
+ * every node's ring slots are free and an injection can go. A chunk that
+ * reached its last member is written and its slot granted back at once,
+ * and a read buffer is free once its put completed, which needs no
+ * progress from the receiver beyond the granted slot. So some chunk always
+ * moves until every node holds every chunk.
+ * Completion as on the ring: every other node says DONE to the root once it
+ * holds every chunk and passed on what it must, and the root answers FIN
+ * to all once it is done itself and heard every DONE. */
 #ifndef P2PBCAST_ENGINE_H
 #define P2PBCAST_ENGINE_H
 
@@ -30,6 +90,7 @@
  * whole ring has finished. */
 #define PB_NOTIFY_DONE 1u
 #define PB_NOTIFY_FIN 2u
+#define PB_NOTIFY_TREE_DONE 3u /* trees: subtree done; see above */
 
 struct pb_engine_io {
     /* root: read len bytes of SOURCE at off */
@@ -88,6 +149,8 @@ int pb_engine_error(const struct pb_engine *e, const char **msg);
 uint64_t pb_engine_manifest(const struct pb_engine *e);
 /* Fold in a chunk that was not transferred (skipped by --resume). */
 void pb_engine_manifest_add(struct pb_engine *e, uint64_t chunk, uint64_t hash);
+/* Bytes of SOURCE this node read (the root; with PB_SCHED_SHARED every node). */
+uint64_t pb_engine_read_bytes(const struct pb_engine *e);
 /* Does this node's copy hold chunk k now (written and verified)? */
 int pb_engine_holds(const struct pb_engine *e, uint64_t k);
 /* A description of what the engine is waiting for (for timeouts). */

@@ -1,4 +1,5 @@
-/* plan.c — the scatter-ring schedule; see plan.h. */
+/* plan.c — chunking, the scatter-ring schedule, and what both schedules
+ * share (sender, targets, partners); the trees are in plan_tree.c. */
 #include "plan.h"
 
 #include <stdio.h>
@@ -19,6 +20,7 @@ int pb_plan_init(struct pb_plan *p, uint64_t file_size, uint64_t chunk_size, int
     p->chunk_size = chunk_size;
     p->nchunks = file_size / chunk_size + (file_size % chunk_size != 0);
     p->nrecv = nrecv;
+    p->schedule = PB_SCHED_RING;
     /* Chunk ids travel as 32-bit tags (RDMA immediate data). */
     if (p->nchunks > UINT32_MAX) {
         snprintf(err, errlen, "%llu chunks is too many: use a larger chunk size",
@@ -73,7 +75,93 @@ bool pb_plan_forwards(const struct pb_plan *p, int r, uint64_t k)
 
 int pb_plan_sender(const struct pb_plan *p, int r, uint64_t k)
 {
+    if (p->schedule == PB_SCHED_TREE)
+        return pb_tree_parent(p->nrecv, pb_tree_of_chunk(k), r);
     return pb_plan_hops(p, r, k) == 0 ? PB_FROM_ROOT : pb_plan_predecessor(p, r);
+}
+
+int pb_plan_targets(const struct pb_plan *p, int r, uint64_t k, int out[2])
+{
+    if (p->nrecv <= 0)
+        return 0;
+    if (p->schedule == PB_SCHED_TREE) {
+        if (r == PB_FROM_ROOT) {
+            out[0] = pb_tree_root(p->nrecv, pb_tree_of_chunk(k));
+            return 1;
+        }
+        return pb_tree_children(p->nrecv, pb_tree_of_chunk(k), r, out);
+    }
+    if (r == PB_FROM_ROOT) {
+        out[0] = pb_plan_scatter_target(p, k);
+        return 1;
+    }
+    if (!pb_plan_forwards(p, r, k))
+        return 0;
+    out[0] = pb_plan_successor(p, r);
+    return 1;
+}
+
+static int add_partner(int *out, int n, int leader)
+{
+    for (int i = 0; i < n; i++)
+        if (out[i] == leader)
+            return n;
+    out[n] = leader;
+    return n + 1;
+}
+
+/* Receiver r's partners in the trees: both parents, its children. */
+static int tree_partners(const struct pb_plan *p, int root_leader, int nleaders, int r, int *out)
+{
+    int n = 0;
+    for (int t = 0; t < PB_TREES; t++) {
+        int up = r == PB_FROM_ROOT ? PB_FROM_ROOT : pb_tree_parent(p->nrecv, t, r);
+        if (r != PB_FROM_ROOT)
+            n = add_partner(out, n, up == PB_FROM_ROOT ? root_leader : pb_plan_leader_of(root_leader, nleaders, up));
+        int kids[2], nk = pb_tree_children(p->nrecv, t, r, kids);
+        for (int i = 0; i < nk; i++)
+            n = add_partner(out, n, pb_plan_leader_of(root_leader, nleaders, kids[i]));
+    }
+    return n;
+}
+
+/* Allgather: the ring neighbours, and the root (DONE and FIN notices);
+ * the root talks to everyone. */
+static int shared_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
+{
+    int n = 0;
+    if (leader == root_leader) {
+        for (int l = 0; l < nleaders; l++)
+            if (l != root_leader)
+                out[n++] = l;
+        return n;
+    }
+    n = add_partner(out, n, root_leader);
+    n = add_partner(out, n, pb_shared_predecessor(p, leader));
+    return add_partner(out, n, pb_shared_successor(p, leader));
+}
+
+int pb_plan_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
+{
+    int r = pb_plan_receiver_of(root_leader, nleaders, leader);
+    if (p->nrecv <= 0)
+        return 0;
+    if (p->schedule == PB_SCHED_SHARED)
+        return shared_partners(p, root_leader, nleaders, leader, out);
+    if (p->schedule == PB_SCHED_TREE)
+        return tree_partners(p, root_leader, nleaders, r < 0 ? PB_FROM_ROOT : r, out);
+    int n = 0;
+    if (r < 0) {
+        for (int i = 0; i < p->nrecv; i++)
+            out[n++] = pb_plan_leader_of(root_leader, nleaders, i);
+        return n;
+    }
+    n = add_partner(out, n, root_leader);
+    if (p->nrecv > 1) {
+        n = add_partner(out, n, pb_plan_leader_of(root_leader, nleaders, pb_plan_predecessor(p, r)));
+        n = add_partner(out, n, pb_plan_leader_of(root_leader, nleaders, pb_plan_successor(p, r)));
+    }
+    return n;
 }
 
 uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv)

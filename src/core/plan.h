@@ -1,9 +1,15 @@
-/* plan.h — chunking and the scatter-ring schedule. Pure functions, no I/O.
+/* plan.h — chunking and the two schedules. Pure functions, no I/O.
  *
- * Receivers are numbered 0..R-1 in ring order (the node leaders other than
- * the root's). Chunk k is scattered by the root to receiver k mod R, then
- * passed along the ring r -> r+1 until every receiver has it: the receiver
- * just before the scatter target does not forward it. */
+ * Receivers are numbered 0..R-1 (the node leaders other than the root's).
+ *
+ * Ring (PB_SCHED_RING): chunk k is scattered by the root to receiver k mod
+ * R, then passed along the ring r -> r+1 until every receiver has it: the
+ * receiver just before the scatter target does not forward it.
+ *
+ * Two trees (PB_SCHED_TREE, plan_tree.c): chunk k travels binary tree
+ * k mod 2; the root sends it to that tree's root, every interior node passes
+ * it on to its children in that tree. No receiver is interior in both trees,
+ * so every node sends at most F bytes and talks to at most 4 partners. */
 #ifndef P2PBCAST_PLAN_H
 #define P2PBCAST_PLAN_H
 
@@ -18,11 +24,14 @@
 #define PB_MIN_CHUNK (4u * 1024u)
 #define PB_MAX_CHUNK (1024u * 1024u * 1024u)
 
+enum pb_schedule { PB_SCHED_RING = 0, PB_SCHED_TREE = 1, PB_SCHED_SHARED = 2 };
+
 struct pb_plan {
     uint64_t file_size;
     uint64_t chunk_size;
     uint64_t nchunks;
     int nrecv;          /* R: receivers, not counting the root */
+    int schedule;       /* enum pb_schedule; pb_plan_init sets the ring */
 };
 
 /* 0 on success; -1 with a reason in err when the combination is impossible. */
@@ -38,8 +47,17 @@ int pb_plan_successor(const struct pb_plan *p, int r);
 int pb_plan_predecessor(const struct pb_plan *p, int r);
 /* Does receiver r pass chunk k on to its successor? */
 bool pb_plan_forwards(const struct pb_plan *p, int r, uint64_t k);
-/* Who sends chunk k to receiver r: PB_FROM_ROOT or the predecessor's index. */
+/* Who sends chunk k to receiver r: PB_FROM_ROOT or a receiver index (the
+ * ring predecessor, or r's parent in tree k mod 2). Both schedules. */
 int pb_plan_sender(const struct pb_plan *p, int r, uint64_t k);
+/* The receivers that r (PB_FROM_ROOT: the root) sends chunk k to, in out[]
+ * (at most 2); returns their count. Both schedules. */
+int pb_plan_targets(const struct pb_plan *p, int r, uint64_t k, int out[2]);
+/* The leaders that `leader` exchanges chunks or credits with under the
+ * plan's schedule, in out[] (room for max(R, 4) entries, no duplicates);
+ * returns their count. Ring: the root talks to every receiver. Trees: the
+ * root to both tree roots, a receiver to its two parents and its children. */
+int pb_plan_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out);
 /* How many hops chunk k has made when it reaches receiver r (0 = from root). */
 int pb_plan_hops(const struct pb_plan *p, int r, uint64_t k);
 
@@ -47,6 +65,63 @@ int pb_plan_hops(const struct pb_plan *p, int r, uint64_t k);
  * per-message cost against the ring's tail term (R-1)*c/B. A power of two
  * from 32 KiB to 4 MiB. */
 uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv);
+
+/* ---- two trees (plan_tree.c) ------------------------------------------ */
+#define PB_TREES 2
+/* Tree chunk k travels: k mod 2. */
+static inline int pb_tree_of_chunk(uint64_t k) { return (int)(k & 1); }
+/* Receiver at the top of tree t (the root sends it that tree's chunks). */
+int pb_tree_root(int nrecv, int t);
+/* Parent of receiver r in tree t: a receiver index, or PB_FROM_ROOT. */
+int pb_tree_parent(int nrecv, int t, int r);
+/* Children of receiver r (PB_FROM_ROOT: the root) in tree t; returns count. */
+int pb_tree_children(int nrecv, int t, int r, int out[2]);
+/* Hops from the root to receiver r in tree t (the tree root is 1 hop). */
+int pb_tree_depth(int nrecv, int t, int r);
+/* ceil(log2 n) for n >= 1 (0 for n <= 1). */
+int pb_ceil_log2(uint64_t n);
+
+/* The chunk size for the two trees: per-message cost (F/c)*alpha against
+ * the pipeline's fill 2*ceil(log2 R)*c/B; same range and rounding as
+ * pb_plan_default_chunk. */
+uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv);
+
+/* "ring", "tree"; pb_schedule_parse also takes "auto" (returns -2); -1 for
+ * anything else. */
+const char *pb_schedule_name(int schedule);
+int pb_schedule_parse(const char *s);
+
+/* Which schedule `auto` takes for F bytes to nleaders nodes, and why (one
+ * line, for -v). */
+int pb_schedule_auto(uint64_t file_size, int nleaders, char *why, size_t whylen);
+
+/* ---- shared SOURCE: ring allgather (plan_shared.c) --------------------
+ * Every node sees SOURCE (--source-shared): the N = nrecv + 1 leaders form
+ * one ring, the root an ordinary member. Members are leader indices;
+ * member m's successor is (m + 1) mod N. Chunk k is read by member k mod N
+ * (its reader), injected into the ring there and passed on N-1 hops, so
+ * every member holds every chunk once; each node reads 1/N of the file and
+ * receives (N-1)/N of it. */
+#define PB_SELF_READ (-2)
+static inline int pb_shared_members(const struct pb_plan *p) { return p->nrecv + 1; }
+int pb_shared_reader(const struct pb_plan *p, uint64_t k);
+int pb_shared_successor(const struct pb_plan *p, int m);
+int pb_shared_predecessor(const struct pb_plan *p, int m);
+/* Hops chunk k has made when it reaches member m (0 at its reader). */
+int pb_shared_hops(const struct pb_plan *p, int m, uint64_t k);
+/* Does member m pass chunk k on to its successor? */
+bool pb_shared_forwards(const struct pb_plan *p, int m, uint64_t k);
+/* Who gives member m chunk k: PB_SELF_READ (m reads it) or a member. */
+int pb_shared_sender(const struct pb_plan *p, int m, uint64_t k);
+/* Bytes of SOURCE member m reads, chunks set in skip (may be NULL) left out. */
+uint64_t pb_shared_read_bytes(const struct pb_plan *p, int m, const unsigned char *skip);
+/* Which is faster for F bytes to nleaders nodes with every node reading
+ * its share: the ring allgather (each node receives (N-1)/N F, the tail
+ * N-1 hops of c_ring) or the two trees fed by the root alone (F, tail
+ * 2 ceil(log2 R) + 1 hops of c_tree)? Closed forms as pb_schedule_auto,
+ * alpha*B = 16 KiB. Returns 1 for the allgather, with a line for -v. */
+int pb_shared_beats_tree(uint64_t file_size, int nleaders, uint64_t c_ring, uint64_t c_tree, char *why,
+                         size_t whylen);
 
 /* Receiver index <-> leader index, with the root's leader taken out of the
  * ring: receiver i is leader (root_leader + 1 + i) mod nleaders. */

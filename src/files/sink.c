@@ -30,6 +30,7 @@ static void split_path(struct pb_sink *k, const char *dest)
  * user may plant links under the names we use. New files are created
  * exclusively. */
 #define NOFOLLOW (O_NOFOLLOW | O_CLOEXEC)
+#define WRITEBACK_EVERY (32u << 20)
 
 /* A hidden unique name next to DEST, created exclusively and locked (so a
  * later run can tell a live run's file from a stale one):
@@ -354,6 +355,13 @@ int pb_sink_write(struct pb_sink *k, uint64_t off, const void *buf, size_t len,
             return -1;
         }
         done += (size_t)n;
+    }
+    /* Start writeback as the data comes, so that the flush at the end (which
+     * every node waits for) has little left to do. */
+    k->unsynced += len;
+    if (k->unsynced >= WRITEBACK_EVERY) {
+        (void)sync_file_range(k->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        k->unsynced = 0;
     }
     return 0;
 }

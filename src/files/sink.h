@@ -20,6 +20,7 @@ struct pb_sink {
     int dfd;                  /* DEST's directory: every name is opened relative to it */
     int anonymous;            /* O_TMPFILE: no name until commit */
     uint64_t size;
+    uint64_t unsynced;        /* bytes written since writeback was last started */
     char dest[PATH_MAX];
     char dir[PATH_MAX];
     char base[NAME_MAX + 1];

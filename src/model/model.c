@@ -23,6 +23,7 @@
  * is still in flight gets a wake-up event at that time, so a message costs
  * one event when its out-link and in-link finish together, two otherwise. */
 #include "model.h"
+#include "model_sim.h"
 #include "plan.h"
 
 #include <ctype.h>
@@ -31,131 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PS 1e12
-#define NEVER UINT64_MAX
-
-enum { EV_SENT = 0, EV_ARRIVE = 1, EV_XFER = 2, EV_WAKE = 3 };
-#define EV_SHIFT 28
-#define EV_NODE_MASK ((1u << EV_SHIFT) - 1)
-#define MODEL_MAX_NODES (1 << 26)
-
 #define CLS_ROOT 1ull /* outq entry flag: the chunk sits in one of our root slots */
-
-struct ev {
-    uint32_t who; /* node | kind << EV_SHIFT */
-    uint32_t k;
-};
-
-/* The event queue. Message costs come from a handful of values (alpha,
- * alpha + c/B, alpha + last/B), so events pile up on few distinct times:
- * thousands of events share a time at scale. Keep one FIFO bucket per
- * distinct pending time, the buckets sorted by time (latest first, so the
- * earliest is popped from the end). Events at the same time run in the
- * order they were scheduled. */
-struct bucket {
-    uint64_t t;
-    struct ev *v;
-    size_t n, cap;
-};
-
-struct evq {
-    struct bucket *b; /* b[0..nb-1] pending, sorted by t descending; spare ones after */
-    size_t nb, cap;
-    size_t hint[2];   /* indices of the buckets used last (hints) */
-};
-
-static int evq_push(struct evq *q, uint64_t t, uint32_t who, uint32_t k)
-{
-    size_t i;
-    if (q->hint[0] < q->nb && q->b[q->hint[0]].t == t) {
-        i = q->hint[0];
-    } else if (q->hint[1] < q->nb && q->b[q->hint[1]].t == t) {
-        i = q->hint[1];
-    } else {
-        /* first index whose time is <= t (times descending) */
-        size_t lo = 0, hi = q->nb;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (q->b[mid].t > t)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        i = lo;
-        if (i == q->nb || q->b[i].t != t) {
-            if (q->nb == q->cap) {
-                size_t nc = q->cap ? q->cap * 2 : 64;
-                struct bucket *nb = realloc(q->b, nc * sizeof *nb);
-                if (!nb)
-                    return -1;
-                memset(nb + q->cap, 0, (nc - q->cap) * sizeof *nb);
-                q->b = nb;
-                q->cap = nc;
-            }
-            /* reuse the spare bucket just past the end, keep its storage */
-            struct bucket spare = q->b[q->nb];
-            memmove(q->b + i + 1, q->b + i, (q->nb - i) * sizeof *q->b);
-            spare.t = t;
-            spare.n = 0;
-            q->b[i] = spare;
-            q->nb++;
-        }
-        q->hint[1] = q->hint[0];
-        q->hint[0] = i;
-    }
-    struct bucket *b = &q->b[i];
-    if (b->n == b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 64;
-        struct ev *nv = realloc(b->v, nc * sizeof *nv);
-        if (!nv)
-            return -1;
-        b->v = nv;
-        b->cap = nc;
-    }
-    b->v[b->n++] = (struct ev){ who, k };
-    return 0;
-}
-
-static void evq_free(struct evq *q)
-{
-    for (size_t i = 0; i < q->cap; i++)
-        free(q->b[i].v);
-    free(q->b);
-}
-
-/* Small FIFO of 64-bit values with its storage in the model's pool. */
-struct q {
-    uint64_t *v;
-    uint32_t cap, head, len;
-};
-
-static inline int q_push(struct q *q, uint64_t x)
-{
-    if (q->len == q->cap)
-        return -1;
-    uint32_t i = q->head + q->len++;
-    if (i >= q->cap)
-        i -= q->cap;
-    q->v[i] = x;
-    return 0;
-}
-
-static inline uint64_t q_front(const struct q *q, uint32_t i)
-{
-    uint32_t j = q->head + i;
-    if (j >= q->cap)
-        j -= q->cap;
-    return q->v[j];
-}
-
-static inline uint64_t q_pop(struct q *q)
-{
-    uint64_t x = q->v[q->head];
-    if (++q->head == q->cap)
-        q->head = 0;
-    q->len--;
-    return x;
-}
 
 struct mnode {
     struct q outq;    /* posted sends, in order: chunk | CLS_ROOT << 32 */
@@ -360,11 +237,6 @@ static void on_arrive(struct model *m, int sender, uint64_t k)
     }
 }
 
-static uint64_t to_ps(double s)
-{
-    double v = s * PS + 0.5;
-    return v >= 1.8e19 ? NEVER : (uint64_t)v;
-}
 
 static void describe_stuck(struct model *m, char *err, size_t errlen)
 {
@@ -430,13 +302,16 @@ static void closed_forms(const struct pb_model_cfg *cfg, const struct pb_plan *p
     uint64_t F = cfg->file_size;
     double B = cfg->bandwidth;
     res->ideal = (double)F / B;
-    res->tail = R >= 1 ? (double)(R - 1) * (cfg->alpha + (double)c / B) : 0;
+    /* Hops after the root's link, of payload and alpha: R-1 round the ring;
+     * in the trees about 2 per level (every interior node sends twice). */
+    double hops = p->schedule == PB_SCHED_TREE ? 2.0 * pb_ceil_log2((uint64_t)R) + 1 : (double)(R - 1);
+    res->tail = R >= 1 ? hops * (cfg->alpha + (double)c / B) : 0;
     res->per_message = R >= 1 ? (double)p->nchunks * cfg->alpha : 0;
     /* The root's link carries every chunk (payload, trailer, alpha), then
      * the last chunk makes R-1 more hops. */
     res->estimate = R >= 1 && p->nchunks
                         ? (double)(F + p->nchunks * PB_TRAILER_SIZE) / B + res->per_message +
-                              (double)(R - 1) * (cfg->alpha + (double)(c + PB_TRAILER_SIZE) / B)
+                              hops * (cfg->alpha + (double)(c + PB_TRAILER_SIZE) / B)
                         : 0;
     res->single_sender = (double)R * res->ideal;
     res->scatter_allgather = 2.0 * (double)R / (double)cfg->nodes * res->ideal;
@@ -573,7 +448,10 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     if (check_cfg(cfg, slots, err, errlen) < 0)
         return -1;
     int R = cfg->nodes - 1;
-    uint64_t c = cfg->chunk_size ? cfg->chunk_size : pb_plan_default_chunk(cfg->file_size, R);
+    int tree = cfg->schedule == PB_SCHED_TREE;
+    uint64_t c = cfg->chunk_size ? cfg->chunk_size
+                 : tree          ? pb_plan_default_chunk_tree(cfg->file_size, R)
+                                 : pb_plan_default_chunk(cfg->file_size, R);
     struct model *m = calloc(1, sizeof *m);
     if (!m) {
         snprintf(err, errlen, "out of memory");
@@ -583,7 +461,8 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
         free(m);
         return -1;
     }
-    uint32_t root_slots = settle_root_slots(cfg, slots, R);
+    m->p.schedule = tree ? PB_SCHED_TREE : PB_SCHED_RING;
+    uint32_t root_slots = tree ? slots / 2 : settle_root_slots(cfg, slots, R);
     res->chunk_size = c;
     res->nchunks = m->p.nchunks;
     res->slots = slots;
@@ -595,6 +474,11 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
         res->efficiency = 1;
         free(m);
         return 0;
+    }
+    if (tree) {
+        int rc = pb_model_tree_sim(cfg, &m->p, slots, res, err, errlen);
+        free(m);
+        return rc;
     }
 
     double B = cfg->bandwidth;

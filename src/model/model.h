@@ -36,17 +36,19 @@ struct pb_model_cfg {
     int nodes;            /* N, node leaders including the root's (>= 1) */
     double bandwidth;     /* B, bytes/s per link and direction (> 0) */
     double alpha;         /* per-message cost, seconds (>= 0) */
-    uint64_t chunk_size;  /* 0: pb_plan_default_chunk(F, N - 1) */
+    uint64_t chunk_size;  /* 0: pb_plan_default_chunk(F, N - 1) (trees: _tree) */
     uint32_t slots;       /* slots per node; 0: 8 (the p2pbcast default), >= 4 */
     uint32_t root_slots;  /* receivers' slots for the root; 0: slots / 4 as p2pbcast does */
     int check;            /* also check every arrival against pb_plan_sender (slower) */
+    int schedule;         /* PB_SCHED_RING (0) or PB_SCHED_TREE (model_tree.c) */
 };
 
 struct pb_model_result {
     double time;              /* predicted seconds until every node has the file */
     double ideal;             /* F/B */
     double efficiency;        /* ideal / time (1 when nothing has to move) */
-    double tail;              /* (N-2) * (alpha + c/B): the ring's drain */
+    double tail;              /* ring: (N-2) * (alpha + c/B), its drain; trees:
+                                 (2 ceil(log2 (N-1)) + 1) * (alpha + c/B) */
     double per_message;       /* nchunks * alpha: what the root's link spends on latency */
     double estimate;          /* closed form: (F + trailers)/B + per_message + tail */
     double single_sender;     /* (N-1) * F/B */
@@ -58,7 +60,7 @@ struct pb_model_result {
     uint64_t nchunks;
     uint64_t messages;        /* chunk transfers simulated */
     uint64_t events;          /* simulation events processed */
-    uint32_t slots, root_slots, ring_slots;
+    uint32_t slots, root_slots, ring_slots; /* trees: tree-0 and tree-1 parents' */
     int default_chunk;        /* the chunk size was pb_plan_default_chunk's */
 };
 

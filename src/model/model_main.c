@@ -26,6 +26,8 @@ static const char usage[] =
     "  -b, --bandwidth RATE   per-link rate each way: 5GB/s, 4.5GiB/s, 100Gbit/s, 1e9 (bytes/s)\n"
     "  -l, --latency T        per-message cost alpha: 2us, 1.5us, 500ns, 0 (default 2us)\n"
     "  -c, --chunk-size SIZE  chunk size (default: what p2pbcast picks for SIZE and N)\n"
+    "      --schedule NAME    ring or tree (two binary trees); default: both, side by\n"
+    "                         side (--json and --sweep-chunk: the ring)\n"
     "      --slots N          chunk slots per node (default 8, as p2pbcast)\n"
     "      --root-slots N     of which granted to the root (default slots/4)\n"
     "      --sweep-chunk      predict for chunk sizes 64K..16M and mark the best\n"
@@ -34,11 +36,12 @@ static const char usage[] =
     "  -h, --help             this text\n"
     "  -V, --version          version\n"
     "\n"
-    "Prints the predicted time, efficiency (F/B)/T, the ring's tail term\n"
-    "(N-2)(alpha + c/B), and single sender (N-1)F/B, scatter+allgather\n"
+    "Prints the predicted time, efficiency (F/B)/T, the tail term (ring:\n"
+    "(N-2)(alpha + c/B); trees: (2 ceil(log2(N-1)) + 1)(alpha + c/B)), and single\n"
+    "sender (N-1)F/B, scatter+allgather\n"
     "2(N-1)/N F/B and binomial tree ceil(log2 N) F/B for comparison.\n";
 
-enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON };
+enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON, OPT_SCHEDULE };
 
 static int parse_size_arg(const char *s, uint64_t *out)
 {
@@ -82,14 +85,14 @@ static void json_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
                         int best)
 {
     fprintf(o,
-            "{\"file_size\": %llu, \"nodes\": %d, \"bandwidth\": %.6g, \"latency\": %.6g, "
+            "{\"schedule\": \"%s\", \"file_size\": %llu, \"nodes\": %d, \"bandwidth\": %.6g, \"latency\": %.6g, "
             "\"chunk_size\": %llu, \"default_chunk\": %s, \"chunks\": %llu, \"slots\": %u, "
             "\"root_slots\": %u, \"ring_slots\": %u, "
             "\"time\": %.9g, \"ideal\": %.9g, \"efficiency\": %.6f, \"tail\": %.9g, "
             "\"per_message\": %.9g, \"closed_form\": %.9g, \"first_node_done\": %.9g, "
             "\"root_link_busy\": %.6f, \"single_sender\": %.9g, \"scatter_allgather\": %.9g, "
             "\"binomial_tree\": %.9g, \"messages\": %llu, \"events\": %llu, \"wall_seconds\": %.3f%s}",
-            (unsigned long long)c->file_size, c->nodes, c->bandwidth, c->alpha,
+            pb_schedule_name(c->schedule), (unsigned long long)c->file_size, c->nodes, c->bandwidth, c->alpha,
             (unsigned long long)r->chunk_size, r->default_chunk ? "true" : "false",
             (unsigned long long)r->nchunks, r->slots, r->root_slots, r->ring_slots, r->time, r->ideal,
             r->efficiency, r->tail, r->per_message, r->estimate, r->first_done, r->root_busy,
@@ -100,16 +103,18 @@ static void json_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
 static void text_result(FILE *o, const struct pb_model_cfg *c, const struct pb_model_result *r, double wall)
 {
     char b1[64], b2[64], b3[64];
-    fprintf(o, "%s (%llu bytes) to %d nodes (%d in the ring), links %s each way, latency %s\n",
+    fprintf(o, "%s (%llu bytes) to %d nodes (%d receivers, schedule %s), links %s each way, latency %s\n",
             pb_fmt_bytes(c->file_size, b1, sizeof b1), (unsigned long long)c->file_size, c->nodes,
-            c->nodes - 1, fmt_rate(c->bandwidth, b2, sizeof b2), fmt_time(c->alpha, b3, sizeof b3));
-    fprintf(o, "chunk %s%s, %llu chunks, %u slots per node (%u root, %u ring)\n\n",
+            c->nodes - 1, pb_schedule_name(c->schedule), fmt_rate(c->bandwidth, b2, sizeof b2), fmt_time(c->alpha, b3, sizeof b3));
+    fprintf(o, c->schedule == PB_SCHED_TREE ? "chunk %s%s, %llu chunks, %u slots per node (%u tree 0, %u tree 1)\n\n"
+                                            : "chunk %s%s, %llu chunks, %u slots per node (%u root, %u ring)\n\n",
             pb_fmt_bytes(r->chunk_size, b1, sizeof b1), r->default_chunk ? " (p2pbcast's default)" : "",
             (unsigned long long)r->nchunks, r->slots, r->root_slots, r->ring_slots);
     fprintf(o, "  predicted time                 %s\n", fmt_time(r->time, b1, sizeof b1));
     fprintf(o, "  efficiency (F/B)/T             %.3f   (F/B = %s)\n", r->efficiency,
             fmt_time(r->ideal, b1, sizeof b1));
-    fprintf(o, "  tail term (N-2)(alpha + c/B)   %s\n", fmt_time(r->tail, b1, sizeof b1));
+    fprintf(o, "  tail term %-20s %s\n", c->schedule == PB_SCHED_TREE ? "(2 log2 n+1)(a+c/B)" : "(N-2)(alpha + c/B)",
+            fmt_time(r->tail, b1, sizeof b1));
     fprintf(o, "  per-message term chunks*alpha  %s\n", fmt_time(r->per_message, b1, sizeof b1));
     fprintf(o, "  closed form F/B + both terms   %s\n", fmt_time(r->estimate, b1, sizeof b1));
     if (r->time > 0) {
@@ -195,7 +200,8 @@ static int sweep(const struct pb_model_cfg *base, int steps, int json, int *firs
             sizes[ns++] = c;
         }
     }
-    uint64_t def = pb_plan_default_chunk(base->file_size, base->nodes - 1);
+    uint64_t def = base->schedule == PB_SCHED_TREE ? pb_plan_default_chunk_tree(base->file_size, base->nodes - 1)
+                                                   : pb_plan_default_chunk(base->file_size, base->nodes - 1);
     int have_def = 0;
     for (int i = 0; i < ns; i++)
         have_def |= sizes[i] == def;
@@ -265,6 +271,7 @@ static int sweep(const struct pb_model_cfg *base, int steps, int json, int *firs
 struct args {
     struct pb_model_cfg cfg;
     int have_size, do_sweep, json, steps, nn;
+    int both; /* no --schedule: the ring and the trees side by side */
     int *nodes;
 };
 
@@ -312,6 +319,10 @@ static const char *parse_opt(int o, const char *arg, struct args *a)
     case OPT_ROOT_SLOTS:
     case OPT_STEPS:
         return parse_count(o, arg, a);
+    case OPT_SCHEDULE:
+        a->cfg.schedule = pb_schedule_parse(arg);
+        a->both = 0;
+        return a->cfg.schedule < 0 ? "invalid --schedule (ring or tree)" : NULL;
     case OPT_SWEEP: a->do_sweep = 1; return NULL;
     case OPT_JSON: a->json = 1; return NULL;
     default: return "unknown option or missing argument";
@@ -328,6 +339,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         { "latency", required_argument, NULL, 'l' },
         { "chunk-size", required_argument, NULL, 'c' },
         { "slots", required_argument, NULL, OPT_SLOTS },
+        { "schedule", required_argument, NULL, OPT_SCHEDULE },
         { "root-slots", required_argument, NULL, OPT_ROOT_SLOTS },
         { "sweep-chunk", no_argument, NULL, OPT_SWEEP },
         { "sweep-steps", required_argument, NULL, OPT_STEPS },
@@ -372,8 +384,35 @@ static void table_row(const struct pb_model_cfg *c, const struct pb_model_result
            fmt_time(r->binomial, t5, sizeof t5));
 }
 
+/* One row per N with both schedules side by side, and what auto takes. */
+static int run_both(const struct args *a)
+{
+    printf("%-8s %-10s %10s %6s   %-10s %10s %6s   %s\n", "nodes", "ring chunk", "time", "eff", "tree chunk", "time",
+           "eff", "auto");
+    for (int i = 0; i < a->nn; i++) {
+        struct pb_model_result r[2];
+        struct pb_model_cfg c = a->cfg;
+        c.nodes = a->nodes[i];
+        double wall;
+        for (int s = 0; s < 2; s++) {
+            c.schedule = s;
+            int rc = run_one(&c, &r[s], &wall);
+            if (rc)
+                return rc;
+        }
+        char b1[32], b2[32], t1[32], t2[32];
+        printf("%-8d %-10s %10s %6.3f   %-10s %10s %6.3f   %s\n", c.nodes,
+               pb_fmt_bytes(r[0].chunk_size, b1, sizeof b1), fmt_time(r[0].time, t1, sizeof t1), r[0].efficiency,
+               pb_fmt_bytes(r[1].chunk_size, b2, sizeof b2), fmt_time(r[1].time, t2, sizeof t2), r[1].efficiency,
+               pb_schedule_name(pb_schedule_auto(c.file_size, c.nodes, NULL, 0)));
+    }
+    return 0;
+}
+
 static int run_all(const struct args *a)
 {
+    if (a->both && !a->json && !a->do_sweep && a->nn > 1)
+        return run_both(a);
     int rc = 0, first = 1;
     int list = a->nn > 1 || a->do_sweep;
     if (a->json && list)
@@ -402,6 +441,14 @@ static int run_all(const struct args *a)
             table_row(&c, &r);
         } else {
             text_result(stdout, &c, &r, wall);
+            if (a->both) {
+                /* and the trees below */
+                c.schedule = PB_SCHED_TREE;
+                if ((rc = run_one(&c, &r, &wall)))
+                    break;
+                printf("\n");
+                text_result(stdout, &c, &r, wall);
+            }
         }
     }
     if (a->json && list && !rc)
@@ -411,7 +458,7 @@ static int run_all(const struct args *a)
 
 int main(int argc, char **argv)
 {
-    struct args a = { .cfg = { .alpha = 2e-6 }, .steps = 1 };
+    struct args a = { .cfg = { .alpha = 2e-6 }, .steps = 1, .both = 1 };
     int rc = parse_args(argc, argv, &a);
     if (rc == 0)
         rc = run_all(&a);

@@ -126,12 +126,16 @@ void pb_summary_print(FILE *out, const struct pb_summary *s)
         char r1[32], r2[32];
         fprintf(out,
                 "p2pbcast: %s to %d node%s in %.2f s: %s per node (%s aggregate), "
-                "%llu chunks of %s, transport %s, %d rank%s\n",
+                "%llu chunks of %s, transport %s, %d rank%s",
                 sz, s->nodes, s->nodes == 1 ? "" : "s", s->seconds, pb_fmt_rate(rate, r1, sizeof r1),
                 pb_fmt_rate(rate * s->nodes, r2, sizeof r2),
                 (unsigned long long)s->chunks, cs, s->transport, s->ranks, s->ranks == 1 ? "" : "s");
-        if (s->tree)
-            fprintf(out, "p2pbcast: tree: %llu files, %llu directories, %llu symbolic links, %llu hard links, "
+        if (s->source_readers > 1)
+            fprintf(out, ", SOURCE read in parallel by %d nodes (%s in all)", s->source_readers,
+                    pb_fmt_bytes(s->source_read, r1, sizeof r1));
+        fputc('\n', out);
+        if (s->dirtree)
+            fprintf(out, "p2pbcast: directory: %llu files, %llu directories, %llu symbolic links, %llu hard links, "
                          "%llu special files skipped\n",
                     (unsigned long long)s->files, (unsigned long long)s->dirs, (unsigned long long)s->symlinks,
                     (unsigned long long)s->hardlinks, (unsigned long long)s->skipped);
@@ -198,11 +202,12 @@ int pb_report_json(const char *path, const struct pb_summary *s, char *err, size
     fprintf(f,
             ",\n  \"bytes\": %llu,\n  \"seconds\": %.6f,\n  \"bytes_per_second_per_node\": %.0f,\n"
             "  \"nodes\": %d,\n  \"ranks\": %d,\n  \"chunk_size\": %llu,\n  \"chunks\": %llu,\n"
-            "  \"chunks_skipped\": %llu,\n",
+            "  \"chunks_skipped\": %llu,\n  \"source_bytes_read\": %llu,\n  \"source_readers\": %d,\n",
             (unsigned long long)s->bytes, s->seconds, rate, s->nodes, s->ranks, (unsigned long long)s->chunk_size,
-            (unsigned long long)s->chunks, (unsigned long long)s->chunks_skipped);
-    if (s->tree)
-        fprintf(f, "  \"tree\": {\"files\": %llu, \"directories\": %llu, \"symlinks\": %llu, \"hardlinks\": %llu, "
+            (unsigned long long)s->chunks, (unsigned long long)s->chunks_skipped,
+            (unsigned long long)s->source_read, s->source_readers);
+    if (s->dirtree)
+        fprintf(f, "  \"directory\": {\"files\": %llu, \"directories\": %llu, \"symlinks\": %llu, \"hardlinks\": %llu, "
                    "\"skipped\": %llu},\n",
                 (unsigned long long)s->files, (unsigned long long)s->dirs, (unsigned long long)s->symlinks,
                 (unsigned long long)s->hardlinks, (unsigned long long)s->skipped);

@@ -32,12 +32,14 @@ struct pb_summary {
     int status;
     const char *source, *dest, *transport;
     uint64_t bytes, chunk_size, chunks, chunks_skipped;
+    uint64_t source_read; /* bytes read from SOURCE, all nodes together */
+    int source_readers;   /* nodes that read SOURCE */
     double seconds;
     int nodes, ranks;
     const struct pb_failure *failures;
     int nfailures;
     /* a directory SOURCE: what the tree held */
-    int tree;
+    int dirtree;
     uint64_t files, dirs, symlinks, hardlinks, skipped;
 };
 

@@ -5,31 +5,59 @@
 #include "phases.h"
 #include "topo.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
-/* The peers a leader talks to: the root talks to every receiver; a
- * receiver to the root and its ring neighbours. */
-static int ring_peers(const struct pb_plan *p, const struct pb_boot_info *bi, int *peers)
+/* File descriptors a transport may take beyond one per partner: listening
+ * socket, epoll, device files, MPI's own. */
+#define FD_MARGIN 32
+
+/* Descriptors open now (MPI, the files); a guess where /proc is absent. */
+static int open_fds(void)
 {
-    int n = 0;
-    int self = bi->leader, root = bi->root_leader, L = bi->nleaders;
-    int r = pb_plan_receiver_of(root, L, self);
-    if (r < 0) {
-        for (int i = 0; i < p->nrecv; i++)
-            peers[n++] = pb_plan_leader_of(root, L, i);
-        return n;
-    }
-    peers[n++] = root;
-    if (p->nrecv > 1) {
-        int pred = pb_plan_leader_of(root, L, pb_plan_predecessor(p, r));
-        int succ = pb_plan_leader_of(root, L, pb_plan_successor(p, r));
-        peers[n++] = pred;
-        if (succ != pred)
-            peers[n++] = succ;
-    }
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 16;
+    int n = -1; /* the directory's own descriptor */
+    for (struct dirent *de; (de = readdir(d));)
+        n += de->d_name[0] != '.';
+    closedir(d);
     return n;
+}
+
+/* One connection per partner must fit under RLIMIT_NOFILE: raise the soft
+ * limit towards the hard one if needed, or say what to set. The ring's root
+ * needs one per node; the trees at most 4. */
+static void check_fd_limit(struct stage *st, int npeers, struct pb_vote *mine)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t need = (rlim_t)open_fds() + (rlim_t)npeers + FD_MARGIN;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        struct rlimit up = rl;
+        up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+        if (st->verbose)
+            fprintf(stderr, "p2pbcast: %s: open files limit raised to %llu for %d connections\n",
+                    st->bi->names[st->bi->leader], (unsigned long long)rl.rlim_cur, npeers);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "too many open files needed: %d connections (schedule %s) + %d open + %d spare = %llu, but the "
+                 "limit (RLIMIT_NOFILE) is %llu, hard %llu: raise it with 'ulimit -n %llu' before starting the "
+                 "job%s",
+                 npeers, pb_schedule_name(st->plan.schedule), (int)(need - (rlim_t)npeers - FD_MARGIN), FD_MARGIN,
+                 (unsigned long long)need, (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                 (unsigned long long)need, st->plan.schedule == PB_SCHED_RING ? " or use --schedule tree" : "");
+        pb_vote_set(mine, P2PBCAST_ERR_TRANSPORT, 0, msg);
+    }
 }
 
 /* The slot pool, and this thread, next to the network device when one is
@@ -73,21 +101,21 @@ static struct pb_transport *open_transport(const char *name, const struct pb_tra
 
 /* Every leader joins the transport's collective set-up, even one that
  * already failed, so that the others do not wait for it. */
-static void connect_peers(struct stage *st, struct pb_vote *mine)
+static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
 {
     const struct pb_boot_info *bi = st->bi;
     struct pb_transport_cfg tc = {
         .self = bi->leader,
         .nleaders = bi->nleaders,
         .peers = st->peers,
-        .npeers = st->peers ? ring_peers(&st->plan, bi, st->peers) : 0,
+        .npeers = npeers,
         .pool = st->pool,
         .slot_size = st->slot_size,
         .nslots = st->meta.slots,
         .names = bi->names,
         .hosts = bi->hosts,
         .netids = bi->netids,
-        .xchg = { pb_boot_allgather, st->boot },
+        .xchg = { pb_boot_allgather, pb_boot_peer_exchange, st->boot },
         .timeout = st->o.timeout,
         .verbose = st->verbose,
         .tcp_if = st->o.tcp_if,
@@ -108,12 +136,27 @@ static void connect_peers(struct stage *st, struct pb_vote *mine)
 int pb_phase_connect(struct stage *st)
 {
     struct pb_vote mine = { 0 };
-    if (st->bi->is_leader) {
-        st->peers = malloc((size_t)st->bi->nleaders * sizeof *st->peers);
+    const struct pb_boot_info *bi = st->bi;
+    int npeers = 0;
+    if (bi->is_leader) {
+        /* The plan's partners: every node (ring root), at most 4 (trees). */
+        st->peers = malloc(((size_t)bi->nleaders + 4) * sizeof *st->peers);
+        if (st->peers) {
+            npeers = pb_plan_partners(&st->plan, bi->root_leader, bi->nleaders, bi->leader, st->peers);
+            check_fd_limit(st, npeers, &mine);
+        }
+    }
+    /* Agree on the descriptors first: a node that cannot connect to all its
+     * partners would leave them waiting for its connections until the
+     * timeout. */
+    int rc = pb_agree(&st->ag, &mine, &st->d, 0);
+    if (rc)
+        return rc;
+    if (bi->is_leader) {
         alloc_pool(st);
         if (!st->peers || !st->pool)
             pb_vote_set(&mine, P2PBCAST_ERR_INTERNAL, 0, "out of memory for the slot pool");
-        connect_peers(st, &mine);
+        connect_peers(st, npeers, &mine);
     }
     return pb_agree(&st->ag, &mine, &st->d, 0);
 }

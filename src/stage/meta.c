@@ -1,5 +1,5 @@
-/* meta.c — phase 1: the root looks at SOURCE, chooses the transport and the
- * chunk size, draws the job secret, and tells every rank. */
+/* meta.c — phase 1: the root looks at SOURCE, chooses the transport, the
+ * schedule and the chunk size, draws the job secret, and tells every rank. */
 #include "bootstrap.h"
 #include "phases.h"
 
@@ -26,12 +26,13 @@ static const char *choose_transport(const struct stage *st)
  * links, 64 MiB) 1 MiB chunks took 5.2 s, 512 KiB 4.8 s, 128 KiB 4.4 s,
  * 64 KiB 4.1 s and 32 KiB 4.1 s against 3.75 s ideal. The model, whose
  * links carry one message at a time, does not see this. */
-static uint64_t choose_chunk(const struct stage *st, uint64_t size, const char *transport)
+static uint64_t choose_chunk(const struct stage *st, uint64_t size, const char *transport, int schedule)
 {
     const struct pb_boot_info *bi = st->bi;
     if (st->o.chunk_size)
         return st->o.chunk_size;
-    uint64_t chunk = pb_plan_default_chunk(size, bi->nleaders - 1);
+    uint64_t chunk = schedule == PB_SCHED_TREE ? pb_plan_default_chunk_tree(size, bi->nleaders - 1)
+                                               : pb_plan_default_chunk(size, bi->nleaders - 1);
     int one_host = 1; /* all leaders here: loopback, no shared link */
     for (int i = 0; i < bi->nleaders; i++)
         one_host &= bi->netids[i] == bi->netids[bi->leader];
@@ -40,20 +41,33 @@ static uint64_t choose_chunk(const struct stage *st, uint64_t size, const char *
     return chunk;
 }
 
+/* The ring or the two trees; -1 for a name we do not know (API callers). */
+static int choose_schedule(const struct stage *st, uint64_t size)
+{
+    int s = pb_schedule_parse(st->o.schedule);
+    if (s != -2)
+        return s;
+    char why[200];
+    s = pb_schedule_auto(size, st->bi->nleaders, why, sizeof why);
+    if (st->verbose)
+        fprintf(stderr, "p2pbcast: schedule auto: %s\n", why);
+    return s;
+}
+
 /* Root only: look at SOURCE and fill the meta. */
 static void root_meta(struct stage *st)
 {
     struct pb_meta *m = &st->meta;
     char err[320];
-    int tree = pb_tree_root_meta(st); /* 1: a directory, walked (tree_stage.c) */
-    if (tree < 0)
+    int dir = pb_dtree_root_meta(st); /* 1: a directory, walked (dirtree_stage.c) */
+    if (dir < 0)
         return;
-    if (!tree && pb_source_open(&st->src, st->source, err, sizeof err) < 0) {
+    if (!dir && pb_source_open(&st->src, st->source, err, sizeof err) < 0) {
         m->code = P2PBCAST_ERR_SOURCE;
         pb_copy_str(m->msg, sizeof m->msg, err);
         return;
     }
-    if (!tree) {
+    if (!dir) {
         m->size = (uint64_t)st->src.st.st_size;
         m->mode = (uint32_t)st->src.st.st_mode & 07777;
         m->mt_sec = st->src.st.st_mtim.tv_sec;
@@ -63,7 +77,13 @@ static void root_meta(struct stage *st)
     const char *slash = strrchr(st->source, '/');
     snprintf(m->base, sizeof m->base, "%s", slash ? slash + 1 : st->source);
     snprintf(m->transport, sizeof m->transport, "%s", choose_transport(st));
-    m->chunk = choose_chunk(st, m->size, m->transport);
+    m->schedule = choose_schedule(st, m->size);
+    if (m->schedule < 0) {
+        m->code = P2PBCAST_ERR_USAGE;
+        snprintf(m->msg, sizeof m->msg, "unknown schedule '%.64s': choose auto, ring or tree", st->o.schedule);
+        return;
+    }
+    m->chunk = choose_chunk(st, m->size, m->transport, m->schedule);
     if (pb_boot_random(m->secret, sizeof m->secret) < 0 ||
         pb_boot_random(m->probe_nonce, sizeof m->probe_nonce) < 0) {
         m->code = P2PBCAST_ERR_INTERNAL;
@@ -95,11 +115,11 @@ static void say_plan(const struct stage *st)
     const struct pb_meta *m = &st->meta;
     char sz[32], cs[32];
     fprintf(stderr,
-            "p2pbcast: %s: %s in %llu chunks of %s to %d node(s) (%d in the ring), %u slots per node, "
+            "p2pbcast: %s: %s in %llu chunks of %s to %d node(s) (%d receivers, schedule %s), %u slots per node, "
             "transport %s, %d rank(s), up to %d per node\n",
             st->source, pb_fmt_bytes(m->size, sz, sizeof sz), (unsigned long long)st->plan.nchunks,
-            pb_fmt_bytes(m->chunk, cs, sizeof cs), bi->nleaders, st->plan.nrecv, m->slots, m->transport, bi->size,
-            bi->max_ranks_per_node);
+            pb_fmt_bytes(m->chunk, cs, sizeof cs), bi->nleaders, st->plan.nrecv, pb_schedule_name(m->schedule),
+            m->slots, m->transport, bi->size, bi->max_ranks_per_node);
 }
 
 int pb_phase_meta(struct stage *st)
@@ -124,6 +144,7 @@ int pb_phase_meta(struct stage *st)
             fprintf(stderr, "p2pbcast: error: %s\n", err);
         return st->d.code;
     }
+    st->plan.schedule = st->meta.schedule;
     st->have_plan = 1;
     if (st->root && st->verbose)
         say_plan(st);

@@ -14,7 +14,7 @@
 #include "sink.h"
 #include "source.h"
 #include "transport.h"
-#include "tree_stage.h"
+#include "dirtree_stage.h"
 
 #include <limits.h>
 
@@ -29,6 +29,7 @@ struct pb_meta {
     uint64_t chunk;
     int64_t mt_sec, mt_nsec;
     uint32_t slots;
+    int32_t schedule; /* enum pb_schedule */
     char transport[16];
     uint8_t secret[16];
     uint8_t probe_nonce[8]; /* names the shared-DEST probes (visible to all) */
@@ -53,6 +54,8 @@ struct stage {
     struct pb_plan plan;
     int have_plan;
     struct pb_source src;
+    /* 1b. --source-shared: every leader reads its share (plan: allgather) */
+    int shared;
     /* 2. where this node writes */
     char dpath[PATH_MAX];
     char probe[PATH_MAX]; /* our shared-DEST probe file, removed at the end */
@@ -75,17 +78,22 @@ struct stage {
     /* 5. the transfer */
     struct pb_engine *eng;
     struct pb_progress prog;
-    /* a directory SOURCE (tree_stage.c) */
-    struct pb_tree_job tree;
+    /* a directory SOURCE (dirtree_stage.c) */
+    struct pb_dtree_job dtree;
 };
 
 int pb_phase_meta(struct stage *st);       /* meta.c */
+int pb_phase_source_shared(struct stage *st); /* source_shared.c */
 int pb_phase_dest(struct stage *st);       /* dest.c */
 int pb_phase_open_sink(struct stage *st);  /* dest.c */
 int pb_phase_resume(struct stage *st);     /* resume.c */
 int pb_phase_connect(struct stage *st);    /* connect.c */
 int pb_phase_transfer(struct stage *st);   /* transfer.c */
 int pb_phase_commit(struct stage *st);     /* dest.c */
+
+/* source_shared.c: bytes of SOURCE all nodes read (the plan's shares),
+ * how many nodes read; with say, one -v line per node (root). */
+uint64_t pb_source_shared_report(const struct stage *st, int *readers, int say);
 
 /* resume.c: after a failure with --resume, keep what this node holds. */
 void pb_resume_keep(struct stage *st);

@@ -5,6 +5,10 @@
  * status:
  *   1. meta      the root checks SOURCE and broadcasts what it found (size,
  *                mode, mtime, chunk size, transport, the job secret);
+ *   1a. manifest a directory SOURCE: the root's manifest of the tree reaches
+ *                every rank, checked, before anything is created;
+ *   1b. shared   with --source-shared (auto by default), every leader looks
+ *                at SOURCE; if all see the root's file, each reads its share;
  *   2. dest      leaders expand DEST and find the nodes that share one file;
  *   3. sink      leaders open their temporary DEST file (space reserved);
  *                with --resume, the chunks every node already holds;
@@ -34,7 +38,7 @@ static void cleanup_before_abort(void *ctx)
     pb_probe_remove(st->probe);
     if (st->sink_open)
         pb_sink_abort(&st->sink);
-    pb_tree_abort(st);
+    pb_dtree_abort(st);
 }
 
 /* The library's inputs, checked alike on every rank (the call is
@@ -54,6 +58,9 @@ static int check_inputs(const char *source, const char *dest, const struct p2pbc
         snprintf(err, errlen, "chunk size %llu out of range (4 KiB to 1 GiB)", (unsigned long long)o->chunk_size);
     else if (t && strcmp(t, "auto") && strcmp(t, "tcp") && strcmp(t, "mpi") && strcmp(t, "verbs"))
         snprintf(err, errlen, "unknown transport '%.32s': choose auto, tcp, mpi or verbs", t);
+    else if (o->source_shared && strcmp(o->source_shared, "auto") && strcmp(o->source_shared, "yes") &&
+             strcmp(o->source_shared, "no"))
+        snprintf(err, errlen, "unknown --source-shared '%.32s': choose auto, yes or no", o->source_shared);
     else if (o->gid_index < -1 || o->gid_index > 255)
         snprintf(err, errlen, "GID index %d out of range (-1 to 255)", o->gid_index);
     else
@@ -125,7 +132,8 @@ static void report(struct stage *st, struct p2pbcast_result *res)
         .chunks_skipped = st->nskip,
         .failures = st->ag.fails, .nfailures = st->ag.nfails,
     };
-    pb_tree_summary(st, &s);
+    pb_dtree_summary(st, &s);
+    s.source_read = pb_source_shared_report(st, &s.source_readers, st->verbose && !res->status);
     char err[512];
     if (!st->quiet || res->status)
         pb_summary_print(stderr, &s);
@@ -146,7 +154,7 @@ static void release(struct stage *st)
     if (st->sink_open)
         pb_sink_abort(&st->sink); /* after a commit this only closes: the name is DEST's */
     pb_source_close(&st->src);
-    pb_tree_release(st);
+    pb_dtree_release(st);
     free(st->skip);
 }
 
@@ -156,7 +164,8 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     struct stage st;
     if (stage_begin(&st, comm, source, dest, opts, res) < 0)
         return res->status;
-    if (!pb_phase_meta(&st) && !pb_phase_manifest(&st) && !pb_phase_dest(&st) && !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
+    if (!pb_phase_meta(&st) && !pb_phase_manifest(&st) && !pb_phase_source_shared(&st) && !pb_phase_dest(&st) &&
+        !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
         !pb_phase_connect(&st) && !pb_phase_transfer(&st))
         pb_phase_commit(&st);
     release(&st);

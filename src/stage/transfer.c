@@ -1,21 +1,25 @@
 /* transfer.c — phase 5: the engine moves the chunks; every leader then
  * accounts for the chunks a resumed run skipped, flushes its copy and votes
  * with the digest of everything it holds. */
+#include "bootstrap.h"
+#include "clock.h"
 #include "digest.h"
 #include "phases.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* The engine's file I/O: SOURCE on the root, DEST where this node writes. */
+/* The engine's file I/O: SOURCE on the root (every node when shared), DEST where this node writes. */
 struct io_ctx {
     struct pb_source *src;
     struct pb_sink *sink;
     long read_delay_ms; /* testing only: P2PBCAST_TEST_READ_DELAY_MS */
     int writes;
-    struct pb_tree_job *tree; /* a directory SOURCE: its stream instead */
+    struct pb_dtree_job *dtree; /* a directory SOURCE: its stream instead */
 };
 
 static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size_t errlen)
@@ -25,8 +29,8 @@ static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size
         struct timespec ts = { io->read_delay_ms / 1000, (io->read_delay_ms % 1000) * 1000000L };
         nanosleep(&ts, NULL);
     }
-    if (io->tree) /* checks every file it reads from */
-        return pb_tree_source_read(&io->tree->src, off, buf, len, err, errlen);
+    if (io->dtree) /* checks every file it reads from */
+        return pb_dtree_source_read(&io->dtree->src, off, buf, len, err, errlen);
     /* A SOURCE that changes under us must not become N wrong copies: check
      * size and mtime with every chunk (one fstat per chunk). */
     if (pb_source_read(io->src, off, buf, len, err, errlen) < 0)
@@ -37,8 +41,8 @@ static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size
 static int io_write(void *c, uint64_t off, const void *buf, size_t len, char *err, size_t errlen)
 {
     struct io_ctx *io = c;
-    if (io->tree)
-        return io->writes ? pb_tree_sink_write(&io->tree->sink, off, buf, len, err, errlen) : 0;
+    if (io->dtree)
+        return io->writes ? pb_dtree_sink_write(&io->dtree->sink, off, buf, len, err, errlen) : 0;
     return io->writes ? pb_sink_write(io->sink, off, buf, len, err, errlen) : 0;
 }
 
@@ -118,11 +122,54 @@ static void account_skipped(struct stage *st, struct pb_vote *mine)
     }
 }
 
+/* The final flush of a large DEST on a busy parallel filesystem can take
+ * longer than --timeout: it runs in a thread while this one tells the root
+ * the node is still working, so the job waits for progress, not a clock. */
+struct flush_job {
+    struct stage *st;
+    char *err;
+    size_t errlen;
+    int rc;
+    atomic_int done;
+};
+
+static void *flush_thread(void *arg)
+{
+    struct flush_job *j = arg;
+    long delay = env_long("P2PBCAST_TEST_FLUSH_DELAY_MS", 0); /* testing: a slow filesystem */
+    if (delay > 0)
+        nanosleep(&(struct timespec){ delay / 1000, (delay % 1000) * 1000000L }, NULL);
+    j->rc = j->st->dtree.on ? pb_dtree_sink_finish(&j->st->dtree.sink, j->err, j->errlen)
+                           : pb_sink_flush(&j->st->sink, &j->st->want, j->err, j->errlen);
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+static int flush_alive(struct stage *st, char *err, size_t errlen)
+{
+    struct flush_job j = { st, err, errlen, 0, 0 };
+    pthread_t th;
+    if (pthread_create(&th, NULL, flush_thread, &j) != 0) {
+        flush_thread(&j);
+        return j.rc;
+    }
+    double said = pb_now();
+    while (!atomic_load(&j.done)) {
+        nanosleep(&(struct timespec){ 0, 20000000L }, NULL);
+        if (pb_now() - said >= 1.0) {
+            pb_boot_alive(st->boot);
+            said = pb_now();
+        }
+    }
+    pthread_join(th, NULL);
+    return j.rc;
+}
+
 static void run_leader(struct stage *st, struct pb_vote *mine)
 {
     char err[512];
     struct io_ctx io = { &st->src, &st->sink, env_long("P2PBCAST_TEST_READ_DELAY_MS", 0), st->writes,
-                         st->tree.on ? &st->tree : NULL };
+                         st->dtree.on ? &st->dtree : NULL };
     st->eng = create_engine(st, &io, err, sizeof err);
     if (!st->eng) {
         pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, err);
@@ -135,11 +182,10 @@ static void run_leader(struct stage *st, struct pb_vote *mine)
             mine->manifest = pb_engine_manifest(st->eng);
         }
     }
-    if (!mine->code && st->root && !st->tree.on && pb_source_check_unchanged(&st->src, err, sizeof err) < 0)
+    /* Every node that read SOURCE (the root; with --source-shared all). */
+    if (!mine->code && st->src.fd >= 0 && pb_source_check_unchanged(&st->src, err, sizeof err) < 0)
         pb_vote_set(mine, P2PBCAST_ERR_SOURCE, 0, err);
-    if (!mine->code && st->writes &&
-        (st->tree.on ? pb_tree_sink_finish(&st->tree.sink, err, sizeof err)
-                     : pb_sink_flush(&st->sink, &st->want, err, sizeof err)) < 0)
+    if (!mine->code && st->writes && flush_alive(st, err, sizeof err) < 0)
         pb_vote_set(mine, P2PBCAST_ERR_DEST, 0, err);
 }
 

@@ -43,6 +43,11 @@ struct pb_event {
  * success. */
 struct pb_exchange {
     int (*allgather)(void *ctx, const void *mine, void *all, size_t len);
+    /* Optional, for large jobs: every leader says whether its own set-up
+     * went well (all learn whether every one did: 1 if one did not), and
+     * exchanges len bytes with its partners only (out[i] from peers[i]).
+     * O(log N) per leader instead of the allgather's O(N). 0, 1, or -1. */
+    int (*with_peers)(void *ctx, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers);
     void *ctx;
 };
 

@@ -1,10 +1,10 @@
 /* fuzz_manifest.c — libFuzzer target for the tree manifest parser
- * (src/files/tree_manifest.c): every node parses the root's manifest before
+ * (src/files/dirtree_manifest.c): every node parses the root's manifest before
  * it creates anything, so a manifest must never make a node write outside
  * its staging directory or read out of bounds.
  *
  * The whole input is the manifest. Beyond "no crash, no sanitizer report",
- * an accepted manifest must satisfy what tree_sink.c relies on (abort()
+ * an accepted manifest must satisfy what dirtree_sink.c relies on (abort()
  * otherwise):
  *   - every path is relative, without empty, "." or ".." components, and
  *     its parent is a directory listed before it (so nothing is created
@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tree.h"
+#include "dirtree.h"
 
 #include "fuzz_check.h"
 
@@ -45,7 +45,7 @@ static int path_ok(const char *p)
 }
 
 /* The parent of e[i] is the top or a directory listed before it. */
-static int parent_listed(const struct pb_tree *t, size_t i)
+static int parent_listed(const struct pb_dtree *t, size_t i)
 {
     const char *p = t->e[i].path, *slash = strrchr(p, '/');
     if (!slash)
@@ -53,12 +53,12 @@ static int parent_listed(const struct pb_tree *t, size_t i)
     size_t pl = (size_t)(slash - p);
     for (size_t j = i; j-- > 0;)
         if (strlen(t->e[j].path) == pl && !strncmp(t->e[j].path, p, pl))
-            return t->e[j].type == PB_TREE_DIR;
+            return t->e[j].type == PB_DTREE_DIR;
     return 0;
 }
 
 struct cover {
-    const struct pb_tree *t;
+    const struct pb_dtree *t;
     uint64_t total;
 };
 
@@ -66,9 +66,9 @@ static int piece(void *ctx, size_t idx, uint64_t foff, size_t boff, size_t len)
 {
     struct cover *c = ctx;
     CHECK(idx < c->t->n && boff == c->total && len > 0);
-    const struct pb_tree_entry *e = &c->t->e[idx];
-    CHECK(e->type == PB_TREE_FILE);
-    const struct pb_extent *x = pb_tree_extents(e);
+    const struct pb_dtree_entry *e = &c->t->e[idx];
+    CHECK(e->type == PB_DTREE_FILE);
+    const struct pb_extent *x = pb_dtree_extents(e);
     int inside = 0;
     for (uint32_t k = 0; k < e->next; k++)
         inside |= foff >= x[k].off && foff - x[k].off + len <= x[k].len;
@@ -77,21 +77,21 @@ static int piece(void *ctx, size_t idx, uint64_t foff, size_t boff, size_t len)
     return 0;
 }
 
-static void check_entries(const struct pb_tree *t)
+static void check_entries(const struct pb_dtree *t)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < t->n; i++) {
-        const struct pb_tree_entry *e = &t->e[i];
+        const struct pb_dtree_entry *e = &t->e[i];
         CHECK(path_ok(e->path) && parent_listed(t, i));
         CHECK(i == 0 || strcmp(t->e[i - 1].path, e->path) != 0);
         CHECK(e->stream_off == sum);
-        if (e->type == PB_TREE_HARDLINK)
-            CHECK(e->link < i && t->e[e->link].type == PB_TREE_FILE);
-        if (e->type == PB_TREE_SYMLINK)
-            CHECK(e->target && *e->target && strlen(e->target) <= PB_TREE_PATH_MAX);
-        if (e->type != PB_TREE_FILE)
+        if (e->type == PB_DTREE_HARDLINK)
+            CHECK(e->link < i && t->e[e->link].type == PB_DTREE_FILE);
+        if (e->type == PB_DTREE_SYMLINK)
+            CHECK(e->target && *e->target && strlen(e->target) <= PB_DTREE_PATH_MAX);
+        if (e->type != PB_DTREE_FILE)
             continue;
-        const struct pb_extent *x = pb_tree_extents(e);
+        const struct pb_extent *x = pb_dtree_extents(e);
         uint64_t end = 0;
         for (uint32_t k = 0; k < e->next; k++) {
             CHECK(x[k].len > 0 && x[k].off >= end && x[k].off + x[k].len <= e->size);
@@ -108,19 +108,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!buf)
         return 0;
     memcpy(buf, data, size);
-    struct pb_tree t;
+    struct pb_dtree t;
     char err[512];
-    if (pb_tree_parse(buf, size, &t, err, sizeof err) == 0) {
+    if (pb_dtree_parse(buf, size, &t, err, sizeof err) == 0) {
         check_entries(&t);
         struct cover c = { &t, 0 };
         /* the callback only sees offsets: the whole stream, however large */
-        CHECK(pb_tree_pieces(&t, 0, (size_t)t.stream_size, piece, &c) == 0 && c.total == t.stream_size);
+        CHECK(pb_dtree_pieces(&t, 0, (size_t)t.stream_size, piece, &c) == 0 && c.total == t.stream_size);
         unsigned char *again;
         size_t len;
-        CHECK(pb_tree_encode(&t, &again, &len) == 0);
+        CHECK(pb_dtree_encode(&t, &again, &len) == 0);
         CHECK(len == size && !memcmp(again, buf, size));
         free(again);
-        pb_tree_free(&t);
+        pb_dtree_free(&t);
     } else {
         CHECK(strstr(err, "bad manifest") != NULL);
     }

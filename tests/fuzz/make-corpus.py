@@ -141,7 +141,7 @@ M = os.path.join(here, "corpus", "manifest")
 
 
 def manifest():
-    """Tree manifests (tree.h): a valid tree, and near-valid hostile ones."""
+    """Directory-tree manifests (dirtree.h): a valid tree, and near-valid hostile ones."""
     def attrs(mode): return u32(mode) + u32(0) + u32(0) + u64(978307200) + u32(0)
     def head(n): return b"P2PBTREE" + u32(1) + attrs(0o755) + u64(n) + u64(0)
     def ent(t, mode, path, tail=b""): return u8(t) + attrs(mode) + u16(len(path)) + path + tail

@@ -6,7 +6,7 @@
 #              verbs_wire.c)
 #   fuzz_cli   the command line (options.c, dest_path.c)
 #   fuzz_manifest  a directory SOURCE's manifest as every node parses it
-#              (tree_manifest.c)
+#              (dirtree_manifest.c)
 #
 # Built with clang -fsanitize=fuzzer,address,undefined straight from the
 # pure sources (no configure, no MPI: tests/fuzz/stub/mpi.h stands in for
@@ -85,7 +85,7 @@ for t in $targets; do
     cli)
         build fuzz_cli "$here/fuzz_cli.c" "$top/src/cli/options.c" "$top/src/files/dest_path.c" -- ;;
     manifest)
-        build fuzz_manifest "$here/fuzz_manifest.c" "$top/src/files/tree_manifest.c" -- ;;
+        build fuzz_manifest "$here/fuzz_manifest.c" "$top/src/files/dirtree_manifest.c" -- ;;
     *)
         echo "run-fuzz: unknown target '$t'" >&2
         exit 2 ;;

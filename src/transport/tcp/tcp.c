@@ -375,7 +375,7 @@ static const struct pb_transport_ops tcp_ops = {
 /* ---- set-up ------------------------------------------------------------ */
 
 #define MAX_PENDING 64   /* greetings read at once during set-up */
-#define HELLO_SECONDS 2.0 /* time a new connection has to greet */
+#define HELLO_SECONDS 2.0 /* a silent connection may be dropped after this when room is short */
 
 struct endpoint {
     uint32_t addr;   /* IPv4, network order */
@@ -597,7 +597,7 @@ struct setup {
 struct pending {
     int fd;
     uint32_t got;
-    double until;
+    double since; /* accepted at */
     struct sockaddr_in from;
     unsigned char hb[PB_TCP_HELLO_SIZE];
 };
@@ -670,12 +670,45 @@ static int check_unique(struct tcp *t, const struct endpoint *eps, char *err, si
     return 0;
 }
 
+/* With partners only: whether everyone's set-up went well, then the
+ * partners' endpoints (O(log N) per leader; eps[] holds partners only). */
+static int exchange_with_peers(struct tcp *t, struct setup *s, char *err, size_t errlen)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    struct endpoint *got = calloc((size_t)cfg->npeers + 1, sizeof *got);
+    int rc = got ? cfg->xchg.with_peers(cfg->xchg.ctx, s->mine.ok, &s->mine, got, sizeof *got, cfg->peers,
+                                        cfg->npeers)
+                 : -1;
+    if (rc == 0)
+        for (int i = 0; i < cfg->npeers; i++)
+            s->eps[cfg->peers[i]] = got[i];
+    free(got);
+    if (rc < 0 || rc == 2) {
+        snprintf(err, errlen, "tcp set-up: endpoint exchange failed%s%s", s->why[0] ? ": " : "", s->why);
+        return -1;
+    }
+    if (!s->mine.ok) {
+        snprintf(err, errlen, "tcp set-up: %s", s->why);
+        return -1;
+    }
+    if (rc == 1) {
+        snprintf(err, errlen, "tcp set-up failed on another node (see its message)");
+        return -1;
+    }
+    return 0;
+}
+
 /* Everyone takes part in the exchange, even after a local failure, so that
  * nobody waits for a leader that has given up. */
 static int exchange_endpoints(struct tcp *t, struct setup *s, char *err, size_t errlen)
 {
     const struct pb_transport_cfg *cfg = &t->cfg;
     s->eps = calloc((size_t)cfg->nleaders, sizeof *s->eps);
+    if (s->eps && cfg->xchg.with_peers) {
+        if (exchange_with_peers(t, s, err, errlen) < 0)
+            return -1;
+        return check_unique(t, s->eps, err, errlen);
+    }
     if (!s->eps || cfg->xchg.allgather(cfg->xchg.ctx, &s->mine, s->eps, sizeof s->mine) != 0) {
         snprintf(err, errlen, "tcp set-up: endpoint exchange failed%s%s", s->why[0] ? ": " : "", s->why);
         return -1;
@@ -700,6 +733,46 @@ static void close_all(int *fds, int n)
             close(fds[k]);
 }
 
+/* Errors a busy or not-yet-ready peer gives: try again until the set-up
+ * deadline (a listen backlog overflowing at scale, a lost SYN). */
+static int transient(int e)
+{
+    return e == ECONNREFUSED || e == ECONNRESET || e == EAGAIN || e == EHOSTUNREACH || e == ENETUNREACH ||
+           e == ECONNABORTED || e == EINTR;
+}
+
+/* Finish a started connection to peer p and greet it; on a transient error
+ * start again, with back-off (10 ms doubling to 1 s), until the deadline.
+ * Returns the connected fd, or -1 with errno. */
+static int connect_peer(struct tcp *t, const struct setup *s, int p, int fd, double deadline)
+{
+    const struct pb_transport_cfg *cfg = &t->cfg;
+    unsigned char hb[PB_TCP_HELLO_SIZE];
+    struct pb_tcp_hello h = { (uint32_t)cfg->self, (uint32_t)p, { 0 } };
+    memcpy(h.secret, cfg->secret, 16);
+    pb_tcp_hello_encode(hb, &h);
+    const char *delay = getenv("P2PBCAST_TEST_HELLO_DELAY_MS"); /* testing: a late greeting */
+    long backoff_ms = 10;
+    for (;;) {
+        if (fd >= 0 && connect_finish(fd, deadline) == 0) {
+            if (delay && *delay)
+                usleep((useconds_t)strtol(delay, NULL, 10) * 1000);
+            if (io_full(fd, hb, sizeof hb, 1, deadline) == 0)
+                return fd;
+        }
+        int e = errno ? errno : EIO;
+        if (fd >= 0)
+            close(fd);
+        if (!transient(e) || pb_now() + (double)backoff_ms / 1000 >= deadline) {
+            errno = e;
+            return -1;
+        }
+        usleep((useconds_t)backoff_ms * 1000);
+        backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
+        fd = connect_start(&s->eps[p], s->mine.addr);
+    }
+}
+
 /* Connect to the higher-numbered partners and greet them. All connections
  * are started before any is finished, so their handshakes overlap. */
 static int connect_out(struct tcp *t, struct setup *s, double deadline, char *err, size_t errlen)
@@ -712,35 +785,26 @@ static int connect_out(struct tcp *t, struct setup *s, double deadline, char *er
     }
     for (int i = 0; i < cfg->npeers; i++)
         out[i] = cfg->peers[i] < cfg->self ? -1 : connect_start(&s->eps[cfg->peers[i]], s->mine.addr);
-    for (int i = 0; i < cfg->npeers; i++) {
+    int rc = 0;
+    for (int i = 0; i < cfg->npeers && rc == 0; i++) {
         int p = cfg->peers[i];
         if (p < cfg->self)
             continue;
-        unsigned char hb[PB_TCP_HELLO_SIZE];
-        struct pb_tcp_hello h = { (uint32_t)cfg->self, (uint32_t)p, { 0 } };
-        memcpy(h.secret, cfg->secret, 16);
-        pb_tcp_hello_encode(hb, &h);
-        int fd = out[i];
+        int fd = connect_peer(t, s, p, out[i], deadline);
         out[i] = -1;
-        if (fd < 0 || connect_finish(fd, deadline) < 0 || io_full(fd, hb, sizeof hb, 1, deadline) < 0) {
+        if (fd < 0) {
             char a[INET_ADDRSTRLEN];
             inet_ntop(AF_INET, &s->eps[p].addr, a, sizeof a);
-            snprintf(err, errlen, "tcp: cannot connect to %s at %s:%u: %s", peer_name(t, p), a,
-                     ntohs(s->eps[p].port), strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            close_all(out, cfg->npeers);
-            free(out);
-            return -1;
-        }
-        if (add_conn(t, fd, p, err, errlen) < 0) {
-            close_all(out, cfg->npeers);
-            free(out);
-            return -1;
+            snprintf(err, errlen, "tcp: cannot connect to %s at %s:%u within %.0f s: %s", peer_name(t, p), a,
+                     ntohs(s->eps[p].port), cfg->timeout, strerror(errno));
+            rc = -1;
+        } else if (add_conn(t, fd, p, err, errlen) < 0) {
+            rc = -1;
         }
     }
+    close_all(out, cfg->npeers);
     free(out);
-    return 0;
+    return rc;
 }
 
 /* Is this greeting one of the lower-numbered partners we wait for? NULL if
@@ -773,8 +837,8 @@ static const char *check_greeting(struct tcp *t, const struct setup *s, struct p
 /* Read what a pending connection has sent. Returns 0 while its greeting is
  * incomplete, 1 when it was accepted as a peer, 2 when it was dropped, -1
  * on a local failure (err set). */
-static int read_greeting(struct tcp *t, const struct setup *s, struct pending *p, short revents, double now,
-                         char *err, size_t errlen)
+static int read_greeting(struct tcp *t, const struct setup *s, struct pending *p, short revents, char *err,
+                         size_t errlen)
 {
     const char *drop = NULL;
     int e = 0;
@@ -787,8 +851,6 @@ static int read_greeting(struct tcp *t, const struct setup *s, struct pending *p
         else if (errno != EAGAIN && errno != EINTR)
             drop = "no greeting", e = errno;
     }
-    if (!drop && p->got < sizeof p->hb && now >= p->until)
-        drop = "no greeting", e = ETIMEDOUT;
     if (!drop && p->got < sizeof p->hb)
         return 0;
     struct pb_tcp_hello h;
@@ -810,9 +872,36 @@ static int read_greeting(struct tcp *t, const struct setup *s, struct pending *p
     return add_conn(t, fd, (int)h.from, err, errlen) < 0 ? -1 : 1;
 }
 
+static void log_silent(struct tcp *t, const struct pending *p, const char *why)
+{
+    char a[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &p->from.sin_addr, a, sizeof a);
+    fprintf(stderr, "p2pbcast: %s: dropped a data connection from %s:%u: no greeting (%s)\n", self_name(t), a,
+            ntohs(p->from.sin_port), why);
+}
+
+/* The table of pending connections is full: drop the oldest one that has
+ * been silent for HELLO_SECONDS, if any; 1 when room was made. */
+static int evict_silent(struct tcp *t, struct pending *pend, int *npend, double now)
+{
+    int old = -1;
+    for (int i = 0; i < *npend; i++)
+        if (!pend[i].got && now - pend[i].since >= HELLO_SECONDS && (old < 0 || pend[i].since < pend[old].since))
+            old = i;
+    if (old < 0)
+        return 0;
+    log_silent(t, &pend[old], "room needed for other connections");
+    close(pend[old].fd);
+    pend[old] = pend[--*npend];
+    return 1;
+}
+
 /* Accept the lower-numbered partners; drop anything that is not one. Up to
- * MAX_PENDING greetings are read side by side, each with a short deadline,
- * so silent strangers cannot hold up the real peers. */
+ * MAX_PENDING greetings are read side by side. A late greeting is accepted
+ * until the set-up deadline (a peer that finishes its connects one by one,
+ * or a retransmitted SYN, is late at scale); only when the table is full
+ * does a connection silent for HELLO_SECONDS make room, so silent strangers
+ * cannot hold up the real peers. */
 static int accept_in(struct tcp *t, struct setup *s, double deadline, char *err, size_t errlen)
 {
     const struct pb_transport_cfg *cfg = &t->cfg;
@@ -829,14 +918,15 @@ static int accept_in(struct tcp *t, struct setup *s, double deadline, char *err,
             rc = -1;
             break;
         }
+        int room = npend < MAX_PENDING || evict_silent(t, pend, &npend, now);
         double wake = deadline;
+        for (int i = 0; !room && i < npend; i++)
+            if (!pend[i].got && pend[i].since + HELLO_SECONDS < wake)
+                wake = pend[i].since + HELLO_SECONDS;
         struct pollfd pfs[1 + MAX_PENDING];
-        pfs[0] = (struct pollfd){ s->lfd, npend < MAX_PENDING ? POLLIN : 0, 0 };
-        for (int i = 0; i < npend; i++) {
+        pfs[0] = (struct pollfd){ s->lfd, room ? POLLIN : 0, 0 };
+        for (int i = 0; i < npend; i++)
             pfs[1 + i] = (struct pollfd){ pend[i].fd, POLLIN, 0 };
-            if (pend[i].until < wake)
-                wake = pend[i].until;
-        }
         if (poll(pfs, (nfds_t)(1 + npend), (int)((wake - now) * 1000) + 1) < 0 && errno != EINTR) {
             snprintf(err, errlen, "tcp: poll while accepting peers: %s", strerror(errno));
             rc = -1;
@@ -844,7 +934,7 @@ static int accept_in(struct tcp *t, struct setup *s, double deadline, char *err,
         }
         now = pb_now();
         for (int i = 0; i < npend && rc == 0; i++) {
-            int r = read_greeting(t, s, &pend[i], pfs[1 + i].revents, now, err, errlen);
+            int r = read_greeting(t, s, &pend[i], pfs[1 + i].revents, err, errlen);
             if (r < 0)
                 rc = -1;
             expect_in -= r == 1;
@@ -860,13 +950,15 @@ static int accept_in(struct tcp *t, struct setup *s, double deadline, char *err,
             p->fd = accept4(s->lfd, (struct sockaddr *)&p->from, &fl, SOCK_CLOEXEC | SOCK_NONBLOCK);
             if (p->fd >= 0) {
                 p->got = 0;
-                p->until = now + HELLO_SECONDS < deadline ? now + HELLO_SECONDS : deadline;
+                p->since = now;
                 npend++;
             }
         }
     }
-    for (int i = 0; i < npend; i++)
-        close(pend[i].fd); /* strangers still talking when the last peer came */
+    for (int i = 0; i < npend; i++) {
+        log_silent(t, &pend[i], "every peer was in before it spoke");
+        close(pend[i].fd);
+    }
     return rc;
 }
 

@@ -592,6 +592,118 @@ static int link_error(struct pb_vw_state *st, int li, struct pb_event *ev, int e
     return 1;
 }
 
+/* Send side: retire this work request and every earlier one; a chunk that
+ * left becomes PB_EV_SENT. */
+static int send_done(struct pb_vw_state *st, const struct pb_vw_cqe *c, struct pb_event *ev, enum pb_vw_kind kind,
+                     int li, uint64_t low)
+{
+    struct pb_vw_link *lk = &st->links[li];
+    char what[160];
+    uint64_t seq = pb_vw_seq_full(lk->sq.done, low);
+    pb_vw_sq_complete(&lk->sq, seq);
+    if (!c->ok) {
+        const char *op = kind == PB_VW_K_DATA   ? "RDMA write of a chunk"
+                         : kind == PB_VW_K_DESC ? "RDMA write of a chunk descriptor"
+                                                : "send of a control message (credit, notify, hello or keepalive)";
+        snprintf(what, sizeof what, "%s failed: %s (vendor error 0x%x)", op,
+                 c->status_str ? c->status_str : "unknown status", c->vendor_err);
+        return link_error(st, li, ev, EIO, what);
+    }
+    if (kind != PB_VW_K_DATA || lk->dead)
+        return 0;
+    memset(ev, 0, sizeof *ev);
+    ev->kind = PB_EV_SENT;
+    ev->peer = st->peer_leader[li];
+    ev->cookie = lk->cookies[seq % lk->sq.depth];
+    return 1;
+}
+
+/* A chunk written into our slot: its descriptor, written before the
+ * immediate, says what arrived. */
+static int chunk_in(struct pb_vw_state *st, const struct pb_vw_cqe *c, struct pb_event *ev, int li, int *repost)
+{
+    struct pb_vw_link *lk = &st->links[li];
+    char what[160];
+    if (lk->hello_wait) {
+        snprintf(what, sizeof what, "peer wrote a chunk before proving the job secret (no hello): refused");
+        return link_error(st, li, ev, EACCES, what);
+    }
+    struct pb_vw_desc d;
+    uint32_t slot = c->imm;
+    if (slot >= st->nslots) {
+        snprintf(what, sizeof what, "peer wrote to slot %u but we have %u slots", slot, st->nslots);
+        return link_error(st, li, ev, EPROTO, what);
+    }
+    uint8_t *dp = st->desc_table + (size_t)slot * PB_VW_MSG_SIZE;
+    if (pb_vw_desc_unpack(dp, slot, st->nslots, st->slot_size, &d, what, sizeof what) != 0)
+        return link_error(st, li, ev, EPROTO, what);
+    memset(dp, 0, PB_VW_MSG_SIZE); /* the next use must bring its own */
+    ev->kind = PB_EV_ARRIVED;
+    ev->slot = d.slot;
+    ev->tag = d.tag;
+    ev->len = d.len;
+    *repost = 1;
+    return 1;
+}
+
+/* The first message on a link must prove the job secret. */
+static int hello_in(struct pb_vw_state *st, const struct pb_vw_ctrl *m, struct pb_event *ev, int li)
+{
+    struct pb_vw_link *lk = &st->links[li];
+    char what[160];
+    if (!lk->hello_wait || m->mac != lk->hello_mac) {
+        snprintf(what, sizeof what, "%s: refused",
+                 lk->hello_wait ? "peer's hello does not carry this job's secret (another job's process?)"
+                                : "unexpected second hello");
+        return link_error(st, li, ev, EACCES, what);
+    }
+    lk->hello_wait = 0;
+    return 0;
+}
+
+/* A control message: hello, keepalive, credit (with the slot's keys) or
+ * notify. The receive is reposted unless the link failed. */
+static int ctrl_in(struct pb_vw_state *st, const struct pb_vw_cqe *c, struct pb_event *ev, int li, uint64_t low,
+                   int *repost)
+{
+    struct pb_vw_link *lk = &st->links[li];
+    char what[160];
+    struct pb_vw_ctrl m;
+    const uint8_t *b = st->recv_buf(st->ctx, li, low);
+    if (pb_vw_ctrl_unpack(b, c->byte_len, &m, what, sizeof what) != 0)
+        return link_error(st, li, ev, EPROTO, what);
+    if (m.type == PB_VW_MSG_HELLO) {
+        int rc = hello_in(st, &m, ev, li);
+        *repost = rc == 0;
+        return rc;
+    }
+    if (lk->hello_wait) {
+        snprintf(what, sizeof what, "peer sent a control message before proving the job secret (no hello): refused");
+        return link_error(st, li, ev, EACCES, what);
+    }
+    if (m.type == PB_VW_MSG_PING) {
+        *repost = 1;
+        return 0;
+    }
+    if (m.type == PB_VW_MSG_CREDIT && m.value >= st->peer_nslots[li]) {
+        snprintf(what, sizeof what, "credit for slot %u, but the peer has %u slots", m.value, st->peer_nslots[li]);
+        return link_error(st, li, ev, EPROTO, what);
+    }
+    *repost = 1;
+    if (m.type == PB_VW_MSG_CREDIT) {
+        if (m.value < lk->peer_nslots) {
+            lk->rkey_data[m.value] = m.a;
+            lk->rkey_desc[m.value] = m.b;
+        }
+        ev->kind = PB_EV_CREDIT;
+        ev->slot = m.value;
+    } else {
+        ev->kind = PB_EV_NOTIFY;
+        ev->tag = m.value;
+    }
+    return 1;
+}
+
 int pb_vw_handle_cqe(struct pb_vw_state *st, const struct pb_vw_cqe *c, struct pb_event *ev,
                      int *repost_link, int64_t *repost_idx)
 {
@@ -612,107 +724,29 @@ int pb_vw_handle_cqe(struct pb_vw_state *st, const struct pb_vw_cqe *c, struct p
                  (unsigned long long)c->wr_id);
         return 1;
     }
-    struct pb_vw_link *lk = &st->links[li];
-
-    if (kind != PB_VW_K_RECV) {
-        /* Send side: retire this WR and every earlier one. */
-        uint64_t seq = pb_vw_seq_full(lk->sq.done, low);
-        pb_vw_sq_complete(&lk->sq, seq);
-        if (!c->ok) {
-            const char *op = kind == PB_VW_K_DATA   ? "RDMA write of a chunk"
-                             : kind == PB_VW_K_DESC ? "RDMA write of a chunk descriptor"
-                                                    : "send of a control message (credit, notify, hello or keepalive)";
-            snprintf(what, sizeof what, "%s failed: %s (vendor error 0x%x)", op,
-                     c->status_str ? c->status_str : "unknown status", c->vendor_err);
-            return link_error(st, li, ev, EIO, what);
-        }
-        if (kind != PB_VW_K_DATA || lk->dead)
-            return 0;
-        memset(ev, 0, sizeof *ev);
-        ev->kind = PB_EV_SENT;
-        ev->peer = st->peer_leader[li];
-        ev->cookie = lk->cookies[seq % lk->sq.depth];
-        return 1;
-    }
-
-    /* Receive side. */
+    if (kind != PB_VW_K_RECV)
+        return send_done(st, c, ev, kind, li, low);
     if (!c->ok) {
         snprintf(what, sizeof what, "receive failed: %s (vendor error 0x%x)",
                  c->status_str ? c->status_str : "unknown status", c->vendor_err);
         return link_error(st, li, ev, EIO, what);
     }
-    if (lk->dead)
+    if (st->links[li].dead)
         return 0;
     memset(ev, 0, sizeof *ev);
     ev->peer = st->peer_leader[li];
-    if (lk->hello_wait && c->op == PB_VW_OP_RECV_IMM) {
-        snprintf(what, sizeof what, "peer wrote a chunk before proving the job secret (no hello): refused");
-        return link_error(st, li, ev, EACCES, what);
-    }
+    int repost = 0, rc;
     if (c->op == PB_VW_OP_RECV_IMM) {
-        struct pb_vw_desc d;
-        uint32_t slot = c->imm;
-        if (slot >= st->nslots) {
-            snprintf(what, sizeof what, "peer wrote to slot %u but we have %u slots", slot, st->nslots);
-            return link_error(st, li, ev, EPROTO, what);
-        }
-        uint8_t *dp = st->desc_table + (size_t)slot * PB_VW_MSG_SIZE;
-        if (pb_vw_desc_unpack(dp, slot, st->nslots, st->slot_size, &d, what, sizeof what) != 0)
-            return link_error(st, li, ev, EPROTO, what);
-        memset(dp, 0, PB_VW_MSG_SIZE); /* the next use must bring its own */
-        ev->kind = PB_EV_ARRIVED;
-        ev->slot = d.slot;
-        ev->tag = d.tag;
-        ev->len = d.len;
+        rc = chunk_in(st, c, ev, li, &repost);
+    } else if (c->op == PB_VW_OP_RECV) {
+        rc = ctrl_in(st, c, ev, li, low, &repost);
+    } else {
+        snprintf(what, sizeof what, "unexpected completion opcode");
+        return link_error(st, li, ev, EPROTO, what);
+    }
+    if (repost) {
         *repost_link = li;
         *repost_idx = (int64_t)low;
-        return 1;
     }
-    if (c->op == PB_VW_OP_RECV) {
-        struct pb_vw_ctrl m;
-        const uint8_t *b = st->recv_buf(st->ctx, li, low);
-        if (pb_vw_ctrl_unpack(b, c->byte_len, &m, what, sizeof what) != 0)
-            return link_error(st, li, ev, EPROTO, what);
-        if (m.type == PB_VW_MSG_HELLO) {
-            if (!lk->hello_wait || m.mac != lk->hello_mac) {
-                snprintf(what, sizeof what, "%s: refused",
-                         lk->hello_wait ? "peer's hello does not carry this job's secret (another job's process?)"
-                                        : "unexpected second hello");
-                return link_error(st, li, ev, EACCES, what);
-            }
-            lk->hello_wait = 0;
-            *repost_link = li;
-            *repost_idx = (int64_t)low;
-            return 0;
-        }
-        if (lk->hello_wait) {
-            snprintf(what, sizeof what, "peer sent a control message before proving the job secret (no hello): refused");
-            return link_error(st, li, ev, EACCES, what);
-        }
-        *repost_link = li;
-        *repost_idx = (int64_t)low;
-        if (m.type == PB_VW_MSG_PING)
-            return 0;
-        if (m.type == PB_VW_MSG_CREDIT) {
-            if (m.value >= st->peer_nslots[li]) {
-                snprintf(what, sizeof what, "credit for slot %u, but the peer has %u slots", m.value,
-                         st->peer_nslots[li]);
-                *repost_link = -1;
-                *repost_idx = -1;
-                return link_error(st, li, ev, EPROTO, what);
-            }
-            if (m.value < lk->peer_nslots) {
-                lk->rkey_data[m.value] = m.a;
-                lk->rkey_desc[m.value] = m.b;
-            }
-            ev->kind = PB_EV_CREDIT;
-            ev->slot = m.value;
-        } else {
-            ev->kind = PB_EV_NOTIFY;
-            ev->tag = m.value;
-        }
-        return 1;
-    }
-    snprintf(what, sizeof what, "unexpected completion opcode");
-    return link_error(st, li, ev, EPROTO, what);
+    return rc;
 }

@@ -1,12 +1,12 @@
-/* tree_sink.c — a node builds the tree in a hidden staging directory beside
+/* dirtree_sink.c — a node builds the tree in a hidden staging directory beside
  * DEST_DIR (.NAME.p2pbcast-XXXXXX, created exclusively and locked), every
  * name created relative to a directory fd, exclusively and never through a
  * link; after the unanimous vote the staging directory is renamed to
- * DEST_DIR. See tree.h. */
+ * DEST_DIR. See dirtree.h. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "tree.h"
+#include "dirtree.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,16 +20,16 @@
 
 #define NOFOLLOW (O_NOFOLLOW | O_CLOEXEC)
 
-static int serr(struct pb_tree_sink *k, char *err, size_t errlen, const char *what, const char *rel, int e)
+static int serr(struct pb_dtree_sink *k, char *err, size_t errlen, const char *what, const char *rel, int e)
 {
     char shown[200];
-    snprintf(err, errlen, "DEST_DIR '%s': %s '%s': %s", k->dest, what, pb_tree_show(rel, shown, sizeof shown),
+    snprintf(err, errlen, "DEST_DIR '%s': %s '%s': %s", k->dest, what, pb_dtree_show(rel, shown, sizeof shown),
              strerror(e));
     return -1;
 }
 
 /* DEST_DIR without trailing slashes: its parent and its name. */
-static int split_dest(struct pb_tree_sink *k, const char *dest, char *err, size_t errlen)
+static int split_dest(struct pb_dtree_sink *k, const char *dest, char *err, size_t errlen)
 {
     size_t n = strlen(dest);
     while (n > 1 && dest[n - 1] == '/')
@@ -62,7 +62,7 @@ static int split_dest(struct pb_tree_sink *k, const char *dest, char *err, size_
     return 0;
 }
 
-static int check_existing(struct pb_tree_sink *k, const struct stat *source, char *err, size_t errlen)
+static int check_existing(struct pb_dtree_sink *k, const struct stat *source, char *err, size_t errlen)
 {
     struct stat cur;
     if (fstatat(k->pfd, k->base, &cur, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -84,7 +84,7 @@ static int check_existing(struct pb_tree_sink *k, const struct stat *source, cha
 
 /* Staging directories an earlier run left behind (killed before it could
  * clean up): ours, and not locked by a live run. */
-static void remove_stale(struct pb_tree_sink *k)
+static void remove_stale(struct pb_dtree_sink *k)
 {
     char prefix[NAME_MAX + 16];
     int n = snprintf(prefix, sizeof prefix, ".%s.p2pbcast-", k->base);
@@ -110,7 +110,7 @@ static void remove_stale(struct pb_tree_sink *k)
     closedir(d);
 }
 
-static int make_stage(struct pb_tree_sink *k, char *err, size_t errlen)
+static int make_stage(struct pb_dtree_sink *k, char *err, size_t errlen)
 {
     static const char abc[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     for (int tries = 0; tries < 100; tries++) {
@@ -147,9 +147,9 @@ static int make_stage(struct pb_tree_sink *k, char *err, size_t errlen)
 
 /* Reserve the space now: a full disk fails here, before any transfer.
  * Holes stay holes: only the data extents are allocated. */
-static int reserve(int fd, const struct pb_tree_entry *e)
+static int reserve(int fd, const struct pb_dtree_entry *e)
 {
-    const struct pb_extent *x = pb_tree_extents(e);
+    const struct pb_extent *x = pb_dtree_extents(e);
     int dense = e->next == 1 && x[0].off == 0 && x[0].len == e->size;
     if (!dense && e->size && ftruncate(fd, (off_t)e->size) < 0)
         return errno;
@@ -163,23 +163,23 @@ static int reserve(int fd, const struct pb_tree_entry *e)
     return 0;
 }
 
-static int create_one(struct pb_tree_sink *k, size_t i, struct pb_dircache *links, char *err, size_t errlen)
+static int create_one(struct pb_dtree_sink *k, size_t i, struct pb_dircache *links, char *err, size_t errlen)
 {
-    const struct pb_tree_entry *e = &k->t->e[i];
+    const struct pb_dtree_entry *e = &k->t->e[i];
     const char *base, *tbase;
     int dfd = pb_dircache_parent(&k->dc, e->path, &base);
     if (dfd < 0)
         return serr(k, err, errlen, "cannot open the directory of", e->path, errno);
     switch (e->type) {
-    case PB_TREE_DIR:
+    case PB_DTREE_DIR:
         if (mkdirat(dfd, base, 0700) < 0)
             return serr(k, err, errlen, "cannot create directory", e->path, errno);
         return 0;
-    case PB_TREE_SYMLINK:
+    case PB_DTREE_SYMLINK:
         if (symlinkat(e->target, dfd, base) < 0)
             return serr(k, err, errlen, "cannot create symbolic link", e->path, errno);
         return 0;
-    case PB_TREE_HARDLINK: {
+    case PB_DTREE_HARDLINK: {
         const char *tpath = k->t->e[e->link].path;
         int tfd = pb_dircache_parent(links, tpath, &tbase);
         if (tfd < 0 || linkat(tfd, tbase, dfd, base, 0) < 0)
@@ -203,7 +203,7 @@ static int create_one(struct pb_tree_sink *k, size_t i, struct pb_dircache *link
     }
 }
 
-int pb_tree_sink_open(struct pb_tree_sink *k, const struct pb_tree *t, const char *dest, int force,
+int pb_dtree_sink_open(struct pb_dtree_sink *k, const struct pb_dtree *t, const char *dest, int force,
                       const struct stat *source, char *err, size_t errlen)
 {
     memset(k, 0, sizeof *k);
@@ -214,12 +214,12 @@ int pb_tree_sink_open(struct pb_tree_sink *k, const struct pb_tree *t, const cha
     pb_fdcache_init(&k->fc);
     pb_dircache_init(&k->dc, -1);
     if (split_dest(k, dest, err, errlen) < 0 || check_existing(k, source, err, errlen) < 0) {
-        pb_tree_sink_abort(k);
+        pb_dtree_sink_abort(k);
         return -1;
     }
     remove_stale(k);
     if (make_stage(k, err, errlen) < 0) {
-        pb_tree_sink_abort(k);
+        pb_dtree_sink_abort(k);
         return -1;
     }
     struct pb_dircache links;
@@ -229,14 +229,14 @@ int pb_tree_sink_open(struct pb_tree_sink *k, const struct pb_tree *t, const cha
         rc = create_one(k, i, &links, err, errlen);
     pb_dircache_close(&links);
     if (rc) {
-        pb_tree_sink_abort(k);
+        pb_dtree_sink_abort(k);
         return -1;
     }
     return 0;
 }
 
 struct wr {
-    struct pb_tree_sink *k;
+    struct pb_dtree_sink *k;
     const unsigned char *buf;
     char *err;
     size_t errlen;
@@ -245,8 +245,8 @@ struct wr {
 static int write_piece(void *ctx, size_t idx, uint64_t foff, size_t boff, size_t len)
 {
     struct wr *w = ctx;
-    struct pb_tree_sink *k = w->k;
-    const struct pb_tree_entry *e = &k->t->e[idx];
+    struct pb_dtree_sink *k = w->k;
+    const struct pb_dtree_entry *e = &k->t->e[idx];
     int fd = pb_fdcache_get(&k->fc, idx);
     if (fd < 0) {
         const char *base;
@@ -267,10 +267,10 @@ static int write_piece(void *ctx, size_t idx, uint64_t foff, size_t boff, size_t
     return 0;
 }
 
-int pb_tree_sink_write(struct pb_tree_sink *k, uint64_t off, const void *buf, size_t len, char *err, size_t errlen)
+int pb_dtree_sink_write(struct pb_dtree_sink *k, uint64_t off, const void *buf, size_t len, char *err, size_t errlen)
 {
     struct wr w = { k, buf, err, errlen };
-    int rc = pb_tree_pieces(k->t, off, len, write_piece, &w);
+    int rc = pb_dtree_pieces(k->t, off, len, write_piece, &w);
     if (rc == -1)
         snprintf(err, errlen, "DEST_DIR '%s': write outside the data stream at %llu", k->dest,
                  (unsigned long long)off);
@@ -279,27 +279,27 @@ int pb_tree_sink_write(struct pb_tree_sink *k, uint64_t off, const void *buf, si
 
 /* Owner (as root), mode (without setuid/setgid) and mtime of one entry,
  * relative to its parent, never through a link. */
-static int set_attrs(struct pb_tree_sink *k, int dfd, const char *name, const struct pb_tree_entry *e)
+static int set_attrs(struct pb_dtree_sink *k, int dfd, const char *name, const struct pb_dtree_entry *e)
 {
     struct timespec ts[2] = { { (time_t)e->mt_sec, (long)e->mt_nsec }, { (time_t)e->mt_sec, (long)e->mt_nsec } };
     if (k->chown && fchownat(dfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0)
         return -1;
     /* not a link: this directory was made by us, 0700, and holds what we made */
-    if (e->type != PB_TREE_SYMLINK && fchmodat(dfd, name, (mode_t)(e->mode & 01777), 0) < 0)
+    if (e->type != PB_DTREE_SYMLINK && fchmodat(dfd, name, (mode_t)(e->mode & 01777), 0) < 0)
         return -1;
     return utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW);
 }
 
-int pb_tree_sink_finish(struct pb_tree_sink *k, char *err, size_t errlen)
+int pb_dtree_sink_finish(struct pb_dtree_sink *k, char *err, size_t errlen)
 {
-    const struct pb_tree *t = k->t;
+    const struct pb_dtree *t = k->t;
     pb_fdcache_close(&k->fc);
     /* Backwards: every entry after everything below it, so a directory's
      * mtime is set after its contents, deepest first. Hard links share the
      * inode of their group's first entry. */
     for (size_t i = t->n; i-- > 0;) {
-        const struct pb_tree_entry *e = &t->e[i];
-        if (e->type == PB_TREE_HARDLINK)
+        const struct pb_dtree_entry *e = &t->e[i];
+        if (e->type == PB_DTREE_HARDLINK)
             continue;
         const char *base;
         int dfd = pb_dircache_parent(&k->dc, e->path, &base);
@@ -316,7 +316,7 @@ int pb_tree_sink_finish(struct pb_tree_sink *k, char *err, size_t errlen)
     return 0;
 }
 
-int pb_tree_sink_commit(struct pb_tree_sink *k, char *err, size_t errlen)
+int pb_dtree_sink_commit(struct pb_dtree_sink *k, char *err, size_t errlen)
 {
     struct stat cur;
     int exists = fstatat(k->pfd, k->base, &cur, AT_SYMLINK_NOFOLLOW) == 0;
@@ -357,7 +357,7 @@ int pb_tree_sink_commit(struct pb_tree_sink *k, char *err, size_t errlen)
     return 0;
 }
 
-void pb_tree_sink_abort(struct pb_tree_sink *k)
+void pb_dtree_sink_abort(struct pb_dtree_sink *k)
 {
     pb_fdcache_close(&k->fc);
     pb_dircache_close(&k->dc);

@@ -1,7 +1,7 @@
-/* tree_manifest.c — the manifest of a directory SOURCE: serialize, strict
- * parse, and the map from stream offsets to files; see tree.h. Pure: no
+/* dirtree_manifest.c — the manifest of a directory SOURCE: serialize, strict
+ * parse, and the map from stream offsets to files; see dirtree.h. Pure: no
  * file system, no MPI (unit-tested and fuzzed). */
-#include "tree.h"
+#include "dirtree.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -12,7 +12,7 @@
 #define VERSION 1u
 #define MAX_SIZE (1ull << 62) /* a file or the stream larger than this is refused */
 
-void pb_tree_free(struct pb_tree *t)
+void pb_dtree_free(struct pb_dtree *t)
 {
     for (size_t i = 0; i < t->n; i++) {
         free(t->e[i].path);
@@ -23,7 +23,7 @@ void pb_tree_free(struct pb_tree *t)
     memset(t, 0, sizeof *t);
 }
 
-const char *pb_tree_show(const char *path, char *buf, size_t n)
+const char *pb_dtree_show(const char *path, char *buf, size_t n)
 {
     size_t i = 0;
     for (; path && path[i] && i + 1 < n; i++)
@@ -77,31 +77,31 @@ static void put_attrs(struct wbuf *w, uint32_t mode, uint32_t uid, uint32_t gid,
     put_u(w, ns, 4);
 }
 
-static void put_entry(struct wbuf *w, const struct pb_tree_entry *e)
+static void put_entry(struct wbuf *w, const struct pb_dtree_entry *e)
 {
     put_u(w, e->type, 1);
     put_attrs(w, e->mode, e->uid, e->gid, e->mt_sec, e->mt_nsec);
     size_t pl = strlen(e->path);
     put_u(w, pl, 2);
     put(w, e->path, pl);
-    if (e->type == PB_TREE_FILE) {
+    if (e->type == PB_DTREE_FILE) {
         put_u(w, e->size, 8);
         put_u(w, e->next, 4);
-        const struct pb_extent *x = pb_tree_extents(e);
+        const struct pb_extent *x = pb_dtree_extents(e);
         for (uint32_t k = 0; k < e->next; k++) {
             put_u(w, x[k].off, 8);
             put_u(w, x[k].len, 8);
         }
-    } else if (e->type == PB_TREE_SYMLINK) {
+    } else if (e->type == PB_DTREE_SYMLINK) {
         size_t tl = strlen(e->target);
         put_u(w, tl, 2);
         put(w, e->target, tl);
-    } else if (e->type == PB_TREE_HARDLINK) {
+    } else if (e->type == PB_DTREE_HARDLINK) {
         put_u(w, e->link, 8);
     }
 }
 
-int pb_tree_encode(const struct pb_tree *t, unsigned char **out, size_t *outlen)
+int pb_dtree_encode(const struct pb_dtree *t, unsigned char **out, size_t *outlen)
 {
     struct wbuf w = { 0 };
     put(&w, MAGIC, 8);
@@ -167,7 +167,7 @@ static int fail(char *err, size_t errlen, size_t idx, const char *path, const ch
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     if (path)
-        snprintf(err, errlen, "bad manifest: entry %zu '%s': %s", idx, pb_tree_show(path, shown, sizeof shown), why);
+        snprintf(err, errlen, "bad manifest: entry %zu '%s': %s", idx, pb_dtree_show(path, shown, sizeof shown), why);
     else
         snprintf(err, errlen, "bad manifest: entry %zu: %s", idx, why);
     return -1;
@@ -179,7 +179,7 @@ static const char *bad_path(const char *p, size_t len)
 {
     if (len == 0)
         return "empty path";
-    if (len > PB_TREE_PATH_MAX)
+    if (len > PB_DTREE_PATH_MAX)
         return "path too long";
     if (strlen(p) != len)
         return "NUL byte in the path";
@@ -213,7 +213,7 @@ static int tree_cmp(const char *a, const char *b)
 
 /* The parent of `path` must be the deepest directory on the stack of open
  * directories (the top when none): pop those that do not contain it. */
-static int parent_ok(const struct pb_tree *t, size_t *stack, size_t *depth, const char *path)
+static int parent_ok(const struct pb_dtree *t, size_t *stack, size_t *depth, const char *path)
 {
     const char *slash = strrchr(path, '/');
     size_t plen = slash ? (size_t)(slash - path) : 0;
@@ -229,14 +229,14 @@ static int parent_ok(const struct pb_tree *t, size_t *stack, size_t *depth, cons
     return strlen(t->e[stack[*depth - 1]].path) == plen;
 }
 
-static int parse_file(struct rbuf *r, struct pb_tree *t, struct pb_tree_entry *e, size_t i, char *err, size_t errlen)
+static int parse_file(struct rbuf *r, struct pb_dtree *t, struct pb_dtree_entry *e, size_t i, char *err, size_t errlen)
 {
     e->size = get_u(r, 8);
     e->next = (uint32_t)get_u(r, 4);
     e->stream_off = t->stream_size;
     if (e->size > MAX_SIZE)
         return fail(err, errlen, i, e->path, "file size %llu too large", (unsigned long long)e->size);
-    if (e->next > PB_TREE_MAX_EXTENTS || (size_t)e->next * 16 > r->len - r->pos)
+    if (e->next > PB_DTREE_MAX_EXTENTS || (size_t)e->next * 16 > r->len - r->pos)
         return fail(err, errlen, i, e->path, "bad extent count %u", e->next);
     if (e->next > 1 && !(e->ext = malloc((size_t)e->next * sizeof *e->ext)))
         return fail(err, errlen, i, e->path, "out of memory");
@@ -256,20 +256,20 @@ static int parse_file(struct rbuf *r, struct pb_tree *t, struct pb_tree_entry *e
     return 0;
 }
 
-static int parse_tail(struct rbuf *r, struct pb_tree *t, struct pb_tree_entry *e, size_t i, char *err, size_t errlen)
+static int parse_tail(struct rbuf *r, struct pb_dtree *t, struct pb_dtree_entry *e, size_t i, char *err, size_t errlen)
 {
     e->stream_off = t->stream_size;
     switch (e->type) {
-    case PB_TREE_DIR:
+    case PB_DTREE_DIR:
         t->ndirs++;
         return 0;
-    case PB_TREE_FILE:
+    case PB_DTREE_FILE:
         return parse_file(r, t, e, i, err, errlen);
-    case PB_TREE_SYMLINK: {
+    case PB_DTREE_SYMLINK: {
         size_t tl = (size_t)get_u(r, 2);
         if (r->short_read)
             return fail(err, errlen, i, e->path, "truncated");
-        if (tl == 0 || tl > PB_TREE_PATH_MAX)
+        if (tl == 0 || tl > PB_DTREE_PATH_MAX)
             return fail(err, errlen, i, e->path, "symbolic link target of bad length %zu", tl);
         if (!(e->target = get_str(r, tl)))
             return fail(err, errlen, i, e->path, r->short_read ? "truncated" : "out of memory");
@@ -278,9 +278,9 @@ static int parse_tail(struct rbuf *r, struct pb_tree *t, struct pb_tree_entry *e
         t->nsymlinks++;
         return 0;
     }
-    case PB_TREE_HARDLINK:
+    case PB_DTREE_HARDLINK:
         e->link = get_u(r, 8);
-        if (e->link >= i || t->e[e->link].type != PB_TREE_FILE)
+        if (e->link >= i || t->e[e->link].type != PB_DTREE_FILE)
             return fail(err, errlen, i, e->path, "hard link to entry %llu, not a file listed before",
                         (unsigned long long)e->link);
         t->nhardlinks++;
@@ -290,10 +290,10 @@ static int parse_tail(struct rbuf *r, struct pb_tree *t, struct pb_tree_entry *e
     }
 }
 
-static int parse_entry(struct rbuf *r, struct pb_tree *t, size_t *stack, size_t *depth, char *err, size_t errlen)
+static int parse_entry(struct rbuf *r, struct pb_dtree *t, size_t *stack, size_t *depth, char *err, size_t errlen)
 {
     size_t i = t->n;
-    struct pb_tree_entry *e = &t->e[i];
+    struct pb_dtree_entry *e = &t->e[i];
     memset(e, 0, sizeof *e);
     t->n++; /* owned by t from now on: freed with it */
     e->type = (uint8_t)get_u(r, 1);
@@ -320,12 +320,12 @@ static int parse_entry(struct rbuf *r, struct pb_tree *t, size_t *stack, size_t 
         return -1;
     if (r->short_read)
         return fail(err, errlen, i, e->path, "truncated");
-    if (e->type == PB_TREE_DIR)
+    if (e->type == PB_DTREE_DIR)
         stack[(*depth)++] = i;
     return 0;
 }
 
-static int parse_header(struct rbuf *r, struct pb_tree *t, uint64_t *n, char *err, size_t errlen)
+static int parse_header(struct rbuf *r, struct pb_dtree *t, uint64_t *n, char *err, size_t errlen)
 {
     if (r->len < 8 || memcmp(r->p, MAGIC, 8)) {
         snprintf(err, errlen, "bad manifest: not a p2pbcast tree manifest");
@@ -353,7 +353,7 @@ static int parse_header(struct rbuf *r, struct pb_tree *t, uint64_t *n, char *er
     return -1;
 }
 
-int pb_tree_parse(const unsigned char *buf, size_t len, struct pb_tree *t, char *err, size_t errlen)
+int pb_dtree_parse(const unsigned char *buf, size_t len, struct pb_dtree *t, char *err, size_t errlen)
 {
     memset(t, 0, sizeof *t);
     struct rbuf r = { buf, len, 0, 0 };
@@ -361,7 +361,7 @@ int pb_tree_parse(const unsigned char *buf, size_t len, struct pb_tree *t, char 
     if (parse_header(&r, t, &n, err, errlen) < 0)
         return -1;
     /* depth is bounded by the path length: components take 2 bytes at least */
-    size_t *stack = malloc((PB_TREE_PATH_MAX / 2 + 2) * sizeof *stack), depth = 0;
+    size_t *stack = malloc((PB_DTREE_PATH_MAX / 2 + 2) * sizeof *stack), depth = 0;
     t->e = calloc(n ? (size_t)n : 1, sizeof *t->e);
     t->cap = (size_t)n;
     int rc = stack && t->e ? 0 : -1;
@@ -375,7 +375,7 @@ int pb_tree_parse(const unsigned char *buf, size_t len, struct pb_tree *t, char 
     }
     free(stack);
     if (rc < 0)
-        pb_tree_free(t);
+        pb_dtree_free(t);
     return rc;
 }
 
@@ -383,7 +383,7 @@ int pb_tree_parse(const unsigned char *buf, size_t len, struct pb_tree *t, char 
 
 /* The last entry whose data start at or before off: entries without data
  * share the offset of the next one, so it is one that holds off. */
-static size_t locate(const struct pb_tree *t, uint64_t off)
+static size_t locate(const struct pb_dtree *t, uint64_t off)
 {
     size_t lo = 0, hi = t->n; /* first entry with stream_off > off is in [lo, hi] */
     while (lo < hi) {
@@ -396,7 +396,7 @@ static size_t locate(const struct pb_tree *t, uint64_t off)
     return lo - 1;
 }
 
-int pb_tree_pieces(const struct pb_tree *t, uint64_t off, size_t len, pb_tree_piece_fn fn, void *ctx)
+int pb_dtree_pieces(const struct pb_dtree *t, uint64_t off, size_t len, pb_dtree_piece_fn fn, void *ctx)
 {
     if (off > t->stream_size || len > t->stream_size - off || (len && !t->n)) {
         errno = EINVAL;
@@ -405,10 +405,10 @@ int pb_tree_pieces(const struct pb_tree *t, uint64_t off, size_t len, pb_tree_pi
     size_t boff = 0;
     size_t i = len ? locate(t, off) : 0;
     while (boff < len && i < t->n) {
-        const struct pb_tree_entry *e = &t->e[i];
-        const struct pb_extent *x = pb_tree_extents(e);
+        const struct pb_dtree_entry *e = &t->e[i];
+        const struct pb_extent *x = pb_dtree_extents(e);
         uint64_t d = off + boff - e->stream_off; /* offset in this entry's data */
-        for (uint32_t k = 0; e->type == PB_TREE_FILE && k < e->next && boff < len; k++) {
+        for (uint32_t k = 0; e->type == PB_DTREE_FILE && k < e->next && boff < len; k++) {
             if (d >= x[k].len) {
                 d -= x[k].len;
                 continue;

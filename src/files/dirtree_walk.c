@@ -1,9 +1,9 @@
 /* tree_walk.c — the root walks a directory SOURCE into a manifest: sorted
- * names, depth first, never following a symbolic link; see tree.h. */
+ * names, depth first, never following a symbolic link; see dirtree.h. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "tree.h"
+#include "dirtree.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,11 +26,11 @@ struct inode_map {
 };
 
 struct walk {
-    struct pb_tree *t;
+    struct pb_dtree *t;
     const char *source;
     int srclen; /* without trailing slashes, for messages */
     FILE *list;
-    char rel[PB_TREE_PATH_MAX + 2];
+    char rel[PB_DTREE_PATH_MAX + 2];
     size_t rlen;
     int depth;
     struct inode_map hl;
@@ -42,7 +42,7 @@ static int werr(struct walk *w, const char *what, int e)
 {
     char shown[200];
     snprintf(w->err, w->errlen, "SOURCE '%.*s': %s '%s': %s", w->srclen, w->source, what,
-             pb_tree_show(w->rlen ? w->rel : ".", shown, sizeof shown), strerror(e));
+             pb_dtree_show(w->rlen ? w->rel : ".", shown, sizeof shown), strerror(e));
     return -1;
 }
 
@@ -77,18 +77,18 @@ static size_t *map_find(struct inode_map *m, dev_t dev, ino_t ino, int add, size
     return &m->s[h].idx;
 }
 
-static struct pb_tree_entry *add_entry(struct walk *w, int type, const struct stat *st)
+static struct pb_dtree_entry *add_entry(struct walk *w, int type, const struct stat *st)
 {
-    struct pb_tree *t = w->t;
+    struct pb_dtree *t = w->t;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 256;
-        struct pb_tree_entry *e = realloc(t->e, cap * sizeof *e);
+        struct pb_dtree_entry *e = realloc(t->e, cap * sizeof *e);
         if (!e)
             return NULL;
         t->e = e;
         t->cap = cap;
     }
-    struct pb_tree_entry *e = &t->e[t->n];
+    struct pb_dtree_entry *e = &t->e[t->n];
     memset(e, 0, sizeof *e);
     if (!(e->path = strdup(w->rel)))
         return NULL;
@@ -105,7 +105,7 @@ static struct pb_tree_entry *add_entry(struct walk *w, int type, const struct st
 
 /* Data extents by SEEK_DATA/SEEK_HOLE; one dense extent where the file
  * system cannot tell or the file is not sparse. */
-static int find_extents(int fd, const struct stat *st, struct pb_tree_entry *e)
+static int find_extents(int fd, const struct stat *st, struct pb_dtree_entry *e)
 {
     uint64_t size = (uint64_t)st->st_size;
     e->one = (struct pb_extent){ 0, size };
@@ -119,7 +119,7 @@ static int find_extents(int fd, const struct stat *st, struct pb_tree_entry *e)
         if (d < 0 && errno == ENXIO)
             break;
         off_t h = d < 0 ? -1 : lseek(fd, d, SEEK_HOLE);
-        if (d < 0 || h < 0 || n == PB_TREE_MAX_EXTENTS) {
+        if (d < 0 || h < 0 || n == PB_DTREE_MAX_EXTENTS) {
             free(x); /* cannot tell: dense */
             return 0;
         }
@@ -153,7 +153,7 @@ static int add_file(struct walk *w, int dfd, const char *name, const struct stat
 {
     size_t *first = st->st_nlink > 1 ? map_find(&w->hl, st->st_dev, st->st_ino, 0, 0) : NULL;
     if (first) {
-        struct pb_tree_entry *e = add_entry(w, PB_TREE_HARDLINK, st);
+        struct pb_dtree_entry *e = add_entry(w, PB_DTREE_HARDLINK, st);
         if (!e)
             return werr(w, "cannot list", ENOMEM);
         e->link = *first;
@@ -164,9 +164,9 @@ static int add_file(struct walk *w, int dfd, const char *name, const struct stat
     if (fd < 0)
         return werr(w, "cannot open", errno);
     struct stat now;
-    struct pb_tree_entry *e = NULL;
+    struct pb_dtree_entry *e = NULL;
     int rc = fstat(fd, &now) < 0 ? errno : now.st_ino != st->st_ino || !S_ISREG(now.st_mode) ? EAGAIN : 0;
-    if (!rc && !(e = add_entry(w, PB_TREE_FILE, &now)))
+    if (!rc && !(e = add_entry(w, PB_DTREE_FILE, &now)))
         rc = ENOMEM;
     if (!rc && find_extents(fd, &now, e) < 0)
         rc = ENOMEM;
@@ -175,7 +175,7 @@ static int add_file(struct walk *w, int dfd, const char *name, const struct stat
         return werr(w, rc == EAGAIN ? "changed while listed" : "cannot read", rc);
     e->size = (uint64_t)now.st_size;
     for (uint32_t k = 0; k < e->next; k++)
-        w->t->stream_size += pb_tree_extents(e)[k].len;
+        w->t->stream_size += pb_dtree_extents(e)[k].len;
     w->t->nfiles++;
     if (now.st_nlink > 1 && !map_find(&w->hl, now.st_dev, now.st_ino, 1, w->t->n - 1))
         return werr(w, "cannot list", ENOMEM);
@@ -184,14 +184,14 @@ static int add_file(struct walk *w, int dfd, const char *name, const struct stat
 
 static int add_symlink(struct walk *w, int dfd, const char *name, const struct stat *st)
 {
-    char target[PB_TREE_PATH_MAX + 1];
+    char target[PB_DTREE_PATH_MAX + 1];
     ssize_t n = readlinkat(dfd, name, target, sizeof target);
     if (n < 0)
         return werr(w, "cannot read the symbolic link", errno);
-    if (n == 0 || (size_t)n > PB_TREE_PATH_MAX || memchr(target, 0, (size_t)n))
+    if (n == 0 || (size_t)n > PB_DTREE_PATH_MAX || memchr(target, 0, (size_t)n))
         return werr(w, "symbolic link target", ENAMETOOLONG);
     target[n] = 0;
-    struct pb_tree_entry *e = add_entry(w, PB_TREE_SYMLINK, st);
+    struct pb_dtree_entry *e = add_entry(w, PB_DTREE_SYMLINK, st);
     if (!e || !(e->target = strdup(target)))
         return werr(w, "cannot list", ENOMEM);
     w->t->nsymlinks++;
@@ -216,7 +216,7 @@ static int add_one(struct walk *w, int dfd, const char *name)
                     S_ISSOCK(st.st_mode) ? "socket" : S_ISFIFO(st.st_mode) ? "fifo" : "device");
         return 0;
     }
-    if (!add_entry(w, PB_TREE_DIR, &st))
+    if (!add_entry(w, PB_DTREE_DIR, &st))
         return werr(w, "cannot list", ENOMEM);
     w->t->ndirs++;
     if (w->depth >= MAX_DEPTH)
@@ -278,7 +278,7 @@ static int walk_dir(struct walk *w, int dfd)
     int rc = list_names(w, dfd, &names, &n);
     for (size_t i = 0; !rc && i < n; i++) {
         size_t nl = strlen(names[i]);
-        if (save + (save ? 1 : 0) + nl > PB_TREE_PATH_MAX) {
+        if (save + (save ? 1 : 0) + nl > PB_DTREE_PATH_MAX) {
             rc = werr(w, "path too long below", ENAMETOOLONG);
             break;
         }
@@ -297,7 +297,7 @@ static int walk_dir(struct walk *w, int dfd)
     return rc;
 }
 
-int pb_tree_walk(const char *source, struct pb_tree *t, FILE *list, char *err, size_t errlen)
+int pb_dtree_walk(const char *source, struct pb_dtree *t, FILE *list, char *err, size_t errlen)
 {
     memset(t, 0, sizeof *t);
     struct walk w = { .t = t, .source = source, .list = list, .err = err, .errlen = errlen };
@@ -321,6 +321,6 @@ int pb_tree_walk(const char *source, struct pb_tree *t, FILE *list, char *err, s
     close(fd);
     free(w.hl.s);
     if (rc < 0)
-        pb_tree_free(t);
+        pb_dtree_free(t);
     return rc;
 }

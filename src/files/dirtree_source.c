@@ -4,14 +4,14 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "tree.h"
+#include "dirtree.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
-int pb_tree_source_open(struct pb_tree_source *s, const struct pb_tree *t, const char *path, char *err,
+int pb_dtree_source_open(struct pb_dtree_source *s, const struct pb_dtree *t, const char *path, char *err,
                         size_t errlen)
 {
     s->t = t;
@@ -26,7 +26,7 @@ int pb_tree_source_open(struct pb_tree_source *s, const struct pb_tree *t, const
     return 0;
 }
 
-void pb_tree_source_close(struct pb_tree_source *s)
+void pb_dtree_source_close(struct pb_dtree_source *s)
 {
     pb_fdcache_close(&s->fc);
     pb_dircache_close(&s->dc);
@@ -36,21 +36,21 @@ void pb_tree_source_close(struct pb_tree_source *s)
 }
 
 struct rd {
-    struct pb_tree_source *s;
+    struct pb_dtree_source *s;
     unsigned char *buf;
     char *err;
     size_t errlen;
 };
 
-static int rd_fail(struct rd *r, const struct pb_tree_entry *e, const char *what, const char *why)
+static int rd_fail(struct rd *r, const struct pb_dtree_entry *e, const char *what, const char *why)
 {
     char shown[200];
-    snprintf(r->err, r->errlen, "SOURCE '%s': '%s' %s%s%s", r->s->path, pb_tree_show(e->path, shown, sizeof shown),
+    snprintf(r->err, r->errlen, "SOURCE '%s': '%s' %s%s%s", r->s->path, pb_dtree_show(e->path, shown, sizeof shown),
              what, why ? ": " : "", why ? why : "");
-    return 1; /* stops pb_tree_pieces */
+    return 1; /* stops pb_dtree_pieces */
 }
 
-static int open_file(struct pb_tree_source *s, size_t idx)
+static int open_file(struct pb_dtree_source *s, size_t idx)
 {
     int fd = pb_fdcache_get(&s->fc, idx);
     if (fd >= 0)
@@ -66,7 +66,7 @@ static int open_file(struct pb_tree_source *s, size_t idx)
 static int read_piece(void *ctx, size_t idx, uint64_t foff, size_t boff, size_t len)
 {
     struct rd *r = ctx;
-    const struct pb_tree_entry *e = &r->s->t->e[idx];
+    const struct pb_dtree_entry *e = &r->s->t->e[idx];
     int fd = open_file(r->s, idx);
     if (fd < 0)
         return rd_fail(r, e, errno == ENOENT ? "disappeared during the copy" : "cannot be opened", strerror(errno));
@@ -93,10 +93,10 @@ static int read_piece(void *ctx, size_t idx, uint64_t foff, size_t boff, size_t 
     return 0;
 }
 
-int pb_tree_source_read(struct pb_tree_source *s, uint64_t off, void *buf, size_t len, char *err, size_t errlen)
+int pb_dtree_source_read(struct pb_dtree_source *s, uint64_t off, void *buf, size_t len, char *err, size_t errlen)
 {
     struct rd r = { s, buf, err, errlen };
-    int rc = pb_tree_pieces(s->t, off, len, read_piece, &r);
+    int rc = pb_dtree_pieces(s->t, off, len, read_piece, &r);
     if (rc == -1)
         snprintf(err, errlen, "SOURCE '%s': read outside the data stream at %llu", s->path, (unsigned long long)off);
     return rc ? -1 : 0;

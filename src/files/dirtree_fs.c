@@ -1,10 +1,10 @@
 /* tree_fs.c — directories opened relative to a top directory without ever
  * following a link, a small cache of open files, and removal of a tree;
- * see tree.h. */
+ * see dirtree.h. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "tree.h"
+#include "dirtree.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -62,7 +62,7 @@ int pb_dircache_parent(struct pb_dircache *c, const char *rel, const char **base
     const char *slash = strrchr(rel, '/');
     size_t plen = slash ? (size_t)(slash - rel) : 0;
     *base = slash ? slash + 1 : rel;
-    if (plen > PB_TREE_PATH_MAX) {
+    if (plen > PB_DTREE_PATH_MAX) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -85,14 +85,14 @@ int pb_dircache_parent(struct pb_dircache *c, const char *rel, const char **base
 
 void pb_fdcache_init(struct pb_fdcache *c)
 {
-    for (int i = 0; i < PB_TREE_FD_CACHE; i++)
+    for (int i = 0; i < PB_DTREE_FD_CACHE; i++)
         c->fd[i] = -1;
     c->next = 0;
 }
 
 int pb_fdcache_get(const struct pb_fdcache *c, size_t idx)
 {
-    for (int i = 0; i < PB_TREE_FD_CACHE; i++)
+    for (int i = 0; i < PB_DTREE_FD_CACHE; i++)
         if (c->fd[i] >= 0 && c->idx[i] == idx)
             return c->fd[i];
     return -1;
@@ -100,7 +100,7 @@ int pb_fdcache_get(const struct pb_fdcache *c, size_t idx)
 
 void pb_fdcache_put(struct pb_fdcache *c, size_t idx, int fd)
 {
-    unsigned s = c->next++ % PB_TREE_FD_CACHE;
+    unsigned s = c->next++ % PB_DTREE_FD_CACHE;
     if (c->fd[s] >= 0)
         close(c->fd[s]);
     c->fd[s] = fd;
@@ -109,7 +109,7 @@ void pb_fdcache_put(struct pb_fdcache *c, size_t idx, int fd)
 
 void pb_fdcache_close(struct pb_fdcache *c)
 {
-    for (int i = 0; i < PB_TREE_FD_CACHE; i++) {
+    for (int i = 0; i < PB_DTREE_FD_CACHE; i++) {
         if (c->fd[i] >= 0)
             close(c->fd[i]);
         c->fd[i] = -1;

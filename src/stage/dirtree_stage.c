@@ -1,6 +1,6 @@
-/* tree_stage.c — a directory SOURCE through the phases; see tree_stage.h.
+/* dirtree_stage.c — a directory SOURCE through the phases; see tree_stage.h.
  * The engine does not know: it moves the tree's data stream like a file. */
-#include "tree_stage.h"
+#include "dirtree_stage.h"
 
 #include "bootstrap.h"
 #include "dest_path.h"
@@ -35,9 +35,9 @@ static int dest_inside_source(struct stage *st)
     return !strncmp(parent, src, sl) && (parent[sl] == '/' || parent[sl] == 0 || sl == 1);
 }
 
-int pb_tree_root_meta(struct stage *st)
+int pb_dtree_root_meta(struct stage *st)
 {
-    struct pb_tree_job *tj = &st->tree;
+    struct pb_dtree_job *tj = &st->dtree;
     struct pb_meta *m = &st->meta;
     if (stat(st->source, &tj->top) < 0 || !S_ISDIR(tj->top.st_mode))
         return 0;
@@ -55,8 +55,8 @@ int pb_tree_root_meta(struct stage *st)
                  st->source, st->dest);
         return -1;
     }
-    struct pb_tree walked;
-    if (pb_tree_walk(st->source, &walked, st->verbose ? stderr : NULL, err, sizeof err) < 0) {
+    struct pb_dtree walked;
+    if (pb_dtree_walk(st->source, &walked, st->verbose ? stderr : NULL, err, sizeof err) < 0) {
         m->code = P2PBCAST_ERR_SOURCE;
         pb_copy_str(m->msg, sizeof m->msg, err);
         return -1;
@@ -64,16 +64,16 @@ int pb_tree_root_meta(struct stage *st)
     if (walked.nskipped && !st->quiet)
         fprintf(stderr, "p2pbcast: warning: SOURCE '%s': skipped %llu socket(s), FIFO(s) or device(s)%s\n",
                 st->source, (unsigned long long)walked.nskipped, st->verbose ? "" : " (-v lists them)");
-    int rc = pb_tree_encode(&walked, &tj->wire, &tj->wire_len);
-    pb_tree_free(&walked);
+    int rc = pb_dtree_encode(&walked, &tj->wire, &tj->wire_len);
+    pb_dtree_free(&walked);
     if (rc < 0) {
         m->code = P2PBCAST_ERR_INTERNAL;
         snprintf(m->msg, sizeof m->msg, "out of memory for the manifest of SOURCE '%.300s'", st->source);
         return -1;
     }
     /* The root uses what every node parses: its own encoding, parsed. */
-    if (pb_tree_parse(tj->wire, tj->wire_len, &tj->man, err, sizeof err) < 0 ||
-        pb_tree_source_open(&tj->src, &tj->man, st->source, err, sizeof err) < 0) {
+    if (pb_dtree_parse(tj->wire, tj->wire_len, &tj->man, err, sizeof err) < 0 ||
+        pb_dtree_source_open(&tj->src, &tj->man, st->source, err, sizeof err) < 0) {
         m->code = P2PBCAST_ERR_SOURCE;
         snprintf(m->msg, sizeof m->msg, "SOURCE '%.200s': %.200s", st->source, err);
         return -1;
@@ -122,14 +122,14 @@ static void take_manifest(struct stage *st, const unsigned char *buf, uint64_t l
         pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, err);
     } else if (XXH3_64bits(buf, (size_t)len) != hash) {
         pb_vote_set(mine, P2PBCAST_ERR_TRANSFER, 0, "the manifest does not match the root's checksum");
-    } else if (pb_tree_parse(buf, (size_t)len, &st->tree.man, err, sizeof err) < 0) {
+    } else if (pb_dtree_parse(buf, (size_t)len, &st->dtree.man, err, sizeof err) < 0) {
         pb_vote_set(mine, P2PBCAST_ERR_TRANSFER, 0, err);
     }
 }
 
 int pb_phase_manifest(struct stage *st)
 {
-    struct pb_tree_job *tj = &st->tree;
+    struct pb_dtree_job *tj = &st->dtree;
     if ((st->meta.mode & S_IFMT) != S_IFDIR)
         return 0;
     tj->on = 1;
@@ -144,7 +144,7 @@ int pb_phase_manifest(struct stage *st)
     if (rc)
         return bcast_failed(st, rc);
     unsigned char *buf = st->root ? tj->wire : NULL;
-    if (!st->root && st->bi->is_leader && head[0] <= PB_TREE_MAX_BYTES)
+    if (!st->root && st->bi->is_leader && head[0] <= PB_DTREE_MAX_BYTES)
         buf = malloc(head[0] ? (size_t)head[0] : 1);
     rc = bcast_pieces(st, buf, head[0]);
     struct pb_vote mine = { 0 };
@@ -162,13 +162,13 @@ int pb_phase_manifest(struct stage *st)
     return pb_agree(&st->ag, &mine, &st->d, 0);
 }
 
-int pb_tree_open(struct stage *st)
+int pb_dtree_open(struct stage *st)
 {
-    struct pb_tree_job *tj = &st->tree;
+    struct pb_dtree_job *tj = &st->dtree;
     struct pb_vote mine = { 0 };
     char err[512];
     if (st->writes) {
-        if (pb_tree_sink_open(&tj->sink, &tj->man, st->dpath, !!(st->o.flags & P2PBCAST_FORCE),
+        if (pb_dtree_sink_open(&tj->sink, &tj->man, st->dpath, !!(st->o.flags & P2PBCAST_FORCE),
                               st->root ? &tj->top : NULL, err, sizeof err) < 0)
             pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
         else
@@ -177,24 +177,24 @@ int pb_tree_open(struct stage *st)
     return pb_agree(&st->ag, &mine, &st->d, 0);
 }
 
-void pb_tree_abort(struct stage *st)
+void pb_dtree_abort(struct stage *st)
 {
-    if (st->tree.sink_open)
-        pb_tree_sink_abort(&st->tree.sink);
-    st->tree.sink_open = 0;
+    if (st->dtree.sink_open)
+        pb_dtree_sink_abort(&st->dtree.sink);
+    st->dtree.sink_open = 0;
 }
 
-void pb_tree_release(struct stage *st)
+void pb_dtree_release(struct stage *st)
 {
-    struct pb_tree_job *tj = &st->tree;
-    pb_tree_abort(st); /* after a commit this only closes */
+    struct pb_dtree_job *tj = &st->dtree;
+    pb_dtree_abort(st); /* after a commit this only closes */
     if (tj->src_open)
-        pb_tree_source_close(&tj->src);
+        pb_dtree_source_close(&tj->src);
     tj->src_open = 0;
     free(tj->wire);
     tj->wire = NULL;
-    struct pb_tree counts = tj->man; /* for the report */
-    pb_tree_free(&tj->man);
+    struct pb_dtree counts = tj->man; /* for the report */
+    pb_dtree_free(&tj->man);
     tj->man.nfiles = counts.nfiles;
     tj->man.ndirs = counts.ndirs;
     tj->man.nsymlinks = counts.nsymlinks;
@@ -202,10 +202,10 @@ void pb_tree_release(struct stage *st)
     tj->man.nskipped = counts.nskipped;
 }
 
-void pb_tree_summary(const struct stage *st, struct pb_summary *s)
+void pb_dtree_summary(const struct stage *st, struct pb_summary *s)
 {
-    const struct pb_tree *t = &st->tree.man;
-    s->tree = st->tree.on;
+    const struct pb_dtree *t = &st->dtree.man;
+    s->dirtree = st->dtree.on;
     s->files = t->nfiles;
     s->dirs = t->ndirs;
     s->symlinks = t->nsymlinks;

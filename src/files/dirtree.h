@@ -1,4 +1,4 @@
-/* tree.h — a directory SOURCE: the manifest that describes the tree, the
+/* dirtree.h — a directory SOURCE: the manifest that describes the tree, the
  * root's walk that builds it, and the two ends of the data stream (the root
  * reads the files, every node writes them into a staging directory).
  *
@@ -22,8 +22,8 @@
  *     hard link: u64 index of the group's first entry (a file before it)
  *     directory: nothing.
  * The manifest is checksummed (XXH3) and broadcast before any data. */
-#ifndef P2PBCAST_TREE_H
-#define P2PBCAST_TREE_H
+#ifndef P2PBCAST_DIRTREE_H
+#define P2PBCAST_DIRTREE_H
 
 #include <limits.h>
 #include <stddef.h>
@@ -31,18 +31,18 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-enum pb_tree_type { PB_TREE_DIR = 1, PB_TREE_FILE = 2, PB_TREE_SYMLINK = 3, PB_TREE_HARDLINK = 4 };
+enum pb_dtree_type { PB_DTREE_DIR = 1, PB_DTREE_FILE = 2, PB_DTREE_SYMLINK = 3, PB_DTREE_HARDLINK = 4 };
 
-#define PB_TREE_PATH_MAX 4095   /* bytes of a relative path (also a link target) */
-#define PB_TREE_MAX_EXTENTS 65536 /* more data extents than this: sent as one dense extent */
-#define PB_TREE_MAX_BYTES (1ull << 31) /* a manifest larger than this is refused */
-#define PB_TREE_FD_CACHE 64
+#define PB_DTREE_PATH_MAX 4095   /* bytes of a relative path (also a link target) */
+#define PB_DTREE_MAX_EXTENTS 65536 /* more data extents than this: sent as one dense extent */
+#define PB_DTREE_MAX_BYTES (1ull << 31) /* a manifest larger than this is refused */
+#define PB_DTREE_FD_CACHE 64
 
 struct pb_extent {
     uint64_t off, len;
 };
 
-struct pb_tree_entry {
+struct pb_dtree_entry {
     char *path;             /* relative, '/'-separated, NUL-terminated */
     char *target;           /* symlink: where it points (never followed) */
     struct pb_extent *ext;  /* file with several extents; else `one` */
@@ -55,8 +55,8 @@ struct pb_tree_entry {
     uint8_t type;
 };
 
-struct pb_tree {
-    struct pb_tree_entry *e;
+struct pb_dtree {
+    struct pb_dtree_entry *e;
     size_t n, cap;
     uint32_t mode, uid, gid, mt_nsec; /* the top directory */
     int64_t mt_sec;
@@ -64,33 +64,33 @@ struct pb_tree {
     uint64_t nfiles, ndirs, nsymlinks, nhardlinks, nskipped;
 };
 
-static inline const struct pb_extent *pb_tree_extents(const struct pb_tree_entry *e)
+static inline const struct pb_extent *pb_dtree_extents(const struct pb_dtree_entry *e)
 {
     return e->next > 1 ? e->ext : &e->one;
 }
 
-void pb_tree_free(struct pb_tree *t);
+void pb_dtree_free(struct pb_dtree *t);
 
 /* Root: walk the directory SOURCE (never following a symbolic link) and
  * fill t; special files are skipped and counted (listed on `list` when not
  * NULL). 0 ok; -1 with err naming the path and the reason. */
-int pb_tree_walk(const char *source, struct pb_tree *t, FILE *list, char *err, size_t errlen);
+int pb_dtree_walk(const char *source, struct pb_dtree *t, FILE *list, char *err, size_t errlen);
 
 /* Serialize t; *out is malloc'd. 0 ok, -1 out of memory. */
-int pb_tree_encode(const struct pb_tree *t, unsigned char **out, size_t *outlen);
+int pb_dtree_encode(const struct pb_dtree *t, unsigned char **out, size_t *outlen);
 /* Strict parse of len bytes: 0 ok; -1 with err naming the entry. t is
  * empty (freed) on failure. */
-int pb_tree_parse(const unsigned char *buf, size_t len, struct pb_tree *t, char *err, size_t errlen);
+int pb_dtree_parse(const unsigned char *buf, size_t len, struct pb_dtree *t, char *err, size_t errlen);
 
 /* A path fit for a message: control characters shown as '?', cut at n. */
-const char *pb_tree_show(const char *path, char *buf, size_t n);
+const char *pb_dtree_show(const char *path, char *buf, size_t n);
 
 /* The stream's pieces: calls fn for each (entry, offset in the file, offset
  * in the buffer, length) that [off, off+len) covers, in order. Returns the
  * first nonzero value of fn, or -1 (errno EINVAL) when the range is outside
  * the stream. */
-typedef int (*pb_tree_piece_fn)(void *ctx, size_t idx, uint64_t foff, size_t boff, size_t len);
-int pb_tree_pieces(const struct pb_tree *t, uint64_t off, size_t len, pb_tree_piece_fn fn, void *ctx);
+typedef int (*pb_dtree_piece_fn)(void *ctx, size_t idx, uint64_t foff, size_t boff, size_t len);
+int pb_dtree_pieces(const struct pb_dtree *t, uint64_t off, size_t len, pb_dtree_piece_fn fn, void *ctx);
 
 /* ---- directories opened relative to a top directory, never through a link */
 
@@ -99,7 +99,7 @@ int pb_tree_pieces(const struct pb_tree *t, uint64_t off, size_t len, pb_tree_pi
 struct pb_dircache {
     int top;                       /* not owned */
     int fd;                        /* the cached directory, or -1 */
-    char path[PB_TREE_PATH_MAX + 1]; /* its path relative to top ("" = top) */
+    char path[PB_DTREE_PATH_MAX + 1]; /* its path relative to top ("" = top) */
 };
 void pb_dircache_init(struct pb_dircache *c, int top);
 /* fd of rel's parent directory (owned by the cache), *base = rel's last
@@ -109,8 +109,8 @@ void pb_dircache_close(struct pb_dircache *c);
 
 /* A few open files, by entry index (round robin). */
 struct pb_fdcache {
-    size_t idx[PB_TREE_FD_CACHE];
-    int fd[PB_TREE_FD_CACHE];
+    size_t idx[PB_DTREE_FD_CACHE];
+    int fd[PB_DTREE_FD_CACHE];
     unsigned next;
 };
 void pb_fdcache_init(struct pb_fdcache *c);
@@ -123,23 +123,23 @@ void pb_fdcache_close(struct pb_fdcache *c);
 int pb_rmtree_at(int dfd, const char *name);
 
 /* ---- the root's side: read the stream */
-struct pb_tree_source {
-    const struct pb_tree *t;
+struct pb_dtree_source {
+    const struct pb_dtree *t;
     const char *path;  /* SOURCE */
     int top;
     struct pb_dircache dc;
     struct pb_fdcache fc;
 };
-int pb_tree_source_open(struct pb_tree_source *s, const struct pb_tree *t, const char *path, char *err,
+int pb_dtree_source_open(struct pb_dtree_source *s, const struct pb_dtree *t, const char *path, char *err,
                         size_t errlen);
 /* Read len bytes of the stream at off; checks that every file read from
  * still has the size and mtime of the manifest. 0 ok; -1 with err. */
-int pb_tree_source_read(struct pb_tree_source *s, uint64_t off, void *buf, size_t len, char *err, size_t errlen);
-void pb_tree_source_close(struct pb_tree_source *s);
+int pb_dtree_source_read(struct pb_dtree_source *s, uint64_t off, void *buf, size_t len, char *err, size_t errlen);
+void pb_dtree_source_close(struct pb_dtree_source *s);
 
 /* ---- a node's side: build the tree in a staging directory, then rename it */
-struct pb_tree_sink {
-    const struct pb_tree *t;
+struct pb_dtree_sink {
+    const struct pb_dtree *t;
     int pfd;                  /* DEST_DIR's parent directory */
     int sfd;                  /* the staging directory (locked) */
     int force, chown;
@@ -152,15 +152,15 @@ struct pb_tree_sink {
 /* Check DEST_DIR (absent, or --force), create the staging directory and
  * every entry in it with space reserved. source: the root's SOURCE (refused
  * as DEST). 0 ok; -1 with err (nothing left behind). */
-int pb_tree_sink_open(struct pb_tree_sink *k, const struct pb_tree *t, const char *dest, int force,
+int pb_dtree_sink_open(struct pb_dtree_sink *k, const struct pb_dtree *t, const char *dest, int force,
                       const struct stat *source, char *err, size_t errlen);
-int pb_tree_sink_write(struct pb_tree_sink *k, uint64_t off, const void *buf, size_t len, char *err, size_t errlen);
+int pb_dtree_sink_write(struct pb_dtree_sink *k, uint64_t off, const void *buf, size_t len, char *err, size_t errlen);
 /* Owners, modes and mtimes (deepest first), then flush to stable storage. */
-int pb_tree_sink_finish(struct pb_tree_sink *k, char *err, size_t errlen);
+int pb_dtree_sink_finish(struct pb_dtree_sink *k, char *err, size_t errlen);
 /* Rename the staging directory to DEST_DIR (with --force, in exchange for
  * the old one, which is then removed). */
-int pb_tree_sink_commit(struct pb_tree_sink *k, char *err, size_t errlen);
+int pb_dtree_sink_commit(struct pb_dtree_sink *k, char *err, size_t errlen);
 /* Remove the staging directory (if any) and close everything. Safe twice. */
-void pb_tree_sink_abort(struct pb_tree_sink *k);
+void pb_dtree_sink_abort(struct pb_dtree_sink *k);
 
 #endif

@@ -1,0 +1,249 @@
+/* engine_tree.c — the two-tree executor; see engine.h for its flow control,
+ * completion and deadlock-freedom argument, plan_tree.c for the trees.
+ *
+ * The root and the receivers run the same loop: a chunk in a slot (the
+ * root: read from SOURCE; a receiver: arrived, checked and written) is
+ * queued for each of its tree's children; a child's queue drains as that
+ * child grants slots; the slot is free again (the root: a read buffer; a
+ * receiver: granted back to the parent it belongs to) once every child's
+ * put of it completed. */
+#include "engine_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* The low byte of a tree DONE notice; the count of done nodes of the
+ * sender's tree-0 subtree rides in the bits above it. */
+#define TREE_DONE_SHIFT 8u
+
+static int child_index(const struct pb_engine *e, int leader)
+{
+    for (int c = 0; c < e->tr.nchild; c++)
+        if (e->tr.child[c] == leader)
+            return c;
+    return -1;
+}
+
+static int add_child(struct tree_part *t, int leader)
+{
+    for (int c = 0; c < t->nchild; c++)
+        if (t->child[c] == leader)
+            return c;
+    t->child[t->nchild] = leader;
+    return t->nchild++;
+}
+
+/* Our parents, children and per-tree targets, looked up once. */
+int pb_tree_setup(struct pb_engine *e)
+{
+    struct tree_part *t = &e->tr;
+    const struct pb_plan *p = e->p;
+    int me = e->recv < 0 ? PB_FROM_ROOT : e->recv;
+    for (int tree = 0; tree < PB_TREES; tree++) {
+        if (e->recv >= 0) {
+            int up = pb_tree_parent(p->nrecv, tree, e->recv);
+            t->parent[tree] = up == PB_FROM_ROOT ? e->c.root : pb_plan_leader_of(e->c.root, e->c.nleaders, up);
+        }
+        int kids[2], nk = pb_tree_children(p->nrecv, tree, me, kids);
+        for (int i = 0; i < nk; i++)
+            t->target[tree][t->ntarget[tree]++] =
+                add_child(t, pb_plan_leader_of(e->c.root, e->c.nleaders, kids[i]));
+    }
+    /* Half the slots per parent: each tree carries half the chunks. */
+    t->split = e->c.nslots / 2;
+    t->sends_left = calloc(e->c.nslots, 1);
+    if (!t->sends_left)
+        return -1;
+    for (int c = 0; c < t->nchild; c++)
+        if (fifo_init(&t->credits[c], e->c.nslots) || fifo_init(&t->outq[c], e->c.nslots))
+            return -1;
+    return 0;
+}
+
+void pb_tree_free(struct pb_engine *e)
+{
+    for (int c = 0; c < 2; c++) {
+        free(e->tr.credits[c].v);
+        free(e->tr.outq[c].v);
+    }
+    free(e->tr.sends_left);
+}
+
+/* Every child's put of slot s completed: free it for the next chunk. */
+static void release(struct pb_engine *e, uint32_t s)
+{
+    e->tr.busy--;
+    if (e->recv >= 0) {
+        if ((int64_t)e->chunk_of[s] == e->c.corrupt_chunk)
+            pb_eng_slot_mem(e, s)[0] ^= 0x5a; /* undo: our own copy was written before */
+        pb_eng_grant(e, s);
+        return;
+    }
+    e->state[s] = SLOT_IDLE;
+    e->sent_bytes += e->len_of[s] - PB_TRAILER_SIZE;
+    fifo_push(&e->free_bufs, s);
+    if (e->c.progress)
+        e->c.progress(e->c.progress_ctx, e->sent_bytes, e->nodes_done);
+}
+
+/* Slot s holds chunk k: queue it for each child of k's tree. */
+static void pass_on(struct pb_engine *e, uint32_t s, uint64_t k)
+{
+    int tree = pb_tree_of_chunk(k), n = e->tr.ntarget[tree];
+    e->state[s] = SLOT_BUSY;
+    e->tr.busy++;
+    e->tr.sends_left[s] = (unsigned char)n;
+    if (n == 0) {
+        release(e, s);
+        return;
+    }
+    if (e->recv >= 0 && (int64_t)k == e->c.corrupt_chunk)
+        pb_eng_slot_mem(e, s)[0] ^= 0x5a; /* test-only fault injection, see --help of the test suite */
+    for (int i = 0; i < n; i++)
+        fifo_push(&e->tr.outq[e->tr.target[tree][i]], s);
+}
+
+static void root_read(struct pb_engine *e)
+{
+    while (!e->err && e->free_bufs.len && e->next_read < e->p->nchunks) {
+        if (pb_eng_skipped(e, e->next_read)) {
+            e->next_read++;
+            continue;
+        }
+        uint32_t b = fifo_pop(&e->free_bufs);
+        uint64_t k = e->next_read;
+        if (pb_eng_root_load(e, b, k) < 0)
+            return;
+        pass_on(e, b, k);
+    }
+}
+
+static void send_queued(struct pb_engine *e)
+{
+    for (int c = 0; c < e->tr.nchild; c++)
+        while (!e->err && e->tr.outq[c].len && e->tr.credits[c].len)
+            pb_eng_put(e, e->tr.child[c], fifo_pop(&e->tr.credits[c]), fifo_pop(&e->tr.outq[c]));
+}
+
+/* Every chunk here, every put completed, every tree-0 child done. */
+static int subtree_done(const struct pb_engine *e)
+{
+    int all_here = e->recv < 0 ? e->next_read == e->p->nchunks
+                               : e->received + e->nskip == e->p->nchunks;
+    return all_here && e->tr.busy == 0 && e->tr.children_done == e->tr.ntarget[0];
+}
+
+void pb_tree_pump(struct pb_engine *e)
+{
+    if (e->recv < 0)
+        root_read(e);
+    send_queued(e);
+    if (e->err || e->tr.done || !subtree_done(e))
+        return;
+    e->tr.done = 1;
+    if (e->recv < 0)
+        return;
+    /* Up tree 0 only: see engine.h for why not both trees. */
+    uint32_t code = PB_NOTIFY_TREE_DONE | (e->tr.subtree_done + 1) << TREE_DONE_SHIFT;
+    if (e->c.tp->ops->notify(e->c.tp, e->tr.parent[0], code) < 0)
+        pb_eng_fail(e, PB_EE_PEER, "cannot tell %s that our part of tree 0 is done: %s",
+                    pb_eng_name(e, e->tr.parent[0]), strerror(errno));
+}
+
+static int is_tree0_child(const struct pb_engine *e, int c)
+{
+    for (int i = 0; i < e->tr.ntarget[0]; i++)
+        if (e->tr.target[0][i] == c)
+            return 1;
+    return 0;
+}
+
+int pb_tree_finished(const struct pb_engine *e)
+{
+    return e->tr.done;
+}
+
+static void on_arrived(struct pb_engine *e, const struct pb_event *ev)
+{
+    uint64_t k;
+    if (pb_eng_accept(e, ev, &k) == 0)
+        pass_on(e, ev->slot, k);
+}
+
+static void on_sent(struct pb_engine *e, const struct pb_event *ev)
+{
+    uint32_t s = (uint32_t)ev->cookie;
+    if (s >= e->c.nslots || e->state[s] != SLOT_BUSY || !e->tr.sends_left[s]) {
+        pb_eng_fail(e, PB_EE_INTERNAL, "transport reported an unknown send (cookie %llu)",
+                    (unsigned long long)ev->cookie);
+        return;
+    }
+    if (--e->tr.sends_left[s] == 0)
+        release(e, s);
+}
+
+static void on_credit(struct pb_engine *e, const struct pb_event *ev)
+{
+    int c = child_index(e, ev->peer);
+    if (c < 0 || ev->slot >= e->c.nslots || fifo_push(&e->tr.credits[c], ev->slot) < 0)
+        pb_eng_fail(e, PB_EE_DATA, "protocol error: unexpected credit for slot %u from %s", ev->slot,
+                    pb_eng_name(e, ev->peer));
+}
+
+static void on_notify(struct pb_engine *e, const struct pb_event *ev)
+{
+    int c = child_index(e, ev->peer);
+    uint32_t count = ev->tag >> TREE_DONE_SHIFT;
+    if ((ev->tag & 0xffu) != PB_NOTIFY_TREE_DONE || c < 0 || !is_tree0_child(e, c) || e->tr.child_done[c] ||
+        count == 0 || count > (uint32_t)e->p->nrecv) {
+        pb_eng_fail(e, PB_EE_DATA, "protocol error: unexpected notice %u from %s", ev->tag,
+                    pb_eng_name(e, ev->peer));
+        return;
+    }
+    e->tr.child_done[c] = 1;
+    e->tr.children_done++;
+    e->tr.subtree_done += count;
+    if (e->recv < 0) {
+        e->nodes_done = (int)e->tr.subtree_done;
+        if (e->c.progress)
+            e->c.progress(e->c.progress_ctx, e->sent_bytes, e->nodes_done);
+    }
+}
+
+void pb_tree_handle(struct pb_engine *e, const struct pb_event *ev)
+{
+    switch (ev->kind) {
+    case PB_EV_ARRIVED:
+        if (e->recv < 0)
+            pb_eng_fail(e, PB_EE_DATA, "protocol error: %s sent data to the root", pb_eng_name(e, ev->peer));
+        else
+            on_arrived(e, ev);
+        break;
+    case PB_EV_SENT: on_sent(e, ev); break;
+    case PB_EV_CREDIT: on_credit(e, ev); break;
+    case PB_EV_NOTIFY: on_notify(e, ev); break;
+    default: pb_eng_fail(e, PB_EE_INTERNAL, "transport reported an unknown event %d", (int)ev->kind);
+    }
+}
+
+void pb_tree_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
+{
+    uint64_t k = 0;
+    while (e->recv >= 0 && k < e->p->nchunks && (((e->have[k / 8] >> (k % 8)) & 1) || pb_eng_skipped(e, k)))
+        k++;
+    if (e->recv >= 0 && k < e->p->nchunks) {
+        snprintf(out, outlen, "waiting for chunk %llu of %llu from %s (tree %d)", (unsigned long long)k,
+                 (unsigned long long)e->p->nchunks, pb_eng_name(e, e->tr.parent[pb_tree_of_chunk(k)]), (int)(k & 1));
+        return;
+    }
+    for (int c = 0; c < e->tr.nchild; c++) {
+        if (e->tr.outq[c].len || (is_tree0_child(e, c) && !e->tr.child_done[c])) {
+            snprintf(out, outlen, "%s: %u chunks to pass on, %u credits, %s", pb_eng_name(e, e->tr.child[c]),
+                     e->tr.outq[c].len, e->tr.credits[c].len,
+                     e->tr.outq[c].len ? "waiting for its credits" : "its part of tree 0 not done");
+            return;
+        }
+    }
+    snprintf(out, outlen, "%u sends outstanding", e->tr.busy);
+}

@@ -1,0 +1,315 @@
+/* model_tree.c — the two-tree schedule in the same discrete-event model as
+ * the ring (model.h: one message at a time per link direction, alpha per
+ * message, cut-through, credits alpha after a slot is freed). The schedule
+ * is plan_tree.c's; the flow control is engine_tree.c's:
+ *
+ *  root      nslots buffers; a buffer is read (instantly) when free, waits
+ *            for a credit of the root of its chunk's tree, is sent, and is
+ *            free again once sent.
+ *  receiver  nslots/2 slots granted to its tree-0 parent, the rest to its
+ *            tree-1 parent. A chunk is queued for each child of its tree
+ *            (per-child FIFO, sent as that child's credits come, in order on
+ *            the out-link); its slot goes back to its parent once every put
+ *            is done. A leaf's slot goes back at once.
+ *
+ * A node holds the chunks of one tree in arrival order and frees them in
+ * the same order (each child's FIFO runs in order), so the puts still to do
+ * for chunk k are kept in a ring of nslots counters per tree. */
+#include "model_sim.h"
+#include "model.h"
+#include "plan.h"
+
+#include <stdio.h>
+
+#define CHILD_SHIFT 2 /* event kind = EV_* | child index << CHILD_SHIFT */
+
+struct tnode {
+    struct q outq;        /* posted puts, in order: chunk | child << 32 */
+    struct q wait[2];     /* per child: chunks waiting for its credit */
+    struct q cred[2];     /* per child: its credits (usable-from times) */
+    int parent[2];        /* per tree: node index (R: the root) */
+    int up_idx[2];        /* per tree: our index among that parent's children */
+    int child[2], nchild;
+    int ntarget[2], target[2][2];
+    unsigned char *left;  /* [tree][slot ring]: puts still to do */
+    uint64_t in_free, wake_at, received;
+    int out_busy;
+};
+
+struct tmodel {
+    struct pb_plan p;
+    int R;
+    uint32_t nslots, split, free_bufs;
+    struct tnode *n;
+    uint64_t *pool;
+    unsigned char *left_pool;
+    uint64_t next_read, last_chunk;
+    uint64_t alpha_ps, d_full, d_last;
+    uint64_t now, finish, first_done, root_busy, messages, events;
+    int ndone, check, bad;
+    struct evq q;
+    char why[256];
+};
+
+static void tbad(struct tmodel *m, const char *what, int node, uint64_t k)
+{
+    if (!m->bad)
+        snprintf(m->why, sizeof m->why, "model internal error (trees): %s (node %d, chunk %llu)", what, node,
+                 (unsigned long long)k);
+    m->bad = 1;
+}
+
+static void tpush_ev(struct tmodel *m, uint64_t t, int kind, int node, uint64_t k)
+{
+    if (evq_push(&m->q, t, (uint32_t)node | (uint32_t)kind << EV_SHIFT, (uint32_t)k) < 0)
+        tbad(m, "out of memory for events", node, k);
+}
+
+static void twake(struct tmodel *m, int node, uint64_t t)
+{
+    struct tnode *x = &m->n[node];
+    if (x->wake_at <= t)
+        return;
+    x->wake_at = t;
+    tpush_ev(m, t, EV_WAKE, node, 0);
+}
+
+static unsigned char *left_of(struct tmodel *m, int node, uint64_t k)
+{
+    return &m->n[node].left[(k & 1) * m->nslots + (k >> 1) % m->nslots];
+}
+
+static void tstart(struct tmodel *m, int node)
+{
+    struct tnode *x = &m->n[node];
+    uint64_t e = q_front(&x->outq, 0), k = (uint32_t)e;
+    int c = (int)(e >> 32);
+    uint64_t d = k == m->last_chunk ? m->d_last : m->d_full;
+    struct tnode *y = &m->n[x->child[c]];
+    uint64_t out_end = m->now + d;
+    uint64_t arrive = (y->in_free > m->now ? y->in_free : m->now) + d;
+    y->in_free = arrive;
+    x->out_busy = 1;
+    m->messages++;
+    if (node == m->R)
+        m->root_busy += d;
+    int ck = c << CHILD_SHIFT;
+    if (arrive == out_end) {
+        tpush_ev(m, out_end, EV_XFER | ck, node, k);
+    } else {
+        tpush_ev(m, out_end, EV_SENT | ck, node, k);
+        tpush_ev(m, arrive, EV_ARRIVE | ck, node, k);
+    }
+}
+
+/* Send what has credit now; wake up when the next credit becomes usable. */
+static void tpump(struct tmodel *m, int node)
+{
+    struct tnode *x = &m->n[node];
+    if (node == m->R) {
+        while (m->free_bufs && m->next_read < m->p.nchunks) {
+            uint64_t k = m->next_read++;
+            m->free_bufs--;
+            if (q_push(&x->wait[x->target[k & 1][0]], k) < 0)
+                tbad(m, "root queue overflow", node, k);
+        }
+    }
+    for (int c = 0; c < x->nchild; c++) {
+        struct q *w = &x->wait[c], *cr = &x->cred[c];
+        while (w->len && cr->len && q_front(cr, 0) <= m->now) {
+            q_pop(cr);
+            if (q_push(&x->outq, q_pop(w) | (uint64_t)c << 32) < 0)
+                tbad(m, "out-queue overflow", node, 0);
+            if (!x->out_busy)
+                tstart(m, node);
+        }
+        if (w->len && cr->len)
+            twake(m, node, q_front(cr, 0));
+    }
+}
+
+/* Receiver r frees the slot of chunk k: a credit to its parent in k's tree. */
+static void tgrant(struct tmodel *m, int r, int tree)
+{
+    struct tnode *x = &m->n[r];
+    struct tnode *up = &m->n[x->parent[tree]];
+    int i = x->up_idx[tree];
+    uint64_t t = m->now + m->alpha_ps;
+    if (q_push(&up->cred[i], t) < 0)
+        tbad(m, "credit overflow", r, 0);
+    if (up->wait[i].len)
+        twake(m, x->parent[tree], t);
+}
+
+static void ton_sent(struct tmodel *m, int node)
+{
+    struct tnode *x = &m->n[node];
+    uint64_t k = (uint32_t)q_pop(&x->outq);
+    x->out_busy = 0;
+    if (x->outq.len)
+        tstart(m, node);
+    if (node == m->R) {
+        m->free_bufs++;
+        tpump(m, node);
+    } else if (--*left_of(m, node, k) == 0) {
+        tgrant(m, node, (int)(k & 1));
+    }
+}
+
+static void ton_arrive(struct tmodel *m, int sender, int c, uint64_t k)
+{
+    int r = m->n[sender].child[c], tree = (int)(k & 1);
+    struct tnode *x = &m->n[r];
+    if (m->check && pb_plan_sender(&m->p, r, k) != (sender == m->R ? PB_FROM_ROOT : sender)) {
+        tbad(m, "chunk arrived from the wrong sender", r, k);
+        return;
+    }
+    if (++x->received == m->p.nchunks) {
+        if (!m->ndone++)
+            m->first_done = m->now;
+        if (m->now > m->finish)
+            m->finish = m->now;
+    }
+    int n = x->ntarget[tree];
+    if (n == 0) {
+        tgrant(m, r, tree);
+        return;
+    }
+    *left_of(m, r, k) = (unsigned char)n;
+    for (int i = 0; i < n; i++)
+        if (q_push(&x->wait[x->target[tree][i]], k) < 0)
+            tbad(m, "slot overflow", r, k);
+    tpump(m, r);
+}
+
+static int add_child(struct tnode *x, int node)
+{
+    for (int c = 0; c < x->nchild; c++)
+        if (x->child[c] == node)
+            return c;
+    x->child[x->nchild] = node;
+    return x->nchild++;
+}
+
+/* Every node's neighbours from plan_tree.c, and its queues from one pool. */
+static int tmodel_alloc(struct tmodel *m)
+{
+    int R = m->R;
+    uint32_t S = m->nslots;
+    size_t per = 2 * (size_t)S + 4 * (size_t)S; /* outq, wait[2], cred[2] */
+    m->n = calloc((size_t)R + 1, sizeof *m->n);
+    m->pool = malloc(((size_t)R + 1) * per * sizeof *m->pool);
+    m->left_pool = calloc(((size_t)R + 1) * 2 * S, 1);
+    if (!m->n || !m->pool || !m->left_pool)
+        return -1;
+    for (int i = 0; i <= R; i++) {
+        struct tnode *x = &m->n[i];
+        uint64_t *b = m->pool + (size_t)i * per;
+        x->outq = (struct q){ b, 2 * S, 0, 0 };
+        for (int c = 0; c < 2; c++) {
+            x->wait[c] = (struct q){ b + 2 * S + (size_t)c * S, S, 0, 0 };
+            x->cred[c] = (struct q){ b + 4 * S + (size_t)c * S, S, 0, 0 };
+        }
+        x->left = m->left_pool + (size_t)i * 2 * S;
+        x->wake_at = NEVER;
+        int me = i == R ? PB_FROM_ROOT : i;
+        for (int t = 0; t < PB_TREES; t++) {
+            int kids[2], nk = pb_tree_children(R, t, me, kids);
+            for (int j = 0; j < nk; j++)
+                x->target[t][x->ntarget[t]++] = add_child(x, kids[j]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < PB_TREES; t++) {
+            int up = pb_tree_parent(R, t, r);
+            struct tnode *x = &m->n[r];
+            x->parent[t] = up == PB_FROM_ROOT ? R : up;
+            x->up_idx[t] = add_child(&m->n[x->parent[t]], r);
+        }
+    return 0;
+}
+
+static void trun_event(struct tmodel *m, struct ev e)
+{
+    m->events++;
+    int node = (int)(e.who & EV_NODE_MASK), kind = (int)(e.who >> EV_SHIFT);
+    int c = kind >> CHILD_SHIFT;
+    switch (kind & ((1 << CHILD_SHIFT) - 1)) {
+    case EV_SENT: ton_sent(m, node); break;
+    case EV_ARRIVE: ton_arrive(m, node, c, e.k); break;
+    case EV_XFER:
+        ton_sent(m, node);
+        ton_arrive(m, node, c, e.k);
+        break;
+    case EV_WAKE:
+        if (m->n[node].wake_at == m->now)
+            m->n[node].wake_at = NEVER;
+        tpump(m, node);
+        break;
+    }
+}
+
+static void tsimulate(struct tmodel *m)
+{
+    /* t = 0: every receiver grants all its slots, the root starts. */
+    for (int r = 0; r < m->R; r++)
+        for (uint32_t s = 0; s < m->nslots; s++)
+            tgrant(m, r, s < m->split ? 0 : 1);
+    tpump(m, m->R);
+    while (m->q.nb && m->ndone < m->R && !m->bad) {
+        m->now = m->q.b[m->q.nb - 1].t;
+        for (size_t i = 0; i < m->q.b[m->q.nb - 1].n && !m->bad; i++)
+            trun_event(m, m->q.b[m->q.nb - 1].v[i]);
+        m->q.b[m->q.nb - 1].n = 0;
+        m->q.nb--;
+    }
+}
+
+int pb_model_tree_sim(const struct pb_model_cfg *cfg, const struct pb_plan *p, uint32_t slots,
+                      struct pb_model_result *res, char *err, size_t errlen)
+{
+    struct tmodel *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    double B = cfg->bandwidth;
+    m->p = *p;
+    m->R = p->nrecv;
+    m->nslots = slots;
+    m->split = slots / 2;
+    m->free_bufs = slots;
+    m->check = cfg->check;
+    m->alpha_ps = to_ps(cfg->alpha);
+    m->last_chunk = p->nchunks - 1;
+    m->d_full = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(p, 0) + PB_TRAILER_SIZE) / B);
+    m->d_last = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(p, m->last_chunk) + PB_TRAILER_SIZE) / B);
+    int rc = 0;
+    if (tmodel_alloc(m) < 0) {
+        snprintf(err, errlen, "out of memory for %d nodes", cfg->nodes);
+        rc = -1;
+    } else {
+        tsimulate(m);
+        if (m->bad) {
+            snprintf(err, errlen, "%s", m->why);
+            rc = -1;
+        } else if (m->ndone < m->R) {
+            snprintf(err, errlen, "model deadlock (trees) at t=%.6f s: %d of %d receivers done",
+                     (double)m->now / PS, m->ndone, m->R);
+            rc = -2;
+        } else {
+            res->time = (double)m->finish / PS;
+            res->first_done = (double)m->first_done / PS;
+            res->efficiency = res->ideal / res->time;
+            res->root_busy = (double)m->root_busy / (double)m->finish;
+        }
+    }
+    res->messages = m->messages;
+    res->events = m->events;
+    evq_free(&m->q);
+    free(m->n);
+    free(m->pool);
+    free(m->left_pool);
+    free(m);
+    return rc;
+}

@@ -1,0 +1,223 @@
+/* source_shared.c — phase 1b: does every node see SOURCE, so that each can
+ * read its share of the chunks (--source-shared; the ring allgather of
+ * plan.h)?
+ *
+ * st_dev and st_ino mean nothing across NFS clients, so "the same file" is:
+ * the same size, mtime and ctime (nanoseconds) and the same checksum of the
+ * first and the last chunk, read by each node. The root looks first and
+ * broadcasts what it saw; every other leader opens SOURCE at the same path,
+ * looks, compares with the root's view, and votes at an agreement point:
+ * with `yes` a difference is a SOURCE error naming the node; with `auto` it
+ * rides in the vote (manifest = 1, msg = why), the root collects the votes
+ * (O(N)) and broadcasts the decision, falling back to root-only reads.
+ * In shared mode each leader keeps its SOURCE open for the transfer and
+ * checks size and mtime with every chunk it reads (transfer.c).
+ *
+ * Testing only: P2PBCAST_TEST_SOURCE_OF_RANK_<r>=PATH makes the leader of
+ * MPI rank r (not the root) open PATH instead of SOURCE, to stand for a
+ * node that sees another file (or none) at SOURCE's path. */
+#include "bootstrap.h"
+#include "digest.h"
+#include "phases.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { SHARED_NO, SHARED_AUTO, SHARED_YES };
+
+/* What one node sees at SOURCE's path. Fixed layout, same binary on all. */
+struct src_view {
+    int32_t ok; /* 0: could not look; msg says why */
+    int32_t pad;
+    uint64_t size;
+    int64_t mt_sec, mt_nsec, ct_sec, ct_nsec;
+    uint64_t h_first, h_last;
+    char msg[320];
+};
+
+static int parse_mode(const char *s)
+{
+    return !s || !strcmp(s, "auto") ? SHARED_AUTO : !strcmp(s, "yes") ? SHARED_YES : SHARED_NO;
+}
+
+static uint64_t chunk_hash(struct pb_source *src, const struct pb_plan *p, uint64_t k, unsigned char *buf,
+                           struct src_view *v)
+{
+    uint64_t len = pb_plan_chunk_len(p, k);
+    if (v->ok && pb_source_read(src, pb_plan_chunk_offset(p, k), buf, len, v->msg, sizeof v->msg) < 0)
+        v->ok = 0;
+    return v->ok ? pb_chunk_hash(buf, len) : 0;
+}
+
+/* Size, times, and the checksums of the first and last chunk of the file
+ * src has open (the plan's chunks: SOURCE's size, the root's chunk size). */
+static void look(struct pb_source *src, const struct pb_plan *p, struct src_view *v)
+{
+    v->ok = 1;
+    v->size = (uint64_t)src->st.st_size;
+    v->mt_sec = src->st.st_mtim.tv_sec;
+    v->mt_nsec = src->st.st_mtim.tv_nsec;
+    v->ct_sec = src->st.st_ctim.tv_sec;
+    v->ct_nsec = src->st.st_ctim.tv_nsec;
+    if (v->size != p->file_size) /* differs: nothing more to compare */
+        return;
+    unsigned char *buf = malloc(p->chunk_size ? p->chunk_size : 1);
+    if (!buf) {
+        v->ok = 0;
+        snprintf(v->msg, sizeof v->msg, "out of memory for one chunk");
+        return;
+    }
+    v->h_first = p->nchunks ? chunk_hash(src, p, 0, buf, v) : 0;
+    v->h_last = p->nchunks ? chunk_hash(src, p, p->nchunks - 1, buf, v) : 0;
+    free(buf);
+}
+
+static const char *leader_path(const struct stage *st)
+{
+    char name[64];
+    snprintf(name, sizeof name, "P2PBCAST_TEST_SOURCE_OF_RANK_%d", st->bi->rank);
+    const char *alt = getenv(name);
+    return alt && *alt ? alt : st->source;
+}
+
+/* 0 when mine is the root's file; else 1 with the difference in why. */
+static int differs(const struct src_view *root, const struct src_view *mine, const char *path, char *why, size_t n)
+{
+    if (!mine->ok)
+        snprintf(why, n, "%s", mine->msg);
+    else if (mine->size != root->size)
+        snprintf(why, n, "SOURCE '%s' is %llu bytes here, %llu on the root", path, (unsigned long long)mine->size,
+                 (unsigned long long)root->size);
+    else if (mine->mt_sec != root->mt_sec || mine->mt_nsec != root->mt_nsec)
+        snprintf(why, n, "SOURCE '%s' has mtime %lld.%09lld here, %lld.%09lld on the root", path,
+                 (long long)mine->mt_sec, (long long)mine->mt_nsec, (long long)root->mt_sec, (long long)root->mt_nsec);
+    else if (mine->ct_sec != root->ct_sec || mine->ct_nsec != root->ct_nsec)
+        snprintf(why, n, "SOURCE '%s' has ctime %lld.%09lld here, %lld.%09lld on the root", path,
+                 (long long)mine->ct_sec, (long long)mine->ct_nsec, (long long)root->ct_sec, (long long)root->ct_nsec);
+    else if (mine->h_first != root->h_first || mine->h_last != root->h_last)
+        snprintf(why, n, "SOURCE '%s' has other contents here than on the root (checksum of the %s chunk)", path,
+                 mine->h_first != root->h_first ? "first" : "last");
+    else
+        return 0;
+    return 1;
+}
+
+/* A non-root leader: open SOURCE, look, compare, and say so in the vote. */
+static void leader_vote(struct stage *st, const struct src_view *rv, int mode, struct pb_vote *mine)
+{
+    struct src_view v = { 0 };
+    const char *path = leader_path(st);
+    char why[480];
+    if (pb_source_open(&st->src, path, v.msg, sizeof v.msg) == 0)
+        look(&st->src, &st->plan, &v);
+    if (!differs(rv, &v, path, why, sizeof why))
+        return;
+    if (mode == SHARED_YES) {
+        char m[sizeof mine->msg];
+        snprintf(m, sizeof m, "%.400s (--source-shared=yes needs every node to see the same SOURCE)", why);
+        pb_vote_set(mine, P2PBCAST_ERR_SOURCE, 0, m);
+    } else {
+        mine->manifest = 1; /* at this point: "cannot share" */
+        pb_copy_str(mine->msg, sizeof mine->msg, why);
+    }
+}
+
+/* Root: every vote said "same file"? With -v, why not. */
+static int32_t root_decides(struct stage *st)
+{
+    const struct pb_boot_info *bi = st->bi;
+    for (int i = 0; i < bi->nleaders; i++)
+        if (st->ag.votes[i].manifest) {
+            if (st->verbose)
+                fprintf(stderr, "p2pbcast: source shared auto: no: %s: %.400s; only the root reads SOURCE\n",
+                        bi->names[i], st->ag.votes[i].msg);
+            return 0;
+        }
+    if (st->verbose)
+        fprintf(stderr, "p2pbcast: source shared %s: yes: all %d nodes see the same SOURCE (size, mtime, ctime, "
+                        "first and last chunk); each reads 1/%d of it, ring allgather\n",
+                st->o.source_shared ? st->o.source_shared : "auto", bi->nleaders, bi->nleaders);
+    return 1;
+}
+
+/* Before looking: is shared mode worth asking for? 0 with -v's reason when not. */
+static int worth_asking(struct stage *st, int mode)
+{
+    const char *why = NULL;
+    char buf[300];
+    if (mode == SHARED_NO)
+        why = "--source-shared=no";
+    else if (st->dtree.on)
+        why = "a directory SOURCE (read by the root)";
+    else if (st->bi->nleaders == 1)
+        why = "one node";
+    else if (st->meta.size == 0)
+        why = "empty SOURCE";
+    else if (mode == SHARED_AUTO && st->meta.schedule == PB_SCHED_TREE) {
+        if (st->o.schedule && !strcmp(st->o.schedule, "tree"))
+            why = "--schedule tree (the trees are fed by the root)";
+        else if (!pb_shared_beats_tree(st->meta.size, st->bi->nleaders, st->meta.chunk, st->meta.chunk, buf,
+                                       sizeof buf))
+            why = buf;
+    }
+    if (why && st->verbose && st->root)
+        fprintf(stderr, "p2pbcast: source shared: no (%s): only the root reads SOURCE\n", why);
+    return !why;
+}
+
+int pb_phase_source_shared(struct stage *st)
+{
+    int mode = parse_mode(st->o.source_shared);
+    if (!worth_asking(st, mode))
+        return 0;
+    struct src_view rv = { 0 };
+    if (st->root)
+        look(&st->src, &st->plan, &rv);
+    int rc = pb_agree_bcast(&st->ag, &rv, sizeof rv);
+    if (rc == 2)
+        return pb_agree_interrupted(&st->ag, &st->d);
+    struct pb_vote mine = { 0 };
+    if (rc != 0)
+        pb_vote_set(&mine, P2PBCAST_ERR_INTERNAL, 0, "MPI broadcast of SOURCE's description failed");
+    else if (st->root && !rv.ok)
+        pb_vote_set(&mine, P2PBCAST_ERR_SOURCE, 0, rv.msg);
+    else if (st->bi->is_leader && !st->root)
+        leader_vote(st, &rv, mode, &mine);
+    if ((rc = pb_agree(&st->ag, &mine, &st->d, 0)) != 0)
+        return rc;
+    int32_t shared = st->root ? root_decides(st) : 0;
+    if ((rc = pb_agree_bcast(&st->ag, &shared, sizeof shared)) != 0)
+        return rc == 2 ? pb_agree_interrupted(&st->ag, &st->d) : (st->d.code = P2PBCAST_ERR_INTERNAL);
+    st->shared = shared;
+    if (shared)
+        st->plan.schedule = PB_SCHED_SHARED;
+    else if (!st->root)
+        pb_source_close(&st->src);
+    return 0;
+}
+
+uint64_t pb_source_shared_report(const struct stage *st, int *readers, int say)
+{
+    const struct pb_boot_info *bi = st->bi;
+    const unsigned char *skip = st->nskip ? st->skip : NULL;
+    *readers = st->shared ? bi->nleaders : 1;
+    if (!st->have_plan)
+        return 0;
+    if (!st->shared) {
+        uint64_t sum = 0;
+        for (uint64_t k = 0; k < st->plan.nchunks; k++)
+            if (!skip || !((skip[k / 8] >> (k % 8)) & 1))
+                sum += pb_plan_chunk_len(&st->plan, k);
+        return sum;
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < bi->nleaders; i++) {
+        uint64_t b = pb_shared_read_bytes(&st->plan, i, skip);
+        char s[32];
+        if (say)
+            fprintf(stderr, "p2pbcast: %s read %s of SOURCE\n", bi->names[i], pb_fmt_bytes(b, s, sizeof s));
+        total += b;
+    }
+    return total;
+}
