@@ -10,6 +10,7 @@
 
 const char pb_usage_text[] =
     "Usage: p2pbcast [OPTION]... SOURCE DEST\n"
+    "  or:  p2pbcast [OPTION]... SOURCE_DIR DEST_DIR\n"
     "Copy SOURCE (read on the root rank's node) to DEST on every node of an MPI job,\n"
     "chunks passed on between the nodes in a pipelined ring or two binary trees.\n"
     "Run it under mpirun or srun, e.g.:\n"
@@ -52,6 +53,12 @@ const char pb_usage_text[] =
     "DEST may contain %h (host name), %r (MPI rank) and %% (a literal %).\n"
     "Data is written to a hidden temporary file in DEST's directory and renamed to\n"
     "DEST only when every node holds a complete, checksum-verified copy.\n"
+    "A directory SOURCE_DIR is copied as a tree: DEST_DIR becomes a copy of its\n"
+    "contents (like cp -r SRC DEST when DEST does not exist; a trailing slash on\n"
+    "either makes no difference), with directories, symbolic links (never\n"
+    "followed), hard links, holes, modes, mtimes and, as root, owners; sockets,\n"
+    "FIFOs and devices are skipped. An existing DEST_DIR needs --force; --resume\n"
+    "does not apply to directories.\n"
     "\n"
     "Exit status: 0 every node holds a verified copy; 1 transfer failed (peer lost,\n"
     "checksum mismatch, timeout); 2 usage error; 3 SOURCE error; 4 DEST error;\n"

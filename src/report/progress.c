@@ -134,6 +134,11 @@ void pb_summary_print(FILE *out, const struct pb_summary *s)
             fprintf(out, ", SOURCE read in parallel by %d nodes (%s in all)", s->source_readers,
                     pb_fmt_bytes(s->source_read, r1, sizeof r1));
         fputc('\n', out);
+        if (s->dirtree)
+            fprintf(out, "p2pbcast: directory: %llu files, %llu directories, %llu symbolic links, %llu hard links, "
+                         "%llu special files skipped\n",
+                    (unsigned long long)s->files, (unsigned long long)s->dirs, (unsigned long long)s->symlinks,
+                    (unsigned long long)s->hardlinks, (unsigned long long)s->skipped);
     } else {
         if (s->nfailures)
             fprintf(out, "p2pbcast: FAILED (%s) after %.2f s: %d of %d node%s reported an error; no node keeps a "
@@ -197,11 +202,16 @@ int pb_report_json(const char *path, const struct pb_summary *s, char *err, size
     fprintf(f,
             ",\n  \"bytes\": %llu,\n  \"seconds\": %.6f,\n  \"bytes_per_second_per_node\": %.0f,\n"
             "  \"nodes\": %d,\n  \"ranks\": %d,\n  \"chunk_size\": %llu,\n  \"chunks\": %llu,\n"
-            "  \"chunks_skipped\": %llu,\n  \"source_bytes_read\": %llu,\n  \"source_readers\": %d,\n"
-            "  \"failures\": [",
+            "  \"chunks_skipped\": %llu,\n  \"source_bytes_read\": %llu,\n  \"source_readers\": %d,\n",
             (unsigned long long)s->bytes, s->seconds, rate, s->nodes, s->ranks, (unsigned long long)s->chunk_size,
             (unsigned long long)s->chunks, (unsigned long long)s->chunks_skipped,
             (unsigned long long)s->source_read, s->source_readers);
+    if (s->dirtree)
+        fprintf(f, "  \"directory\": {\"files\": %llu, \"directories\": %llu, \"symlinks\": %llu, \"hardlinks\": %llu, "
+                   "\"skipped\": %llu},\n",
+                (unsigned long long)s->files, (unsigned long long)s->dirs, (unsigned long long)s->symlinks,
+                (unsigned long long)s->hardlinks, (unsigned long long)s->skipped);
+    fprintf(f, "  \"failures\": [");
     for (int i = 0; i < s->nfailures; i++) {
         fprintf(f, "%s\n    {\"node\": ", i ? "," : "");
         json_str(f, s->failures[i].node);

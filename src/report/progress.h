@@ -38,6 +38,9 @@ struct pb_summary {
     int nodes, ranks;
     const struct pb_failure *failures;
     int nfailures;
+    /* a directory SOURCE: what the tree held */
+    int dirtree;
+    uint64_t files, dirs, symlinks, hardlinks, skipped;
 };
 
 /* "1.23 GB/s", "512 kB/s": a rate in the unit that fits; returns buf. */

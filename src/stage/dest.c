@@ -92,6 +92,8 @@ int pb_phase_dest(struct stage *st)
 
 int pb_phase_open_sink(struct stage *st)
 {
+    if (st->dtree.on)
+        return pb_dtree_open(st);
     const struct pb_meta *m = &st->meta;
     st->want = (struct pb_sink_want){
         .size = m->size,
@@ -120,7 +122,8 @@ int pb_phase_commit(struct stage *st)
 {
     struct pb_vote mine = { 0 };
     char err[512];
-    if (st->writes && pb_sink_commit(&st->sink, err, sizeof err) < 0)
+    if (st->writes && (st->dtree.on ? pb_dtree_sink_commit(&st->dtree.sink, err, sizeof err)
+                                   : pb_sink_commit(&st->sink, err, sizeof err)) < 0)
         pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
     return pb_agree(&st->ag, &mine, &st->d, 0);
 }

@@ -59,15 +59,20 @@ static void root_meta(struct stage *st)
 {
     struct pb_meta *m = &st->meta;
     char err[320];
-    if (pb_source_open(&st->src, st->source, err, sizeof err) < 0) {
+    int dir = pb_dtree_root_meta(st); /* 1: a directory, walked (dirtree_stage.c) */
+    if (dir < 0)
+        return;
+    if (!dir && pb_source_open(&st->src, st->source, err, sizeof err) < 0) {
         m->code = P2PBCAST_ERR_SOURCE;
         pb_copy_str(m->msg, sizeof m->msg, err);
         return;
     }
-    m->size = (uint64_t)st->src.st.st_size;
-    m->mode = (uint32_t)st->src.st.st_mode & 07777;
-    m->mt_sec = st->src.st.st_mtim.tv_sec;
-    m->mt_nsec = st->src.st.st_mtim.tv_nsec;
+    if (!dir) {
+        m->size = (uint64_t)st->src.st.st_size;
+        m->mode = (uint32_t)st->src.st.st_mode & 07777;
+        m->mt_sec = st->src.st.st_mtim.tv_sec;
+        m->mt_nsec = st->src.st.st_mtim.tv_nsec;
+    }
     m->slots = st->o.slots ? st->o.slots : DEFAULT_SLOTS;
     const char *slash = strrchr(st->source, '/');
     snprintf(m->base, sizeof m->base, "%s", slash ? slash + 1 : st->source);

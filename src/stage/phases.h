@@ -14,6 +14,7 @@
 #include "sink.h"
 #include "source.h"
 #include "transport.h"
+#include "dirtree_stage.h"
 
 #include <limits.h>
 
@@ -77,6 +78,8 @@ struct stage {
     /* 5. the transfer */
     struct pb_engine *eng;
     struct pb_progress prog;
+    /* a directory SOURCE (dirtree_stage.c) */
+    struct pb_dtree_job dtree;
 };
 
 int pb_phase_meta(struct stage *st);       /* meta.c */

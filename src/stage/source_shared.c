@@ -148,6 +148,8 @@ static int worth_asking(struct stage *st, int mode)
     char buf[300];
     if (mode == SHARED_NO)
         why = "--source-shared=no";
+    else if (st->dtree.on)
+        why = "a directory SOURCE (read by the root)";
     else if (st->bi->nleaders == 1)
         why = "one node";
     else if (st->meta.size == 0)

@@ -5,6 +5,8 @@
  * status:
  *   1. meta      the root checks SOURCE and broadcasts what it found (size,
  *                mode, mtime, chunk size, transport, the job secret);
+ *   1a. manifest a directory SOURCE: the root's manifest of the tree reaches
+ *                every rank, checked, before anything is created;
  *   1b. shared   with --source-shared (auto by default), every leader looks
  *                at SOURCE; if all see the root's file, each reads its share;
  *   2. dest      leaders expand DEST and find the nodes that share one file;
@@ -36,6 +38,7 @@ static void cleanup_before_abort(void *ctx)
     pb_probe_remove(st->probe);
     if (st->sink_open)
         pb_sink_abort(&st->sink);
+    pb_dtree_abort(st);
 }
 
 /* The library's inputs, checked alike on every rank (the call is
@@ -129,6 +132,7 @@ static void report(struct stage *st, struct p2pbcast_result *res)
         .chunks_skipped = st->nskip,
         .failures = st->ag.fails, .nfailures = st->ag.nfails,
     };
+    pb_dtree_summary(st, &s);
     s.source_read = pb_source_shared_report(st, &s.source_readers, st->verbose && !res->status);
     char err[512];
     if (!st->quiet || res->status)
@@ -150,6 +154,7 @@ static void release(struct stage *st)
     if (st->sink_open)
         pb_sink_abort(&st->sink); /* after a commit this only closes: the name is DEST's */
     pb_source_close(&st->src);
+    pb_dtree_release(st);
     free(st->skip);
 }
 
@@ -159,7 +164,8 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     struct stage st;
     if (stage_begin(&st, comm, source, dest, opts, res) < 0)
         return res->status;
-    if (!pb_phase_meta(&st) && !pb_phase_source_shared(&st) && !pb_phase_dest(&st) && !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
+    if (!pb_phase_meta(&st) && !pb_phase_manifest(&st) && !pb_phase_source_shared(&st) && !pb_phase_dest(&st) &&
+        !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
         !pb_phase_connect(&st) && !pb_phase_transfer(&st))
         pb_phase_commit(&st);
     release(&st);

@@ -19,6 +19,7 @@ struct io_ctx {
     struct pb_sink *sink;
     long read_delay_ms; /* testing only: P2PBCAST_TEST_READ_DELAY_MS */
     int writes;
+    struct pb_dtree_job *dtree; /* a directory SOURCE: its stream instead */
 };
 
 static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size_t errlen)
@@ -28,6 +29,8 @@ static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size
         struct timespec ts = { io->read_delay_ms / 1000, (io->read_delay_ms % 1000) * 1000000L };
         nanosleep(&ts, NULL);
     }
+    if (io->dtree) /* checks every file it reads from */
+        return pb_dtree_source_read(&io->dtree->src, off, buf, len, err, errlen);
     /* A SOURCE that changes under us must not become N wrong copies: check
      * size and mtime with every chunk (one fstat per chunk). */
     if (pb_source_read(io->src, off, buf, len, err, errlen) < 0)
@@ -38,6 +41,8 @@ static int io_read(void *c, uint64_t off, void *buf, size_t len, char *err, size
 static int io_write(void *c, uint64_t off, const void *buf, size_t len, char *err, size_t errlen)
 {
     struct io_ctx *io = c;
+    if (io->dtree)
+        return io->writes ? pb_dtree_sink_write(&io->dtree->sink, off, buf, len, err, errlen) : 0;
     return io->writes ? pb_sink_write(io->sink, off, buf, len, err, errlen) : 0;
 }
 
@@ -136,7 +141,8 @@ static void *flush_thread(void *arg)
     long delay = env_long("P2PBCAST_TEST_FLUSH_DELAY_MS", 0); /* testing: a slow filesystem */
     if (delay > 0)
         nanosleep(&(struct timespec){ delay / 1000, (delay % 1000) * 1000000L }, NULL);
-    j->rc = pb_sink_flush(&j->st->sink, &j->st->want, j->err, j->errlen);
+    j->rc = j->st->dtree.on ? pb_dtree_sink_finish(&j->st->dtree.sink, j->err, j->errlen)
+                           : pb_sink_flush(&j->st->sink, &j->st->want, j->err, j->errlen);
     atomic_store(&j->done, 1);
     return NULL;
 }
@@ -164,7 +170,8 @@ static int flush_alive(struct stage *st, char *err, size_t errlen)
 static void run_leader(struct stage *st, struct pb_vote *mine)
 {
     char err[512];
-    struct io_ctx io = { &st->src, &st->sink, env_long("P2PBCAST_TEST_READ_DELAY_MS", 0), st->writes };
+    struct io_ctx io = { &st->src, &st->sink, env_long("P2PBCAST_TEST_READ_DELAY_MS", 0), st->writes,
+                         st->dtree.on ? &st->dtree : NULL };
     st->eng = create_engine(st, &io, err, sizeof err);
     if (!st->eng) {
         pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, err);

@@ -137,9 +137,28 @@ def cli():
     return f
 
 
-for d, files in ((W, wire()), (C, cli())):
+M = os.path.join(here, "corpus", "manifest")
+
+
+def manifest():
+    """Directory-tree manifests (dirtree.h): a valid tree, and near-valid hostile ones."""
+    def attrs(mode): return u32(mode) + u32(0) + u32(0) + u64(978307200) + u32(0)
+    def head(n): return b"P2PBTREE" + u32(1) + attrs(0o755) + u64(n) + u64(0)
+    def ent(t, mode, path, tail=b""): return u8(t) + attrs(mode) + u16(len(path)) + path + tail
+    def fil(path, size, ext): return ent(2, 0o644, path, u64(size) + u32(len(ext)) + b"".join(u64(o) + u64(l) for o, l in ext))
+    f = {}
+    f["ok-tree"] = head(7) + ent(1, 0o700, b"a") + fil(b"a/f", 10, [(0, 10)]) + fil(b"a/sparse", 1000, [(100, 5), (900, 100)]) \
+        + ent(4, 0, b"a/z", u64(1)) + ent(3, 0o777, b"b", u16(3) + b"../") + fil(b"c d", 0, []) + ent(1, 0o755, b"e")
+    f["ok-empty"] = head(0)
+    f["bad-dotdot"] = head(1) + fil(b"../x", 1, [(0, 1)])
+    f["bad-through-link"] = head(2) + ent(3, 0o777, b"l", u16(4) + b"/etc") + fil(b"l/passwd", 1, [(0, 1)])
+    f["bad-order"] = head(2) + fil(b"b", 1, [(0, 1)]) + fil(b"a", 1, [(0, 1)])
+    return f
+
+
+for d, files in ((W, wire()), (C, cli()), (M, manifest())):
     os.makedirs(d, exist_ok=True)
     for name, data in files.items():
         with open(os.path.join(d, name), "wb") as fh:
             fh.write(data)
-print("wrote", len(wire()), "wire and", len(cli()), "cli seeds")
+print("wrote", len(wire()), "wire,", len(cli()), "cli and", len(manifest()), "manifest seeds")

@@ -5,6 +5,8 @@
 #   fuzz_wire  everything parsed off a wire (tcp_wire.c, the chunk trailer,
 #              verbs_wire.c)
 #   fuzz_cli   the command line (options.c, dest_path.c)
+#   fuzz_manifest  a directory SOURCE's manifest as every node parses it
+#              (dirtree_manifest.c)
 #
 # Built with clang -fsanitize=fuzzer,address,undefined straight from the
 # pure sources (no configure, no MPI: tests/fuzz/stub/mpi.h stands in for
@@ -18,7 +20,7 @@
 # invariant (the reproducer path is printed: rerun it with
 # `<tmp>/fuzz_X <reproducer>`); 2 build failed; 77 no clang/libFuzzer (skip).
 #
-# Environment: CC (default clang), FUZZ_TARGETS (default "wire cli"),
+# Environment: CC (default clang), FUZZ_TARGETS (default "wire cli manifest"),
 # FUZZ_WORKDIR (keep everything there instead of a temp dir that is removed
 # when no crash happened), FUZZ_ARGS (extra libFuzzer flags).
 set -u
@@ -30,7 +32,7 @@ esac
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
 CC=${CC:-clang}
-targets=${FUZZ_TARGETS:-wire cli}
+targets=${FUZZ_TARGETS:-wire cli manifest}
 
 if ! command -v "$CC" >/dev/null 2>&1; then
     echo "SKIP: $CC not found (install clang and libclang-rt-dev for libFuzzer)"
@@ -82,6 +84,8 @@ for t in $targets; do
             "$top/src/core/digest.c" "$top/src/core/plan.c" -- -lxxhash ;;
     cli)
         build fuzz_cli "$here/fuzz_cli.c" "$top/src/cli/options.c" "$top/src/files/dest_path.c" -- ;;
+    manifest)
+        build fuzz_manifest "$here/fuzz_manifest.c" "$top/src/files/dirtree_manifest.c" -- ;;
     *)
         echo "run-fuzz: unknown target '$t'" >&2
         exit 2 ;;
