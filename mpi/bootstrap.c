@@ -411,27 +411,46 @@ void pb_boot_suspect(struct pb_boot *b, int leader)
 /* The collectives work on buffers of their own (bounce buffers), so that a
  * request abandoned on a timeout or a signal never points into the
  * caller's memory after it has returned. */
-int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
+/* One request and a copy of buf to post it on; 0, or -1 out of memory. */
+static int bounce(const void *buf, size_t len, MPI_Request **r, void **tmp)
 {
-    MPI_Request *r = new_reqs(1);
-    void *tmp = malloc(len ? len : 1);
-    if (!r || !tmp) {
-        free(r);
-        free(tmp);
+    *r = new_reqs(1);
+    *tmp = malloc(len ? len : 1);
+    if (!*r || !*tmp) {
+        free(*r);
+        free(*tmp);
         return -1;
     }
-    memcpy(tmp, buf, len);
-    int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, b->info.root, b->comm, r);
+    memcpy(*tmp, buf, len);
+    return 0;
+}
+
+/* Wait for a request posted on a bounce buffer (rc: how posting went);
+ * copy the result out when out is given. What did not complete is left
+ * to MPI, with its buffer, until close. */
+static int finish(struct pb_boot *b, int rc, MPI_Request *r, void *tmp, void *out, size_t len, double timeout)
+{
     if (rc == MPI_SUCCESS)
         rc = wait_live(b, 1, r, timeout, 0);
-    if (rc == MPI_SUCCESS) {
-        memcpy(buf, tmp, len);
-        free(r);
-        free(tmp);
-    } else {
+    if (rc != MPI_SUCCESS) {
         orphan(b, r, 1, tmp);
+        return boot_status(rc);
     }
-    return boot_status(rc);
+    if (out)
+        memcpy(out, tmp, len);
+    free(r);
+    free(tmp);
+    return 0;
+}
+
+int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
+{
+    MPI_Request *r;
+    void *tmp;
+    if (bounce(buf, len, &r, &tmp) < 0)
+        return -1;
+    int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, b->info.root, b->comm, r);
+    return finish(b, rc, r, tmp, buf, len, timeout);
 }
 
 /* Point to point rather than MPI_Igather, so that the root knows exactly
@@ -439,24 +458,12 @@ int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
 #define TAG_VOTE 7301
 static int gather_send(struct pb_boot *b, const void *mine, size_t len, double timeout)
 {
-    MPI_Request *r = new_reqs(1);
-    void *tmp = malloc(len ? len : 1);
-    if (!r || !tmp) {
-        free(r);
-        free(tmp);
+    MPI_Request *r;
+    void *tmp;
+    if (bounce(mine, len, &r, &tmp) < 0)
         return -1;
-    }
-    memcpy(tmp, mine, len);
     int rc = MPI_Isend(tmp, (int)len, MPI_BYTE, b->info.root_leader, TAG_VOTE, b->leaders, r);
-    if (rc == MPI_SUCCESS)
-        rc = wait_live(b, 1, r, timeout, 0);
-    if (rc == MPI_SUCCESS) {
-        free(r);
-        free(tmp);
-    } else {
-        orphan(b, r, 1, tmp);
-    }
-    return boot_status(rc);
+    return finish(b, rc, r, tmp, NULL, 0, timeout);
 }
 
 int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, double timeout,
@@ -565,29 +572,16 @@ int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)
     free(missing);
     if (rc != 0 && rc != 1)
         return rc;
-    MPI_Request *r = new_reqs(1);
+    MPI_Request *r;
+    void *tmp;
     size_t total = len * (size_t)in->nleaders;
-    void *tmp = malloc(total ? total : 1);
-    if (!r || !tmp) {
-        free(r);
-        free(tmp);
+    if (bounce(all, total, &r, &tmp) < 0)
         return -1;
-    }
-    if (root)
-        memcpy(tmp, all, total);
     rc = MPI_Ibcast(tmp, (int)total, MPI_BYTE, in->root_leader, b->leaders, r);
-    if (rc == MPI_SUCCESS)
-        rc = wait_live(b, 1, r, t, 0);
-    if (rc == -1)
+    rc = finish(b, rc, r, tmp, all, total, t);
+    if (rc == 1)
         exchange_timed_out(b, NULL, t);
-    if (rc == MPI_SUCCESS) {
-        memcpy(all, tmp, total);
-        free(r);
-        free(tmp);
-        return 0;
-    }
-    orphan(b, r, 1, tmp);
-    return boot_status(rc);
+    return rc;
 }
 
 #define TAG_ENDPOINT 7303
