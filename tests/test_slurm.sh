@@ -89,7 +89,7 @@ if ((rc == 77)); then
   skip_all "${reason#slurm-up: cannot run here: }"
 fi
 
-ntests=15
+ntests=17
 echo "1..$ntests"
 n=0
 failed=0
@@ -257,6 +257,18 @@ if same_on_all_nodes "$S/data/dataset.tar" /tmp/stage-dataset/dataset.tar &&
   ok "stage-dataset.sbatch: identical copy in every node's /tmp, unpacked on every node"
 else
   not_ok "stage-dataset.sbatch: identical copy in every node's /tmp, unpacked on every node"; diag "$o"
+fi
+
+# stage-dataset with a directory: the tree itself lands on every node.
+id=$(P2PBCAST="$P2PBCAST" DATASET="$S/data/tree" STAGE_DIR=/tmp/stage-tree \
+     submit stage-tree "$jobs_dir/stage-dataset.sbatch") || id=
+check_job "stage-dataset.sbatch (directory)" "$id" COMPLETED stage-tree
+o=$(job_out stage-tree "$id")
+if same_on_all_nodes "$S/data/tree/sub/c.bin" /tmp/stage-tree/data/sub/c.bin &&
+   [[ $(grep -cE '^n[1-4]: 3 files in /tmp/stage-tree/data$' "$o") -eq 4 ]]; then
+  ok "stage-dataset.sbatch with a directory: the same tree in every node's /tmp"
+else
+  not_ok "stage-dataset.sbatch with a directory: the same tree in every node's /tmp"; diag "$o"
 fi
 
 # stage-container: stage the image; the default "run" checks every node.
