@@ -129,7 +129,7 @@ run_p2pbcast() {
     local n=$1 t0 t1 out s json="" tag=${P2PBCAST_SCHEDULE:-auto}
     local log=$OUT/p2pbcast-$tag-$1.log
     local -a extra=()
-    [[ -n ${P2PBCAST_SCHEDULE:-} ]] && extra+=(--schedule "$P2PBCAST_SCHEDULE")
+    [[ -n ${P2PBCAST_SCHEDULE:-} ]] && extra+=(--schedule "$P2PBCAST_SCHEDULE" --source-shared=no)
     if [[ ${P2PBCAST_JSON:-0} == 1 ]]; then
         json=$OUT/p2pbcast-$tag-$n.json
         rm -f "$json"
@@ -148,7 +148,8 @@ run_p2pbcast() {
     echo "$s"
 }
 
-# The same with each schedule forced (p2pbcast alone is --schedule auto).
+# Each schedule forced, the root alone reading SOURCE (p2pbcast alone is the
+# default: --schedule auto --source-shared=auto).
 run_p2pbcast_ring() { P2PBCAST_SCHEDULE=ring run_p2pbcast "$@"; }
 run_p2pbcast_tree() { P2PBCAST_SCHEDULE=tree run_p2pbcast "$@"; }
 

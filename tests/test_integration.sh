@@ -69,21 +69,30 @@ done
 # 128 nodes (local ranks), every rank allowed 64 open files: the trees need
 # at most 4 connections per node and succeed. (The ring's root would need
 # 127 and stops at set-up with exit 5, naming the limit and 'ulimit -n'.)
-mkfile "$WORK/src200k" 204800
-run_fd() { RUN_NOFILE=64 run 128 -q --per-rank --timeout 120 "$@" "$WORK/src200k" "$WORK/fd.%r"; }
-run_fd --schedule tree
-# Every rank's own status is what counts: under heavy load Open MPI's mpirun
-# has once returned nonzero here although all 128 ranks exited 0 (its
-# message is shown below when it happens).
-[ "$rcs" = "0x128 " ] && check_copies 128 "$WORK/src200k" "$WORK/fd"
-ok $? "128 nodes, 64 open files each, --schedule tree: every copy identical ($rcs, mpirun $rc)"
-[ $rc -eq 0 ] || echo "$out" | grep -v '^ *$' | tail -25 | diag
-rm -f "$WORK"/fd.*
-run_fd --schedule ring
-{ [ $rc -eq 0 ] && check_copies 128 "$WORK/src200k" "$WORK/fd"; } ||
-    { [ "$rcs" = "5x128 " ] && echo "$out" | grep -q "ulimit -n"; }
-ok $? "the same with the ring: copies identical, or every rank exits 5 naming 'ulimit -n' ($rcs)"
-rm -f "$WORK"/fd.*
+if [ "$MPI_FLAVOR" = mpich ]; then
+    # MPICH's Hydra, launching local ranks with fork, leaves about two
+    # descriptors per earlier sibling open in every rank (rank 99 of 128
+    # starts with 228): no program fits in 64 there. p2pbcast says so
+    # (exit 5, naming 'ulimit -n'); the Open MPI run checks the schedule.
+    skip "128 ranks under 64 open files: MPICH's fork launcher alone exceeds the limit"
+    skip "the same with the ring"
+else
+    mkfile "$WORK/src200k" 204800
+    run_fd() { RUN_NOFILE=64 run 128 -q --per-rank --timeout 120 "$@" "$WORK/src200k" "$WORK/fd.%r"; }
+    run_fd --schedule tree
+    # Every rank's own status is what counts: under heavy load Open MPI's mpirun
+    # has once returned nonzero here although all 128 ranks exited 0 (its
+    # message is shown below when it happens).
+    [ "$rcs" = "0x128 " ] && check_copies 128 "$WORK/src200k" "$WORK/fd"
+    ok $? "128 nodes, 64 open files each, --schedule tree: every copy identical ($rcs, mpirun $rc)"
+    [ $rc -eq 0 ] || echo "$out" | grep -v '^ *$' | tail -25 | diag
+    rm -f "$WORK"/fd.*
+    run_fd --schedule ring
+    { [ $rc -eq 0 ] && check_copies 128 "$WORK/src200k" "$WORK/fd"; } ||
+        { [ "$rcs" = "5x128 " ] && echo "$out" | grep -q "ulimit -n"; }
+    ok $? "the same with the ring: copies identical, or every rank exits 5 naming 'ulimit -n' ($rcs)"
+    rm -f "$WORK"/fd.*
+fi
 
 # Mode, mtime and the summary line.
 chmod 0640 "$WORK/src3m"
