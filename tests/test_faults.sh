@@ -14,10 +14,17 @@ export P2PBCAST_TEST_READ_DELAY_MS=25 # ~2.4 s of reading: time to strike
 # --source-shared=no: the root alone reads, so the read delay above keeps the
 # transfer going long enough to strike (shared reads would split it 4 ways;
 # tests/test_shared_source.sh strikes shared reads).
+launch_flags=("${MPI_BASE_FLAGS[@]}")
 start() {
-    ( cd "$WORK" && exec timeout --verbose -k 10 "$MPI_TIMEOUT" "$MPIRUN" "${MPI_BASE_FLAGS[@]}" \
+    ( cd "$WORK" && exec timeout --verbose -k 10 "$MPI_TIMEOUT" "$MPIRUN" "${launch_flags[@]}" \
         -np 4 "$P2PBCAST" --per-rank -c 64K --source-shared=no "$@" > "$WORK/out" 2>&1 )&
     job=$!
+}
+# strike SIG RANK: once the transfer is under way, send SIG to that rank.
+strike() {
+    for _ in $(seq 50); do pid=$(rank_pid "$2") && break; sleep 0.1; done
+    under_way
+    kill -"$1" "$pid" 2>/dev/null
 }
 # pid of the p2pbcast process of world rank $1 of the job writing under $D
 rank_pid() {
@@ -44,9 +51,7 @@ nothing_left() { only_these "$D" && [ -z "$(ls -A "$D")" ]; }
 
 # 1. SIGKILL a receiver in the middle.
 start --timeout 10 "$WORK/src" "$D/x.%r"
-for _ in $(seq 50); do pid=$(rank_pid 2) && break; sleep 0.1; done
-under_way
-kill -9 "$pid" 2>/dev/null
+strike 9 2
 wait_job
 [ $rc -ne 0 ] && grep -q "^p2pbcast: error: .*(rank 2)" "$WORK/out" && nothing_left
 ok $? "rank 2 killed mid-transfer: job status $rc after ${took}s, the dead rank is named, no DEST anywhere"
@@ -56,12 +61,10 @@ diag < "$WORK/out"
 # orte_abort_on_non_zero_status 0, srun --kill-on-bad-exit=0): the links to
 # the dead rank fail, its partners tell the root, and the root stops
 # waiting for its vote after a short grace instead of --timeout + 5 s.
-( cd "$WORK" && exec timeout --verbose -k 10 120 "$MPIRUN" "${MPI_FLAGS[@]}" \
-    -np 4 "$P2PBCAST" --per-rank -c 64K --source-shared=no --timeout 600 "$WORK/src" "$D/x.%r" > "$WORK/out" 2>&1 )&
-job=$!
-for _ in $(seq 50); do pid=$(rank_pid 2) && break; sleep 0.1; done
-under_way
-kill -9 "$pid" 2>/dev/null
+launch_flags=("${MPI_FLAGS[@]}") # Open MPI: orte_abort_on_non_zero_status 0
+start --timeout 600 "$WORK/src" "$D/x.%r"
+launch_flags=("${MPI_BASE_FLAGS[@]}")
+strike 9 2
 wait_job
 [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "^p2pbcast: error: .*(rank 2)" "$WORK/out" && nothing_left
 ok $? "rank 2 killed, survivors kept running by the launcher, --timeout 600: the job ends (status $rc), naming rank 2"
@@ -69,9 +72,7 @@ grep 'p2pbcast: error' "$WORK/out" | head -3 | diag
 
 # 2. SIGSTOP a receiver: the others time out, the root names it, the job ends.
 start --timeout 3 "$WORK/src" "$D/x.%r"
-for _ in $(seq 50); do pid=$(rank_pid 1) && break; sleep 0.1; done
-under_way
-kill -STOP "$pid" 2>/dev/null
+strike STOP 1
 wait_job
 kill -CONT "$pid" 2>/dev/null
 [ $rc -ne 0 ] && grep -Eq "no answer within .* from 1 node\(s\): .*rank 1\)" "$WORK/out" && nothing_left
@@ -85,9 +86,7 @@ grep 'p2pbcast: error' "$WORK/out" | head -3 | diag
 # the next run of the same DEST removes what it left.
 export P2PBCAST_TEST_NO_TMPFILE=1
 start --timeout 3 "$WORK/src" "$D/x.%r"
-for _ in $(seq 50); do pid=$(rank_pid 1) && break; sleep 0.1; done
-under_way
-kill -STOP "$pid" 2>/dev/null
+strike STOP 1
 wait_job
 kill -CONT "$pid" 2>/dev/null
 left=$(cd "$D" && ls -A | tr '\n' ' ')
