@@ -227,29 +227,31 @@ static void fuzz_vw_msg(struct in *in)
 {
     uint32_t len = (uint32_t)take(in, 1);
     if (take(in, 1) & 1)
-        len = PB_VW_MSG_SIZE;
+        len = PB_VW_CTRL_SIZE;
     size_t wl = why_len(in);
     char *why = malloc(wl);
-    /* the receive buffer is always PB_VW_MSG_SIZE; len is what the CQE says */
-    uint8_t *b = take_buf(in, PB_VW_MSG_SIZE);
+    /* the receive buffer is always PB_VW_CTRL_SIZE; len is what the CQE says */
+    uint8_t *b = take_buf(in, PB_VW_CTRL_SIZE);
     uint8_t how = (uint8_t)take(in, 1);
     if (how & 1) {
         /* a well-checksummed message of any type/value (the checksum is out
          * of a mutator's reach), then maybe one corrupted byte */
-        uint32_t t = (how & 2) ? (uint32_t)take(in, 4) : (uint32_t)(how >> 2 & 3);
-        pb_vw_msg_pack(b, t, (uint32_t)take(in, 4));
+        uint32_t t = (how & 2) ? (uint32_t)take(in, 4) : (uint32_t)(how >> 2 & 7);
+        struct pb_vw_ctrl m = { t, (uint32_t)take(in, 4), (uint32_t)take(in, 4), (uint32_t)take(in, 4), take(in, 8) };
+        pb_vw_ctrl_pack(b, &m);
         if (how & 0x80)
-            b[take(in, 1) % PB_VW_MSG_SIZE] ^= (uint8_t)(take(in, 1) | 1);
+            b[take(in, 1) % PB_VW_CTRL_SIZE] ^= (uint8_t)(take(in, 1) | 1);
     }
-    uint32_t type = 0xdead, value = 0xbeef;
-    if (pb_vw_msg_unpack(b, len, &type, &value, why, wl) == 0) {
-        CHECK(len == PB_VW_MSG_SIZE);
-        CHECK(type == PB_VW_MSG_CREDIT || type == PB_VW_MSG_NOTIFY);
-        uint8_t re[PB_VW_MSG_SIZE];
-        pb_vw_msg_pack(re, type, value);
-        CHECK(memcmp(re, b, PB_VW_MSG_SIZE) == 0);
+    struct pb_vw_ctrl m;
+    if (pb_vw_ctrl_unpack(b, len, &m, why, wl) == 0) {
+        CHECK(len == PB_VW_CTRL_SIZE);
+        CHECK(m.type >= PB_VW_MSG_CREDIT && m.type <= PB_VW_MSG_PING);
+        uint8_t re[PB_VW_CTRL_SIZE];
+        pb_vw_ctrl_pack(re, &m);
+        CHECK(memcmp(re, b, PB_VW_CTRL_SIZE) == 0);
+        uint32_t type = 0xdead, value = 0xbeef;
+        CHECK(pb_vw_msg_unpack(b, len, &type, &value, why, wl) == 0 && type == m.type && value == m.value);
     } else {
-        CHECK(type == 0xdead && value == 0xbeef); /* outputs untouched on failure */
         CHECK(memchr(why, 0, wl) != NULL);
     }
     free(b);
@@ -441,7 +443,7 @@ struct cqe_ctx {
 
 static const uint8_t *cqe_recv_buf(void *ctx, int li, uint64_t idx)
 {
-    static const uint8_t zero[PB_VW_MSG_SIZE];
+    static const uint8_t zero[PB_VW_CTRL_SIZE];
     struct cqe_ctx *c = ctx;
     if (idx >= (uint64_t)c->depth)
         return zero; /* as transport_verbs.c does */
@@ -466,7 +468,7 @@ static void fuzz_vw_cqe(struct in *in)
     uint8_t *desc = take_buf(in, (size_t)nslots * PB_VW_MSG_SIZE);
     struct cqe_ctx cc = { malloc(sizeof(uint8_t *) * (size_t)npeers * (size_t)depth), depth };
     for (int i = 0; i < npeers * depth; i++)
-        cc.bufs[i] = take_buf(in, PB_VW_MSG_SIZE);
+        cc.bufs[i] = take_buf(in, PB_VW_CTRL_SIZE);
     struct pb_vw_state st = { npeers, leader, links, pns, desc, nslots, slot_size, cqe_recv_buf, &cc };
     /* Pretend some sends are outstanding so SEND_DONE completions have work. */
     for (int i = 0; i < npeers; i++) {
@@ -493,7 +495,7 @@ static void fuzz_vw_cqe(struct in *in)
         c.imm = (uint32_t)take(in, 4);
         if (c.imm & 0x80000000u)
             c.imm &= 7; /* often a plausible slot */
-        c.byte_len = (take(in, 1) & 1) ? PB_VW_MSG_SIZE : (uint32_t)take(in, 1);
+        c.byte_len = (take(in, 1) & 1) ? PB_VW_CTRL_SIZE : (uint32_t)take(in, 1);
         uint8_t extras = (uint8_t)take(in, 1);
         if (extras & 1) { /* a fresh descriptor written by the "peer" */
             uint32_t s = c.imm % nslots;
@@ -503,7 +505,7 @@ static void fuzz_vw_cqe(struct in *in)
         if (extras & 2) { /* a fresh control message sent by the "peer" */
             int li = (int)(take(in, 1) % (unsigned)npeers);
             int bi = (int)(take(in, 1) % (unsigned)depth);
-            uint32_t t = (uint32_t)(take(in, 1) % 4);
+            uint32_t t = (uint32_t)(take(in, 1) % 6);
             pb_vw_msg_pack(cc.bufs[(size_t)li * depth + bi], t, (uint32_t)take(in, 4) % 16);
         }
         struct pb_event ev;
