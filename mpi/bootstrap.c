@@ -22,16 +22,18 @@
 
 #define HOSTLEN 72 /* HOST_NAME_MAX (64) + NUL, rounded up */
 #define NAMELEN 104
+#define UNKNOWNLEN 24 /* "node 2147483647" */
 
 struct pb_boot {
     MPI_Comm comm;     /* dup of the caller's communicator */
     MPI_Comm leaders;  /* leaders only, MPI_COMM_NULL elsewhere */
     struct pb_boot_info info;
     char host[HOSTLEN];
-    char *names_buf;
-    char *hosts_buf;
+    char *names_buf;      /* NAMELEN per leader we know: all on the root, else
+                           * ourselves, the root, then our partners */
+    char *partner_names;  /* NAMELEN per partner (pb_boot_meet_partners) */
+    char *unknown_buf;    /* "node I" for the leaders we do not know */
     const char **names;
-    const char **hosts;
     int *leader_rank;
     uint64_t *netids;
     double xchg_timeout;  /* deadline of the transports' exchange; 0: none */
@@ -219,7 +221,7 @@ static uint64_t net_identity(const char *host)
     return h;
 }
 
-/* What every leader tells the others about itself, in one allgather. */
+/* What a leader tells the root (all of them) and its partners about itself. */
 struct leader_id {
     int32_t rank;
     uint32_t pad;
@@ -227,53 +229,104 @@ struct leader_id {
     char host[HOSTLEN];
 };
 
-/* Leaders: every leader's rank, host and network identity, "host (rank N)"
- * for messages, and the root's leader index (leaders keep rank order). */
+/* Record what we know of one leader: its rank, network identity and
+ * "host (rank N)" for messages. */
+static void know_leader(struct pb_boot *b, int i, const struct leader_id *id, char *name)
+{
+    b->leader_rank[i] = id->rank;
+    b->netids[i] = id->netid;
+    snprintf(name, NAMELEN, "%.*s (rank %d)", HOSTLEN - 1, id->host, (int)id->rank);
+    b->names[i] = name;
+}
+
+/* Leaders we know nothing of yet (not the root, not a partner) are named
+ * by their index: "node 17". */
+static int name_unknown_leaders(struct pb_boot *b, size_t n)
+{
+    b->unknown_buf = malloc(n * UNKNOWNLEN);
+    if (!b->unknown_buf)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char *s = b->unknown_buf + i * UNKNOWNLEN;
+        snprintf(s, UNKNOWNLEN, "node %d", (int)i);
+        b->names[i] = s;
+        b->leader_rank[i] = -1;
+        b->netids[i] = 0;
+    }
+    return 0;
+}
+
+static int alloc_leader_tables(struct pb_boot *b, size_t n, size_t nnames)
+{
+    b->leader_rank = malloc(n * sizeof *b->leader_rank);
+    b->netids = malloc(n * sizeof *b->netids);
+    b->names = malloc(n * sizeof *b->names);
+    b->names_buf = malloc(nnames * NAMELEN);
+    return b->leader_rank && b->netids && b->names && b->names_buf &&
+                   name_unknown_leaders(b, n) == 0
+               ? 0
+               : -1;
+}
+
+/* Leaders: the root's leader index and whether every leader shares one
+ * machine and network namespace (loopback reaches them all): O(log N). */
+static int find_root_and_machines(struct pb_boot *b, uint64_t netid)
+{
+    struct pb_boot_info *in = &b->info;
+    int me = in->rank == in->root ? in->leader : -1;
+    uint64_t span[2] = { netid, ~netid }; /* min of both: lowest id, ~highest id */
+    int rc = MPI_Allreduce(&me, &in->root_leader, 1, MPI_INT, MPI_MAX, b->leaders);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Allreduce(MPI_IN_PLACE, span, 2, MPI_UINT64_T, MPI_MIN, b->leaders);
+    in->all_local = span[0] == ~span[1];
+    return rc;
+}
+
+/* Leaders: the root learns every leader's identity (a gather, O(N) at the
+ * root only); every leader learns the root's (a broadcast) and its own. The
+ * partners' come later, from pb_boot_meet_partners: nothing here is O(N)
+ * per leader in bytes sent or received. */
 static int name_leaders(struct pb_boot *b, char *err, size_t errlen)
 {
     struct pb_boot_info *in = &b->info;
     MPI_Comm_set_errhandler(b->leaders, MPI_ERRORS_RETURN);
     MPI_Comm_rank(b->leaders, &in->leader);
     size_t n = (size_t)in->nleaders;
-    struct leader_id me = { .rank = in->rank, .netid = net_identity(b->host) }, *all = malloc(n * sizeof *all);
+    struct leader_id me = { .rank = in->rank, .netid = net_identity(b->host) }, root_id;
     memcpy(me.host, b->host, HOSTLEN);
-    b->leader_rank = malloc(n * sizeof *b->leader_rank);
-    b->netids = malloc(n * sizeof *b->netids);
-    b->hosts_buf = malloc(n * HOSTLEN);
-    b->names_buf = malloc(n * NAMELEN);
-    b->names = malloc(n * sizeof *b->names);
-    b->hosts = malloc(n * sizeof *b->hosts);
-    if (!all || !b->leader_rank || !b->netids || !b->hosts_buf || !b->names_buf || !b->names || !b->hosts) {
+    int rc = find_root_and_machines(b, me.netid);
+    int root = in->leader == in->root_leader;
+    struct leader_id *all = root ? malloc(n * sizeof *all) : NULL;
+    if (alloc_leader_tables(b, n, root ? n : 2) != 0 || (root && !all)) {
         free(all);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    int rc = MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, b->leaders);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Gather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, in->root_leader, b->leaders);
+    root_id = me;
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Bcast(&root_id, (int)sizeof root_id, MPI_BYTE, in->root_leader, b->leaders);
     if (rc != MPI_SUCCESS) {
         free(all);
         mpi_err(rc, "gathering the node names", err, errlen);
         return -1;
     }
-    for (int i = 0; i < in->nleaders; i++) {
-        b->leader_rank[i] = all[i].rank;
-        b->netids[i] = all[i].netid;
-        memcpy(b->hosts_buf + (size_t)i * HOSTLEN, all[i].host, HOSTLEN);
-        b->hosts_buf[(size_t)i * HOSTLEN + HOSTLEN - 1] = 0;
-        b->hosts[i] = b->hosts_buf + (size_t)i * HOSTLEN;
-        b->names[i] = b->names_buf + (size_t)i * NAMELEN;
-        snprintf(b->names_buf + (size_t)i * NAMELEN, NAMELEN, "%s (rank %d)", b->hosts[i], b->leader_rank[i]);
-        if (b->leader_rank[i] == in->root)
-            in->root_leader = i;
+    if (root) {
+        for (size_t i = 0; i < n; i++)
+            know_leader(b, (int)i, &all[i], b->names_buf + i * NAMELEN);
+    } else {
+        know_leader(b, in->leader, &me, b->names_buf);
+        know_leader(b, in->root_leader, &root_id, b->names_buf + NAMELEN);
     }
     free(all);
     in->names = b->names;
-    in->hosts = b->hosts;
     in->leader_rank = b->leader_rank;
     in->netids = b->netids;
     b->heard = calloc(n, sizeof *b->heard);
-    if (in->leader == in->root_leader)
+    if (root)
         b->suspect = calloc(n, sizeof *b->suspect);
-    if (!b->heard || (in->leader == in->root_leader && !b->suspect)) {
+    if (!b->heard || (root && !b->suspect)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -646,6 +699,57 @@ int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_
     return rc == -2 ? 2 : -1;
 }
 
+#define TAG_IDENTITY 7305
+/* Leaders: learn the partners' identities from the partners themselves
+ * (the root already knows every leader, and every leader the root). */
+int pb_boot_meet_partners(struct pb_boot *b, const int *peers, int npeers)
+{
+    const struct pb_boot_info *in = &b->info;
+    if (in->leader == in->root_leader || npeers <= 0)
+        return 0;
+    double t = b->xchg_timeout > 0 ? 2 * b->xchg_timeout + 10 : 0;
+    MPI_Request *r = new_reqs(2 * npeers);
+    struct leader_id *ids = calloc((size_t)npeers + 1, sizeof *ids); /* theirs, then mine */
+    char *buf = malloc((size_t)npeers * NAMELEN);
+    if (!r || !ids || !buf) {
+        free(r);
+        free(ids);
+        free(buf);
+        return -1;
+    }
+    struct leader_id *my = &ids[npeers];
+    *my = (struct leader_id){ .rank = in->rank, .netid = b->netids[in->leader] };
+    memcpy(my->host, b->host, HOSTLEN);
+    int rc = MPI_SUCCESS, n = 0;
+    for (int i = 0; i < npeers && rc == MPI_SUCCESS; i++) {
+        if (peers[i] == in->root_leader || peers[i] == in->leader)
+            continue;
+        rc = MPI_Irecv(&ids[i], (int)sizeof *ids, MPI_BYTE, peers[i], TAG_IDENTITY, b->leaders, &r[n++]);
+        if (rc == MPI_SUCCESS)
+            rc = MPI_Isend(my, (int)sizeof *my, MPI_BYTE, peers[i], TAG_IDENTITY, b->leaders, &r[n++]);
+    }
+    if (rc == MPI_SUCCESS)
+        rc = wait_live(b, n, r, t, 0);
+    if (rc == -1) {
+        fprintf(stderr, "p2pbcast: error: %s: no word from a partner within %.0f s; aborting the job\n",
+                in->names[in->leader], t);
+        pb_boot_abort(b, 5);
+    }
+    if (rc != MPI_SUCCESS) {
+        free(buf);
+        orphan(b, r, n, ids);
+        return rc == -2 ? 2 : -1;
+    }
+    for (int i = 0; i < npeers; i++)
+        if (peers[i] != in->root_leader && peers[i] != in->leader)
+            know_leader(b, peers[i], &ids[i], buf + (size_t)i * NAMELEN);
+    free(b->partner_names);
+    b->partner_names = buf;
+    free(r);
+    free(ids);
+    return 0;
+}
+
 void *pb_boot_leader_comm(struct pb_boot *b)
 {
     return &b->leaders;
@@ -680,10 +784,10 @@ void pb_boot_close(struct pb_boot *b)
     MPI_Comm_free(&b->comm);
     free(b->leader_rank);
     free(b->netids);
-    free(b->hosts_buf);
     free(b->names_buf);
+    free(b->unknown_buf);
+    free(b->partner_names);
     free(b->names);
-    free(b->hosts);
     free(b);
 }
 

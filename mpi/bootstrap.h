@@ -19,11 +19,14 @@ struct pb_boot_info {
     int leader, nleaders;     /* our leader index (when a leader), count */
     int root_leader;          /* the root's leader index */
     const char *host;         /* our host name */
-    const char *const *names; /* leaders only: "host (rank N)" per leader */
-    const char *const *hosts; /* leaders only: host name per leader */
-    const int *leader_rank;   /* leaders only: rank of each leader */
-    const uint64_t *netids;   /* leaders only: machine + network namespace of each
-                               * leader; equal ids reach each other on loopback */
+    /* Leaders only, one entry per leader. Complete on the root; elsewhere
+     * known for this leader, the root, and (after pb_boot_meet_partners)
+     * the partners; the others are named "node I", rank -1, netid 0. */
+    const char *const *names; /* "host (rank N)", for messages */
+    const int *leader_rank;   /* rank of each leader */
+    const uint64_t *netids;   /* machine + network namespace of each leader;
+                               * equal ids reach each other on loopback */
+    int all_local;            /* leaders: every leader shares our netid */
     int max_ranks_per_node;
 };
 
@@ -63,6 +66,10 @@ int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len);
 int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers);
 /* The exchange's deadline, in seconds (--timeout); 0: wait as long as it takes. */
 void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds);
+/* Leaders only: exchange identities with the partners (mutual; the root
+ * may be among them and is skipped), so that their names and netids are
+ * known. Bounded by the exchange timeout. 0, 2 canceled, -1. */
+int pb_boot_meet_partners(struct pb_boot *b, const int *peers, int npeers);
 /* Leaders only: pointer to the leaders' MPI_Comm (for the mpi transport). */
 void *pb_boot_leader_comm(struct pb_boot *b);
 /* Fill buf with random bytes (the per-job secret). */

@@ -113,8 +113,8 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
         .slot_size = st->slot_size,
         .nslots = st->meta.slots,
         .names = bi->names,
-        .hosts = bi->hosts,
         .netids = bi->netids,
+        .all_local = bi->all_local,
         .xchg = { pb_boot_allgather, pb_boot_peer_exchange, st->boot },
         .timeout = st->o.timeout,
         .verbose = st->verbose,
@@ -126,6 +126,12 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
     memcpy(tc.secret, st->meta.secret, sizeof tc.secret);
     pb_boot_set_exchange_timeout(st->boot, st->o.timeout);
     char err[512];
+    /* the partners' names and machines, for the transport's choices and
+     * messages (the transport still runs after a failure, see above) */
+    int rc = pb_boot_meet_partners(st->boot, st->peers, npeers);
+    if (rc != 0 && !mine->code)
+        pb_vote_set(mine, P2PBCAST_ERR_TRANSPORT, 0,
+                    rc == 2 ? "interrupted while meeting the partners" : "MPI exchange with the partners failed");
     st->tp = open_transport(st->meta.transport, &tc, err, sizeof err);
     if (!st->tp && !mine->code)
         pb_vote_set(mine, P2PBCAST_ERR_TRANSPORT, 0, err);

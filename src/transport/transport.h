@@ -60,9 +60,11 @@ struct pb_transport_cfg {
     void *pool;               /* slot pool: nslots * slot_size bytes */
     size_t slot_size;
     uint32_t nslots;
-    const char *const *names; /* "host (rank N)" per leader, for messages */
-    const char *const *hosts; /* host name per leader */
-    const uint64_t *netids;   /* per leader: equal ids share a machine and network namespace */
+    const char *const *names; /* "host (rank N)" per leader, for messages (others
+                               * than ourselves and our partners may be "node I") */
+    const uint64_t *netids;   /* per leader (partners at least): equal ids share a
+                               * machine and network namespace */
+    int all_local;            /* every leader shares our machine and network namespace */
     struct pb_exchange xchg;
     uint8_t secret[16];       /* per-job secret handed out by the bootstrap */
     double timeout;           /* seconds to wait for connections at set-up */

@@ -406,11 +406,7 @@ static int parse_cidr(const char *s, uint32_t *net, uint32_t *mask)
  * tell: containers on different machines often share one. */
 static int all_here(const struct pb_transport_cfg *cfg)
 {
-    int here = 1;
-    for (int i = 0; here && i < cfg->nleaders; i++)
-        here = cfg->netids ? cfg->netids[i] == cfg->netids[cfg->self]
-                           : cfg->hosts && strcmp(cfg->hosts[i], cfg->hosts[cfg->self]) == 0;
-    return here && (cfg->netids || cfg->hosts);
+    return cfg->all_local;
 }
 
 /* The interface of the default route, from /proc/net/route; "" if none. */
