@@ -585,15 +585,18 @@ int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)
 }
 
 #define TAG_ENDPOINT 7303
-/* Everyone's set-up status, then endpoints with the partners only. */
-int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers)
+/* Everyone's set-up status, then endpoints with the partners only: the same
+ * len bytes to each (each = 0), or mine + i*len to peers[i] (each = 1). */
+static int peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers,
+                         int each)
 {
     struct pb_boot *b = boot;
     const struct pb_boot_info *in = &b->info;
     double t = b->xchg_timeout > 0 ? 2 * b->xchg_timeout + 10 : 0;
     int all_ok = ok ? 1 : 0;
     MPI_Request *r = new_reqs(2 * npeers + 1);
-    char *tmp = malloc(len * ((size_t)npeers + 1) + 1); /* theirs, then a copy of mine */
+    size_t nmine = each ? (size_t)npeers : 1;
+    char *tmp = malloc(len * ((size_t)npeers + nmine) + 1); /* theirs, then a copy of mine */
     int *flag = malloc(sizeof *flag);
     if (!r || !tmp || !flag) {
         free(r);
@@ -623,11 +626,13 @@ int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_
         return 1;
     }
     char *my = tmp + len * (size_t)npeers;
-    memcpy(my, mine, len);
+    if (len > 0 && nmine > 0)
+        memcpy(my, mine, len * nmine);
     for (int i = 0; i < npeers && rc == MPI_SUCCESS; i++) {
         rc = MPI_Irecv(tmp + (size_t)i * len, (int)len, MPI_BYTE, peers[i], TAG_ENDPOINT, b->leaders, &r[2 * i]);
         if (rc == MPI_SUCCESS)
-            rc = MPI_Isend(my, (int)len, MPI_BYTE, peers[i], TAG_ENDPOINT, b->leaders, &r[2 * i + 1]);
+            rc = MPI_Isend(my + (each ? (size_t)i * len : 0), (int)len, MPI_BYTE, peers[i], TAG_ENDPOINT, b->leaders,
+                           &r[2 * i + 1]);
     }
     if (rc == MPI_SUCCESS)
         rc = wait_live(b, 2 * npeers, r, t, 0);
@@ -644,6 +649,17 @@ int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_
     }
     orphan(b, r, 2 * npeers, tmp);
     return rc == -2 ? 2 : -1;
+}
+
+int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers)
+{
+    return peer_exchange(boot, ok, mine, out, len, peers, npeers, 0);
+}
+
+int pb_boot_peer_exchange_each(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers,
+                               int npeers)
+{
+    return peer_exchange(boot, ok, mine, out, len, peers, npeers, 1);
 }
 
 void *pb_boot_leader_comm(struct pb_boot *b)

@@ -61,6 +61,10 @@ int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len);
  * did not), then len bytes with each partner (out[i] from peers[i]).
  * Partners must be mutual. O(log N) per leader. 0, 1, 2 canceled, -1. */
 int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers);
+/* The same, with a message of its own for each partner: mine holds
+ * npeers*len bytes, mine + i*len goes to peers[i]. npeers 0: the vote alone. */
+int pb_boot_peer_exchange_each(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers,
+                               int npeers);
 /* The exchange's deadline, in seconds (--timeout); 0: wait as long as it takes. */
 void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds);
 /* Leaders only: pointer to the leaders' MPI_Comm (for the mpi transport). */
