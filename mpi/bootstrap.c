@@ -587,66 +587,19 @@ void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds)
     b->xchg_timeout = seconds;
 }
 
-/* The transports' exchange did not complete in time: a leader is stuck
- * before it. Name who (the root knows), then end the job. */
-static void exchange_timed_out(struct pb_boot *b, const unsigned char *missing, double waited)
-{
-    const struct pb_boot_info *in = &b->info;
-    if (missing) {
-        char who[1024] = "";
-        size_t w = 0;
-        for (int i = 0; i < in->nleaders && w < sizeof who - 100; i++)
-            if (missing[i])
-                w += (size_t)snprintf(who + w, sizeof who - w, "%s%s", w ? ", " : "", in->names[i]);
-        fprintf(stderr, "p2pbcast: error: %s: no endpoint within %.0f s from %s; aborting the job\n",
-                in->names[in->leader], waited, who);
-    } else {
-        fprintf(stderr, "p2pbcast: error: %s: no endpoints from the root %s within %.0f s; aborting the job\n",
-                in->names[in->leader], in->names[in->root_leader], waited);
-    }
-    pb_boot_abort(b, 5);
-}
-
-int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len)
-{
-    /* Through the root: the votes have already connected every leader to
-     * it, and the broadcast tree is the one the decisions use, whereas an
-     * allgather would open new pairs (Open MPI connects them lazily, which
-     * cost ~0.2 s at 16 hosts on the test bed). Bounded like the agreement
-     * points: the root waits one timeout, the others twice as long. */
-    struct pb_boot *b = boot;
-    const struct pb_boot_info *in = &b->info;
-    int root = in->leader == in->root_leader;
-    double t = b->xchg_timeout > 0 ? (root ? b->xchg_timeout + 5 : 2 * b->xchg_timeout + 10) : 0;
-    unsigned char *missing = root ? calloc((size_t)in->nleaders, 1) : NULL;
-    int rc = pb_boot_gather(b, mine, all, len, t, missing);
-    if (rc == 1 && root)
-        exchange_timed_out(b, missing, t);
-    free(missing);
-    if (rc != 0 && rc != 1)
-        return rc;
-    MPI_Request *r;
-    void *tmp;
-    size_t total = len * (size_t)in->nleaders;
-    if (bounce(all, total, &r, &tmp) < 0)
-        return -1;
-    rc = MPI_Ibcast(tmp, (int)total, MPI_BYTE, in->root_leader, b->leaders, r);
-    rc = finish(b, rc, r, tmp, all, total, t);
-    if (rc == 1)
-        exchange_timed_out(b, NULL, t);
-    return rc;
-}
-
 #define TAG_ENDPOINT 7303
-/* Everyone's set-up status, then endpoints with the partners only. */
-int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers)
+/* Everyone's set-up status, then endpoints with the partners only: the same
+ * len bytes to each (each = 0), or mine + i*len to peers[i] (each = 1). */
+static int peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers,
+                         int each)
 {
     struct pb_boot *b = boot;
     const struct pb_boot_info *in = &b->info;
     double t = b->xchg_timeout > 0 ? 2 * b->xchg_timeout + 10 : 0;
     int all_ok = ok ? 1 : 0;
     MPI_Request *r = new_reqs(2 * npeers + 1);
-    char *tmp = malloc(len * ((size_t)npeers + 1) + 1); /* theirs, then a copy of mine */
+    size_t nmine = each ? (size_t)npeers : 1;
+    char *tmp = malloc(len * ((size_t)npeers + nmine) + 1); /* theirs, then a copy of mine */
     int *flag = malloc(sizeof *flag);
     if (!r || !tmp || !flag) {
         free(r);
@@ -676,11 +629,13 @@ int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_
         return 1;
     }
     char *my = tmp + len * (size_t)npeers;
-    memcpy(my, mine, len);
+    if (len > 0 && nmine > 0)
+        memcpy(my, mine, len * nmine);
     for (int i = 0; i < npeers && rc == MPI_SUCCESS; i++) {
         rc = MPI_Irecv(tmp + (size_t)i * len, (int)len, MPI_BYTE, peers[i], TAG_ENDPOINT, b->leaders, &r[2 * i]);
         if (rc == MPI_SUCCESS)
-            rc = MPI_Isend(my, (int)len, MPI_BYTE, peers[i], TAG_ENDPOINT, b->leaders, &r[2 * i + 1]);
+            rc = MPI_Isend(my + (each ? (size_t)i * len : 0), (int)len, MPI_BYTE, peers[i], TAG_ENDPOINT, b->leaders,
+                           &r[2 * i + 1]);
     }
     if (rc == MPI_SUCCESS)
         rc = wait_live(b, 2 * npeers, r, t, 0);
@@ -697,6 +652,17 @@ int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_
     }
     orphan(b, r, 2 * npeers, tmp);
     return rc == -2 ? 2 : -1;
+}
+
+int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers)
+{
+    return peer_exchange(boot, ok, mine, out, len, peers, npeers, 0);
+}
+
+int pb_boot_peer_exchange_each(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers,
+                               int npeers)
+{
+    return peer_exchange(boot, ok, mine, out, len, peers, npeers, 1);
 }
 
 #define TAG_IDENTITY 7305

@@ -1,7 +1,7 @@
 /* bootstrap.h — everything the core needs from MPI, and nothing more:
  * who is a node leader, who the root is, the names of the nodes, and a few
- * collectives (broadcast from the root, gather to the root, allgather among
- * leaders) that never busy-wait: they poll with short sleeps so that idle
+ * collectives (broadcast from the root, gather to the root, exchanges with
+ * the partners) that never busy-wait: they poll with short sleeps so that idle
  * ranks leave the CPU to the ones moving data. */
 #ifndef P2PBCAST_BOOTSTRAP_H
 #define P2PBCAST_BOOTSTRAP_H
@@ -56,14 +56,14 @@ void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel);
  * after calling the cleanup set with pb_boot_on_abort. */
 void pb_boot_abort(struct pb_boot *b, int code);
 void pb_boot_on_abort(struct pb_boot *b, void (*fn)(void *ctx), void *ctx);
-/* Leaders only: every leader's len bytes to every leader (for transports).
- * A leader that does not take part within the exchange timeout is named and
- * the job aborted (exit 5). */
-int pb_boot_allgather(void *boot, const void *mine, void *all, size_t len);
 /* Leaders only: whether every leader's set-up went well (returns 1 if one's
  * did not), then len bytes with each partner (out[i] from peers[i]).
  * Partners must be mutual. O(log N) per leader. 0, 1, 2 canceled, -1. */
 int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers);
+/* The same, with a message of its own for each partner: mine holds
+ * npeers*len bytes, mine + i*len goes to peers[i]. npeers 0: the vote alone. */
+int pb_boot_peer_exchange_each(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers,
+                               int npeers);
 /* The exchange's deadline, in seconds (--timeout); 0: wait as long as it takes. */
 void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds);
 /* Leaders only: exchange identities with the partners (mutual; the root

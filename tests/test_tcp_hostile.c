@@ -68,6 +68,7 @@ struct xg {
     unsigned gen;
     unsigned char buf[3 * 256];
     size_t len;
+    int ok[3];  /* each member's set-up verdict (xg_with_peers) */
     /* run by the last member to arrive, after everything is gathered and
      * before anyone is released: the strangers' moment */
     void (*hook)(void *arg, const unsigned char *all, size_t len, int n);
@@ -85,6 +86,8 @@ static void xg_init(struct xg *g, int n)
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
     g->n = n;
+    for (int i = 0; i < 3; i++)
+        g->ok[i] = 1;
 }
 
 static void xg_fini(struct xg *g)
@@ -122,6 +125,28 @@ static int xg_allgather(void *ctx, const void *mine, void *all, size_t len)
     memcpy(all, g->buf, len * (size_t)g->n);
     xg_barrier(g, 0); /* nobody reuses buf before everyone has copied it */
     pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+/* The bootstrap's exchange with the partners, on the allgather: everyone's
+ * verdict, then the partners' records. */
+static int xg_with_peers(void *ctx, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers)
+{
+    struct member *m = ctx;
+    struct xg *g = m->g;
+    unsigned char all[sizeof g->buf];
+    pthread_mutex_lock(&g->mu);
+    g->ok[m->idx] = ok;
+    pthread_mutex_unlock(&g->mu);
+    if (xg_allgather(ctx, mine, all, len) != 0)
+        return -1;
+    int all_ok = 1;
+    for (int i = 0; i < g->n; i++)
+        all_ok &= g->ok[i] != 0;
+    if (!all_ok)
+        return 1;
+    for (int i = 0; i < npeers; i++)
+        memcpy((unsigned char *)out + (size_t)i * len, all + (size_t)peers[i] * len, len);
     return 0;
 }
 
@@ -334,7 +359,7 @@ static void *open_thread(void *arg)
     cfg.nslots = NSLOTS;
     cfg.names = NAMES;
     cfg.all_local = 1; /* one machine: loopback */
-    cfg.xchg.allgather = xg_allgather;
+    cfg.xchg.with_peers = xg_with_peers;
     cfg.xchg.ctx = &l->m;
     memcpy(cfg.secret, SECRET, 16);
     cfg.timeout = 10;

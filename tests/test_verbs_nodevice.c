@@ -1,8 +1,8 @@
 /* test_verbs_nodevice.c — the verbs transport on a machine without RDMA
  * (like this one): pb_verbs_available says no and why, and pb_verbs_open
  * fails cleanly with the "no RDMA device" message naming host and rank,
- * after taking part in the endpoint exchange with an error marker (so the
- * other leaders do not hang), and without leaking.
+ * after voting "failed" in the first exchange round (so the other leaders
+ * stop instead of hanging), and without leaking.
  *
  * Built twice: normally, and with -DPB_FORCE_NO_VERBS linked against the
  * without-verbs variant of transport_verbs.c, where both entry points must
@@ -24,44 +24,27 @@
 #include "verbs_wire.h"
 
 
-/* A stand-in for the MPI bootstrap's allgather, for one leader out of
- * several: the other leaders' blocks are healthy endpoint infos. */
+/* A stand-in for the MPI bootstrap's exchange with the partners, for one
+ * leader out of several whose others are all well: the vote is this
+ * leader's own, and nothing is exchanged when it says "failed". */
 struct fake_xchg {
-    int nleaders, self, calls;
+    int calls, oks[4];
     size_t lens[4];
-    uint8_t mine[PB_VW_INFO_SIZE];
 };
 
-static int fake_allgather(void *ctx, const void *mine, void *all, size_t len)
+static int fake_per_peer(void *ctx, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers)
 {
     struct fake_xchg *x = ctx;
-    if (x->calls < 4)
+    (void)mine;
+    (void)peers;
+    if (x->calls < 4) {
         x->lens[x->calls] = len;
-    x->calls++;
-    if (len == PB_VW_INFO_SIZE)
-        memcpy(x->mine, mine, len);
-    for (int i = 0; i < x->nleaders; i++) {
-        uint8_t *dst = (uint8_t *)all + (size_t)i * len;
-        if (i == x->self) {
-            memcpy(dst, mine, len);
-        } else if (len == PB_VW_INFO_SIZE) {
-            struct pb_vw_info in;
-            memset(&in, 0, sizeof in);
-            in.npeers = 1;
-            in.nslots = 4;
-            in.slot_size = 1 << 20;
-            in.pool_addr = 0x10000;
-            in.desc_addr = 0x20000;
-            in.rq_depth = 16;
-            in.lid = 1;
-            in.port = 1;
-            in.link_layer = PB_VW_LL_IB;
-            in.mtu = 5;
-            pb_vw_info_pack(&in, dst);
-        } else {
-            memset(dst, 0, len);
-        }
+        x->oks[x->calls] = ok;
     }
+    x->calls++;
+    if (!ok)
+        return 1;
+    memset(out, 0, len * (size_t)npeers);
     return 0;
 }
 
@@ -71,7 +54,7 @@ int main(void)
     static uint8_t pool[4 * 4096];
     const char *names[] = {"nodeA (rank 0)", "nodeB (rank 4)", "nodeC (rank 8)"};
     int peers[] = {0, 2};
-    struct fake_xchg x = {3, 1, 0, {0}, {0}};
+    struct fake_xchg x = {0, {0}, {0}};
     struct pb_transport_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.self = 1;
@@ -82,7 +65,7 @@ int main(void)
     cfg.slot_size = 4096;
     cfg.nslots = 4;
     cfg.names = names;
-    cfg.xchg.allgather = fake_allgather;
+    cfg.xchg.per_peer = fake_per_peer;
     cfg.xchg.ctx = &x;
     cfg.timeout = 5;
     cfg.gid_index = -1;
@@ -112,21 +95,18 @@ int main(void)
     tap_ok(strstr(err, "no RDMA device found (ibv_get_device_list returned none") != NULL &&
                strstr(err, "on nodeB (rank 4)") != NULL,
            "message: 'no RDMA device found (ibv_get_device_list returned none...) on <host> (rank N)'");
-    tap_ok(x.calls == 1 && x.lens[0] == PB_VW_INFO_SIZE,
-           "took part in exactly one exchange round (the one everybody joins), then stopped");
-    struct pb_vw_info in;
-    char w[128];
-    tap_ok(pb_vw_info_unpack(x.mine, &in, w, sizeof w) == 0 && in.status != 0 && strstr(in.reason, "no RDMA device"),
-           "contributed an error marker with the reason, so other leaders fail instead of hanging");
+    tap_ok(x.calls == 1 && x.oks[0] == 0,
+           "took part in exactly one exchange round (the one everybody joins) voting 'failed', so the other "
+           "leaders stop instead of hanging; then stopped");
 
     /* A one-leader job: same failure, same message. */
-    struct fake_xchg x1 = {1, 0, 0, {0}, {0}};
+    struct fake_xchg x1 = {0, {0}, {0}};
     cfg.self = 0;
     cfg.nleaders = 1;
     cfg.npeers = 0;
     cfg.xchg.ctx = &x1;
     t = pb_verbs_open(&cfg, err, sizeof err);
-    tap_ok(t == NULL && strstr(err, "no RDMA device found") && strstr(err, "nodeA (rank 0)") && x1.calls == 1,
+    tap_ok(t == NULL && strstr(err, "no RDMA device found") && strstr(err, "nodeA (rank 0)") && x1.calls == 1 && x1.oks[0] == 0,
            "single leader: same clean failure");
 
     /* Named device: still no device here, message unchanged. */

@@ -1,8 +1,10 @@
 #!/bin/bash
 # test_verbs_softverbs.sh — p2pbcast's verbs transport end to end over
 # softverbs (tests/softverbs), TAP: identical copies for a size matrix with
-# 2 and 4 ranks (--per-rank), IB and RoCE-like modes, root != 0, and a
-# corrupted chunk that must fail everywhere and leave no DEST.
+# 2 and 4 ranks (--per-rank), IB and RoCE-like modes, root != 0, set-up
+# bytes per leader that follow its partners (4 and 16 ranks, trees; the
+# ring's root), and a corrupted chunk that must fail everywhere and leave
+# no DEST.
 # Needs P2PBCAST built with verbs (libibverbs-dev) and MPIRUN (tests/lib.sh).
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -74,6 +76,35 @@ sv 8 --per-rank "$SCR/src" "$SCR/dst.%r"
 [ "$rc" -eq 0 ] || echo "$out" | tail -20 | diag
 st=$rc; copies_ok 8 "$SCR/src" || st=1
 ok "$st" "8 ranks, identical copies"
+
+# Set-up talks to the partners only: -v reports the bytes each leader
+# exchanged, a fixed amount per queue pair (an offer and an echo, each
+# way), so a leader's cost follows its partners, not the number of nodes
+# (an allgather of endpoints would grow with every rank added).
+PER_QP=$((2 * (256 + 12 + 24)))
+setup_bytes() { # setup_bytes NP ARGS...: st=1 unless every leader reports qps*PER_QP; $maxq $maxb
+    local np=$1 q b n=0
+    sv "$@" -v --per-rank "$SCR/src" "$SCR/dst.%r"
+    st=$rc
+    copies_ok "$np" "$SCR/src" || st=1
+    maxq=0 maxb=0
+    while read -r q b; do
+        n=$((n + 1))
+        [ "$b" -eq $((q * PER_QP)) ] || { echo "$q queue pairs but $b bytes exchanged" | diag; st=1; }
+        [ "$q" -gt "$maxq" ] && maxq=$q
+        [ "$b" -gt "$maxb" ] && maxb=$b
+    done < <(echo "$out" | sed -n 's/.* \([0-9]*\) queue pairs*,.*set-up exchanged \([0-9]*\) bytes.*/\1 \2/p')
+    [ "$n" -eq "$np" ] || { echo "$n of $np leaders reported their set-up bytes" | diag; echo "$out" | tail -5 | diag; st=1; }
+}
+head -c $((3 * 1048576)) /dev/urandom > "$SCR/src"
+for np in 4 16; do
+    setup_bytes $np --schedule tree
+    [ "$maxb" -le $((4 * PER_QP)) ] || { echo "a leader exchanged $maxb bytes ($maxq queue pairs)" | diag; st=1; }
+    ok "$st" "--schedule tree, $np ranks: each leader's set-up exchanged $PER_QP bytes per partner, at most 4 partners ($maxb bytes at most), copies exact"
+done
+setup_bytes 16 --schedule ring
+[ "$maxq" -eq 15 ] && [ "$maxb" -eq $((15 * PER_QP)) ] || { echo "ring root: $maxq queue pairs, $maxb bytes" | diag; st=1; }
+ok "$st" "--schedule ring, 16 ranks: the root's set-up grows with its 15 partners, $PER_QP bytes each, not with their square"
 
 # A corrupted chunk: every rank exits 1 and no DEST is left.
 head -c $((2 * 1048576)) /dev/urandom > "$SCR/src"

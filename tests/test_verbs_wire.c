@@ -159,49 +159,42 @@ static void test_info(void)
 
 static void test_conn(void)
 {
-    /* 3 leaders: 0<->1, 1<->2; maxpeers 2 */
-    enum { L = 3, M = 2 };
-    uint8_t all[L * M * PB_VW_CONN_SIZE];
-    struct pb_vw_conn t0[] = {{1, 0x100, 11}};
-    struct pb_vw_conn t1[] = {{0, 0x200, 22}, {2, 0x201, 23}};
-    struct pb_vw_conn t2[] = {{1, 0x300, 33}};
-    pb_vw_conn_pack(t0, 1, M, all);
-    pb_vw_conn_pack(t1, 2, M, all + M * PB_VW_CONN_SIZE);
-    pb_vw_conn_pack(t2, 1, M, all + 2 * M * PB_VW_CONN_SIZE);
-    struct pb_vw_conn c;
-    int a, b;
-    tap_ok(pb_vw_conn_check(all, L, M, &a, &b, why, sizeof why) == 0, "symmetric peer tables accepted");
-    tap_ok(pb_vw_conn_find(all, M, 1, 2, &c) == 0 && c.qpn == 0x201 && c.psn == 23 &&
-               pb_vw_conn_find(all, M, 2, 1, &c) == 0 && c.qpn == 0x300 &&
-               pb_vw_conn_find(all, M, 0, 2, &c) != 0,
-           "QPN/PSN lookup finds the QP the owner made for us, and nothing else");
+    /* Leader 1 offers leader 2 its QP 0x201; leader 2 offers 1 its QP 0x300. */
+    struct pb_vw_info in = sample_info(), out;
+    struct pb_vw_conn to2 = {2, 0x201, 23}, to1 = {1, 0x300, 33}, c;
+    uint8_t o[PB_VW_OFFER_SIZE];
+    pb_vw_offer_pack(&in, &to2, o);
+    tap_ok(pb_vw_offer_unpack(o, 2, &out, &c, why, sizeof why) == 0 && c.peer == 2 && c.qpn == 0x201 &&
+               c.psn == 23 && out.nslots == in.nslots && out.pool_addr == in.pool_addr,
+           "offer round-trips: the endpoint and the queue pair made for the receiver");
+    tap_ok(pb_vw_offer_unpack(o, 3, &out, &c, why, sizeof why) != 0 && strstr(why, "meant for leader 2"),
+           "an offer meant for another leader refused");
+    struct pb_vw_conn big = {2, 0x1000000, 23}, bigpsn = {2, 0x201, 0x1000000};
+    pb_vw_offer_pack(&in, &big, o);
+    int s1 = pb_vw_offer_unpack(o, 2, &out, &c, why, sizeof why);
+    pb_vw_offer_pack(&in, &bigpsn, o);
+    int s2 = pb_vw_offer_unpack(o, 2, &out, &c, why, sizeof why);
+    struct pb_vw_info e;
+    pb_vw_info_error(&e, "no RDMA device");
+    pb_vw_offer_pack(&e, &to2, o);
+    int s3 = pb_vw_offer_unpack(o, 2, &out, &c, why, sizeof why);
+    tap_ok(s1 != 0 && s2 != 0 && s3 != 0 && strstr(why, "no RDMA device"),
+           "QPN or PSN over 24 bits, a failure marker refused");
+    pb_vw_offer_pack(&in, &to2, o);
+    o[0] ^= 1;
+    tap_ok(pb_vw_offer_unpack(o, 2, &out, &c, why, sizeof why) != 0 && strstr(why, "not from"),
+           "an offer with a bad info block refused");
 
-    struct pb_vw_conn t2b[] = {{0, 0x300, 33}}; /* 2 lists 0, 0 does not list 2 */
-    pb_vw_conn_pack(t2b, 1, M, all + 2 * M * PB_VW_CONN_SIZE);
-    tap_ok(pb_vw_conn_check(all, L, M, &a, &b, why, sizeof why) != 0 && a >= 0 && b >= 0 && strstr(why, "does not list"),
-           "asymmetric peer lists detected (same verdict on every leader)");
-    struct pb_vw_conn t2c[] = {{2, 0x300, 33}};
-    pb_vw_conn_pack(t2c, 1, M, all + 2 * M * PB_VW_CONN_SIZE);
-    int s1 = pb_vw_conn_check(all, L, M, &a, &b, why, sizeof why);
-    struct pb_vw_conn t2d[] = {{5, 0x300, 33}};
-    pb_vw_conn_pack(t2d, 1, M, all + 2 * M * PB_VW_CONN_SIZE);
-    int s2 = pb_vw_conn_check(all, L, M, &a, &b, why, sizeof why);
-    struct pb_vw_conn t2e[] = {{1, 0x300, 33}, {1, 0x301, 34}};
-    pb_vw_conn_pack(t2e, 2, M, all + 2 * M * PB_VW_CONN_SIZE);
-    int s3 = pb_vw_conn_check(all, L, M, &a, &b, why, sizeof why);
-    struct pb_vw_conn t2f[] = {{1, 0x1000000, 33}};
-    pb_vw_conn_pack(t2f, 1, M, all + 2 * M * PB_VW_CONN_SIZE);
-    int s4 = pb_vw_conn_check(all, L, M, &a, &b, why, sizeof why);
-    tap_ok(s1 != 0 && s2 != 0 && s3 != 0 && s4 != 0,
-           "self as peer, peer out of range, duplicate peer, QPN over 24 bits refused");
-
-    uint8_t st[PB_VW_STATUS_SIZE];
-    char r[PB_VW_STATUS_SIZE];
-    pb_vw_status_pack(st, 1, NULL);
-    int ok = pb_vw_status_unpack(st, r, sizeof r) == 0;
-    pb_vw_status_pack(st, 0, "queue pair to n2 (rank 4) failed to reach RTR: Invalid argument");
-    ok &= pb_vw_status_unpack(st, r, sizeof r) != 0 && strstr(r, "RTR") != NULL;
-    tap_ok(ok, "connect status round-trips ok and failure with reason");
+    /* Echoes: 1 says (sent to2, got to1); 2 checks against (sent to1, got to2). */
+    uint8_t e1[PB_VW_ECHO_SIZE];
+    pb_vw_echo_pack(&to2, &to1, e1);
+    tap_ok(pb_vw_echo_check(e1, &to1, &to2, why, sizeof why) == 0, "mirror-image echoes agree");
+    struct pb_vw_conn wrong = {1, 0x301, 33};
+    int m1 = pb_vw_echo_check(e1, &wrong, &to2, why, sizeof why);
+    struct pb_vw_conn wrong2 = {2, 0x201, 24};
+    int m2 = pb_vw_echo_check(e1, &to1, &wrong2, why, sizeof why);
+    tap_ok(m1 != 0 && m2 != 0 && strstr(why, "disagree"),
+           "a partner that got another QP than we sent, or says it sent another than we got: refused");
 }
 
 static void test_plan(void)

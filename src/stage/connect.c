@@ -115,7 +115,7 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
         .names = bi->names,
         .netids = bi->netids,
         .all_local = bi->all_local,
-        .xchg = { pb_boot_allgather, pb_boot_peer_exchange, st->boot },
+        .xchg = { .with_peers = pb_boot_peer_exchange, .per_peer = pb_boot_peer_exchange_each, .ctx = st->boot },
         .timeout = st->o.timeout,
         .verbose = st->verbose,
         .tcp_if = st->o.tcp_if,

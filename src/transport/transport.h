@@ -38,16 +38,18 @@ struct pb_event {
 };
 
 /* Collective exchange the transport may use during set-up (endpoint
- * addresses, keys). Provided by the MPI bootstrap: every leader contributes
- * len bytes, all receives nleaders*len bytes in leader order. Returns 0 on
- * success. */
+ * addresses, keys). Provided by the MPI bootstrap. Returns 0 on success. */
 struct pb_exchange {
-    int (*allgather)(void *ctx, const void *mine, void *all, size_t len);
-    /* Optional, for large jobs: every leader says whether its own set-up
-     * went well (all learn whether every one did: 1 if one did not), and
+    /* Every leader says whether its own set-up went well
+     * (all learn whether every one did: 1 if one did not, and then nothing
+     * is exchanged, so a leader that failed may pass no buffers), then
      * exchanges len bytes with its partners only (out[i] from peers[i]).
-     * O(log N) per leader instead of the allgather's O(N). 0, 1, or -1. */
+     * Partners must be mutual. O(log N) per leader. 0, 1, 2 canceled, -1. */
     int (*with_peers)(void *ctx, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers);
+    /* As with_peers, but a message of its own for each partner: mine holds
+     * npeers*len bytes, mine + i*len goes to peers[i] (verbs: the queue pair
+     * made for that partner). npeers 0: the vote alone. */
+    int (*per_peer)(void *ctx, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers);
     void *ctx;
 };
 

@@ -82,14 +82,13 @@ def wire():
                     [(1, 2, 100, 0), (7, 3, 1 << 20, 0), (8, 0, 1, 0), (0, 0, 50, 4000)])
     f["vw-info"] = u8(5) + u8(3) + info() + u16(4095) + puts
     f["vw-info-failed"] = u8(5) + u8(3) + info(status=1, reason=b"no RDMA device")
-    # 6: status block
-    f["vw-status"] = u8(6) + u8(40) + u32(1) + b"device mlx5_0 port 1 is down".ljust(188, b"\0")
-    # 7: connection tables, 3 leaders x 2 entries, symmetric ring
+    # 6: set-up round 1, an offer — why, self u8, info + {peer, qpn, psn}, then a failure reason
     def ent(p, q, s): return u32(p) + u32(q) + u32(s)
-    none = ent(0xffffffff, 0, 0)
-    f["vw-conn"] = (u8(7) + u8(3) + u8(2) + u8(3) + ent(1, 0x11, 5) + ent(2, 0x12, 6)
-                    + ent(0, 0x21, 7) + ent(2, 0x22, 8) + ent(0, 0x31, 9) + ent(1, 0x32, 10))
-    f["vw-conn-asym"] = u8(7) + u8(2) + u8(1) + u8(3) + ent(1, 0x11, 5) + none
+    f["vw-offer"] = u8(6) + u8(40) + u8(2) + info() + ent(2, 0x201, 23) + b"device mlx5_0 port 1 is down"
+    f["vw-offer-other"] = u8(6) + u8(40) + u8(3) + info() + ent(2, 0x201, 23)
+    # 7: set-up round 2, an echo — why, {sent to us, got from us}, then ours: sent, got (u8 each)
+    f["vw-echo"] = u8(7) + u8(40) + ent(1, 5, 7) + ent(2, 3, 4) + u8(2) + u8(3) + u8(4) + u8(1) + u8(5) + u8(7)
+    f["vw-echo-bad"] = u8(7) + u8(40) + ent(1, 5, 7) + ent(2, 3, 9) + u8(2) + u8(3) + u8(4) + u8(1) + u8(5) + u8(7)
     # 8: completions — npeers, nslots, slot_size u32, depth, peer nslots, desc table, recv bufs,
     #    outstanding sends, then cqes
     npeers, nslots, depth = 2, 4, 2

@@ -17,10 +17,23 @@
 #define NSL 4
 #define SLOT 4096
 
-static int gather(void *ctx, const void *mine, void *all, size_t len)
+/* The bootstrap's exchange with the partners, plainly: the vote, then a
+ * message of its own to and from each partner. */
+static int per_peer(void *ctx, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers)
 {
     (void)ctx;
-    return MPI_Allgather(mine, (int)len, MPI_BYTE, all, (int)len, MPI_BYTE, MPI_COMM_WORLD) == MPI_SUCCESS ? 0 : -1;
+    int all = ok ? 1 : 0;
+    if (MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return -1;
+    if (!all)
+        return 1;
+    MPI_Request r[8];
+    for (int i = 0; i < npeers && i < 4; i++) {
+        MPI_Irecv((char *)out + (size_t)i * len, (int)len, MPI_BYTE, peers[i], 77, MPI_COMM_WORLD, &r[2 * i]);
+        MPI_Isend((const char *)mine + (size_t)i * len, (int)len, MPI_BYTE, peers[i], 77, MPI_COMM_WORLD,
+                  &r[2 * i + 1]);
+    }
+    return MPI_Waitall(2 * npeers, r, MPI_STATUSES_IGNORE) == MPI_SUCCESS ? 0 : -1;
 }
 
 /* Poll until an event of kind (from peer, -1 any) or ms pass. */
@@ -93,7 +106,7 @@ int main(int argc, char **argv)
     int peers[2] = {me == 0 ? 1 : 0, me == 2 ? 1 : 2};
     static uint8_t pool[NSL * SLOT] __attribute__((aligned(4096)));
     struct pb_transport_cfg cfg = {.self = me, .nleaders = 3, .peers = peers, .npeers = 2, .pool = pool,
-                                   .slot_size = SLOT, .nslots = NSL, .names = names, .xchg = {gather, NULL},
+                                   .slot_size = SLOT, .nslots = NSL, .names = names, .xchg = {.per_peer = per_peer},
                                    .timeout = 10, .gid_index = -1};
     memset(cfg.secret, 0x5e, 16);
     if (stranger && me == 2)

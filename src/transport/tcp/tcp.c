@@ -672,9 +672,11 @@ static int exchange_with_peers(struct tcp *t, struct setup *s, char *err, size_t
 {
     const struct pb_transport_cfg *cfg = &t->cfg;
     struct endpoint *got = calloc((size_t)cfg->npeers + 1, sizeof *got);
-    int rc = got ? cfg->xchg.with_peers(cfg->xchg.ctx, s->mine.ok, &s->mine, got, sizeof *got, cfg->peers,
-                                        cfg->npeers)
-                 : -1;
+    if ((!got || !s->eps) && s->mine.ok) { /* still vote, so that nobody waits for us */
+        s->mine.ok = 0;
+        snprintf(s->why, sizeof s->why, "out of memory for the endpoints");
+    }
+    int rc = cfg->xchg.with_peers(cfg->xchg.ctx, s->mine.ok, &s->mine, got, sizeof *got, cfg->peers, cfg->npeers);
     if (rc == 0)
         for (int i = 0; i < cfg->npeers; i++)
             s->eps[cfg->peers[i]] = got[i];
@@ -700,25 +702,8 @@ static int exchange_endpoints(struct tcp *t, struct setup *s, char *err, size_t 
 {
     const struct pb_transport_cfg *cfg = &t->cfg;
     s->eps = calloc((size_t)cfg->nleaders, sizeof *s->eps);
-    if (s->eps && cfg->xchg.with_peers) {
-        if (exchange_with_peers(t, s, err, errlen) < 0)
-            return -1;
-        return check_unique(t, s->eps, err, errlen);
-    }
-    if (!s->eps || cfg->xchg.allgather(cfg->xchg.ctx, &s->mine, s->eps, sizeof s->mine) != 0) {
-        snprintf(err, errlen, "tcp set-up: endpoint exchange failed%s%s", s->why[0] ? ": " : "", s->why);
+    if (exchange_with_peers(t, s, err, errlen) < 0)
         return -1;
-    }
-    if (!s->mine.ok) {
-        snprintf(err, errlen, "tcp set-up: %s", s->why);
-        return -1;
-    }
-    for (int i = 0; i < cfg->nleaders; i++) {
-        if (!s->eps[i].ok) {
-            snprintf(err, errlen, "tcp set-up failed on %s (see its message)", peer_name(t, i));
-            return -1;
-        }
-    }
     return check_unique(t, s->eps, err, errlen);
 }
 

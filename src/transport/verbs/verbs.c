@@ -4,8 +4,10 @@
  * This file is the thin layer that calls libibverbs. The protocol, bounds
  * checks, queue accounting and completion handling live in verbs_wire.c,
  * which is unit-tested without a device. Connection set-up uses no rdmacm:
- * endpoint info goes through the MPI bootstrap's allgather (cfg->xchg), so
- * no extra listening ports or IPoIB addresses are needed.
+ * endpoint info goes through the MPI bootstrap (cfg->xchg.per_peer), to and
+ * from this leader's partners only, so no extra listening ports or IPoIB
+ * addresses are needed and a leader's set-up costs O(partners) bytes and
+ * memory whatever the number of nodes (rounds: verbs_wire.h).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -1245,21 +1247,6 @@ static const struct pb_transport_ops verbs_ops = {
 
 /* ---------------------------------------------------------------- open */
 
-/* First failed leader in a round, with its reason, for everyone's message. */
-static int first_failed(const struct pb_transport_cfg *cfg, const char *what, int failed_leader,
-                        const char *reason, int nfailed, char *err, size_t errlen)
-{
-    char me[128];
-    selfname(cfg, me, sizeof me);
-    const char *who = cfg->names && cfg->names[failed_leader] ? cfg->names[failed_leader] : "a leader";
-    if (failed_leader == cfg->self)
-        snprintf(err, errlen, "%s on %s", reason, me);
-    else
-        snprintf(err, errlen, "%s failed on %s: %s (%d leader%s failed; this is %s)", what, who, reason,
-                 nfailed, nfailed == 1 ? "" : "s", me);
-    return -1;
-}
-
 /* The transport object with its per-peer arrays, the peer list checked. */
 static struct vt *vt_new(const struct pb_transport_cfg *cfg, const char *me, char *why, size_t wl)
 {
@@ -1308,131 +1295,133 @@ static struct vt *vt_new(const struct pb_transport_cfg *cfg, const char *me, cha
     return t;
 }
 
-/* Round 1: everyone's endpoint info, or an error marker. Every leader takes
- * part even after a local failure, so nobody waits forever. Fills infos and
- * *maxpeers (the largest peer count, the size of the round-2 tables). */
-static int exchange_info(struct vt *t, const struct pb_transport_cfg *cfg, int local_ok, const char *why,
-                         struct pb_vw_info *infos, int *maxpeers, char *err, size_t errlen)
+/* What the set-up rounds keep per partner (link index i), and the bytes
+ * exchanged, for -v. */
+struct xround {
+    struct pb_vw_info *infos;  /* the partner's endpoint */
+    struct pb_vw_conn *sent;   /* the queue pair we made for it */
+    struct pb_vw_conn *got;    /* the queue pair it made for us */
+    uint8_t *out, *in;         /* npeers messages each way */
+    size_t bytes;
+};
+
+/* One round with the partners (see verbs_wire.h): every leader's vote on
+ * `ok`, then len bytes to and from each partner. A leader that failed
+ * exchanges nothing (the vote stops everyone), so it may have no buffers.
+ * 0 when every leader is still well; else -1 and err, naming this leader
+ * and its reason when it failed itself. Who else failed, the stage's vote
+ * names at the root. */
+static int round_with_peers(const struct pb_transport_cfg *cfg, const char *what, int ok, const char *why,
+                            struct xround *x, size_t len, char *err, size_t errlen)
 {
     char me[128];
     selfname(cfg, me, sizeof me);
-    size_t n = (size_t)cfg->nleaders;
-    uint8_t mine[PB_VW_INFO_SIZE];
-    struct pb_vw_info myinfo;
-    if (local_ok)
-        fill_info(t, &myinfo);
+    int n = ok && len ? cfg->npeers : 0;
+    int rc = cfg->xchg.per_peer ? cfg->xchg.per_peer(cfg->xchg.ctx, ok, x->out, x->in, len, cfg->peers, n) : -1;
+    if (rc == 0 && ok) {
+        x->bytes += 2 * (size_t)n * len;
+        return 0;
+    }
+    if (!ok)
+        snprintf(err, errlen, "%s on %s", why[0] ? why : "RDMA set-up failed", me);
+    else if (rc == 1)
+        snprintf(err, errlen, "another node's RDMA set-up failed (see its message; this is %s)", me);
     else
-        pb_vw_info_error(&myinfo, why);
-    pb_vw_info_pack(&myinfo, mine);
-    uint8_t *all = calloc(n ? n : 1, PB_VW_INFO_SIZE);
-    if (!all || !infos) {
-        /* Cannot hold the others' answers, so cannot take part: a process
-         * that fails a few-KiB allocation is lost anyway and MPI aborts. */
-        free(all);
-        snprintf(err, errlen, "out of memory for the endpoint exchange on %s", me);
-        return -1;
-    }
-    if (cfg->xchg.allgather(cfg->xchg.ctx, mine, all, PB_VW_INFO_SIZE) != 0) {
-        free(all);
-        snprintf(err, errlen, "RDMA endpoint exchange failed on %s", me);
-        return -1;
-    }
-    int nfailed = 0, firstbad = -1;
-    char badwhy[512] = "";
-    *maxpeers = 0;
-    for (int i = 0; i < cfg->nleaders; i++) {
-        char w[128];
-        if (pb_vw_info_unpack(all + (size_t)i * PB_VW_INFO_SIZE, &infos[i], w, sizeof w) != 0)
-            pb_vw_info_error(&infos[i], w);
-        if (infos[i].status != 0) {
-            if (firstbad < 0 || i == cfg->self) {
-                firstbad = i;
-                snprintf(badwhy, sizeof badwhy, "%s", i == cfg->self && !local_ok ? why : infos[i].reason);
-            }
-            nfailed++;
-        } else if ((int)infos[i].npeers > *maxpeers) {
-            *maxpeers = (int)infos[i].npeers;
+        snprintf(err, errlen, "RDMA %s failed on %s%s", what, me, rc == 2 ? ": interrupted" : "");
+    return -1;
+}
+
+/* Room for one round's messages each way, and the per-partner records. */
+static int xround_alloc(struct xround *x, int npeers)
+{
+    size_t np = (size_t)(npeers > 0 ? npeers : 1);
+    x->infos = calloc(np, sizeof *x->infos);
+    x->sent = calloc(np, sizeof *x->sent);
+    x->got = calloc(np, sizeof *x->got);
+    x->out = calloc(np, PB_VW_OFFER_SIZE);
+    x->in = calloc(np, PB_VW_OFFER_SIZE);
+    return x->infos && x->sent && x->got && x->out && x->in ? 0 : -1;
+}
+
+static void xround_free(struct xround *x)
+{
+    free(x->infos);
+    free(x->sent);
+    free(x->got);
+    free(x->out);
+    free(x->in);
+}
+
+/* Round 1: to each partner our endpoint and the queue pair made for it;
+ * from each, its own. Every leader takes part even after a local failure,
+ * so nobody waits forever. A bad offer fails this leader (*ok = 0) for the
+ * next round's vote. */
+static int exchange_offers(struct vt *t, const struct pb_transport_cfg *cfg, int *ok, char *why, size_t wl,
+                           struct xround *x, char *err, size_t errlen)
+{
+    if (*ok) {
+        struct pb_vw_info mine;
+        fill_info(t, &mine);
+        for (int i = 0; i < t->npeers; i++) {
+            struct vlink *L = &t->links[i];
+            x->sent[i] = (struct pb_vw_conn){(uint32_t)L->leader, L->qp->qp_num, L->psn};
+            pb_vw_offer_pack(&mine, &x->sent[i], x->out + (size_t)i * PB_VW_OFFER_SIZE);
         }
     }
-    free(all);
-    if (nfailed)
-        return first_failed(cfg, "RDMA set-up", firstbad, badwhy, nfailed, err, errlen);
+    if (round_with_peers(cfg, "endpoint exchange", *ok, why, x, PB_VW_OFFER_SIZE, err, errlen) != 0)
+        return -1;
+    for (int i = 0; *ok && i < t->npeers; i++) {
+        char w[256];
+        if (pb_vw_offer_unpack(x->in + (size_t)i * PB_VW_OFFER_SIZE, (uint32_t)cfg->self, &x->infos[i], &x->got[i],
+                               w, sizeof w) != 0) {
+            snprintf(why, wl, "bad RDMA endpoint from %s: %s", leader_name(cfg, t->links[i].leader), w);
+            *ok = 0;
+        }
+    }
     return 0;
 }
 
-/* Round 2: the QP number and PSN each leader created for each peer; then
- * bring our QPs to RTS. 0 when every one of ours connected, else -1 + why
- * (the verdict is shared in round 3). */
-static int exchange_qps(struct vt *t, const struct pb_transport_cfg *cfg, const struct pb_vw_info *infos,
-                        int maxpeers, char *why, size_t wl)
+/* Connect every queue pair to its partner's, up to RTS, and arm the HELLO
+ * check (what the peer's first message must prove, see post_ctrl). */
+static int connect_links(struct vt *t, const struct pb_transport_cfg *cfg, const struct xround *x, char *why,
+                         size_t wl)
 {
-    size_t tl = (size_t)maxpeers * PB_VW_CONN_SIZE;
-    uint8_t *mytab = malloc(tl), *tabs = calloc((size_t)cfg->nleaders, tl);
-    struct pb_vw_conn *cs = calloc((size_t)(t->npeers ? t->npeers : 1), sizeof *cs);
-    int rc = -1, a, b;
-    if (mytab && tabs && cs) {
-        for (int i = 0; i < t->npeers; i++)
-            cs[i] = (struct pb_vw_conn){(uint32_t)t->links[i].leader, t->links[i].qp->qp_num, t->links[i].psn};
-        pb_vw_conn_pack(cs, t->npeers, maxpeers, mytab);
-        rc = cfg->xchg.allgather(cfg->xchg.ctx, mytab, tabs, tl);
-    }
-    /* Out of memory here means we could not take part in round 2; the
-     * others then fail in the round-3 agreement or in MPI itself. */
-    int ok = rc == 0;
-    if (!ok) {
-        snprintf(why, wl, mytab && tabs && cs ? "QP number exchange failed" : "out of memory");
-    } else if (pb_vw_conn_check(tabs, cfg->nleaders, maxpeers, &a, &b, why, wl) != 0) {
-        ok = 0; /* every leader sees the same tables and reaches the same verdict */
-    } else {
-        for (int i = 0; i < t->npeers && ok; i++) {
-            struct vlink *L = &t->links[i];
-            struct pb_vw_conn pc;
-            pb_vw_conn_find(tabs, maxpeers, L->leader, cfg->self, &pc);
-            t->peer_nslots[i] = infos[L->leader].nslots;
-            if (connect_link(t, L, &infos[L->leader], &pc, leader_name(cfg, L->leader), why, wl) != 0)
-                ok = 0;
-            else if (pb_vw_link_peer_slots(&t->lks[i], t->peer_nslots[i]) != 0) {
-                snprintf(why, wl, "out of memory for the keys of %s", leader_name(cfg, L->leader));
-                ok = 0;
-            }
-            /* what the peer's first message must prove (see post_ctrl) */
-            t->lks[i].hello_wait = 1;
-            t->lks[i].hello_mac = pb_vw_hello_mac(t->secret, (uint32_t)L->leader, (uint32_t)cfg->self, pc.qpn,
-                                                  L->qp->qp_num, pc.psn, L->psn);
+    for (int i = 0; i < t->npeers; i++) {
+        struct vlink *L = &t->links[i];
+        const char *peer = leader_name(cfg, L->leader);
+        t->peer_nslots[i] = x->infos[i].nslots;
+        if (connect_link(t, L, &x->infos[i], &x->got[i], peer, why, wl) != 0)
+            return -1;
+        if (pb_vw_link_peer_slots(&t->lks[i], t->peer_nslots[i]) != 0) {
+            snprintf(why, wl, "out of memory for the keys of %s", peer);
+            return -1;
         }
+        t->lks[i].hello_wait = 1;
+        t->lks[i].hello_mac = pb_vw_hello_mac(t->secret, (uint32_t)L->leader, (uint32_t)cfg->self, x->got[i].qpn,
+                                              L->qp->qp_num, x->got[i].psn, L->psn);
     }
-    free(mytab);
-    free(tabs);
-    free(cs);
-    return ok ? 0 : -1;
+    return 0;
 }
 
-/* Round 3: agree that every QP reached RTS before anyone sends. */
-static int agree_connected(const struct pb_transport_cfg *cfg, int ok, const char *why, char *err, size_t errlen)
+/* Round 2: each end of every link says what it sent and what it got; both
+ * must agree before the queue pairs connect. *ok = 0 on a mismatch or a
+ * failed connect, for the last round's vote. */
+static int exchange_echoes(struct vt *t, const struct pb_transport_cfg *cfg, int *ok, char *why, size_t wl,
+                           struct xround *x, char *err, size_t errlen)
 {
-    char me[128];
-    selfname(cfg, me, sizeof me);
-    uint8_t st[PB_VW_STATUS_SIZE];
-    uint8_t *sts = calloc((size_t)cfg->nleaders, PB_VW_STATUS_SIZE);
-    pb_vw_status_pack(st, ok, why);
-    if (!sts || cfg->xchg.allgather(cfg->xchg.ctx, st, sts ? sts : st, PB_VW_STATUS_SIZE) != 0) {
-        free(sts);
-        snprintf(err, errlen, "RDMA connection agreement failed on %s", me);
+    for (int i = 0; *ok && i < t->npeers; i++)
+        pb_vw_echo_pack(&x->sent[i], &x->got[i], x->out + (size_t)i * PB_VW_ECHO_SIZE);
+    if (round_with_peers(cfg, "queue pair exchange", *ok, why, x, PB_VW_ECHO_SIZE, err, errlen) != 0)
         return -1;
-    }
-    int bad = -1, nfailed = 0;
-    char r[PB_VW_STATUS_SIZE], badwhy[512] = "";
-    for (int i = 0; i < cfg->nleaders; i++)
-        if (pb_vw_status_unpack(sts + (size_t)i * PB_VW_STATUS_SIZE, r, sizeof r) != 0) {
-            if (bad < 0 || i == cfg->self) {
-                bad = i;
-                snprintf(badwhy, sizeof badwhy, "%s", r);
-            }
-            nfailed++;
+    for (int i = 0; *ok && i < t->npeers; i++) {
+        char w[320];
+        if (pb_vw_echo_check(x->in + (size_t)i * PB_VW_ECHO_SIZE, &x->sent[i], &x->got[i], w, sizeof w) != 0) {
+            snprintf(why, wl, "with %s: %s", leader_name(cfg, t->links[i].leader), w);
+            *ok = 0;
         }
-    free(sts);
-    if (nfailed)
-        return first_failed(cfg, "RDMA connection", bad, badwhy, nfailed, err, errlen);
+    }
+    if (*ok && connect_links(t, cfg, x, why, wl) != 0)
+        *ok = 0;
     return 0;
 }
 
@@ -1440,7 +1429,7 @@ static int submit(struct vt *t, int peer, const struct pb_vw_req *r);
 
 /* Connected: hand the completion handler its state, say hello on every
  * link (the first message, proving the job secret); say what we use. */
-static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg)
+static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t xbytes)
 {
     t->st = (struct pb_vw_state){
         .npeers = t->npeers,
@@ -1466,15 +1455,17 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg)
         inet_ntop(AF_INET6, t->gid.raw, gid, sizeof gid);
     fprintf(stderr,
             "p2pbcast: %s: verbs on %s:%u (%s, LID %u%s%s, MTU %d), %d queue pair%s, "
-            "pool on NUMA node %d, device on NUMA node %d\n",
+            "pool on NUMA node %d, device on NUMA node %d; set-up exchanged %zu bytes with its partners\n",
             t->self, t->devname, t->port, t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
             t->pattr.lid, t->use_grh ? ", GID " : "", gid, 128 << t->pattr.active_mtu, t->npeers,
-            t->npeers == 1 ? "" : "s", pb_topo_mem_numa(t->pool, t->pool_len), pb_topo_dev_numa(t->devname));
+            t->npeers == 1 ? "" : "s", pb_topo_mem_numa(t->pool, t->pool_len), pb_topo_dev_numa(t->devname),
+            xbytes);
 }
 
 /* Like rc_pingpong: open the device, query the port, allocate a PD, register
- * memory, create the CQ and QPs (setup_local), exchange endpoints, connect,
- * agree. Collective: every leader goes through every round. */
+ * memory, create the CQ and QPs (setup_local), then three rounds with the
+ * partners only: offers, echoes and connect, the vote that every QP reached
+ * RTS. Collective: every leader goes through every round. */
 struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
 {
     char why[512] = "";
@@ -1482,24 +1473,22 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
     selfname(cfg, me, sizeof me);
 
     struct vt *t = vt_new(cfg, me, why, sizeof why);
-    int local_ok = t && !why[0] && setup_local(t, cfg, why, sizeof why) == 0;
-    struct pb_vw_info *infos = calloc((size_t)(cfg->nleaders > 0 ? cfg->nleaders : 1), sizeof *infos);
-    int maxpeers = 0;
-    if (exchange_info(t, cfg, local_ok, why, infos, &maxpeers, err, errlen) != 0)
-        goto fail;
-    if (maxpeers > 0) { /* else a job of one node: nothing to connect */
-        int ok = exchange_qps(t, cfg, infos, maxpeers, why, sizeof why) == 0;
-        if (agree_connected(cfg, ok, why, err, errlen) != 0)
-            goto fail;
+    struct xround x = {0};
+    int ok = t && !why[0] && setup_local(t, cfg, why, sizeof why) == 0;
+    if (ok && xround_alloc(&x, cfg->npeers) != 0) {
+        snprintf(why, sizeof why, "out of memory for the endpoint exchange");
+        ok = 0;
     }
-    free(infos);
-    finish_open(t, cfg);
+    if (exchange_offers(t, cfg, &ok, why, sizeof why, &x, err, errlen) != 0 ||
+        exchange_echoes(t, cfg, &ok, why, sizeof why, &x, err, errlen) != 0 ||
+        round_with_peers(cfg, "connection agreement", ok, why, &x, 0, err, errlen) != 0) {
+        xround_free(&x);
+        destroy(t);
+        return NULL;
+    }
+    finish_open(t, cfg, x.bytes);
+    xround_free(&x);
     return &t->base;
-
-fail:
-    free(infos);
-    destroy(t);
-    return NULL;
 }
 
 int pb_verbs_available(char *why, size_t whylen)

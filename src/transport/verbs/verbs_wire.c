@@ -296,98 +296,71 @@ void pb_vw_info_error(struct pb_vw_info *out, const char *reason)
     snprintf(out->reason, sizeof out->reason, "%s", reason && *reason ? reason : "set-up failed");
 }
 
-void pb_vw_conn_pack(const struct pb_vw_conn *c, int n, int maxpeers, uint8_t *out)
+void pb_vw_conn_pack(const struct pb_vw_conn *c, uint8_t out[PB_VW_CONN_SIZE])
 {
-    for (int i = 0; i < maxpeers; i++) {
-        uint8_t *p = out + (size_t)i * PB_VW_CONN_SIZE;
-        if (i < n) {
-            put32(p, c[i].peer);
-            put32(p + 4, c[i].qpn);
-            put32(p + 8, c[i].psn);
-        } else {
-            put32(p, UINT32_MAX);
-            put32(p + 4, 0);
-            put32(p + 8, 0);
-        }
+    put32(out, c->peer);
+    put32(out + 4, c->qpn);
+    put32(out + 8, c->psn);
+}
+
+void pb_vw_conn_unpack(const uint8_t in[PB_VW_CONN_SIZE], struct pb_vw_conn *c)
+{
+    c->peer = get32(in);
+    c->qpn = get32(in + 4);
+    c->psn = get32(in + 8);
+}
+
+void pb_vw_offer_pack(const struct pb_vw_info *in, const struct pb_vw_conn *c, uint8_t out[PB_VW_OFFER_SIZE])
+{
+    pb_vw_info_pack(in, out);
+    pb_vw_conn_pack(c, out + PB_VW_INFO_SIZE);
+}
+
+int pb_vw_offer_unpack(const uint8_t in[PB_VW_OFFER_SIZE], uint32_t self, struct pb_vw_info *info,
+                       struct pb_vw_conn *c, char *why, size_t whylen)
+{
+    pb_vw_conn_unpack(in + PB_VW_INFO_SIZE, c);
+    if (pb_vw_info_unpack(in, info, why, whylen) != 0)
+        return -1;
+    if (info->status != 0) {
+        snprintf(why, whylen, "it sent a failure marker: %s", info->reason);
+        return -1;
     }
-}
-
-static const uint8_t *table_of(const uint8_t *all, int maxpeers, int owner)
-{
-    return all + (size_t)owner * (size_t)maxpeers * PB_VW_CONN_SIZE;
-}
-
-int pb_vw_conn_find(const uint8_t *all, int maxpeers, int owner, int peer, struct pb_vw_conn *out)
-{
-    const uint8_t *t = table_of(all, maxpeers, owner);
-    for (int i = 0; i < maxpeers; i++) {
-        const uint8_t *p = t + (size_t)i * PB_VW_CONN_SIZE;
-        if (get32(p) == (uint32_t)peer) {
-            out->peer = (uint32_t)peer;
-            out->qpn = get32(p + 4);
-            out->psn = get32(p + 8);
-            return 0;
-        }
+    if (c->peer != self) {
+        snprintf(why, whylen, "its queue pair is meant for leader %u, not for us (leader %u)", c->peer, self);
+        return -1;
     }
-    return -1;
-}
-
-int pb_vw_conn_check(const uint8_t *all, int nleaders, int maxpeers, int *bad_a, int *bad_b,
-                     char *why, size_t whylen)
-{
-    struct pb_vw_conn c;
-    *bad_a = *bad_b = -1;
-    for (int o = 0; o < nleaders; o++) {
-        const uint8_t *t = table_of(all, maxpeers, o);
-        for (int i = 0; i < maxpeers; i++) {
-            uint32_t p = get32(t + (size_t)i * PB_VW_CONN_SIZE);
-            if (p == UINT32_MAX)
-                continue;
-            if (p >= (uint32_t)nleaders || p == (uint32_t)o) {
-                *bad_a = o;
-                snprintf(why, whylen, "leader %d lists invalid peer %u", o, p);
-                return -1;
-            }
-            for (int j = 0; j < i; j++)
-                if (get32(t + (size_t)j * PB_VW_CONN_SIZE) == p) {
-                    *bad_a = o;
-                    *bad_b = (int)p;
-                    snprintf(why, whylen, "leader %d lists peer %u twice", o, p);
-                    return -1;
-                }
-            if ((get32(t + (size_t)i * PB_VW_CONN_SIZE + 4) & 0xff000000u) != 0) {
-                *bad_a = o;
-                snprintf(why, whylen, "leader %d advertises an invalid QP number", o);
-                return -1;
-            }
-            if (pb_vw_conn_find(all, maxpeers, (int)p, o, &c) != 0) {
-                *bad_a = o;
-                *bad_b = (int)p;
-                snprintf(why, whylen, "leader %d expects a connection from leader %u, which does not list it",
-                         o, p);
-                return -1;
-            }
-        }
+    if ((c->qpn & 0xff000000u) != 0 || (c->psn & 0xff000000u) != 0) {
+        snprintf(why, whylen, "it advertises an invalid QP number or PSN (0x%x, 0x%x)", c->qpn, c->psn);
+        return -1;
     }
     return 0;
 }
 
-void pb_vw_status_pack(uint8_t out[PB_VW_STATUS_SIZE], int ok, const char *reason)
+void pb_vw_echo_pack(const struct pb_vw_conn *sent, const struct pb_vw_conn *got, uint8_t out[PB_VW_ECHO_SIZE])
 {
-    memset(out, 0, PB_VW_STATUS_SIZE);
-    put32(out, ok ? 0u : 1u);
-    if (!ok)
-        snprintf((char *)out + 4, PB_VW_STATUS_SIZE - 4, "%s", reason && *reason ? reason : "failed");
+    pb_vw_conn_pack(sent, out);
+    pb_vw_conn_pack(got, out + PB_VW_CONN_SIZE);
 }
 
-int pb_vw_status_unpack(const uint8_t in[PB_VW_STATUS_SIZE], char *reason, size_t n)
+static int conn_eq(const struct pb_vw_conn *a, const struct pb_vw_conn *b)
 {
-    if (get32(in) == 0)
+    return a->peer == b->peer && a->qpn == b->qpn && a->psn == b->psn;
+}
+
+int pb_vw_echo_check(const uint8_t in[PB_VW_ECHO_SIZE], const struct pb_vw_conn *sent,
+                     const struct pb_vw_conn *got, char *why, size_t whylen)
+{
+    struct pb_vw_conn theirs, seen;
+    pb_vw_conn_unpack(in, &theirs);                  /* what it sent us, by its account */
+    pb_vw_conn_unpack(in + PB_VW_CONN_SIZE, &seen);  /* what it got from us */
+    if (conn_eq(&theirs, got) && conn_eq(&seen, sent))
         return 0;
-    char tmp[PB_VW_STATUS_SIZE - 3];
-    memcpy(tmp, in + 4, PB_VW_STATUS_SIZE - 4);
-    tmp[PB_VW_STATUS_SIZE - 4] = '\0';
-    snprintf(reason, n, "%s", tmp);
+    snprintf(why, whylen,
+             "queue pair numbers disagree: we sent QP 0x%x PSN 0x%x for leader %u and it got QP 0x%x PSN 0x%x "
+             "for leader %u; we got QP 0x%x PSN 0x%x and it says it sent QP 0x%x PSN 0x%x",
+             sent->qpn, sent->psn, sent->peer, seen.qpn, seen.psn, seen.peer, got->qpn, got->psn, theirs.qpn,
+             theirs.psn);
     return -1;
 }
 

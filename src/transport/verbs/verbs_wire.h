@@ -44,9 +44,10 @@
 
 #define PB_VW_MSG_SIZE 16u     /* descriptor size */
 #define PB_VW_CTRL_SIZE 32u    /* control message size */
-#define PB_VW_INFO_SIZE 256u   /* endpoint info, exchange round 1 */
-#define PB_VW_CONN_SIZE 12u    /* per-peer {peer, qpn, psn}, round 2 */
-#define PB_VW_STATUS_SIZE 192u /* connect result, round 3 */
+#define PB_VW_INFO_SIZE 256u   /* endpoint info */
+#define PB_VW_CONN_SIZE 12u    /* {peer, qpn, psn} of one queue pair */
+#define PB_VW_OFFER_SIZE (PB_VW_INFO_SIZE + PB_VW_CONN_SIZE) /* round 1, to one partner */
+#define PB_VW_ECHO_SIZE (2 * PB_VW_CONN_SIZE)                /* round 2, to one partner */
 #define PB_VW_REASON_MAX 176u
 
 enum pb_vw_msg_type { PB_VW_MSG_CREDIT = 1, PB_VW_MSG_NOTIFY = 2, PB_VW_MSG_HELLO = 3, PB_VW_MSG_PING = 4 };
@@ -81,14 +82,23 @@ uint64_t pb_vw_siphash(const uint8_t key[16], const uint8_t *msg, size_t len);
 uint64_t pb_vw_hello_mac(const uint8_t secret[16], uint32_t from, uint32_t to, uint32_t from_qpn,
                          uint32_t to_qpn, uint32_t from_psn, uint32_t to_psn);
 
-/* ---- endpoint exchange ---- */
+/* ---- endpoint exchange ----
+ * Set-up talks to the partners only, in three rounds, each opened by a vote
+ * of every leader on whether its set-up went well so far (struct
+ * pb_exchange's per_peer): a failure stops every leader at the same round.
+ *   1. offer: to each partner, our endpoint info and the queue pair we made
+ *      for it (PB_VW_OFFER_SIZE);
+ *   2. echo: to each partner, the queue pair we offered it and the one it
+ *      offered us, so both ends check that they agree (PB_VW_ECHO_SIZE);
+ *   3. the vote alone: every queue pair reached RTS before anyone sends.
+ * A leader's set-up costs O(partners) bytes, whatever the number of nodes. */
 
 enum pb_vw_link_layer { PB_VW_LL_IB = 1, PB_VW_LL_ETH = 2 };
 
 struct pb_vw_info {
-    uint32_t status;               /* 0: set-up succeeded; else this leader failed */
+    uint32_t status;               /* 0: set-up succeeded; else a failure marker */
     char reason[PB_VW_REASON_MAX]; /* why it failed (NUL terminated) */
-    uint32_t npeers;               /* size of this leader's round-2 table */
+    uint32_t npeers;               /* the sender's partner count (informative) */
     uint32_t nslots;
     uint64_t slot_size;
     uint64_t pool_addr;
@@ -106,25 +116,30 @@ struct pb_vw_info {
 void pb_vw_info_pack(const struct pb_vw_info *in, uint8_t out[PB_VW_INFO_SIZE]);
 int pb_vw_info_unpack(const uint8_t in[PB_VW_INFO_SIZE], struct pb_vw_info *out, char *why,
                       size_t whylen);
-/* A marker for a leader whose device set-up failed: it still takes part in
- * every exchange round so nobody waits for it forever. */
+/* A marker for a leader whose device set-up failed (what it offers when the
+ * vote would not have stopped the exchange). */
 void pb_vw_info_error(struct pb_vw_info *out, const char *reason);
 
+/* The queue pair `qpn`, first PSN `psn`, that its owner made for `peer`. */
 struct pb_vw_conn {
     uint32_t peer, qpn, psn;
 };
-/* Round 2: each leader's table of maxpeers entries (unused: peer=UINT32_MAX). */
-void pb_vw_conn_pack(const struct pb_vw_conn *c, int n, int maxpeers, uint8_t *out);
-/* QPN/PSN `owner` created for `peer`, from the gathered tables. 0 or -1. */
-int pb_vw_conn_find(const uint8_t *all, int maxpeers, int owner, int peer, struct pb_vw_conn *out);
-/* Every table well formed (peers in range, not self, no duplicates) and the
- * relation symmetric, so every leader reaches the same verdict. 0 or -1+why
- * naming the leaders by index (*bad_a, *bad_b, -1 when not applicable). */
-int pb_vw_conn_check(const uint8_t *all, int nleaders, int maxpeers, int *bad_a, int *bad_b,
-                     char *why, size_t whylen);
+void pb_vw_conn_pack(const struct pb_vw_conn *c, uint8_t out[PB_VW_CONN_SIZE]);
+void pb_vw_conn_unpack(const uint8_t in[PB_VW_CONN_SIZE], struct pb_vw_conn *c);
 
-void pb_vw_status_pack(uint8_t out[PB_VW_STATUS_SIZE], int ok, const char *reason);
-int pb_vw_status_unpack(const uint8_t in[PB_VW_STATUS_SIZE], char *reason, size_t n);
+/* Round 1: info and the queue pair made for the receiver. Unpack checks the
+ * info (no failure marker), that the queue pair is meant for `self` and
+ * that QPN and PSN fit in 24 bits. 0 or -1+why. */
+void pb_vw_offer_pack(const struct pb_vw_info *in, const struct pb_vw_conn *c, uint8_t out[PB_VW_OFFER_SIZE]);
+int pb_vw_offer_unpack(const uint8_t in[PB_VW_OFFER_SIZE], uint32_t self, struct pb_vw_info *info,
+                       struct pb_vw_conn *c, char *why, size_t whylen);
+
+/* Round 2: what we sent the partner (peer = it) and what we got from it
+ * (peer = us). The partner's echo must be the mirror image: what it says it
+ * sent is what we got, what it says it got is what we sent. 0 or -1+why. */
+void pb_vw_echo_pack(const struct pb_vw_conn *sent, const struct pb_vw_conn *got, uint8_t out[PB_VW_ECHO_SIZE]);
+int pb_vw_echo_check(const uint8_t in[PB_VW_ECHO_SIZE], const struct pb_vw_conn *sent,
+                     const struct pb_vw_conn *got, char *why, size_t whylen);
 
 /* ---- a chunk put ---- */
 
