@@ -282,6 +282,30 @@ static int find_root_and_machines(struct pb_boot *b, uint64_t netid)
     return rc;
 }
 
+#define TAG_IDENTITY 7305
+/* Leaders: every identity to the root, straight (a tree-shaped MPI_Gather
+ * would pass up to N/2 of them through one leader). */
+static int gather_ids(struct pb_boot *b, const struct leader_id *me, struct leader_id *all)
+{
+    const struct pb_boot_info *in = &b->info;
+    if (in->leader != in->root_leader)
+        return MPI_Send(me, (int)sizeof *me, MPI_BYTE, in->root_leader, TAG_IDENTITY, b->leaders);
+    MPI_Request *r = malloc((size_t)in->nleaders * sizeof *r);
+    if (!r)
+        return MPI_ERR_NO_MEM;
+    for (int i = 0; i < in->nleaders; i++)
+        r[i] = MPI_REQUEST_NULL;
+    all[in->leader] = *me;
+    int rc = MPI_SUCCESS;
+    for (int i = 0; i < in->nleaders && rc == MPI_SUCCESS; i++)
+        if (i != in->leader)
+            rc = MPI_Irecv(&all[i], (int)sizeof *all, MPI_BYTE, i, TAG_IDENTITY, b->leaders, &r[i]);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Waitall(in->nleaders, r, MPI_STATUSES_IGNORE);
+    free(r);
+    return rc;
+}
+
 /* Leaders: the root learns every leader's identity (a gather, O(N) at the
  * root only); every leader learns the root's (a broadcast) and its own. The
  * partners' come later, from pb_boot_meet_partners: nothing here is O(N)
@@ -303,7 +327,7 @@ static int name_leaders(struct pb_boot *b, char *err, size_t errlen)
         return -1;
     }
     if (rc == MPI_SUCCESS)
-        rc = MPI_Gather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, in->root_leader, b->leaders);
+        rc = gather_ids(b, &me, all);
     root_id = me;
     if (rc == MPI_SUCCESS)
         rc = MPI_Bcast(&root_id, (int)sizeof root_id, MPI_BYTE, in->root_leader, b->leaders);
@@ -665,7 +689,6 @@ int pb_boot_peer_exchange_each(void *boot, int ok, const void *mine, void *out, 
     return peer_exchange(boot, ok, mine, out, len, peers, npeers, 1);
 }
 
-#define TAG_IDENTITY 7305
 /* Leaders: learn the partners' identities from the partners themselves
  * (the root already knows every leader, and every leader the root). */
 int pb_boot_meet_partners(struct pb_boot *b, const int *peers, int npeers)
