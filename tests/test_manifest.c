@@ -6,6 +6,7 @@
 #endif
 #include "tap.h"
 #include "dirtree.h"
+#include "progress.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -192,6 +193,47 @@ static void test_roundtrip_and_map(void)
     pb_dtree_free(&t);
 }
 
+/* The progress line's file count: a file is done once the stream passes
+ * its last byte; empty and all-hole files once the stream reaches them. */
+static void test_files_done(void)
+{
+    struct pb_dtree t = { 0 }, out;
+    add_file(&t, "a", 10);          /* stream [0, 10) */
+    add(&t, PB_DTREE_DIR, "d");
+    add_file(&t, "d/empty", 0);     /* at 10 */
+    struct pb_dtree_entry *s = add_file(&t, "d/holes", 100);
+    s->next = 0;                    /* all holes: at 10 */
+    add_file(&t, "d/x", 5);         /* [10, 15) */
+    add(&t, PB_DTREE_SYMLINK, "l");
+    add_file(&t, "z", 7);           /* [15, 22) */
+    char err[512];
+    int rc = roundtrip(&t, &out, err, sizeof err);
+    ok(rc == 0 && out.nfiles == 5 && out.stream_size == 22, "a manifest for the file count (%s)", rc ? err : "ok");
+    if (rc == 0) {
+        struct pb_dtree_cursor c = { 0 };
+        uint64_t at[] = { 0, 9, 10, 14, 15, 21, 22 }, want[] = { 0, 0, 3, 3, 4, 4, 5 };
+        int good = 1;
+        for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
+            good &= pb_dtree_files_done(&out, at[i], &c) == want[i];
+        ok(good, "files done as the stream advances: 0 0 3 3 4 4 5");
+        ok(pb_dtree_files_done(&out, 10, &c) == 3 && pb_dtree_files_done(&out, 22, &c) == 5,
+           "a smaller offset starts the count again");
+        struct pb_dtree none = { 0 };
+        struct pb_dtree_cursor c0 = { 0 };
+        ok(pb_dtree_files_done(&none, 0, &c0) == 0, "an empty tree has no files");
+        pb_dtree_free(&out);
+    }
+    pb_dtree_free(&t);
+    char b[32];
+    ok(!strcmp(pb_fmt_count(0, b, sizeof b), "0") && !strcmp(pb_fmt_count(999, b, sizeof b), "999") &&
+           !strcmp(pb_fmt_count(12345, b, sizeof b), "12,345") &&
+           !strcmp(pb_fmt_count(1000000, b, sizeof b), "1,000,000") &&
+           !strcmp(pb_fmt_count(UINT64_MAX, b, sizeof b), "18,446,744,073,709,551,615"),
+       "counts with thousands separators (%s)", b);
+    char small[6];
+    ok(!strcmp(pb_fmt_count(1234567, small, sizeof small), "1,234"), "a short buffer is cut, terminated (%s)", small);
+}
+
 static void sh(const char *cmd)
 {
     if (system(cmd) != 0)
@@ -246,6 +288,7 @@ int main(void)
     test_roundtrip_and_map();
     test_hostile();
     test_bytes();
+    test_files_done();
     test_walk();
     return tap_done();
 }

@@ -202,6 +202,20 @@ void pb_dtree_release(struct stage *st)
     tj->man.nskipped = counts.nskipped;
 }
 
+static uint64_t files_done(void *ctx, uint64_t bytes)
+{
+    struct pb_dtree_job *tj = ctx;
+    return pb_dtree_files_done(&tj->man, bytes, &tj->files);
+}
+
+void pb_dtree_progress(struct stage *st)
+{
+    if (!st->dtree.on || !st->root)
+        return;
+    st->dtree.files = (struct pb_dtree_cursor){ 0 };
+    pb_progress_files(&st->prog, st->dtree.man.nfiles, files_done, &st->dtree);
+}
+
 void pb_dtree_summary(const struct stage *st, struct pb_summary *s)
 {
     const struct pb_dtree *t = &st->dtree.man;

@@ -195,6 +195,7 @@ int pb_phase_transfer(struct stage *st)
 {
     struct pb_vote mine = { 0 };
     pb_progress_init(&st->prog, stderr, st->root && !st->quiet, st->meta.size, st->plan.nrecv);
+    pb_dtree_progress(st);
     if (st->bi->is_leader)
         run_leader(st, &mine);
     if (st->root)
