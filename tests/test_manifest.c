@@ -1,6 +1,9 @@
 /* test_manifest.c — the tree manifest: a walk of a real directory, encode
- * and strict parse round trip, the stream map, and hostile manifests that
- * the parser must refuse with the entry named. */
+ * and strict parse round trip, the stream map, the progress line's file
+ * count, hostile manifests that the parser must refuse with the entry named,
+ * and what a node's staging directory does with entries the parser would
+ * have refused (a name too long for DEST's filesystem, a file through a
+ * symbolic link): refused, named, nothing written anywhere. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -283,6 +286,88 @@ static void test_walk(void)
     sh(cmd);
 }
 
+/* 0 when dir is empty (ls -A), else 1 */
+static int entries(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", dir);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
+/* A node's sink given t as is (no parser in between): 0 when it built the
+ * staging directory; err holds the reason. Always aborted after. */
+static int sink_try(const struct pb_dtree *t, const char *dest, char *err, size_t errlen)
+{
+    struct pb_dtree_sink k;
+    int rc = pb_dtree_sink_open(&k, t, dest, 0, NULL, err, errlen);
+    if (rc == 0)
+        pb_dtree_sink_abort(&k);
+    return rc;
+}
+
+static void test_sink_refuses(void)
+{
+    char dir[] = "/tmp/p2pbcast-sink.XXXXXX";
+    if (!mkdtemp(dir)) {
+        ok(0, "mkdtemp");
+        return;
+    }
+    char dest[300], outside[300], err[1024] = "", cmd[700];
+    snprintf(dest, sizeof dest, "%s/parent/out", dir);
+    snprintf(outside, sizeof outside, "%s/outside", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/parent %s", dir, outside);
+    sh(cmd);
+
+    struct pb_dtree t = { 0 };
+    char longname[300];
+    memset(longname, 'n', 299);
+    longname[299] = 0;
+    add(&t, PB_DTREE_DIR, "a");
+    add_file(&t, "a/ok", 0);
+    char path[310];
+    snprintf(path, sizeof path, "a/%s", longname);
+    add_file(&t, path, 0);
+    int rc = sink_try(&t, dest, err, sizeof err);
+    ok(rc == -1 && strstr(err, "cannot create 'a/nnnn") && strstr(err, "File name too long"),
+       "a name too long for DEST's filesystem: refused, the entry named (%.120s...)", err);
+    snprintf(cmd, sizeof cmd, "%s/parent", dir);
+    ok(entries(cmd) == 0, "nothing left beside DEST_DIR after the refusal");
+    pb_dtree_free(&t);
+
+    /* a symbolic link to a directory outside, then a file through it */
+    struct pb_dtree_entry *l = add(&t, PB_DTREE_SYMLINK, "l");
+    free(l->target);
+    l->target = strdup(outside);
+    add_file(&t, "l/x", 0);
+    err[0] = 0;
+    rc = sink_try(&t, dest, err, sizeof err);
+    ok(rc == -1 && strstr(err, "'l/x'"), "a file through a symbolic link of the tree: refused (%s)", err);
+    ok(entries(outside) == 0, "nothing written through the link");
+    snprintf(cmd, sizeof cmd, "%s/parent", dir);
+    ok(entries(cmd) == 0, "nothing left beside DEST_DIR");
+    pb_dtree_free(&t);
+
+    /* a hard link whose group leader is a symbolic link to a file outside */
+    snprintf(cmd, sizeof cmd, "echo secret > %s/file", outside);
+    sh(cmd);
+    char target[320];
+    snprintf(target, sizeof target, "%s/file", outside);
+    l = add(&t, PB_DTREE_SYMLINK, "s");
+    free(l->target);
+    l->target = strdup(target);
+    add(&t, PB_DTREE_HARDLINK, "t")->link = 0;
+    err[0] = 0;
+    rc = sink_try(&t, dest, err, sizeof err);
+    struct stat st;
+    ok(stat(target, &st) == 0 && st.st_nlink == 1, "a hard link to a symbolic link never links the file outside (%s)",
+       rc ? err : "made a link to the link");
+    snprintf(cmd, sizeof cmd, "%s/parent", dir);
+    ok(entries(cmd) == 0, "nothing left beside DEST_DIR");
+    pb_dtree_free(&t);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    sh(cmd);
+}
+
 int main(void)
 {
     test_roundtrip_and_map();
@@ -290,5 +375,6 @@ int main(void)
     test_bytes();
     test_files_done();
     test_walk();
+    test_sink_refuses();
     return tap_done();
 }
