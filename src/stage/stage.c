@@ -160,7 +160,6 @@ static void release(struct stage *st)
     pb_connect_release(st);
     pb_source_close(&st->src);
     pb_dtree_release(st);
-    free(st->skip);
 }
 
 int pb_stage_file(const void *comm, const char *source, const char *dest, const struct p2pbcast_opts *opts,
@@ -175,6 +174,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
         pb_phase_commit(&st);
     release(&st);
     report(&st, res);
+    free(st.skip); /* after the report: it counts the chunks SOURCE gave */
     pb_agreement_free(&st.ag);
     pb_boot_close(st.boot);
     return res->status;
