@@ -98,6 +98,16 @@ run 2 -q --per-rank --force "$S" "$D/shared"
 [ $rc -eq 0 ] && [ ! -e "$D/shared/old-only" ] && same_tree "$S" "$D/shared" && ! staging_left
 ok $? "--force replaces an existing DEST_DIR, the old tree is removed"
 rm -rf "$D"/*
+# --force replaces a file, or a symbolic link, named DEST_DIR: never what the link points to.
+mkdir -p "$WORK/victim"
+echo keep > "$WORK/victim/keep"
+echo file > "$D/f.0"
+ln -s "$WORK/victim" "$D/f.1"
+run 2 -q --per-rank --force "$S" "$D/f.%r"
+[ $rc -eq 0 ] && [ ! -L "$D/f.1" ] && same_tree "$S" "$D/f.0" && same_tree "$S" "$D/f.1" &&
+    [ "$(ls -A "$WORK/victim")" = keep ] && ! staging_left
+ok $? "--force replaces a file and a symbolic link named DEST_DIR, the link's target untouched"
+rm -rf "${D:?}"/* "$WORK/victim"
 
 # expect NAME CODE PATTERN NP ARGS... : status on every rank, message, nothing left.
 expect() {
