@@ -237,6 +237,48 @@ static void test_files_done(void)
     ok(!strcmp(pb_fmt_count(1234567, small, sizeof small), "1,234"), "a short buffer is cut, terminated (%s)", small);
 }
 
+static uint64_t fake_files(void *ctx, uint64_t bytes)
+{
+    (void)ctx;
+    return bytes / 1000;
+}
+
+/* The log lines (stderr not a terminal) of a tree: files counted; one more
+ * line once every node is done, only after a line was printed. The time
+ * of the last line is moved by hand instead of waited for. */
+static void test_progress_lines(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    struct pb_progress p;
+    pb_progress_init(&p, f, 1, 100000, 3);
+    p.last += 1000;
+    pb_progress_files(&p, 100, fake_files, NULL);
+    pb_progress_update(&p, 100000, 3); /* at the start: no line, and no "all done" line either */
+    fflush(f);
+    ok(len == 0, "no line within the first second, nor an all-done line before any other");
+    pb_progress_init(&p, f, 1, 100000, 3);
+    pb_progress_files(&p, 12345, fake_files, NULL);
+    p.last -= 2;
+    pb_progress_update(&p, 50000, 0);
+    p.last += 1000; /* the next ones come "within a second" of it, whatever the machine's speed */
+    pb_progress_update(&p, 60000, 0);
+    pb_progress_update(&p, 100000, 2);
+    pb_progress_update(&p, 100000, 3); /* every node done: one more line */
+    pb_progress_update(&p, 100000, 3);
+    fclose(f);
+    ok(text && strstr(text, "p2pbcast:  50% 48.83 KiB of 97.66 KiB sent, 50 of 12,345 files, ") &&
+           strstr(text, "0/3 nodes done\n") && strstr(text, "p2pbcast: 100% 97.66 KiB of 97.66 KiB sent, 100 of 12,345 files") &&
+           strstr(text, "3/3 nodes done\n") && !strstr(text, "2/3 nodes") && !strstr(text, " 61%"),
+       "log lines of a tree count files; the last says every node is done");
+    int lines = 0;
+    for (const char *c = text; c && *c; c++)
+        lines += *c == '\n';
+    ok(lines == 2, "two lines in all (%d)", lines);
+    free(text);
+}
+
 static void sh(const char *cmd)
 {
     if (system(cmd) != 0)
@@ -374,6 +416,7 @@ int main(void)
     test_hostile();
     test_bytes();
     test_files_done();
+    test_progress_lines();
     test_walk();
     test_sink_refuses();
     return tap_done();
