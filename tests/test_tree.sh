@@ -202,6 +202,34 @@ P2PBCAST_TEST_READ_DELAY_MS=150 expect "a file disappears during the copy" 3 \
     "'z-last' disappeared during the copy: No such file" 2 --per-rank -c 64K "$WORK/grow" "$D/g.%r"
 wait
 
+# A hostile manifest from the root (P2PBCAST_TEST_MANIFEST: the root sends
+# a file's bytes as the manifest and votes failure itself): every other node
+# refuses it with the entry named, nothing is created anywhere, nothing is
+# written through the link.
+mkdir -p "$WORK/hostile" "$WORK/outside"
+python3 - "$WORK/hostile" "$WORK/outside" <<'PY'
+import struct, sys
+def manifest(name, entries): # the wire format of src/files/dirtree.h, version 1
+    b = b"P2PBTREE" + struct.pack("<IIIIqIQQ", 1, 0o755, 0, 0, 0, 0, len(entries), 0)
+    for e in entries:
+        kind, path = e[0], e[1].encode()
+        b += struct.pack("<BIIIqIH", kind, 0o755 if kind == 1 else 0o644, 0, 0, 0, 0, len(path)) + path
+        if kind == 2:   # a file of 5 bytes, one extent
+            b += struct.pack("<QIQQ", 5, 1, 0, 5)
+        elif kind == 3: # a symbolic link
+            b += struct.pack("<H", len(e[2].encode())) + e[2].encode()
+    open(sys.argv[1] + "/" + name, "wb").write(b)
+manifest("dotdot", [(1, "d"), (2, "../escape")])
+manifest("absolute", [(2, sys.argv[2] + "/abs")])
+manifest("through", [(3, "l", sys.argv[2]), (2, "l/x")])
+PY
+for m in "dotdot|entry 1 '../escape': '.' or '..' component" "absolute|entry 0 '$WORK/outside/abs': absolute path" \
+    "through|entry 1 'l/x': its parent is not a directory"; do
+    P2PBCAST_TEST_MANIFEST="$WORK/hostile/${m%%|*}" expect "a hostile manifest (${m%%|*})" 6 \
+        "rank 2\): bad manifest: ${m#*|}" 3 --per-rank "$WORK/grow" "$D/h.%r"
+    [ -z "$(ls -A "$WORK/outside")" ] || { ok 1 "something was written outside: $(ls -A "$WORK/outside")"; rm -rf "${WORK:?}/outside"/*; }
+done
+
 # Unreadable entries, as a user without root's power.
 if setpriv --reuid=nobody --regid=nogroup --clear-groups true 2>/dev/null; then
     chmod 777 "$D"
