@@ -5,7 +5,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 bin=${TESTS_BUILDDIR:-$(dirname "$0")}/test_boot_abandon
 [ -x "$bin" ] || { echo "Bail out! test_boot_abandon not built"; exit 99; }
-out=$("${MPI_TIMEOUT_CMD[@]}" "$MPIRUN" "${MPI_FLAGS[@]}" -np 3 "$bin" 2>&1)
+out=$(mpi_timeout "$MPIRUN" "${MPI_FLAGS[@]}" -np 3 "$bin" 2>&1)
 rc=$?
 echo "$out" | grep -E '^(ok|not ok) ' > "$WORK/lines"
 if check_timeout "$out" "$MPIRUN -np 3 test_boot_abandon"; then

@@ -1,11 +1,15 @@
 /* test_manifest.c — the tree manifest: a walk of a real directory, encode
- * and strict parse round trip, the stream map, and hostile manifests that
- * the parser must refuse with the entry named. */
+ * and strict parse round trip, the stream map, the progress line's file
+ * count, hostile manifests that the parser must refuse with the entry named,
+ * and what a node's staging directory does with entries the parser would
+ * have refused (a name too long for DEST's filesystem, a file through a
+ * symbolic link): refused, named, nothing written anywhere. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "tap.h"
 #include "dirtree.h"
+#include "progress.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -192,6 +196,89 @@ static void test_roundtrip_and_map(void)
     pb_dtree_free(&t);
 }
 
+/* The progress line's file count: a file is done once the stream passes
+ * its last byte; empty and all-hole files once the stream reaches them. */
+static void test_files_done(void)
+{
+    struct pb_dtree t = { 0 }, out;
+    add_file(&t, "a", 10);          /* stream [0, 10) */
+    add(&t, PB_DTREE_DIR, "d");
+    add_file(&t, "d/empty", 0);     /* at 10 */
+    struct pb_dtree_entry *s = add_file(&t, "d/holes", 100);
+    s->next = 0;                    /* all holes: at 10 */
+    add_file(&t, "d/x", 5);         /* [10, 15) */
+    add(&t, PB_DTREE_SYMLINK, "l");
+    add_file(&t, "z", 7);           /* [15, 22) */
+    char err[512];
+    int rc = roundtrip(&t, &out, err, sizeof err);
+    ok(rc == 0 && out.nfiles == 5 && out.stream_size == 22, "a manifest for the file count (%s)", rc ? err : "ok");
+    if (rc == 0) {
+        struct pb_dtree_cursor c = { 0 };
+        uint64_t at[] = { 0, 9, 10, 14, 15, 21, 22 }, want[] = { 0, 0, 3, 3, 4, 4, 5 };
+        int good = 1;
+        for (size_t i = 0; i < sizeof at / sizeof at[0]; i++)
+            good &= pb_dtree_files_done(&out, at[i], &c) == want[i];
+        ok(good, "files done as the stream advances: 0 0 3 3 4 4 5");
+        ok(pb_dtree_files_done(&out, 10, &c) == 3 && pb_dtree_files_done(&out, 22, &c) == 5,
+           "a smaller offset starts the count again");
+        struct pb_dtree none = { 0 };
+        struct pb_dtree_cursor c0 = { 0 };
+        ok(pb_dtree_files_done(&none, 0, &c0) == 0, "an empty tree has no files");
+        pb_dtree_free(&out);
+    }
+    pb_dtree_free(&t);
+    char b[32];
+    ok(!strcmp(pb_fmt_count(0, b, sizeof b), "0") && !strcmp(pb_fmt_count(999, b, sizeof b), "999") &&
+           !strcmp(pb_fmt_count(12345, b, sizeof b), "12,345") &&
+           !strcmp(pb_fmt_count(1000000, b, sizeof b), "1,000,000") &&
+           !strcmp(pb_fmt_count(UINT64_MAX, b, sizeof b), "18,446,744,073,709,551,615"),
+       "counts with thousands separators (%s)", b);
+    char small[6];
+    ok(!strcmp(pb_fmt_count(1234567, small, sizeof small), "1,234"), "a short buffer is cut, terminated (%s)", small);
+}
+
+static uint64_t fake_files(void *ctx, uint64_t bytes)
+{
+    (void)ctx;
+    return bytes / 1000;
+}
+
+/* The log lines (stderr not a terminal) of a tree: files counted; one more
+ * line once every node is done, only after a line was printed. The time
+ * of the last line is moved by hand instead of waited for. */
+static void test_progress_lines(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    struct pb_progress p;
+    pb_progress_init(&p, f, 1, 100000, 3);
+    p.last += 1000;
+    pb_progress_files(&p, 100, fake_files, NULL);
+    pb_progress_update(&p, 100000, 3); /* at the start: no line, and no "all done" line either */
+    fflush(f);
+    ok(len == 0, "no line within the first second, nor an all-done line before any other");
+    pb_progress_init(&p, f, 1, 100000, 3);
+    pb_progress_files(&p, 12345, fake_files, NULL);
+    p.last -= 2;
+    pb_progress_update(&p, 50000, 0);
+    p.last += 1000; /* the next ones come "within a second" of it, whatever the machine's speed */
+    pb_progress_update(&p, 60000, 0);
+    pb_progress_update(&p, 100000, 2);
+    pb_progress_update(&p, 100000, 3); /* every node done: one more line */
+    pb_progress_update(&p, 100000, 3);
+    fclose(f);
+    ok(text && strstr(text, "p2pbcast:  50% 48.83 KiB of 97.66 KiB sent, 50 of 12,345 files, ") &&
+           strstr(text, "0/3 nodes done\n") && strstr(text, "p2pbcast: 100% 97.66 KiB of 97.66 KiB sent, 100 of 12,345 files") &&
+           strstr(text, "3/3 nodes done\n") && !strstr(text, "2/3 nodes") && !strstr(text, " 61%"),
+       "log lines of a tree count files; the last says every node is done");
+    int lines = 0;
+    for (const char *c = text; c && *c; c++)
+        lines += *c == '\n';
+    ok(lines == 2, "two lines in all (%d)", lines);
+    free(text);
+}
+
 static void sh(const char *cmd)
 {
     if (system(cmd) != 0)
@@ -241,11 +328,96 @@ static void test_walk(void)
     sh(cmd);
 }
 
+/* 0 when dir is empty (ls -A), else 1 */
+static int entries(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", dir);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
+/* A node's sink given t as is (no parser in between): 0 when it built the
+ * staging directory; err holds the reason. Always aborted after. */
+static int sink_try(const struct pb_dtree *t, const char *dest, char *err, size_t errlen)
+{
+    struct pb_dtree_sink k;
+    int rc = pb_dtree_sink_open(&k, t, dest, 0, NULL, err, errlen);
+    if (rc == 0)
+        pb_dtree_sink_abort(&k);
+    return rc;
+}
+
+static void test_sink_refuses(void)
+{
+    char dir[] = "/tmp/p2pbcast-sink.XXXXXX";
+    if (!mkdtemp(dir)) {
+        ok(0, "mkdtemp");
+        return;
+    }
+    char dest[300], outside[300], err[1024] = "", cmd[700];
+    snprintf(dest, sizeof dest, "%s/parent/out", dir);
+    snprintf(outside, sizeof outside, "%s/outside", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/parent %s", dir, outside);
+    sh(cmd);
+
+    struct pb_dtree t = { 0 };
+    char longname[300];
+    memset(longname, 'n', 299);
+    longname[299] = 0;
+    add(&t, PB_DTREE_DIR, "a");
+    add_file(&t, "a/ok", 0);
+    char path[310];
+    snprintf(path, sizeof path, "a/%s", longname);
+    add_file(&t, path, 0);
+    int rc = sink_try(&t, dest, err, sizeof err);
+    ok(rc == -1 && strstr(err, "cannot create 'a/nnnn") && strstr(err, "File name too long"),
+       "a name too long for DEST's filesystem: refused, the entry named (%.120s...)", err);
+    snprintf(cmd, sizeof cmd, "%s/parent", dir);
+    ok(entries(cmd) == 0, "nothing left beside DEST_DIR after the refusal");
+    pb_dtree_free(&t);
+
+    /* a symbolic link to a directory outside, then a file through it */
+    struct pb_dtree_entry *l = add(&t, PB_DTREE_SYMLINK, "l");
+    free(l->target);
+    l->target = strdup(outside);
+    add_file(&t, "l/x", 0);
+    err[0] = 0;
+    rc = sink_try(&t, dest, err, sizeof err);
+    ok(rc == -1 && strstr(err, "'l/x'"), "a file through a symbolic link of the tree: refused (%s)", err);
+    ok(entries(outside) == 0, "nothing written through the link");
+    snprintf(cmd, sizeof cmd, "%s/parent", dir);
+    ok(entries(cmd) == 0, "nothing left beside DEST_DIR");
+    pb_dtree_free(&t);
+
+    /* a hard link whose group leader is a symbolic link to a file outside */
+    snprintf(cmd, sizeof cmd, "echo secret > %s/file", outside);
+    sh(cmd);
+    char target[320];
+    snprintf(target, sizeof target, "%s/file", outside);
+    l = add(&t, PB_DTREE_SYMLINK, "s");
+    free(l->target);
+    l->target = strdup(target);
+    add(&t, PB_DTREE_HARDLINK, "t")->link = 0;
+    err[0] = 0;
+    rc = sink_try(&t, dest, err, sizeof err);
+    struct stat st;
+    ok(stat(target, &st) == 0 && st.st_nlink == 1, "a hard link to a symbolic link never links the file outside (%s)",
+       rc ? err : "made a link to the link");
+    snprintf(cmd, sizeof cmd, "%s/parent", dir);
+    ok(entries(cmd) == 0, "nothing left beside DEST_DIR");
+    pb_dtree_free(&t);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    sh(cmd);
+}
+
 int main(void)
 {
     test_roundtrip_and_map();
     test_hostile();
     test_bytes();
+    test_files_done();
+    test_progress_lines();
     test_walk();
+    test_sink_refuses();
     return tap_done();
 }

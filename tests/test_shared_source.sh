@@ -95,7 +95,7 @@ export P2PBCAST_TEST_READ_DELAY_MS=60 # 24 chunks per reader: ~1.4 s of reading
 strike() { # strike WHAT: start a 4-rank shared copy of $WORK/src, do WHAT once it is under way
     cp "$WORK/orig" "$WORK/src"
     : > "$WORK/rcs"
-    ( cd "$WORK" && "${MPI_TIMEOUT_CMD[@]}" "$MPIRUN" "${MPI_FLAGS[@]}" -np 4 bash -c \
+    ( cd "$WORK" && mpi_timeout "$MPIRUN" "${MPI_FLAGS[@]}" -np 4 bash -c \
         '"$@"; r=$?; echo $r >> "'"$WORK"'/rcs"; exit $r' _ "$P2PBCAST" --per-rank -c 64K --source-shared=yes \
         "$WORK/src" "$D/x.%r" > "$WORK/out" 2>&1 ) &
     local job=$!

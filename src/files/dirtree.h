@@ -92,6 +92,17 @@ const char *pb_dtree_show(const char *path, char *buf, size_t n);
 typedef int (*pb_dtree_piece_fn)(void *ctx, size_t idx, uint64_t foff, size_t boff, size_t len);
 int pb_dtree_pieces(const struct pb_dtree *t, uint64_t off, size_t len, pb_dtree_piece_fn fn, void *ctx);
 
+/* Files complete within the first `off` bytes of the stream (an empty or
+ * all-hole file once the stream reaches it), for the progress line. The
+ * cursor moves forward with off, so a run's calls cost O(entries) in all
+ * (a smaller off starts it again). Zero the cursor before the first call. */
+struct pb_dtree_cursor {
+    size_t next;    /* first entry not yet passed */
+    uint64_t files; /* files among the entries passed */
+    uint64_t off;   /* the last off asked for */
+};
+uint64_t pb_dtree_files_done(const struct pb_dtree *t, uint64_t off, struct pb_dtree_cursor *c);
+
 /* ---- directories opened relative to a top directory, never through a link */
 
 /* The parent directory of the last path asked for stays open: entries come

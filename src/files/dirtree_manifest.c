@@ -429,3 +429,24 @@ int pb_dtree_pieces(const struct pb_dtree *t, uint64_t off, size_t len, pb_dtree
     }
     return 0;
 }
+
+/* A file's data end where the next entry's start (or the stream ends). */
+static uint64_t data_end(const struct pb_dtree *t, size_t i)
+{
+    return i + 1 < t->n ? t->e[i + 1].stream_off : t->stream_size;
+}
+
+uint64_t pb_dtree_files_done(const struct pb_dtree *t, uint64_t off, struct pb_dtree_cursor *c)
+{
+    if (off < c->off)
+        *c = (struct pb_dtree_cursor){ 0 };
+    c->off = off;
+    for (; c->next < t->n; c->next++) {
+        if (t->e[c->next].type != PB_DTREE_FILE)
+            continue;
+        if (data_end(t, c->next) > off)
+            break;
+        c->files++;
+    }
+    return c->files;
+}

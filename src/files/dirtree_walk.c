@@ -265,7 +265,8 @@ static int list_names(struct walk *w, int dfd, char ***out, size_t *count)
     if (!rc && errno)
         rc = werr(w, "cannot read directory", errno);
     closedir(d);
-    qsort(v, n, sizeof *v, by_name);
+    if (n > 1) /* an empty directory has v == NULL: not for qsort */
+        qsort(v, n, sizeof *v, by_name);
     *out = v;
     *count = n;
     return rc;

@@ -28,6 +28,21 @@ const char *pb_fmt_bytes(uint64_t b, char *buf, size_t len)
     return buf;
 }
 
+const char *pb_fmt_count(uint64_t n, char *buf, size_t len)
+{
+    char d[24];
+    int nd = snprintf(d, sizeof d, "%llu", (unsigned long long)n);
+    size_t o = 0;
+    for (int i = 0; i < nd && o + 1 < len; i++) {
+        if (i && (nd - i) % 3 == 0 && o + 2 < len)
+            buf[o++] = ',';
+        buf[o++] = d[i];
+    }
+    if (len)
+        buf[o < len ? o : len - 1] = 0;
+    return buf;
+}
+
 const char *pb_fmt_rate(double bytes_per_s, char *buf, size_t len)
 {
     static const char *u[] = { "B/s", "kB/s", "MB/s", "GB/s", "TB/s" };
@@ -52,6 +67,25 @@ void pb_progress_init(struct pb_progress *p, FILE *out, int enabled, uint64_t to
     p->nodes = nodes;
 }
 
+void pb_progress_files(struct pb_progress *p, uint64_t total, uint64_t (*done)(void *ctx, uint64_t bytes), void *ctx)
+{
+    p->files_total = total;
+    p->files_done = done;
+    p->files_ctx = ctx;
+}
+
+/* ", 12,345 of 100,000 files" (sep ", ", word "of") or "" for a file. */
+static const char *files_part(const struct pb_progress *p, const char *sep, const char *of, char *buf, size_t len)
+{
+    char d[32], t[32];
+    buf[0] = 0;
+    if (!p->files_done)
+        return buf;
+    pb_fmt_count(p->files_done(p->files_ctx, p->bytes), d, sizeof d);
+    snprintf(buf, len, "%s%s%s%s files", sep, d, of, pb_fmt_count(p->files_total, t, sizeof t));
+    return buf;
+}
+
 static void draw(struct pb_progress *p, double t)
 {
     double el = t - p->t0;
@@ -64,7 +98,7 @@ static void draw(struct pb_progress *p, double t)
     }
     pb_fmt_bytes(p->bytes, done, sizeof done);
     pb_fmt_bytes(p->total, tot, sizeof tot);
-    char rs[32];
+    char rs[32], files[80];
     pb_fmt_rate(rate, rs, sizeof rs);
     if (p->tty) {
         char bar[31];
@@ -72,12 +106,13 @@ static void draw(struct pb_progress *p, double t)
         for (int i = 0; i < 30; i++)
             bar[i] = i < w ? '=' : i == w ? '>' : ' ';
         bar[30] = 0;
-        fprintf(p->out, "\r[%s] %3.0f%% %s/%s %s ETA %s nodes %d/%d ", bar, frac * 100, done, tot, rs, eta,
-                p->nodes_done, p->nodes);
+        fprintf(p->out, "\r[%s] %3.0f%% %s/%s%s %s ETA %s nodes %d/%d ", bar, frac * 100, done, tot,
+                files_part(p, " ", "/", files, sizeof files), rs, eta, p->nodes_done, p->nodes);
         p->drew = 1;
     } else {
-        fprintf(p->out, "p2pbcast: %3.0f%% %s of %s sent, %s, ETA %s, %d/%d nodes done\n", frac * 100, done, tot,
-                rs, eta, p->nodes_done, p->nodes);
+        fprintf(p->out, "p2pbcast: %3.0f%% %s of %s sent%s, %s, ETA %s, %d/%d nodes done\n", frac * 100, done, tot,
+                files_part(p, ", ", " of ", files, sizeof files), rs, eta, p->nodes_done, p->nodes);
+        p->lines++;
     }
     fflush(p->out);
 }
@@ -95,12 +130,17 @@ void pb_progress_update(void *arg, uint64_t bytes, int nodes_done)
         if (t - p->last < 0.1)
             return;
     } else {
-        /* A log gets a line at each tenth of the way (at most one a second)
-         * and at least every 30 s, so long runs still show life. */
+        /* A log gets a line at each tenth of the way (at most one a second),
+         * at least every 30 s, so long runs still show life, and once every
+         * node is done: nodes finish within a pipeline's depth of the end,
+         * so the tenths alone would leave "0/N nodes done" as the last word
+         * of a log that showed progress. */
         int tenth = p->total ? (int)(p->bytes * 10 / p->total) : 10;
-        if (!((tenth > p->last_tenth && t - p->last >= 1.0) || t - p->last >= 30.0))
+        int all = p->lines && p->nodes > 0 && nodes_done == p->nodes && !p->said_all_done;
+        if (!((tenth > p->last_tenth && t - p->last >= 1.0) || t - p->last >= 30.0 || all))
             return;
         p->last_tenth = tenth;
+        p->said_all_done |= all;
     }
     p->last = t;
     draw(p, t);

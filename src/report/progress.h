@@ -15,11 +15,20 @@ struct pb_progress {
     int nodes, nodes_done;
     int drew;            /* a bar is on screen and must be cleared */
     int last_tenth;      /* log lines: last tenth of the way reported */
+    int lines;           /* log lines printed */
+    int said_all_done;   /* log lines: the line with every node done is out */
+    /* a directory SOURCE: files whose data are all sent, of files_total */
+    uint64_t files_total;
+    uint64_t (*files_done)(void *ctx, uint64_t bytes);
+    void *files_ctx;
 };
 
 void pb_progress_init(struct pb_progress *p, FILE *out, int enabled, uint64_t total, int nodes);
 /* Engine callback: bytes sent by the root so far, receivers done. */
 void pb_progress_update(void *p, uint64_t bytes, int nodes_done);
+/* Show files too: done(ctx, bytes) counts the files that many bytes of the
+ * stream complete (called only when a line is drawn). */
+void pb_progress_files(struct pb_progress *p, uint64_t total, uint64_t (*done)(void *ctx, uint64_t bytes), void *ctx);
 void pb_progress_end(struct pb_progress *p);
 
 struct pb_failure {
@@ -45,6 +54,8 @@ struct pb_summary {
 
 /* "1.23 GB/s", "512 kB/s": a rate in the unit that fits; returns buf. */
 const char *pb_fmt_rate(double bytes_per_s, char *buf, size_t len);
+/* "12,345": a count with thousands separators; returns buf. */
+const char *pb_fmt_count(uint64_t n, char *buf, size_t len);
 /* "1.00 GiB" style; returns buf. */
 const char *pb_fmt_bytes(uint64_t b, char *buf, size_t len);
 void pb_summary_print(FILE *out, const struct pb_summary *s);

@@ -127,6 +127,30 @@ static void take_manifest(struct stage *st, const unsigned char *buf, uint64_t l
     }
 }
 
+/* Testing only (P2PBCAST_TEST_MANIFEST=FILE): the root sends FILE's bytes as
+ * the manifest, as a hostile or broken peer would, and votes failure
+ * itself, so such a run can never report success. */
+static void test_swap_manifest(struct pb_dtree_job *tj, struct pb_vote *mine)
+{
+    const char *path = getenv("P2PBCAST_TEST_MANIFEST");
+    if (!path || !*path)
+        return;
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = malloc(PIECE);
+    size_t n = f && buf ? fread(buf, 1, PIECE, f) : 0;
+    if (f)
+        fclose(f);
+    if (!n) {
+        free(buf);
+        pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, "P2PBCAST_TEST_MANIFEST: cannot read the test manifest");
+        return;
+    }
+    free(tj->wire);
+    tj->wire = buf;
+    tj->wire_len = n;
+    pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, "P2PBCAST_TEST_MANIFEST: sent a test manifest (this run fails)");
+}
+
 int pb_phase_manifest(struct stage *st)
 {
     struct pb_dtree_job *tj = &st->dtree;
@@ -139,6 +163,9 @@ int pb_phase_manifest(struct stage *st)
         dl--;
     snprintf(tj->dest, sizeof tj->dest, "%.*s", (int)dl, st->dest);
     st->dest = tj->dest;
+    struct pb_vote mine = { 0 };
+    if (st->root)
+        test_swap_manifest(tj, &mine);
     uint64_t head[2] = { tj->wire_len, st->root ? XXH3_64bits(tj->wire, tj->wire_len) : 0 };
     int rc = pb_agree_bcast(&st->ag, head, sizeof head);
     if (rc)
@@ -147,7 +174,6 @@ int pb_phase_manifest(struct stage *st)
     if (!st->root && st->bi->is_leader && head[0] <= PB_DTREE_MAX_BYTES)
         buf = malloc(head[0] ? (size_t)head[0] : 1);
     rc = bcast_pieces(st, buf, head[0]);
-    struct pb_vote mine = { 0 };
     if (!rc && st->bi->is_leader && !st->root)
         take_manifest(st, buf, head[0], head[1], &mine);
     if (!st->root)
@@ -200,6 +226,20 @@ void pb_dtree_release(struct stage *st)
     tj->man.nsymlinks = counts.nsymlinks;
     tj->man.nhardlinks = counts.nhardlinks;
     tj->man.nskipped = counts.nskipped;
+}
+
+static uint64_t files_done(void *ctx, uint64_t bytes)
+{
+    struct pb_dtree_job *tj = ctx;
+    return pb_dtree_files_done(&tj->man, bytes, &tj->files);
+}
+
+void pb_dtree_progress(struct stage *st)
+{
+    if (!st->dtree.on || !st->root)
+        return;
+    st->dtree.files = (struct pb_dtree_cursor){ 0 };
+    pb_progress_files(&st->prog, st->dtree.man.nfiles, files_done, &st->dtree);
 }
 
 void pb_dtree_summary(const struct stage *st, struct pb_summary *s)

@@ -24,6 +24,7 @@ struct pb_dtree_job {
     struct pb_dtree_sink sink;  /* nodes that write */
     int sink_open;
     char dest[PATH_MAX];       /* DEST_DIR without trailing slashes */
+    struct pb_dtree_cursor files; /* root: files done, for the progress line */
 };
 
 /* Root, phase 1: 1 SOURCE is a directory, walked (meta filled), 0 it is
@@ -36,6 +37,8 @@ int pb_dtree_open(struct stage *st);
 void pb_dtree_release(struct stage *st);
 /* From the abort path: remove the staging directory. */
 void pb_dtree_abort(struct stage *st);
+/* Root, before the transfer: the progress line counts files too. */
+void pb_dtree_progress(struct stage *st);
 /* Root: the tree's counts in the summary. */
 void pb_dtree_summary(const struct stage *st, struct pb_summary *s);
 

@@ -146,16 +146,20 @@ static void report(struct stage *st, struct p2pbcast_result *res)
  * pool. The agreement and the bootstrap stay for the report. */
 static void release(struct stage *st)
 {
+    /* First what a failed run leaves on disk (a staging directory, a named
+     * temporary DEST): when the launcher is ending the job, SIGKILL follows
+     * SIGTERM within a second or so, and closing the transport can take
+     * longer. After a commit this only closes. */
+    pb_dtree_abort(st);
     pb_probe_remove(st->probe);
     pb_resume_keep(st);
+    if (st->sink_open)
+        pb_sink_abort(&st->sink); /* after a commit this only closes: the name is DEST's */
     if (st->eng)
         pb_engine_destroy(st->eng);
     pb_connect_release(st);
-    if (st->sink_open)
-        pb_sink_abort(&st->sink); /* after a commit this only closes: the name is DEST's */
     pb_source_close(&st->src);
     pb_dtree_release(st);
-    free(st->skip);
 }
 
 int pb_stage_file(const void *comm, const char *source, const char *dest, const struct p2pbcast_opts *opts,
@@ -170,6 +174,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
         pb_phase_commit(&st);
     release(&st);
     report(&st, res);
+    free(st.skip); /* after the report: it counts the chunks SOURCE gave */
     pb_agreement_free(&st.ag);
     pb_boot_close(st.boot);
     return res->status;

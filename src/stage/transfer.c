@@ -90,9 +90,16 @@ static struct pb_engine *create_engine(struct stage *st, struct io_ctx *io, char
 /* The engine stopped on an error: vote it, and say it at once on the root
  * (if a rank died, the launcher may end the job before the votes are
  * counted). Close the transport now so that neighbours notice at once, not
- * at their timeout. */
+ * at their timeout. What this node wrote goes first (a tree's staging
+ * directory, a named temporary DEST, unless --resume keeps it): without
+ * this node's copy the job cannot succeed, and closing the transport or
+ * waiting for the vote may outlast the second between the launcher's
+ * SIGTERM and its SIGKILL. */
 static void engine_failed(struct stage *st, int cls, struct pb_vote *mine)
 {
+    pb_dtree_abort(st);
+    if (st->sink_open && !st->want.resume)
+        pb_sink_abort(&st->sink);
     const char *emsg;
     pb_engine_error(st->eng, &emsg);
     if (pb_engine_lost_peer(st->eng) >= 0)
@@ -195,6 +202,7 @@ int pb_phase_transfer(struct stage *st)
 {
     struct pb_vote mine = { 0 };
     pb_progress_init(&st->prog, stderr, st->root && !st->quiet, st->meta.size, st->plan.nrecv);
+    pb_dtree_progress(st);
     if (st->bi->is_leader)
         run_leader(st, &mine);
     if (st->root)
