@@ -5,7 +5,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 bin=${TESTS_BUILDDIR:-$(dirname "$0")}/test_boot_names
 [ -x "$bin" ] || { echo "Bail out! test_boot_names not built"; exit 99; }
-out=$("${MPI_TIMEOUT_CMD[@]}" "$MPIRUN" "${MPI_FLAGS[@]}" -np 6 "$bin" 2>&1)
+out=$(mpi_timeout "$MPIRUN" "${MPI_FLAGS[@]}" -np 6 "$bin" 2>&1)
 rc=$?
 echo "$out" | grep -E '^(ok|not ok) ' > "$WORK/lines"
 if check_timeout "$out" "$MPIRUN -np 6 test_boot_names"; then
