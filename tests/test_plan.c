@@ -318,8 +318,8 @@ static void test_shared(void)
 }
 
 /* The tcp cap: about 4 ms of wire time at the link rate, 64 KiB when the
- * rate is unknown; applied over tcp between hosts with two or more
- * receivers only, to the ring's and the trees' rule alike. */
+ * rate is unknown; applied over tcp between hosts, to the ring's and the
+ * trees' rule alike. */
 static void test_chunk_choice(void)
 {
     ok(pb_plan_tcp_chunk_cap(0) == 64 * 1024 && pb_plan_tcp_chunk_cap(150) == 64 * 1024,
@@ -351,9 +351,9 @@ static void test_chunk_choice(void)
        "tcp, 8 hosts, 150 Mbit/s, trees: 64 KiB (%s)", why);
     ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 1, 10000, why, sizeof why) == ring && !strstr(why, "capped"),
        "tcp, 8 hosts, 10 Gbit/s: the ring's rule, under the cap (%s)", why);
-    ok(pb_plan_choose_chunk(1ull << 30, 1, PB_SCHED_RING, 1, 0, why, sizeof why) == pb_plan_default_chunk(1ull << 30, 1) &&
-           strstr(why, "one receiver"),
-       "tcp, 2 hosts: no cap, nothing shares a link (%s)", why);
+    ok(pb_plan_choose_chunk(1ull << 30, 1, PB_SCHED_RING, 1, 0, why, sizeof why) == 64 * 1024 &&
+           pb_plan_choose_chunk(1ull << 30, 1, PB_SCHED_RING, 1, 25000, why, sizeof why) == 4u << 20,
+       "tcp, 2 hosts: 64 KiB at an unknown rate, 4 MiB at 25 Gbit/s (%s)", why);
     ok(pb_plan_choose_chunk(5000000000ull, 999, PB_SCHED_TREE, 1, 1000, why, sizeof why) == 256 * 1024,
        "tcp, 1,000 hosts at 1 Gbit/s, trees: 256 KiB (%s)", why);
     ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 1, 0, NULL, 0) == 64 * 1024, "why may be NULL");

@@ -95,8 +95,8 @@ uint64_t pb_plan_tcp_chunk_cap(uint64_t link_mbit);
 
 /* The default chunk size: the schedule's rule from F and R
  * (pb_plan_default_chunk or _tree), capped by pb_plan_tcp_chunk_cap when
- * tcp_between_hosts and R >= 2 (one receiver shares no link). link_mbit: the
- * root's link rate in Mbit/s, 0 if unknown. why: one line for -v. */
+ * tcp_between_hosts. link_mbit: the root's link rate in Mbit/s, 0 if
+ * unknown. why (may be NULL): one line for -v. */
 uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, int tcp_between_hosts, uint64_t link_mbit,
                               char *why, size_t whylen);
 
