@@ -122,7 +122,10 @@ block() {  # links n: one bed, B, every point; under the bench lock
     [[ $links == fast ]] && size=$C_SIZE_FAST
     make_source "$size"
     exec 9>"$C_LOCK"
+    local w0
+    w0=$(now)
     flock 9
+    LOCK_WAIT=$(calc "$LOCK_WAIT + $(now) - $w0" 1)
     log "$links N=$n: bed up (lock held)"
     bed_up "$n" "$rate"
     if [[ $links == fast ]]; then
@@ -148,6 +151,7 @@ STAMP=$(date +%Y%m%d-%H%M%S)
 CSV=$OUT/chunk-sweep-$STAMP.csv
 TXT=$OUT/chunk-sweep-$STAMP.txt
 T_START=$(now)
+LOCK_WAIT=0
 LOAD_START=$(cat /proc/loadavg)
 echo "links,nodes,rate_mbit,b_mbit,bytes,schedule,chunk,rep,seconds,ideal_seconds,efficiency,load1" >"$CSV"
 for links in $C_LINKS; do
@@ -201,7 +205,7 @@ summary() {
     echo
     echo "p2pbcast: $OUT/bin/p2pbcast-sweep -q --tcp-if 10.77.0.0/24 -c CHUNK ..."
     echo "load average at start: $LOAD_START; at end: $(cat /proc/loadavg)"
-    echo "total time of this benchmark: $(calc "$(now) - $T_START" 0) s"
+    echo "total time of this benchmark: $(calc "$(now) - $T_START" 0) s, of which waiting for the bench lock: $LOCK_WAIT s"
 } | tee "$TXT"
 echo "CSV: $CSV"
 echo "table: $TXT"
