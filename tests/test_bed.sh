@@ -3,8 +3,9 @@
 #
 # For N = 2, 4, 8 hosts (one rank per host, root on h1, 300 Mbit/s links,
 # tcp transport on the bed's subnet): every host ends with an identical DEST,
-# every rank exits 0, and no temporary file is left.  On the 4-host bed two
-# real DEST faults:
+# every rank exits 0, and no temporary file is left; -v on 4 hosts names the
+# chunk size and why (64 KiB: a veth's rate is unknown).  On the 4-host bed
+# two real DEST faults:
 #   - h3's DEST directory is a read-only bind mount (EROFS even for root);
 #   - h4's DEST "directory" is a regular file (ENOTDIR);
 # each run must fail on every rank with the same nonzero status, the root's
@@ -171,6 +172,18 @@ for N in 2 4 8; do
         "$NB" exec h1 hostname h1 && "$NB" exec h2 hostname h2
     fi
     if (( N == 4 )); then
+        # -v names the chunk and why: a veth has no device, so the link rate
+        # is unknown and the tcp cap keeps 64 KiB (the rule gives 256 KiB).
+        prepare_dirs 4
+        TCP_IF_ARGS=(--tcp-if "$SUBNET" -v)
+        bcast 4
+        TCP_IF_ARGS=(--tcp-if "$SUBNET")
+        chunk_said() {
+            grep '<stderr>' <<<"$out" | grep -q 'chunk: 64 KiB: .*capped over tcp between hosts (link rate unknown' ||
+                { diag "$(grep -i chunk <<<"$out")"; return 1; }
+        }
+        ok "N=4, -v: 64 KiB chunks over the bed's veth links (rate unknown), and why" chunk_said
+
         # Fault 1: h3's DEST directory is a read-only bind mount in h3.
         prepare_dirs 4
         ro_mount() {

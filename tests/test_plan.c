@@ -317,6 +317,48 @@ static void test_shared(void)
        "the allgather is named, but not a --schedule users pick");
 }
 
+/* The tcp cap: about 4 ms of wire time at the link rate, 64 KiB when the
+ * rate is unknown; applied over tcp between hosts, to the ring's and the
+ * trees' rule alike. */
+static void test_chunk_choice(void)
+{
+    ok(pb_plan_tcp_chunk_cap(0) == 64 * 1024 && pb_plan_tcp_chunk_cap(150) == 64 * 1024,
+       "tcp cap: 64 KiB for an unknown rate and at 150 Mbit/s");
+    ok(pb_plan_tcp_chunk_cap(1000) == 256 * 1024 && pb_plan_tcp_chunk_cap(2500) == 1u << 20 &&
+           pb_plan_tcp_chunk_cap(10000) == 4u << 20 && pb_plan_tcp_chunk_cap(400000) == 4u << 20,
+       "tcp cap: 256 KiB at 1 Gbit/s, 1 MiB at 2.5, 4 MiB from 10 Gbit/s on");
+    int mono = 1;
+    for (uint64_t m = 1, prev = 0; m < 1000000 && mono; m = m * 3 / 2 + 1) {
+        uint64_t c = pb_plan_tcp_chunk_cap(m);
+        mono = c >= prev && (c & (c - 1)) == 0 && c >= 64 * 1024 && c <= 4u << 20 &&
+               (c == 64 * 1024 || (double)c * 8 / ((double)m * 1e6) <= 0.004);
+        prev = c;
+    }
+    ok(mono, "tcp cap: a power of two in [64 KiB, 4 MiB], never above 4 ms of wire time unless 64 KiB, "
+             "growing with the rate");
+
+    char why[256] = "";
+    uint64_t F = 64ull << 20;
+    uint64_t ring = pb_plan_default_chunk(F, 7), tree = pb_plan_default_chunk_tree(F, 7);
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 0, 0, why, sizeof why) == ring && strstr(why, "ring's"),
+       "not tcp between hosts: the ring's rule (%s)", why);
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_TREE, 0, 0, why, sizeof why) == tree && strstr(why, "trees'"),
+       "not tcp between hosts: the trees' rule (%s)", why);
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 1, 0, why, sizeof why) == 64 * 1024 && strstr(why, "capped") &&
+           strstr(why, "unknown"),
+       "tcp, 8 hosts, rate unknown: 64 KiB (%s)", why);
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_TREE, 1, 150, why, sizeof why) == 64 * 1024 && strstr(why, "150 Mbit/s"),
+       "tcp, 8 hosts, 150 Mbit/s, trees: 64 KiB (%s)", why);
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 1, 10000, why, sizeof why) == ring && !strstr(why, "capped"),
+       "tcp, 8 hosts, 10 Gbit/s: the ring's rule, under the cap (%s)", why);
+    ok(pb_plan_choose_chunk(1ull << 30, 1, PB_SCHED_RING, 1, 0, why, sizeof why) == 64 * 1024 &&
+           pb_plan_choose_chunk(1ull << 30, 1, PB_SCHED_RING, 1, 25000, why, sizeof why) == 4u << 20,
+       "tcp, 2 hosts: 64 KiB at an unknown rate, 4 MiB at 25 Gbit/s (%s)", why);
+    ok(pb_plan_choose_chunk(5000000000ull, 999, PB_SCHED_TREE, 1, 1000, why, sizeof why) == 256 * 1024,
+       "tcp, 1,000 hosts at 1 Gbit/s, trees: 256 KiB (%s)", why);
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 1, 0, NULL, 0) == 64 * 1024, "why may be NULL");
+}
+
 int main(void)
 {
     const uint64_t c = 4096;
@@ -370,6 +412,7 @@ int main(void)
         prev = c;
     }
     ok(shrinks, "default chunk never grows as nodes are added");
+    test_chunk_choice();
 
     /* Leader <-> receiver mapping skips the root and is a bijection. */
     int bij = 1;

@@ -185,6 +185,52 @@ uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv)
     return c;
 }
 
+uint64_t pb_plan_tcp_chunk_cap(uint64_t link_mbit)
+{
+    /* Measured (bench/chunk_sweep.sh, bench/README.md): at 150 Mbit/s 32-64 KiB
+     * chunks (2-3.5 ms of wire time) beat 256 KiB by 5-10 % and 4 MiB by up to
+     * 40 % at 4-8 hosts, ring and trees alike; on 7-12 Gbit/s links 1-4 MiB
+     * beat 64 KiB by about 1.5x, per-chunk CPU costing more than the bursts;
+     * with 2 hosts at 150 Mbit/s 4 MiB cost 4-6 % (one chunk's wire time to
+     * fill and drain). All fit one wire time per chunk, about 4 ms. */
+    const uint64_t lo = 64u * 1024u, hi = 4u * 1024u * 1024u;
+    double budget = (double)link_mbit * 1e6 / 8.0 * 0.004; /* bytes in 4 ms */
+    uint64_t c = lo;
+    while (c < hi && (double)(2 * c) <= budget)
+        c *= 2;
+    return c;
+}
+
+static const char *fmt_chunk(uint64_t c, char *buf, size_t n)
+{
+    if (c >= (1u << 20) && c % (1u << 20) == 0)
+        snprintf(buf, n, "%llu MiB", (unsigned long long)(c >> 20));
+    else
+        snprintf(buf, n, "%llu KiB", (unsigned long long)(c >> 10));
+    return buf;
+}
+
+uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, int tcp_between_hosts, uint64_t link_mbit,
+                              char *why, size_t whylen)
+{
+    int tree = schedule == PB_SCHED_TREE;
+    uint64_t rule = tree ? pb_plan_default_chunk_tree(file_size, nrecv) : pb_plan_default_chunk(file_size, nrecv);
+    uint64_t cap = pb_plan_tcp_chunk_cap(link_mbit);
+    int capped = tcp_between_hosts && rule > cap;
+    char a[32], b[32], rate[96] = "link rate unknown: 64 KiB";
+    if (link_mbit)
+        snprintf(rate, sizeof rate, "%s, ~4 ms at the link's %llu Mbit/s", fmt_chunk(cap, b, sizeof b),
+                 (unsigned long long)link_mbit);
+    if (why && capped)
+        snprintf(why, whylen, "%s: the %s rule gives %s for %d receiver(s), capped over tcp between hosts (%s)",
+                 fmt_chunk(cap, a, sizeof a), tree ? "trees'" : "ring's", fmt_chunk(rule, b, sizeof b), nrecv, rate);
+    else if (why)
+        snprintf(why, whylen, "%s: the %s rule for %d receiver(s)%s%s%s", fmt_chunk(rule, a, sizeof a),
+                 tree ? "trees'" : "ring's", nrecv, tcp_between_hosts ? ", within the tcp cap (" : "",
+                 tcp_between_hosts ? rate : "", tcp_between_hosts ? ")" : "");
+    return capped ? cap : rule;
+}
+
 int pb_plan_leader_of(int root_leader, int nleaders, int r)
 {
     return (root_leader + 1 + r) % nleaders;

@@ -86,6 +86,20 @@ int pb_ceil_log2(uint64_t n);
  * pb_plan_default_chunk. */
 uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv);
 
+/* Over tcp between hosts a node's downlink carries two streams (the root's
+ * scatter and the ring, or a node's two tree parents) and every burst of one
+ * chunk delays the other: keep a chunk's wire time at the link rate within
+ * about 4 ms. The largest power of two of at most link_mbit * 4 ms, within
+ * [64 KiB, 4 MiB]; 64 KiB when the rate is unknown (0). */
+uint64_t pb_plan_tcp_chunk_cap(uint64_t link_mbit);
+
+/* The default chunk size: the schedule's rule from F and R
+ * (pb_plan_default_chunk or _tree), capped by pb_plan_tcp_chunk_cap when
+ * tcp_between_hosts. link_mbit: the root's link rate in Mbit/s, 0 if
+ * unknown. why (may be NULL): one line for -v. */
+uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, int tcp_between_hosts, uint64_t link_mbit,
+                              char *why, size_t whylen);
+
 /* "ring", "tree"; pb_schedule_parse also takes "auto" (returns -2); -1 for
  * anything else. */
 const char *pb_schedule_name(int schedule);

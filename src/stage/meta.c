@@ -21,23 +21,27 @@ static const char *choose_transport(const struct stage *st)
     return want;
 }
 
-/* Over TCP the root's stream and the ring's stream into a node share its
- * link, and the ring pays for every burst: on the 8-host bed (150 Mbit/s
- * links, 64 MiB) 1 MiB chunks took 5.2 s, 512 KiB 4.8 s, 128 KiB 4.4 s,
- * 64 KiB 4.1 s and 32 KiB 4.1 s against 3.75 s ideal. The model, whose
- * links carry one message at a time, does not see this. */
+/* The schedule's rule from F and N, capped over tcp between hosts by the
+ * wire time of a chunk at the root's link rate (pb_plan_choose_chunk says
+ * why; measurements in bench/README.md, "Chunk size against link rate"). */
 static uint64_t choose_chunk(const struct stage *st, uint64_t size, const char *transport, int schedule)
 {
     const struct pb_boot_info *bi = st->bi;
-    if (st->o.chunk_size)
+    if (st->o.chunk_size) {
+        if (st->verbose)
+            fprintf(stderr, "p2pbcast: chunk: %llu bytes (--chunk-size)\n", (unsigned long long)st->o.chunk_size);
         return st->o.chunk_size;
-    uint64_t chunk = schedule == PB_SCHED_TREE ? pb_plan_default_chunk_tree(size, bi->nleaders - 1)
-                                               : pb_plan_default_chunk(size, bi->nleaders - 1);
+    }
     int one_host = 1; /* all leaders here: loopback, no shared link */
     for (int i = 0; i < bi->nleaders; i++)
         one_host &= bi->netids[i] == bi->netids[bi->leader];
-    if (!strcmp(transport, "tcp") && !one_host && chunk > PB_TCP_DEFAULT_CHUNK_MAX)
-        chunk = PB_TCP_DEFAULT_CHUNK_MAX;
+    int tcp_hosts = !strcmp(transport, "tcp") && !one_host;
+    char ifname[32] = "", why[256];
+    uint64_t mbit = tcp_hosts ? pb_tcp_link_mbit(st->o.tcp_if, ifname, sizeof ifname) : 0;
+    uint64_t chunk = pb_plan_choose_chunk(size, bi->nleaders - 1, schedule, tcp_hosts, mbit, why, sizeof why);
+    if (st->verbose)
+        fprintf(stderr, "p2pbcast: chunk: %s%s%s%s\n", why, tcp_hosts ? " [interface " : "",
+                tcp_hosts ? (ifname[0] ? ifname : "?") : "", tcp_hosts ? "]" : "");
     return chunk;
 }
 

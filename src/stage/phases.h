@@ -18,8 +18,6 @@
 
 #include <limits.h>
 
-#define PB_TCP_DEFAULT_CHUNK_MAX (64u * 1024u)
-
 /* Step 1: what the root found, broadcast to every rank. Fixed layout, same
  * binary on all ranks. */
 struct pb_meta {

@@ -107,6 +107,12 @@ struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, 
 struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen);
 struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen);
 
+/* The speed in Mbit/s of the interface the tcp transport would use for
+ * tcp_if (a name, a CIDR or NULL), from sysfs; 0 when unknown (no such
+ * interface, or a virtual one: veth, bridge, VLAN, bond, a VM's NIC that
+ * reports none). ifname gets the interface's name ("" if none). */
+uint64_t pb_tcp_link_mbit(const char *tcp_if, char *ifname, size_t ifnlen);
+
 /* Is a usable RDMA device present? (false when built without verbs) */
 int pb_verbs_available(char *why, size_t whylen);
 

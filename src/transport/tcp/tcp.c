@@ -447,15 +447,10 @@ static int rank_if(const struct ifaddrs *i, const char *def)
     return virtual_bridge(i->ifa_name) ? 1 : 2;
 }
 
-/* Pick the IPv4 address to listen on. */
-static int choose_addr(const struct tcp *t, uint32_t *addr, char *err, size_t errlen)
+/* The interface and IPv4 address for `want` (a name, a CIDR, or NULL: the
+ * best by rank_if); ifname may be NULL. */
+static int pick_if(const char *want, uint32_t *addr, char *ifname, size_t ifnlen, char *err, size_t errlen)
 {
-    const struct pb_transport_cfg *cfg = &t->cfg;
-    const char *want = cfg->tcp_if;
-    if (!want && all_here(cfg)) {
-        *addr = htonl(INADDR_LOOPBACK);
-        return 0;
-    }
     uint32_t net = 0, mask = 0;
     int cidr = want && strchr(want, '/');
     if (cidr && parse_cidr(want, &net, &mask) < 0) {
@@ -478,6 +473,8 @@ static int choose_addr(const struct tcp *t, uint32_t *addr, char *err, size_t er
         if (score > best) {
             best = score;
             *addr = a;
+            if (ifname)
+                snprintf(ifname, ifnlen, "%s", i->ifa_name);
         }
     }
     freeifaddrs(ifs);
@@ -489,6 +486,42 @@ static int choose_addr(const struct tcp *t, uint32_t *addr, char *err, size_t er
         return -1;
     }
     return 0;
+}
+
+/* Pick the IPv4 address to listen on. */
+static int choose_addr(const struct tcp *t, uint32_t *addr, char *err, size_t errlen)
+{
+    if (!t->cfg.tcp_if && all_here(&t->cfg)) {
+        *addr = htonl(INADDR_LOOPBACK);
+        return 0;
+    }
+    return pick_if(t->cfg.tcp_if, addr, NULL, 0, err, errlen);
+}
+
+uint64_t pb_tcp_link_mbit(const char *tcp_if, char *ifname, size_t ifnlen)
+{
+    uint32_t addr;
+    char err[200], name[IF_NAMESIZE + 1] = "", path[96];
+    if (ifnlen)
+        ifname[0] = 0;
+    if (pick_if(tcp_if, &addr, name, sizeof name, err, sizeof err) < 0)
+        return 0;
+    if (ifnlen)
+        snprintf(ifname, ifnlen, "%s", name);
+    /* Only a device's speed means something: veth, bridges, tun, VLANs and
+     * bonds have no device and report a made-up speed or none. */
+    snprintf(path, sizeof path, "/sys/class/net/%s/device", name);
+    if (access(path, F_OK) != 0)
+        return 0;
+    snprintf(path, sizeof path, "/sys/class/net/%s/speed", name);
+    FILE *f = fopen(path, "r");
+    long mbit = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &mbit) != 1)
+            mbit = -1;
+        fclose(f);
+    }
+    return mbit > 0 ? (uint64_t)mbit : 0;
 }
 
 static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
