@@ -75,7 +75,7 @@ start --timeout 3 "$WORK/src" "$D/x.%r"
 strike STOP 1
 wait_job
 kill -CONT "$pid" 2>/dev/null
-[ $rc -ne 0 ] && grep -Eq "no answer within .* from 1 node\(s\): .*rank 1\)" "$WORK/out" && nothing_left
+[ $rc -ne 0 ] && grep -Eq "no answer after .* from 1 node\(s\): .*rank 1\)" "$WORK/out" && nothing_left
 ok $? "rank 1 stopped: job status $rc after ${took}s (timeout 3 s), the stalled rank is named, no DEST"
 grep 'p2pbcast: error' "$WORK/out" | head -3 | diag
 [ "$took" -lt 60 ]; ok $? "a stalled rank does not hang the job (ended after ${took}s)"

@@ -101,7 +101,7 @@ start --timeout 3 "$S" "$D/x.%r"
 strike STOP 1
 wait_job
 [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null
-[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -Eq "no answer within .* from 1 node\(s\): .*rank 1\)" "$WORK/out" && left_but 1
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -Eq "no answer after .* from 1 node\(s\): .*rank 1\)" "$WORK/out" && left_but 1
 ok $? "tree, rank 1 stopped, --timeout 3: job status $rc after ${took}s, the stalled rank named, no DEST_DIR, no other staging directory"
 grep 'p2pbcast: error' "$WORK/out" | head -3 | diag
 [ "$took" -lt 60 ]; ok $? "a stopped rank does not hang a tree's job (ended after ${took}s)"

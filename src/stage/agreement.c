@@ -70,7 +70,7 @@ static double deadline(const struct pb_agreement *ag)
 
 /* An agreement point did not complete in time: a node is stalled or gone.
  * Say who, then end the whole job: waiting longer would be a hang. */
-static void give_up(struct pb_agreement *ag, const unsigned char *missing)
+static void give_up(struct pb_agreement *ag, const unsigned char *missing, double waited)
 {
     const struct pb_boot_info *bi = ag->bi;
     char who[1024] = "";
@@ -83,8 +83,10 @@ static void give_up(struct pb_agreement *ag, const unsigned char *missing)
                 n += (size_t)snprintf(who + n, sizeof who - n, "%s%s", n ? ", " : "", bi->names[i]);
         }
     if (is_root(ag))
-        fprintf(stderr, "p2pbcast: error: no answer within %.0f s from %d node(s): %s%s; aborting the job\n",
-                deadline(ag), count, who, n >= sizeof who - 64 ? ", ..." : "");
+        /* waited, not the deadline: a node whose link a partner saw fail
+         * has only a short grace (the bootstrap's SUSPECT_GRACE) */
+        fprintf(stderr, "p2pbcast: error: no answer after %.0f s from %d node(s): %s%s; aborting the job\n", waited,
+                count, who, n >= sizeof who - 64 ? ", ..." : "");
     else
         fprintf(stderr, "p2pbcast: error: %s: no word from the root %s within %.0f s; aborting the job\n",
                 bi->names[bi->leader], bi->names[bi->root_leader], deadline(ag));
@@ -109,7 +111,7 @@ int pb_agree_bcast(struct pb_agreement *ag, void *buf, size_t len)
 {
     int rc = pb_boot_bcast(ag->boot, buf, len, deadline(ag));
     if (rc == 1)
-        give_up(ag, NULL);
+        give_up(ag, NULL, deadline(ag));
     return boot_status(rc);
 }
 
@@ -119,9 +121,10 @@ int pb_agree_gather(struct pb_agreement *ag, const void *mine, void *all, size_t
     unsigned char *missing = NULL;
     if (is_root(ag) && !(missing = calloc((size_t)bi->nleaders, 1)))
         return -1;
+    double t = pb_now();
     int rc = pb_boot_gather(ag->boot, mine, all, len, deadline(ag), missing);
     if (rc == 1 && is_root(ag))
-        give_up(ag, missing);
+        give_up(ag, missing, pb_now() - t);
     free(missing);
     /* A leader whose vote found no taker goes on to wait for the decision:
      * the root has either given up on the job or will still answer. */
