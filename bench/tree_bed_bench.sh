@@ -184,14 +184,15 @@ bench_tree() {  # name src
 part_bed() {
     local t_start
     t_start=$(date -u '+%Y-%m-%d %H:%M UTC')
-    gen "$W/small" "$T_SMALL" 4096
-    gen "$W/large" 100 $(( 4 << 20 ))
     RAW=$LOGS/raw.csv
     echo "tree,method,round,wall,own,tar_c,tarball_p2p_wall,tar_x_all,load1,tar_bytes" >"$RAW"
-    PREFIX=tb   # shellcheck disable=SC2034 # read by bed_up/bed_down
+    # shellcheck disable=SC2034 # read by bed_up/bed_down
+    PREFIX=tb
     build
     local load_before b
     load_before=$(cat /proc/loadavg)
+    CALIB=$("$BENCH/bed_baselines.sh" calibrate "$T_NODES" "$T_RATE" 2>/dev/null | head -1) || CALIB="calibrate failed"
+    log "$CALIB"
     bed_up "$T_NODES" "$T_RATE"
     b=$(measure_b "$T_RATE")
     log "B = $b Mbit/s"
@@ -240,6 +241,7 @@ report_bed() {  # b load_before start
         echo "Every run: tree method round wall own_clock tar_c tarball_p2p tar_x_all load1 tarball_bytes"
         sed '1d; s/^/  /; s/,/ /g' "$RAW"
         echo
+        echo "Just before, $CALIB"
         echo "load average before: $2; after: $(cat /proc/loadavg); 2-core VM shared with other work."
         echo "p2pbcast: $("$P2P" --version | head -1), -v --tcp-if 10.77.0.0/24 --source-shared=no, default chunk."
         echo "Command: bench/tree_bed_bench.sh -n $T_NODES -r $T_RATE -R $T_REPS --small $T_SMALL, started $3."
@@ -259,9 +261,8 @@ rss_run() {  # src tag -> "root_kB receiver_kB"
 }
 part_rss() {
     local n rows=() base
-    mkdir -p "$W/rss-1"; : >"$W/rss-1/f"
-    for n in $T_RSS; do gen "$W/rss-$n" "$n" 0 1000; done
-    PREFIX=tr   # shellcheck disable=SC2034 # read by bed_up/bed_down
+    # shellcheck disable=SC2034 # read by bed_up/bed_down
+    PREFIX=tr
     bed_up 2 1000
     base=$(rss_run "$W/rss-1" 1)
     for n in $T_RSS; do rows+=("$n $(rss_run "$W/rss-$n" "$n")"); done
@@ -294,16 +295,18 @@ part_rss() {
 # ---------------------------------------------------------------- part slurm
 part_slurm() {
     local small=$W/small
-    if (( T_SSMALL != T_SMALL )); then
-        small=$W/slurm-small
-        gen "$small" "$T_SSMALL" 4096
-    else
-        gen "$small" "$T_SMALL" 4096
-    fi
-    gen "$W/large" 100 $(( 4 << 20 ))
+    (( T_SSMALL != T_SMALL )) && small=$W/slurm-small
     "$BENCH/tree_slurm_bench.sh" -R "$T_REPS" -o "$T_RES/tree_slurm.txt" "$small" "$W/large"
 }
 
+# Every tree first (slow, and needs no lock), then the parts.
+for part in $T_PARTS; do
+    case $part in
+        bed|slurm) gen "$W/small" "$T_SMALL" 4096; gen "$W/large" 100 $(( 4 << 20 )) ;;&
+        slurm) (( T_SSMALL == T_SMALL )) || gen "$W/slurm-small" "$T_SSMALL" 4096 ;;
+        rss) mkdir -p "$W/rss-1"; : >"$W/rss-1/f"; for n in $T_RSS; do gen "$W/rss-$n" "$n" 0 1000; done ;;
+    esac
+done
 for part in $T_PARTS; do
     case $part in
         bed) lock; part_bed; unlock ;;
