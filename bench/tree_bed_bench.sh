@@ -6,7 +6,7 @@
 #                           [--small 100000] [--slurm-small 100000] [-o DIR]
 #
 #   -n N        bed hosts (default 8)
-#   -r MBIT     link rate (default 150; bed_baselines.sh calibrate N RATE)
+#   -r MBIT     link rate (default 100; see bed_baselines.sh calibrate N RATE)
 #   -R REPS     runs of each method per tree (default 3; medians reported)
 #   -p PARTS    any of bed, rss, slurm (default all three)
 #   --small K   files in the many-small-files tree (default 100000, 4 KiB each)
@@ -49,7 +49,7 @@ BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=bench/bed_baselines.sh
 source "$BENCH/bed_baselines.sh"
 
-T_NODES=8 T_RATE=150 T_REPS=3 T_PARTS="bed rss slurm" T_SMALL=100000 T_SSMALL=
+T_NODES=8 T_RATE=100 T_REPS=3 T_PARTS="bed rss slurm" T_SMALL=100000 T_SSMALL=
 T_RSS="100000 1000000" T_RES=$BENCH/results
 while (( $# )); do
     case $1 in
@@ -191,7 +191,7 @@ part_bed() {
     build
     local load_before b
     load_before=$(cat /proc/loadavg)
-    CALIB=$("$BENCH/bed_baselines.sh" calibrate "$T_NODES" "$T_RATE" 2>/dev/null | head -1) || CALIB="calibrate failed"
+    CALIB=$("$BENCH/bed_baselines.sh" calibrate "$T_NODES" "$T_RATE" 2>/dev/null | sed -n 1p) || CALIB="calibrate failed"
     log "$CALIB"
     bed_up "$T_NODES" "$T_RATE"
     b=$(measure_b "$T_RATE")
