@@ -262,7 +262,7 @@ rss_run() {  # src tag -> "root_kB receiver_kB"
 part_rss() {
     local n rows=() base
     # shellcheck disable=SC2034 # read by bed_up/bed_down
-    PREFIX=tr
+    PREFIX="tr"
     bed_up 2 1000
     base=$(rss_run "$W/rss-1" 1)
     for n in $T_RSS; do rows+=("$n $(rss_run "$W/rss-$n" "$n")"); done

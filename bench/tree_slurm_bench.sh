@@ -9,8 +9,8 @@
 # generates them and calls this with its trees). Same skeleton as
 # bench/slurm_sbcast.sh: tests/slurm/slurm-up.sh (4 nodes n1..n4, each a set
 # of namespaces on this host with its own /tmp, veths to one bridge, links
-# NOT shaped), always torn down; one sbatch job per tree, 4 nodes, one task
-# per node, one job per tree and round; in each, after an untimed warm-up,
+# NOT shaped), always torn down; one sbatch job per tree and round, 4 nodes,
+# one task per node; in each, after an untimed warm-up,
 # the two methods (order alternated from round to round):
 #   p2pbcast   srun --mpi=pmix p2pbcast -q --tcp-if NET --json J DIR /tmp/pt
 #              (wall around srun; its own clock from the JSON)
@@ -22,7 +22,7 @@
 # DEST is each node's /tmp (a directory on the VM's one virtual disk: the
 # Slurm nodes' /dev/shm is 256 MiB). Every copy is compared with DIR
 # (diff -r on every node, first round; the last node after) and removed.
-# The timed job holds /var/tmp/p2pbcast-bench.lock.
+# The jobs run while this script holds /var/tmp/p2pbcast-bench.lock.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
