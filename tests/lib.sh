@@ -132,3 +132,49 @@ only_these() { # only_these DIR NAME...
     extra=$(cd "$dir" && ls -A | grep -vxF -f <(printf '%s\n' "$@" ""))
     [ -z "$extra" ] || { echo "unexpected in $dir: $extra" | diag; return 1; }
 }
+
+# Fault injection (test_faults.sh, test_tree_faults.sh): the job runs in the
+# background with its output in $WORK/out and its copies at $D/x.%r.
+# pid of the p2pbcast process of world rank $1 of that job
+rank_pid() {
+    local p
+    for p in $(pgrep -f "$D/x.%r"); do
+        tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1\|PMI_RANK=$1" &&
+            [ "$(cat /proc/$p/comm)" = p2pbcast ] && { echo "$p"; return 0; }
+    done
+    return 1
+}
+# Wait until the root reports progress: the transfer is under way.
+under_way() {
+    for _ in $(seq 300); do grep -q '% .* sent' "$WORK/out" 2>/dev/null && return 0; sleep 0.05; done
+    return 1
+}
+# strike SIG RANK: once the transfer is under way, send SIG to that rank.
+strike() {
+    pid=""
+    for _ in $(seq 100); do pid=$(rank_pid "$2") && break; sleep 0.1; done
+    under_way || echo "the transfer never reported progress" | diag
+    [ -n "$pid" ] && kill -"$1" "$pid" 2>/dev/null
+}
+
+# mpi_tap_program NP NAME LINES: run the check program tests/NAME under
+# mpirun with NP ranks; its rank 0 prints LINES "ok"/"not ok" lines, which
+# become this script's tests, then one more: every rank ended normally.
+mpi_tap_program() {
+    local np=$1 name=$2 lines=$3 out rc line st
+    local bin=${TESTS_BUILDDIR:-$here}/$name
+    [ -x "$bin" ] || { echo "Bail out! $name not built"; exit 99; }
+    out=$(mpi_timeout "$MPIRUN" "${MPI_FLAGS[@]}" -np "$np" "$bin" 2>&1)
+    rc=$?
+    echo "$out" | grep -E '^(ok|not ok) ' > "$WORK/lines"
+    if check_timeout "$out" "$MPIRUN -np $np $name"; then
+        return 1
+    fi
+    while read -r line; do
+        case $line in ok\ *) st=0 ;; *) st=1 ;; esac
+        ok $st "${line#* - }"
+    done < "$WORK/lines"
+    [ $rc -eq 0 ] && [ "$(wc -l < "$WORK/lines")" -eq "$lines" ]
+    ok $? "every rank ends normally (mpirun status $rc)"
+    [ $rc -eq 0 ] || echo "$out" | tail -15 | diag
+}

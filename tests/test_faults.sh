@@ -20,26 +20,6 @@ start() {
         -np 4 "$P2PBCAST" --per-rank -c 64K --source-shared=no "$@" > "$WORK/out" 2>&1 )&
     job=$!
 }
-# strike SIG RANK: once the transfer is under way, send SIG to that rank.
-strike() {
-    for _ in $(seq 50); do pid=$(rank_pid "$2") && break; sleep 0.1; done
-    under_way
-    kill -"$1" "$pid" 2>/dev/null
-}
-# pid of the p2pbcast process of world rank $1 of the job writing under $D
-rank_pid() {
-    local p
-    for p in $(pgrep -f "$D/x.%r"); do
-        tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" &&
-            [ "$(cat /proc/$p/comm)" = p2pbcast ] && { echo "$p"; return 0; }
-    done
-    return 1
-}
-# Wait until the root reports progress: the transfer is under way.
-under_way() {
-    for _ in $(seq 300); do grep -q '% .* sent' "$WORK/out" 2>/dev/null && return 0; sleep 0.05; done
-    return 1
-}
 wait_job() {
     local t0=$SECONDS
     wait "$job"

@@ -29,27 +29,6 @@ start() {
     job=$!
     t0=$SECONDS
 }
-# pid of the p2pbcast process of world rank $1 of the job writing under $D
-rank_pid() {
-    local p
-    for p in $(pgrep -f "$D/x.%r"); do
-        tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1\|PMI_RANK=$1" &&
-            [ "$(cat /proc/$p/comm)" = p2pbcast ] && { echo "$p"; return 0; }
-    done
-    return 1
-}
-# Wait until the root reports progress: the transfer is under way.
-under_way() {
-    for _ in $(seq 300); do grep -q '% .* sent' "$WORK/out" 2>/dev/null && return 0; sleep 0.05; done
-    return 1
-}
-# strike SIG RANK: once the transfer is under way, send SIG to that rank.
-strike() {
-    pid=""
-    for _ in $(seq 100); do pid=$(rank_pid "$2") && break; sleep 0.1; done
-    under_way || echo "the transfer never reported progress" | diag
-    [ -n "$pid" ] && kill -"$1" "$pid" 2>/dev/null
-}
 wait_job() {
     wait "$job"
     rc=$?
