@@ -88,12 +88,24 @@ run 3 -v --per-rank "$S" "$D/shared"
     [ "$(echo "$out" | grep -c "is shared by 3 nodes; this node writes it")" -eq 1 ]
 ok $? "a DEST_DIR shared by 3 nodes is written once"
 
-# DEST_DIR exists: refused without --force (exit 4), replaced with it.
+# DEST_DIR exists: the same tree is replaced by the verified copy (as a file
+# DEST of SOURCE's size and mtime is); one that differs is refused without
+# --force (exit 4), naming the difference, and replaced with it.
+run 2 -q --per-rank "$S" "$D/shared"
+[ $rc -eq 0 ] && same_tree "$S" "$D/shared" && ! staging_left
+ok $? "an existing DEST_DIR that already is the tree is replaced without --force (rcs $rcs)"
 echo old > "$D/shared/old-only"
 run 2 -q --per-rank "$S" "$D/shared"
-[ "$rcs" = "4x2 " ] && echo "$out" | grep -q "DEST_DIR '$D/shared' exists: use --force" && [ -e "$D/shared/old-only" ] &&
+[ "$rcs" = "4x2 " ] && echo "$out" | grep -q "DEST_DIR '$D/shared' exists and differs from SOURCE (it holds entries SOURCE does not have): use --force" &&
+    [ -e "$D/shared/old-only" ] && ! staging_left
+ok $? "an existing DEST_DIR with an extra entry is refused without --force (exit 4 on every rank, left as it was)"
+rm "$D/shared/old-only"
+touch -d 2002-02-02 "$D/shared/a/big"
+run 2 -q --per-rank "$S" "$D/shared"
+[ "$rcs" = "4x2 " ] && echo "$out" | grep -q "exists and differs from SOURCE ('a/big': size or modification time differs)" &&
     ! staging_left
-ok $? "an existing DEST_DIR is refused without --force (exit 4 on every rank, left as it was)"
+ok $? "an existing DEST_DIR with a file of another mtime is refused, the file named"
+echo old > "$D/shared/old-only"
 run 2 -q --per-rank --force "$S" "$D/shared"
 [ $rc -eq 0 ] && [ ! -e "$D/shared/old-only" ] && same_tree "$S" "$D/shared" && ! staging_left
 ok $? "--force replaces an existing DEST_DIR, the old tree is removed"

@@ -154,13 +154,19 @@ struct pb_dtree_sink {
     int pfd;                  /* DEST_DIR's parent directory */
     int sfd;                  /* the staging directory (locked) */
     int force, chown;
+    int same;                 /* DEST_DIR exists and already holds the tree */
     char dest[PATH_MAX];
     char base[NAME_MAX + 1];
     char stage[NAME_MAX + 1]; /* .BASE.p2pbcast-XXXXXX in the parent, "" when none */
     struct pb_dircache dc;
     struct pb_fdcache fc;
 };
-/* Check DEST_DIR (absent, or --force), create the staging directory and
+/* Whether DEST_DIR (base in the directory pfd) already holds t: the same
+ * entries and types, files of the same size and mtime, links to the same
+ * targets (dirtree_same.c). 1 yes; 0 no, with why (the first difference). */
+int pb_dtree_same(int pfd, const char *base, const struct pb_dtree *t, char *why, size_t wl);
+
+/* Check DEST_DIR (absent, the same tree, or --force), create the staging directory and
  * every entry in it with space reserved. source: the root's SOURCE (refused
  * as DEST). 0 ok; -1 with err (nothing left behind). */
 int pb_dtree_sink_open(struct pb_dtree_sink *k, const struct pb_dtree *t, const char *dest, int force,

@@ -75,8 +75,13 @@ static int check_existing(struct pb_dtree_sink *k, const struct stat *source, ch
         snprintf(err, errlen, "DEST_DIR '%s' is SOURCE itself on this node", k->dest);
         return -1;
     }
-    if (!k->force) {
-        snprintf(err, errlen, "DEST_DIR '%s' exists: use --force to replace it", k->dest);
+    if (k->force)
+        return 0;
+    char why[400];
+    k->same = pb_dtree_same(k->pfd, k->base, k->t, why, sizeof why);
+    if (!k->same) {
+        snprintf(err, errlen, "DEST_DIR '%s' exists and differs from SOURCE (%s): use --force to replace it", k->dest,
+                 why);
         return -1;
     }
     return 0;
@@ -320,7 +325,7 @@ int pb_dtree_sink_commit(struct pb_dtree_sink *k, char *err, size_t errlen)
 {
     struct stat cur;
     int exists = fstatat(k->pfd, k->base, &cur, AT_SYMLINK_NOFOLLOW) == 0;
-    if (exists && !k->force) {
+    if (exists && !k->force && !k->same) {
         snprintf(err, errlen, "DEST_DIR '%s' appeared during the copy: use --force to replace it", k->dest);
         return -1;
     }
