@@ -32,10 +32,8 @@ static uint64_t choose_chunk(const struct stage *st, uint64_t size, const char *
             fprintf(stderr, "p2pbcast: chunk: %llu bytes (--chunk-size)\n", (unsigned long long)st->o.chunk_size);
         return st->o.chunk_size;
     }
-    int one_host = 1; /* all leaders here: loopback, no shared link */
-    for (int i = 0; i < bi->nleaders; i++)
-        one_host &= bi->netids[i] == bi->netids[bi->leader];
-    int tcp_hosts = !strcmp(transport, "tcp") && !one_host;
+    /* all leaders on this machine: loopback, no shared link */
+    int tcp_hosts = !strcmp(transport, "tcp") && !bi->all_local;
     char ifname[32] = "", why[256];
     uint64_t mbit = tcp_hosts ? pb_tcp_link_mbit(st->o.tcp_if, ifname, sizeof ifname) : 0;
     uint64_t chunk = pb_plan_choose_chunk(size, bi->nleaders - 1, schedule, tcp_hosts, mbit, why, sizeof why);
