@@ -689,6 +689,19 @@ int pb_boot_peer_exchange_each(void *boot, int ok, const void *mine, void *out, 
     return peer_exchange(boot, ok, mine, out, len, peers, npeers, 1);
 }
 
+int pb_boot_wait_setup(void *boot, void *reqs, int n)
+{
+    struct pb_boot *b = boot;
+    double t = b->xchg_timeout > 0 ? 2 * b->xchg_timeout + 10 : 0; /* as the exchanges */
+    int rc = wait_live(b, n, reqs, t, 0);
+    if (rc == -1) {
+        fprintf(stderr, "p2pbcast: error: %s: the other nodes did not finish the connection set-up within %.0f s; "
+                        "aborting the job\n", b->info.names[b->info.leader], t);
+        pb_boot_abort(b, 5);
+    }
+    return boot_status(rc);
+}
+
 /* Leaders: learn the partners' identities from the partners themselves
  * (the root already knows every leader, and every leader the root). */
 int pb_boot_meet_partners(struct pb_boot *b, const int *peers, int npeers)

@@ -64,6 +64,11 @@ int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_
  * npeers*len bytes, mine + i*len goes to peers[i]. npeers 0: the vote alone. */
 int pb_boot_peer_exchange_each(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers,
                                int npeers);
+/* Leaders only: wait for n requests (MPI_Request[n]) of a collective over
+ * the leaders' communicator (the mpi transport's set-up), with the liveness
+ * rules and deadline of the exchanges. 0, 1 timeout (the job is ended), 2
+ * canceled, -1 MPI failure; on 1 and 2 the requests may complete later. */
+int pb_boot_wait_setup(void *boot, void *reqs, int n);
 /* The exchange's deadline, in seconds (--timeout); 0: wait as long as it takes. */
 void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds);
 /* Leaders only: exchange identities with the partners (mutual; the root

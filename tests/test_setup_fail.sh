@@ -1,0 +1,26 @@
+#!/bin/bash
+# test_setup_fail.sh — one node's slot pool cannot be allocated (test hook
+# P2PBCAST_TEST_FAIL_ALLOC_RANK, as if memory ran out there). The others
+# must not wait for it in the transport's set-up collectives: the job ends
+# well before --timeout, every rank exits with status 6 (internal error:
+# out of memory), the message names that rank and "memory", and no DEST is
+# left. The fault is on ONE node of three, the root or another.
+. "$(dirname "$0")/lib.sh"
+
+# A hang would last at least --timeout (60 s); the bound below stops it
+# before and makes it a failure, without timing anything.
+export MPI_TIMEOUT=${SETUP_FAIL_TIMEOUT:-45}
+mkfile "$WORK/src" $((3 * 1048576))
+
+for t in mpi tcp; do
+    for bad in 1 0; do
+        P2PBCAST_TEST_FAIL_ALLOC_RANK=$bad run 3 --per-rank -t "$t" --timeout 60 -c 1M \
+            "$WORK/src" "$WORK/d.$t.%r"
+        [ "$rc" -ne 124 ] && [ "$rcs" = "6x3 " ] &&
+            grep -q "^p2pbcast: error: .*(rank $bad): .*memory" <<< "$out" &&
+            only_these "$WORK" src rcs
+        ok $? "-t $t, slot pool fails on rank $bad of 3: statuses $rcs(want 6x3), that rank and memory named, no DEST"
+        diag <<< "$out"
+    done
+done
+done_testing
