@@ -75,6 +75,7 @@ static int stage_begin(struct stage *st, const void *comm, const char *source, c
 {
     memset(st, 0, sizeof *st);
     memset(res, 0, sizeof *res);
+    res->struct_size = sizeof *res;
     st->t0 = pb_now();
     p2pbcast_opts_init(&st->o);
     if (opts->struct_size >= sizeof(size_t))
