@@ -30,8 +30,13 @@ struct pb_boot_info {
     int max_ranks_per_node;
 };
 
-/* comm points to an MPI_Comm (kept opaque so src/ needs no mpi.h). */
-int pb_boot_open(const void *comm, int root, int per_rank, struct pb_boot **out, char *err, size_t errlen);
+/* comm points to an MPI_Comm (kept opaque so src/ needs no mpi.h).
+ * Collective. Every collective of the start-up is bounded by a deadline
+ * derived from timeout (seconds, as --timeout; <= 0: none) and ends the job
+ * when missed; a rank that fails locally (out of memory) still takes part,
+ * and then every rank returns -1 (err says why, or names that rank). */
+int pb_boot_open(const void *comm, int root, int per_rank, double timeout, struct pb_boot **out, char *err,
+                 size_t errlen);
 const struct pb_boot_info *pb_boot_info(const struct pb_boot *b);
 
 /* All ranks: the root's len bytes to every rank. timeout in seconds (<= 0:

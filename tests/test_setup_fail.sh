@@ -4,7 +4,8 @@
 # must not wait for it in the transport's set-up collectives: the job ends
 # well before --timeout, every rank exits with status 6 (internal error:
 # out of memory), the message names that rank and "memory", and no DEST is
-# left. The fault is on ONE node of three, the root or another.
+# left. The fault is on ONE node of three, the root or another. The same
+# for the bootstrap's node tables (P2PBCAST_TEST_FAIL_BOOT_ALLOC_RANK).
 . "$(dirname "$0")/lib.sh"
 
 # A hang would last at least --timeout (60 s); the bound below stops it
@@ -22,5 +23,16 @@ for t in mpi tcp; do
         ok $? "-t $t, slot pool fails on rank $bad of 3: statuses $rcs(want 6x3), that rank and memory named, no DEST"
         diag <<< "$out"
     done
+done
+# The same in the bootstrap, before any transport: the node tables cannot be
+# allocated on one node (P2PBCAST_TEST_FAIL_BOOT_ALLOC_RANK). That node still
+# takes part in the start-up collectives and the start-up vote stops all.
+for bad in 1 0; do
+    P2PBCAST_TEST_FAIL_BOOT_ALLOC_RANK=$bad run 3 --per-rank --timeout 60 "$WORK/src" "$WORK/d.boot.%r"
+    [ "$rc" -ne 124 ] && [ "$rcs" = "6x3 " ] &&
+        grep -q "^p2pbcast: error: .*(rank $bad): .*memory" <<< "$out" &&
+        only_these "$WORK" src rcs
+    ok $? "start-up, node tables fail on rank $bad of 3: statuses $rcs(want 6x3), that rank and memory named, no DEST"
+    diag <<< "$out"
 done
 done_testing
