@@ -13,26 +13,31 @@
 export MPI_TIMEOUT=${SETUP_FAIL_TIMEOUT:-45}
 mkfile "$WORK/src" $((3 * 1048576))
 
+# check BAD WHAT: the last run ended (no timeout) with status 6 on every
+# rank, rank BAD and "memory" named, and no DEST nor temporary file left.
+check() {
+    local bad=$1
+    shift
+    [ "$rc" -ne 124 ] && [ "$rcs" = "6x3 " ] &&
+        grep -q "^p2pbcast: error: .*(rank $bad): .*memory" <<< "$out" &&
+        only_these "$WORK" src rcs
+    ok $? "$*, fails on rank $bad of 3: statuses $rcs(want 6x3), that rank and memory named, no DEST"
+    diag <<< "$out"
+}
+
 for t in mpi tcp; do
     for bad in 1 0; do
         P2PBCAST_TEST_FAIL_ALLOC_RANK=$bad run 3 --per-rank -t "$t" --timeout 60 -c 1M \
             "$WORK/src" "$WORK/d.$t.%r"
-        [ "$rc" -ne 124 ] && [ "$rcs" = "6x3 " ] &&
-            grep -q "^p2pbcast: error: .*(rank $bad): .*memory" <<< "$out" &&
-            only_these "$WORK" src rcs
-        ok $? "-t $t, slot pool fails on rank $bad of 3: statuses $rcs(want 6x3), that rank and memory named, no DEST"
-        diag <<< "$out"
+        check $bad "-t $t, slot pool"
     done
 done
+
 # The same in the bootstrap, before any transport: the node tables cannot be
 # allocated on one node (P2PBCAST_TEST_FAIL_BOOT_ALLOC_RANK). That node still
 # takes part in the start-up collectives and the start-up vote stops all.
 for bad in 1 0; do
     P2PBCAST_TEST_FAIL_BOOT_ALLOC_RANK=$bad run 3 --per-rank --timeout 60 "$WORK/src" "$WORK/d.boot.%r"
-    [ "$rc" -ne 124 ] && [ "$rcs" = "6x3 " ] &&
-        grep -q "^p2pbcast: error: .*(rank $bad): .*memory" <<< "$out" &&
-        only_these "$WORK" src rcs
-    ok $? "start-up, node tables fail on rank $bad of 3: statuses $rcs(want 6x3), that rank and memory named, no DEST"
-    diag <<< "$out"
+    check $bad "start-up, node tables"
 done
 done_testing
