@@ -12,7 +12,8 @@
  * as their default), else p2pbcast_file() refuses them (P2PBCAST_ERR_USAGE,
  * naming them). Symbols are versioned (P2PBCAST_0.1 is the first interface,
  * P2PBCAST_0.2 the sized one); programs built before the sizes existed keep
- * working with the first layouts (see p2pbcast_opts_init below). */
+ * working with the first (0.1.0) layouts, and the options appended since
+ * (cancel, schedule, source_shared) are ignored for them until rebuilt. */
 #ifndef P2PBCAST_H
 #define P2PBCAST_H
 
