@@ -96,7 +96,9 @@ struct pb_transport_ops {
     int (*notify)(struct pb_transport *t, int peer, uint32_t code);
     /* Wait up to timeout_ms (-1: forever, 0: no wait) for events; fill at
      * most max of them. Returns the count, or -1 with errno set. Must block in
-     * the kernel (or sleep), never spin, when nothing is ready. */
+     * the kernel (or sleep), never spin, when nothing is ready; only the mpi
+     * transport keeps calling MPI while a chunk is in flight, because many
+     * MPI libraries move its bytes only inside their calls. */
     int (*poll)(struct pb_transport *t, struct pb_event *ev, int max, int timeout_ms);
     /* Release everything. Returns 0 when nothing will touch the pool any
      * more; 1 when a request into the pool could not be ended (MPI cannot
