@@ -75,6 +75,7 @@ static int stage_begin(struct stage *st, const void *comm, const char *source, c
 {
     memset(st, 0, sizeof *st);
     memset(res, 0, sizeof *res);
+    res->struct_size = sizeof *res;
     st->t0 = pb_now();
     p2pbcast_opts_init(&st->o);
     if (opts->struct_size >= sizeof(size_t))
@@ -93,7 +94,8 @@ static int stage_begin(struct stage *st, const void *comm, const char *source, c
     st->src.fd = st->sink.fd = -1;
 
     char err[512];
-    if (pb_boot_open(comm, st->o.root, !!(st->o.flags & P2PBCAST_PER_RANK), &st->boot, err, sizeof err) < 0) {
+    if (pb_boot_open(comm, st->o.root, !!(st->o.flags & P2PBCAST_PER_RANK), st->o.timeout, &st->boot, err,
+                     sizeof err) < 0) {
         res->status = strstr(err, "--root") ? P2PBCAST_ERR_USAGE : P2PBCAST_ERR_INTERNAL;
         snprintf(res->message, sizeof res->message, "%s", err);
         return -1;
