@@ -18,7 +18,9 @@
  *   6. commit    on a unanimous vote whose digests equal the root's, every
  *                leader renames its copy into place; otherwise every copy
  *                is discarded.
- * The root prints each node's failure, host and rank first. */
+ * The root prints each node's failure, host and rank first. A node busy
+ * with a long local step (a walk, a staging tree, a flush) keeps the others
+ * waiting with heartbeats (liveness.c): deadlines count silence only. */
 #include "stage.h"
 
 #include "bootstrap.h"
