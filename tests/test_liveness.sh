@@ -1,11 +1,12 @@
 #!/bin/bash
 # test_liveness.sh — a slow node is waited for, a silent one is named. One
 # long local step (the final flush, the root's walk of a directory SOURCE, a
-# node's creation of the staging tree) is slowed on ONE node of four, root
-# or not, well beyond the deadline a silent node gets (--timeout + 5 s for
-# the root's wait, 2 x --timeout + 10 s for the other leaders'): the job
-# must wait for it and succeed. A node that really stops in such a step is
-# still named and the job ends.
+# node's creation of the staging tree, the removal of the tree a copy
+# replaces) is slowed on ONE node of four, root or not, well beyond the
+# deadline a silent node gets (--timeout + 5 s for the root's wait,
+# 2 x --timeout + 10 s for the other leaders'): the job must wait for it and
+# succeed. A node that really stops in such a step is still named and the
+# job ends.
 MPI_TIMEOUT=${MPI_TIMEOUT:-120} # each job: well above the delays below
 . "$(dirname "$0")/lib.sh"
 
@@ -58,7 +59,16 @@ ok $? "rank 2 creates its 3,000 entries in 9 s, --timeout 2: the job waits for i
 echo "$out" | grep 'error' | head -3 | diag
 rm -rf "${D:?}"/x.*
 
-# 5. Rank 2 stops (SIGSTOP) while it creates its staging tree: its
+# 5. --force over the trees of a first run: rank 2 removes the 3,000
+# entries of the tree it replaced at 3 ms each, 9 s in all.
+run 4 -q --per-rank "$S" "$D/x.%r"
+P2PBCAST_TEST_REMOVE_DELAY_US=3000@2 run 4 -q --per-rank --timeout 2 --force "$S" "$D/x.%r"
+[ "$rcs" = "0x4 " ] && same_trees && only_these "$D" x.0 x.1 x.2 x.3
+ok $? "--force: rank 2 removes the 3,000 entries of the tree it replaced in 9 s, --timeout 2: the job waits for it (statuses $rcs)"
+echo "$out" | grep 'error' | head -3 | diag
+rm -rf "${D:?}"/x.*
+
+# 6. Rank 2 stops (SIGSTOP) while it creates its staging tree: its
 # heartbeats stop with it, the root names it, the job ends.
 ( cd "$WORK" && P2PBCAST_TEST_CREATE_DELAY_US=3000@2 exec timeout --verbose -k 10 "$MPI_TIMEOUT" "$MPIRUN" \
     "${MPI_BASE_FLAGS[@]}" -np 4 "$P2PBCAST" -q --per-rank --timeout 2 "$S" "$D/x.%r" > "$WORK/out" 2>&1 )&

@@ -136,8 +136,10 @@ int pb_phase_commit(struct stage *st)
 {
     struct pb_vote mine = { 0 };
     char err[512];
+    pb_stage_alive(st, "P2PBCAST_TEST_REMOVE_DELAY_US"); /* a tree's sink ticks it removing the tree it replaces */
     if (st->writes && (st->dtree.on ? pb_dtree_sink_commit(&st->dtree.sink, err, sizeof err)
                                    : pb_sink_commit(&st->sink, err, sizeof err)) < 0)
         pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
+    pb_stage_alive(st, NULL); /* the test delay slows this step alone */
     return pb_agree(&st->ag, &mine, &st->d, 0);
 }
