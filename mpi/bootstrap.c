@@ -53,7 +53,7 @@ struct pb_boot {
     int norphans;
 };
 
-#define TAG_ALIVE 7302 /* "still working" (a leader to the root) or "still waiting" (the root) */
+#define TAG_ALIVE 7302 /* "still working" (any leader in a long step) or "still waiting" (the root) */
 #define TAG_SUSPECT 7304 /* a leader to the root: "my link to this leader failed" */
 #define SUSPECT_GRACE 10.0 /* seconds a suspect leader has left to answer */
 
@@ -107,6 +107,27 @@ static void drain_alive(struct pb_boot *b, double now)
  * still waiting. Returns MPI_SUCCESS, an MPI error, -1 when timeout (> 0)
  * expired, or -2 when *cancel became nonzero. */
 static const volatile sig_atomic_t *wait_cancel;
+
+/* Test each request on its own, so that every finished one becomes
+ * MPI_REQUEST_NULL at once: MPI_Testall leaves them all untouched until the
+ * last one completes, and wait_live must know which leaders have answered
+ * (to tell them the root is still waiting, and to stop counting their
+ * silence). *done: all finished. */
+static int test_each(int n, MPI_Request *req, int *done)
+{
+    *done = 1;
+    for (int i = 0; i < n; i++) {
+        int flag = 1;
+        if (req[i] != MPI_REQUEST_NULL) {
+            int rc = MPI_Test(&req[i], &flag, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS)
+                return rc;
+        }
+        *done &= flag;
+    }
+    return MPI_SUCCESS;
+}
+
 static int wait_live(struct pb_boot *b, int n, MPI_Request *req, double timeout, int per_leader)
 {
     const struct pb_boot_info *in = &b->info;
@@ -115,7 +136,7 @@ static int wait_live(struct pb_boot *b, int n, MPI_Request *req, double timeout,
     double every = timeout / 3 > 1 ? timeout / 3 : 1;
     while (1) {
         int done = 0;
-        int rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
+        int rc = test_each(n, req, &done);
         if (rc != MPI_SUCCESS)
             return rc;
         if (done)
@@ -154,8 +175,16 @@ static int wait_live(struct pb_boot *b, int n, MPI_Request *req, double timeout,
 
 void pb_boot_alive(struct pb_boot *b)
 {
-    if (b->info.is_leader && b->info.leader != b->info.root_leader)
-        send_alive(b, b->info.root_leader);
+    const struct pb_boot_info *in = &b->info;
+    if (!in->is_leader)
+        return;
+    if (in->leader != in->root_leader) {
+        send_alive(b, in->root_leader);
+        return;
+    }
+    for (int i = 0; i < in->nleaders; i++)
+        if (i != in->leader)
+            send_alive(b, i);
 }
 
 /* Start-up: nothing can be agreed on before the bootstrap is up, so a

@@ -48,8 +48,10 @@ int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout);
  * is 1 for each leader not heard from (missing may be NULL elsewhere). */
 int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, double timeout,
                    unsigned char *missing);
-/* Leaders: tell the root this node is still working (a long flush): the
- * root's deadline for its answer counts from the last such word. */
+/* Leaders: this node is still working on a long local step (a walk, the
+ * staging tree, a flush). A leader tells the root, the root tells every
+ * leader: the deadline of a wait for that node counts from its last word.
+ * Call it from the thread that makes the MPI calls. */
 void pb_boot_alive(struct pb_boot *b);
 /* Leaders: this node's link to `leader` failed (it died, or closed after
  * its own failure). The root then waits only a short grace for its vote
