@@ -22,9 +22,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PROBE_MS 60            /* data sent per rail */
+#define PROBE_MS 100           /* data sent per rail */
 #define PROBE_CONNECT_S 1.5    /* to connect, greet and finish, at most */
-#define PROBE_SNDBUF (128 << 10) /* little left to drain after the window */
+#define PROBE_SNDBUF (512 << 10) /* enough in flight, little left to drain after */
 #define PROBE_HDR 28           /* secret, key, sender's leader index */
 
 /* What a leader tells its ring neighbours. */
@@ -261,8 +261,9 @@ static void say_rails(const struct decide_arg *a, const struct pb_tcp_rail_repor
 {
     struct pb_tcp_rail_choice every;
     pb_tcp_rails_decide(all, n, 1, &every);
-    fprintf(stderr, "p2pbcast: tcp rails (slowest node's rate per network shared by all %d node(s)):", n);
-    for (uint32_t i = 0; i < every.n; i++) {
+    char line[800];
+    size_t l = 0;
+    for (uint32_t i = 0; i < every.n && l < sizeof line; i++) {
         const struct pb_tcp_rail *r = NULL;
         for (int k = 0; k < a->nmine; k++)
             if (a->mine[k].key == every.key[i])
@@ -273,11 +274,13 @@ static void say_rails(const struct decide_arg *a, const struct pb_tcp_rail_repor
         char addr[INET_ADDRSTRLEN] = "?";
         if (r)
             inet_ntop(AF_INET, &r->addr, addr, sizeof addr);
-        fprintf(stderr, " %s %s (root %s) %.1f Mbit/s %s%s;", used ? "chosen" : "not chosen", r ? r->ifname : "?",
-                addr, every.kbit[i] / 1000.0, r && r->mbit ? "device speed" : "measured",
-                used ? "" : " (below a third of the best)");
+        l += (size_t)snprintf(line + l, sizeof line - l, "%s %s %s (root %s) %.1f Mbit/s %s%s", i ? ";" : "",
+                              used ? "chosen" : "not chosen", r ? r->ifname : "?", addr, every.kbit[i] / 1000.0,
+                              r && r->mbit ? "device speed" : "measured",
+                              used ? "" : every.kbit[i] ? " (below a third of the best)" : " (nothing arrived)");
     }
-    fprintf(stderr, "%s\n", every.n ? "" : " none: falling back to one interface");
+    fprintf(stderr, "p2pbcast: tcp rails (the slowest node's rate on each network all %d node(s) share):%s\n", n,
+            every.n ? line : " none: one interface, as without rails");
 }
 
 static void decide(const void *allv, int n, void *choice, void *argv)
@@ -343,13 +346,15 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
                 rails[k++].kbit = ch.kbit[i] ? ch.kbit[i] : 1;
             }
     if (cfg->verbose && k) {
-        fprintf(stderr, "p2pbcast: %s: tcp rail(s):", cfg->names ? cfg->names[cfg->self] : "?");
-        for (int i = 0; i < k; i++) {
+        char line[400];
+        size_t l = 0;
+        for (int i = 0; i < k && l < sizeof line; i++) {
             char a[INET_ADDRSTRLEN];
             inet_ntop(AF_INET, &rails[i].addr, a, sizeof a);
-            fprintf(stderr, " %s %s (%.1f Mbit/s)", rails[i].ifname, a, rails[i].kbit / 1000.0);
+            l += (size_t)snprintf(line + l, sizeof line - l, " %s %s (%.1f Mbit/s)", rails[i].ifname, a,
+                                  rails[i].kbit / 1000.0);
         }
-        fprintf(stderr, "\n");
+        fprintf(stderr, "p2pbcast: %s: tcp rail(s):%s\n", cfg->names ? cfg->names[cfg->self] : "?", line);
     }
     return k;
 }
