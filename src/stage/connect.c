@@ -67,7 +67,9 @@ static void alloc_pool(struct stage *st)
 {
     const struct pb_meta *m = &st->meta;
     int verbs = !strcmp(m->transport, "verbs");
-    const char *dev = verbs ? st->o.rdma_dev : st->o.tcp_if && !strchr(st->o.tcp_if, '/') ? st->o.tcp_if : NULL;
+    /* one named interface only: rails may sit on different NUMA nodes */
+    const char *tif = st->o.tcp_if;
+    const char *dev = verbs ? st->o.rdma_dev : tif && !strchr(tif, '/') && !strchr(tif, ',') ? tif : NULL;
     struct pb_topo_place place;
     st->slot_size = (size_t)((m->chunk + PB_TRAILER_SIZE + 63) / 64 * 64);
     st->pool_len = st->slot_size * m->slots;
