@@ -19,42 +19,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-NB=$HERE/netbed/netbed.sh
-P2PBCAST=${P2PBCAST:-$HERE/../p2pbcast}
-PFX=r$(( $$ % 10000000 ))
-export NETBED_PREFIX=$PFX
-export NETBED_MPIRUN_TIMEOUT=${TEST_BED_TIMEOUT:-180}
-
-diag() { while IFS= read -r l; do echo "# $l"; done <<<"$1"; }
-skip_all() { echo "1..0 # SKIP $*"; exit 0; }
-(( EUID == 0 )) || skip_all "needs root to create network namespaces"
-for t in ip tc nsenter unshare mpirun mount cmp; do
-    command -v "$t" >/dev/null || skip_all "$t not installed"
-done
-unshare --net --uts --ipc --mount true 2>/dev/null || skip_all "cannot create namespaces here"
-[[ -x $P2PBCAST ]] || skip_all "no p2pbcast binary at $P2PBCAST (build it first)"
-
-T=0 FAILED=0
-ok() {  # description, then the command to check
-    local d=$1
-    shift
-    T=$(( T + 1 ))
-    if "$@"; then echo "ok $T - $d"; else echo "not ok $T - $d"; FAILED=$(( FAILED + 1 )); fi
-}
-
-# Everything the hosts must see lives outside /tmp (each host has its own).
-WORK=$(mktemp -d /var/tmp/test_rails_bed.XXXXXX)
-chmod 755 "$WORK"
-cleanup() { "$NB" down "$PFX" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-BIN=$(readlink -f "$P2PBCAST")
-if head -c 2 "$BIN" | grep -q '#!'; then
-    skip_all "$BIN is a libtool wrapper, not the program: build with --disable-shared or set P2PBCAST"
-fi
-cp "$BIN" "$WORK/p2pbcast"
-BIN=$WORK/p2pbcast
+# shellcheck source=tests/netbed/bedtap.sh
+source "$HERE/netbed/bedtap.sh"
+bed_tap_start test_rails_bed r
 SRC=$WORK/src.bin
 DDIR=/tmp/tr
 DEST=$DDIR/dest.bin
@@ -148,8 +115,12 @@ ok "slow default route: every rank exits 0" all_exit 0
 ok "slow default route: identical copy on every host" copies_identical
 ok "-v: eth1 chosen and eth0 not, with their rates" \
     root_said 'tcp rails .*not chosen eth0 \(root 10\.77\.0\.11\) [0-9.]+ Mbit/s measured \(below a third of the best\); chosen eth1 \(root 10\.78\.0\.11\) [0-9.]+ Mbit/s measured'
-ok "-v: every host says it uses eth1 alone" bash -c '[[ $(grep -cE "tcp rail\(s\): eth1 10\.78\.0\.1[1-4] \([0-9.]+ Mbit/s\)$" <<<"$1" | tr -d "\r") == 4 ]]' _ \
-    "$(sed 's/\r$//' <<<"$out")"
+hosts_say() {  # pattern: every host's rails line matches it
+    local n
+    n=$(tr -d '\r' <<<"$out" | grep -cE "tcp rail\(s\): $1")
+    (( n == N )) || { diag "$(grep 'tcp rail' <<<"$out")"; return 1; }
+}
+ok "-v: every host says it uses eth1 alone" hosts_say 'eth1 10\.78\.0\.1[1-4] \([0-9.]+ Mbit/s\)$'
 diag "bytes sent on eth0: $eth0_used, on eth1: $eth1_used (file $SIZE, each of 3 receivers gets it)"
 # eth0 still carries MPI's own traffic, the launch and output, and the probe
 ok "the file crossed eth1, not the default route (eth0 carried < 1/6 of the data)" \
@@ -165,8 +136,7 @@ for args in "-v" "-v --tcp-if eth0,eth1"; do
     eth0_used=$(( $(tx_all eth0) - eth0_before )) eth1_used=$(( $(tx_all eth1) - eth1_before ))
     ok "two rails ($args): every rank exits 0" all_exit 0
     ok "two rails ($args): identical copy on every host" copies_identical
-    ok "two rails ($args): every host stripes over eth0 and eth1" bash -c \
-        '[[ $(grep -cE "tcp rail\(s\): eth[01] [0-9.]+ \([0-9.]+ Mbit/s\) eth[01] " <<<"$1") == 4 ]]' _ "$out"
+    ok "two rails ($args): every host stripes over eth0 and eth1" hosts_say 'eth[01] [0-9.]+ \([0-9.]+ Mbit/s\) eth[01] '
     diag "bytes sent on eth0: $eth0_used, on eth1: $eth1_used (file $SIZE to 3 receivers)"
     ok "two rails ($args): each carried at least a quarter of the data" \
         test "$eth0_used" -ge $(( 3 * SIZE / 4 )) -a "$eth1_used" -ge $(( 3 * SIZE / 4 ))

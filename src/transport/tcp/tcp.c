@@ -113,7 +113,18 @@ static void conn_fail(struct tcp *t, struct conn *c, int err, const char *what)
 {
     if (c->dead)
         return;
+    /* one error per peer: its other rails' connections fail with it */
+    int told = 0;
+    for (int r = 0; r < t->nrails; r++) {
+        int k = t->conn_of[(size_t)c->peer * t->nrails + r];
+        told |= k >= 0 && t->conns[k].dead;
+    }
     c->dead = 1;
+    epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    if (told)
+        return;
     struct pb_event ev = { .kind = PB_EV_ERROR, .peer = c->peer, .err = err };
     if (t->nrails > 1) { /* name the network: one rail may fail alone */
         char a[INET_ADDRSTRLEN];
@@ -123,9 +134,6 @@ static void conn_fail(struct tcp *t, struct conn *c, int err, const char *what)
         snprintf(ev.what, sizeof ev.what, "%s", what);
     }
     (void)push_event(t, &ev);
-    epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
-    c->fd = -1;
 }
 
 static void arm_out(struct tcp *t, struct conn *c, int on)

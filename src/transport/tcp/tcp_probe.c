@@ -232,7 +232,8 @@ static void fill_card(struct probe_card *c, const struct pb_tcp_rail *mine, int 
 }
 
 /* What we know of each rail's rate: the lower device speed of us and our
- * predecessor, else what its probe brought (0 if none came). */
+ * predecessor, else what its probe brought (0 if none came, or if it has our
+ * address there). */
 static void fill_report(struct pb_tcp_rail_report *rep, const struct pb_tcp_rail *mine, int n,
                         const struct probe_card *pred, const uint32_t *measured)
 {
@@ -242,7 +243,9 @@ static void fill_report(struct pb_tcp_rail_report *rep, const struct pb_tcp_rail
         int j = pred ? card_find(pred, mine[i].key) : -1;
         uint32_t theirs = j >= 0 ? pred->r[j].mbit : mine[i].mbit;
         rep->key[i] = mine[i].key;
-        if (mine[i].mbit && theirs)
+        if (j >= 0 && pred->r[j].addr == mine[i].addr)
+            rep->kbit[i] = 0; /* one address on two nodes (local bridges, NAT): not a network between them */
+        else if (mine[i].mbit && theirs)
             rep->kbit[i] = (mine[i].mbit < theirs ? mine[i].mbit : theirs) * 1000u;
         else
             rep->kbit[i] = measured[i];
