@@ -520,14 +520,20 @@ static int finish(struct pb_boot *b, int rc, MPI_Request *r, void *tmp, void *ou
     return 0;
 }
 
-int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
+/* root's len bytes to every rank of comm */
+static int bcast_on(struct pb_boot *b, MPI_Comm comm, int root, void *buf, size_t len, double timeout)
 {
     MPI_Request *r;
     void *tmp;
     if (bounce(buf, len, &r, &tmp) < 0)
         return -1;
-    int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, b->info.root, b->comm, r);
+    int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, root, comm, r);
     return finish(b, rc, r, tmp, buf, len, timeout);
+}
+
+int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
+{
+    return bcast_on(b, b->comm, b->info.root, buf, len, timeout);
 }
 
 /* Point to point rather than MPI_Igather, so that the root knows exactly
@@ -584,17 +590,6 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
     return boot_status(rc);
 }
 
-/* Leaders: the root's len bytes to every leader. */
-static int leader_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
-{
-    MPI_Request *r;
-    void *tmp;
-    if (bounce(buf, len, &r, &tmp) < 0)
-        return -1;
-    int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, b->info.root_leader, b->leaders, r);
-    return finish(b, rc, r, tmp, buf, len, timeout);
-}
-
 #define DECISION_MAX 256
 int pb_boot_root_decides(void *boot, const void *mine, size_t len, void *out, size_t dlen,
                          void (*decide)(const void *all, int n, void *out, void *arg), void *arg)
@@ -616,7 +611,7 @@ int pb_boot_root_decides(void *boot, const void *mine, size_t len, void *out, si
     free(all);
     if (is_root)
         memcpy(msg, &st, sizeof st);
-    int rc = leader_bcast(b, msg, sizeof msg, t);
+    int rc = bcast_on(b, b->leaders, in->root_leader, msg, sizeof msg, t);
     memcpy(&st, msg, sizeof st);
     if (rc != 0 || st != 0)
         return rc ? rc : 1;
