@@ -7,7 +7,8 @@
 #      not, with their rates; eth0 carried little (MPI, the probe), eth1 the
 #      file.
 #   2. both rails at 100 Mbit/s: both chosen, each carried a good part of
-#      the file; the same with --tcp-if eth0,eth1 (an explicit list).
+#      the file; the same with --tcp-if eth0,eth1 (an explicit list), and
+#      with the two trees instead of the ring.
 #   3. both rails at 50 Mbit/s, a larger file, and once the transfer is under
 #      way eth1 is taken down inside ONE host (h3, then the root h1): every
 #      rank fails with the same nonzero status, the root names that host and
@@ -128,7 +129,7 @@ ok "the file crossed eth1, not the default route (eth0 carried < 1/6 of the data
 
 # ---- 2: two similar rails at once -----------------------------------------
 ok "bed up: two rails at 100 Mbit/s" bed 100 100
-for args in "-v" "-v --tcp-if eth0,eth1"; do
+for args in "-v" "-v --tcp-if eth0,eth1" "-v --schedule tree"; do
     for k in 1 2 3 4; do "$NB" exec "h$k" rm -f "$DEST"; done
     eth0_before=$(tx_all eth0) eth1_before=$(tx_all eth1)
     # shellcheck disable=SC2086 # the option words are meant to split
