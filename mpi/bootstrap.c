@@ -637,14 +637,20 @@ static int finish(struct pb_boot *b, int rc, MPI_Request *r, void *tmp, void *ou
     return 0;
 }
 
-int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
+/* root's len bytes to every rank of comm */
+static int bcast_on(struct pb_boot *b, MPI_Comm comm, int root, void *buf, size_t len, double timeout)
 {
     MPI_Request *r;
     void *tmp;
     if (bounce(buf, len, &r, &tmp) < 0)
         return -1;
-    int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, b->info.root, b->comm, r);
+    int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, root, comm, r);
     return finish(b, rc, r, tmp, buf, len, timeout);
+}
+
+int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
+{
+    return bcast_on(b, b->comm, b->info.root, buf, len, timeout);
 }
 
 /* Point to point rather than MPI_Igather, so that the root knows exactly
@@ -699,6 +705,35 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
         orphan(b, req, n, tmp);
     }
     return boot_status(rc);
+}
+
+#define DECISION_MAX 256
+int pb_boot_root_decides(void *boot, const void *mine, size_t len, void *out, size_t dlen,
+                         void (*decide)(const void *all, int n, void *out, void *arg), void *arg)
+{
+    struct pb_boot *b = boot;
+    const struct pb_boot_info *in = &b->info;
+    double t = b->xchg_timeout > 0 ? 2 * b->xchg_timeout + 10 : 0;
+    int is_root = in->leader == in->root_leader;
+    /* status, then the decision: every leader takes part in the broadcast,
+     * whatever happened to it before, so that nobody waits for it */
+    unsigned char msg[sizeof(int32_t) + DECISION_MAX] = { 0 };
+    int32_t st = -1;
+    char *all = is_root ? malloc((size_t)in->nleaders * len + 1) : NULL;
+    if (dlen <= DECISION_MAX && (!is_root || all) && pb_boot_gather(b, mine, all, len, t, NULL) == 0) {
+        st = 0;
+        if (is_root)
+            decide(all, in->nleaders, msg + sizeof st, arg);
+    }
+    free(all);
+    if (is_root)
+        memcpy(msg, &st, sizeof st);
+    int rc = bcast_on(b, b->leaders, in->root_leader, msg, sizeof msg, t);
+    memcpy(&st, msg, sizeof st);
+    if (rc != 0 || st != 0)
+        return rc ? rc : 1;
+    memcpy(out, msg + sizeof st, dlen);
+    return 0;
 }
 
 void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel)

@@ -22,46 +22,11 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-NB=$HERE/netbed/netbed.sh
-P2PBCAST=${P2PBCAST:-$HERE/../p2pbcast}
+# shellcheck source=tests/netbed/bedtap.sh
+source "$HERE/netbed/bedtap.sh"
 RATE=${TEST_BED_RATE:-300}
 SUBNET=10.77.0.0/24
-PFX=b$(( $$ % 10000000 ))
-export NETBED_PREFIX=$PFX
-export NETBED_MPIRUN_TIMEOUT=${TEST_BED_TIMEOUT:-180}
-
-diag() { while IFS= read -r l; do echo "# $l"; done <<<"$1"; }
-skip_all() { echo "1..0 # SKIP $*"; exit 0; }
-(( EUID == 0 )) || skip_all "needs root to create network namespaces"
-for t in ip tc nsenter unshare mpirun mount cmp; do
-    command -v "$t" >/dev/null || skip_all "$t not installed"
-done
-unshare --net --uts --ipc --mount true 2>/dev/null || skip_all "cannot create namespaces here"
-[[ -x $P2PBCAST ]] || skip_all "no p2pbcast binary at $P2PBCAST (build it first)"
-
-T=0 FAILED=0
-ok() {  # description, then the command to check
-    local d=$1
-    shift
-    T=$(( T + 1 ))
-    if "$@"; then echo "ok $T - $d"; else echo "not ok $T - $d"; FAILED=$(( FAILED + 1 )); fi
-}
-
-# Everything the hosts must see lives outside /tmp (each host has its own).
-WORK=$(mktemp -d /var/tmp/test_bed.XXXXXX)
-chmod 755 "$WORK"
-cleanup() { "$NB" down "$PFX" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# The binary: always a copy in WORK, which every host sees wherever the
-# build lives (a build under /tmp does not exist on the hosts).
-BIN=$(readlink -f "$P2PBCAST")
-if head -c 2 "$BIN" | grep -q '#!'; then
-    skip_all "$BIN is a libtool wrapper, not the program: build with --disable-shared or set P2PBCAST"
-fi
-cp "$BIN" "$WORK/p2pbcast"
-BIN=$WORK/p2pbcast
+bed_tap_start test_bed b
 
 # A few MB, not a multiple of any chunk size.
 SRC=$WORK/src.bin
