@@ -64,14 +64,10 @@ static int same_inode(const struct stat *st, const struct pb_dtree_ident *id)
     return (uint64_t)st->st_dev == id->dev && (uint64_t)st->st_ino == id->ino;
 }
 
-int pb_dtree_source_open(struct pb_dtree_source *s, const struct pb_dtree *t, const char *path, char *err,
-                        size_t errlen)
+static int open_top(struct pb_dtree_source *s, char *err, size_t errlen)
 {
-    memset(s, 0, sizeof *s);
-    s->t = t;
-    s->path = path;
-    s->top = -1;
-    pb_fdcache_init(&s->fc);
+    const struct pb_dtree *t = s->t;
+    const char *path = s->path;
     if (!t->id || !(s->parent = find_parents(t))) {
         snprintf(err, errlen, "%s", t->id ? "out of memory for the directories of SOURCE"
                                           : "the walk's record of SOURCE is missing");
@@ -85,6 +81,21 @@ int pb_dtree_source_open(struct pb_dtree_source *s, const struct pb_dtree *t, co
     }
     if (!same_inode(&st, &t->top_id)) {
         snprintf(err, errlen, "SOURCE directory '%s' was replaced after it was listed", path);
+        return -1;
+    }
+    return 0;
+}
+
+int pb_dtree_source_open(struct pb_dtree_source *s, const struct pb_dtree *t, const char *path, char *err,
+                        size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    s->t = t;
+    s->path = path;
+    s->top = -1;
+    pb_fdcache_init(&s->fc);
+    if (open_top(s, err, errlen) < 0) {
+        pb_dtree_source_close(s);
         return -1;
     }
     return 0;
