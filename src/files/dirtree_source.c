@@ -68,9 +68,9 @@ static int open_top(struct pb_dtree_source *s, char *err, size_t errlen)
 {
     const struct pb_dtree *t = s->t;
     const char *path = s->path;
-    if (!t->id || !(s->parent = find_parents(t))) {
-        snprintf(err, errlen, "%s", t->id ? "out of memory for the directories of SOURCE"
-                                          : "the walk's record of SOURCE is missing");
+    if ((t->n && !t->id) || !(s->parent = find_parents(t))) {
+        snprintf(err, errlen, "%s", t->n && !t->id ? "the walk's record of SOURCE is missing"
+                                                   : "out of memory for the directories of SOURCE");
         return -1;
     }
     struct stat st;
