@@ -222,23 +222,33 @@ static int check(struct rd *r, size_t idx, int fd, int dfd, const char *name, in
     return 0;
 }
 
+static int open_dir(struct rd *r, size_t idx);
+
+/* Open entry idx with flags relative to its directory (checked): the fd,
+ * or -1 with errno; *dfd is -1 when the directory failed (reported). */
+static int open_entry(struct rd *r, size_t idx, int flags, int *dfd, const char **name)
+{
+    if ((*dfd = open_dir(r, r->s->parent[idx])) < 0)
+        return -1;
+    const char *path = r->s->t->e[idx].path, *slash = strrchr(path, '/');
+    *name = slash ? slash + 1 : path;
+    return openat(*dfd, *name, flags);
+}
+
 /* fd of directory idx (TOP: SOURCE), owned by the cache; -1 after rd_fail. */
 static int open_dir(struct rd *r, size_t idx)
 {
     struct pb_dtree_source *s = r->s;
     if (idx == TOP)
         return s->top;
-    int fd = dirs_get(&s->dirs, idx);
+    int fd = dirs_get(&s->dirs, idx), pfd;
     if (fd >= 0)
         return fd;
-    int pfd = open_dir(r, s->parent[idx]);
+    const char *name;
+    fd = open_entry(r, idx, DIR_FLAGS, &pfd, &name);
     if (pfd < 0)
         return -1;
-    const char *path = s->t->e[idx].path, *slash = strrchr(path, '/');
-    const char *name = slash ? slash + 1 : path;
-    fd = openat(pfd, name, DIR_FLAGS);
-    int oe = errno;
-    if (check(r, idx, fd, pfd, name, oe)) {
+    if (check(r, idx, fd, pfd, name, errno)) {
         if (fd >= 0)
             close(fd);
         return -1;
@@ -250,21 +260,18 @@ static int open_dir(struct rd *r, size_t idx)
 /* fd of file idx, owned by the file cache; -1 after rd_fail. */
 static int open_file(struct rd *r, size_t idx)
 {
-    struct pb_dtree_source *s = r->s;
-    int fd = pb_fdcache_get(&s->fc, idx);
+    int fd = pb_fdcache_get(&r->s->fc, idx), dfd;
     if (fd >= 0)
         return fd;
-    int dfd = open_dir(r, s->parent[idx]);
+    const char *name;
+    fd = open_entry(r, idx, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, &dfd, &name);
     if (dfd < 0)
         return -1;
-    const char *path = s->t->e[idx].path, *slash = strrchr(path, '/');
-    const char *name = slash ? slash + 1 : path;
-    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
         check(r, idx, -1, dfd, name, errno);
         return -1;
     }
-    pb_fdcache_put(&s->fc, idx, fd);
+    pb_fdcache_put(&r->s->fc, idx, fd);
     return fd;
 }
 
