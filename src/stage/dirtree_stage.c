@@ -65,21 +65,25 @@ int pb_dtree_root_meta(struct stage *st)
         fprintf(stderr, "p2pbcast: warning: SOURCE '%s': skipped %llu socket(s), FIFO(s) or device(s)%s\n",
                 st->source, (unsigned long long)walked.nskipped, st->verbose ? "" : " (-v lists them)");
     int rc = pb_dtree_encode(&walked, &tj->wire, &tj->wire_len);
+    /* The walk's identities (the same entries in the same order) outlive it:
+     * the reader checks every file against them. */
+    struct pb_dtree_ident *id = walked.id, top_id = walked.top_id;
+    walked.id = NULL;
+    pb_dtree_free(&walked);
     if (rc < 0) {
-        pb_dtree_free(&walked);
+        free(id);
         m->code = P2PBCAST_ERR_INTERNAL;
         snprintf(m->msg, sizeof m->msg, "out of memory for the manifest of SOURCE '%.300s'", st->source);
         return -1;
     }
-    /* The root uses what every node parses: its own encoding, parsed, with
-     * the walk's identities (the same entries in the same order) added. */
+    /* The root uses what every node parses: its own encoding, parsed. */
     rc = pb_dtree_parse(tj->wire, tj->wire_len, &tj->man, err, sizeof err);
     if (rc == 0) {
-        tj->man.id = walked.id;
-        tj->man.top_id = walked.top_id;
-        walked.id = NULL;
+        tj->man.id = id;
+        tj->man.top_id = top_id;
+    } else {
+        free(id);
     }
-    pb_dtree_free(&walked);
     if (rc < 0 || pb_dtree_source_open(&tj->src, &tj->man, st->source, err, sizeof err) < 0) {
         m->code = P2PBCAST_ERR_SOURCE;
         snprintf(m->msg, sizeof m->msg, "SOURCE '%.200s': %.200s", st->source, err);
