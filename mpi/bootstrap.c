@@ -226,14 +226,20 @@ static void mpi_err(int rc, const char *what, char *err, size_t errlen)
 }
 
 /* One leader per node: ranks that share memory form a node; the root leads
- * its own node so SOURCE is read where it was asked to be. */
+ * its own node so SOURCE is read where it was asked to be. Testing only
+ * (P2PBCAST_TEST_RANKS_PER_NODE=K): nodes of K consecutive ranks, as if
+ * they were on different machines. */
 static int split_nodes(struct pb_boot *b, int per_rank, char *err, size_t errlen)
 {
     struct pb_boot_info *in = &b->info;
     MPI_Comm node;
     int rc;
+    const char *k = getenv("P2PBCAST_TEST_RANKS_PER_NODE");
+    int test_k = k && !per_rank ? atoi(k) : 0;
     if (per_rank)
         rc = MPI_Comm_split(b->comm, in->rank, 0, &node);
+    else if (test_k > 0)
+        rc = MPI_Comm_split(b->comm, in->rank / test_k, in->rank == in->root ? -1 : in->rank, &node);
     else
         rc = MPI_Comm_split_type(b->comm, MPI_COMM_TYPE_SHARED, in->rank == in->root ? -1 : in->rank,
                                  MPI_INFO_NULL, &node);
@@ -651,6 +657,13 @@ static int bcast_on(struct pb_boot *b, MPI_Comm comm, int root, void *buf, size_
 int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
 {
     return bcast_on(b, b->comm, b->info.root, buf, len, timeout);
+}
+
+int pb_boot_bcast_leaders(struct pb_boot *b, void *buf, size_t len, double timeout)
+{
+    if (!b->info.is_leader)
+        return -1;
+    return bcast_on(b, b->leaders, b->info.root_leader, buf, len, timeout);
 }
 
 /* Point to point rather than MPI_Igather, so that the root knows exactly

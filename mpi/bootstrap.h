@@ -43,6 +43,9 @@ const struct pb_boot_info *pb_boot_info(const struct pb_boot *b);
  * wait as long as it takes). Returns 0, 1 on timeout, 2 when canceled, -1 on
  * MPI failure. */
 int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout);
+/* Leaders only: the same, to every leader (what only the nodes' writers
+ * need, such as a directory's manifest). -1 elsewhere. */
+int pb_boot_bcast_leaders(struct pb_boot *b, void *buf, size_t len, double timeout);
 /* Leaders only: every leader's len bytes to the root, in leader order.
  * Returns 0, -1 on MPI failure, 2 when canceled, 1 on timeout; then, on the root, missing[i]
  * is 1 for each leader not heard from (missing may be NULL elsewhere). */
