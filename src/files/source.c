@@ -87,12 +87,14 @@ int pb_source_check_unchanged(struct pb_source *s, char *err, size_t errlen)
     if (now.st_size != s->st.st_size || now.st_mtim.tv_sec != s->st.st_mtim.tv_sec ||
         now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec || now.st_ctim.tv_sec != s->st.st_ctim.tv_sec ||
         now.st_ctim.tv_nsec != s->st.st_ctim.tv_nsec) {
-        snprintf(err, errlen, "SOURCE '%s' was modified during the copy (size %lld -> %lld, %s changed): copies discarded",
-                 s->path, (long long)s->st.st_size, (long long)now.st_size,
-                 now.st_size != s->st.st_size ? "size"
-                 : now.st_mtim.tv_sec != s->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec
-                     ? "mtime"
-                     : "ctime");
+        if (now.st_size != s->st.st_size)
+            snprintf(err, errlen, "SOURCE '%s' was modified during the copy (size %lld -> %lld): copies discarded",
+                     s->path, (long long)s->st.st_size, (long long)now.st_size);
+        else
+            snprintf(err, errlen, "SOURCE '%s' was modified during the copy (%s changed): copies discarded", s->path,
+                     now.st_mtim.tv_sec != s->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec
+                         ? "mtime"
+                         : "ctime");
         return -1;
     }
     return 0;

@@ -98,11 +98,13 @@ int pb_source_verify(struct stage *st, const uint64_t *hashes, char *err, size_t
     }
     if (!rc && st->verbose) {
         char b[32], o[32];
-        uint64_t others = p->file_size - pb_shared_read_bytes(p, st->bi->root_leader, NULL);
+        uint64_t others = 0;
+        for (int m = 0; m < pb_shared_members(p); m++)
+            others += m == st->bi->root_leader ? 0 : pb_shared_read_bytes(p, m, st->nskip ? st->skip : NULL);
         fprintf(stderr, "p2pbcast: source verify: the root re-read %llu chunks, %s of the %s the other nodes read "
-                        "(a sample of every node's), in %.3f s: all equal its SOURCE\n",
+                        "(%s), in %.3f s: all equal its SOURCE\n",
                 (unsigned long long)n, pb_fmt_bytes(bytes, b, sizeof b), pb_fmt_bytes(others, o, sizeof o),
-                pb_now() - t);
+                bytes == others ? "all of them" : "a random sample of each node's", pb_now() - t);
     }
     free(pick);
     free(buf);
