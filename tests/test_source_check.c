@@ -107,8 +107,8 @@ static int check_draw(const struct pb_plan *p, int root, const unsigned char *sk
 static void test_sample(void)
 {
     ok(pb_shared_sample_budget(1) == 64ull << 20 && pb_shared_sample_budget(2ull << 30) == 64ull << 20 &&
-           pb_shared_sample_budget(4ull << 30) == 128ull << 20,
-       "budget: 64 MiB up to 2 GiB, F/32 beyond");
+           pb_shared_sample_budget(4ull << 30) == 128ull << 20 && pb_shared_sample_budget(1ull << 40) == 1ull << 30,
+       "budget: 64 MiB up to 2 GiB, F/32 beyond, 1 GiB from 32 GiB on");
 
     uint64_t seed = 1;
     char why[200] = "";

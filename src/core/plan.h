@@ -131,9 +131,11 @@ int pb_shared_sender(const struct pb_plan *p, int m, uint64_t k);
 uint64_t pb_shared_read_bytes(const struct pb_plan *p, int m, const unsigned char *skip);
 /* The root's check of the other readers (issue 18): after the transfer it
  * re-reads a random sample of their chunks and compares each with the
- * checksum it received. Bytes it re-reads at most: 64 MiB, or F/32 for
- * files over 2 GiB (and at least one chunk per reader, whatever that costs). */
+ * checksum it received. Bytes it re-reads at most: F/32 within [64 MiB,
+ * 1 GiB] (and at least one chunk per reader, whatever that costs); the cap
+ * keeps the other nodes' wait for the vote short of their deadline. */
 #define PB_SAMPLE_MIN_BYTES (64ull << 20)
+#define PB_SAMPLE_MAX_BYTES (1ull << 30)
 uint64_t pb_shared_sample_budget(uint64_t file_size);
 /* Draw the sample: chunks read by members other than root, none set in skip
  * (may be NULL). Where all of them fit in budget bytes, all of them; else

@@ -68,7 +68,8 @@ int pb_shared_beats_tree(uint64_t file_size, int nleaders, uint64_t c_ring, uint
 
 uint64_t pb_shared_sample_budget(uint64_t file_size)
 {
-    return file_size / 32 > PB_SAMPLE_MIN_BYTES ? file_size / 32 : PB_SAMPLE_MIN_BYTES;
+    uint64_t b = file_size / 32;
+    return b < PB_SAMPLE_MIN_BYTES ? PB_SAMPLE_MIN_BYTES : b > PB_SAMPLE_MAX_BYTES ? PB_SAMPLE_MAX_BYTES : b;
 }
 
 static bool skipped(const unsigned char *skip, uint64_t k)
