@@ -4,7 +4,10 @@
 # For N = 2, 4, 8 hosts (one rank per host, root on h1, 300 Mbit/s links,
 # tcp transport on the bed's subnet): every host ends with an identical DEST,
 # every rank exits 0, and no temporary file is left; -v on 4 hosts names the
-# chunk size and why (64 KiB: a veth's rate is unknown).  On the 4-host bed
+# chunk size and why (64 KiB: a veth's rate is unknown) and that
+# --source-shared=auto lets the root read (the hosts share a local
+# filesystem, not one machine), while yes reads in parallel and the root
+# re-reads the other hosts' chunks.  On the 4-host bed
 # two real DEST faults:
 #   - h3's DEST directory is a read-only bind mount (EROFS even for root);
 #   - h4's DEST "directory" is a regular file (ENOTDIR);
@@ -148,6 +151,25 @@ for N in 2 4 8; do
                 { diag "$(grep -i chunk <<<"$out")"; return 1; }
         }
         ok "N=4, -v: 64 KiB chunks over the bed's veth links (rate unknown), and why" chunk_said
+        # The hosts share one local filesystem but are not one machine (each
+        # its own network namespace): auto lets the root read alone; with
+        # yes every host reads its share and the root re-reads the others'.
+        auto_said() {
+            grep '<stderr>' <<<"$out" |
+                grep -q 'source shared auto: no: SOURCE .* is on .*, a local filesystem, and the nodes are not all this machine' ||
+                { diag "$(grep -i 'source' <<<"$out")"; return 1; }
+        }
+        ok "N=4, -v, auto: a local filesystem between hosts: the root reads alone, and why" auto_said
+        prepare_dirs 4
+        TCP_IF_ARGS=(--tcp-if "$SUBNET" -v --source-shared=yes)
+        bcast 4
+        TCP_IF_ARGS=(--tcp-if "$SUBNET")
+        verified() {
+            (( mrc == 0 )) && all_exit 4 0 && copies_identical 4 &&
+                grep '<stderr>' <<<"$out" | grep -q 'source verify: the root re-read [0-9]* chunks, .*(all of them)' ||
+                { diag "$(grep -i 'source' <<<"$out")"; return 1; }
+        }
+        ok "N=4, --source-shared=yes: every host reads its share, the root re-reads the others' chunks, copies identical" verified
 
         # Fault 1: h3's DEST directory is a read-only bind mount in h3.
         prepare_dirs 4
