@@ -65,7 +65,9 @@ static int compare(struct stage *st, const uint64_t *hashes, const uint64_t *pic
                    uint64_t *bytes, char *err, size_t errlen)
 {
     const struct pb_plan *p = &st->plan;
+    struct pb_alive *alive = pb_stage_alive(st, NULL); /* the others wait for the root's vote meanwhile */
     for (uint64_t i = 0; i < n; i++) {
+        pb_alive_tick(alive);
         uint64_t k = pick[i], off = pb_plan_chunk_offset(p, k), len = pb_plan_chunk_len(p, k);
         if (pb_source_read(&st->src, off, buf, len, err, errlen) < 0)
             return -1;
