@@ -129,9 +129,15 @@ int pb_fdcache_get(const struct pb_fdcache *c, size_t idx);
 void pb_fdcache_put(struct pb_fdcache *c, size_t idx, int fd);
 void pb_fdcache_close(struct pb_fdcache *c);
 
-/* Remove dfd/name and everything under it, never following a link. 0 ok,
+/* Remove dfd/name and everything under it, never following a link: every
+ * directory is opened (O_NOFOLLOW) and checked through its fd, emptied
+ * through that fd, and its name removed only as an empty directory that is
+ * still the one checked; a name is unlinked only as a non-directory. 0 ok,
  * -1 with errno of the first failure (the rest is still attempted). */
 int pb_rmtree_at(int dfd, const char *name);
+/* The same for a directory already open and checked (fd, not closed; may be
+ * O_PATH) whose name is dfd/name. */
+int pb_rmtree_fd(int fd, int dfd, const char *name);
 
 /* ---- the root's side: read the stream */
 struct pb_dtree_source {
