@@ -1,6 +1,7 @@
 /* dest.c — the phases that concern DEST on each node: where it writes (2),
  * which nodes share one file (2b), the temporary copy (3) and its name at
  * the end (6). */
+#include "dest_guard.h"
 #include "dest_path.h"
 #include "phases.h"
 #include "bootstrap.h"
@@ -109,7 +110,8 @@ int pb_phase_open_sink(struct stage *st)
     struct pb_vote mine = { 0 };
     char err[512];
     if (st->writes) {
-        if (pb_sink_open(&st->sink, st->dpath, &st->want, err, sizeof err) < 0)
+        if (pb_dest_guard(st->dpath, st->source, err, sizeof err) < 0 ||
+            pb_sink_open(&st->sink, st->dpath, &st->want, err, sizeof err) < 0)
             pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
         else
             st->sink_open = 1;

@@ -3,6 +3,7 @@
 #include "dirtree_stage.h"
 
 #include "bootstrap.h"
+#include "dest_guard.h"
 #include "dest_path.h"
 #include "phases.h"
 
@@ -46,6 +47,15 @@ int pb_dtree_root_meta(struct stage *st)
         m->code = P2PBCAST_ERR_USAGE;
         snprintf(m->msg, sizeof m->msg,
                  "--resume does not work with a directory SOURCE ('%.200s'): run again without it", st->source);
+        return -1;
+    }
+    char dest[PATH_MAX], perr[256];
+    if (pb_expand_dest(st->dest, st->bi->host, st->bi->rank, dest, sizeof dest, perr, sizeof perr) == 0 &&
+        pb_dest_above_source(dest, st->source)) {
+        m->code = P2PBCAST_ERR_DEST;
+        snprintf(m->msg, sizeof m->msg,
+                 "DEST_DIR '%.150s' is SOURCE '%.150s' or a directory that contains it: replacing it would destroy SOURCE",
+                 dest, st->source);
         return -1;
     }
     if (dest_inside_source(st)) {
@@ -194,7 +204,8 @@ int pb_dtree_open(struct stage *st)
     struct pb_vote mine = { 0 };
     char err[512];
     if (st->writes) {
-        if (pb_dtree_sink_open(&tj->sink, &tj->man, st->dpath, !!(st->o.flags & P2PBCAST_FORCE),
+        if (pb_dest_guard(st->dpath, st->source, err, sizeof err) < 0 ||
+            pb_dtree_sink_open(&tj->sink, &tj->man, st->dpath, !!(st->o.flags & P2PBCAST_FORCE),
                               st->root ? &tj->top : NULL, err, sizeof err) < 0)
             pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
         else
