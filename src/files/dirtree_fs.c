@@ -173,11 +173,17 @@ static int remove_name(int dfd, const char *name, const struct stat *was)
 
 int pb_rmtree_fd(int fd, int dfd, const char *name)
 {
-    struct stat st;
+    struct stat st, named;
     if (fstat(fd, &st) < 0)
         return -1;
     if (!S_ISDIR(st.st_mode)) {
         errno = ENOTDIR;
+        return -1;
+    }
+    if (fstatat(dfd, name, &named, AT_SYMLINK_NOFOLLOW) < 0 || named.st_dev != st.st_dev ||
+        named.st_ino != st.st_ino) {
+        if (errno != ENOENT)
+            errno = ESTALE; /* the name is not (or no longer) this directory: not ours to empty */
         return -1;
     }
     /* A directory of ours made read-only (its mode from SOURCE) is made

@@ -127,5 +127,8 @@ int pb_phase_commit(struct stage *st)
     if (st->writes && (st->dtree.on ? pb_dtree_sink_commit(&st->dtree.sink, err, sizeof err)
                                    : pb_sink_commit(&st->sink, err, sizeof err)) < 0)
         pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
-    return pb_agree(&st->ag, &mine, &st->d, 0);
+    int rc = pb_agree(&st->ag, &mine, &st->d, 0);
+    if (st->dtree.on)
+        pb_dtree_after_vote(st, rc != 0); /* a tree's commit is undone unless all nodes made theirs */
+    return rc;
 }

@@ -198,6 +198,24 @@ int pb_phase_manifest(struct stage *st)
     return pb_agree(&st->ag, &mine, &st->d, 0);
 }
 
+/* Testing only: P2PBCAST_TEST_NO_RENAME_EXCHANGE (every node: a filesystem
+ * without RENAME_EXCHANGE, as NFS), P2PBCAST_TEST_FAIL_RENAME_OF_RANK_<r>=
+ * N[,N...] (that rank only: the commit's N-th rename fails). */
+static void test_renames(const struct stage *st, struct pb_dtree_sink *k)
+{
+    char name[64];
+    snprintf(name, sizeof name, "P2PBCAST_TEST_FAIL_RENAME_OF_RANK_%d", st->bi->rank);
+    const char *fail = getenv(name);
+    k->test_no_exchange = getenv("P2PBCAST_TEST_NO_RENAME_EXCHANGE") != NULL;
+    for (char *end; fail && *fail; fail = *end ? end + 1 : end) {
+        long n = strtol(fail, &end, 10);
+        if (end == fail)
+            break;
+        if (n > 0 && n < 32)
+            k->test_fail_renames |= 1u << n;
+    }
+}
+
 int pb_dtree_open(struct stage *st)
 {
     struct pb_dtree_job *tj = &st->dtree;
@@ -211,7 +229,19 @@ int pb_dtree_open(struct stage *st)
         else
             tj->sink_open = 1;
     }
+    if (tj->sink_open)
+        test_renames(st, &tj->sink);
     return pb_agree(&st->ag, &mine, &st->d, 0);
+}
+
+void pb_dtree_after_vote(struct stage *st, int failed)
+{
+    if (!st->dtree.sink_open)
+        return;
+    if (failed)
+        (void)pb_dtree_sink_undo(&st->dtree.sink);
+    else
+        pb_dtree_sink_settle(&st->dtree.sink);
 }
 
 void pb_dtree_abort(struct stage *st)
