@@ -337,40 +337,74 @@ int pb_dtree_sink_write(struct pb_dtree_sink *k, uint64_t off, const void *buf, 
 }
 
 /* Owner (as root), mode (without setuid/setgid) and mtime of one entry,
- * relative to its parent, never through a link. */
+ * through an fd opened relative to its parent without following a link (a
+ * symbolic link itself by name), then flushed: the caller goes deepest
+ * first, so a directory is flushed after everything in it. 0; -1 (errno)
+ * when an attribute could not be set, -2 when the flush failed. */
 static int set_attrs(struct pb_dtree_sink *k, int dfd, const char *name, const struct pb_dtree_entry *e)
 {
     struct timespec ts[2] = { { (time_t)e->mt_sec, (long)e->mt_nsec }, { (time_t)e->mt_sec, (long)e->mt_nsec } };
-    if (k->chown && fchownat(dfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0)
+    if (e->type == PB_DTREE_SYMLINK)
+        return (k->chown && fchownat(dfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0) ||
+                       utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0
+                   ? -1
+                   : 0;
+    int fd = openat(dfd, name, O_RDONLY | (e->type == PB_DTREE_DIR ? O_DIRECTORY : O_NONBLOCK) | NOFOLLOW);
+    if (fd < 0)
         return -1;
-    /* not a link: this directory was made by us, 0700, and holds what we made */
-    if (e->type != PB_DTREE_SYMLINK && fchmodat(dfd, name, (mode_t)(e->mode & 01777), 0) < 0)
-        return -1;
-    return utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW);
+    int rc = (k->chown && fchown(fd, (uid_t)e->uid, (gid_t)e->gid) < 0) || fchmod(fd, (mode_t)(e->mode & 01777)) < 0 ||
+                     futimens(fd, ts) < 0
+                 ? -1
+                 : fsync(fd) < 0 && errno != EINVAL ? -2 : 0;
+    int e_ = errno;
+    close(fd);
+    errno = e_;
+    return rc;
+}
+
+/* Start writing every file's data out before waiting on any (set_attrs
+ * waits, file by file): only what this run wrote is flushed, never the
+ * whole filesystem (syncfs would flush other jobs' dirty pages too). */
+static void start_writeback(struct pb_dtree_sink *k)
+{
+    const struct pb_dtree *t = k->t;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct pb_dtree_entry *e = &t->e[i];
+        const char *base;
+        int dfd = e->type == PB_DTREE_FILE && e->size ? pb_dircache_parent(&k->dc, e->path, &base) : -1;
+        int fd = dfd < 0 ? -1 : openat(dfd, base, O_RDONLY | O_NONBLOCK | NOFOLLOW);
+        if (fd >= 0) {
+            (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+            close(fd);
+        }
+    }
 }
 
 int pb_dtree_sink_finish(struct pb_dtree_sink *k, char *err, size_t errlen)
 {
     const struct pb_dtree *t = k->t;
     pb_fdcache_close(&k->fc);
+    start_writeback(k);
     /* Backwards: every entry after everything below it, so a directory's
-     * mtime is set after its contents, deepest first. Hard links share the
-     * inode of their group's first entry. */
+     * mtime is set (and it is flushed) after its contents, deepest first.
+     * Hard links share the inode of their group's first entry. */
     for (size_t i = t->n; i-- > 0;) {
         const struct pb_dtree_entry *e = &t->e[i];
         if (e->type == PB_DTREE_HARDLINK)
             continue;
         const char *base;
         int dfd = pb_dircache_parent(&k->dc, e->path, &base);
-        if (dfd < 0 || set_attrs(k, dfd, base, e) < 0)
-            return serr(k, err, errlen, "cannot set owner, mode or mtime of", e->path, errno);
+        int rc = dfd < 0 ? -1 : set_attrs(k, dfd, base, e);
+        if (rc < 0)
+            return serr(k, err, errlen, rc == -2 ? "cannot flush" : "cannot set owner, mode or mtime of", e->path,
+                        errno);
     }
     pb_dircache_close(&k->dc);
     struct timespec ts[2] = { { (time_t)t->mt_sec, (long)t->mt_nsec }, { (time_t)t->mt_sec, (long)t->mt_nsec } };
     if ((k->chown && fchown(k->sfd, (uid_t)t->uid, (gid_t)t->gid) < 0) || fchmod(k->sfd, (mode_t)(t->mode & 01777)) < 0 ||
         futimens(k->sfd, ts) < 0)
         return serr(k, err, errlen, "cannot set owner, mode or mtime of", ".", errno);
-    if (syncfs(k->sfd) < 0)
+    if (fsync(k->sfd) < 0 && errno != EINVAL)
         return serr(k, err, errlen, "cannot flush", ".", errno);
     return 0;
 }
