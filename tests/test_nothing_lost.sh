@@ -5,7 +5,8 @@
 # complete leaves the old DEST_DIR where it was on every node, with or
 # without RENAME_EXCHANGE (P2PBCAST_TEST_NO_RENAME_EXCHANGE: as on NFS;
 # P2PBCAST_TEST_FAIL_RENAME_OF_RANK_<r>=N,...: that rank's N-th rename of
-# the commit fails).
+# the commit fails); and a DEST_DIR that several nodes may share is written
+# by one node or by none (P2PBCAST_TEST_PROBES_UNCONFIRMED).
 . "$(dirname "$0")/lib.sh"
 
 # A project directory: SOURCE (env, a tree, and file) with things beside it.
@@ -126,5 +127,19 @@ old_trees
 run_env P2PBCAST_TEST_NO_RENAME_EXCHANGE=1
 [ $rc -eq 0 ] && diff -r "$S" "$D/x.0" > /dev/null && diff -r "$S" "$D/x.2" > /dev/null && only_these "$D" x.0 x.1 x.2
 ok $? "without RENAME_EXCHANGE a --force replaces every DEST_DIR, no old tree nor marker left (rcs $rcs)"
+
+# One DEST_DIR seen by 3 nodes whose probes the root cannot confirm
+# (P2PBCAST_TEST_PROBES_UNCONFIRMED): no node writes it (several writers
+# would race on one staging area); a file DEST is still written by each.
+rm -rf "${D:?}"/* "$D"/.[!.]* 2>/dev/null
+export P2PBCAST_TEST_PROBES_UNCONFIRMED=1
+run 3 -q --per-rank "$S" "$D/shared"
+[ $same_rc -eq 0 ] && [ "$rcs" = "4x3 " ] && [ -z "$(ls -A "$D")" ] &&
+    echo "$out" | grep -q "DEST_DIR '$D/shared': the nodes that see one DEST_DIR could not be confirmed"
+ok $? "a shared DEST_DIR whose probes are not confirmed: refused before anything is written, status 4 everywhere (rcs $rcs)"
+run 3 -q --per-rank "$S/new" "$D/new"
+[ $rc -eq 0 ] && cmp -s "$S/new" "$D/new" && only_these "$D" new
+ok $? "a shared file DEST in the same case: every node writes its own copy (rcs $rcs)"
+unset P2PBCAST_TEST_PROBES_UNCONFIRMED
 
 done_testing

@@ -221,7 +221,17 @@ int pb_dtree_open(struct stage *st)
     struct pb_dtree_job *tj = &st->dtree;
     struct pb_vote mine = { 0 };
     char err[512];
-    if (st->writes) {
+    if (st->probes_unconfirmed) {
+        /* Several writers of one DEST_DIR would race on one staging area
+         * (and a directory lock is node-local on NFS): no node writes. */
+        snprintf(err, sizeof err,
+                 "DEST_DIR '%.200s': the nodes that see one DEST_DIR could not be confirmed (shared-DEST probes not "
+                 "mutual: a file planted beside it, or a listing not yet seen by every node), and a tree is written by "
+                 "one node only: run again, or give each node its own DEST_DIR (%%h, %%r)",
+                 st->dpath);
+        if (st->root)
+            pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
+    } else if (st->writes) {
         if (pb_dest_guard(st->dpath, st->source, err, sizeof err) < 0 ||
             pb_dtree_sink_open(&tj->sink, &tj->man, st->dpath, !!(st->o.flags & P2PBCAST_FORCE),
                               st->root ? &tj->top : NULL, err, sizeof err) < 0)
