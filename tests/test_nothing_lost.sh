@@ -59,7 +59,7 @@ mkdir -p "$F"
 cp "$WORK/pristine/file" "$F/f1"
 cp -r "$F" "$WORK/pristine-files"
 run 3 -q --per-rank --force "$F/f1" "$F/f%r"
-[ $same_rc -eq 0 ] && [ "$rcs" = "4x3 " ] && echo "$out" | grep -q "(rank 1): DEST '$F/f1' is SOURCE '$F/f1' on this node" &&
+[ $same_rc -eq 0 ] && [ "$rcs" = "4x3 " ] && echo "$out" | grep -q "(rank 1): DEST '$F/f1' is SOURCE itself on this node" &&
     diff -r "$F" "$WORK/pristine-files" > /dev/null
 ok $? "a file DEST that is SOURCE on rank 1 only: refused with status 4 on all 3 ranks, nothing written (rcs $rcs)"
 

@@ -81,7 +81,7 @@ int pb_dest_guard(const char *dest, const char *source, char *err, size_t errlen
     int exists = fstatat(dfd, dbase, &dst, AT_SYMLINK_NOFOLLOW) == 0;
     if (exists && same_inode(&dst, &src)) {
         close(dfd);
-        snprintf(err, errlen, "DEST '%s' is SOURCE '%s' on this node", dest, source);
+        snprintf(err, errlen, "DEST '%s' is SOURCE itself on this node", dest);
         return -1;
     }
     /* SOURCE inside DEST: from SOURCE's directory up */
