@@ -144,10 +144,16 @@ int pb_fdcache_get(const struct pb_fdcache *c, size_t idx);
 void pb_fdcache_put(struct pb_fdcache *c, size_t idx, int fd);
 void pb_fdcache_close(struct pb_fdcache *c);
 
-/* Remove dfd/name and everything under it, never following a link; one
+/* Remove dfd/name and everything under it, never following a link: every
+ * directory is opened (O_NOFOLLOW) and checked through its fd, emptied
+ * through that fd, and its name removed only as an empty directory that is
+ * still the one checked; a name is unlinked only as a non-directory. One
  * tick of alive (may be NULL) per entry. 0 ok, -1 with errno of the first
  * failure (the rest is still attempted). */
 int pb_rmtree_at(int dfd, const char *name, struct pb_alive *alive);
+/* The same for a directory already open and checked (fd, not closed; may be
+ * O_PATH) whose name is dfd/name. */
+int pb_rmtree_fd(int fd, int dfd, const char *name, struct pb_alive *alive);
 
 /* ---- the root's side: read the stream (dirtree_source.c) */
 /* The directories of SOURCE last used, each checked against the walk when
@@ -187,6 +193,13 @@ struct pb_dtree_sink {
     char dest[PATH_MAX];
     char base[NAME_MAX + 1];
     char stage[NAME_MAX + 1]; /* .BASE.p2pbcast-XXXXXX in the parent, "" when none */
+    char old[NAME_MAX + 1];   /* the old DEST_DIR set aside (no RENAME_EXCHANGE), "" when none */
+    int oldfd;                /* the old DEST_DIR, opened before the rename, or -1 */
+    int committed;            /* DEST_DIR is the new tree; the vote may still undo it */
+    int exchanged, aside;     /* how: RENAME_EXCHANGE, or the old one renamed aside */
+    unsigned renames;         /* renames tried by this commit (for the test hook) */
+    int test_no_exchange;     /* testing: RENAME_EXCHANGE fails with EINVAL, as on NFS */
+    unsigned test_fail_renames; /* testing: bit n makes the commit's n-th rename fail (EIO) */
     struct pb_dircache dc;
     struct pb_fdcache fc;
     struct pb_alive *alive;   /* ticked by the long loops of open, commit and abort */
@@ -205,10 +218,26 @@ int pb_dtree_sink_open(struct pb_dtree_sink *k, const struct pb_dtree *t, const 
 int pb_dtree_sink_write(struct pb_dtree_sink *k, uint64_t off, const void *buf, size_t len, char *err, size_t errlen);
 /* Owners, modes and mtimes (deepest first), then flush to stable storage. */
 int pb_dtree_sink_finish(struct pb_dtree_sink *k, char *err, size_t errlen);
-/* Rename the staging directory to DEST_DIR (with --force, in exchange for
- * the old one, which is then removed). */
+/* Rename the staging directory to DEST_DIR: with --force in exchange for
+ * the old one, or, where the filesystem cannot exchange (NFS), the old one
+ * renamed aside first (pb_dtree_old_name) and back if the new one cannot
+ * take its place. 0, or -1 with err (the old DEST_DIR then in place, or
+ * err says where it is). The old one stays until settle or undo. */
 int pb_dtree_sink_commit(struct pb_dtree_sink *k, char *err, size_t errlen);
-/* Remove the staging directory (if any) and close everything. Safe twice. */
+/* After a failed vote: give back what commit did (the old DEST_DIR in its
+ * place, the new tree at the staging name). 0, or -1 with a warning that
+ * says where the old one is. Nothing to do without a commit. */
+int pb_dtree_sink_undo(struct pb_dtree_sink *k);
+/* After a unanimous vote: remove the old DEST_DIR (through the fd opened
+ * before the rename); a failure is a warning, and what is left a later run
+ * removes (a marker beside it says the replacement was committed). */
+void pb_dtree_sink_settle(struct pb_dtree_sink *k);
+/* Undo a commit not settled, remove the staging directory (if any) and
+ * close everything. Safe twice. */
 void pb_dtree_sink_abort(struct pb_dtree_sink *k);
+/* The hidden name of the old DEST_DIR set aside, from the staging name
+ * .NAME.p2pbcast-XXXXXX: .NAME.p2pbcast-old-XXXXXX, never a staging name.
+ * 0, or -1 (ENAMETOOLONG: it or its marker, +".done", longer than NAME_MAX). */
+int pb_dtree_old_name(const char *stage, char *out, size_t n);
 
 #endif

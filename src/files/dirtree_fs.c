@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -116,7 +117,19 @@ void pb_fdcache_close(struct pb_fdcache *c)
     }
 }
 
-/* Empty the directory fd (taken), removing what is inside. */
+/* chmod a directory through an fd opened O_PATH (fchmod refuses those):
+ * the /proc link names that very inode, whatever happens to its name. */
+static int chmod_fd(int fd, mode_t mode)
+{
+    if (fchmod(fd, mode) == 0)
+        return 0;
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    return chmod(proc, mode);
+}
+
+/* Empty the directory fd (taken), removing what is inside: a non-directory
+ * by name, a directory through its own fd (pb_rmtree_at). */
 static int empty_dir(int fd, struct pb_alive *alive)
 {
     DIR *d = fdopendir(fd);
@@ -132,7 +145,7 @@ static int empty_dir(int fd, struct pb_alive *alive)
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
         pb_alive_tick(alive);
-        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0 || errno == ENOENT)
             continue;
         if ((errno == EISDIR || errno == EPERM) && pb_rmtree_at(dirfd(d), de->d_name, alive) == 0)
             continue;
@@ -145,28 +158,66 @@ static int empty_dir(int fd, struct pb_alive *alive)
     return rc;
 }
 
-int pb_rmtree_at(int dfd, const char *name, struct pb_alive *alive)
+/* dfd/name, once emptied: removed only if it still is the directory `was`
+ * (AT_REMOVEDIR removes nothing but an empty directory anyway). */
+static int remove_name(int dfd, const char *name, const struct stat *was)
 {
-    struct stat st;
-    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    struct stat now;
+    if (fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT ? 0 : -1;
-    if (!S_ISDIR(st.st_mode))
-        return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -1 : 0;
-    /* A directory of ours made read-only (its mode from SOURCE) is made
-     * writable first, as a tree we are allowed to replace. Not a link: it
-     * was looked at without following. */
-    if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid())
-        (void)fchmodat(dfd, name, 0700, 0);
-    int fd = openat(dfd, name, DIR_FLAGS);
-    if (fd < 0)
+    if (now.st_dev != was->st_dev || now.st_ino != was->st_ino) {
+        errno = ESTALE; /* renamed meanwhile: not ours to remove */
         return -1;
-    int rc = empty_dir(fd, alive);
+    }
+    return unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int pb_rmtree_fd(int fd, int dfd, const char *name, struct pb_alive *alive)
+{
+    struct stat st, named;
+    if (fstat(fd, &st) < 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    if (fstatat(dfd, name, &named, AT_SYMLINK_NOFOLLOW) < 0 || named.st_dev != st.st_dev ||
+        named.st_ino != st.st_ino) {
+        if (errno != ENOENT)
+            errno = ESTALE; /* the name is not (or no longer) this directory: not ours to empty */
+        return -1;
+    }
+    /* A directory of ours made read-only (its mode from SOURCE) is made
+     * writable first, as a tree we are allowed to replace: through the fd,
+     * never through a name that might meanwhile be a link. */
+    if ((st.st_mode & 0700) != 0700 && st.st_uid == geteuid())
+        (void)chmod_fd(fd, 0700);
+    int rfd = openat(fd, ".", DIR_FLAGS);
+    int rc = rfd < 0 ? -1 : empty_dir(rfd, alive);
     int e = errno;
-    if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+    if (remove_name(dfd, name, &st) < 0) {
         if (rc == 0)
             e = errno;
         rc = -1;
     }
+    errno = e;
+    return rc;
+}
+
+int pb_rmtree_at(int dfd, const char *name, struct pb_alive *alive)
+{
+    int fd = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        if (errno != ENOTDIR && errno != ELOOP)
+            return -1;
+        /* not a directory (a link is one): removed by name */
+        return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -1 : 0;
+    }
+    int rc = pb_rmtree_fd(fd, dfd, name, alive);
+    int e = errno;
+    close(fd);
     errno = e;
     return rc;
 }

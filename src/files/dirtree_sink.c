@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #endif
 #include "dirtree.h"
+#include "space.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #define NOFOLLOW (O_NOFOLLOW | O_CLOEXEC)
+#define OLD_TAG "old-" /* .NAME.p2pbcast-old-XXXXXX: never taken for a staging directory */
 
 static int serr(struct pb_dtree_sink *k, char *err, size_t errlen, const char *what, const char *rel, int e)
 {
@@ -87,8 +89,33 @@ static int check_existing(struct pb_dtree_sink *k, const struct stat *source, ch
     return 0;
 }
 
+/* An earlier run's old DEST_DIR set aside (old) and its marker (marker).
+ * With the marker the new tree was committed: the old one goes. Without it
+ * the replacement did not complete and it is the user's only copy: kept,
+ * and said where. */
+static void stale_old_tree(struct pb_dtree_sink *k, const char *name)
+{
+    char marker[NAME_MAX + 16];
+    struct stat st;
+    if (snprintf(marker, sizeof marker, "%s.done", name) >= (int)sizeof marker)
+        return;
+    int mfd = openat(k->pfd, marker, O_RDONLY | O_NONBLOCK | NOFOLLOW);
+    if (mfd < 0) {
+        fprintf(stderr,
+                "p2pbcast: warning: the old DEST_DIR '%s' of an earlier run that could not replace it is kept as "
+                "'%s' beside it: rename it back, or remove it\n",
+                k->dest, name);
+        return;
+    }
+    if (fstat(mfd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+        pb_rmtree_at(k->pfd, name, k->alive) == 0)
+        (void)unlinkat(k->pfd, marker, 0);
+    close(mfd);
+}
+
 /* Staging directories an earlier run left behind (killed before it could
- * clean up): ours, and not locked by a live run. */
+ * clean up): ours, and not locked by a live run; and old trees whose
+ * replacement was committed. */
 static void remove_stale(struct pb_dtree_sink *k)
 {
     char prefix[NAME_MAX + 16];
@@ -102,17 +129,39 @@ static void remove_stale(struct pb_dtree_sink *k)
     }
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, (size_t)n) || strlen(e->d_name + n) != 6)
+        const char *rest = e->d_name + n;
+        if (strncmp(e->d_name, prefix, (size_t)n))
+            continue;
+        if (!strncmp(rest, OLD_TAG, strlen(OLD_TAG)) && strlen(rest) == strlen(OLD_TAG) + 6) {
+            stale_old_tree(k, e->d_name);
+            continue;
+        }
+        if (strlen(rest) != 6)
             continue;
         int sfd = openat(k->pfd, e->d_name, O_RDONLY | O_DIRECTORY | NOFOLLOW);
         struct stat st;
         if (sfd < 0)
             continue;
         if (fstat(sfd, &st) == 0 && st.st_uid == geteuid() && flock(sfd, LOCK_EX | LOCK_NB) == 0)
-            (void)pb_rmtree_at(k->pfd, e->d_name, k->alive);
+            (void)pb_rmtree_fd(sfd, k->pfd, e->d_name, k->alive);
         close(sfd);
     }
     closedir(d);
+}
+
+int pb_dtree_old_name(const char *stage, char *out, size_t n)
+{
+    size_t sl = strlen(stage);
+    if (sl < 6) {
+        errno = EINVAL;
+        return -1;
+    }
+    int w = snprintf(out, n, "%.*s%s%s", (int)(sl - 6), stage, OLD_TAG, stage + sl - 6);
+    if (w < 0 || (size_t)w >= n || w + 5 > NAME_MAX) { /* its marker adds ".done" */
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
 }
 
 static int make_stage(struct pb_dtree_sink *k, char *err, size_t errlen)
@@ -159,9 +208,7 @@ static int reserve(int fd, const struct pb_dtree_entry *e)
     if (!dense && e->size && ftruncate(fd, (off_t)e->size) < 0)
         return errno;
     for (uint32_t k = 0; k < e->next; k++) {
-        int rc = posix_fallocate(fd, (off_t)x[k].off, (off_t)x[k].len);
-        if (rc == EOPNOTSUPP || rc == EINVAL)
-            return dense && ftruncate(fd, (off_t)e->size) < 0 ? errno : 0;
+        int rc = pb_space_reserve(fd, x[k].off, x[k].len);
         if (rc)
             return rc;
     }
@@ -214,7 +261,7 @@ int pb_dtree_sink_open(struct pb_dtree_sink *k, const struct pb_dtree *t, const 
     memset(k, 0, sizeof *k);
     k->t = t;
     k->alive = alive;
-    k->pfd = k->sfd = -1;
+    k->pfd = k->sfd = k->oldfd = -1;
     k->force = force;
     k->chown = geteuid() == 0;
     pb_fdcache_init(&k->fc);
@@ -228,6 +275,14 @@ int pb_dtree_sink_open(struct pb_dtree_sink *k, const struct pb_dtree *t, const 
         pb_dtree_sink_abort(k);
         return -1;
     }
+    struct stat cur;
+    if (fstatat(k->pfd, k->base, &cur, AT_SYMLINK_NOFOLLOW) == 0 && pb_dtree_old_name(k->stage, k->old, sizeof k->old) < 0) {
+        snprintf(err, errlen, "DEST_DIR '%s': no hidden name beside it for the old one while it is replaced: %s",
+                 k->dest, strerror(errno));
+        pb_dtree_sink_abort(k);
+        return -1;
+    }
+    k->old[0] = 0;
     struct pb_dircache links;
     pb_dircache_init(&links, k->sfd);
     int rc = 0;
@@ -286,42 +341,128 @@ int pb_dtree_sink_write(struct pb_dtree_sink *k, uint64_t off, const void *buf, 
 }
 
 /* Owner (as root), mode (without setuid/setgid) and mtime of one entry,
- * relative to its parent, never through a link. */
+ * through an fd opened relative to its parent without following a link (a
+ * symbolic link itself by name), then flushed: the caller goes deepest
+ * first, so a directory is flushed after everything in it. 0; -1 (errno)
+ * when an attribute could not be set, -2 when the flush failed. */
 static int set_attrs(struct pb_dtree_sink *k, int dfd, const char *name, const struct pb_dtree_entry *e)
 {
     struct timespec ts[2] = { { (time_t)e->mt_sec, (long)e->mt_nsec }, { (time_t)e->mt_sec, (long)e->mt_nsec } };
-    if (k->chown && fchownat(dfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0)
+    if (e->type == PB_DTREE_SYMLINK)
+        return (k->chown && fchownat(dfd, name, (uid_t)e->uid, (gid_t)e->gid, AT_SYMLINK_NOFOLLOW) < 0) ||
+                       utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0
+                   ? -1
+                   : 0;
+    int fd = openat(dfd, name, O_RDONLY | (e->type == PB_DTREE_DIR ? O_DIRECTORY : O_NONBLOCK) | NOFOLLOW);
+    if (fd < 0)
         return -1;
-    /* not a link: this directory was made by us, 0700, and holds what we made */
-    if (e->type != PB_DTREE_SYMLINK && fchmodat(dfd, name, (mode_t)(e->mode & 01777), 0) < 0)
-        return -1;
-    return utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW);
+    int rc = (k->chown && fchown(fd, (uid_t)e->uid, (gid_t)e->gid) < 0) || fchmod(fd, (mode_t)(e->mode & 01777)) < 0 ||
+                     futimens(fd, ts) < 0
+                 ? -1
+                 : fsync(fd) < 0 && errno != EINVAL ? -2 : 0;
+    int e_ = errno;
+    close(fd);
+    errno = e_;
+    return rc;
+}
+
+/* Start writing every file's data out before waiting on any (set_attrs
+ * waits, file by file): only what this run wrote is flushed, never the
+ * whole filesystem (syncfs would flush other jobs' dirty pages too). */
+static void start_writeback(struct pb_dtree_sink *k)
+{
+    const struct pb_dtree *t = k->t;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct pb_dtree_entry *e = &t->e[i];
+        const char *base;
+        int dfd = e->type == PB_DTREE_FILE && e->size ? pb_dircache_parent(&k->dc, e->path, &base) : -1;
+        int fd = dfd < 0 ? -1 : openat(dfd, base, O_RDONLY | O_NONBLOCK | NOFOLLOW);
+        if (fd >= 0) {
+            (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+            close(fd);
+        }
+    }
 }
 
 int pb_dtree_sink_finish(struct pb_dtree_sink *k, char *err, size_t errlen)
 {
     const struct pb_dtree *t = k->t;
     pb_fdcache_close(&k->fc);
+    start_writeback(k);
     /* Backwards: every entry after everything below it, so a directory's
-     * mtime is set after its contents, deepest first. Hard links share the
-     * inode of their group's first entry. */
+     * mtime is set (and it is flushed) after its contents, deepest first.
+     * Hard links share the inode of their group's first entry. */
     for (size_t i = t->n; i-- > 0;) {
         const struct pb_dtree_entry *e = &t->e[i];
         if (e->type == PB_DTREE_HARDLINK)
             continue;
         const char *base;
         int dfd = pb_dircache_parent(&k->dc, e->path, &base);
-        if (dfd < 0 || set_attrs(k, dfd, base, e) < 0)
-            return serr(k, err, errlen, "cannot set owner, mode or mtime of", e->path, errno);
+        int rc = dfd < 0 ? -1 : set_attrs(k, dfd, base, e);
+        if (rc < 0)
+            return serr(k, err, errlen, rc == -2 ? "cannot flush" : "cannot set owner, mode or mtime of", e->path,
+                        errno);
     }
     pb_dircache_close(&k->dc);
     struct timespec ts[2] = { { (time_t)t->mt_sec, (long)t->mt_nsec }, { (time_t)t->mt_sec, (long)t->mt_nsec } };
     if ((k->chown && fchown(k->sfd, (uid_t)t->uid, (gid_t)t->gid) < 0) || fchmod(k->sfd, (mode_t)(t->mode & 01777)) < 0 ||
         futimens(k->sfd, ts) < 0)
         return serr(k, err, errlen, "cannot set owner, mode or mtime of", ".", errno);
-    if (syncfs(k->sfd) < 0)
+    if (fsync(k->sfd) < 0 && errno != EINVAL)
         return serr(k, err, errlen, "cannot flush", ".", errno);
     return 0;
+}
+
+/* One rename of the commit; the test hooks make the exchange unsupported
+ * (EINVAL, as on NFS) or the n-th rename fail (EIO). */
+static int rename_at(struct pb_dtree_sink *k, const char *from, const char *to, unsigned flags)
+{
+    if ((flags & RENAME_EXCHANGE) && k->test_no_exchange) {
+        errno = EINVAL;
+        return -1;
+    }
+    unsigned nth = ++k->renames;
+    if (nth < 32 && (k->test_fail_renames & (1u << nth))) {
+        errno = EIO;
+        return -1;
+    }
+    int rc = renameat2(k->pfd, from, k->pfd, to, flags);
+    if (rc < 0 && (flags & RENAME_NOREPLACE) && (errno == EINVAL || errno == ENOSYS))
+        rc = renameat(k->pfd, from, k->pfd, to); /* a filesystem without it: the name was checked free */
+    return rc;
+}
+
+static const char *kind_of(const struct stat *st)
+{
+    return S_ISDIR(st->st_mode) ? "DEST_DIR" : "the file or link named DEST_DIR";
+}
+
+/* Without RENAME_EXCHANGE: the old one aside under its hidden name, the new
+ * one in; if that fails, the old one back. 0, or -1 with err saying where
+ * the old one is. */
+static int replace_aside(struct pb_dtree_sink *k, const struct stat *cur, char *err, size_t errlen)
+{
+    if (rename_at(k, k->base, k->old, RENAME_NOREPLACE) < 0) {
+        snprintf(err, errlen, "cannot move the old %s '%s' aside to '%s': %s (it is in place, unchanged)",
+                 kind_of(cur), k->dest, k->old, strerror(errno));
+        return -1;
+    }
+    if (rename_at(k, k->stage, k->base, RENAME_NOREPLACE) == 0) {
+        k->aside = 1;
+        return 0;
+    }
+    int e = errno;
+    if (rename_at(k, k->old, k->base, RENAME_NOREPLACE) == 0) {
+        snprintf(err, errlen, "cannot rename the finished tree to DEST_DIR '%s': %s (the old one is in place, unchanged)",
+                 k->dest, strerror(e));
+        return -1;
+    }
+    snprintf(err, errlen,
+             "cannot rename the finished tree to DEST_DIR '%s': %s; the old %s is now '%s' in the same directory "
+             "(renaming it back failed: %s): rename it back",
+             k->dest, strerror(e), kind_of(cur), k->old, strerror(errno));
+    k->old[0] = 0; /* the user's: never removed */
+    return -1;
 }
 
 int pb_dtree_sink_commit(struct pb_dtree_sink *k, char *err, size_t errlen)
@@ -332,32 +473,28 @@ int pb_dtree_sink_commit(struct pb_dtree_sink *k, char *err, size_t errlen)
         snprintf(err, errlen, "DEST_DIR '%s' appeared during the copy: use --force to replace it", k->dest);
         return -1;
     }
-    int rc = exists ? renameat2(k->pfd, k->stage, k->pfd, k->base, RENAME_EXCHANGE)
-                    : renameat2(k->pfd, k->stage, k->pfd, k->base, RENAME_NOREPLACE);
-    if (rc < 0 && (errno == EINVAL || errno == ENOSYS) && !exists)
-        rc = renameat(k->pfd, k->stage, k->pfd, k->base);
-    if (rc < 0 && (errno == EINVAL || errno == ENOSYS) && exists) {
-        /* no RENAME_EXCHANGE here: the old one aside (under our hidden name,
-         * now free... after one more rename), the new one in */
-        char old[NAME_MAX + 1];
-        snprintf(old, sizeof old, "%s", k->stage);
-        old[strlen(old) - 6] = 'o'; /* .NAME.p2pbcast-oXXXXX: also removed as stale */
-        rc = renameat(k->pfd, k->base, k->pfd, old);
-        if (rc == 0 && (rc = renameat(k->pfd, k->stage, k->pfd, k->base)) == 0)
-            snprintf(k->stage, sizeof k->stage, "%s", old);
-    }
-    if (rc < 0) {
+    k->renames = 0;
+    if (exists) {
+        /* the old one, to remove it through a checked fd once the vote allows */
+        k->oldfd = S_ISDIR(cur.st_mode) ? openat(k->pfd, k->base, O_PATH | O_DIRECTORY | NOFOLLOW) : -1;
+        if (pb_dtree_old_name(k->stage, k->old, sizeof k->old) < 0) {
+            snprintf(err, errlen, "DEST_DIR '%s': no hidden name for the old one beside it: %s", k->dest,
+                     strerror(errno));
+            return -1;
+        }
+        if (rename_at(k, k->stage, k->base, RENAME_EXCHANGE) == 0)
+            k->exchanged = 1;
+        else if (errno != EINVAL && errno != ENOSYS) {
+            snprintf(err, errlen, "cannot exchange the finished tree with DEST_DIR '%s': %s (the old one is in place)",
+                     k->dest, strerror(errno));
+            return -1;
+        } else if (replace_aside(k, &cur, err, errlen) < 0)
+            return -1;
+    } else if (rename_at(k, k->stage, k->base, RENAME_NOREPLACE) < 0) {
         snprintf(err, errlen, "cannot rename the finished tree to DEST_DIR '%s': %s", k->dest, strerror(errno));
         return -1;
     }
-    if (!exists)
-        k->stage[0] = 0;
-    /* The old DEST_DIR now has the staging name: removed by abort (the
-     * staging directory's fd still points at the new tree, unlocked then). */
-    if (exists && pb_rmtree_at(k->pfd, k->stage, k->alive) < 0)
-        fprintf(stderr, "p2pbcast: warning: DEST_DIR '%s' replaced, but removing the old one (now '%s') failed: %s\n",
-                k->dest, k->stage, strerror(errno));
-    k->stage[0] = 0;
+    k->committed = 1;
     if (fsync(k->pfd) < 0 && errno != EINVAL) {
         snprintf(err, errlen, "flushing the directory of DEST_DIR '%s' failed: %s", k->dest, strerror(errno));
         return -1;
@@ -365,13 +502,83 @@ int pb_dtree_sink_commit(struct pb_dtree_sink *k, char *err, size_t errlen)
     return 0;
 }
 
+int pb_dtree_sink_undo(struct pb_dtree_sink *k)
+{
+    if (!k->committed)
+        return 0;
+    k->committed = 0;
+    int rc;
+    if (k->exchanged)
+        rc = rename_at(k, k->stage, k->base, RENAME_EXCHANGE);
+    else if ((rc = rename_at(k, k->base, k->stage, RENAME_NOREPLACE)) == 0 && k->aside)
+        rc = rename_at(k, k->old, k->base, RENAME_NOREPLACE);
+    if (rc == 0) {
+        k->aside = k->exchanged = 0;
+        (void)fsync(k->pfd);
+        return 0;
+    }
+    int e = errno;
+    if (k->exchanged || !k->aside)
+        fprintf(stderr, "p2pbcast: warning: the job failed, but DEST_DIR '%s' could not be given back: %s%s%s%s\n",
+                k->dest, strerror(e), k->exchanged ? "; the old one is '" : "", k->exchanged ? k->stage : "",
+                k->exchanged ? "' beside it" : "");
+    else
+        fprintf(stderr, "p2pbcast: warning: the job failed, but the old DEST_DIR '%s' could not be put back: %s; it "
+                        "is '%s' beside it\n", k->dest, strerror(e), k->old);
+    k->stage[0] = k->old[0] = 0; /* nothing of this is removed now */
+    return -1;
+}
+
+/* The old tree (at name) goes, through the fd opened before the rename;
+ * a file or link named DEST_DIR by name. */
+static int remove_old(struct pb_dtree_sink *k, const char *name)
+{
+    return k->oldfd >= 0 ? pb_rmtree_fd(k->oldfd, k->pfd, name, k->alive) : unlinkat(k->pfd, name, 0);
+}
+
+void pb_dtree_sink_settle(struct pb_dtree_sink *k)
+{
+    if (!k->committed)
+        return;
+    k->committed = 0;
+    if (k->exchanged) {
+        /* the old one has the staging name, unlocked: a later run removes
+         * it as stale should this fail */
+        if (remove_old(k, k->stage) < 0 && errno != ENOENT)
+            fprintf(stderr, "p2pbcast: warning: DEST_DIR '%s' replaced, but removing the old one (now '%s' beside "
+                            "it) failed: %s; the next run of this DEST_DIR removes it\n",
+                    k->dest, k->stage, strerror(errno));
+    } else if (k->aside) {
+        /* the marker says the new tree was committed: a later run may
+         * remove the old one should this fail */
+        char marker[NAME_MAX + 16];
+        snprintf(marker, sizeof marker, "%s.done", k->old);
+        int mfd = openat(k->pfd, marker, O_WRONLY | O_CREAT | O_EXCL | NOFOLLOW, 0600);
+        if (mfd >= 0)
+            close(mfd);
+        if (remove_old(k, k->old) < 0 && errno != ENOENT)
+            fprintf(stderr, "p2pbcast: warning: DEST_DIR '%s' replaced, but removing the old one (now '%s' beside "
+                            "it) failed: %s%s\n",
+                    k->dest, k->old, strerror(errno), mfd >= 0 ? "; the next run of this DEST_DIR removes it" : "");
+        else if (mfd >= 0)
+            (void)unlinkat(k->pfd, marker, 0);
+    }
+    k->stage[0] = k->old[0] = 0;
+    k->aside = k->exchanged = 0;
+}
+
 void pb_dtree_sink_abort(struct pb_dtree_sink *k)
 {
+    (void)pb_dtree_sink_undo(k); /* a commit not agreed on is given back */
     pb_fdcache_close(&k->fc);
     pb_dircache_close(&k->dc);
     if (k->stage[0] && k->pfd >= 0)
-        (void)pb_rmtree_at(k->pfd, k->stage, k->alive); /* a failed node still votes after this */
+        (void)(k->sfd >= 0 ? pb_rmtree_fd(k->sfd, k->pfd, k->stage, k->alive)
+                           : pb_rmtree_at(k->pfd, k->stage, k->alive)); /* a failed node still votes after this */
     k->stage[0] = 0;
+    if (k->oldfd >= 0)
+        close(k->oldfd);
+    k->oldfd = -1;
     if (k->sfd >= 0)
         close(k->sfd);
     k->sfd = -1;

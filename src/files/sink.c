@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* O_TMPFILE, linkat with AT_EMPTY_PATH */
 #endif
 #include "sink.h"
+#include "space.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,9 +108,7 @@ static int reserve(struct pb_sink *k, const struct pb_sink_want *w, char *err, s
     if (w->size == 0)
         return 0;
     /* Reserve the space now: a full disk fails here, before any transfer. */
-    int rc = posix_fallocate(k->fd, 0, (off_t)w->size);
-    if (rc == EOPNOTSUPP || rc == EINVAL)
-        rc = ftruncate(k->fd, (off_t)w->size) < 0 ? errno : 0;
+    int rc = pb_space_reserve(k->fd, 0, w->size);
     if (rc) {
         snprintf(err, errlen, "cannot reserve %llu bytes for DEST '%s': %s", (unsigned long long)w->size, k->dest,
                  strerror(rc));

@@ -1,6 +1,7 @@
 /* dest.c — the phases that concern DEST on each node: where it writes (2),
  * which nodes share one file (2b), the temporary copy (3) and its name at
  * the end (6). */
+#include "dest_guard.h"
 #include "dest_path.h"
 #include "phases.h"
 #include "bootstrap.h"
@@ -33,8 +34,11 @@ static int check_views(struct stage *st, const struct pb_probe_view *mine, int32
         rc = st->root && !all ? -1 : pb_agree_gather(&st->ag, mine, all, sizeof *mine);
     verdict[0] = 1;
     verdict[1] = -1;
+    /* testing only: P2PBCAST_TEST_PROBES_UNCONFIRMED, as if a planted probe
+     * (or a directory listing some node has not seen yet) broke the views */
     if (st->root)
-        verdict[0] = rc == 0 && pb_probe_views_agree(all, bi->nleaders, &verdict[1]);
+        verdict[0] = rc == 0 && pb_probe_views_agree(all, bi->nleaders, &verdict[1]) &&
+                     !getenv("P2PBCAST_TEST_PROBES_UNCONFIRMED");
     free(all);
     int brc = pb_agree_bcast(&st->ag, verdict, 2 * sizeof *verdict);
     return rc == 2 || brc == 2 ? 2 : rc < 0 || brc < 0 ? -1 : 0;
@@ -73,7 +77,9 @@ static int find_sharers(struct stage *st)
         if (st->verbose && st->sharers > 1)
             fprintf(stderr, "p2pbcast: %s: DEST '%s' is shared by %d nodes; %s\n", bi->names[bi->leader],
                     st->dpath, st->sharers, st->writes ? "this node writes it" : "written by another node");
-    } else if (!verdict[0] && st->root) {
+    }
+    st->probes_unconfirmed = !verdict[0];
+    if (!verdict[0] && st->root && !st->dtree.on) {
         fprintf(stderr,
                 "p2pbcast: warning: the shared-DEST probes seen by %s are not confirmed by the nodes they name "
                 "(a file planted next to DEST?): every node writes its own copy\n",
@@ -123,7 +129,8 @@ int pb_phase_open_sink(struct stage *st)
     struct pb_vote mine = { 0 };
     char err[512];
     if (st->writes) {
-        if (pb_stage_run_alive(st, open_step, &(struct open_job){ st, err, sizeof err }) < 0)
+        if (pb_dest_guard(st->dpath, st->source, err, sizeof err) < 0 ||
+            pb_stage_run_alive(st, open_step, &(struct open_job){ st, err, sizeof err }) < 0)
             pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
         else
             st->sink_open = 1;
@@ -136,10 +143,16 @@ int pb_phase_commit(struct stage *st)
 {
     struct pb_vote mine = { 0 };
     char err[512];
-    pb_stage_alive(st, "P2PBCAST_TEST_REMOVE_DELAY_US"); /* a tree's sink ticks it removing the tree it replaces */
+    pb_stage_alive(st, NULL);
     if (st->writes && (st->dtree.on ? pb_dtree_sink_commit(&st->dtree.sink, err, sizeof err)
                                    : pb_sink_commit(&st->sink, err, sizeof err)) < 0)
         pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
-    pb_stage_alive(st, NULL); /* the test delay slows this step alone */
-    return pb_agree(&st->ag, &mine, &st->d, 0);
+    int rc = pb_agree(&st->ag, &mine, &st->d, 0);
+    if (st->dtree.on) {
+        /* A tree's commit is undone unless all nodes made theirs; settling
+         * removes the tree it replaced (ticking; the test delay slows it). */
+        pb_stage_alive(st, "P2PBCAST_TEST_REMOVE_DELAY_US");
+        pb_dtree_after_vote(st, rc != 0);
+    }
+    return rc;
 }

@@ -3,6 +3,7 @@
 #include "dirtree_stage.h"
 
 #include "bootstrap.h"
+#include "dest_guard.h"
 #include "dest_path.h"
 #include "phases.h"
 
@@ -46,6 +47,15 @@ int pb_dtree_root_meta(struct stage *st)
         m->code = P2PBCAST_ERR_USAGE;
         snprintf(m->msg, sizeof m->msg,
                  "--resume does not work with a directory SOURCE ('%.200s'): run again without it", st->source);
+        return -1;
+    }
+    char dest[PATH_MAX], perr[256];
+    if (pb_expand_dest(st->dest, st->bi->host, st->bi->rank, dest, sizeof dest, perr, sizeof perr) == 0 &&
+        pb_dest_above_source(dest, st->source)) {
+        m->code = P2PBCAST_ERR_DEST;
+        snprintf(m->msg, sizeof m->msg,
+                 "DEST_DIR '%.150s' is SOURCE '%.150s' or a directory that contains it: replacing it would destroy SOURCE",
+                 dest, st->source);
         return -1;
     }
     if (dest_inside_source(st)) {
@@ -219,13 +229,42 @@ int pb_phase_manifest(struct stage *st)
     return rc ? rc : pb_agree(&st->ag, &mine, &st->d, 0);
 }
 
+/* Testing only: P2PBCAST_TEST_NO_RENAME_EXCHANGE (every node: a filesystem
+ * without RENAME_EXCHANGE, as NFS), P2PBCAST_TEST_FAIL_RENAME_OF_RANK_<r>=
+ * N[,N...] (that rank only: the commit's N-th rename fails). */
+static void test_renames(const struct stage *st, struct pb_dtree_sink *k)
+{
+    char name[64];
+    snprintf(name, sizeof name, "P2PBCAST_TEST_FAIL_RENAME_OF_RANK_%d", st->bi->rank);
+    const char *fail = getenv(name);
+    k->test_no_exchange = getenv("P2PBCAST_TEST_NO_RENAME_EXCHANGE") != NULL;
+    for (char *end; fail && *fail; fail = *end ? end + 1 : end) {
+        long n = strtol(fail, &end, 10);
+        if (end == fail)
+            break;
+        if (n > 0 && n < 32)
+            k->test_fail_renames |= 1u << n;
+    }
+}
+
 int pb_dtree_open(struct stage *st)
 {
     struct pb_dtree_job *tj = &st->dtree;
     struct pb_vote mine = { 0 };
     char err[512];
-    if (st->writes) {
-        if (pb_dtree_sink_open(&tj->sink, &tj->man, st->dpath, !!(st->o.flags & P2PBCAST_FORCE),
+    if (st->probes_unconfirmed) {
+        /* Several writers of one DEST_DIR would race on one staging area
+         * (and a directory lock is node-local on NFS): no node writes. */
+        snprintf(err, sizeof err,
+                 "DEST_DIR '%.200s': the nodes that see one DEST_DIR could not be confirmed (shared-DEST probes not "
+                 "mutual: a file planted beside it, or a listing not yet seen by every node), and a tree is written by "
+                 "one node only: run again, or give each node its own DEST_DIR (%%h, %%r)",
+                 st->dpath);
+        if (st->root)
+            pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
+    } else if (st->writes) {
+        if (pb_dest_guard(st->dpath, st->source, err, sizeof err) < 0 ||
+            pb_dtree_sink_open(&tj->sink, &tj->man, st->dpath, !!(st->o.flags & P2PBCAST_FORCE),
                               st->root ? &tj->top : NULL, pb_stage_alive(st, "P2PBCAST_TEST_CREATE_DELAY_US"), err,
                               sizeof err) < 0)
             pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
@@ -233,7 +272,19 @@ int pb_dtree_open(struct stage *st)
             tj->sink_open = 1;
         pb_stage_alive(st, NULL); /* the test delay slows this step alone; the sink ticks on at commit */
     }
+    if (tj->sink_open)
+        test_renames(st, &tj->sink);
     return pb_agree(&st->ag, &mine, &st->d, 0);
+}
+
+void pb_dtree_after_vote(struct stage *st, int failed)
+{
+    if (!st->dtree.sink_open)
+        return;
+    if (failed)
+        (void)pb_dtree_sink_undo(&st->dtree.sink);
+    else
+        pb_dtree_sink_settle(&st->dtree.sink);
 }
 
 void pb_dtree_abort(struct stage *st)

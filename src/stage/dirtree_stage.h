@@ -37,6 +37,9 @@ int pb_phase_manifest(struct stage *st);
 /* Phase 3 for a tree: the staging directory, every entry, space reserved. */
 int pb_dtree_open(struct stage *st);
 void pb_dtree_release(struct stage *st);
+/* After the commit's vote: a failed one gives back the old DEST_DIR, a
+ * unanimous one removes it. */
+void pb_dtree_after_vote(struct stage *st, int failed);
 /* From the abort path: remove the staging directory. */
 void pb_dtree_abort(struct stage *st);
 /* Root, before the transfer: the progress line counts files too. */

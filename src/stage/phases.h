@@ -60,6 +60,7 @@ struct stage {
     char dpath[PATH_MAX];
     char probe[PATH_MAX]; /* our shared-DEST probe file, removed at the end */
     int writes;           /* this node writes DEST (not a sharer of another's) */
+    int probes_unconfirmed; /* the root could not confirm who shares DEST (same on every rank) */
     int sharers;
     /* 3. the temporary copy */
     struct pb_sink sink;
