@@ -60,6 +60,9 @@ struct p2pbcast_opts {
     /* "auto", "yes", "no": every node reads its share of SOURCE where all
      * see the same file at the same path (checked); NULL = auto. */
     const char *source_shared;
+    /* RoCE traffic class of the verbs queue pairs (0 to 255); -1 = the
+     * device's default where the kernel exposes it, else 0. */
+    int rdma_tclass;
 };
 
 struct p2pbcast_result {

@@ -11,6 +11,7 @@ void p2pbcast_opts_init(struct p2pbcast_opts *o)
     memset(o, 0, sizeof *o);
     o->struct_size = sizeof *o;
     o->gid_index = -1;
+    o->rdma_tclass = -1;
     o->timeout = PB_DEFAULT_TIMEOUT;
 }
 

@@ -30,14 +30,19 @@ const char pb_usage_text[] =
     "                          sees SOURCE at the same path (same size, times and\n"
     "                          first and last chunk), each node reads its share and\n"
     "                          the nodes exchange the rest; yes fails if one cannot\n"
-    "  -t, --transport=NAME    auto, tcp, mpi or verbs (default auto: verbs where an\n"
-    "                          RDMA device is active, else tcp)\n"
+    "  -t, --transport=NAME    auto, tcp, mpi or verbs (default auto: verbs when every\n"
+    "                          node has an active RDMA port, a usable GID and the\n"
+    "                          pinned memory it needs; else tcp, with a warning\n"
+    "                          naming each node that cannot and why; verbs by name\n"
+    "                          fails with status 5 instead)\n"
     "      --tcp-if=IF|CIDR    interface name or address range for tcp data\n"
     "                          connections (default: loopback when all nodes are this\n"
     "                          host, else the first interface that is up)\n"
     "      --rdma-dev=DEV[:PORT]  RDMA device and port for verbs (default: nearest\n"
     "                          active one)\n"
     "      --gid-index=N       RoCE GID index (default: automatic)\n"
+    "      --rdma-tclass=N     RoCE traffic class, 0 to 255 (default: the device's\n"
+    "                          default where the kernel shows it, else 0)\n"
     "  -f, --force             replace an existing DEST that differs from SOURCE\n"
     "      --resume            keep a failed run's partial copy (hidden, next to\n"
     "                          DEST); run again with --resume to skip the chunks\n"
@@ -77,7 +82,8 @@ enum {
     OPT_TIMEOUT,
     OPT_RESUME,
     OPT_SCHEDULE,
-    OPT_SOURCE_SHARED
+    OPT_SOURCE_SHARED,
+    OPT_RDMA_TCLASS
 };
 
 static const struct option long_opts[] = {
@@ -90,6 +96,7 @@ static const struct option long_opts[] = {
     { "tcp-if", required_argument, 0, OPT_TCP_IF },
     { "rdma-dev", required_argument, 0, OPT_RDMA_DEV },
     { "gid-index", required_argument, 0, OPT_GID_INDEX },
+    { "rdma-tclass", required_argument, 0, OPT_RDMA_TCLASS },
     { "force", no_argument, 0, 'f' },
     { "per-rank", no_argument, 0, OPT_PER_RANK },
     { "json", required_argument, 0, OPT_JSON },
@@ -216,6 +223,13 @@ static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err,
         }
         o->gid_index = (int)v;
         break;
+    case OPT_RDMA_TCLASS:
+        if (parse_int(arg, 0, 255, &v)) {
+            snprintf(err, errlen, "invalid --rdma-tclass '%s': expected 0 to 255", arg);
+            return -1;
+        }
+        o->rdma_tclass = (int)v;
+        break;
     case 'f':
         o->flags |= P2PBCAST_FORCE;
         break;
@@ -259,9 +273,9 @@ static int check_opts(struct p2pbcast_opts *o, int quiet, int verbose, char *err
         snprintf(err, errlen, "--tcp-if applies to the tcp transport, not '%s'", o->transport);
         return -1;
     }
-    if ((o->rdma_dev || o->gid_index >= 0) && o->transport && strcmp(o->transport, "verbs") &&
+    if ((o->rdma_dev || o->gid_index >= 0 || o->rdma_tclass >= 0) && o->transport && strcmp(o->transport, "verbs") &&
         strcmp(o->transport, "auto")) {
-        snprintf(err, errlen, "--rdma-dev/--gid-index apply to the verbs transport, not '%s'", o->transport);
+        snprintf(err, errlen, "--rdma-dev/--gid-index/--rdma-tclass apply to the verbs transport, not '%s'", o->transport);
         return -1;
     }
     return 0;

@@ -29,6 +29,7 @@ struct pb_meta {
     uint32_t slots;
     int32_t schedule; /* enum pb_schedule */
     char transport[16];
+    int32_t negotiate; /* --transport auto: every node says what it can (negotiate.c) */
     uint8_t secret[16];
     uint8_t probe_nonce[8]; /* names the shared-DEST probes (visible to all) */
     char base[256]; /* SOURCE's file name, for messages */
@@ -82,6 +83,7 @@ struct stage {
 
 int pb_phase_meta(struct stage *st);       /* meta.c */
 int pb_phase_source_shared(struct stage *st); /* source_shared.c */
+int pb_phase_transport(struct stage *st);  /* negotiate.c */
 int pb_phase_dest(struct stage *st);       /* dest.c */
 int pb_phase_open_sink(struct stage *st);  /* dest.c */
 int pb_phase_resume(struct stage *st);     /* resume.c */
@@ -92,6 +94,17 @@ int pb_phase_commit(struct stage *st);     /* dest.c */
 /* source_shared.c: bytes of SOURCE all nodes read (the plan's shares),
  * how many nodes read; with say, one -v line per node (root). */
 uint64_t pb_source_shared_report(const struct stage *st, int *readers, int say);
+
+/* meta.c: the default chunk for this transport and schedule (the root). */
+uint64_t pb_meta_choose_chunk(const struct stage *st, uint64_t size, const char *transport, int schedule);
+/* negotiate.c: how many partners this leader puts chunks to (each pins the
+ * slot pool once more over verbs). */
+int pb_send_partners(const struct stage *st);
+/* The pool's slot for a chunk: payload, trailer, rounded up to 64 bytes. */
+static inline size_t pb_slot_size(uint64_t chunk)
+{
+    return (size_t)((chunk + PB_TRAILER_SIZE + 63) / 64 * 64);
+}
 
 /* resume.c: after a failure with --resume, keep what this node holds. */
 void pb_resume_keep(struct stage *st);

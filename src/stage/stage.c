@@ -9,6 +9,9 @@
  *                every rank, checked, before anything is created;
  *   1b. shared   with --source-shared (auto by default), every leader looks
  *                at SOURCE; if all see the root's file, each reads its share;
+ *   1c. transport with --transport auto, verbs only if every node can use it
+ *                (device, port, GID, pinned memory), else tcp; with verbs the
+ *                chunk fits the smallest port's largest message;
  *   2. dest      leaders expand DEST and find the nodes that share one file;
  *   3. sink      leaders open their temporary DEST file (space reserved);
  *                with --resume, the chunks every node already holds;
@@ -63,6 +66,8 @@ static int check_inputs(const char *source, const char *dest, const struct p2pbc
         snprintf(err, errlen, "unknown --source-shared '%.32s': choose auto, yes or no", o->source_shared);
     else if (o->gid_index < -1 || o->gid_index > 255)
         snprintf(err, errlen, "GID index %d out of range (-1 to 255)", o->gid_index);
+    else if (o->rdma_tclass < -1 || o->rdma_tclass > 255)
+        snprintf(err, errlen, "RDMA traffic class %d out of range (-1 to 255)", o->rdma_tclass);
     else
         return 0;
     return -1;
@@ -168,7 +173,8 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     struct stage st;
     if (stage_begin(&st, comm, source, dest, opts, res) < 0)
         return res->status;
-    if (!pb_phase_meta(&st) && !pb_phase_manifest(&st) && !pb_phase_source_shared(&st) && !pb_phase_dest(&st) &&
+    if (!pb_phase_meta(&st) && !pb_phase_manifest(&st) && !pb_phase_source_shared(&st) &&
+        !pb_phase_transport(&st) && !pb_phase_dest(&st) &&
         !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
         !pb_phase_connect(&st) && !pb_phase_transfer(&st))
         pb_phase_commit(&st);
