@@ -36,7 +36,8 @@ enum p2pbcast_flags {
     P2PBCAST_QUIET = 1u << 2,    /* no progress, no summary */
     P2PBCAST_VERBOSE = 1u << 3,  /* extra detail on stderr */
     P2PBCAST_PROGRESS = 1u << 4, /* root prints progress (bar on a tty, lines otherwise) */
-    P2PBCAST_RESUME = 1u << 5    /* keep a failed run's copy; a repeated run skips what all nodes hold */
+    P2PBCAST_RESUME = 1u << 5,   /* keep a failed run's copy; a repeated run skips what all nodes hold */
+    P2PBCAST_CHECK = 1u << 6     /* preflight: every phase up to connecting and probing the links, no copy */
 };
 
 struct p2pbcast_opts {

@@ -47,6 +47,11 @@ const char pb_usage_text[] =
     "      --resume            keep a failed run's partial copy (hidden, next to\n"
     "                          DEST); run again with --resume to skip the chunks\n"
     "                          every node already holds\n"
+    "      --check             preflight: every step of a real run up to connecting\n"
+    "                          the nodes and one message each way on every link;\n"
+    "                          DEST's free space against SOURCE's size; nothing is\n"
+    "                          created under DEST; the status a real run would\n"
+    "                          stop with (0: it would start); --json gets a table\n"
     "      --per-rank          treat every rank as its own node (each writes DEST;\n"
     "                          use %h and %r in DEST)\n"
     "      --json=FILE         write a JSON report of the run to FILE (root node)\n"
@@ -83,7 +88,8 @@ enum {
     OPT_RESUME,
     OPT_SCHEDULE,
     OPT_SOURCE_SHARED,
-    OPT_RDMA_TCLASS
+    OPT_RDMA_TCLASS,
+    OPT_CHECK
 };
 
 static const struct option long_opts[] = {
@@ -102,6 +108,7 @@ static const struct option long_opts[] = {
     { "json", required_argument, 0, OPT_JSON },
     { "timeout", required_argument, 0, OPT_TIMEOUT },
     { "resume", no_argument, 0, OPT_RESUME },
+    { "check", no_argument, 0, OPT_CHECK },
     { "quiet", no_argument, 0, 'q' },
     { "verbose", no_argument, 0, 'v' },
     { "help", no_argument, 0, 'h' },
@@ -238,6 +245,9 @@ static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err,
         break;
     case OPT_RESUME:
         o->flags |= P2PBCAST_RESUME;
+        break;
+    case OPT_CHECK:
+        o->flags |= P2PBCAST_CHECK;
         break;
     case OPT_JSON:
         o->json_path = arg;

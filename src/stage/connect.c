@@ -211,6 +211,7 @@ int pb_phase_connect(struct stage *st)
         st->peers = malloc(((size_t)bi->nleaders + 4) * sizeof *st->peers);
         if (st->peers) {
             npeers = pb_plan_partners(&st->plan, bi->root_leader, bi->nleaders, bi->leader, st->peers);
+            st->npeers = npeers;
             check_fd_limit(st, npeers, &mine);
         }
     }

@@ -91,12 +91,17 @@ static void root_choose_transport(struct stage *st, const struct pb_verbs_fit *f
     int nok = 0;
     for (int i = 0; i < bi->nleaders; i++)
         nok += fits[i].ok != 0;
-    if (nok == bi->nleaders)
+    if (nok == bi->nleaders) {
+        snprintf(st->tp_why, sizeof st->tp_why, "auto: every node can use verbs");
         return;
+    }
     snprintf(c->transport, sizeof c->transport, "tcp");
     if (!st->o.chunk_size && strcmp(st->meta.transport, "tcp"))
         c->chunk = pb_meta_choose_chunk(st, st->meta.size, "tcp", st->plan.schedule);
+    snprintf(st->tp_why, sizeof st->tp_why, "auto: verbs cannot be used on %d of %d nodes", bi->nleaders - nok,
+             bi->nleaders);
     if (nok == 0) {
+        snprintf(st->tp_why, sizeof st->tp_why, "auto: no node can use verbs: %.200s", fits[bi->root_leader].why);
         if (st->verbose)
             fprintf(stderr, "p2pbcast: transport auto: tcp (no node can use verbs: %s)\n", fits[bi->root_leader].why);
         return;
@@ -151,11 +156,13 @@ int pb_phase_transport(struct stage *st)
 {
     const struct pb_boot_info *bi = st->bi;
     int is_auto = st->meta.negotiate;
+    snprintf(st->tp_why, sizeof st->tp_why, "--transport %s", st->meta.transport);
     if (!is_auto && strcmp(st->meta.transport, "verbs"))
         return 0; /* tcp or mpi, asked for by name */
     struct pb_verbs_fit fit = { 0 };
     if (bi->is_leader)
         probe_verbs(st, &fit);
+    st->vfit = fit;
     int rc;
     if (!is_auto) { /* every node that cannot is named, status 5 */
         struct pb_vote mine = { 0 };

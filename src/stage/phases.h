@@ -55,6 +55,9 @@ struct stage {
     struct pb_source src;
     /* 1b. --source-shared: every leader reads its share (plan: allgather) */
     int shared;
+    /* 1c. the transport: this leader's verbs answer; why the root chose */
+    struct pb_verbs_fit vfit;
+    char tp_why[256];
     /* 2. where this node writes */
     char dpath[PATH_MAX];
     char probe[PATH_MAX]; /* our shared-DEST probe file, removed at the end */
@@ -72,11 +75,15 @@ struct stage {
     size_t pool_len, slot_size;
     int pool_placed; /* allocated by topo.c, near a device */
     int *peers;
+    int npeers;
     struct pb_transport *tp;
     int pool_in_use; /* a closed transport left requests into the pool */
     /* 5. the transfer */
     struct pb_engine *eng;
     struct pb_progress prog;
+    /* --check (check.c) */
+    uint64_t dest_free;
+    int probes_answered;
     /* a directory SOURCE (dirtree_stage.c) */
     struct pb_dtree_job dtree;
 };
@@ -90,6 +97,12 @@ int pb_phase_resume(struct stage *st);     /* resume.c */
 int pb_phase_connect(struct stage *st);    /* connect.c */
 int pb_phase_transfer(struct stage *st);   /* transfer.c */
 int pb_phase_commit(struct stage *st);     /* dest.c */
+/* --check, instead of the sink, resume, transfer and commit (check.c) */
+int pb_phase_check_space(struct stage *st);
+int pb_phase_probe_links(struct stage *st);
+/* --check: the per-node table at the root (and --json); collective over
+ * the leaders, after the phases, whatever their outcome. */
+void pb_check_report(struct stage *st, int status);
 
 /* source_shared.c: bytes of SOURCE all nodes read (the plan's shares),
  * how many nodes read; with say, one -v line per node (root). */

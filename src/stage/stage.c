@@ -21,7 +21,10 @@
  *   6. commit    on a unanimous vote whose digests equal the root's, every
  *                leader renames its copy into place; otherwise every copy
  *                is discarded.
- * The root prints each node's failure, host and rank first. */
+ * The root prints each node's failure, host and rank first.
+ * --check (check.c) runs 1 to 2, then looks at DEST's free space instead of
+ * 3, and after 4 sends one message each way on every link: nothing is
+ * created under DEST. */
 #include "stage.h"
 
 #include "bootstrap.h"
@@ -128,8 +131,8 @@ static void report(struct stage *st, struct p2pbcast_result *res)
     res->chunks = st->have_plan ? st->plan.nchunks : 0;
     res->chunks_skipped = st->nskip;
     snprintf(res->transport, sizeof res->transport, "%s", st->meta.transport);
-    if (!st->root)
-        return;
+    if (!st->root || (st->o.flags & P2PBCAST_CHECK))
+        return; /* --check: pb_check_report spoke */
     struct pb_summary s = {
         .status = res->status, .source = st->source, .dest = st->dest, .transport = res->transport,
         .bytes = res->bytes, .chunk_size = res->chunk_size, .chunks = res->chunks,
@@ -173,12 +176,20 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     struct stage st;
     if (stage_begin(&st, comm, source, dest, opts, res) < 0)
         return res->status;
+    int check = !!(st.o.flags & P2PBCAST_CHECK);
     if (!pb_phase_meta(&st) && !pb_phase_manifest(&st) && !pb_phase_source_shared(&st) &&
-        !pb_phase_transport(&st) && !pb_phase_dest(&st) &&
-        !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
-        !pb_phase_connect(&st) && !pb_phase_transfer(&st))
-        pb_phase_commit(&st);
+        !pb_phase_transport(&st) && !pb_phase_dest(&st)) {
+        if (check) {
+            if (!pb_phase_check_space(&st) && !pb_phase_connect(&st))
+                pb_phase_probe_links(&st);
+        } else if (!pb_phase_open_sink(&st) && !pb_phase_resume(&st) && !pb_phase_connect(&st) &&
+                   !pb_phase_transfer(&st)) {
+            pb_phase_commit(&st);
+        }
+    }
     release(&st);
+    if (check)
+        pb_check_report(&st, st.d.code);
     report(&st, res);
     free(st.skip); /* after the report: it counts the chunks SOURCE gave */
     pb_agreement_free(&st.ag);
