@@ -17,33 +17,11 @@
 # (ONE_RANK, ONE_FAULT). Every mpirun is bounded (MPI_TIMEOUT).
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SV=$here/softverbs
-
-skip_all() { echo "1..0 # SKIP $*"; exit 0; }
-command -v "${MPIRUN:-mpirun}" >/dev/null || skip_all "mpirun not found"
-[ -e /usr/include/infiniband/verbs.h ] || skip_all "libibverbs-dev not installed"
-if [ "$(id -u)" -eq 0 ]; then
-    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
-
-SCR=$(mktemp -d /var/tmp/test_verbs_negotiate.XXXXXX)
-export SOFTVERBS_LIBDIR=$SCR/lib
-REAL_MPIRUN=$(command -v "${MPIRUN:-mpirun}")
-printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$SV/softverbs-run" "$REAL_MPIRUN" > "$SCR/mpirun"
-chmod 755 "$SCR/mpirun"
-MPIRUN=$SCR/mpirun
-MPI_TIMEOUT=${MPI_TIMEOUT:-180}
-# shellcheck source=tests/lib.sh
-. "$here/lib.sh"
-trap 'rm -rf "$SCR" "$WORK"' EXIT
+SV_TEST=test_verbs_negotiate
+# shellcheck source=tests/softverbs_lib.sh
+. "$here/softverbs_lib.sh"
 unset P2PBCAST_TRANSPORT P2PBCAST_SCHEDULE
-
 REAL_P2PBCAST=$(cd "$(dirname "$P2PBCAST")" && pwd)/$(basename "$P2PBCAST")
-[ -x "$REAL_P2PBCAST" ] || skip_all "no p2pbcast binary at $P2PBCAST"
-"$REAL_P2PBCAST" --help 2>&1 | grep -q verbs || skip_all "p2pbcast has no verbs transport"
-if ! make -s -C "$SV" O="$SOFTVERBS_LIBDIR" > "$SCR/build.log" 2>&1; then
-    echo "not ok 1 - build softverbs"; diag < "$SCR/build.log"; echo "1..1"; exit 1
-fi
 
 # The wrapper lib.sh's run() starts on every rank: the fault on ONE_RANK only.
 #   hide        the device is not listed (softverbs lists none without SOFTVERBS)

@@ -7,6 +7,7 @@
  * FILE gets the per-node table. The status is the one a real run would
  * stop with at the same point. */
 #include "bootstrap.h"
+#include "clock.h"
 #include "phases.h"
 #include "progress.h"
 
@@ -74,7 +75,7 @@ int pb_phase_check_space(struct stage *st)
 static void await_probes(struct stage *st, int npeers, unsigned char *got, struct pb_vote *mine)
 {
     char msg[496];
-    double waited = 0;
+    double until = pb_now() + st->o.timeout;
     int left = npeers;
     while (left > 0 && !mine->code) {
         struct pb_event ev[16];
@@ -97,8 +98,7 @@ static void await_probes(struct stage *st, int npeers, unsigned char *got, struc
                 left--;
             }
         }
-        waited += n == 0 ? 0.2 : 0;
-        if (left > 0 && !mine->code && (waited > st->o.timeout || (st->o.cancel && *st->o.cancel))) {
+        if (left > 0 && !mine->code && (pb_now() > until || (st->o.cancel && *st->o.cancel))) {
             for (int j = 0; j < npeers; j++)
                 if (!got[j]) {
                     snprintf(msg, sizeof msg, "no probe from %s within %.0f s", st->bi->names[st->peers[j]],
