@@ -161,6 +161,15 @@ static int parse_int(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* An integer option's value in [lo, hi]; -1 with err naming the option. */
+static int int_opt(const char *name, const char *arg, long lo, long hi, long *out, char *err, size_t errlen)
+{
+    if (parse_int(arg, lo, hi, out) == 0)
+        return 0;
+    snprintf(err, errlen, "invalid --%s '%s': expected %ld to %ld", name, arg, lo, hi);
+    return -1;
+}
+
 /* One option that takes a value or sets a flag of the library's options.
  * 0 ok, 1 not such an option, -1 bad value (err set). */
 static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err, size_t errlen)
@@ -185,10 +194,8 @@ static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err,
         }
         break;
     case OPT_SLOTS:
-        if (parse_int(arg, 4, 4096, &v)) {
-            snprintf(err, errlen, "invalid --slots '%s': expected 4 to 4096", arg);
+        if (int_opt("slots", arg, 4, 4096, &v, err, errlen))
             return -1;
-        }
         o->slots = (uint32_t)v;
         break;
     case 't':
@@ -224,17 +231,13 @@ static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err,
         o->rdma_dev = arg;
         break;
     case OPT_GID_INDEX:
-        if (parse_int(arg, 0, 255, &v)) {
-            snprintf(err, errlen, "invalid --gid-index '%s': expected 0 to 255", arg);
+        if (int_opt("gid-index", arg, 0, 255, &v, err, errlen))
             return -1;
-        }
         o->gid_index = (int)v;
         break;
     case OPT_RDMA_TCLASS:
-        if (parse_int(arg, 0, 255, &v)) {
-            snprintf(err, errlen, "invalid --rdma-tclass '%s': expected 0 to 255", arg);
+        if (int_opt("rdma-tclass", arg, 0, 255, &v, err, errlen))
             return -1;
-        }
         o->rdma_tclass = (int)v;
         break;
     case 'f':
