@@ -93,6 +93,25 @@ st=$?
 copies_ok || st=1
 ok $st "auto, every rank has the device: verbs, no warning ($rcs)"
 
+# 1b. The preflight over verbs: all ready, then no device on rank 2.
+run 4 --per-rank --check "$SCR/src" "$D/c.%r"
+st=0
+[ "$rcs" = "0x4 " ] || { echo "rank statuses: $rcs (want 0x4)" | diag; st=1; }
+echo "$out" | grep -q '^p2pbcast: check: all 4 nodes are ready' || { echo "not all ready" | diag; st=1; }
+echo "$out" | grep -q '^p2pbcast: check: transport verbs (auto: every node can use verbs)' || { echo "no verbs line" | diag; st=1; }
+echo "$out" | grep -Eq '^p2pbcast: check: pinned memory: up to [0-9.]+ MiB needed' || { echo "no pinned memory line" | diag; st=1; }
+echo "$out" | grep -Eq 'check: .*\(rank 0\): verbs softverbs0:1, 3 of 3 partner\(s\) answered' || { echo "root's links not probed" | diag; st=1; }
+[ $st -eq 0 ] || show
+nothing_left || st=1
+ok $st "--check over verbs, all ready: status 0, verbs and the pinned memory in the summary, nothing created ($rcs)"
+ONE_RANK=2 ONE_FAULT=hide
+run 4 --per-rank --check -t verbs "$SCR/src" "$D/c.%r"
+refused 2 'no RDMA device found'
+st=$?
+echo "$out" | grep -q 'check: FAILED (transport set-up failed): 1 of 4 node(s) not ready' || { echo "no FAILED line" | diag; st=1; }
+ok $st "--check -t verbs, no device on rank 2: status 5 naming it, nothing created ($rcs)"
+ONE_RANK=none
+
 # 2. Pinned memory. A ring of 4 with 64 KiB chunks pins the pool (512.5 KiB)
 #    once for the slots, once per partner a node sends to (the root: 3, a
 #    receiver: its successor) plus control buffers. The old set-up pinned
