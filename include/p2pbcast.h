@@ -45,7 +45,8 @@ enum p2pbcast_flags {
     P2PBCAST_QUIET = 1u << 2,    /* no progress, no summary */
     P2PBCAST_VERBOSE = 1u << 3,  /* extra detail on stderr */
     P2PBCAST_PROGRESS = 1u << 4, /* root prints progress (bar on a tty, lines otherwise) */
-    P2PBCAST_RESUME = 1u << 5    /* keep a failed run's copy; a repeated run skips what all nodes hold */
+    P2PBCAST_RESUME = 1u << 5,   /* keep a failed run's copy; a repeated run skips what all nodes hold */
+    P2PBCAST_CHECK = 1u << 6     /* preflight: every phase up to connecting and probing the links, no copy */
 };
 
 struct p2pbcast_opts {
@@ -69,6 +70,9 @@ struct p2pbcast_opts {
     /* "auto", "yes", "no": every node reads its share of SOURCE where all
      * see the same file at the same path (checked); NULL = auto. */
     const char *source_shared;
+    /* RoCE traffic class of the verbs queue pairs (0 to 255); -1 = the
+     * device's default where the kernel exposes it, else 0. */
+    int rdma_tclass;
 };
 
 struct p2pbcast_result {

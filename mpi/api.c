@@ -39,6 +39,7 @@ int p2pbcast_opts_init_sized(struct p2pbcast_opts *o, size_t size)
     struct p2pbcast_opts d;
     memset(&d, 0, sizeof d);
     d.gid_index = -1;
+    d.rdma_tclass = -1;
     d.timeout = PB_DEFAULT_TIMEOUT;
     memset(o, 0, size); /* fields newer than this library: 0 is their default */
     memcpy(o, &d, min_size(size, sizeof d));

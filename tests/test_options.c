@@ -52,6 +52,15 @@ int main(void)
     ok(parse(&c, err, ARGS("-q", "s", "d")) == 0 && (c.opts.flags & P2PBCAST_QUIET) &&
            !(c.opts.flags & P2PBCAST_PROGRESS),
        "-q turns progress off");
+    ok(parse(&c, err, ARGS("s", "d")) == 0 && c.opts.rdma_tclass == -1 && !(c.opts.flags & P2PBCAST_CHECK),
+       "no --rdma-tclass: the device's default (-1); no --check");
+    ok(parse(&c, err, ARGS("--rdma-tclass", "106", "--check", "s", "d")) == 0 && c.opts.rdma_tclass == 106 &&
+           (c.opts.flags & P2PBCAST_CHECK),
+       "--rdma-tclass 106 --check");
+    ok(parse(&c, err, ARGS("--rdma-tclass", "256", "s", "d")) < 0 && strstr(err, "--rdma-tclass"),
+       "--rdma-tclass 256 refused: %s", err);
+    ok(parse(&c, err, ARGS("-t", "tcp", "--rdma-tclass", "3", "s", "d")) < 0 && strstr(err, "verbs transport"),
+       "--rdma-tclass with -t tcp refused: %s", err);
     ok(parse(&c, err, ARGS("--help")) == 0 && c.help, "--help");
     ok(parse(&c, err, ARGS("-V")) == 0 && c.version, "-V");
     ok(parse(&c, err, ARGS("--bogus", "s", "d")) < 0 && strstr(err, "unknown option"), "unknown option: %s", err);

@@ -33,8 +33,11 @@ const char pb_usage_text[] =
     "                          random sample of every node's chunks; auto only on\n"
     "                          Lustre, GPFS, BeeGFS, CephFS, OrangeFS or one machine\n"
     "                          (not NFS); yes anywhere, failing if one cannot\n"
-    "  -t, --transport=NAME    auto, tcp, mpi or verbs (default auto: verbs where an\n"
-    "                          RDMA device is active, else tcp)\n"
+    "  -t, --transport=NAME    auto, tcp, mpi or verbs (default auto: verbs when every\n"
+    "                          node has an active RDMA port, a usable GID and the\n"
+    "                          pinned memory it needs; else tcp, with a warning\n"
+    "                          naming each node that cannot and why; verbs by name\n"
+    "                          fails with status 5 instead)\n"
     "      --tcp-if=IF|CIDR[,...]  interface names or address ranges for tcp\n"
     "                          data connections; several are used at once (rails)\n"
     "                          (default: loopback when all nodes are this host,\n"
@@ -43,10 +46,17 @@ const char pb_usage_text[] =
     "      --rdma-dev=DEV[:PORT]  RDMA device and port for verbs (default: nearest\n"
     "                          active one)\n"
     "      --gid-index=N       RoCE GID index (default: automatic)\n"
+    "      --rdma-tclass=N     RoCE traffic class, 0 to 255 (default: the device's\n"
+    "                          default where the kernel shows it, else 0)\n"
     "  -f, --force             replace an existing DEST that differs from SOURCE\n"
     "      --resume            keep a failed run's partial copy (hidden, next to\n"
     "                          DEST); run again with --resume to skip the chunks\n"
     "                          every node already holds\n"
+    "      --check             preflight: every step of a real run up to connecting\n"
+    "                          the nodes and one message each way on every link;\n"
+    "                          DEST's free space against SOURCE's size; nothing is\n"
+    "                          created under DEST; the status a real run would\n"
+    "                          stop with (0: it would start); --json gets a table\n"
     "      --per-rank          treat every rank as its own node (each writes DEST;\n"
     "                          use %h and %r in DEST)\n"
     "      --json=FILE         write a JSON report of the run to FILE (root node)\n"
@@ -83,7 +93,9 @@ enum {
     OPT_TIMEOUT,
     OPT_RESUME,
     OPT_SCHEDULE,
-    OPT_SOURCE_SHARED
+    OPT_SOURCE_SHARED,
+    OPT_RDMA_TCLASS,
+    OPT_CHECK
 };
 
 static const struct option long_opts[] = {
@@ -96,11 +108,13 @@ static const struct option long_opts[] = {
     { "tcp-if", required_argument, 0, OPT_TCP_IF },
     { "rdma-dev", required_argument, 0, OPT_RDMA_DEV },
     { "gid-index", required_argument, 0, OPT_GID_INDEX },
+    { "rdma-tclass", required_argument, 0, OPT_RDMA_TCLASS },
     { "force", no_argument, 0, 'f' },
     { "per-rank", no_argument, 0, OPT_PER_RANK },
     { "json", required_argument, 0, OPT_JSON },
     { "timeout", required_argument, 0, OPT_TIMEOUT },
     { "resume", no_argument, 0, OPT_RESUME },
+    { "check", no_argument, 0, OPT_CHECK },
     { "quiet", no_argument, 0, 'q' },
     { "verbose", no_argument, 0, 'v' },
     { "help", no_argument, 0, 'h' },
@@ -153,6 +167,15 @@ static int parse_int(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* An integer option's value in [lo, hi]; -1 with err naming the option. */
+static int int_opt(const char *name, const char *arg, long lo, long hi, long *out, char *err, size_t errlen)
+{
+    if (parse_int(arg, lo, hi, out) == 0)
+        return 0;
+    snprintf(err, errlen, "invalid --%s '%s': expected %ld to %ld", name, arg, lo, hi);
+    return -1;
+}
+
 /* One option that takes a value or sets a flag of the library's options.
  * 0 ok, 1 not such an option, -1 bad value (err set). */
 static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err, size_t errlen)
@@ -177,10 +200,8 @@ static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err,
         }
         break;
     case OPT_SLOTS:
-        if (parse_int(arg, 4, 4096, &v)) {
-            snprintf(err, errlen, "invalid --slots '%s': expected 4 to 4096", arg);
+        if (int_opt("slots", arg, 4, 4096, &v, err, errlen))
             return -1;
-        }
         o->slots = (uint32_t)v;
         break;
     case 't':
@@ -216,11 +237,14 @@ static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err,
         o->rdma_dev = arg;
         break;
     case OPT_GID_INDEX:
-        if (parse_int(arg, 0, 255, &v)) {
-            snprintf(err, errlen, "invalid --gid-index '%s': expected 0 to 255", arg);
+        if (int_opt("gid-index", arg, 0, 255, &v, err, errlen))
             return -1;
-        }
         o->gid_index = (int)v;
+        break;
+    case OPT_RDMA_TCLASS:
+        if (int_opt("rdma-tclass", arg, 0, 255, &v, err, errlen))
+            return -1;
+        o->rdma_tclass = (int)v;
         break;
     case 'f':
         o->flags |= P2PBCAST_FORCE;
@@ -230,6 +254,9 @@ static int parse_opt(int c, const char *arg, struct p2pbcast_opts *o, char *err,
         break;
     case OPT_RESUME:
         o->flags |= P2PBCAST_RESUME;
+        break;
+    case OPT_CHECK:
+        o->flags |= P2PBCAST_CHECK;
         break;
     case OPT_JSON:
         o->json_path = arg;
@@ -265,9 +292,9 @@ static int check_opts(struct p2pbcast_opts *o, int quiet, int verbose, char *err
         snprintf(err, errlen, "--tcp-if applies to the tcp transport, not '%s'", o->transport);
         return -1;
     }
-    if ((o->rdma_dev || o->gid_index >= 0) && o->transport && strcmp(o->transport, "verbs") &&
+    if ((o->rdma_dev || o->gid_index >= 0 || o->rdma_tclass >= 0) && o->transport && strcmp(o->transport, "verbs") &&
         strcmp(o->transport, "auto")) {
-        snprintf(err, errlen, "--rdma-dev/--gid-index apply to the verbs transport, not '%s'", o->transport);
+        snprintf(err, errlen, "--rdma-dev/--gid-index/--rdma-tclass apply to the verbs transport, not '%s'", o->transport);
         return -1;
     }
     return 0;

@@ -191,7 +191,7 @@ void pb_summary_print(FILE *out, const struct pb_summary *s)
     fflush(out);
 }
 
-static void json_str(FILE *f, const char *s)
+void pb_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
@@ -205,14 +205,13 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-int pb_report_json(const char *path, const struct pb_summary *s, char *err, size_t errlen)
+FILE *pb_json_create(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen)
 {
     /* A name nobody can predict, created exclusively (never through a link
      * planted in a shared directory), then renamed over PATH. */
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) {
+    if (snprintf(tmp, tmplen, "%s.tmp.XXXXXX", path) >= (int)tmplen) {
         snprintf(err, errlen, "--json path too long");
-        return -1;
+        return NULL;
     }
     int fd = mkostemp(tmp, O_CLOEXEC);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
@@ -226,19 +225,36 @@ int pb_report_json(const char *path, const struct pb_summary *s, char *err, size
         errno = e;
         f = NULL;
     }
-    if (!f) {
+    if (!f)
         snprintf(err, errlen, "cannot write JSON report '%s': %s", path, strerror(errno));
+    return f;
+}
+
+int pb_json_finish(FILE *f, const char *tmp, const char *path, char *err, size_t errlen)
+{
+    if (fclose(f) != 0 || rename(tmp, path) < 0) {
+        snprintf(err, errlen, "cannot write JSON report '%s': %s", path, strerror(errno));
+        unlink(tmp);
         return -1;
     }
+    return 0;
+}
+
+int pb_report_json(const char *path, const struct pb_summary *s, char *err, size_t errlen)
+{
+    char tmp[4096];
+    FILE *f = pb_json_create(path, tmp, sizeof tmp, err, errlen);
+    if (!f)
+        return -1;
     double rate = s->seconds > 0 && s->status == 0 ? (double)s->bytes / s->seconds : 0;
     fprintf(f, "{\n  \"version\": \"%s\",\n  \"status\": %d,\n  \"status_name\": ", P2PBCAST_VERSION, s->status);
-    json_str(f, p2pbcast_strstatus(s->status));
+    pb_json_str(f, p2pbcast_strstatus(s->status));
     fprintf(f, ",\n  \"source\": ");
-    json_str(f, s->source);
+    pb_json_str(f, s->source);
     fprintf(f, ",\n  \"dest\": ");
-    json_str(f, s->dest);
+    pb_json_str(f, s->dest);
     fprintf(f, ",\n  \"transport\": ");
-    json_str(f, s->transport);
+    pb_json_str(f, s->transport);
     fprintf(f,
             ",\n  \"bytes\": %llu,\n  \"seconds\": %.6f,\n  \"bytes_per_second_per_node\": %.0f,\n"
             "  \"nodes\": %d,\n  \"ranks\": %d,\n  \"chunk_size\": %llu,\n  \"chunks\": %llu,\n"
@@ -254,16 +270,11 @@ int pb_report_json(const char *path, const struct pb_summary *s, char *err, size
     fprintf(f, "  \"failures\": [");
     for (int i = 0; i < s->nfailures; i++) {
         fprintf(f, "%s\n    {\"node\": ", i ? "," : "");
-        json_str(f, s->failures[i].node);
+        pb_json_str(f, s->failures[i].node);
         fprintf(f, ", \"code\": %d, \"message\": ", s->failures[i].code);
-        json_str(f, s->failures[i].message);
+        pb_json_str(f, s->failures[i].message);
         fprintf(f, "}");
     }
     fprintf(f, "%s]\n}\n", s->nfailures ? "\n  " : "");
-    if (fclose(f) != 0 || rename(tmp, path) < 0) {
-        snprintf(err, errlen, "cannot write JSON report '%s': %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return pb_json_finish(f, tmp, path, err, errlen);
 }

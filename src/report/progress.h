@@ -59,6 +59,12 @@ const char *pb_fmt_count(uint64_t n, char *buf, size_t len);
 /* "1.00 GiB" style; returns buf. */
 const char *pb_fmt_bytes(uint64_t b, char *buf, size_t len);
 void pb_summary_print(FILE *out, const struct pb_summary *s);
+/* A JSON report: created under a temporary name next to path (tmp, room
+ * for path + 12), then renamed over path by pb_json_finish; NULL or -1
+ * with err. pb_json_str writes a quoted, escaped string. */
+FILE *pb_json_create(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen);
+int pb_json_finish(FILE *f, const char *tmp, const char *path, char *err, size_t errlen);
+void pb_json_str(FILE *f, const char *s);
 /* 0 ok, -1 with err. Written to a temporary name and renamed. */
 int pb_report_json(const char *path, const struct pb_summary *s, char *err, size_t errlen);
 

@@ -81,7 +81,7 @@ static void alloc_pool(struct stage *st)
     const char *tif = st->o.tcp_if;
     const char *dev = verbs ? st->o.rdma_dev : tif && !strchr(tif, '/') && !strchr(tif, ',') ? tif : NULL;
     struct pb_topo_place place;
-    st->slot_size = (size_t)((m->chunk + PB_TRAILER_SIZE + 63) / 64 * 64);
+    st->slot_size = pb_slot_size(m->chunk);
     st->pool_len = st->slot_size * m->slots;
     st->pool_placed = dev || verbs;
     if (pool_alloc_fails_here(st)) {
@@ -138,6 +138,8 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
         .tcp_if = st->o.tcp_if,
         .rdma_dev = st->o.rdma_dev,
         .gid_index = st->o.gid_index,
+        .rdma_tclass = st->o.rdma_tclass,
+        .nsend = pb_send_partners(st),
         .mpi_comm = pb_boot_leader_comm(st->boot),
         .failed_elsewhere = &elsewhere,
     };
@@ -157,6 +159,66 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
         pb_connect_close(st);
 }
 
+/* One leader's outcome of the verbs set-up, gathered at the root. */
+struct setup_answer {
+    int32_t code;
+    int32_t here; /* this leader's own set-up failed (not only another's) */
+    char why[400];
+};
+
+/* Root: fall back when only the verbs set-up failed, with one warning line
+ * naming each node whose own set-up failed and why. */
+static int32_t root_wants_tcp(const struct stage *st, const struct setup_answer *a)
+{
+    const struct pb_boot_info *bi = st->bi;
+    int failed = 0;
+    for (int i = 0; i < bi->nleaders; i++) {
+        if (a[i].code && a[i].code != P2PBCAST_ERR_TRANSPORT)
+            return 0;
+        failed += a[i].code != 0;
+    }
+    if (!failed)
+        return 0;
+    fprintf(stderr, "p2pbcast: warning: transport auto: verbs set-up failed, tcp for all %d nodes instead:",
+            bi->nleaders);
+    for (int i = 0, sep = 0; i < bi->nleaders; i++)
+        if (a[i].here)
+            fprintf(stderr, "%s %s: %s", sep++ ? ";" : "", bi->names[i], a[i].why);
+    fputc('\n', stderr);
+    return 1;
+}
+
+/* With --transport auto, a verbs set-up that failed after the nodes said
+ * they could (queue pairs that do not reach RTR or RTS, memory that cannot
+ * be pinned) is tried once more over tcp on every node, before a byte of
+ * DEST is written: the root decides from every leader's outcome and tells
+ * every rank. Any other failure goes to the phase's vote as it is. */
+static int fall_back_to_tcp(struct stage *st, int npeers, struct pb_vote *mine)
+{
+    const struct pb_boot_info *bi = st->bi;
+    struct setup_answer me = { .code = mine->code }, *all = NULL;
+    if (bi->is_leader && mine->code) {
+        me.here = !mine->secondary; /* the transport said it failed only because another node did */
+        pb_copy_str(me.why, sizeof me.why, mine->msg);
+    }
+    if (st->root)
+        all = calloc((size_t)bi->nleaders, sizeof *all);
+    int rc = bi->is_leader ? pb_agree_gather(&st->ag, &me, all, sizeof me) : 0;
+    int32_t tcp = st->root && all && rc == 0 ? root_wants_tcp(st, all) : 0;
+    free(all);
+    if (rc == 2 || (rc = pb_agree_bcast(&st->ag, &tcp, sizeof tcp)) == 2)
+        return pb_agree_interrupted(&st->ag, &st->d);
+    if (rc != 0 || !tcp)
+        return 0; /* the phase's vote says what failed */
+    snprintf(st->meta.transport, sizeof st->meta.transport, "tcp");
+    if (bi->is_leader) {
+        memset(mine, 0, sizeof *mine);
+        pb_connect_close(st);
+        connect_peers(st, npeers, mine);
+    }
+    return 0;
+}
+
 int pb_phase_connect(struct stage *st)
 {
     struct pb_vote mine = { 0 };
@@ -167,6 +229,7 @@ int pb_phase_connect(struct stage *st)
         st->peers = malloc(((size_t)bi->nleaders + 4) * sizeof *st->peers);
         if (st->peers) {
             npeers = pb_plan_partners(&st->plan, bi->root_leader, bi->nleaders, bi->leader, st->peers);
+            st->npeers = npeers;
             check_fd_limit(st, npeers, &mine);
         }
     }
@@ -186,6 +249,8 @@ int pb_phase_connect(struct stage *st)
         }
         connect_peers(st, npeers, &mine);
     }
+    if (st->meta.negotiate && !strcmp(st->meta.transport, "verbs") && (rc = fall_back_to_tcp(st, npeers, &mine)))
+        return rc;
     return pb_agree(&st->ag, &mine, &st->d, 0);
 }
 

@@ -9,22 +9,25 @@
 
 #define DEFAULT_SLOTS 8
 
-static const char *choose_transport(const struct stage *st)
+/* By name, or with auto the root's own best guess, which every node then
+ * confirms or not (negotiate.c). */
+static const char *choose_transport(struct stage *st)
 {
     const char *want = st->o.transport ? st->o.transport : "auto";
     if (strcmp(want, "auto"))
         return want;
+    st->meta.negotiate = 1;
     char why[256] = "";
     want = pb_verbs_available(why, sizeof why) ? "verbs" : "tcp";
     if (st->verbose)
-        fprintf(stderr, "p2pbcast: transport auto: %s%s%s%s\n", want, why[0] ? " (" : "", why, why[0] ? ")" : "");
+        fprintf(stderr, "p2pbcast: transport auto, the root's guess: %s%s%s%s\n", want, why[0] ? " (" : "", why, why[0] ? ")" : "");
     return want;
 }
 
 /* The schedule's rule from F and N, capped over tcp between hosts by the
  * wire time of a chunk at the root's link rate (pb_plan_choose_chunk says
  * why; measurements in bench/README.md, "Chunk size against link rate"). */
-static uint64_t choose_chunk(const struct stage *st, uint64_t size, const char *transport, int schedule)
+uint64_t pb_meta_choose_chunk(const struct stage *st, uint64_t size, const char *transport, int schedule)
 {
     const struct pb_boot_info *bi = st->bi;
     if (st->o.chunk_size) {
@@ -85,7 +88,7 @@ static void root_meta(struct stage *st)
         snprintf(m->msg, sizeof m->msg, "unknown schedule '%.64s': choose auto, ring or tree", st->o.schedule);
         return;
     }
-    m->chunk = choose_chunk(st, m->size, m->transport, m->schedule);
+    m->chunk = pb_meta_choose_chunk(st, m->size, m->transport, m->schedule);
     if (pb_boot_random(m->secret, sizeof m->secret) < 0 ||
         pb_boot_random(m->probe_nonce, sizeof m->probe_nonce) < 0) {
         m->code = P2PBCAST_ERR_INTERNAL;

@@ -30,6 +30,7 @@ struct pb_meta {
     uint32_t slots;
     int32_t schedule; /* enum pb_schedule */
     char transport[16];
+    int32_t negotiate; /* --transport auto: every node says what it can (negotiate.c) */
     uint8_t secret[16];
     uint8_t probe_nonce[8]; /* names the shared-DEST probes (visible to all) */
     char base[256]; /* SOURCE's file name, for messages */
@@ -56,6 +57,9 @@ struct stage {
     struct pb_source src;
     /* 1b. --source-shared: every leader reads its share (plan: allgather) */
     int shared;
+    /* 1c. the transport: this leader's verbs answer; why the root chose */
+    struct pb_verbs_fit vfit;
+    char tp_why[256];
     /* 2. where this node writes */
     char dpath[PATH_MAX];
     char probe[PATH_MAX]; /* our shared-DEST probe file, removed at the end */
@@ -74,23 +78,34 @@ struct stage {
     size_t pool_len, slot_size;
     int pool_placed; /* allocated by topo.c, near a device */
     int *peers;
+    int npeers;
     struct pb_transport *tp;
     int pool_in_use; /* a closed transport left requests into the pool */
     /* 5. the transfer */
     struct pb_engine *eng;
     struct pb_progress prog;
+    /* --check (check.c) */
+    uint64_t dest_free;
+    int probes_answered;
     /* a directory SOURCE (dirtree_stage.c) */
     struct pb_dtree_job dtree;
 };
 
 int pb_phase_meta(struct stage *st);       /* meta.c */
 int pb_phase_source_shared(struct stage *st); /* source_shared.c */
+int pb_phase_transport(struct stage *st);  /* negotiate.c */
 int pb_phase_dest(struct stage *st);       /* dest.c */
 int pb_phase_open_sink(struct stage *st);  /* dest.c */
 int pb_phase_resume(struct stage *st);     /* resume.c */
 int pb_phase_connect(struct stage *st);    /* connect.c */
 int pb_phase_transfer(struct stage *st);   /* transfer.c */
 int pb_phase_commit(struct stage *st);     /* dest.c */
+/* --check, instead of the sink, resume, transfer and commit (check.c) */
+int pb_phase_check_space(struct stage *st);
+int pb_phase_probe_links(struct stage *st);
+/* --check: the per-node table at the root (and --json); collective over
+ * the leaders, after the phases, whatever their outcome. */
+void pb_check_report(struct stage *st, int status);
 
 /* source_shared.c: bytes of SOURCE all nodes read (the plan's shares),
  * how many nodes read; with say, one -v line per node (root). */
@@ -101,6 +116,16 @@ uint64_t pb_source_shared_report(const struct stage *st, int *readers, int say);
  * checksum received (hashes: one per chunk). 0 all equal; -1 with err naming
  * the node, the chunk and its offset. */
 int pb_source_verify(struct stage *st, const uint64_t *hashes, char *err, size_t errlen);
+/* meta.c: the default chunk for this transport and schedule (the root). */
+uint64_t pb_meta_choose_chunk(const struct stage *st, uint64_t size, const char *transport, int schedule);
+/* negotiate.c: how many partners this leader puts chunks to (each pins the
+ * slot pool once more over verbs). */
+int pb_send_partners(const struct stage *st);
+/* The pool's slot for a chunk: payload, trailer, rounded up to 64 bytes. */
+static inline size_t pb_slot_size(uint64_t chunk)
+{
+    return (size_t)((chunk + PB_TRAILER_SIZE + 63) / 64 * 64);
+}
 
 /* resume.c: after a failure with --resume, keep what this node holds. */
 void pb_resume_keep(struct stage *st);

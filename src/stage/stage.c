@@ -9,6 +9,9 @@
  *                every node leader, checked, before anything is created;
  *   1b. shared   with --source-shared (auto by default), every leader looks
  *                at SOURCE; if all see the root's file, each reads its share;
+ *   1c. transport with --transport auto, verbs only if every node can use it
+ *                (device, port, GID, pinned memory), else tcp; with verbs the
+ *                chunk fits the smallest port's largest message;
  *   2. dest      leaders expand DEST and find the nodes that share one file;
  *   3. sink      leaders open their temporary DEST file (space reserved);
  *                with --resume, the chunks every node already holds;
@@ -20,7 +23,10 @@
  *                is discarded.
  * The root prints each node's failure, host and rank first. A node busy
  * with a long local step (a walk, a staging tree, a flush) keeps the others
- * waiting with heartbeats (liveness.c): deadlines count silence only. */
+ * waiting with heartbeats (liveness.c): deadlines count silence only.
+ * --check (check.c) runs 1 to 2, then looks at DEST's free space instead of
+ * 3, and after 4 sends one message each way on every link: nothing is
+ * created under DEST. */
 #include "stage.h"
 
 #include "bootstrap.h"
@@ -65,6 +71,8 @@ static int check_inputs(const char *source, const char *dest, const struct p2pbc
         snprintf(err, errlen, "unknown --source-shared '%.32s': choose auto, yes or no", o->source_shared);
     else if (o->gid_index < -1 || o->gid_index > 255)
         snprintf(err, errlen, "GID index %d out of range (-1 to 255)", o->gid_index);
+    else if (o->rdma_tclass < -1 || o->rdma_tclass > 255)
+        snprintf(err, errlen, "RDMA traffic class %d out of range (-1 to 255)", o->rdma_tclass);
     else
         return 0;
     return -1;
@@ -128,8 +136,8 @@ static void report(struct stage *st, struct p2pbcast_result *res)
     res->chunks = st->have_plan ? st->plan.nchunks : 0;
     res->chunks_skipped = st->nskip;
     snprintf(res->transport, sizeof res->transport, "%s", st->meta.transport);
-    if (!st->root)
-        return;
+    if (!st->root || (st->o.flags & P2PBCAST_CHECK))
+        return; /* --check: pb_check_report spoke */
     struct pb_summary s = {
         .status = res->status, .source = st->source, .dest = st->dest, .transport = res->transport,
         .bytes = res->bytes, .chunk_size = res->chunk_size, .chunks = res->chunks,
@@ -174,11 +182,20 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
     struct stage st;
     if (stage_begin(&st, comm, source, dest, opts, res) < 0)
         return res->status;
-    if (!pb_phase_meta(&st) && !pb_phase_manifest(&st) && !pb_phase_source_shared(&st) && !pb_phase_dest(&st) &&
-        !pb_phase_open_sink(&st) && !pb_phase_resume(&st) &&
-        !pb_phase_connect(&st) && !pb_phase_transfer(&st))
-        pb_phase_commit(&st);
+    int check = !!(st.o.flags & P2PBCAST_CHECK);
+    if (!pb_phase_meta(&st) && !pb_phase_manifest(&st) && !pb_phase_source_shared(&st) &&
+        !pb_phase_transport(&st) && !pb_phase_dest(&st)) {
+        if (check) {
+            if (!pb_phase_check_space(&st) && !pb_phase_connect(&st))
+                pb_phase_probe_links(&st);
+        } else if (!pb_phase_open_sink(&st) && !pb_phase_resume(&st) && !pb_phase_connect(&st) &&
+                   !pb_phase_transfer(&st)) {
+            pb_phase_commit(&st);
+        }
+    }
     release(&st);
+    if (check)
+        pb_check_report(&st, st.d.code);
     report(&st, res);
     free(st.skip); /* after the report: it counts the chunks SOURCE gave */
     pb_agreement_free(&st.ag);

@@ -86,6 +86,8 @@ struct pb_transport_cfg {
     const char *tcp_if;       /* tcp: interface names or CIDRs, comma-separated */
     const char *rdma_dev;     /* verbs: device[:port] */
     int gid_index;            /* verbs: RoCE GID index, -1 automatic */
+    int rdma_tclass;          /* verbs: RoCE traffic class, -1 the device's default */
+    int nsend;                /* verbs: partners we put chunks to (each pins the pool again) */
     void *mpi_comm;           /* mpi: pointer to the leaders' MPI_Comm */
     /* Out, optional: set to 1 when open failed only because another
      * leader's set-up did (its own message names it and the reason). */
@@ -116,6 +118,7 @@ struct pb_transport {
     const struct pb_transport_ops *ops;
 };
 
+
 /* Openers. Each returns NULL and fills err (naming the peer, address or
  * device and the reason; the caller prefixes this leader's host and rank) on
  * failure. Collective over the leaders: all must call the same. */
@@ -129,6 +132,36 @@ struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, c
  * interface, or a virtual one: veth, bridge, VLAN, bond, a VM's NIC that
  * reports none). ifname gets the interface's name ("" if none). */
 uint64_t pb_tcp_link_mbit(const char *tcp_if, char *ifname, size_t ifnlen);
+
+/* What a node's verbs set-up would need, asked before choosing verbs. */
+struct pb_verbs_want {
+    const char *rdma_dev;     /* device[:port], NULL automatic */
+    int gid_index;            /* -1 automatic */
+    uint64_t slot_size;
+    uint32_t nslots;
+    int npeers, nsend;        /* partners; those we put chunks to */
+};
+
+/* What it found: the device, port and GID pb_verbs_open would take, the
+ * port's largest message, the pinned memory needed and allowed. Fixed
+ * layout (gathered at the root). */
+struct pb_verbs_fit {
+    int32_t ok;
+    int32_t roce;
+    int32_t gid_index;
+    uint32_t port;
+    uint64_t max_msg;         /* the port's max_msg_sz, 0 unknown */
+    uint64_t pin_need;
+    uint64_t pin_limit;       /* UINT64_MAX: no limit applies */
+    char dev[64];
+    char why[384];            /* ok == 0: why verbs cannot be used here */
+};
+
+/* Look at this node as pb_verbs_open would, without creating queue pairs or
+ * pinning: the device and an active port, the GID for RoCE, the pinned
+ * memory the run needs against RLIMIT_MEMLOCK. 1 when verbs can be used
+ * (as far as can be told before connecting), 0 with f->why. */
+int pb_verbs_probe(const struct pb_verbs_want *w, struct pb_verbs_fit *f);
 
 /* Is a usable RDMA device present? (false when built without verbs) */
 int pb_verbs_available(char *why, size_t whylen);

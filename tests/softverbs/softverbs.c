@@ -72,6 +72,8 @@ static void cfg_init(void)
     sv_cfg.debug = envll("SOFTVERBS_DEBUG", 0) != 0;
     sv_cfg.max_qp_wr = (int)envll("SOFTVERBS_MAX_QP_WR", SV_MAX_QP_WR);
     sv_cfg.max_cqe = (int)envll("SOFTVERBS_MAX_CQE", SV_MAX_CQE);
+    long long mm = envll("SOFTVERBS_MAX_MSG_SZ", SV_MAX_MSG);
+    sv_cfg.max_msg = mm < 1 || mm > SV_MAX_MSG ? SV_MAX_MSG : (uint32_t)mm;
     if (sv_cfg.max_qp_wr < 1 || sv_cfg.max_qp_wr > SV_MAX_QP_WR)
         sv_cfg.max_qp_wr = SV_MAX_QP_WR;
     if (sv_cfg.max_cqe < 1 || sv_cfg.max_cqe > SV_MAX_CQE)
@@ -743,7 +745,7 @@ static void port_fill(struct ibv_port_attr *pa)
     pa->active_mtu = sv_cfg.roce ? IBV_MTU_1024 : IBV_MTU_4096;
     pa->gid_tbl_len = gid_tbl_len();
     pa->port_cap_flags = sv_cfg.roce ? 0 : IBV_PORT_CM_SUP;
-    pa->max_msg_sz = SV_MAX_MSG;
+    pa->max_msg_sz = sv_cfg.max_msg;
     pa->pkey_tbl_len = 1;
     pa->lid = sv_cfg.roce ? 0 : sv_cfg.lid;
     pa->sm_lid = sv_cfg.roce ? 0 : 1;
@@ -1590,7 +1592,7 @@ static int op_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_
         uint64_t len = 0;
         for (int i = 0; i < wr->num_sge; i++)
             len += wr->sg_list[i].length;
-        if (len > SV_MAX_MSG || ((wr->send_flags & IBV_SEND_INLINE) && len > q->cap.max_inline_data)) {
+        if (len > sv_cfg.max_msg || ((wr->send_flags & IBV_SEND_INLINE) && len > q->cap.max_inline_data)) {
             rc = EINVAL;
             break;
         }

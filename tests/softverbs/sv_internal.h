@@ -33,6 +33,7 @@ struct sv_cfg {
     unsigned max_timeout_ms; /* SOFTVERBS_MAX_TIMEOUT_MS: cap of one transport timeout */
     int debug;            /* SOFTVERBS_DEBUG */
     int max_qp_wr;        /* SOFTVERBS_MAX_QP_WR: device limit, to stress queue accounting */
+    uint32_t max_msg;     /* SOFTVERBS_MAX_MSG_SZ: the port's max_msg_sz, enforced at post_send */
     int max_cqe;          /* SOFTVERBS_MAX_CQE */
 };
 extern struct sv_cfg sv_cfg;

@@ -16,6 +16,7 @@
 #include "transport.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* PB_FORCE_NO_VERBS lets a test build the without-verbs variant even where
  * rdma-core is installed (config.h would define HAVE_VERBS). */
@@ -36,6 +37,14 @@ int pb_verbs_available(char *why, size_t whylen)
     return 0;
 }
 
+int pb_verbs_probe(const struct pb_verbs_want *w, struct pb_verbs_fit *f)
+{
+    (void)w;
+    memset(f, 0, sizeof *f);
+    pb_verbs_available(f->why, sizeof f->why);
+    return 0;
+}
+
 #else /* HAVE_VERBS && !PB_FORCE_NO_VERBS */
 
 #include <arpa/inet.h>
@@ -52,6 +61,7 @@ int pb_verbs_available(char *why, size_t whylen)
 #include <unistd.h>
 
 #include "topo.h"
+#include "verbs_limits.h"
 #include "verbs_wire.h"
 
 #define PEND_MAX 64     /* events waiting for the next poll (errors mostly) */
@@ -95,6 +105,9 @@ struct vt {
     int *slot_owner;           /* per slot: link index of the grantee, -1 none */
     uint8_t secret[16];
     size_t reg_bytes;          /* registered so far, for messages */
+    struct pb_verbs_pin pin;   /* what the whole run will register (verbs_limits.h) */
+    int nsend;                 /* partners we put chunks to (cfg->nsend) */
+    int tclass;                /* RoCE traffic class of every QP */
     void *pool;
     size_t pool_len;
     uint32_t nslots;
@@ -467,59 +480,19 @@ static int create_cq(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t w
     return 0;
 }
 
-/* Whether this process has CAP_IPC_LOCK in its effective set (bit 14 of
- * CapEff in /proc/self/status): then RLIMIT_MEMLOCK does not limit what it
- * may pin. -1: unknown. */
-static int has_cap_ipc_lock(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return -1;
-    char line[256];
-    int r = -1;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long long eff;
-        if (sscanf(line, "CapEff: %llx", &eff) == 1) {
-            r = (eff >> 14) & 1; /* CAP_IPC_LOCK */
-            break;
-        }
-    }
-    fclose(f);
-    return r;
-}
-
-/* n bytes for a message: "512 B", "12.0 KiB", "4.00 MiB", "1.50 GiB". */
-struct sz {
-    char s[24];
-};
-static struct sz size_str(unsigned long long n)
-{
-    struct sz r;
-    if (n < 1024)
-        snprintf(r.s, sizeof r.s, "%llu B", n);
-    else if (n < 1048576)
-        snprintf(r.s, sizeof r.s, "%.1f KiB", n / 1024.0);
-    else if (n < 1073741824ull)
-        snprintf(r.s, sizeof r.s, "%.2f MiB", n / 1048576.0);
-    else
-        snprintf(r.s, sizeof r.s, "%.2f GiB", n / 1073741824.0);
-    return r;
-}
-
 /* Why a registration of len bytes failed (errno e). memlock is blamed only
  * when it can be the cause: a finite limit below what this process needs
- * pinned (what it registered so far plus this request, and at least the
- * pool, the descriptor table and every peer's control buffers), and no
- * CAP_IPC_LOCK. */
+ * pinned (what it registered so far plus this request, and at least what
+ * the whole run registers, t->pin), and no CAP_IPC_LOCK. */
 static void reg_error(struct vt *t, const char *what, size_t len, int e, char *why, size_t wl)
 {
     size_t dlen = (size_t)t->nslots * PB_VW_MSG_SIZE;
-    size_t base = t->pool_len + dlen + t->ctrl_len;
+    size_t base = t->pin.total ? (size_t)t->pin.total : t->pool_len + dlen + t->ctrl_len;
     size_t need = t->reg_bytes + len > base ? t->reg_bytes + len : base;
     snprintf(why, wl, "cannot register %s (%s) with %s: %s; registered before: %s (pool %s, control buffers %s, "
              "descriptors %s)",
-             what, size_str(len).s, t->devname, strerror(e), size_str(t->reg_bytes).s, size_str(t->pool_len).s,
-             size_str(t->ctrl_len).s, size_str(dlen).s);
+             what, pb_verbs_size_str(len).s, t->devname, strerror(e), pb_verbs_size_str(t->reg_bytes).s, pb_verbs_size_str(t->pool_len).s,
+             pb_verbs_size_str(t->ctrl_len).s, pb_verbs_size_str(dlen).s);
     size_t n = strlen(why);
     if (n + 1 >= wl || (e != ENOMEM && e != EAGAIN && e != EPERM))
         return;
@@ -527,21 +500,25 @@ static void reg_error(struct vt *t, const char *what, size_t len, int e, char *w
     wl -= n;
     const char *other = "the device's or the system's pinning limits";
     struct rlimit rl;
-    int cap = has_cap_ipc_lock();
+    int cap = pb_verbs_has_cap_ipc_lock();
     if (cap == 1)
         snprintf(why, wl, "; not memlock (this process has CAP_IPC_LOCK): %s", other);
     else if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0)
-        snprintf(why, wl, "; ulimit -l (memlock) must be unlimited or exceed %s, or %s", size_str(need).s, other);
+        snprintf(why, wl, "; ulimit -l (memlock) must be unlimited or exceed %s, or %s", pb_verbs_size_str(need).s, other);
     else if (rl.rlim_cur == RLIM_INFINITY)
         snprintf(why, wl, "; not memlock (ulimit -l is unlimited): %s", other);
     else if (rl.rlim_cur >= need)
-        snprintf(why, wl, "; not memlock (ulimit -l is %s, above the %s needed): %s", size_str(rl.rlim_cur).s,
-                 size_str(need).s, other);
+        snprintf(why, wl, "; not memlock (ulimit -l is %s, above the %s needed): %s", pb_verbs_size_str(rl.rlim_cur).s,
+                 pb_verbs_size_str(need).s, other);
     else
         snprintf(why, wl,
                  "; check `ulimit -l` (memlock, now %s): it must be unlimited or exceed %s "
                  "(limits.conf, Slurm PropagateResourceLimits)",
-                 size_str(rl.rlim_cur).s, size_str(need).s);
+                 pb_verbs_size_str(rl.rlim_cur).s, pb_verbs_size_str(need).s);
+    n = strlen(why);
+    if (t->pin.total && n + 1 < wl)
+        snprintf(why + n, wl - n, "; this node pins %s in all (the slot pool %d times: once for the slots it "
+                 "grants, once per partner it sends to)", pb_verbs_size_str(t->pin.total).s, 1 + t->pin.nsend);
 }
 
 /* Register len bytes at addr in pd; counts what is registered. */
@@ -680,39 +657,63 @@ static int create_links(struct vt *t, const struct pb_transport_cfg *cfg, uint32
     return 0;
 }
 
-/* Everything local: device, memory, queue pairs in INIT with receives posted. */
 /* The pool and the descriptor table are registered per peer later (at a
- * grant, at the first put), where a failure reaches the user only as a
- * short event. Pin both once now, then let go: what cannot be pinned at
- * all (a low memlock limit, a device limit) fails the set-up here, on
+ * grant, at the first put to each partner we send to), where a failure
+ * reaches the user only as a short event mid-transfer. Pin now what the
+ * run will pin (t->pin: the pool once for the slots and once per partner
+ * we send to, every registration counts), then let go: what cannot be
+ * pinned (a low memlock limit, a device limit) fails the set-up here, on
  * every leader, with the whole reason (reg_error). */
 static int probe_pinning(struct vt *t, char *why, size_t wl)
 {
     if (t->npeers == 0 || t->pool_len == 0)
         return 0;
     struct ibv_pd *pd = t->links[0].pd;
-    struct ibv_mr *p = reg(t, pd, t->pool, t->pool_len, IBV_ACCESS_LOCAL_WRITE, "the slot pool", why, wl);
-    struct ibv_mr *d = p ? reg(t, pd, t->desc_table, (size_t)t->nslots * PB_VW_MSG_SIZE, IBV_ACCESS_LOCAL_WRITE,
-                               "the descriptor table", why, wl)
-                         : NULL;
-    if (d) {
-        ibv_dereg_mr(d);
-        t->reg_bytes -= (size_t)t->nslots * PB_VW_MSG_SIZE;
+    int npool = 1 + t->nsend, n = 0, ok = 1;
+    struct ibv_mr **mr = calloc((size_t)npool + 1, sizeof *mr);
+    if (!mr) {
+        snprintf(why, wl, "out of memory");
+        return -1;
     }
-    if (p) {
-        ibv_dereg_mr(p);
-        t->reg_bytes -= t->pool_len;
-    }
-    return d ? 0 : -1;
+    for (; ok && n < npool; n++)
+        ok = (mr[n] = reg(t, pd, t->pool, t->pool_len, IBV_ACCESS_LOCAL_WRITE, "the slot pool", why, wl)) != NULL;
+    if (ok)
+        ok = (mr[n++] = reg(t, pd, t->desc_table, (size_t)t->nslots * PB_VW_MSG_SIZE, IBV_ACCESS_LOCAL_WRITE,
+                            "the descriptor table", why, wl)) != NULL;
+    for (int i = 0; i < n; i++)
+        if (mr[i]) {
+            t->reg_bytes -= mr[i]->length;
+            ibv_dereg_mr(mr[i]);
+        }
+    free(mr);
+    return ok ? 0 : -1;
 }
 
+/* What the run will pin, and whether one put (a slot) fits in one message
+ * of this port: both must hold before a byte moves. */
+static int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
+{
+    t->nsend = cfg->nsend < t->npeers ? cfg->nsend : t->npeers;
+    pb_verbs_pin_need(t->slot_size, t->nslots, t->ctrl_len, t->nsend, &t->pin);
+    t->tclass = pb_verbs_tclass(t->devname, t->port, cfg->rdma_tclass);
+    if (t->pattr.max_msg_sz && t->slot_size > t->pattr.max_msg_sz) {
+        snprintf(why, wl,
+                 "a slot of %zu bytes (chunk and trailer) exceeds the largest message of %s port %u (max_msg_sz "
+                 "%u bytes): use a smaller --chunk-size",
+                 t->slot_size, t->devname, t->port, t->pattr.max_msg_sz);
+        return -1;
+    }
+    return pb_verbs_check_pin(&t->pin, t->devname, why, wl);
+}
+
+/* Everything local: device, memory, queue pairs in INIT with receives posted. */
 static int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
 {
     uint32_t sq, rq;
     if (open_device(t, cfg->rdma_dev, why, wl) != 0 || choose_gid(t, cfg->gid_index, why, wl) != 0 ||
         size_queues(t, &sq, &rq, why, wl) != 0 || create_cq(t, sq, rq, why, wl) != 0 ||
-        alloc_memory(t, sq, rq, why, wl) != 0 || create_links(t, cfg, sq, rq, why, wl) != 0 ||
-        probe_pinning(t, why, wl) != 0)
+        alloc_memory(t, sq, rq, why, wl) != 0 || check_limits(t, cfg, why, wl) != 0 ||
+        create_links(t, cfg, sq, rq, why, wl) != 0 || probe_pinning(t, why, wl) != 0)
         return -1;
     return 0;
 }
@@ -759,6 +760,7 @@ static int connect_link(struct vt *t, struct vlink *L, const struct pb_vw_info *
         memcpy(a.ah_attr.grh.dgid.raw, pi->gid, 16);
         a.ah_attr.grh.sgid_index = (uint8_t)t->gid_index;
         a.ah_attr.grh.hop_limit = 64;
+        a.ah_attr.grh.traffic_class = (uint8_t)t->tclass;
     }
     int rc = ibv_modify_qp(L->qp, &a,
                            IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
@@ -1492,6 +1494,45 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
     finish_open(t, cfg, x.bytes);
     xround_free(&x);
     return &t->base;
+}
+
+/* The probe's answers from the device and port open_device chose. */
+static void fill_fit(const struct vt *t, const struct pb_verbs_pin *pin, struct pb_verbs_fit *f)
+{
+    snprintf(f->dev, sizeof f->dev, "%s", t->devname);
+    f->port = t->port;
+    f->roce = t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET;
+    f->gid_index = t->use_grh ? t->gid_index : -1;
+    f->max_msg = t->pattr.max_msg_sz;
+    f->pin_need = pin->total;
+    f->pin_limit = pb_verbs_pin_limit();
+}
+
+int pb_verbs_probe(const struct pb_verbs_want *w, struct pb_verbs_fit *f)
+{
+    memset(f, 0, sizeof *f);
+    struct vt *t = calloc(1, sizeof *t);
+    if (!t) {
+        snprintf(f->why, sizeof f->why, "out of memory");
+        return 0;
+    }
+    t->nslots = w->nslots;
+    t->npeers = w->npeers;
+    t->slot_size = (size_t)w->slot_size;
+    uint32_t sq = 0, rq = 0;
+    char *why = f->why;
+    size_t wl = sizeof f->why;
+    if (open_device(t, w->rdma_dev, why, wl) == 0 && choose_gid(t, w->gid_index, why, wl) == 0 &&
+        size_queues(t, &sq, &rq, why, wl) == 0) {
+        struct pb_verbs_pin pin;
+        pb_verbs_pin_need(w->slot_size, w->nslots, (uint64_t)w->npeers * (sq + rq) * PB_VW_CTRL_SIZE,
+                          w->nsend < w->npeers ? w->nsend : w->npeers, &pin);
+        fill_fit(t, &pin, f);
+        f->ok = pb_verbs_check_pin(&pin, t->devname, why, wl) == 0;
+    }
+    t->npeers = 0; /* no links were made */
+    destroy(t);
+    return f->ok;
 }
 
 int pb_verbs_available(char *why, size_t whylen)
