@@ -23,7 +23,8 @@ status=0
 step() { echo; echo "=== $*"; }
 
 UNIT="tests/test_plan tests/test_options tests/test_wire tests/test_engine_sim tests/test_sink \
-tests/test_verbs_wire tests/test_topo tests/test_verbs_nodevice tests/test_verbs_noverbs tests/test_manifest"
+tests/test_verbs_wire tests/test_topo tests/test_verbs_nodevice tests/test_verbs_noverbs tests/test_manifest \
+tests/test_rails tests/test_source_check tests/test_rmtree tests/test_old_name tests/test_space"
 
 step "make check (gcc, -Werror)"
 make -s check -j1 || status=1
