@@ -81,7 +81,8 @@ for t in $targets; do
     case $t in
     wire)
         build fuzz_wire "$here/fuzz_wire.c" "$top/src/transport/tcp/tcp_wire.c" "$top/src/transport/verbs/verbs_wire.c" \
-            "$top/src/core/digest.c" "$top/src/core/plan.c" "$top/src/core/plan_tree.c" "$top/src/core/plan_shared.c" -- -lxxhash ;;
+            "$top/src/core/digest.c" "$top/src/core/plan.c" "$top/src/core/schedule.c" "$top/src/core/sched_ring.c" \
+            "$top/src/core/sched_tree.c" "$top/src/core/sched_shared.c" "$top/src/core/engine.c" -- -lxxhash ;;
     cli)
         build fuzz_cli "$here/fuzz_cli.c" "$top/src/cli/options.c" "$top/src/files/dest_path.c" -- ;;
     manifest)
