@@ -1,31 +1,19 @@
-/* api.c — the public API (include/p2pbcast.h): defaults, status names, and
- * p2pbcast_file() over an MPI communicator. */
+/* api.c — the public API (include/p2pbcast.h): defaults and status names
+ * (from src/common/defaults.c), and p2pbcast_file() over an MPI
+ * communicator. */
 #include "p2pbcast.h"
 
+#include "defaults.h"
 #include "stage.h"
-
-#include <string.h>
 
 void p2pbcast_opts_init(struct p2pbcast_opts *o)
 {
-    memset(o, 0, sizeof *o);
-    o->struct_size = sizeof *o;
-    o->gid_index = -1;
-    o->timeout = PB_DEFAULT_TIMEOUT;
+    pb_opts_defaults(o);
 }
 
 const char *p2pbcast_strstatus(int s)
 {
-    switch (s) {
-    case P2PBCAST_OK: return "success";
-    case P2PBCAST_ERR_TRANSFER: return "transfer failed";
-    case P2PBCAST_ERR_USAGE: return "usage error";
-    case P2PBCAST_ERR_SOURCE: return "SOURCE error";
-    case P2PBCAST_ERR_DEST: return "DEST error";
-    case P2PBCAST_ERR_TRANSPORT: return "transport set-up failed";
-    case P2PBCAST_ERR_INTERNAL: return "internal error";
-    default: return "unknown status";
-    }
+    return pb_status_name(s);
 }
 
 int p2pbcast_file(MPI_Comm comm, const char *source, const char *dest, const struct p2pbcast_opts *opts,

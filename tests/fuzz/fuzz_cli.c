@@ -28,19 +28,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "defaults.h"
 #include "dest_path.h"
 #include "options.h"
 
 #include "fuzz_check.h"
 
-/* options.c calls this; the real one is in stage.c, which needs MPI. Keep in
- * step with src/stage.c. */
+/* options.c calls this; the real one is in mpi/api.c, which needs MPI. Both
+ * take the defaults from src/common/defaults.c. */
 void p2pbcast_opts_init(struct p2pbcast_opts *o)
 {
-    memset(o, 0, sizeof *o);
-    o->struct_size = sizeof *o;
-    o->gid_index = -1;
-    o->timeout = 60.0;
+    pb_opts_defaults(o);
 }
 
 #define MAXARGS 40
