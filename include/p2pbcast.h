@@ -3,8 +3,17 @@
  * Public C API. Every rank of the communicator calls p2pbcast_file() with the
  * same arguments (collective); the root reads SOURCE and every node (or every
  * rank, with P2PBCAST_PER_RANK) ends up with a verified copy at DEST.
- * The options struct carries its own size so fields can be appended later
- * (e.g. for a memory-buffer broadcast) without breaking callers. */
+ *
+ * ABI: both structs carry the size the CALLER was compiled with, stamped by
+ * the macros below (sizeof in the caller's own translation unit), so fields
+ * can be appended later without breaking programs built against an older or
+ * a newer header. The library reads and writes only the bytes both sides
+ * know; options it does not know must be zero (fields appended later have 0
+ * as their default), else p2pbcast_file() refuses them (P2PBCAST_ERR_USAGE,
+ * naming them). Symbols are versioned (P2PBCAST_0.1 is the first interface,
+ * P2PBCAST_0.2 the sized one); programs built before the sizes existed keep
+ * working with the first (0.1.0) layouts, and the options appended since
+ * (cancel, schedule, source_shared) are ignored for them until rebuilt. */
 #ifndef P2PBCAST_H
 #define P2PBCAST_H
 
@@ -40,7 +49,7 @@ enum p2pbcast_flags {
 };
 
 struct p2pbcast_opts {
-    size_t struct_size;      /* sizeof(struct p2pbcast_opts), set by _init */
+    size_t struct_size;      /* the caller's sizeof(struct p2pbcast_opts), set by _init */
     int root;                /* rank that reads SOURCE (default 0) */
     uint64_t chunk_size;     /* bytes; 0 = chosen from file size and node count */
     uint32_t slots;          /* receive slots per node; 0 = default */
@@ -63,6 +72,7 @@ struct p2pbcast_opts {
 };
 
 struct p2pbcast_result {
+    size_t struct_size;      /* set by the library: the bytes of this struct it filled */
     int status;              /* enum p2pbcast_status, the same on every rank */
     uint64_t bytes;          /* file size */
     double seconds;          /* wall time of the transfer, set-up included */
@@ -75,13 +85,24 @@ struct p2pbcast_result {
     uint64_t chunks_skipped; /* --resume: chunks every node already held */
 };
 
-/* Fill opts with defaults. */
-void p2pbcast_opts_init(struct p2pbcast_opts *opts);
+/* Fill opts with defaults; size is the caller's sizeof(struct p2pbcast_opts)
+ * (the macro passes it). Returns 0, or P2PBCAST_ERR_USAGE when size is
+ * smaller than the first published struct. */
+int p2pbcast_opts_init_sized(struct p2pbcast_opts *opts, size_t size);
+#define p2pbcast_opts_init(opts) ((void)p2pbcast_opts_init_sized((opts), sizeof(struct p2pbcast_opts)))
 
 /* Collective over comm. Returns the status, identical on every rank. DEST may
- * contain %h (host name) and %r (rank) placeholders; %% is a literal %. */
-int p2pbcast_file(MPI_Comm comm, const char *source, const char *dest,
-                  const struct p2pbcast_opts *opts, struct p2pbcast_result *result);
+ * contain %h (host name) and %r (rank) placeholders; %% is a literal %.
+ * opts NULL: the defaults; result may be NULL. result_size is the caller's
+ * sizeof(struct p2pbcast_result) (the macro passes it). */
+int p2pbcast_file_sized(MPI_Comm comm, const char *source, const char *dest, const struct p2pbcast_opts *opts,
+                        struct p2pbcast_result *result, size_t result_size);
+#define p2pbcast_file(comm, source, dest, opts, result) \
+    p2pbcast_file_sized((comm), (source), (dest), (opts), (result), sizeof(struct p2pbcast_result))
+
+/* The library's version ("0.1.0"): compare with P2PBCAST_VERSION, the
+ * header's, for a run-time check. */
+const char *p2pbcast_version(void);
 
 /* Human-readable name of a status code. */
 const char *p2pbcast_strstatus(int status);

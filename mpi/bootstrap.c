@@ -25,6 +25,7 @@
 #define UNKNOWNLEN 24 /* "node 2147483647" */
 
 struct pb_boot {
+    MPI_Comm job;      /* the caller's communicator (to end the job at start-up) */
     MPI_Comm comm;     /* dup of the caller's communicator */
     MPI_Comm leaders;  /* leaders only, MPI_COMM_NULL elsewhere */
     struct pb_boot_info info;
@@ -37,6 +38,7 @@ struct pb_boot {
     int *leader_rank;
     uint64_t *netids;
     double xchg_timeout;  /* deadline of the transports' exchange; 0: none */
+    double start_timeout; /* deadline of each start-up collective; 0: none */
     double *heard;        /* leaders: when each leader was last heard of (TAG_ALIVE) */
     double *suspect;      /* root: deadline of each leader whose link failed, 0 if none */
     void (*on_abort)(void *ctx);
@@ -51,7 +53,7 @@ struct pb_boot {
     int norphans;
 };
 
-#define TAG_ALIVE 7302 /* "still working" (a leader to the root) or "still waiting" (the root) */
+#define TAG_ALIVE 7302 /* "still working" (any leader in a long step) or "still waiting" (the root) */
 #define TAG_SUSPECT 7304 /* a leader to the root: "my link to this leader failed" */
 #define SUSPECT_GRACE 10.0 /* seconds a suspect leader has left to answer */
 
@@ -105,6 +107,27 @@ static void drain_alive(struct pb_boot *b, double now)
  * still waiting. Returns MPI_SUCCESS, an MPI error, -1 when timeout (> 0)
  * expired, or -2 when *cancel became nonzero. */
 static const volatile sig_atomic_t *wait_cancel;
+
+/* Test each request on its own, so that every finished one becomes
+ * MPI_REQUEST_NULL at once: MPI_Testall leaves them all untouched until the
+ * last one completes, and wait_live must know which leaders have answered
+ * (to tell them the root is still waiting, and to stop counting their
+ * silence). *done: all finished. */
+static int test_each(int n, MPI_Request *req, int *done)
+{
+    *done = 1;
+    for (int i = 0; i < n; i++) {
+        int flag = 1;
+        if (req[i] != MPI_REQUEST_NULL) {
+            int rc = MPI_Test(&req[i], &flag, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS)
+                return rc;
+        }
+        *done &= flag;
+    }
+    return MPI_SUCCESS;
+}
+
 static int wait_live(struct pb_boot *b, int n, MPI_Request *req, double timeout, int per_leader)
 {
     const struct pb_boot_info *in = &b->info;
@@ -113,7 +136,7 @@ static int wait_live(struct pb_boot *b, int n, MPI_Request *req, double timeout,
     double every = timeout / 3 > 1 ? timeout / 3 : 1;
     while (1) {
         int done = 0;
-        int rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
+        int rc = test_each(n, req, &done);
         if (rc != MPI_SUCCESS)
             return rc;
         if (done)
@@ -152,8 +175,47 @@ static int wait_live(struct pb_boot *b, int n, MPI_Request *req, double timeout,
 
 void pb_boot_alive(struct pb_boot *b)
 {
-    if (b->info.is_leader && b->info.leader != b->info.root_leader)
-        send_alive(b, b->info.root_leader);
+    const struct pb_boot_info *in = &b->info;
+    if (!in->is_leader)
+        return;
+    if (in->leader != in->root_leader) {
+        send_alive(b, in->root_leader);
+        return;
+    }
+    for (int i = 0; i < in->nleaders; i++)
+        if (i != in->leader)
+            send_alive(b, i);
+}
+
+/* Start-up: nothing can be agreed on before the bootstrap is up, so a
+ * collective of it that fails or misses its deadline ends the job, with
+ * status 1 (timeout, interrupted) or 6 (MPI failure). rc as wait_live's. */
+static void start_fail(struct pb_boot *b, const char *what, int rc)
+{
+    char s[MPI_MAX_ERROR_STRING] = "";
+    int l = 0;
+    if (rc > 0)
+        MPI_Error_string(rc, s, &l);
+    fprintf(stderr, "p2pbcast: error: %s (rank %d): start-up: %s: %s; aborting the job\n", b->host, b->info.rank,
+            what, rc == -1 ? "not every rank took part within the deadline" : rc == -2 ? "interrupted" : s);
+    fflush(stderr);
+    MPI_Abort(b->job, rc == -1 || rc == -2 ? 1 : 6);
+}
+
+/* Wait for a start-up collective with the liveness rules of every wait and
+ * the start-up deadline; returns only when it completed. */
+static void start_wait(struct pb_boot *b, MPI_Request *req, int n, const char *what)
+{
+    int rc = wait_live(b, n, req, b->start_timeout, 0);
+    if (rc != MPI_SUCCESS)
+        start_fail(b, what, rc);
+}
+
+/* Start a non-blocking collective, or end the job when MPI refuses. */
+static void start_posted(struct pb_boot *b, int rc, const char *what)
+{
+    if (rc != MPI_SUCCESS)
+        start_fail(b, what, rc);
 }
 static void mpi_err(int rc, const char *what, char *err, size_t errlen)
 {
@@ -184,15 +246,19 @@ static int split_nodes(struct pb_boot *b, int per_rank, char *err, size_t errlen
     MPI_Comm_size(node, &nsize);
     MPI_Comm_free(&node);
     in->is_leader = nrank == 0;
-    MPI_Allreduce(&nsize, &in->max_ranks_per_node, 1, MPI_INT, MPI_MAX, b->comm);
+    int count = in->is_leader;
+    MPI_Request r[2];
+    start_posted(b, MPI_Iallreduce(&nsize, &in->max_ranks_per_node, 1, MPI_INT, MPI_MAX, b->comm, &r[0]),
+                 "counting the nodes");
+    start_posted(b, MPI_Iallreduce(MPI_IN_PLACE, &count, 1, MPI_INT, MPI_SUM, b->comm, &r[1]), "counting the nodes");
+    start_wait(b, r, 2, "counting the nodes");
+    in->nleaders = count;
+    /* blocking: MPI has no non-blocking split; every rank is here by now */
     rc = MPI_Comm_split(b->comm, in->is_leader ? 0 : MPI_UNDEFINED, in->rank, &b->leaders);
     if (rc != MPI_SUCCESS) {
         mpi_err(rc, "forming the node-leader communicator", err, errlen);
         return -1;
     }
-    int count = in->is_leader;
-    MPI_Allreduce(MPI_IN_PLACE, &count, 1, MPI_INT, MPI_SUM, b->comm);
-    in->nleaders = count;
     in->leader = -1;
     return 0;
 }
@@ -256,6 +322,16 @@ static int name_unknown_leaders(struct pb_boot *b, size_t n)
     return 0;
 }
 
+/* Testing only: P2PBCAST_TEST_FAIL_BOOT_ALLOC_RANK=R makes the node tables'
+ * allocation fail on rank R, as if memory had run out there. */
+static int tables_fail_here(const struct pb_boot *b)
+{
+    const char *v = getenv("P2PBCAST_TEST_FAIL_BOOT_ALLOC_RANK");
+    char *end;
+    long r = v && *v ? strtol(v, &end, 10) : -1;
+    return v && *v && !*end && r == b->info.rank;
+}
+
 static int alloc_leader_tables(struct pb_boot *b, size_t n, size_t nnames)
 {
     b->leader_rank = malloc(n * sizeof *b->leader_rank);
@@ -270,40 +346,61 @@ static int alloc_leader_tables(struct pb_boot *b, size_t n, size_t nnames)
 
 /* Leaders: the root's leader index and whether every leader shares one
  * machine and network namespace (loopback reaches them all): O(log N). */
-static int find_root_and_machines(struct pb_boot *b, uint64_t netid)
+static void find_root_and_machines(struct pb_boot *b, uint64_t netid)
 {
     struct pb_boot_info *in = &b->info;
     int me = in->rank == in->root ? in->leader : -1;
     uint64_t span[2] = { netid, ~netid }; /* min of both: lowest id, ~highest id */
-    int rc = MPI_Allreduce(&me, &in->root_leader, 1, MPI_INT, MPI_MAX, b->leaders);
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Allreduce(MPI_IN_PLACE, span, 2, MPI_UINT64_T, MPI_MIN, b->leaders);
+    MPI_Request r[2];
+    start_posted(b, MPI_Iallreduce(&me, &in->root_leader, 1, MPI_INT, MPI_MAX, b->leaders, &r[0]),
+                 "finding the root's node");
+    start_posted(b, MPI_Iallreduce(MPI_IN_PLACE, span, 2, MPI_UINT64_T, MPI_MIN, b->leaders, &r[1]),
+                 "finding the root's node");
+    start_wait(b, r, 2, "finding the root's node");
     in->all_local = span[0] == ~span[1];
-    return rc;
 }
 
 #define TAG_IDENTITY 7305
 /* Leaders: every identity to the root, straight (a tree-shaped MPI_Gather
- * would pass up to N/2 of them through one leader). */
+ * would pass up to N/2 of them through one leader). A root without `all`
+ * (out of memory) receives nothing: the identities are small enough to be
+ * sent eagerly, and the start-up vote then stops everyone. -1 when the
+ * root could not take them. */
 static int gather_ids(struct pb_boot *b, const struct leader_id *me, struct leader_id *all)
 {
     const struct pb_boot_info *in = &b->info;
-    if (in->leader != in->root_leader)
-        return MPI_Send(me, (int)sizeof *me, MPI_BYTE, in->root_leader, TAG_IDENTITY, b->leaders);
-    MPI_Request *r = malloc((size_t)in->nleaders * sizeof *r);
+    if (in->leader != in->root_leader) {
+        MPI_Request r;
+        start_posted(b, MPI_Isend(me, (int)sizeof *me, MPI_BYTE, in->root_leader, TAG_IDENTITY, b->leaders, &r),
+                     "sending this node's identity to the root");
+        start_wait(b, &r, 1, "sending this node's identity to the root");
+        return 0;
+    }
+    MPI_Request *r = all ? malloc((size_t)in->nleaders * sizeof *r) : NULL;
     if (!r)
-        return MPI_ERR_NO_MEM;
+        return -1;
     for (int i = 0; i < in->nleaders; i++)
         r[i] = MPI_REQUEST_NULL;
     all[in->leader] = *me;
-    int rc = MPI_SUCCESS;
-    for (int i = 0; i < in->nleaders && rc == MPI_SUCCESS; i++)
+    for (int i = 0; i < in->nleaders; i++)
         if (i != in->leader)
-            rc = MPI_Irecv(&all[i], (int)sizeof *all, MPI_BYTE, i, TAG_IDENTITY, b->leaders, &r[i]);
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Waitall(in->nleaders, r, MPI_STATUSES_IGNORE);
+            start_posted(b, MPI_Irecv(&all[i], (int)sizeof *all, MPI_BYTE, i, TAG_IDENTITY, b->leaders, &r[i]),
+                         "gathering the node names");
+    int rc = wait_live(b, in->nleaders, r, b->start_timeout, 0);
+    if (rc == -1) {
+        int missing = 0, first = -1;
+        for (int i = 0; i < in->nleaders; i++)
+            if (r[i] != MPI_REQUEST_NULL && missing++ == 0)
+                first = i;
+        char what[160];
+        snprintf(what, sizeof what, "no identity from %d of %d nodes (the first: node %d)", missing, in->nleaders,
+                 first);
+        start_fail(b, what, rc);
+    } else if (rc != MPI_SUCCESS) {
+        start_fail(b, "gathering the node names", rc);
+    }
     free(r);
-    return rc;
+    return 0;
 }
 
 /* Leaders: the root learns every leader's identity (a gather, O(N) at the
@@ -318,69 +415,88 @@ static int name_leaders(struct pb_boot *b, char *err, size_t errlen)
     size_t n = (size_t)in->nleaders;
     struct leader_id me = { .rank = in->rank, .netid = net_identity(b->host) }, root_id;
     memcpy(me.host, b->host, HOSTLEN);
-    int rc = find_root_and_machines(b, me.netid);
+    find_root_and_machines(b, me.netid);
     int root = in->leader == in->root_leader;
+    /* A leader short of memory still takes part in every collective below,
+     * so that nobody waits for it; the start-up vote then stops everyone. */
     struct leader_id *all = root ? malloc(n * sizeof *all) : NULL;
-    if (alloc_leader_tables(b, n, root ? n : 2) != 0 || (root && !all)) {
-        free(all);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (rc == MPI_SUCCESS)
-        rc = gather_ids(b, &me, all);
+    int ok = !tables_fail_here(b) && alloc_leader_tables(b, n, root ? n : 2) == 0 && (!root || all);
+    if (gather_ids(b, &me, ok ? all : NULL) < 0)
+        ok = 0;
     root_id = me;
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Bcast(&root_id, (int)sizeof root_id, MPI_BYTE, in->root_leader, b->leaders);
-    if (rc != MPI_SUCCESS) {
-        free(all);
-        mpi_err(rc, "gathering the node names", err, errlen);
-        return -1;
-    }
-    if (root) {
+    MPI_Request r;
+    start_posted(b, MPI_Ibcast(&root_id, (int)sizeof root_id, MPI_BYTE, in->root_leader, b->leaders, &r),
+                 "learning the root's name");
+    start_wait(b, &r, 1, "learning the root's name");
+    if (ok && root) {
         for (size_t i = 0; i < n; i++)
             know_leader(b, (int)i, &all[i], b->names_buf + i * NAMELEN);
-    } else {
+    } else if (ok) {
         know_leader(b, in->leader, &me, b->names_buf);
         know_leader(b, in->root_leader, &root_id, b->names_buf + NAMELEN);
     }
     free(all);
-    in->names = b->names;
-    in->leader_rank = b->leader_rank;
-    in->netids = b->netids;
-    b->heard = calloc(n, sizeof *b->heard);
-    if (root)
-        b->suspect = calloc(n, sizeof *b->suspect);
-    if (!b->heard || (root && !b->suspect)) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
+    if (ok) {
+        in->names = b->names;
+        in->leader_rank = b->leader_rank;
+        in->netids = b->netids;
+        b->heard = calloc(n, sizeof *b->heard);
+        if (root)
+            b->suspect = calloc(n, sizeof *b->suspect);
+        ok = b->heard && (!root || b->suspect);
     }
-    return 0;
+    if (!ok)
+        snprintf(err, errlen, "out of memory for the tables of %zu nodes: %s", n, strerror(ENOMEM));
+    return ok ? 0 : -1;
 }
 
-int pb_boot_open(const void *commp, int root, int per_rank, struct pb_boot **out, char *err, size_t errlen)
+/* Every rank says whether its part of the start-up went well, and all
+ * learn the lowest rank that failed: then every rank returns -1, the one
+ * that failed after saying why on stderr, the others with err naming it. */
+static int start_vote(struct pb_boot *b, int ok, char *err, size_t errlen)
+{
+    int mine[2] = { ok ? 1 : 0, b->info.rank }, all[2] = { 0, 0 };
+    MPI_Request r;
+    start_posted(b, MPI_Iallreduce(mine, all, 1, MPI_2INT, MPI_MINLOC, b->comm, &r), "the start-up vote");
+    start_wait(b, &r, 1, "the start-up vote");
+    if (all[0])
+        return 0;
+    if (ok)
+        snprintf(err, errlen, "start-up failed on rank %d (see its message)", all[1]);
+    else
+        fprintf(stderr, "p2pbcast: error: %s (rank %d): %s\n", b->host, b->info.rank, err);
+    return -1;
+}
+
+int pb_boot_open(const void *commp, int root, int per_rank, double timeout, struct pb_boot **out, char *err,
+                 size_t errlen)
 {
     MPI_Comm comm = *(const MPI_Comm *)commp;
     struct pb_boot *b = calloc(1, sizeof *b);
-    int rc;
     if (!b) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    b->leaders = MPI_COMM_NULL;
-    if ((rc = MPI_Comm_dup(comm, &b->comm)) != MPI_SUCCESS) {
-        mpi_err(rc, "MPI_Comm_dup", err, errlen);
-        free(b);
-        return -1;
-    }
-    MPI_Comm_set_errhandler(b->comm, MPI_ERRORS_RETURN);
     struct pb_boot_info *in = &b->info;
-    MPI_Comm_rank(b->comm, &in->rank);
-    MPI_Comm_size(b->comm, &in->size);
+    b->job = comm;
+    b->leaders = MPI_COMM_NULL;
+    b->start_timeout = timeout > 0 ? 2 * timeout + 10 : 0; /* as the exchanges: start-up skew */
+    MPI_Comm_rank(comm, &in->rank);
+    MPI_Comm_size(comm, &in->size);
     if (gethostname(b->host, sizeof b->host) < 0)
         snprintf(b->host, sizeof b->host, "unknown");
     b->host[HOSTLEN - 1] = 0;
     in->host = b->host;
     in->root = root;
+    MPI_Request r;
+    int rc = MPI_Comm_idup(comm, &b->comm, &r);
+    if (rc != MPI_SUCCESS) {
+        mpi_err(rc, "MPI_Comm_idup", err, errlen);
+        free(b);
+        return -1;
+    }
+    start_wait(b, &r, 1, "duplicating the communicator");
+    MPI_Comm_set_errhandler(b->comm, MPI_ERRORS_RETURN);
     if (root < 0 || root >= in->size) {
         snprintf(err, errlen, "--root %d is out of range: this job has ranks 0 to %d", root, in->size - 1);
         if (in->rank == 0)
@@ -388,7 +504,8 @@ int pb_boot_open(const void *commp, int root, int per_rank, struct pb_boot **out
         pb_boot_close(b);
         return -1;
     }
-    if (split_nodes(b, per_rank, err, errlen) < 0 || (in->is_leader && name_leaders(b, err, errlen) < 0)) {
+    int ok = split_nodes(b, per_rank, err, errlen) == 0 && (!in->is_leader || name_leaders(b, err, errlen) == 0);
+    if (start_vote(b, ok, err, errlen) < 0) {
         pb_boot_close(b);
         return -1;
     }
@@ -687,6 +804,19 @@ int pb_boot_peer_exchange_each(void *boot, int ok, const void *mine, void *out, 
                                int npeers)
 {
     return peer_exchange(boot, ok, mine, out, len, peers, npeers, 1);
+}
+
+int pb_boot_wait_setup(void *boot, void *reqs, int n)
+{
+    struct pb_boot *b = boot;
+    double t = b->xchg_timeout > 0 ? 2 * b->xchg_timeout + 10 : 0; /* as the exchanges */
+    int rc = wait_live(b, n, reqs, t, 0);
+    if (rc == -1) {
+        fprintf(stderr, "p2pbcast: error: %s: the other nodes did not finish the connection set-up within %.0f s; "
+                        "aborting the job\n", b->info.names[b->info.leader], t);
+        pb_boot_abort(b, 5);
+    }
+    return boot_status(rc);
 }
 
 /* Leaders: learn the partners' identities from the partners themselves

@@ -30,8 +30,13 @@ struct pb_boot_info {
     int max_ranks_per_node;
 };
 
-/* comm points to an MPI_Comm (kept opaque so src/ needs no mpi.h). */
-int pb_boot_open(const void *comm, int root, int per_rank, struct pb_boot **out, char *err, size_t errlen);
+/* comm points to an MPI_Comm (kept opaque so src/ needs no mpi.h).
+ * Collective. Every collective of the start-up is bounded by a deadline
+ * derived from timeout (seconds, as --timeout; <= 0: none) and ends the job
+ * when missed; a rank that fails locally (out of memory) still takes part,
+ * and then every rank returns -1 (err says why, or names that rank). */
+int pb_boot_open(const void *comm, int root, int per_rank, double timeout, struct pb_boot **out, char *err,
+                 size_t errlen);
 const struct pb_boot_info *pb_boot_info(const struct pb_boot *b);
 
 /* All ranks: the root's len bytes to every rank. timeout in seconds (<= 0:
@@ -43,8 +48,10 @@ int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout);
  * is 1 for each leader not heard from (missing may be NULL elsewhere). */
 int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, double timeout,
                    unsigned char *missing);
-/* Leaders: tell the root this node is still working (a long flush): the
- * root's deadline for its answer counts from the last such word. */
+/* Leaders: this node is still working on a long local step (a walk, the
+ * staging tree, a flush). A leader tells the root, the root tells every
+ * leader: the deadline of a wait for that node counts from its last word.
+ * Call it from the thread that makes the MPI calls. */
 void pb_boot_alive(struct pb_boot *b);
 /* Leaders: this node's link to `leader` failed (it died, or closed after
  * its own failure). The root then waits only a short grace for its vote
@@ -64,6 +71,11 @@ int pb_boot_peer_exchange(void *boot, int ok, const void *mine, void *out, size_
  * npeers*len bytes, mine + i*len goes to peers[i]. npeers 0: the vote alone. */
 int pb_boot_peer_exchange_each(void *boot, int ok, const void *mine, void *out, size_t len, const int *peers,
                                int npeers);
+/* Leaders only: wait for n requests (MPI_Request[n]) of a collective over
+ * the leaders' communicator (the mpi transport's set-up), with the liveness
+ * rules and deadline of the exchanges. 0, 1 timeout (the job is ended), 2
+ * canceled, -1 MPI failure; on 1 and 2 the requests may complete later. */
+int pb_boot_wait_setup(void *boot, void *reqs, int n);
 /* The exchange's deadline, in seconds (--timeout); 0: wait as long as it takes. */
 void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds);
 /* Leaders only: exchange identities with the partners (mutual; the root

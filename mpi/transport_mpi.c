@@ -32,15 +32,18 @@
  * that peer's later control messages) until that many of its chunks have
  * arrived, so "done" never overtakes the data, as on a TCP stream or an RC QP.
  *
- * Polling: Open MPI makes progress only inside MPI calls and its blocking
- * waits spin. poll() therefore runs MPI_Testsome over every outstanding
- * request and, when nothing completed, sleeps with an exponential backoff
- * (POLL_MIN_US doubling up to a cap) until the timeout. While transfers have
- * recently completed the cap is short (POLL_BUSY_CAP_US), because on
- * fragmenting paths (tcp btl) the bytes only move while we call into MPI;
- * after POLL_IDLE_MS without any completion it grows to POLL_IDLE_CAP_US so
- * an idle rank costs almost nothing on a shared node. The price is up to one
- * cap of extra latency per event, small against chunks of megabytes.
+ * Polling: Open MPI (ob1) and MPICH without async progress move the bytes
+ * of a large message only inside MPI calls, and their blocking waits spin.
+ * poll() therefore runs MPI_Testsome over every outstanding request and,
+ * while any chunk is in flight (a payload sent or received, or a header in
+ * whose payload is still to be matched), keeps testing, yielding the CPU
+ * with sched_yield() between passes: the data moves at the pace of the link,
+ * not of a timer. Only when no chunk is in flight does it sleep, with an
+ * exponential backoff (POLL_MIN_US doubling up to a cap) until the timeout:
+ * short (POLL_BUSY_CAP_US) while chunks have recently completed, so the
+ * next header is seen soon, and after POLL_IDLE_MS without any completion
+ * up to POLL_IDLE_CAP_US so an idle rank costs almost nothing on a shared
+ * node.
  *
  * All calls into one transport must come from one thread at a time (MPI
  * initialised at least MPI_THREAD_SERIALIZED if that thread is not the main
@@ -57,6 +60,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -794,6 +798,31 @@ static void sleep_us(long us)
     nanosleep(&ts, NULL); /* EINTR: the caller loops anyway */
 }
 
+/* Whether a chunk's bytes may be moving now: a payload send or receive
+ * posted, or a header in whose payload is yet to be matched. MPI moves such
+ * bytes only while we call it, so poll() must not sleep then. */
+static int data_in_flight(struct mpi_transport *t)
+{
+    if (t->nprobe > 0)
+        return 1;
+    for (int i = 0; i < t->hi; i++) {
+        if (t->reqs[i] == MPI_REQUEST_NULL)
+            continue;
+        enum op_kind k = op_at(t, i)->kind;
+        if (k == OP_TX_DATA || k == OP_RX_DATA || k == OP_RX_DISCARD)
+            return 1;
+    }
+    return 0;
+}
+
+/* How long to sleep when nothing is in flight: short after recent
+ * completions, longer when the transport has been idle for a while. */
+static long idle_cap_us(const struct mpi_transport *t, double now)
+{
+    double idle = now - ((double)t->last_activity.tv_sec + t->last_activity.tv_nsec * 1e-9);
+    return idle * 1000.0 < POLL_IDLE_MS ? POLL_BUSY_CAP_US : POLL_IDLE_CAP_US;
+}
+
 static int mpi_poll(struct pb_transport *bt, struct pb_event *ev, int max, int timeout_ms)
 {
     struct mpi_transport *t = (struct mpi_transport *)bt;
@@ -805,7 +834,7 @@ static int mpi_poll(struct pb_transport *bt, struct pb_event *ev, int max, int t
     long backoff = POLL_MIN_US;
     for (;;) {
         /* Completions repost control receives, which may match at once:
-         * test again (a bounded number of times) before sleeping. */
+         * test again (a bounded number of times) before waiting. */
         for (int pass = 0; pass < 8 && t->qlen < max; pass++) {
             int n = progress(t);
             if (n < 0 && t->qlen == 0)
@@ -820,8 +849,12 @@ static int mpi_poll(struct pb_transport *bt, struct pb_event *ev, int max, int t
         double now = pb_now();
         if (deadline >= 0 && now >= deadline)
             return 0;
-        double idle = now - ((double)t->last_activity.tv_sec + t->last_activity.tv_nsec * 1e-9);
-        long cap = idle * 1000.0 < POLL_IDLE_MS ? POLL_BUSY_CAP_US : POLL_IDLE_CAP_US;
+        if (data_in_flight(t)) {
+            sched_yield(); /* busy: our calls are what moves the bytes */
+            backoff = POLL_MIN_US;
+            continue;
+        }
+        long cap = idle_cap_us(t, now);
         long us = backoff;
         if (deadline >= 0 && (deadline - now) * 1e6 < (double)us)
             us = (long)((deadline - now) * 1e6) + 1;
@@ -938,22 +971,12 @@ static int check_cfg(const struct pb_transport_cfg *cfg, const char *me, char *e
     return 0;
 }
 
-/* Our own communicator, so that no other traffic can match our tags.
- * Collective: every leader reaches it even if its own checks after it
- * fail, so nobody is left hanging in MPI_Comm_dup. */
-static int dup_comm(struct mpi_transport *t, MPI_Comm parent, const char *me, char *err, size_t errlen)
+/* The tags our slots need fit under this MPI's MPI_TAG_UB (a property of
+ * the library, the same on every leader). */
+static int check_tags(struct mpi_transport *t, MPI_Comm parent, const char *me, char *err, size_t errlen)
 {
-    int rc = MPI_Comm_dup(parent, &t->comm);
-    if (rc != MPI_SUCCESS) {
-        char s[MPI_MAX_ERROR_STRING];
-        mpi_errstr(rc, s, sizeof s);
-        snprintf(err, errlen, "%s: mpi transport: MPI_Comm_dup: %s", me, s);
-        t->comm = MPI_COMM_NULL;
-        return -1;
-    }
-    MPI_Comm_set_errhandler(t->comm, MPI_ERRORS_RETURN);
     int *tag_ub = NULL, flag = 0;
-    MPI_Comm_get_attr(t->comm, MPI_TAG_UB, &tag_ub, &flag);
+    MPI_Comm_get_attr(parent, MPI_TAG_UB, &tag_ub, &flag);
     t->tag_ub = flag && tag_ub ? *tag_ub : 32767;
     long need = (long)TAG_DATA(0) + 2L * ((long)t->nslots - 1);
     if (need > t->tag_ub) {
@@ -964,15 +987,16 @@ static int dup_comm(struct mpi_transport *t, MPI_Comm parent, const char *me, ch
     return 0;
 }
 
-/* Our peers, each with a control receive posted; slots not yet in use. */
-static int setup_peers(struct mpi_transport *t, const struct pb_transport_cfg *cfg, const char *me, char *err,
-                       size_t errlen)
+/* Our peers and receive slots; nothing posted yet. */
+static int setup_tables(struct mpi_transport *t, const struct pb_transport_cfg *cfg, const char *me, char *err,
+                        size_t errlen)
 {
     t->peer_of = malloc((size_t)t->nleaders * sizeof *t->peer_of);
     t->peers = calloc((size_t)cfg->npeers + 1, sizeof *t->peers);
     t->rs = calloc(cfg->nslots, sizeof *t->rs);
     if (!t->peer_of || !t->peers || !t->rs) {
-        snprintf(err, errlen, "%s: mpi transport: out of memory", me);
+        snprintf(err, errlen, "%s: mpi transport: out of memory for %d peers and %u slots", me, cfg->npeers,
+                 cfg->nslots);
         return -1;
     }
     for (int i = 0; i < t->nleaders; i++)
@@ -990,6 +1014,72 @@ static int setup_peers(struct mpi_transport *t, const struct pb_transport_cfg *c
     }
     for (uint32_t s = 0; s < t->nslots; s++)
         t->rs[s].hdr_idx = t->rs[s].data_idx = -1;
+    return 0;
+}
+
+/* A collective of the set-up, bounded: with the bootstrap's wait when we
+ * have one (liveness, cancel, the exchange deadline), else (standalone use)
+ * polled until cfg->timeout. 0, 1 timeout, 2 canceled, -1 MPI failure. */
+static int wait_setup(const struct pb_transport_cfg *cfg, MPI_Request *req)
+{
+    if (cfg->xchg.wait)
+        return cfg->xchg.wait(cfg->xchg.ctx, req, 1);
+    double deadline = cfg->timeout > 0 ? pb_now() + cfg->timeout : -1;
+    long us = POLL_MIN_US;
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return -1;
+        if (done)
+            return 0;
+        if (deadline >= 0 && pb_now() >= deadline)
+            return 1;
+        sleep_us(us);
+        us = us * 2 > POLL_IDLE_CAP_US ? POLL_IDLE_CAP_US : us * 2;
+    }
+}
+
+/* Every leader says whether its local set-up went well, a leader that
+ * already failed included: nobody then waits in the collectives below for
+ * one that gave up, and that one's own message (the real reason) decides.
+ * 0 all well, 1 another leader failed, 2 canceled, -1. Standalone use
+ * (no exchange given) skips the vote: a leader that failed locally then
+ * leaves the others to their timeout. */
+static int vote_setup(const struct pb_transport_cfg *cfg, int ok)
+{
+    if (!cfg->xchg.with_peers)
+        return ok ? 0 : -1;
+    return cfg->xchg.with_peers(cfg->xchg.ctx, ok, NULL, NULL, 0, NULL, 0);
+}
+
+/* Our own communicator, so that no other traffic can match our tags:
+ * MPI_Comm_idup, waited with a deadline. On 1 (timeout) or 2 (canceled)
+ * MPI may still write the new handle into t->comm later. */
+static int dup_comm(struct mpi_transport *t, const struct pb_transport_cfg *cfg, const char *me, char *err,
+                    size_t errlen)
+{
+    MPI_Request req = MPI_REQUEST_NULL;
+    int rc = MPI_Comm_idup(*(MPI_Comm *)cfg->mpi_comm, &t->comm, &req);
+    if (rc != MPI_SUCCESS) {
+        char s[MPI_MAX_ERROR_STRING];
+        mpi_errstr(rc, s, sizeof s);
+        snprintf(err, errlen, "%s: mpi transport: MPI_Comm_idup: %s", me, s);
+        t->comm = MPI_COMM_NULL;
+        return -1;
+    }
+    int w = wait_setup(cfg, &req);
+    if (w != 0) {
+        snprintf(err, errlen, "%s: mpi transport: duplicating the leaders' communicator: %s", me,
+                 w == 1 ? "the other nodes did not join in time" : w == 2 ? "interrupted" : "MPI failure");
+        return w;
+    }
+    MPI_Comm_set_errhandler(t->comm, MPI_ERRORS_RETURN);
+    return 0;
+}
+
+/* One control receive posted per peer. */
+static int post_ctrl_recvs(struct mpi_transport *t, const char *me, char *err, size_t errlen)
+{
     for (int i = 0; i < t->npeers; i++) {
         int rc = post_ctrl_recv(t, &t->peers[i]);
         if (rc != 0) {
@@ -1006,17 +1096,22 @@ static int setup_peers(struct mpi_transport *t, const struct pb_transport_cfg *c
     return 0;
 }
 
-struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+/* Before a communicator exists: only our own memory to give back. */
+static void free_tables(struct mpi_transport *t)
 {
-    char dummy[1];
-    if (!err || errlen == 0) {
-        err = dummy;
-        errlen = sizeof dummy;
-    }
-    err[0] = '\0';
-    const char *me = "?";
-    if (cfg && cfg->names && cfg->self >= 0 && cfg->self < cfg->nleaders && cfg->names[cfg->self])
-        me = cfg->names[cfg->self];
+    if (!t)
+        return;
+    free(t->peer_of);
+    free(t->peers);
+    free(t->rs);
+    free(t);
+}
+
+/* Our state, with tables, checked against MPI's tag range. NULL (err
+ * filled) when this leader cannot take part in the transfer. */
+static struct mpi_transport *new_transport(const struct pb_transport_cfg *cfg, const char *me, char *err,
+                                           size_t errlen)
+{
     if (check_cfg(cfg, me, err, errlen) < 0)
         return NULL;
     struct mpi_transport *t = calloc(1, sizeof *t);
@@ -1034,16 +1129,50 @@ struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, c
     t->names = cfg->names;
     t->verbose = cfg->verbose;
     clock_gettime(CLOCK_MONOTONIC, &t->last_activity);
-    if (dup_comm(t, *(MPI_Comm *)cfg->mpi_comm, me, err, errlen) < 0 ||
-        setup_peers(t, cfg, me, err, errlen) < 0) {
-        if (t->comm != MPI_COMM_NULL) {
-            mpi_close(&t->base); /* cancels what was posted, frees everything */
-            return NULL;
-        }
-        free(t->peer_of);
-        free(t->peers);
-        free(t->rs);
-        free(t);
+    if (check_tags(t, *(MPI_Comm *)cfg->mpi_comm, me, err, errlen) < 0 || setup_tables(t, cfg, me, err, errlen) < 0) {
+        free_tables(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Steps: local set-up, the leaders' vote (collective, every leader), our
+ * communicator (collective, bounded), the control receives. */
+struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
+{
+    char dummy[1];
+    if (!err || errlen == 0) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
+    const char *me = "?";
+    if (cfg && cfg->names && cfg->self >= 0 && cfg->self < cfg->nleaders && cfg->names[cfg->self])
+        me = cfg->names[cfg->self];
+    struct mpi_transport *t = new_transport(cfg, me, err, errlen);
+    if (!cfg)
+        return NULL;
+    int vote = vote_setup(cfg, t != NULL);
+    if (!t)
+        return NULL; /* our own reason is in err */
+    if (vote != 0) {
+        free_tables(t);
+        if (vote == 1 && cfg->failed_elsewhere)
+            *cfg->failed_elsewhere = 1;
+        snprintf(err, errlen, "mpi transport: %s",
+                 vote == 1 ? "set-up failed on another node (see its message)"
+                 : vote == 2 ? "interrupted during set-up" : "the set-up vote failed (MPI)");
+        return NULL;
+    }
+    int rc = dup_comm(t, cfg, me, err, errlen);
+    if (rc > 0)
+        return NULL; /* t stays allocated: MPI may still write t->comm */
+    if (rc < 0) {
+        free_tables(t);
+        return NULL;
+    }
+    if (post_ctrl_recvs(t, me, err, errlen) < 0) {
+        mpi_close(&t->base); /* cancels what was posted, frees everything */
         return NULL;
     }
     if (t->verbose)

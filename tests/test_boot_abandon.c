@@ -31,7 +31,7 @@ int main(int argc, char **argv)
     }
     struct pb_boot *b;
     char err[256];
-    if (pb_boot_open(&world, 0, 1, &b, err, sizeof err) < 0) {
+    if (pb_boot_open(&world, 0, 1, 10, &b, err, sizeof err) < 0) {
         fprintf(stderr, "boot: %s\n", err);
         MPI_Abort(world, 2);
     }

@@ -302,7 +302,7 @@ static void test_walk(void)
     snprintf(cmd, sizeof cmd, "%s/s", dir);
     struct pb_dtree t, out;
     char err[512];
-    int rc = pb_dtree_walk(cmd, &t, NULL, err, sizeof err);
+    int rc = pb_dtree_walk(cmd, &t, NULL, NULL, err, sizeof err);
     ok(rc == 0, "walk a directory (%s)", rc ? err : "ok");
     if (rc == 0) {
         const char *want[] = { "a", "a/empty", "a/f", "b", "b/hard", "b/link", "sparse", "x y" };
@@ -323,7 +323,7 @@ static void test_walk(void)
         pb_dtree_free(&t);
     }
     snprintf(cmd, sizeof cmd, "%s/nonexistent", dir);
-    ok(pb_dtree_walk(cmd, &t, NULL, err, sizeof err) == -1 && strstr(err, "No such file"), "missing SOURCE: %s", err);
+    ok(pb_dtree_walk(cmd, &t, NULL, NULL, err, sizeof err) == -1 && strstr(err, "No such file"), "missing SOURCE: %s", err);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     sh(cmd);
 }
@@ -341,7 +341,7 @@ static int entries(const char *dir)
 static int sink_try(const struct pb_dtree *t, const char *dest, char *err, size_t errlen)
 {
     struct pb_dtree_sink k;
-    int rc = pb_dtree_sink_open(&k, t, dest, 0, NULL, err, errlen);
+    int rc = pb_dtree_sink_open(&k, t, dest, 0, NULL, NULL, err, errlen);
     if (rc == 0)
         pb_dtree_sink_abort(&k);
     return rc;

@@ -25,6 +25,8 @@
 #ifndef P2PBCAST_DIRTREE_H
 #define P2PBCAST_DIRTREE_H
 
+#include "alive.h"
+
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,8 +75,10 @@ void pb_dtree_free(struct pb_dtree *t);
 
 /* Root: walk the directory SOURCE (never following a symbolic link) and
  * fill t; special files are skipped and counted (listed on `list` when not
- * NULL). 0 ok; -1 with err naming the path and the reason. */
-int pb_dtree_walk(const char *source, struct pb_dtree *t, FILE *list, char *err, size_t errlen);
+ * NULL). One tick of alive (may be NULL) per entry. 0 ok; -1 with err
+ * naming the path and the reason. */
+int pb_dtree_walk(const char *source, struct pb_dtree *t, FILE *list, struct pb_alive *alive, char *err,
+                  size_t errlen);
 
 /* Serialize t; *out is malloc'd. 0 ok, -1 out of memory. */
 int pb_dtree_encode(const struct pb_dtree *t, unsigned char **out, size_t *outlen);
@@ -129,9 +133,10 @@ int pb_fdcache_get(const struct pb_fdcache *c, size_t idx);
 void pb_fdcache_put(struct pb_fdcache *c, size_t idx, int fd);
 void pb_fdcache_close(struct pb_fdcache *c);
 
-/* Remove dfd/name and everything under it, never following a link. 0 ok,
- * -1 with errno of the first failure (the rest is still attempted). */
-int pb_rmtree_at(int dfd, const char *name);
+/* Remove dfd/name and everything under it, never following a link; one
+ * tick of alive (may be NULL) per entry. 0 ok, -1 with errno of the first
+ * failure (the rest is still attempted). */
+int pb_rmtree_at(int dfd, const char *name, struct pb_alive *alive);
 
 /* ---- the root's side: read the stream */
 struct pb_dtree_source {
@@ -160,17 +165,19 @@ struct pb_dtree_sink {
     char stage[NAME_MAX + 1]; /* .BASE.p2pbcast-XXXXXX in the parent, "" when none */
     struct pb_dircache dc;
     struct pb_fdcache fc;
+    struct pb_alive *alive;   /* ticked by the long loops of open, commit and abort */
 };
 /* Whether DEST_DIR (base in the directory pfd) already holds t: the same
  * entries and types, files of the same size and mtime, links to the same
  * targets (dirtree_same.c). 1 yes; 0 no, with why (the first difference). */
-int pb_dtree_same(int pfd, const char *base, const struct pb_dtree *t, char *why, size_t wl);
+int pb_dtree_same(int pfd, const char *base, const struct pb_dtree *t, struct pb_alive *alive, char *why, size_t wl);
 
 /* Check DEST_DIR (absent, the same tree, or --force), create the staging directory and
  * every entry in it with space reserved. source: the root's SOURCE (refused
- * as DEST). 0 ok; -1 with err (nothing left behind). */
+ * as DEST). alive (may be NULL): ticked per entry here and at commit. 0 ok;
+ * -1 with err (nothing left behind). */
 int pb_dtree_sink_open(struct pb_dtree_sink *k, const struct pb_dtree *t, const char *dest, int force,
-                      const struct stat *source, char *err, size_t errlen);
+                      const struct stat *source, struct pb_alive *alive, char *err, size_t errlen);
 int pb_dtree_sink_write(struct pb_dtree_sink *k, uint64_t off, const void *buf, size_t len, char *err, size_t errlen);
 /* Owners, modes and mtimes (deepest first), then flush to stable storage. */
 int pb_dtree_sink_finish(struct pb_dtree_sink *k, char *err, size_t errlen);

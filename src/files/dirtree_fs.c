@@ -117,7 +117,7 @@ void pb_fdcache_close(struct pb_fdcache *c)
 }
 
 /* Empty the directory fd (taken), removing what is inside. */
-static int empty_dir(int fd)
+static int empty_dir(int fd, struct pb_alive *alive)
 {
     DIR *d = fdopendir(fd);
     if (!d) {
@@ -131,9 +131,10 @@ static int empty_dir(int fd)
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
+        pb_alive_tick(alive);
         if (unlinkat(dirfd(d), de->d_name, 0) == 0)
             continue;
-        if ((errno == EISDIR || errno == EPERM) && pb_rmtree_at(dirfd(d), de->d_name) == 0)
+        if ((errno == EISDIR || errno == EPERM) && pb_rmtree_at(dirfd(d), de->d_name, alive) == 0)
             continue;
         if (!rc)
             first = errno;
@@ -144,7 +145,7 @@ static int empty_dir(int fd)
     return rc;
 }
 
-int pb_rmtree_at(int dfd, const char *name)
+int pb_rmtree_at(int dfd, const char *name, struct pb_alive *alive)
 {
     struct stat st;
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -159,7 +160,7 @@ int pb_rmtree_at(int dfd, const char *name)
     int fd = openat(dfd, name, DIR_FLAGS);
     if (fd < 0)
         return -1;
-    int rc = empty_dir(fd);
+    int rc = empty_dir(fd, alive);
     int e = errno;
     if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
         if (rc == 0)

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 /* Entries below dfd, not following links; stops counting past limit. */
-static size_t count_entries(int dfd, size_t limit)
+static size_t count_entries(int dfd, size_t limit, struct pb_alive *alive)
 {
     DIR *d = fdopendir(dfd);
     if (!d) {
@@ -31,9 +31,10 @@ static size_t count_entries(int dfd, size_t limit)
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         n++;
+        pb_alive_tick(alive);
         int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (sub >= 0)
-            n += count_entries(sub, limit - n);
+            n += count_entries(sub, limit - n, alive);
     }
     closedir(d);
     return n;
@@ -70,7 +71,7 @@ static int entry_differs(int dfd, const struct pb_dtree *t, const struct pb_dtre
     }
 }
 
-int pb_dtree_same(int pfd, const char *base, const struct pb_dtree *t, char *why, size_t wl)
+int pb_dtree_same(int pfd, const char *base, const struct pb_dtree *t, struct pb_alive *alive, char *why, size_t wl)
 {
     int dfd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0) {
@@ -78,13 +79,15 @@ int pb_dtree_same(int pfd, const char *base, const struct pb_dtree *t, char *why
         return 0;
     }
     char reason[128], shown[200];
-    for (size_t i = 0; i < t->n; i++)
+    for (size_t i = 0; i < t->n; i++) {
+        pb_alive_tick(alive);
         if (entry_differs(dfd, t, &t->e[i], reason, sizeof reason)) {
             snprintf(why, wl, "'%s': %s", pb_dtree_show(t->e[i].path, shown, sizeof shown), reason);
             close(dfd);
             return 0;
         }
-    if (count_entries(dfd, t->n) != t->n) { /* closes dfd */
+    }
+    if (count_entries(dfd, t->n, alive) != t->n) { /* closes dfd */
         snprintf(why, wl, "it holds entries SOURCE does not have");
         return 0;
     }

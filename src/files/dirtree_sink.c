@@ -78,7 +78,7 @@ static int check_existing(struct pb_dtree_sink *k, const struct stat *source, ch
     if (k->force)
         return 0;
     char why[400];
-    k->same = pb_dtree_same(k->pfd, k->base, k->t, why, sizeof why);
+    k->same = pb_dtree_same(k->pfd, k->base, k->t, k->alive, why, sizeof why);
     if (!k->same) {
         snprintf(err, errlen, "DEST_DIR '%s' exists and differs from SOURCE (%s): use --force to replace it", k->dest,
                  why);
@@ -109,7 +109,7 @@ static void remove_stale(struct pb_dtree_sink *k)
         if (sfd < 0)
             continue;
         if (fstat(sfd, &st) == 0 && st.st_uid == geteuid() && flock(sfd, LOCK_EX | LOCK_NB) == 0)
-            (void)pb_rmtree_at(k->pfd, e->d_name);
+            (void)pb_rmtree_at(k->pfd, e->d_name, k->alive);
         close(sfd);
     }
     closedir(d);
@@ -209,10 +209,11 @@ static int create_one(struct pb_dtree_sink *k, size_t i, struct pb_dircache *lin
 }
 
 int pb_dtree_sink_open(struct pb_dtree_sink *k, const struct pb_dtree *t, const char *dest, int force,
-                      const struct stat *source, char *err, size_t errlen)
+                      const struct stat *source, struct pb_alive *alive, char *err, size_t errlen)
 {
     memset(k, 0, sizeof *k);
     k->t = t;
+    k->alive = alive;
     k->pfd = k->sfd = -1;
     k->force = force;
     k->chown = geteuid() == 0;
@@ -230,8 +231,10 @@ int pb_dtree_sink_open(struct pb_dtree_sink *k, const struct pb_dtree *t, const 
     struct pb_dircache links;
     pb_dircache_init(&links, k->sfd);
     int rc = 0;
-    for (size_t i = 0; !rc && i < t->n; i++)
+    for (size_t i = 0; !rc && i < t->n; i++) {
+        pb_alive_tick(alive);
         rc = create_one(k, i, &links, err, errlen);
+    }
     pb_dircache_close(&links);
     if (rc) {
         pb_dtree_sink_abort(k);
@@ -351,7 +354,7 @@ int pb_dtree_sink_commit(struct pb_dtree_sink *k, char *err, size_t errlen)
         k->stage[0] = 0;
     /* The old DEST_DIR now has the staging name: removed by abort (the
      * staging directory's fd still points at the new tree, unlocked then). */
-    if (exists && pb_rmtree_at(k->pfd, k->stage) < 0)
+    if (exists && pb_rmtree_at(k->pfd, k->stage, k->alive) < 0)
         fprintf(stderr, "p2pbcast: warning: DEST_DIR '%s' replaced, but removing the old one (now '%s') failed: %s\n",
                 k->dest, k->stage, strerror(errno));
     k->stage[0] = 0;
@@ -367,7 +370,7 @@ void pb_dtree_sink_abort(struct pb_dtree_sink *k)
     pb_fdcache_close(&k->fc);
     pb_dircache_close(&k->dc);
     if (k->stage[0] && k->pfd >= 0)
-        (void)pb_rmtree_at(k->pfd, k->stage);
+        (void)pb_rmtree_at(k->pfd, k->stage, k->alive); /* a failed node still votes after this */
     k->stage[0] = 0;
     if (k->sfd >= 0)
         close(k->sfd);

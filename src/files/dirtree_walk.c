@@ -30,6 +30,7 @@ struct walk {
     const char *source;
     int srclen; /* without trailing slashes, for messages */
     FILE *list;
+    struct pb_alive *alive;
     char rel[PB_DTREE_PATH_MAX + 2];
     size_t rlen;
     int depth;
@@ -203,6 +204,7 @@ static int walk_dir(struct walk *w, int dfd);
 static int add_one(struct walk *w, int dfd, const char *name)
 {
     struct stat st;
+    pb_alive_tick(w->alive);
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return werr(w, "cannot stat", errno);
     if (S_ISREG(st.st_mode))
@@ -298,10 +300,11 @@ static int walk_dir(struct walk *w, int dfd)
     return rc;
 }
 
-int pb_dtree_walk(const char *source, struct pb_dtree *t, FILE *list, char *err, size_t errlen)
+int pb_dtree_walk(const char *source, struct pb_dtree *t, FILE *list, struct pb_alive *alive, char *err,
+                  size_t errlen)
 {
     memset(t, 0, sizeof *t);
-    struct walk w = { .t = t, .source = source, .list = list, .err = err, .errlen = errlen };
+    struct walk w = { .t = t, .source = source, .list = list, .alive = alive, .err = err, .errlen = errlen };
     w.srclen = (int)strnlen(source, PATH_MAX);
     while (w.srclen > 1 && source[w.srclen - 1] == '/')
         w.srclen--;

@@ -60,6 +60,16 @@ static void check_fd_limit(struct stage *st, int npeers, struct pb_vote *mine)
     }
 }
 
+/* Testing only: P2PBCAST_TEST_FAIL_ALLOC_RANK=R makes the slot pool's
+ * allocation fail on rank R, as if memory had run out there. */
+static int pool_alloc_fails_here(const struct stage *st)
+{
+    const char *v = getenv("P2PBCAST_TEST_FAIL_ALLOC_RANK");
+    char *end;
+    long r = v && *v ? strtol(v, &end, 10) : -1;
+    return v && *v && !*end && r == st->bi->rank;
+}
+
 /* The slot pool, and this thread, next to the network device when one is
  * named. Loading the topology costs ~0.15 s of CPU per process (PCI scan):
  * only when there is a device to be near. */
@@ -72,7 +82,10 @@ static void alloc_pool(struct stage *st)
     st->slot_size = (size_t)((m->chunk + PB_TRAILER_SIZE + 63) / 64 * 64);
     st->pool_len = st->slot_size * m->slots;
     st->pool_placed = dev || verbs;
-    if (st->pool_placed) {
+    if (pool_alloc_fails_here(st)) {
+        st->pool = NULL;
+        st->pool_placed = 0;
+    } else if (st->pool_placed) {
         st->pool = pb_topo_alloc_near(dev, st->pool_len, &place);
         if (st->pool)
             pb_topo_place_thread(dev, &place);
@@ -104,6 +117,7 @@ static struct pb_transport *open_transport(const char *name, const struct pb_tra
 static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
 {
     const struct pb_boot_info *bi = st->bi;
+    int elsewhere = 0;
     struct pb_transport_cfg tc = {
         .self = bi->leader,
         .nleaders = bi->nleaders,
@@ -115,13 +129,15 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
         .names = bi->names,
         .netids = bi->netids,
         .all_local = bi->all_local,
-        .xchg = { .with_peers = pb_boot_peer_exchange, .per_peer = pb_boot_peer_exchange_each, .ctx = st->boot },
+        .xchg = { .with_peers = pb_boot_peer_exchange, .per_peer = pb_boot_peer_exchange_each,
+                  .wait = pb_boot_wait_setup, .ctx = st->boot },
         .timeout = st->o.timeout,
         .verbose = st->verbose,
         .tcp_if = st->o.tcp_if,
         .rdma_dev = st->o.rdma_dev,
         .gid_index = st->o.gid_index,
         .mpi_comm = pb_boot_leader_comm(st->boot),
+        .failed_elsewhere = &elsewhere,
     };
     memcpy(tc.secret, st->meta.secret, sizeof tc.secret);
     pb_boot_set_exchange_timeout(st->boot, st->o.timeout);
@@ -133,8 +149,8 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
         pb_vote_set(mine, P2PBCAST_ERR_TRANSPORT, 0,
                     rc == 2 ? "interrupted while meeting the partners" : "MPI exchange with the partners failed");
     st->tp = open_transport(st->meta.transport, &tc, err, sizeof err);
-    if (!st->tp && !mine->code)
-        pb_vote_set(mine, P2PBCAST_ERR_TRANSPORT, 0, err);
+    if (!st->tp && !mine->code) /* only a consequence when another node's set-up failed */
+        pb_vote_set(mine, P2PBCAST_ERR_TRANSPORT, elsewhere, err);
     if (mine->code)
         pb_connect_close(st);
 }
@@ -160,8 +176,12 @@ int pb_phase_connect(struct stage *st)
         return rc;
     if (bi->is_leader) {
         alloc_pool(st);
-        if (!st->peers || !st->pool)
-            pb_vote_set(&mine, P2PBCAST_ERR_INTERNAL, 0, "out of memory for the slot pool");
+        if (!st->peers || !st->pool) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "out of memory for the slot pool (%zu bytes): %s", st->pool_len,
+                     strerror(ENOMEM));
+            pb_vote_set(&mine, P2PBCAST_ERR_INTERNAL, 0, msg);
+        }
         connect_peers(st, npeers, &mine);
     }
     return pb_agree(&st->ag, &mine, &st->d, 0);

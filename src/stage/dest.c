@@ -90,6 +90,20 @@ int pb_phase_dest(struct stage *st)
     return find_sharers(st);
 }
 
+/* The temporary copy with its space reserved: one posix_fallocate that can
+ * take long (emulated block by block where the filesystem lacks it). */
+struct open_job {
+    struct stage *st;
+    char *err;
+    size_t errlen;
+};
+
+static int open_step(void *arg)
+{
+    struct open_job *j = arg;
+    return pb_sink_open(&j->st->sink, j->st->dpath, &j->st->want, j->err, j->errlen);
+}
+
 int pb_phase_open_sink(struct stage *st)
 {
     if (st->dtree.on)
@@ -109,7 +123,7 @@ int pb_phase_open_sink(struct stage *st)
     struct pb_vote mine = { 0 };
     char err[512];
     if (st->writes) {
-        if (pb_sink_open(&st->sink, st->dpath, &st->want, err, sizeof err) < 0)
+        if (pb_stage_run_alive(st, open_step, &(struct open_job){ st, err, sizeof err }) < 0)
             pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
         else
             st->sink_open = 1;
@@ -122,8 +136,10 @@ int pb_phase_commit(struct stage *st)
 {
     struct pb_vote mine = { 0 };
     char err[512];
+    pb_stage_alive(st, "P2PBCAST_TEST_REMOVE_DELAY_US"); /* a tree's sink ticks it removing the tree it replaces */
     if (st->writes && (st->dtree.on ? pb_dtree_sink_commit(&st->dtree.sink, err, sizeof err)
                                    : pb_sink_commit(&st->sink, err, sizeof err)) < 0)
         pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
+    pb_stage_alive(st, NULL); /* the test delay slows this step alone */
     return pb_agree(&st->ag, &mine, &st->d, 0);
 }

@@ -56,7 +56,10 @@ int pb_dtree_root_meta(struct stage *st)
         return -1;
     }
     struct pb_dtree walked;
-    if (pb_dtree_walk(st->source, &walked, st->verbose ? stderr : NULL, err, sizeof err) < 0) {
+    int rc = pb_dtree_walk(st->source, &walked, st->verbose ? stderr : NULL,
+                           pb_stage_alive(st, "P2PBCAST_TEST_WALK_DELAY_US"), err, sizeof err);
+    pb_stage_alive(st, NULL); /* the test delay slows this step alone */
+    if (rc < 0) {
         m->code = P2PBCAST_ERR_SOURCE;
         pb_copy_str(m->msg, sizeof m->msg, err);
         return -1;
@@ -64,7 +67,7 @@ int pb_dtree_root_meta(struct stage *st)
     if (walked.nskipped && !st->quiet)
         fprintf(stderr, "p2pbcast: warning: SOURCE '%s': skipped %llu socket(s), FIFO(s) or device(s)%s\n",
                 st->source, (unsigned long long)walked.nskipped, st->verbose ? "" : " (-v lists them)");
-    int rc = pb_dtree_encode(&walked, &tj->wire, &tj->wire_len);
+    rc = pb_dtree_encode(&walked, &tj->wire, &tj->wire_len);
     pb_dtree_free(&walked);
     if (rc < 0) {
         m->code = P2PBCAST_ERR_INTERNAL;
@@ -195,10 +198,12 @@ int pb_dtree_open(struct stage *st)
     char err[512];
     if (st->writes) {
         if (pb_dtree_sink_open(&tj->sink, &tj->man, st->dpath, !!(st->o.flags & P2PBCAST_FORCE),
-                              st->root ? &tj->top : NULL, err, sizeof err) < 0)
+                              st->root ? &tj->top : NULL, pb_stage_alive(st, "P2PBCAST_TEST_CREATE_DELAY_US"), err,
+                              sizeof err) < 0)
             pb_vote_set(&mine, P2PBCAST_ERR_DEST, 0, err);
         else
             tj->sink_open = 1;
+        pb_stage_alive(st, NULL); /* the test delay slows this step alone; the sink ticks on at commit */
     }
     return pb_agree(&st->ag, &mine, &st->d, 0);
 }

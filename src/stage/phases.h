@@ -7,6 +7,7 @@
 #define P2PBCAST_PHASES_H
 
 #include "agreement.h"
+#include "alive.h"
 #include "engine.h"
 #include "p2pbcast.h"
 #include "plan.h"
@@ -46,6 +47,7 @@ struct stage {
     int root; /* this rank reads SOURCE */
     struct pb_agreement ag;
     struct pb_decision d; /* the last decision: why we stopped */
+    struct pb_alive alive; /* the long local step under way (liveness.c) */
 
     /* 1. meta */
     struct pb_meta meta;
@@ -99,6 +101,17 @@ void pb_resume_keep(struct stage *st);
  * its neighbours notice); release them and the slot pool. */
 void pb_connect_close(struct stage *st);
 void pb_connect_release(struct stage *st);
+
+/* liveness.c: the ticks of the long local step about to start, wired to
+ * the bootstrap's heartbeat; test_delay_us names the test hook that slows
+ * each tick on the ranks it names (NULL: none). */
+struct pb_alive *pb_stage_alive(struct stage *st, const char *test_delay_us);
+/* liveness.c: run step(ctx), a step that cannot tick (one long system
+ * call), in a thread while this thread ticks; returns step's value. */
+int pb_stage_run_alive(struct stage *st, int (*step)(void *ctx), void *ctx);
+/* test_hooks.c: the P2PBCAST_TEST_* variable `name` as a number on this
+ * rank ("VALUE" everywhere, "VALUE@R1,R2" on those ranks), else dflt. */
+long pb_test_hook(const struct stage *st, const char *name, long dflt);
 
 /* An empty vote, for the phases that only ask "everyone still there?". */
 static inline int pb_agree_ok(struct stage *st)

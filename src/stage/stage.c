@@ -18,7 +18,9 @@
  *   6. commit    on a unanimous vote whose digests equal the root's, every
  *                leader renames its copy into place; otherwise every copy
  *                is discarded.
- * The root prints each node's failure, host and rank first. */
+ * The root prints each node's failure, host and rank first. A node busy
+ * with a long local step (a walk, a staging tree, a flush) keeps the others
+ * waiting with heartbeats (liveness.c): deadlines count silence only. */
 #include "stage.h"
 
 #include "bootstrap.h"
@@ -76,6 +78,7 @@ static int stage_begin(struct stage *st, const void *comm, const char *source, c
 {
     memset(st, 0, sizeof *st);
     memset(res, 0, sizeof *res);
+    res->struct_size = sizeof *res;
     st->t0 = pb_now();
     pb_opts_defaults(&st->o);
     if (opts->struct_size >= sizeof(size_t))
@@ -94,7 +97,8 @@ static int stage_begin(struct stage *st, const void *comm, const char *source, c
     st->src.fd = st->sink.fd = -1;
 
     char err[512];
-    if (pb_boot_open(comm, st->o.root, !!(st->o.flags & P2PBCAST_PER_RANK), &st->boot, err, sizeof err) < 0) {
+    if (pb_boot_open(comm, st->o.root, !!(st->o.flags & P2PBCAST_PER_RANK), st->o.timeout, &st->boot, err,
+                     sizeof err) < 0) {
         res->status = strstr(err, "--root") ? P2PBCAST_ERR_USAGE : P2PBCAST_ERR_INTERNAL;
         snprintf(res->message, sizeof res->message, "%s", err);
         return -1;
@@ -102,6 +106,7 @@ static int stage_begin(struct stage *st, const void *comm, const char *source, c
     st->bi = pb_boot_info(st->boot);
     st->root = st->bi->rank == st->bi->root;
     pb_boot_on_abort(st->boot, cleanup_before_abort, st);
+    pb_stage_alive(st, NULL);
     if (st->verbose && st->root)
         fprintf(stderr, "p2pbcast: [%.3f s] bootstrap done\n", pb_now() - st->t0);
     if (pb_agreement_init(&st->ag, st->boot, st->o.timeout, st->o.cancel, st->verbose, st->t0) < 0) {
@@ -151,6 +156,7 @@ static void release(struct stage *st)
      * temporary DEST): when the launcher is ending the job, SIGKILL follows
      * SIGTERM within a second or so, and closing the transport can take
      * longer. After a commit this only closes. */
+    st->alive.say = NULL; /* after the last agreement nobody waits: no more heartbeats */
     pb_dtree_abort(st);
     pb_probe_remove(st->probe);
     pb_resume_keep(st);

@@ -6,8 +6,6 @@
 #include "digest.h"
 #include "phases.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,12 +54,6 @@ static int engine_status(int cls)
     }
 }
 
-static long env_long(const char *name, long dflt)
-{
-    const char *v = getenv(name);
-    return v && *v ? strtol(v, NULL, 10) : dflt;
-}
-
 static struct pb_engine *create_engine(struct stage *st, struct io_ctx *io, char *err, size_t errlen)
 {
     const struct pb_boot_info *bi = st->bi;
@@ -80,7 +72,7 @@ static struct pb_engine *create_engine(struct stage *st, struct io_ctx *io, char
         .timeout = st->o.timeout,
         .progress = st->root ? pb_progress_update : NULL,
         .progress_ctx = &st->prog,
-        .corrupt_chunk = env_long("P2PBCAST_TEST_CORRUPT_CHUNK", -1),
+        .corrupt_chunk = pb_test_hook(st, "P2PBCAST_TEST_CORRUPT_CHUNK", -1),
         .cancel = st->o.cancel,
         .skip = st->nskip ? st->skip : NULL,
     };
@@ -132,52 +124,33 @@ static void account_skipped(struct stage *st, struct pb_vote *mine)
 }
 
 /* The final flush of a large DEST on a busy parallel filesystem can take
- * longer than --timeout: it runs in a thread while this one tells the root
- * the node is still working, so the job waits for progress, not a clock. */
+ * longer than --timeout: the node says it is still working meanwhile. */
 struct flush_job {
     struct stage *st;
     char *err;
     size_t errlen;
-    int rc;
-    atomic_int done;
+    long delay; /* testing: a slow filesystem (P2PBCAST_TEST_FLUSH_DELAY_MS) */
 };
 
-static void *flush_thread(void *arg)
+static int flush_step(void *arg)
 {
     struct flush_job *j = arg;
-    long delay = env_long("P2PBCAST_TEST_FLUSH_DELAY_MS", 0); /* testing: a slow filesystem */
-    if (delay > 0)
-        nanosleep(&(struct timespec){ delay / 1000, (delay % 1000) * 1000000L }, NULL);
-    j->rc = j->st->dtree.on ? pb_dtree_sink_finish(&j->st->dtree.sink, j->err, j->errlen)
+    if (j->delay > 0)
+        nanosleep(&(struct timespec){ j->delay / 1000, (j->delay % 1000) * 1000000L }, NULL);
+    return j->st->dtree.on ? pb_dtree_sink_finish(&j->st->dtree.sink, j->err, j->errlen)
                            : pb_sink_flush(&j->st->sink, &j->st->want, j->err, j->errlen);
-    atomic_store(&j->done, 1);
-    return NULL;
 }
 
 static int flush_alive(struct stage *st, char *err, size_t errlen)
 {
-    struct flush_job j = { st, err, errlen, 0, 0 };
-    pthread_t th;
-    if (pthread_create(&th, NULL, flush_thread, &j) != 0) {
-        flush_thread(&j);
-        return j.rc;
-    }
-    double said = pb_now();
-    while (!atomic_load(&j.done)) {
-        nanosleep(&(struct timespec){ 0, 20000000L }, NULL);
-        if (pb_now() - said >= 1.0) {
-            pb_boot_alive(st->boot);
-            said = pb_now();
-        }
-    }
-    pthread_join(th, NULL);
-    return j.rc;
+    struct flush_job j = { st, err, errlen, pb_test_hook(st, "P2PBCAST_TEST_FLUSH_DELAY_MS", 0) };
+    return pb_stage_run_alive(st, flush_step, &j);
 }
 
 static void run_leader(struct stage *st, struct pb_vote *mine)
 {
     char err[512];
-    struct io_ctx io = { &st->src, &st->sink, env_long("P2PBCAST_TEST_READ_DELAY_MS", 0), st->writes,
+    struct io_ctx io = { &st->src, &st->sink, pb_test_hook(st, "P2PBCAST_TEST_READ_DELAY_MS", 0), st->writes,
                          st->dtree.on ? &st->dtree : NULL };
     st->eng = create_engine(st, &io, err, sizeof err);
     if (!st->eng) {

@@ -50,6 +50,11 @@ struct pb_exchange {
      * npeers*len bytes, mine + i*len goes to peers[i] (verbs: the queue pair
      * made for that partner). npeers 0: the vote alone. */
     int (*per_peer)(void *ctx, int ok, const void *mine, void *out, size_t len, const int *peers, int npeers);
+    /* mpi: wait for n requests (MPI_Request[n]) of a collective over the
+     * leaders' communicator, with the liveness rules and deadline of the
+     * exchanges above. 0, 1 timeout (the job is then ended), 2 canceled,
+     * -1 MPI failure; on 1 and 2 the requests may still complete later. */
+    int (*wait)(void *ctx, void *reqs, int n);
     void *ctx;
 };
 
@@ -76,6 +81,9 @@ struct pb_transport_cfg {
     const char *rdma_dev;     /* verbs: device[:port] */
     int gid_index;            /* verbs: RoCE GID index, -1 automatic */
     void *mpi_comm;           /* mpi: pointer to the leaders' MPI_Comm */
+    /* Out, optional: set to 1 when open failed only because another
+     * leader's set-up did (its own message names it and the reason). */
+    int *failed_elsewhere;
 };
 
 struct pb_transport;
@@ -88,7 +96,9 @@ struct pb_transport_ops {
     int (*notify)(struct pb_transport *t, int peer, uint32_t code);
     /* Wait up to timeout_ms (-1: forever, 0: no wait) for events; fill at
      * most max of them. Returns the count, or -1 with errno set. Must block in
-     * the kernel (or sleep), never spin, when nothing is ready. */
+     * the kernel (or sleep), never spin, when nothing is ready; only the mpi
+     * transport keeps calling MPI while a chunk is in flight, because many
+     * MPI libraries move its bytes only inside their calls. */
     int (*poll)(struct pb_transport *t, struct pb_event *ev, int max, int timeout_ms);
     /* Release everything. Returns 0 when nothing will touch the pool any
      * more; 1 when a request into the pool could not be ended (MPI cannot

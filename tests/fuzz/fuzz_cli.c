@@ -34,11 +34,14 @@
 
 #include "fuzz_check.h"
 
-/* options.c calls this; the real one is in mpi/api.c, which needs MPI. Both
- * take the defaults from src/common/defaults.c. */
-void p2pbcast_opts_init(struct p2pbcast_opts *o)
+/* options.c calls this (p2pbcast_opts_init, with this build's size); the
+ * real one is in mpi/api.c, which needs MPI. Both take the defaults from
+ * src/common/defaults.c. */
+int p2pbcast_opts_init_sized(struct p2pbcast_opts *o, size_t size)
 {
+    (void)size;
     pb_opts_defaults(o);
+    return P2PBCAST_OK;
 }
 
 #define MAXARGS 40

@@ -723,6 +723,8 @@ static int exchange_with_peers(struct tcp *t, struct setup *s, char *err, size_t
         return -1;
     }
     if (rc == 1) {
+        if (cfg->failed_elsewhere)
+            *cfg->failed_elsewhere = 1;
         snprintf(err, errlen, "tcp set-up failed on another node (see its message)");
         return -1;
     }

@@ -1324,8 +1324,11 @@ static int round_with_peers(const struct pb_transport_cfg *cfg, const char *what
     }
     if (!ok)
         snprintf(err, errlen, "%s on %s", why[0] ? why : "RDMA set-up failed", me);
-    else if (rc == 1)
+    else if (rc == 1) {
+        if (cfg->failed_elsewhere)
+            *cfg->failed_elsewhere = 1;
         snprintf(err, errlen, "another node's RDMA set-up failed (see its message; this is %s)", me);
+    }
     else
         snprintf(err, errlen, "RDMA %s failed on %s%s", what, me, rc == 2 ? ": interrupted" : "");
     return -1;
