@@ -7,8 +7,10 @@
 # N it builds an N-host bed (tests/netbed) with every link shaped to RATE
 # Mbit/s, measures B (one TCP stream h1 -> h2, memory to memory), then runs
 #   p2pbcast      one rank per host, root on h1, --tcp-if 10.77.0.0/24, defaults
-#                 (--schedule auto --source-shared=auto: every host sees SOURCE
-#                 under bench/out, so each reads its share)
+#                 (--schedule auto --source-shared=auto: the root reads, as
+#                 the bed's hosts share a local filesystem, not a coherent
+#                 parallel one; P2PBCAST_ARGS=--source-shared=yes: each host
+#                 reads its share of SOURCE under bench/out)
 #   p2pbcast_ring, p2pbcast_tree   a schedule forced, the root alone reading
 #   mpi_default   mpi_bcast_copy, Open MPI's fixed rules
 #   mpi_pipeline  coll_tuned_bcast_algorithm 3 forced, 1 MiB segments

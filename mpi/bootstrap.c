@@ -226,14 +226,20 @@ static void mpi_err(int rc, const char *what, char *err, size_t errlen)
 }
 
 /* One leader per node: ranks that share memory form a node; the root leads
- * its own node so SOURCE is read where it was asked to be. */
+ * its own node so SOURCE is read where it was asked to be. Testing only
+ * (P2PBCAST_TEST_RANKS_PER_NODE=K): nodes of K consecutive ranks, as if
+ * they were on different machines. */
 static int split_nodes(struct pb_boot *b, int per_rank, char *err, size_t errlen)
 {
     struct pb_boot_info *in = &b->info;
     MPI_Comm node;
     int rc;
+    const char *k = getenv("P2PBCAST_TEST_RANKS_PER_NODE");
+    int test_k = k && !per_rank ? atoi(k) : 0;
     if (per_rank)
         rc = MPI_Comm_split(b->comm, in->rank, 0, &node);
+    else if (test_k > 0)
+        rc = MPI_Comm_split(b->comm, in->rank / test_k, in->rank == in->root ? -1 : in->rank, &node);
     else
         rc = MPI_Comm_split_type(b->comm, MPI_COMM_TYPE_SHARED, in->rank == in->root ? -1 : in->rank,
                                  MPI_INFO_NULL, &node);
@@ -637,14 +643,27 @@ static int finish(struct pb_boot *b, int rc, MPI_Request *r, void *tmp, void *ou
     return 0;
 }
 
-int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
+/* root's len bytes to every rank of comm */
+static int bcast_on(struct pb_boot *b, MPI_Comm comm, int root, void *buf, size_t len, double timeout)
 {
     MPI_Request *r;
     void *tmp;
     if (bounce(buf, len, &r, &tmp) < 0)
         return -1;
-    int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, b->info.root, b->comm, r);
+    int rc = MPI_Ibcast(tmp, (int)len, MPI_BYTE, root, comm, r);
     return finish(b, rc, r, tmp, buf, len, timeout);
+}
+
+int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout)
+{
+    return bcast_on(b, b->comm, b->info.root, buf, len, timeout);
+}
+
+int pb_boot_bcast_leaders(struct pb_boot *b, void *buf, size_t len, double timeout)
+{
+    if (!b->info.is_leader)
+        return -1;
+    return bcast_on(b, b->leaders, b->info.root_leader, buf, len, timeout);
 }
 
 /* Point to point rather than MPI_Igather, so that the root knows exactly
@@ -699,6 +718,35 @@ int pb_boot_gather(struct pb_boot *b, const void *mine, void *all, size_t len, d
         orphan(b, req, n, tmp);
     }
     return boot_status(rc);
+}
+
+#define DECISION_MAX 256
+int pb_boot_root_decides(void *boot, const void *mine, size_t len, void *out, size_t dlen,
+                         void (*decide)(const void *all, int n, void *out, void *arg), void *arg)
+{
+    struct pb_boot *b = boot;
+    const struct pb_boot_info *in = &b->info;
+    double t = b->xchg_timeout > 0 ? 2 * b->xchg_timeout + 10 : 0;
+    int is_root = in->leader == in->root_leader;
+    /* status, then the decision: every leader takes part in the broadcast,
+     * whatever happened to it before, so that nobody waits for it */
+    unsigned char msg[sizeof(int32_t) + DECISION_MAX] = { 0 };
+    int32_t st = -1;
+    char *all = is_root ? malloc((size_t)in->nleaders * len + 1) : NULL;
+    if (dlen <= DECISION_MAX && (!is_root || all) && pb_boot_gather(b, mine, all, len, t, NULL) == 0) {
+        st = 0;
+        if (is_root)
+            decide(all, in->nleaders, msg + sizeof st, arg);
+    }
+    free(all);
+    if (is_root)
+        memcpy(msg, &st, sizeof st);
+    int rc = bcast_on(b, b->leaders, in->root_leader, msg, sizeof msg, t);
+    memcpy(&st, msg, sizeof st);
+    if (rc != 0 || st != 0)
+        return rc ? rc : 1;
+    memcpy(out, msg + sizeof st, dlen);
+    return 0;
 }
 
 void pb_boot_set_cancel(struct pb_boot *b, const volatile sig_atomic_t *cancel)
@@ -912,9 +960,15 @@ void pb_boot_close(struct pb_boot *b)
 
 int pb_mpi_init(int *argc, char ***argv, char *err, size_t errlen)
 {
-    int rc = MPI_Init(argc, argv);
+    /* FUNNELED: long local steps (a flush, a reservation) run in a worker
+     * thread while this one keeps the heartbeat going; only this thread
+     * calls MPI. Every MPI provides at least SINGLE, and FUNNELED in
+     * practice; the level granted is not checked further since the worker
+     * makes no MPI call. */
+    int provided = 0;
+    int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     if (rc != MPI_SUCCESS) {
-        snprintf(err, errlen, "MPI_Init failed (error %d): start p2pbcast with mpirun or srun", rc);
+        snprintf(err, errlen, "MPI_Init_thread failed (error %d): start p2pbcast with mpirun or srun", rc);
         return -1;
     }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);

@@ -43,6 +43,9 @@ const struct pb_boot_info *pb_boot_info(const struct pb_boot *b);
  * wait as long as it takes). Returns 0, 1 on timeout, 2 when canceled, -1 on
  * MPI failure. */
 int pb_boot_bcast(struct pb_boot *b, void *buf, size_t len, double timeout);
+/* Leaders only: the same, to every leader (what only the nodes' writers
+ * need, such as a directory's manifest). -1 elsewhere. */
+int pb_boot_bcast_leaders(struct pb_boot *b, void *buf, size_t len, double timeout);
 /* Leaders only: every leader's len bytes to the root, in leader order.
  * Returns 0, -1 on MPI failure, 2 when canceled, 1 on timeout; then, on the root, missing[i]
  * is 1 for each leader not heard from (missing may be NULL elsewhere). */
@@ -76,6 +79,11 @@ int pb_boot_peer_exchange_each(void *boot, int ok, const void *mine, void *out, 
  * rules and deadline of the exchanges. 0, 1 timeout (the job is ended), 2
  * canceled, -1 MPI failure; on 1 and 2 the requests may complete later. */
 int pb_boot_wait_setup(void *boot, void *reqs, int n);
+/* Leaders only: every leader's len bytes to the root, which turns them into
+ * dlen (at most 256) bytes with decide(); every leader receives those.
+ * 0, or nonzero on every leader when the root did not hear from all. */
+int pb_boot_root_decides(void *boot, const void *mine, size_t len, void *out, size_t dlen,
+                         void (*decide)(const void *all, int n, void *out, void *arg), void *arg);
 /* The exchange's deadline, in seconds (--timeout); 0: wait as long as it takes. */
 void pb_boot_set_exchange_timeout(struct pb_boot *b, double seconds);
 /* Leaders only: exchange identities with the partners (mutual; the root

@@ -4,7 +4,10 @@
 # For N = 2, 4, 8 hosts (one rank per host, root on h1, 300 Mbit/s links,
 # tcp transport on the bed's subnet): every host ends with an identical DEST,
 # every rank exits 0, and no temporary file is left; -v on 4 hosts names the
-# chunk size and why (64 KiB: a veth's rate is unknown).  On the 4-host bed
+# chunk size and why (64 KiB: a veth's rate is unknown) and that
+# --source-shared=auto lets the root read (the hosts share a local
+# filesystem, not one machine), while yes reads in parallel and the root
+# re-reads the other hosts' chunks.  On the 4-host bed
 # two real DEST faults:
 #   - h3's DEST directory is a read-only bind mount (EROFS even for root);
 #   - h4's DEST "directory" is a regular file (ENOTDIR);
@@ -22,46 +25,11 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-NB=$HERE/netbed/netbed.sh
-P2PBCAST=${P2PBCAST:-$HERE/../p2pbcast}
+# shellcheck source=tests/netbed/bedtap.sh
+source "$HERE/netbed/bedtap.sh"
 RATE=${TEST_BED_RATE:-300}
 SUBNET=10.77.0.0/24
-PFX=b$(( $$ % 10000000 ))
-export NETBED_PREFIX=$PFX
-export NETBED_MPIRUN_TIMEOUT=${TEST_BED_TIMEOUT:-180}
-
-diag() { while IFS= read -r l; do echo "# $l"; done <<<"$1"; }
-skip_all() { echo "1..0 # SKIP $*"; exit 0; }
-(( EUID == 0 )) || skip_all "needs root to create network namespaces"
-for t in ip tc nsenter unshare mpirun mount cmp; do
-    command -v "$t" >/dev/null || skip_all "$t not installed"
-done
-unshare --net --uts --ipc --mount true 2>/dev/null || skip_all "cannot create namespaces here"
-[[ -x $P2PBCAST ]] || skip_all "no p2pbcast binary at $P2PBCAST (build it first)"
-
-T=0 FAILED=0
-ok() {  # description, then the command to check
-    local d=$1
-    shift
-    T=$(( T + 1 ))
-    if "$@"; then echo "ok $T - $d"; else echo "not ok $T - $d"; FAILED=$(( FAILED + 1 )); fi
-}
-
-# Everything the hosts must see lives outside /tmp (each host has its own).
-WORK=$(mktemp -d /var/tmp/test_bed.XXXXXX)
-chmod 755 "$WORK"
-cleanup() { "$NB" down "$PFX" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# The binary: always a copy in WORK, which every host sees wherever the
-# build lives (a build under /tmp does not exist on the hosts).
-BIN=$(readlink -f "$P2PBCAST")
-if head -c 2 "$BIN" | grep -q '#!'; then
-    skip_all "$BIN is a libtool wrapper, not the program: build with --disable-shared or set P2PBCAST"
-fi
-cp "$BIN" "$WORK/p2pbcast"
-BIN=$WORK/p2pbcast
+bed_tap_start test_bed b
 
 # A few MB, not a multiple of any chunk size.
 SRC=$WORK/src.bin
@@ -183,6 +151,25 @@ for N in 2 4 8; do
                 { diag "$(grep -i chunk <<<"$out")"; return 1; }
         }
         ok "N=4, -v: 64 KiB chunks over the bed's veth links (rate unknown), and why" chunk_said
+        # The hosts share one local filesystem but are not one machine (each
+        # its own network namespace): auto lets the root read alone; with
+        # yes every host reads its share and the root re-reads the others'.
+        auto_said() {
+            grep '<stderr>' <<<"$out" |
+                grep -q 'source shared auto: no: SOURCE .* is on .*, a local filesystem, and the nodes are not all this machine' ||
+                { diag "$(grep -i 'source' <<<"$out")"; return 1; }
+        }
+        ok "N=4, -v, auto: a local filesystem between hosts: the root reads alone, and why" auto_said
+        prepare_dirs 4
+        TCP_IF_ARGS=(--tcp-if "$SUBNET" -v --source-shared=yes)
+        bcast 4
+        TCP_IF_ARGS=(--tcp-if "$SUBNET")
+        verified() {
+            (( mrc == 0 )) && all_exit 4 0 && copies_identical 4 &&
+                grep '<stderr>' <<<"$out" | grep -q 'source verify: the root re-read [0-9]* chunks, .*(all of them)' ||
+                { diag "$(grep -i 'source' <<<"$out")"; return 1; }
+        }
+        ok "N=4, --source-shared=yes: every host reads its share, the root re-reads the others' chunks, copies identical" verified
 
         # Fault 1: h3's DEST directory is a read-only bind mount in h3.
         prepare_dirs 4

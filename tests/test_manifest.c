@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* A hand-made manifest entry (the encoder does not check: hostile ones too). */
@@ -328,6 +329,66 @@ static void test_walk(void)
     sh(cmd);
 }
 
+static int open_fds(void)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "exit $(ls /proc/%d/fd | wc -l)", (int)getpid());
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* The root's reader: 150 directories (more than its cache holds) each with
+ * a subdirectory and a file, read as one stream; then a file renamed over
+ * by a look-alike of the same size and mtime. */
+static void test_source(void)
+{
+    char dir[] = "/tmp/p2pbcast-source.XXXXXX", cmd[1024], err[512];
+    if (!mkdtemp(dir)) {
+        ok(0, "mkdtemp");
+        return;
+    }
+    snprintf(cmd, sizeof cmd,
+             "cd %s && for i in $(seq 100 249); do mkdir -p s/d$i/x && echo $i > s/d$i/x/f; done", dir);
+    sh(cmd);
+    snprintf(cmd, sizeof cmd, "%s/s", dir);
+    struct pb_dtree t;
+    struct pb_dtree_source src;
+    char want[150 * 4 + 1], got[150 * 4 + 1] = "";
+    for (int i = 0; i < 150; i++)
+        snprintf(want + 4 * i, 5, "%d\n", 100 + i);
+    int base = open_fds();
+    int rc = pb_dtree_walk(cmd, &t, NULL, NULL, err, sizeof err);
+    if (rc == 0)
+        rc = pb_dtree_source_open(&src, &t, cmd, err, sizeof err);
+    ok(rc == 0 && t.stream_size == 600 && t.id, "walk and open a tree of 300 directories (%s)", rc ? err : "ok");
+    if (rc != 0) {
+        if (t.n)
+            pb_dtree_free(&t);
+        return;
+    }
+    rc = pb_dtree_source_read(&src, 0, got, 600, err, sizeof err);
+    int during = open_fds();
+    ok(rc == 0 && !memcmp(got, want, 600), "the stream read through the directory cache (%s)", rc ? err : "ok");
+    ok(during - base <= 1 + PB_DTREE_DIR_CACHE + PB_DTREE_FD_CACHE,
+       "open fds stay bounded: %d more than before for 300 directories and 150 files", during - base);
+    pb_dtree_source_close(&src);
+    ok(open_fds() == base, "all closed after (%d open, %d before)", open_fds(), base);
+    snprintf(cmd, sizeof cmd, "cd %s/s && echo 999 > d180/x/g && touch -r d180/x/f d180/x/g && mv d180/x/g d180/x/f",
+             dir);
+    sh(cmd);
+    snprintf(cmd, sizeof cmd, "%s/s", dir);
+    rc = pb_dtree_source_open(&src, &t, cmd, err, sizeof err);
+    if (rc == 0) {
+        rc = pb_dtree_source_read(&src, 0, got, 600, err, sizeof err);
+        pb_dtree_source_close(&src);
+    }
+    ok(rc < 0 && strstr(err, "'d180/x/f' was replaced during the copy") && strstr(err, "inode"),
+       "a file renamed over by a look-alike is refused: %s", err);
+    pb_dtree_free(&t);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    sh(cmd);
+}
+
 /* 0 when dir is empty (ls -A), else 1 */
 static int entries(const char *dir)
 {
@@ -418,6 +479,7 @@ int main(void)
     test_files_done();
     test_progress_lines();
     test_walk();
+    test_source();
     test_sink_refuses();
     return tap_done();
 }

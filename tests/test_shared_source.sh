@@ -115,7 +115,80 @@ strike 'head -c $((96 * 65536)) /dev/urandom > "$WORK/src"'
     [ -z "$(ls -A "$D")" ]
 ok $? "SOURCE rewritten mid-copy: status 3 on every rank ($rcs), named, nothing left"
 grep "error:" "$WORK/out" | head -3 | diag
+# 4b. chmod changes SOURCE's ctime only (not size, not mtime): the per-read
+# check sees it too.
+strike 'chmod 600 "$WORK/src"'
+[ "$rcs" = "3x4 " ] && grep -Eq "error: .*\(rank [0-9]+\): SOURCE '$WORK/src' was modified during the copy .*ctime changed" "$WORK/out" &&
+    [ -z "$(ls -A "$D")" ]
+ok $? "SOURCE's ctime changes mid-copy (chmod): status 3 on every rank ($rcs), named, nothing left"
+grep "error:" "$WORK/out" | head -3 | diag
 unset P2PBCAST_TEST_READ_DELAY_MS
+
+# 6. A hostile shared SOURCE (issue 18): one non-root node reads a file
+# equal to SOURCE in size, mtime, ctime (one touch of both: the same clock
+# tick) and first and last chunk, but not in the middle. Nothing but the
+# root's re-reading of the chunks other nodes read can tell; exit 0 would
+# mean N identical wrong copies.
+H="$WORK/h"
+mkdir -p "$H"
+hostile() { # hostile NCHUNKS FROM TO: $H/other differs from $H/src in chunks FROM..TO (not the first or last)
+    local n=$1 from=$2 to=$3
+    mkfile "$H/src" $((n * c + 77))
+    cp "$H/src" "$H/other"
+    if [ "$from" -eq "$to" ]; then
+        printf '%100s' differs | dd of="$H/other" bs=1 seek=$((from * c + 1000)) conv=notrunc status=none
+    else
+        head -c $(((to - from + 1) * c)) /dev/urandom |
+            dd of="$H/other" bs=$c seek="$from" conv=notrunc status=none
+    fi
+    for _ in $(seq 50); do
+        touch -d "2026-01-01 12:00:00.25" "$H/src" "$H/other"
+        [ "$(stat -c %z "$H/src")" = "$(stat -c %z "$H/other")" ] && return 0
+    done
+    echo "could not give both files one ctime" | diag
+    return 1
+}
+c=65536
+# NP HOOKRANK CHUNK [--root R]: CHUNK is one that HOOKRANK's node reads
+for t in "3 1 10" "4 3 11" "3 0 9 --root 2" "4 2 10 --root 3"; do
+    set -- $t
+    np=$1 hr=$2 k=$3
+    shift 3
+    hostile 21 "$k" "$k"
+    export "P2PBCAST_TEST_SOURCE_OF_RANK_$hr=$H/other"
+    run "$np" --per-rank -c 64K --source-shared=yes "$@" "$H/src" "$H/dst.%r"
+    unset "P2PBCAST_TEST_SOURCE_OF_RANK_$hr"
+    [ "$rcs" = "3x$np " ] &&
+        echo "$out" | grep -q "error: .*: chunk $k (offset $((k * c)), $c bytes) as read by [^ ]* (rank $hr) differs from SOURCE '$H/src' on the root" &&
+        only_these "$H" src other
+    ok $? "np=$np${1:+ $*}, rank $hr reads a file equal in size, times, first and last chunk: status 3 on every rank ($rcs), rank $hr and chunk $k named, no DEST"
+    echo "$out" | grep "error:" | head -2 | diag
+done
+
+# auto on one machine: the other file is another inode, so the root reads
+# alone, and the copies are the root's SOURCE.
+hostile 21 10 10
+P2PBCAST_TEST_SOURCE_OF_RANK_2="$H/other" run 4 -v --per-rank -c 64K --json "$H/j.json" "$H/src" "$H/dst.%r"
+[ $rc -eq 0 ] && check_copies 4 "$H/src" "$H/dst" && [ "$(json "$H/j.json" source_readers)" = 1 ] &&
+    echo "$out" | grep -q "source shared auto: no: .*(rank 2): SOURCE '$H/other' is another file here than on the root"
+ok $? "auto, rank 2 reads another inode with equal size, times, first and last chunk: the root reads alone, copies exact"
+rm -f "$H"/dst.* "$H/j.json"
+
+# A sample, not every chunk (P2PBCAST_TEST_SAMPLE_BYTES: a budget of one
+# chunk, so one chunk of each other reader): a node whose whole middle is
+# stale is still caught, and the sample is as big as the rule says.
+hostile 41 1 39
+P2PBCAST_TEST_SAMPLE_BYTES=$c P2PBCAST_TEST_SOURCE_OF_RANK_2="$H/other" \
+    run 4 --per-rank -c 64K --source-shared=yes "$H/src" "$H/dst.%r"
+[ "$rcs" = "3x4 " ] && echo "$out" | grep -q "error: .*: chunk [0-9]* .* as read by [^ ]* (rank 2) differs" &&
+    only_these "$H" src other
+ok $? "one sampled chunk per reader: rank 2's stale middle caught, status 3 on every rank ($rcs), no DEST"
+P2PBCAST_TEST_SAMPLE_BYTES=$c run 4 -v --per-rank -c 64K --source-shared=yes "$H/src" "$H/dst.%r"
+[ $rc -eq 0 ] && check_copies 4 "$H/src" "$H/dst" &&
+    echo "$out" | grep -q "source verify: the root re-read 3 chunks, "
+ok $? "the same budget on an honest run: 3 chunks re-read (one per other node), exit 0"
+echo "$out" | grep "source verify" | diag
+rm -rf "$H"
 
 # 5. Bad option values.
 run 2 --per-rank --source-shared=maybe "$S/src" "$S/dst.%r"

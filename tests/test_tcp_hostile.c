@@ -150,12 +150,14 @@ static int xg_with_peers(void *ctx, int ok, const void *mine, void *out, size_t 
     return 0;
 }
 
-/* The tcp transport's endpoint record (transport_tcp.c, struct endpoint):
- * IPv4 address and port in network order, then an ok flag. */
+/* The tcp transport's endpoint record (tcp.c, struct endpoint): IPv4
+ * address and port in network order, then an ok flag, then the addresses on
+ * further rails (none here: one machine, loopback). */
 struct ep {
     uint32_t addr;
     uint16_t port;
     uint16_t ok;
+    uint32_t more[3];
 };
 
 static int ep_of(const unsigned char *all, size_t len, int i, struct ep *e)
@@ -660,7 +662,7 @@ static void part1(void)
         /* the listening sockets are closed once set-up is complete */
         int refused = 0;
         for (int i = 1; i < 3; i++) {
-            struct ep e = { htonl(INADDR_LOOPBACK), ports[i], 1 };
+            struct ep e = { htonl(INADDR_LOOPBACK), ports[i], 1, { 0 } };
             int fd = connect_ep(&e);
             refused += fd < 0 && errno == ECONNREFUSED;
             if (fd >= 0)
@@ -722,7 +724,7 @@ static int session_open(struct session *S, char *why, size_t wl)
 
     S->imp_m.g = &S->g;
     S->imp_m.idx = 0;
-    struct ep mine = { htonl(INADDR_LOOPBACK), htons(9), 1 }, all[2];
+    struct ep mine = { htonl(INADDR_LOOPBACK), htons(9), 1, { 0 } }, all[2];
     int rc = xg_allgather(&S->imp_m, &mine, all, sizeof mine);
     if (rc == 0) {
         S->fd = connect_ep(&all[1]);

@@ -155,6 +155,8 @@ int pb_eng_root_load(struct pb_engine *e, uint32_t b, uint64_t k)
     struct pb_trailer t = { pb_chunk_hash(m, len), (uint32_t)k, (uint32_t)len, PB_TRAILER_MAGIC, 0 };
     pb_trailer_put(m + len, &t);
     pb_manifest_add(&e->man, k, t.hash);
+    if (e->c.hashes)
+        e->c.hashes[k] = t.hash;
     if (e->c.io.write(e->c.io.ctx, off, m, len, why, sizeof why) < 0) {
         pb_eng_fail(e, PB_EE_DEST, "%s", why);
         return -1;
@@ -227,6 +229,8 @@ int pb_eng_accept(struct pb_engine *e, const struct pb_event *ev, uint64_t *kp)
     e->have[k / 8] |= (unsigned char)(1u << (k % 8));
     e->received++;
     pb_manifest_add(&e->man, k, t.hash);
+    if (e->c.hashes)
+        e->c.hashes[k] = t.hash;
     e->chunk_of[s] = (uint32_t)k;
     e->len_of[s] = ev->len;
     *kp = k;

@@ -123,6 +123,9 @@ struct pb_engine_cfg {
     const volatile sig_atomic_t *cancel;
     /* testing only: flip one byte of this chunk when forwarding it (-1: off) */
     int64_t corrupt_chunk;
+    /* where to keep each chunk's checksum as read or accepted (nchunks
+     * entries), for the root's check of the other readers; NULL: not kept */
+    uint64_t *hashes;
 };
 
 struct pb_engine;

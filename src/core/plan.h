@@ -136,6 +136,22 @@ bool pb_shared_forwards(const struct pb_plan *p, int m, uint64_t k);
 int pb_shared_sender(const struct pb_plan *p, int m, uint64_t k);
 /* Bytes of SOURCE member m reads, chunks set in skip (may be NULL) left out. */
 uint64_t pb_shared_read_bytes(const struct pb_plan *p, int m, const unsigned char *skip);
+/* The root's check of the other readers (issue 18): after the transfer it
+ * re-reads a random sample of their chunks and compares each with the
+ * checksum it received. Bytes it re-reads at most: F/32 within [64 MiB,
+ * 1 GiB] (and at least one chunk per reader, whatever that costs); the cap
+ * keeps the other nodes' wait for the vote short of their deadline. */
+#define PB_SAMPLE_MIN_BYTES (64ull << 20)
+#define PB_SAMPLE_MAX_BYTES (1ull << 30)
+uint64_t pb_shared_sample_budget(uint64_t file_size);
+/* Draw the sample: chunks read by members other than root, none set in skip
+ * (may be NULL). Where all of them fit in budget bytes, all of them; else
+ * from each reader with m such chunks, min(m, max(1, budget / (c (N-1))))
+ * of them, uniformly without replacement (rnd: 64 random bits per call).
+ * Writes the chunk numbers in increasing order to out (room for nchunks)
+ * and returns how many. */
+uint64_t pb_shared_sample(const struct pb_plan *p, int root, const unsigned char *skip, uint64_t budget,
+                          uint64_t (*rnd)(void *ctx), void *ctx, uint64_t *out);
 /* Which is faster for F bytes to nleaders nodes with every node reading
  * its share: the ring allgather (each node receives (N-1)/N F, the tail
  * N-1 hops of c_ring) or the two trees fed by the root alone (F, tail

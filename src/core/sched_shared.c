@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- the plan --------------------------------------------------------- */
@@ -74,6 +75,70 @@ int pb_shared_beats_tree(uint64_t file_size, int nleaders, uint64_t c_ring, uint
         snprintf(why, whylen, "%s: %d nodes, predicted %.3g s (allgather, every node reads 1/%d) vs %.3g s "
                  "(trees from the root) at 1 GB/s", pick ? "allgather" : "tree", N, ring / 1e9, N, tree / 1e9);
     return pick;
+}
+
+uint64_t pb_shared_sample_budget(uint64_t file_size)
+{
+    uint64_t b = file_size / 32;
+    return b < PB_SAMPLE_MIN_BYTES ? PB_SAMPLE_MIN_BYTES : b > PB_SAMPLE_MAX_BYTES ? PB_SAMPLE_MAX_BYTES : b;
+}
+
+static bool skipped(const unsigned char *skip, uint64_t k)
+{
+    return skip && ((skip[k / 8] >> (k % 8)) & 1);
+}
+
+/* Chunks of member m not in skip. */
+static uint64_t share_count(const struct pb_plan *p, int m, const unsigned char *skip)
+{
+    uint64_t n = 0;
+    for (uint64_t k = (uint64_t)m; k < p->nchunks; k += (uint64_t)pb_shared_members(p))
+        n += !skipped(skip, k);
+    return n;
+}
+
+uint64_t pb_shared_sample(const struct pb_plan *p, int root, const unsigned char *skip, uint64_t budget,
+                          uint64_t (*rnd)(void *ctx), void *ctx, uint64_t *out)
+{
+    int N = pb_shared_members(p);
+    uint64_t others = 0;
+    for (int m = 0; m < N; m++)
+        if (m != root)
+            others += pb_shared_read_bytes(p, m, skip);
+    uint64_t per = others <= budget ? UINT64_MAX
+                   : N > 1 && p->chunk_size ? budget / (p->chunk_size * (uint64_t)(N - 1)) : 1;
+    if (per < 1)
+        per = 1;
+    /* Out in increasing order: walk the chunks once, each reader's
+     * selection sampling (Knuth's algorithm S) interleaved with the others'. */
+    uint64_t n = 0, *left = calloc((size_t)N, sizeof *left), *want = calloc((size_t)N, sizeof *want);
+    if (!left || !want) { /* no memory for the draw: check every chunk */
+        per = UINT64_MAX;
+        free(left);
+        free(want);
+        left = want = NULL;
+    }
+    for (int m = 0; left && m < N; m++) {
+        left[m] = m == root ? 0 : share_count(p, m, skip);
+        want[m] = left[m] < per ? left[m] : per;
+    }
+    for (uint64_t k = 0; k < p->nchunks; k++) {
+        int m = pb_shared_reader(p, k);
+        if (m == root || skipped(skip, k))
+            continue;
+        if (!left) {
+            out[n++] = k;
+            continue;
+        }
+        if (want[m] && (want[m] == left[m] || rnd(ctx) % left[m] < want[m])) {
+            out[n++] = k;
+            want[m]--;
+        }
+        left[m]--;
+    }
+    free(left);
+    free(want);
+    return n;
 }
 
 static int shared_targets(const struct pb_plan *p, int m, uint64_t k, int out[2])

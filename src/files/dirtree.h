@@ -39,6 +39,7 @@ enum pb_dtree_type { PB_DTREE_DIR = 1, PB_DTREE_FILE = 2, PB_DTREE_SYMLINK = 3, 
 #define PB_DTREE_MAX_EXTENTS 65536 /* more data extents than this: sent as one dense extent */
 #define PB_DTREE_MAX_BYTES (1ull << 31) /* a manifest larger than this is refused */
 #define PB_DTREE_FD_CACHE 64
+#define PB_DTREE_DIR_CACHE 64 /* the root's open directories of SOURCE */
 
 struct pb_extent {
     uint64_t off, len;
@@ -57,8 +58,18 @@ struct pb_dtree_entry {
     uint8_t type;
 };
 
+/* Root only, from the walk (never sent): what tells an entry from one that
+ * replaced it on SOURCE's file system since it was listed. */
+struct pb_dtree_ident {
+    uint64_t dev, ino;
+    int64_t ct_sec;   /* ctime */
+    uint32_t ct_nsec;
+};
+
 struct pb_dtree {
     struct pb_dtree_entry *e;
+    struct pb_dtree_ident *id;        /* after the walk: one per entry; NULL once parsed */
+    struct pb_dtree_ident top_id;     /* after the walk: the top directory */
     size_t n, cap;
     uint32_t mode, uid, gid, mt_nsec; /* the top directory */
     int64_t mt_sec;
@@ -74,9 +85,9 @@ static inline const struct pb_extent *pb_dtree_extents(const struct pb_dtree_ent
 void pb_dtree_free(struct pb_dtree *t);
 
 /* Root: walk the directory SOURCE (never following a symbolic link) and
- * fill t; special files are skipped and counted (listed on `list` when not
- * NULL). One tick of alive (may be NULL) per entry. 0 ok; -1 with err
- * naming the path and the reason. */
+ * fill t, with the identity of every entry (t->id); special files are skipped
+ * and counted (listed on `list` when not NULL). One tick of alive (may be
+ * NULL) per entry. 0 ok; -1 with err naming the path and the reason. */
 int pb_dtree_walk(const char *source, struct pb_dtree *t, FILE *list, struct pb_alive *alive, char *err,
                   size_t errlen);
 
@@ -138,18 +149,31 @@ void pb_fdcache_close(struct pb_fdcache *c);
  * failure (the rest is still attempted). */
 int pb_rmtree_at(int dfd, const char *name, struct pb_alive *alive);
 
-/* ---- the root's side: read the stream */
+/* ---- the root's side: read the stream (dirtree_source.c) */
+/* The directories of SOURCE last used, each checked against the walk when
+ * opened; the least recently used one is closed to make room. */
+struct pb_dtree_dirs {
+    size_t idx[PB_DTREE_DIR_CACHE];  /* entry index of the directory */
+    int fd[PB_DTREE_DIR_CACHE];
+    uint64_t used[PB_DTREE_DIR_CACHE]; /* when last used; 0: a free slot */
+    uint64_t clock;
+};
 struct pb_dtree_source {
     const struct pb_dtree *t;
     const char *path;  /* SOURCE */
     int top;
-    struct pb_dircache dc;
+    size_t *parent;    /* entry index of each entry's directory; SIZE_MAX: the top */
+    struct pb_dtree_dirs dirs;
     struct pb_fdcache fc;
 };
+/* t: the manifest with the walk's identities (t->id, t->top_id). SOURCE
+ * must still be the directory that was walked. 0 ok; -1 with err. */
 int pb_dtree_source_open(struct pb_dtree_source *s, const struct pb_dtree *t, const char *path, char *err,
                         size_t errlen);
-/* Read len bytes of the stream at off; checks that every file read from
- * still has the size and mtime of the manifest. 0 ok; -1 with err. */
+/* Read len bytes of the stream at off, each file from the inode the walk
+ * listed: its directories and itself opened without following a link and
+ * checked (device and inode; a file's size, mtime and ctime too) after
+ * every read. 0 ok; -1 with err naming the path and what changed. */
 int pb_dtree_source_read(struct pb_dtree_source *s, uint64_t off, void *buf, size_t len, char *err, size_t errlen);
 void pb_dtree_source_close(struct pb_dtree_source *s);
 

@@ -20,6 +20,7 @@ void pb_dtree_free(struct pb_dtree *t)
         free(t->e[i].ext);
     }
     free(t->e);
+    free(t->id);
     memset(t, 0, sizeof *t);
 }
 

@@ -78,21 +78,32 @@ static size_t *map_find(struct inode_map *m, dev_t dev, ino_t ino, int add, size
     return &m->s[h].idx;
 }
 
+/* Whom the root's read must find again (dirtree_source.c). */
+static struct pb_dtree_ident ident(const struct stat *st)
+{
+    return (struct pb_dtree_ident){ (uint64_t)st->st_dev, (uint64_t)st->st_ino, st->st_ctim.tv_sec,
+                                    (uint32_t)st->st_ctim.tv_nsec };
+}
+
 static struct pb_dtree_entry *add_entry(struct walk *w, int type, const struct stat *st)
 {
     struct pb_dtree *t = w->t;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 256;
         struct pb_dtree_entry *e = realloc(t->e, cap * sizeof *e);
-        if (!e)
+        if (e)
+            t->e = e;
+        struct pb_dtree_ident *id = e ? realloc(t->id, cap * sizeof *id) : NULL;
+        if (!id)
             return NULL;
-        t->e = e;
+        t->id = id;
         t->cap = cap;
     }
     struct pb_dtree_entry *e = &t->e[t->n];
     memset(e, 0, sizeof *e);
     if (!(e->path = strdup(w->rel)))
         return NULL;
+    t->id[t->n] = ident(st);
     t->n++;
     e->type = (uint8_t)type;
     e->mode = (uint32_t)st->st_mode & 07777;
@@ -321,6 +332,7 @@ int pb_dtree_walk(const char *source, struct pb_dtree *t, FILE *list, struct pb_
     t->gid = (uint32_t)st.st_gid;
     t->mt_sec = st.st_mtim.tv_sec;
     t->mt_nsec = (uint32_t)st.st_mtim.tv_nsec;
+    t->top_id = ident(&st);
     int rc = walk_dir(&w, fd);
     close(fd);
     free(w.hl.s);

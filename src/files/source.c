@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 int pb_source_open(struct pb_source *s, const char *path, char *err, size_t errlen)
@@ -81,12 +82,32 @@ int pb_source_check_unchanged(struct pb_source *s, char *err, size_t errlen)
         snprintf(err, errlen, "cannot stat SOURCE '%s': %s", s->path, strerror(errno));
         return -1;
     }
+    /* ctime too: a rewrite that restores size and mtime (touch -r, rsync,
+     * tar x) cannot restore it. */
     if (now.st_size != s->st.st_size || now.st_mtim.tv_sec != s->st.st_mtim.tv_sec ||
-        now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec) {
-        snprintf(err, errlen, "SOURCE '%s' was modified during the copy (size %lld -> %lld): copies discarded",
-                 s->path, (long long)s->st.st_size, (long long)now.st_size);
+        now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec || now.st_ctim.tv_sec != s->st.st_ctim.tv_sec ||
+        now.st_ctim.tv_nsec != s->st.st_ctim.tv_nsec) {
+        if (now.st_size != s->st.st_size)
+            snprintf(err, errlen, "SOURCE '%s' was modified during the copy (size %lld -> %lld): copies discarded",
+                     s->path, (long long)s->st.st_size, (long long)now.st_size);
+        else
+            snprintf(err, errlen, "SOURCE '%s' was modified during the copy (%s changed): copies discarded", s->path,
+                     now.st_mtim.tv_sec != s->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != s->st.st_mtim.tv_nsec
+                         ? "mtime"
+                         : "ctime");
         return -1;
     }
+    return 0;
+}
+
+int pb_source_fs_type(struct pb_source *s, unsigned long *f_type, char *err, size_t errlen)
+{
+    struct statfs sf;
+    if (fstatfs(s->fd, &sf) < 0) {
+        snprintf(err, errlen, "cannot statfs SOURCE '%s': %s", s->path, strerror(errno));
+        return -1;
+    }
+    *f_type = (unsigned long)sf.f_type;
     return 0;
 }
 

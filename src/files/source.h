@@ -16,8 +16,10 @@ struct pb_source {
 int pb_source_open(struct pb_source *s, const char *path, char *err, size_t errlen);
 /* Read exactly len bytes at off. 0 ok; -1 with err (short file = changed). */
 int pb_source_read(struct pb_source *s, uint64_t off, void *buf, size_t len, char *err, size_t errlen);
-/* After the last read: has SOURCE changed size or mtime since open? 0 no. */
+/* After a read: has SOURCE changed size, mtime or ctime since open? 0 no. */
 int pb_source_check_unchanged(struct pb_source *s, char *err, size_t errlen);
+/* statfs f_type of the filesystem SOURCE is on (fs_kind.h). 0 ok; -1 with err. */
+int pb_source_fs_type(struct pb_source *s, unsigned long *f_type, char *err, size_t errlen);
 void pb_source_close(struct pb_source *s);
 
 #endif

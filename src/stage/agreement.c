@@ -107,12 +107,22 @@ static int boot_status(int rc)
     return rc == 0 ? 0 : rc == 2 ? 2 : -1;
 }
 
-int pb_agree_bcast(struct pb_agreement *ag, void *buf, size_t len)
+/* A broadcast that did not complete in time ends the job. */
+static int bcast_status(struct pb_agreement *ag, int rc)
 {
-    int rc = pb_boot_bcast(ag->boot, buf, len, deadline(ag));
     if (rc == 1)
         give_up(ag, NULL, deadline(ag));
     return boot_status(rc);
+}
+
+int pb_agree_bcast(struct pb_agreement *ag, void *buf, size_t len)
+{
+    return bcast_status(ag, pb_boot_bcast(ag->boot, buf, len, deadline(ag)));
+}
+
+int pb_agree_bcast_leaders(struct pb_agreement *ag, void *buf, size_t len)
+{
+    return bcast_status(ag, pb_boot_bcast_leaders(ag->boot, buf, len, deadline(ag)));
 }
 
 int pb_agree_gather(struct pb_agreement *ag, const void *mine, void *all, size_t len)

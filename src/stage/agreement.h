@@ -69,6 +69,8 @@ int pb_agree(struct pb_agreement *ag, struct pb_vote *mine, struct pb_decision *
  * agreement's deadline (a silent node ends the job). 0 ok, 2 interrupted,
  * -1 MPI failure. */
 int pb_agree_bcast(struct pb_agreement *ag, void *buf, size_t len);
+/* Leaders only: the root's data to every leader. */
+int pb_agree_bcast_leaders(struct pb_agreement *ag, void *buf, size_t len);
 int pb_agree_gather(struct pb_agreement *ag, const void *mine, void *all, size_t len);
 
 /* A signal asked us to stop: fill d and return its code. */

@@ -77,7 +77,9 @@ static void alloc_pool(struct stage *st)
 {
     const struct pb_meta *m = &st->meta;
     int verbs = !strcmp(m->transport, "verbs");
-    const char *dev = verbs ? st->o.rdma_dev : st->o.tcp_if && !strchr(st->o.tcp_if, '/') ? st->o.tcp_if : NULL;
+    /* one named interface only: rails may sit on different NUMA nodes */
+    const char *tif = st->o.tcp_if;
+    const char *dev = verbs ? st->o.rdma_dev : tif && !strchr(tif, '/') && !strchr(tif, ',') ? tif : NULL;
     struct pb_topo_place place;
     st->slot_size = (size_t)((m->chunk + PB_TRAILER_SIZE + 63) / 64 * 64);
     st->pool_len = st->slot_size * m->slots;
@@ -130,7 +132,7 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
         .netids = bi->netids,
         .all_local = bi->all_local,
         .xchg = { .with_peers = pb_boot_peer_exchange, .per_peer = pb_boot_peer_exchange_each,
-                  .wait = pb_boot_wait_setup, .ctx = st->boot },
+                  .wait = pb_boot_wait_setup, .root_decides = pb_boot_root_decides, .ctx = st->boot },
         .timeout = st->o.timeout,
         .verbose = st->verbose,
         .tcp_if = st->o.tcp_if,

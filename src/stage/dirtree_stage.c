@@ -68,15 +68,26 @@ int pb_dtree_root_meta(struct stage *st)
         fprintf(stderr, "p2pbcast: warning: SOURCE '%s': skipped %llu socket(s), FIFO(s) or device(s)%s\n",
                 st->source, (unsigned long long)walked.nskipped, st->verbose ? "" : " (-v lists them)");
     rc = pb_dtree_encode(&walked, &tj->wire, &tj->wire_len);
+    /* The walk's identities (the same entries in the same order) outlive it:
+     * the reader checks every file against them. */
+    struct pb_dtree_ident *id = walked.id, top_id = walked.top_id;
+    walked.id = NULL;
     pb_dtree_free(&walked);
     if (rc < 0) {
+        free(id);
         m->code = P2PBCAST_ERR_INTERNAL;
         snprintf(m->msg, sizeof m->msg, "out of memory for the manifest of SOURCE '%.300s'", st->source);
         return -1;
     }
     /* The root uses what every node parses: its own encoding, parsed. */
-    if (pb_dtree_parse(tj->wire, tj->wire_len, &tj->man, err, sizeof err) < 0 ||
-        pb_dtree_source_open(&tj->src, &tj->man, st->source, err, sizeof err) < 0) {
+    rc = pb_dtree_parse(tj->wire, tj->wire_len, &tj->man, err, sizeof err);
+    if (rc == 0) {
+        tj->man.id = id;
+        tj->man.top_id = top_id;
+    } else {
+        free(id);
+    }
+    if (rc < 0 || pb_dtree_source_open(&tj->src, &tj->man, st->source, err, sizeof err) < 0) {
         m->code = P2PBCAST_ERR_SOURCE;
         snprintf(m->msg, sizeof m->msg, "SOURCE '%.200s': %.200s", st->source, err);
         return -1;
@@ -98,8 +109,9 @@ static int bcast_failed(struct stage *st, int rc)
     return st->d.code;
 }
 
-/* The manifest's bytes, piece by piece, into buf (NULL: received and
- * dropped, in scratch). 0, or pb_agree_bcast's failure. */
+/* The manifest's bytes, piece by piece, from the root to every leader,
+ * into buf (NULL: received and dropped, in scratch). 0, or
+ * pb_agree_bcast_leaders's failure. */
 static int bcast_pieces(struct stage *st, unsigned char *buf, uint64_t len)
 {
     unsigned char *scratch = NULL;
@@ -108,7 +120,9 @@ static int bcast_pieces(struct stage *st, unsigned char *buf, uint64_t len)
     int rc = 0;
     for (uint64_t off = 0; !rc && off < len; off += PIECE) {
         size_t n = len - off < PIECE ? (size_t)(len - off) : PIECE;
-        rc = pb_agree_bcast(&st->ag, buf ? buf + off : scratch, n);
+        rc = pb_agree_bcast_leaders(&st->ag, buf ? buf + off : scratch, n);
+        if (!rc && !st->root)
+            st->dtree.received += n;
     }
     free(scratch);
     return rc;
@@ -154,6 +168,35 @@ static void test_swap_manifest(struct pb_dtree_job *tj, struct pb_vote *mine)
     pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, "P2PBCAST_TEST_MANIFEST: sent a test manifest (this run fails)");
 }
 
+/* A leader's part: the manifest from the root to every leader, checked.
+ * 0, or the code of a failed broadcast (d filled). */
+static int share_manifest(struct stage *st, struct pb_vote *mine)
+{
+    struct pb_dtree_job *tj = &st->dtree;
+    if (st->root)
+        test_swap_manifest(tj, mine);
+    uint64_t head[2] = { tj->wire_len, st->root ? XXH3_64bits(tj->wire, tj->wire_len) : 0 };
+    int rc = pb_agree_bcast_leaders(&st->ag, head, sizeof head);
+    if (rc)
+        return bcast_failed(st, rc);
+    unsigned char *buf = st->root ? tj->wire : NULL;
+    if (!st->root && head[0] <= PB_DTREE_MAX_BYTES)
+        buf = malloc(head[0] ? (size_t)head[0] : 1);
+    rc = bcast_pieces(st, buf, head[0]);
+    if (!rc && !st->root)
+        take_manifest(st, buf, head[0], head[1], mine);
+    if (!st->root)
+        free(buf);
+    free(tj->wire);
+    tj->wire = NULL;
+    if (rc)
+        return bcast_failed(st, rc);
+    if (st->root && st->verbose)
+        fprintf(stderr, "p2pbcast: manifest: %llu bytes, %zu entries, %llu bytes of data\n",
+                (unsigned long long)head[0], tj->man.n, (unsigned long long)tj->man.stream_size);
+    return 0;
+}
+
 int pb_phase_manifest(struct stage *st)
 {
     struct pb_dtree_job *tj = &st->dtree;
@@ -166,29 +209,14 @@ int pb_phase_manifest(struct stage *st)
         dl--;
     snprintf(tj->dest, sizeof tj->dest, "%.*s", (int)dl, st->dest);
     st->dest = tj->dest;
+    /* Only the leaders write: the other ranks of a node need nothing of the
+     * manifest, and wait for the outcome in the agreement below. */
     struct pb_vote mine = { 0 };
-    if (st->root)
-        test_swap_manifest(tj, &mine);
-    uint64_t head[2] = { tj->wire_len, st->root ? XXH3_64bits(tj->wire, tj->wire_len) : 0 };
-    int rc = pb_agree_bcast(&st->ag, head, sizeof head);
-    if (rc)
-        return bcast_failed(st, rc);
-    unsigned char *buf = st->root ? tj->wire : NULL;
-    if (!st->root && st->bi->is_leader && head[0] <= PB_DTREE_MAX_BYTES)
-        buf = malloc(head[0] ? (size_t)head[0] : 1);
-    rc = bcast_pieces(st, buf, head[0]);
-    if (!rc && st->bi->is_leader && !st->root)
-        take_manifest(st, buf, head[0], head[1], &mine);
-    if (!st->root)
-        free(buf);
-    free(tj->wire);
-    tj->wire = NULL;
-    if (rc)
-        return bcast_failed(st, rc);
-    if (st->root && st->verbose)
-        fprintf(stderr, "p2pbcast: manifest: %llu bytes, %zu entries, %llu bytes of data\n",
-                (unsigned long long)head[0], tj->man.n, (unsigned long long)tj->man.stream_size);
-    return pb_agree(&st->ag, &mine, &st->d, 0);
+    int rc = st->bi->is_leader ? share_manifest(st, &mine) : 0;
+    if (getenv("P2PBCAST_TEST_MANIFEST_BYTES")) /* testing: who received it */
+        fprintf(stderr, "p2pbcast: test: %s (rank %d): %llu bytes of manifest received\n", st->bi->host,
+                st->bi->rank, (unsigned long long)tj->received);
+    return rc ? rc : pb_agree(&st->ag, &mine, &st->d, 0);
 }
 
 int pb_dtree_open(struct stage *st)

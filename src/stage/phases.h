@@ -95,6 +95,12 @@ int pb_phase_commit(struct stage *st);     /* dest.c */
  * how many nodes read; with say, one -v line per node (root). */
 uint64_t pb_source_shared_report(const struct stage *st, int *readers, int say);
 
+/* source_verify.c, root with --source-shared, after the transfer: re-read a
+ * random sample of the chunks other nodes read and compare each with the
+ * checksum received (hashes: one per chunk). 0 all equal; -1 with err naming
+ * the node, the chunk and its offset. */
+int pb_source_verify(struct stage *st, const uint64_t *hashes, char *err, size_t errlen);
+
 /* resume.c: after a failure with --resume, keep what this node holds. */
 void pb_resume_keep(struct stage *st);
 /* connect.c: close the connections (at once when a node fails, so that

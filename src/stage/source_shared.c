@@ -10,14 +10,20 @@
  * with `yes` a difference is a SOURCE error naming the node; with `auto` it
  * rides in the vote (manifest = 1, msg = why), the root collects the votes
  * (O(N)) and broadcasts the decision, falling back to root-only reads.
+ * `auto` asks only where SOURCE's filesystem keeps client caches coherent
+ * (Lustre, GPFS, ...: fs_kind.h; each node must be on the same kind), or
+ * where all nodes are this machine (each must open the root's inode).
  * In shared mode each leader keeps its SOURCE open for the transfer and
- * checks size and mtime with every chunk it reads (transfer.c).
+ * checks size, mtime and ctime with every chunk it reads (transfer.c);
+ * none of this proves the bytes equal, so the root re-reads a sample of
+ * every other node's chunks after the transfer (source_verify.c).
  *
  * Testing only: P2PBCAST_TEST_SOURCE_OF_RANK_<r>=PATH makes the leader of
  * MPI rank r (not the root) open PATH instead of SOURCE, to stand for a
  * node that sees another file (or none) at SOURCE's path. */
 #include "bootstrap.h"
 #include "digest.h"
+#include "fs_kind.h"
 #include "phases.h"
 
 #include <stdio.h>
@@ -29,10 +35,11 @@ enum { SHARED_NO, SHARED_AUTO, SHARED_YES };
 /* What one node sees at SOURCE's path. Fixed layout, same binary on all. */
 struct src_view {
     int32_t ok; /* 0: could not look; msg says why */
-    int32_t pad;
+    int32_t refuse; /* root, auto: its filesystem rules shared reads out; msg says why */
     uint64_t size;
     int64_t mt_sec, mt_nsec, ct_sec, ct_nsec;
     uint64_t h_first, h_last;
+    uint64_t f_type, dev, ino;
     char msg[320];
 };
 
@@ -60,6 +67,14 @@ static void look(struct pb_source *src, const struct pb_plan *p, struct src_view
     v->mt_nsec = src->st.st_mtim.tv_nsec;
     v->ct_sec = src->st.st_ctim.tv_sec;
     v->ct_nsec = src->st.st_ctim.tv_nsec;
+    v->dev = (uint64_t)src->st.st_dev;
+    v->ino = (uint64_t)src->st.st_ino;
+    unsigned long f_type = 0;
+    if (pb_source_fs_type(src, &f_type, v->msg, sizeof v->msg) < 0) {
+        v->ok = 0;
+        return;
+    }
+    v->f_type = f_type;
     if (v->size != p->file_size) /* differs: nothing more to compare */
         return;
     unsigned char *buf = malloc(p->chunk_size ? p->chunk_size : 1);
@@ -103,6 +118,43 @@ static int differs(const struct src_view *root, const struct src_view *mine, con
     return 1;
 }
 
+/* Root, auto: does SOURCE's filesystem let the other nodes read it for us?
+ * Where client caches are coherent (fs_kind.h), yes; on one machine, where
+ * every node must then open the root's very inode, yes; else no (NFS and
+ * the like only with --source-shared=yes). 0, or 1 with the reason in msg. */
+static int fs_refuses(const struct stage *st, struct src_view *v)
+{
+    char b[32];
+    const char *name = pb_fs_name((unsigned long)v->f_type, b, sizeof b);
+    enum pb_fs_kind kind = pb_fs_kind((unsigned long)v->f_type);
+    if (kind == PB_FS_COHERENT || st->bi->all_local)
+        return 0;
+    snprintf(v->msg, sizeof v->msg, "SOURCE '%.120s' is on %s, %s; --source-shared=yes reads in parallel anyway",
+             st->source, name,
+             kind == PB_FS_CLIENT_CACHED ? "whose clients cache on their own (another node may read stale bytes)"
+                                         : "a local filesystem, and the nodes are not all this machine");
+    return 1;
+}
+
+/* Auto: mine must also be on the root's kind of filesystem, and on one
+ * machine the root's inode. 0, or 1 with the reason in why. */
+static int auto_differs(const struct stage *st, const struct src_view *root, const struct src_view *mine,
+                        const char *path, char *why, size_t n)
+{
+    char b1[32], b2[32];
+    if (pb_fs_kind((unsigned long)root->f_type) == PB_FS_COHERENT && mine->f_type != root->f_type)
+        snprintf(why, n, "SOURCE '%s' is on %s here, %s on the root", path,
+                 pb_fs_name((unsigned long)mine->f_type, b1, sizeof b1),
+                 pb_fs_name((unsigned long)root->f_type, b2, sizeof b2));
+    else if (pb_fs_kind((unsigned long)root->f_type) != PB_FS_COHERENT && st->bi->all_local &&
+             (mine->dev != root->dev || mine->ino != root->ino))
+        snprintf(why, n, "SOURCE '%s' is another file here than on the root, on this same machine (device and inode)",
+                 path);
+    else
+        return 0;
+    return 1;
+}
+
 /* A non-root leader: open SOURCE, look, compare, and say so in the vote. */
 static void leader_vote(struct stage *st, const struct src_view *rv, int mode, struct pb_vote *mine)
 {
@@ -111,7 +163,8 @@ static void leader_vote(struct stage *st, const struct src_view *rv, int mode, s
     char why[480];
     if (pb_source_open(&st->src, path, v.msg, sizeof v.msg) == 0)
         look(&st->src, &st->plan, &v);
-    if (!differs(rv, &v, path, why, sizeof why))
+    if (!differs(rv, &v, path, why, sizeof why) &&
+        (mode == SHARED_YES || !auto_differs(st, rv, &v, path, why, sizeof why)))
         return;
     if (mode == SHARED_YES) {
         char m[sizeof mine->msg];
@@ -124,9 +177,14 @@ static void leader_vote(struct stage *st, const struct src_view *rv, int mode, s
 }
 
 /* Root: every vote said "same file"? With -v, why not. */
-static int32_t root_decides(struct stage *st)
+static int32_t root_decides(struct stage *st, const struct src_view *rv)
 {
     const struct pb_boot_info *bi = st->bi;
+    if (rv->refuse) {
+        if (st->verbose)
+            fprintf(stderr, "p2pbcast: source shared auto: no: %s; only the root reads SOURCE\n", rv->msg);
+        return 0;
+    }
     for (int i = 0; i < bi->nleaders; i++)
         if (st->ag.votes[i].manifest) {
             if (st->verbose)
@@ -172,8 +230,10 @@ int pb_phase_source_shared(struct stage *st)
     if (!worth_asking(st, mode))
         return 0;
     struct src_view rv = { 0 };
-    if (st->root)
+    if (st->root) {
         look(&st->src, &st->plan, &rv);
+        rv.refuse = rv.ok && mode == SHARED_AUTO && fs_refuses(st, &rv);
+    }
     int rc = pb_agree_bcast(&st->ag, &rv, sizeof rv);
     if (rc == 2)
         return pb_agree_interrupted(&st->ag, &st->d);
@@ -182,11 +242,11 @@ int pb_phase_source_shared(struct stage *st)
         pb_vote_set(&mine, P2PBCAST_ERR_INTERNAL, 0, "MPI broadcast of SOURCE's description failed");
     else if (st->root && !rv.ok)
         pb_vote_set(&mine, P2PBCAST_ERR_SOURCE, 0, rv.msg);
-    else if (st->bi->is_leader && !st->root)
+    else if (st->bi->is_leader && !st->root && !rv.refuse)
         leader_vote(st, &rv, mode, &mine);
     if ((rc = pb_agree(&st->ag, &mine, &st->d, 0)) != 0)
         return rc;
-    int32_t shared = st->root ? root_decides(st) : 0;
+    int32_t shared = st->root ? root_decides(st, &rv) : 0;
     if ((rc = pb_agree_bcast(&st->ag, &shared, sizeof shared)) != 0)
         return rc == 2 ? pb_agree_interrupted(&st->ag, &st->d) : (st->d.code = P2PBCAST_ERR_INTERNAL);
     st->shared = shared;

@@ -6,7 +6,7 @@
  *   1. meta      the root checks SOURCE and broadcasts what it found (size,
  *                mode, mtime, chunk size, transport, the job secret);
  *   1a. manifest a directory SOURCE: the root's manifest of the tree reaches
- *                every rank, checked, before anything is created;
+ *                every node leader, checked, before anything is created;
  *   1b. shared   with --source-shared (auto by default), every leader looks
  *                at SOURCE; if all see the root's file, each reads its share;
  *   2. dest      leaders expand DEST and find the nodes that share one file;

@@ -1,6 +1,8 @@
 /* transfer.c — phase 5: the engine moves the chunks; every leader then
  * accounts for the chunks a resumed run skipped, flushes its copy and votes
- * with the digest of everything it holds. */
+ * with the digest of everything it holds. With --source-shared the root
+ * first checks a sample of the chunks the other nodes read
+ * (source_verify.c). */
 #include "bootstrap.h"
 #include "clock.h"
 #include "digest.h"
@@ -54,7 +56,8 @@ static int engine_status(int cls)
     }
 }
 
-static struct pb_engine *create_engine(struct stage *st, struct io_ctx *io, char *err, size_t errlen)
+static struct pb_engine *create_engine(struct stage *st, struct io_ctx *io, uint64_t *hashes, char *err,
+                                        size_t errlen)
 {
     const struct pb_boot_info *bi = st->bi;
     struct pb_engine_cfg ec = {
@@ -75,6 +78,7 @@ static struct pb_engine *create_engine(struct stage *st, struct io_ctx *io, char
         .corrupt_chunk = pb_test_hook(st, "P2PBCAST_TEST_CORRUPT_CHUNK", -1),
         .cancel = st->o.cancel,
         .skip = st->nskip ? st->skip : NULL,
+        .hashes = hashes,
     };
     return pb_engine_create(&ec, err, errlen);
 }
@@ -152,8 +156,11 @@ static void run_leader(struct stage *st, struct pb_vote *mine)
     char err[512];
     struct io_ctx io = { &st->src, &st->sink, pb_test_hook(st, "P2PBCAST_TEST_READ_DELAY_MS", 0), st->writes,
                          st->dtree.on ? &st->dtree : NULL };
-    st->eng = create_engine(st, &io, err, sizeof err);
-    if (!st->eng) {
+    /* The root keeps the checksum of every chunk others read, to vouch for them. */
+    uint64_t *hashes = st->root && st->shared ? calloc(st->plan.nchunks ? st->plan.nchunks : 1, sizeof *hashes) : NULL;
+    if (st->root && st->shared && !hashes)
+        pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, "out of memory for the chunks' checksums");
+    else if (!(st->eng = create_engine(st, &io, hashes, err, sizeof err))) {
         pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, err);
     } else {
         int cls = pb_engine_run(st->eng);
@@ -164,6 +171,9 @@ static void run_leader(struct stage *st, struct pb_vote *mine)
             mine->manifest = pb_engine_manifest(st->eng);
         }
     }
+    if (!mine->code && hashes && pb_source_verify(st, hashes, err, sizeof err) < 0)
+        pb_vote_set(mine, P2PBCAST_ERR_SOURCE, 0, err);
+    free(hashes);
     /* Every node that read SOURCE (the root; with --source-shared all). */
     if (!mine->code && st->src.fd >= 0 && pb_source_check_unchanged(&st->src, err, sizeof err) < 0)
         pb_vote_set(mine, P2PBCAST_ERR_SOURCE, 0, err);

@@ -55,6 +55,12 @@ struct pb_exchange {
      * exchanges above. 0, 1 timeout (the job is then ended), 2 canceled,
      * -1 MPI failure; on 1 and 2 the requests may still complete later. */
     int (*wait)(void *ctx, void *reqs, int n);
+    /* Every leader's len bytes go to the root, which turns them (in leader
+     * order) into dlen bytes with decide(all, nleaders, out, arg); every
+     * leader receives those. Returns 0, or nonzero on every leader when the
+     * root did not hear from all (bounded by the exchange timeout). */
+    int (*root_decides)(void *ctx, const void *mine, size_t len, void *out, size_t dlen,
+                        void (*decide)(const void *all, int n, void *out, void *arg), void *arg);
     void *ctx;
 };
 
@@ -77,7 +83,7 @@ struct pb_transport_cfg {
     double timeout;           /* seconds to wait for connections at set-up */
     int verbose;
     /* transport-specific knobs */
-    const char *tcp_if;       /* tcp: interface name or CIDR */
+    const char *tcp_if;       /* tcp: interface names or CIDRs, comma-separated */
     const char *rdma_dev;     /* verbs: device[:port] */
     int gid_index;            /* verbs: RoCE GID index, -1 automatic */
     void *mpi_comm;           /* mpi: pointer to the leaders' MPI_Comm */
@@ -118,7 +124,8 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
 struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen);
 
 /* The speed in Mbit/s of the interface the tcp transport would use for
- * tcp_if (a name, a CIDR or NULL), from sysfs; 0 when unknown (no such
+ * tcp_if (a name, a CIDR, a list of them: its first, or NULL: the default
+ * route's), from sysfs; 0 when unknown (no such
  * interface, or a virtual one: veth, bridge, VLAN, bond, a VM's NIC that
  * reports none). ifname gets the interface's name ("" if none). */
 uint64_t pb_tcp_link_mbit(const char *tcp_if, char *ifname, size_t ifnlen);

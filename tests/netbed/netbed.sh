@@ -13,6 +13,12 @@
 # make_head_ns), so it resolves no bed names: use addresses there.
 # Nothing in the bed has a route outside its /24: test traffic cannot leave.
 #
+# A second rail (NETBED_RAIL1_RATE=M): every host hK also gets eth1 with
+# 10.78.0.(10+K)/24 on a second bridge (br1, same namespace as br0), shaped
+# to M Mbit/s both ways, and eth0 becomes the hosts' default route (a route
+# into br0, which leads nowhere else), as a management network would be.
+# head stays on rail 0 only.
+#
 # usage: netbed.sh up N RATE_MBIT [PREFIX]   build hosts h1..hN (+ head)
 #        netbed.sh down [PREFIX]             remove everything up created
 #        netbed.sh exec HOST CMD...          run CMD inside HOST (hK, head, br)
@@ -29,7 +35,8 @@
 # and ranks, default 5), NETBED_SHM_SIZE (each host's /dev/shm, default 2g),
 # NETBED_SHARE_BASE (parent of the shared directory, default /var/tmp; never
 # /tmp or /dev/shm), NETBED_MPIRUN_TIMEOUT (seconds before "mpirun" is killed
-# and fails with status 124, default 600).
+# and fails with status 124, default 600), NETBED_RAIL1_RATE (Mbit/s of a
+# second rail, see above; default none).
 #
 # Every host has a private /tmp, so nothing under /tmp (a checkout, a build)
 # exists on the hosts.  "up" therefore copies the rsh agent into the shared
@@ -41,6 +48,7 @@ set -euo pipefail
 
 readonly SUBNET_BASE=10.77.0
 readonly SUBNET=${SUBNET_BASE}.0/24
+readonly RAIL1_BASE=10.78.0
 readonly HEAD_IP=${SUBNET_BASE}.250
 readonly STATE_ROOT=/run/netbed
 readonly MAX_HOSTS=200
@@ -203,10 +211,31 @@ make_head_ns() {
         unshare --uts="$s/head.uts" --ipc="$s/head.ipc" hostname head
 }
 
+# The second rail of host h: eth1 on br1, shaped to rate both ways; eth0
+# keeps the default route.
+add_rail1() {  # host rate
+    local h=$1 r=$2 br=$PREFIX-br
+    ip -n "$br" link show br1 >/dev/null 2>&1 || {
+        ip -n "$br" link add br1 type bridge stp_state 0 forward_delay 0
+        ip -n "$br" link set br1 up
+    }
+    ip -n "$br" link add "w$h" type veth peer name eth1 netns "$PREFIX-$h"
+    ip -n "$br" link set "w$h" master br1 up
+    ip -n "$PREFIX-$h" addr add "$RAIL1_BASE.$(( ${h#h} + 10 ))/24" dev eth1
+    ip -n "$PREFIX-$h" link set eth1 up
+    ip -n "$PREFIX-$h" route add default dev eth0
+    shape "$br" "w$h" "$r"
+    shape "$PREFIX-$h" eth1 "$r"
+}
+
 cmd_up() {
     local n=$1 rate=$2 s=$STATE_ROOT/$PREFIX k h br=$PREFIX-br
     if ! [[ $n =~ ^[0-9]+$ ]] || (( n < 1 || n > MAX_HOSTS )); then die "N must be 1..$MAX_HOSTS"; fi
     if ! [[ $rate =~ ^[0-9]+$ ]] || (( rate < 1 || rate > 100000 )); then die "RATE_MBIT must be 1..100000"; fi
+    local rail1=${NETBED_RAIL1_RATE:-}
+    if [[ -n $rail1 ]] && { ! [[ $rail1 =~ ^[0-9]+$ ]] || (( rail1 < 1 || rail1 > 100000 )); }; then
+        die "NETBED_RAIL1_RATE must be 1..100000"
+    fi
     (( EUID == 0 )) || die "must run as root (network namespaces)"
     for t in ip tc nsenter unshare mount; do
         command -v "$t" >/dev/null || die "$t not found (Debian: iproute2, util-linux, mount)"
@@ -247,7 +276,8 @@ cmd_up() {
     # pin the mount namespaces are refused (or propagate into the hosts).
     mount --bind "$s" "$s"
     mount --make-private "$s"
-    printf 'n=%s\nrate=%s\ndir=%s\nnetns_dir=%s\nshare=%s\n' "$n" "$rate" "$DIR" "$netns_dir" "$share" >"$s/state"
+    printf 'n=%s\nrate=%s\ndir=%s\nnetns_dir=%s\nshare=%s\nrail1=%s\n' "$n" "$rate" "$DIR" "$netns_dir" "$share" \
+        "$rail1" >"$s/state"
     {
         echo "127.0.0.1 localhost"
         echo "$HEAD_IP head"
@@ -272,6 +302,7 @@ cmd_up() {
         ip -n "$PREFIX-$h" link set eth0 up
         shape "$br" "v$h" "$rate"            # downlink of the host
         shape "$PREFIX-$h" eth0 "$rate"      # uplink of the host
+        [[ -n $rail1 && $h != head ]] && add_rail1 "$h" "$rail1"
     done
     for (( k = 1; k <= n; k++ )); do make_host_ns "h$k"; done
     make_head_ns
@@ -292,7 +323,7 @@ cmd_up() {
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=1
     trap - INT TERM
-    log "bed '$PREFIX' up: $n hosts at ${rate} Mbit/s, head $HEAD_IP, subnet $SUBNET"
+    log "bed '$PREFIX' up: $n hosts at ${rate} Mbit/s, head $HEAD_IP, subnet $SUBNET${rail1:+, rail 1 $RAIL1_BASE.0/24 at $rail1 Mbit/s}"
 }
 
 # ---------------------------------------------------------------- exec

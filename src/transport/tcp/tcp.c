@@ -7,11 +7,18 @@
  * stranger can join afterwards. Data moves with non-blocking sockets and one
  * epoll set: payloads are received straight into the granted slot and sent
  * straight from pool memory (writev of header + payload), and poll blocks
- * in epoll_wait when nothing is ready. */
+ * in epoll_wait when nothing is ready.
+ *
+ * With several rails (tcp_rails.h) a pair of neighbours has one connection
+ * per rail; each put goes to the rail whose share of the bytes stays lowest
+ * against its rate, credits and notices to the least busy one. A slot is
+ * still granted to one peer and written once per grant, so striping keeps
+ * the credit rules; only the order of puts between rails is free. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "tcp_wire.h"
+#include "tcp_probe.h"
 #include "clock.h"
 #include "transport.h"
 
@@ -44,6 +51,7 @@ struct outmsg {
 struct conn {
     int fd;
     int peer;
+    int rail;
     int dead;
     int want_out;      /* EPOLLOUT armed */
     struct outmsg *q;  /* ring of queued messages */
@@ -61,7 +69,10 @@ struct tcp {
     int epfd;
     struct conn *conns;
     int nconns;
-    int *conn_of;      /* leader index -> conns index, -1 */
+    int *conn_of;      /* leader index * nrails + rail -> conns index, -1 */
+    uint64_t *sent;    /* leader index * nrails + rail -> payload bytes put */
+    int nrails;
+    struct pb_tcp_rail rails[PB_TCP_MAX_RAILS];
     int *owner;        /* our slot -> leader it is granted to, -1 */
     struct pb_event *evq;
     uint32_t evcap, evhead, evlen;
@@ -102,13 +113,27 @@ static void conn_fail(struct tcp *t, struct conn *c, int err, const char *what)
 {
     if (c->dead)
         return;
+    /* one error per peer: its other rails' connections fail with it */
+    int told = 0;
+    for (int r = 0; r < t->nrails; r++) {
+        int k = t->conn_of[(size_t)c->peer * t->nrails + r];
+        told |= k >= 0 && t->conns[k].dead;
+    }
     c->dead = 1;
-    struct pb_event ev = { .kind = PB_EV_ERROR, .peer = c->peer, .err = err };
-    snprintf(ev.what, sizeof ev.what, "%s", what);
-    (void)push_event(t, &ev);
     epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
+    if (told)
+        return;
+    struct pb_event ev = { .kind = PB_EV_ERROR, .peer = c->peer, .err = err };
+    if (t->nrails > 1) { /* name the network: one rail may fail alone */
+        char a[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &t->rails[c->rail].addr, a, sizeof a);
+        snprintf(ev.what, sizeof ev.what, "%s (rail %d: %s %s)", what, c->rail, t->rails[c->rail].ifname, a);
+    } else {
+        snprintf(ev.what, sizeof ev.what, "%s", what);
+    }
+    (void)push_event(t, &ev);
 }
 
 static void arm_out(struct tcp *t, struct conn *c, int on)
@@ -164,14 +189,37 @@ static void flush_conn(struct tcp *t, struct conn *c)
     arm_out(t, c, 0);
 }
 
+/* The rail for the next message to peer: data by the rails' rates,
+ * control to the shortest queue. */
+static int pick_rail(struct tcp *t, int peer, const struct pb_tcp_hdr *h)
+{
+    int n = t->nrails, best = 0;
+    if (n == 1)
+        return 0;
+    const int *co = &t->conn_of[(size_t)peer * n];
+    if (h->type == PB_TCP_DATA) {
+        uint32_t rate[PB_TCP_MAX_RAILS];
+        for (int r = 0; r < n; r++)
+            rate[r] = t->rails[r].kbit;
+        uint64_t *sent = &t->sent[(size_t)peer * n];
+        best = pb_tcp_rail_pick(sent, rate, n, h->len);
+        sent[best] += h->len;
+        return best;
+    }
+    for (int r = 1; r < n; r++)
+        if (t->conns[co[r]].qlen < t->conns[co[best]].qlen)
+            best = r;
+    return best;
+}
+
 static int enqueue(struct tcp *t, int peer, const struct pb_tcp_hdr *h, const void *buf, int data,
                    uint64_t cookie)
 {
-    if (peer < 0 || peer >= t->cfg.nleaders || t->conn_of[peer] < 0) {
+    if (peer < 0 || peer >= t->cfg.nleaders || t->conn_of[(size_t)peer * t->nrails] < 0) {
         errno = EINVAL;
         return -1;
     }
-    struct conn *c = &t->conns[t->conn_of[peer]];
+    struct conn *c = &t->conns[t->conn_of[(size_t)peer * t->nrails + pick_rail(t, peer, h)]];
     if (c->dead) {
         errno = ECONNRESET;
         return -1;
@@ -357,6 +405,7 @@ static int tcp_close(struct pb_transport *tp)
         close(t->epfd);
     free(t->conns);
     free(t->conn_of);
+    free(t->sent);
     free(t->owner);
     free(t->evq);
     free(t);
@@ -378,27 +427,15 @@ static const struct pb_transport_ops tcp_ops = {
 #define HELLO_SECONDS 2.0 /* a silent connection may be dropped after this when room is short */
 
 struct endpoint {
-    uint32_t addr;   /* IPv4, network order */
-    uint16_t port;   /* network order */
+    uint32_t addr;   /* IPv4 on rail 0, network order */
+    uint16_t port;   /* network order, the same on every rail */
     uint16_t ok;     /* 0: this leader failed to set up; everyone gives up */
+    uint32_t more[PB_TCP_MAX_RAILS - 1]; /* IPv4 on rails 1.. */
 };
 
-static int parse_cidr(const char *s, uint32_t *net, uint32_t *mask)
+static uint32_t ep_addr(const struct endpoint *e, int rail)
 {
-    char buf[64];
-    const char *slash = strchr(s, '/');
-    if (!slash || (size_t)(slash - s) >= sizeof buf)
-        return -1;
-    memcpy(buf, s, (size_t)(slash - s));
-    buf[slash - s] = 0;
-    struct in_addr a;
-    char *end;
-    long bits = strtol(slash + 1, &end, 10);
-    if (inet_pton(AF_INET, buf, &a) != 1 || *end || end == slash + 1 || bits < 0 || bits > 32)
-        return -1;
-    *mask = bits ? htonl(~0u << (32 - bits)) : 0;
-    *net = a.s_addr & *mask;
-    return 0;
+    return rail ? e->more[rail - 1] : e->addr;
 }
 
 /* Every leader in this machine and network namespace (a test, or
@@ -409,119 +446,46 @@ static int all_here(const struct pb_transport_cfg *cfg)
     return cfg->all_local;
 }
 
-/* The interface of the default route, from /proc/net/route; "" if none. */
-static void default_route_if(char *name, size_t n)
+/* One rail on an interface named alone (or loopback, or the fallback). */
+static int one_rail(struct tcp *t, const char *want, char *err, size_t errlen)
 {
-    name[0] = 0;
-    FILE *f = fopen("/proc/net/route", "r");
-    char line[256], ifn[64];
-    unsigned long dest, mask;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "%63s %lx %*x %*x %*d %*d %*d %lx", ifn, &dest, &mask) == 3 && dest == 0 && mask == 0) {
-            snprintf(name, n, "%s", ifn);
-            break;
-        }
-    if (f)
-        fclose(f);
+    struct pb_tcp_rail *r = &t->rails[0];
+    memset(r, 0, sizeof *r);
+    r->kbit = 1;
+    t->nrails = 1;
+    if (!want && all_here(&t->cfg)) {
+        r->addr = htonl(INADDR_LOOPBACK);
+        snprintf(r->ifname, sizeof r->ifname, "lo");
+        return 0;
+    }
+    return pb_tcp_pick_if(want, &r->addr, r->ifname, sizeof r->ifname, err, errlen);
 }
 
-/* Bridges of local containers and VMs: up, addressed, and reaching no
- * other machine. */
-static int virtual_bridge(const char *name)
+/* The rails: loopback on one machine; the interface named alone; else, with
+ * the other leaders (collective, so every leader comes here the same way:
+ * all_local and the options are the same everywhere), the fastest networks
+ * every node shares, or where there is none the single default choice. */
+static int choose_rails(struct tcp *t, char *err, size_t errlen)
 {
-    static const char *const pfx[] = { "docker", "virbr", "veth", "br-", "cni", "flannel", "lxcbr", "podman", "vnet" };
-    for (size_t i = 0; i < sizeof pfx / sizeof *pfx; i++)
-        if (!strncmp(name, pfx[i], strlen(pfx[i])))
-            return 1;
+    const char *want = t->cfg.tcp_if;
+    struct pb_tcp_if_spec specs[PB_TCP_MAX_RAILS];
+    int nspecs = 0;
+    if (!want && all_here(&t->cfg))
+        return one_rail(t, NULL, err, errlen);
+    if (want) {
+        nspecs = pb_tcp_if_parse(want, specs, PB_TCP_MAX_RAILS, err, errlen);
+        if (nspecs < 0)
+            return -1;
+        if (nspecs == 1)
+            return one_rail(t, want, err, errlen);
+    }
+    int n = pb_tcp_rails_choose(&t->cfg, specs, nspecs, t->rails, err, errlen);
+    if (n < 0)
+        return -1;
+    if (n == 0)
+        return one_rail(t, NULL, err, errlen);
+    t->nrails = n;
     return 0;
-}
-
-/* How good an interface is for reaching other machines when none was
- * named: the default route's first, then any real one; 0 = not usable. */
-static int rank_if(const struct ifaddrs *i, const char *def)
-{
-    if (i->ifa_flags & IFF_LOOPBACK)
-        return 0;
-    if (def[0] && !strcmp(i->ifa_name, def))
-        return 3;
-    return virtual_bridge(i->ifa_name) ? 1 : 2;
-}
-
-/* The interface and IPv4 address for `want` (a name, a CIDR, or NULL: the
- * best by rank_if); ifname may be NULL. */
-static int pick_if(const char *want, uint32_t *addr, char *ifname, size_t ifnlen, char *err, size_t errlen)
-{
-    uint32_t net = 0, mask = 0;
-    int cidr = want && strchr(want, '/');
-    if (cidr && parse_cidr(want, &net, &mask) < 0) {
-        snprintf(err, errlen, "--tcp-if '%s' is not a valid IPv4 CIDR (like 10.0.0.0/8)", want);
-        return -1;
-    }
-    struct ifaddrs *ifs, *i;
-    if (getifaddrs(&ifs) < 0) {
-        snprintf(err, errlen, "cannot list network interfaces: %s", strerror(errno));
-        return -1;
-    }
-    char def[64];
-    default_route_if(def, sizeof def);
-    int best = 0;
-    for (i = ifs; i; i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP))
-            continue;
-        uint32_t a = ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr;
-        int score = cidr ? (a & mask) == net ? 9 : 0 : want ? !strcmp(i->ifa_name, want) * 9 : rank_if(i, def);
-        if (score > best) {
-            best = score;
-            *addr = a;
-            if (ifname)
-                snprintf(ifname, ifnlen, "%s", i->ifa_name);
-        }
-    }
-    freeifaddrs(ifs);
-    if (!best) {
-        if (want)
-            snprintf(err, errlen, "--tcp-if '%s' matches no interface that is up with an IPv4 address", want);
-        else
-            snprintf(err, errlen, "no network interface is up with an IPv4 address (use --tcp-if)");
-        return -1;
-    }
-    return 0;
-}
-
-/* Pick the IPv4 address to listen on. */
-static int choose_addr(const struct tcp *t, uint32_t *addr, char *err, size_t errlen)
-{
-    if (!t->cfg.tcp_if && all_here(&t->cfg)) {
-        *addr = htonl(INADDR_LOOPBACK);
-        return 0;
-    }
-    return pick_if(t->cfg.tcp_if, addr, NULL, 0, err, errlen);
-}
-
-uint64_t pb_tcp_link_mbit(const char *tcp_if, char *ifname, size_t ifnlen)
-{
-    uint32_t addr;
-    char err[200], name[IF_NAMESIZE + 1] = "", path[96];
-    if (ifnlen)
-        ifname[0] = 0;
-    if (pick_if(tcp_if, &addr, name, sizeof name, err, sizeof err) < 0)
-        return 0;
-    if (ifnlen)
-        snprintf(ifname, ifnlen, "%s", name);
-    /* Only a device's speed means something: veth, bridges, tun, VLANs and
-     * bonds have no device and report a made-up speed or none. */
-    snprintf(path, sizeof path, "/sys/class/net/%s/device", name);
-    if (access(path, F_OK) != 0)
-        return 0;
-    snprintf(path, sizeof path, "/sys/class/net/%s/speed", name);
-    FILE *f = fopen(path, "r");
-    long mbit = -1;
-    if (f) {
-        if (fscanf(f, "%ld", &mbit) != 1)
-            mbit = -1;
-        fclose(f);
-    }
-    return mbit > 0 ? (uint64_t)mbit : 0;
 }
 
 static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
@@ -558,13 +522,13 @@ static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
 /* Start connecting from our own announced address (the acceptor checks
  * it). All connections are started first and finished after, so their
  * handshakes overlap: the root of a large job has many. */
-static int connect_start(const struct endpoint *ep, uint32_t self_addr)
+static int connect_start(const struct endpoint *ep, int rail, uint32_t self_addr)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -1;
     struct sockaddr_in me = { .sin_family = AF_INET, .sin_addr.s_addr = self_addr };
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = ep->port, .sin_addr.s_addr = ep->addr };
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = ep->port, .sin_addr.s_addr = ep_addr(ep, rail) };
     if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0 ||
         (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)) {
         int e = errno;
@@ -590,27 +554,36 @@ static int connect_finish(int fd, double deadline)
     return 0;
 }
 
-static int add_conn(struct tcp *t, int fd, int peer, char *err, size_t errlen)
+static int add_conn(struct tcp *t, int fd, int peer, int rail, char *err, size_t errlen)
 {
     struct conn *c = &t->conns[t->nconns];
     memset(c, 0, sizeof *c);
     c->fd = fd;
     c->peer = peer;
+    c->rail = rail;
     c->qcap = 64;
     c->q = malloc(c->qcap * sizeof *c->q);
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (t->nrails > 1) {
+        /* A rail that goes down loses no socket: its data just stays
+         * unacknowledged. Fail the connection, naming the rail, well before
+         * the engine's --timeout would name only the peer. */
+        unsigned ms = (unsigned)(t->cfg.timeout * 1000 / 2);
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+    }
     int fl = fcntl(fd, F_GETFL);
     struct epoll_event ee = { .events = EPOLLIN, .data.u32 = (uint32_t)t->nconns };
     if (!c->q || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
         epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ee) < 0) {
-        snprintf(err, errlen, "cannot set up the connection to %s: %s", peer_name(t, peer), strerror(errno));
+        snprintf(err, errlen, "cannot set up the connection to %s (rail %d, %s): %s", peer_name(t, peer), rail,
+                 t->rails[rail].ifname, strerror(errno));
         free(c->q);
         c->q = NULL;
         close(fd);
         return -1;
     }
-    t->conn_of[peer] = t->nconns++;
+    t->conn_of[(size_t)peer * t->nrails + rail] = t->nconns++;
     return 0;
 }
 
@@ -625,6 +598,7 @@ struct setup {
 /* A connection accepted but not yet greeted. */
 struct pending {
     int fd;
+    int rail;     /* the rail whose address it reached, -1 none */
     uint32_t got;
     double since; /* accepted at */
     struct sockaddr_in from;
@@ -634,14 +608,16 @@ struct pending {
 static int alloc_state(struct tcp *t, char *why, size_t wl)
 {
     const struct pb_transport_cfg *cfg = &t->cfg;
-    t->conns = calloc((size_t)cfg->npeers + 1, sizeof *t->conns);
-    t->conn_of = malloc((size_t)cfg->nleaders * sizeof *t->conn_of);
+    size_t nr = (size_t)t->nrails;
+    t->conns = calloc((size_t)cfg->npeers * nr + 1, sizeof *t->conns);
+    t->conn_of = malloc((size_t)cfg->nleaders * nr * sizeof *t->conn_of);
+    t->sent = calloc((size_t)cfg->nleaders * nr, sizeof *t->sent);
     t->owner = malloc((size_t)cfg->nslots * sizeof *t->owner);
-    if (!t->conns || !t->conn_of || !t->owner) {
+    if (!t->conns || !t->conn_of || !t->sent || !t->owner) {
         snprintf(why, wl, "out of memory");
         return -1;
     }
-    for (int i = 0; i < cfg->nleaders; i++)
+    for (size_t i = 0; i < (size_t)cfg->nleaders * nr; i++)
         t->conn_of[i] = -1;
     for (uint32_t i = 0; i < cfg->nslots; i++)
         t->owner[i] = -1;
@@ -653,11 +629,11 @@ static int alloc_state(struct tcp *t, char *why, size_t wl)
     return 0;
 }
 
+/* One socket for every rail: bound to the rail's address when there is one,
+ * else to all (the greeting's secret and address checks keep others out). */
 static int start_listening(struct tcp *t, struct setup *s)
 {
-    uint32_t addr;
-    if (choose_addr(t, &addr, s->why, sizeof s->why) < 0)
-        return -1;
+    uint32_t addr = t->nrails == 1 ? t->rails[0].addr : htonl(INADDR_ANY);
     char a[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &addr, a, sizeof a);
     s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -668,7 +644,9 @@ static int start_listening(struct tcp *t, struct setup *s)
         snprintf(s->why, sizeof s->why, "cannot listen on %s: %s", a, strerror(errno));
         return -1;
     }
-    s->mine = (struct endpoint){ addr, sa.sin_port, 1 };
+    s->mine = (struct endpoint){ .addr = t->rails[0].addr, .port = sa.sin_port, .ok = 1 };
+    for (int r = 1; r < t->nrails; r++)
+        s->mine.more[r - 1] = t->rails[r].addr;
     if (t->cfg.verbose)
         fprintf(stderr, "p2pbcast: %s: tcp listening on %s:%u\n", self_name(t), a, ntohs(s->mine.port));
     return 0;
@@ -760,7 +738,7 @@ static int transient(int e)
 /* Finish a started connection to peer p and greet it; on a transient error
  * start again, with back-off (10 ms doubling to 1 s), until the deadline.
  * Returns the connected fd, or -1 with errno. */
-static int connect_peer(struct tcp *t, const struct setup *s, int p, int fd, double deadline)
+static int connect_peer(struct tcp *t, const struct setup *s, int p, int rail, int fd, double deadline)
 {
     const struct pb_transport_cfg *cfg = &t->cfg;
     unsigned char hb[PB_TCP_HELLO_SIZE];
@@ -785,7 +763,7 @@ static int connect_peer(struct tcp *t, const struct setup *s, int p, int fd, dou
         }
         usleep((useconds_t)backoff_ms * 1000);
         backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
-        fd = connect_start(&s->eps[p], s->mine.addr);
+        fd = connect_start(&s->eps[p], rail, ep_addr(&s->mine, rail));
     }
 }
 
@@ -794,31 +772,34 @@ static int connect_peer(struct tcp *t, const struct setup *s, int p, int fd, dou
 static int connect_out(struct tcp *t, struct setup *s, double deadline, char *err, size_t errlen)
 {
     const struct pb_transport_cfg *cfg = &t->cfg;
-    int *out = malloc((size_t)cfg->npeers * sizeof *out + 1);
+    int nr = t->nrails, n = cfg->npeers * nr; /* one connection per partner and rail */
+    int *out = malloc((size_t)n * sizeof *out + 1);
     if (!out) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (int i = 0; i < cfg->npeers; i++)
-        out[i] = cfg->peers[i] < cfg->self ? -1 : connect_start(&s->eps[cfg->peers[i]], s->mine.addr);
+    for (int i = 0; i < n; i++)
+        out[i] = cfg->peers[i / nr] < cfg->self ? -1
+                                                : connect_start(&s->eps[cfg->peers[i / nr]], i % nr, ep_addr(&s->mine, i % nr));
     int rc = 0;
-    for (int i = 0; i < cfg->npeers && rc == 0; i++) {
-        int p = cfg->peers[i];
+    for (int i = 0; i < n && rc == 0; i++) {
+        int p = cfg->peers[i / nr], r = i % nr;
         if (p < cfg->self)
             continue;
-        int fd = connect_peer(t, s, p, out[i], deadline);
+        int fd = connect_peer(t, s, p, r, out[i], deadline);
         out[i] = -1;
         if (fd < 0) {
             char a[INET_ADDRSTRLEN];
-            inet_ntop(AF_INET, &s->eps[p].addr, a, sizeof a);
-            snprintf(err, errlen, "tcp: cannot connect to %s at %s:%u within %.0f s: %s", peer_name(t, p), a,
-                     ntohs(s->eps[p].port), cfg->timeout, strerror(errno));
+            uint32_t pa = ep_addr(&s->eps[p], r);
+            inet_ntop(AF_INET, &pa, a, sizeof a);
+            snprintf(err, errlen, "tcp: cannot connect to %s at %s:%u (from %s) within %.0f s: %s", peer_name(t, p),
+                     a, ntohs(s->eps[p].port), t->rails[r].ifname, cfg->timeout, strerror(errno));
             rc = -1;
-        } else if (add_conn(t, fd, p, err, errlen) < 0) {
+        } else if (add_conn(t, fd, p, r, err, errlen) < 0) {
             rc = -1;
         }
     }
-    close_all(out, cfg->npeers);
+    close_all(out, n);
     free(out);
     return rc;
 }
@@ -840,9 +821,11 @@ static const char *check_greeting(struct tcp *t, const struct setup *s, struct p
     for (int k = 0; k < cfg->npeers; k++)
         expected |= cfg->peers[k] == (int)h->from;
     const char *drop = NULL;
-    if (!expected || (int)h->from > cfg->self || t->conn_of[h->from] >= 0)
+    if (p->rail < 0)
+        drop = "arrived on no rail of ours";
+    else if (!expected || (int)h->from > cfg->self || t->conn_of[(size_t)h->from * t->nrails + p->rail] >= 0)
         drop = "not expected";
-    else if (p->from.sin_addr.s_addr != s->eps[h->from].addr)
+    else if (p->from.sin_addr.s_addr != ep_addr(&s->eps[h->from], p->rail))
         drop = "wrong address"; /* peers connect from the address they announced */
     if (drop)
         fprintf(stderr, "p2pbcast: %s: rejected a data connection from %s:%u claiming to be %s: %s\n",
@@ -885,7 +868,7 @@ static int read_greeting(struct tcp *t, const struct setup *s, struct pending *p
         close(fd);
         return 2;
     }
-    return add_conn(t, fd, (int)h.from, err, errlen) < 0 ? -1 : 1;
+    return add_conn(t, fd, (int)h.from, p->rail, err, errlen) < 0 ? -1 : 1;
 }
 
 static void log_silent(struct tcp *t, const struct pending *p, const char *why)
@@ -912,6 +895,22 @@ static int evict_silent(struct tcp *t, struct pending *pend, int *npend, double 
     return 1;
 }
 
+/* Which of our rails an accepted connection reached (by its local
+ * address); -1 when none. */
+static int rail_of(const struct tcp *t, int fd)
+{
+    if (t->nrails == 1)
+        return 0;
+    struct sockaddr_in me;
+    socklen_t ml = sizeof me;
+    if (getsockname(fd, (struct sockaddr *)&me, &ml) < 0)
+        return -1;
+    for (int r = 0; r < t->nrails; r++)
+        if (t->rails[r].addr == me.sin_addr.s_addr)
+            return r;
+    return -1;
+}
+
 /* Accept the lower-numbered partners; drop anything that is not one. Up to
  * MAX_PENDING greetings are read side by side. A late greeting is accepted
  * until the set-up deadline (a peer that finishes its connects one by one,
@@ -923,7 +922,7 @@ static int accept_in(struct tcp *t, struct setup *s, double deadline, char *err,
     const struct pb_transport_cfg *cfg = &t->cfg;
     int expect_in = 0;
     for (int i = 0; i < cfg->npeers; i++)
-        expect_in += cfg->peers[i] < cfg->self;
+        expect_in += (cfg->peers[i] < cfg->self) * t->nrails;
     struct pending pend[MAX_PENDING];
     int npend = 0, rc = 0;
     while (expect_in > 0 && rc == 0) {
@@ -965,6 +964,7 @@ static int accept_in(struct tcp *t, struct setup *s, double deadline, char *err,
             socklen_t fl = sizeof p->from;
             p->fd = accept4(s->lfd, (struct sockaddr *)&p->from, &fl, SOCK_CLOEXEC | SOCK_NONBLOCK);
             if (p->fd >= 0) {
+                p->rail = rail_of(t, p->fd);
                 p->got = 0;
                 p->since = now;
                 npend++;
@@ -978,7 +978,7 @@ static int accept_in(struct tcp *t, struct setup *s, double deadline, char *err,
     return rc;
 }
 
-/* The set-up, as one story: our state and listening socket, everyone's
+/* The set-up, as one story: the rails, our state and listening socket, everyone's
  * endpoints, then connections out to the higher-numbered partners and in
  * from the lower-numbered ones. The listening socket is closed at the end,
  * so nobody else may join. */
@@ -993,7 +993,7 @@ struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, 
     t->base.ops = &tcp_ops;
     t->cfg = *cfg;
     t->epfd = -1;
-    if (alloc_state(t, s.why, sizeof s.why) == 0)
+    if (choose_rails(t, s.why, sizeof s.why) == 0 && alloc_state(t, s.why, sizeof s.why) == 0)
         (void)start_listening(t, &s);
     int rc = exchange_endpoints(t, &s, err, errlen);
     double deadline = pb_now() + cfg->timeout;

@@ -1,0 +1,363 @@
+/* tcp_probe.c — choosing the rails at set-up: every leader lists its rails,
+ * learns its ring neighbours' (leader i-1 and i+1) through the bootstrap,
+ * and where a rail's device speed is unknown at either end, sends its ring
+ * successor PROBE_MS of data on that rail while timing what its predecessor
+ * sends it. All rails are probed at once (one NIC each), and every node
+ * sends to one node and receives from one, so no two probes share a link.
+ * The root gathers what every leader knows and decides (tcp_rails.c). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "tcp_probe.h"
+#include "clock.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define PROBE_MS 100           /* data sent per rail */
+#define PROBE_CONNECT_S 1.5    /* to connect, greet and finish, at most */
+#define PROBE_SNDBUF (512 << 10) /* enough in flight, little left to drain after */
+#define PROBE_HDR 28           /* secret, key, sender's leader index */
+
+/* What a leader tells its ring neighbours. */
+struct probe_card {
+    uint16_t port;             /* probe listener, network order */
+    uint16_t n;
+    uint32_t ok;
+    struct {
+        uint64_t key;
+        uint32_t addr;
+        uint32_t mbit;
+    } r[PB_TCP_MAX_RAILS];
+};
+
+/* One probe connection, either way. */
+struct flow {
+    int fd;
+    int out;                   /* 1: we send */
+    int rail;                  /* index into our rails */
+    uint32_t hgot;             /* in: header bytes read */
+    unsigned char hdr[PROBE_HDR];
+    uint64_t bytes;            /* in: data after the first read */
+    double first, last, until; /* in: times of first/last data; out: end */
+    uint32_t hsent;            /* out: header bytes written */
+};
+
+static int card_find(const struct probe_card *c, uint64_t key)
+{
+    for (int i = 0; i < c->n && i < PB_TCP_MAX_RAILS; i++)
+        if (c->r[i].key == key)
+            return i;
+    return -1;
+}
+
+static int probe_listen(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
+    socklen_t sl = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 16) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = sa.sin_port;
+    return fd;
+}
+
+static int probe_connect(uint32_t from, uint32_t to, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    int sb = PROBE_SNDBUF;
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
+    struct sockaddr_in me = { .sin_family = AF_INET, .sin_addr.s_addr = from };
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = port, .sin_addr.s_addr = to };
+    if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0 ||
+        (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Send: the header, then data until the window closes. 1 when done. */
+static int flow_send(struct flow *f, const unsigned char *hdr, const unsigned char *junk, size_t jl, double now)
+{
+    if (f->hsent < PROBE_HDR) {
+        ssize_t w = send(f->fd, hdr + f->hsent, PROBE_HDR - f->hsent, MSG_NOSIGNAL);
+        if (w < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : 1;
+        f->hsent += (uint32_t)w;
+        f->until = now + PROBE_MS / 1000.0;
+        return 0;
+    }
+    if (now >= f->until)
+        return 1;
+    ssize_t w = send(f->fd, junk, jl, MSG_NOSIGNAL);
+    return w < 0 && errno != EAGAIN && errno != EINTR;
+}
+
+/* Receive: a header with the job's secret from our predecessor on a rail we
+ * expect, then data, timed. 1 when the flow ended (EOF, error, stranger). */
+static int flow_recv(struct flow *f, const struct pb_transport_cfg *cfg, int pred, const struct pb_tcp_rail *mine,
+                     int nmine, unsigned char *buf, size_t bl, double now)
+{
+    if (f->hgot < PROBE_HDR) {
+        ssize_t r = recv(f->fd, f->hdr + f->hgot, PROBE_HDR - f->hgot, 0);
+        if (r <= 0)
+            return r == 0 || (errno != EAGAIN && errno != EINTR);
+        f->hgot += (uint32_t)r;
+        if (f->hgot < PROBE_HDR)
+            return 0;
+        uint64_t key;
+        uint32_t from;
+        memcpy(&key, f->hdr + 16, 8);
+        memcpy(&from, f->hdr + 24, 4);
+        f->rail = -1;
+        for (int i = 0; i < nmine; i++)
+            if (mine[i].key == key)
+                f->rail = i;
+        return memcmp(f->hdr, cfg->secret, 16) || (int)from != pred || f->rail < 0;
+    }
+    ssize_t r = recv(f->fd, buf, bl, 0);
+    if (r <= 0)
+        return r == 0 || (errno != EAGAIN && errno != EINTR);
+    if (f->first == 0)
+        f->first = now; /* the first read only starts the clock */
+    else
+        f->bytes += (uint64_t)r;
+    f->last = now;
+    return 0;
+}
+
+static uint32_t flow_kbit(const struct flow *f)
+{
+    double dt = f->last - f->first;
+    if (f->bytes == 0 || dt <= 0)
+        return 0;
+    double k = (double)f->bytes * 8 / 1000 / (dt < 1e-4 ? 1e-4 : dt);
+    return k >= 1 ? (k < 4e9 ? (uint32_t)k : 4000000000u) : 1;
+}
+
+/* Run the probes: out to succ on each rail in out_rail[] (its address in
+ * succ's card), in from pred on nin rails. kbit[] gets what arrived per rail
+ * of ours. Bounded by PROBE_CONNECT_S + PROBE_MS. */
+static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct pb_tcp_rail *mine, int nmine,
+                       const struct probe_card *succ, int succ_leader, int pred, int nin, uint32_t *kbit)
+{
+    struct flow fl[2 * PB_TCP_MAX_RAILS + 4];
+    int nf = 0, nin_left = nin;
+    static unsigned char junk[64 << 10];
+    unsigned char hdr[PB_TCP_MAX_RAILS][PROBE_HDR];
+    uint32_t self = (uint32_t)cfg->self;
+    for (int i = 0; succ && i < nmine; i++) {
+        int j = card_find(succ, mine[i].key);
+        if (j < 0 || (mine[i].mbit && succ->r[j].mbit) || succ_leader < 0)
+            continue;
+        memcpy(hdr[i], cfg->secret, 16);
+        memcpy(hdr[i] + 16, &mine[i].key, 8);
+        memcpy(hdr[i] + 24, &self, 4);
+        int fd = probe_connect(mine[i].addr, succ->r[j].addr, succ->port);
+        if (fd >= 0)
+            fl[nf++] = (struct flow){ .fd = fd, .out = 1, .rail = i, .until = 1e300 };
+    }
+    double deadline = pb_now() + PROBE_CONNECT_S + PROBE_MS / 1000.0;
+    unsigned char buf[64 << 10];
+    for (;;) {
+        int live = 0;
+        for (int i = 0; i < nf; i++)
+            live += fl[i].fd >= 0;
+        double now = pb_now();
+        if ((live == 0 && nin_left == 0) || now >= deadline)
+            break;
+        struct pollfd pfd[2 * PB_TCP_MAX_RAILS + 5];
+        for (int i = 0; i < nf; i++)
+            pfd[i] = (struct pollfd){ fl[i].fd, (short)(fl[i].out ? POLLOUT : POLLIN), 0 };
+        int can_accept = nin_left > 0 && nf < (int)(sizeof fl / sizeof *fl);
+        pfd[nf] = (struct pollfd){ can_accept ? lfd : -1, POLLIN, 0 };
+        if (poll(pfd, (nfds_t)nf + 1, (int)((deadline - now) * 1000) + 1) < 0 && errno != EINTR)
+            break;
+        now = pb_now();
+        for (int i = 0; i < nf; i++) {
+            if (fl[i].fd < 0 || !pfd[i].revents)
+                continue;
+            int end = fl[i].out ? flow_send(&fl[i], hdr[fl[i].rail], junk, sizeof junk, now)
+                                : flow_recv(&fl[i], cfg, pred, mine, nmine, buf, sizeof buf, now);
+            if (end) {
+                if (!fl[i].out && fl[i].hgot == PROBE_HDR && fl[i].rail >= 0 && fl[i].bytes) {
+                    kbit[fl[i].rail] = flow_kbit(&fl[i]);
+                    nin_left--;
+                }
+                close(fl[i].fd);
+                fl[i].fd = -1;
+            }
+        }
+        if (can_accept && (pfd[nf].revents & POLLIN)) {
+            int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd >= 0)
+                fl[nf++] = (struct flow){ .fd = fd, .out = 0, .rail = -1 };
+        }
+    }
+    for (int i = 0; i < nf; i++) {
+        /* the deadline cut an incoming flow short: what it had still counts */
+        if (fl[i].fd >= 0 && !fl[i].out && fl[i].hgot == PROBE_HDR && fl[i].rail >= 0 && fl[i].bytes)
+            kbit[fl[i].rail] = flow_kbit(&fl[i]);
+        if (fl[i].fd >= 0)
+            close(fl[i].fd);
+    }
+}
+
+static void fill_card(struct probe_card *c, const struct pb_tcp_rail *mine, int n, uint16_t port, int ok)
+{
+    memset(c, 0, sizeof *c);
+    c->port = port;
+    c->ok = (uint32_t)ok;
+    c->n = (uint16_t)n;
+    for (int i = 0; i < n; i++) {
+        c->r[i].key = mine[i].key;
+        c->r[i].addr = mine[i].addr;
+        c->r[i].mbit = mine[i].mbit;
+    }
+}
+
+/* What we know of each rail's rate: the lower device speed of us and our
+ * predecessor, else what its probe brought (0 if none came, or if it has our
+ * address there). */
+static void fill_report(struct pb_tcp_rail_report *rep, const struct pb_tcp_rail *mine, int n,
+                        const struct probe_card *pred, const uint32_t *measured)
+{
+    memset(rep, 0, sizeof *rep);
+    rep->n = (uint32_t)n;
+    for (int i = 0; i < n; i++) {
+        int j = pred ? card_find(pred, mine[i].key) : -1;
+        uint32_t theirs = j >= 0 ? pred->r[j].mbit : mine[i].mbit;
+        rep->key[i] = mine[i].key;
+        if (j >= 0 && pred->r[j].addr == mine[i].addr)
+            rep->kbit[i] = 0; /* one address on two nodes (local bridges, NAT): not a network between them */
+        else if (mine[i].mbit && theirs)
+            rep->kbit[i] = (mine[i].mbit < theirs ? mine[i].mbit : theirs) * 1000u;
+        else
+            rep->kbit[i] = measured[i];
+    }
+}
+
+struct decide_arg {
+    const struct pb_transport_cfg *cfg;
+    const struct pb_tcp_rail *mine;
+    int nmine;
+    int keep_all;
+};
+
+static void say_rails(const struct decide_arg *a, const struct pb_tcp_rail_report *all, int n,
+                      const struct pb_tcp_rail_choice *c)
+{
+    struct pb_tcp_rail_choice every;
+    pb_tcp_rails_decide(all, n, 1, &every);
+    char line[800];
+    size_t l = 0;
+    for (uint32_t i = 0; i < every.n && l < sizeof line; i++) {
+        const struct pb_tcp_rail *r = NULL;
+        for (int k = 0; k < a->nmine; k++)
+            if (a->mine[k].key == every.key[i])
+                r = &a->mine[k];
+        int used = 0;
+        for (uint32_t k = 0; k < c->n; k++)
+            used |= c->key[k] == every.key[i];
+        char addr[INET_ADDRSTRLEN] = "?";
+        if (r)
+            inet_ntop(AF_INET, &r->addr, addr, sizeof addr);
+        l += (size_t)snprintf(line + l, sizeof line - l, "%s %s %s (root %s) %.1f Mbit/s %s%s", i ? ";" : "",
+                              used ? "chosen" : "not chosen", r ? r->ifname : "?", addr, every.kbit[i] / 1000.0,
+                              r && r->mbit ? "device speed" : "measured",
+                              used ? "" : every.kbit[i] ? " (below a third of the best)" : " (nothing arrived)");
+    }
+    fprintf(stderr, "p2pbcast: tcp rails (the slowest node's rate on each network all %d node(s) share):%s\n", n,
+            every.n ? line : " none: one interface, as without rails");
+}
+
+static void decide(const void *allv, int n, void *choice, void *argv)
+{
+    const struct decide_arg *a = argv;
+    pb_tcp_rails_decide(allv, n, a->keep_all, choice);
+    if (a->cfg->verbose)
+        say_rails(a, allv, n, choice);
+}
+
+int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_if_spec *specs, int nspecs,
+                        struct pb_tcp_rail *rails, char *err, size_t errlen)
+{
+    struct pb_tcp_rail mine[PB_TCP_MAX_RAILS];
+    char why[320] = "";
+    int n = pb_tcp_rails_local(specs, nspecs, mine, PB_TCP_MAX_RAILS, why, sizeof why);
+    uint16_t port = 0;
+    int lfd = n > 0 ? probe_listen(&port) : -1;
+    if (n > 0 && lfd < 0)
+        snprintf(why, sizeof why, "cannot listen for the rate probe: %s", strerror(errno));
+    int ok = n > 0 && lfd >= 0;
+    /* ring neighbours; with two leaders one partner, both ways */
+    int succ = (cfg->self + 1) % cfg->nleaders, pred = (cfg->self + cfg->nleaders - 1) % cfg->nleaders;
+    int peers[2] = { succ, pred }, npeers = cfg->nleaders == 1 ? 0 : cfg->nleaders == 2 ? 1 : 2;
+    struct probe_card card, got[2];
+    fill_card(&card, mine, ok ? n : 0, port, ok);
+    memset(got, 0, sizeof got);
+    int rc = cfg->xchg.with_peers(cfg->xchg.ctx, ok, &card, got, sizeof card, peers, npeers);
+    uint32_t measured[PB_TCP_MAX_RAILS] = { 0 };
+    const struct probe_card *pc = npeers == 2 ? &got[1] : npeers == 1 ? &got[0] : NULL;
+    if (rc == 0) {
+        int nin = 0;
+        for (int i = 0; pc && i < n; i++) {
+            int j = card_find(pc, mine[i].key);
+            nin += j >= 0 && (!mine[i].mbit || !pc->r[j].mbit);
+        }
+        run_probes(cfg, lfd, mine, n, npeers ? &got[0] : NULL, npeers ? succ : -1, pred, nin, measured);
+    }
+    if (lfd >= 0)
+        close(lfd);
+    /* Everybody joins the decision, so that nobody waits for a node that
+     * failed; the choice then says so. */
+    struct pb_tcp_rail_report rep;
+    fill_report(&rep, mine, rc == 0 ? n : 0, pc, measured);
+    struct decide_arg da = { cfg, mine, n > 0 ? n : 0, nspecs > 0 };
+    struct pb_tcp_rail_choice ch;
+    memset(&ch, 0, sizeof ch);
+    int drc = cfg->xchg.root_decides(cfg->xchg.ctx, &rep, sizeof rep, &ch, sizeof ch, decide, &da);
+    if (!ok) {
+        snprintf(err, errlen, "tcp set-up: %s", why);
+        return -1;
+    }
+    if (rc != 0 || drc != 0 ) {
+        snprintf(err, errlen, rc == 1 ? "tcp set-up failed on another node (see its message)"
+                                      : "tcp set-up: the choice of networks failed (bootstrap)");
+        return -1;
+    }
+    int k = 0;
+    for (uint32_t i = 0; i < ch.n && i < PB_TCP_MAX_RAILS; i++)
+        for (int j = 0; j < n; j++)
+            if (mine[j].key == ch.key[i]) {
+                rails[k] = mine[j];
+                rails[k++].kbit = ch.kbit[i] ? ch.kbit[i] : 1;
+            }
+    if (cfg->verbose && k) {
+        char line[400];
+        size_t l = 0;
+        for (int i = 0; i < k && l < sizeof line; i++) {
+            char a[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &rails[i].addr, a, sizeof a);
+            l += (size_t)snprintf(line + l, sizeof line - l, " %s %s (%.1f Mbit/s)", rails[i].ifname, a,
+                                  rails[i].kbit / 1000.0);
+        }
+        fprintf(stderr, "p2pbcast: %s: tcp rail(s):%s\n", cfg->names ? cfg->names[cfg->self] : "?", line);
+    }
+    return k;
+}

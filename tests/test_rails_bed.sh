@@ -1,0 +1,172 @@
+#!/bin/bash
+# test_rails_bed.sh - the tcp transport's rails on emulated hosts with two
+# networks (tests/netbed, NETBED_RAIL1_RATE), TAP.  One rank per host, root
+# on h1, no --tcp-if unless said:
+#   1. rail 0 (eth0, the default route) at 20 Mbit/s, rail 1 (eth1) at 150:
+#      the copy succeeds on all 4 hosts; -v names eth1 as chosen and eth0 as
+#      not, with their rates; eth0 carried little (MPI, the probe), eth1 the
+#      file.
+#   2. both rails at 100 Mbit/s: both chosen, each carried a good part of
+#      the file; the same with --tcp-if eth0,eth1 (an explicit list), and
+#      with the two trees instead of the ring.
+#   3. both rails at 50 Mbit/s, a larger file, and once the transfer is under
+#      way eth1 is taken down inside ONE host (h3, then the root h1): every
+#      rank fails with the same nonzero status, the root names that host and
+#      the rail (eth1), and no host keeps a DEST or a temporary file.
+# Must run under the bed lock (flock /var/lock/p2pbcast-bed.lock ...).
+# Skips (exit 0) where network namespaces cannot be created.
+# Environment: P2PBCAST (the binary, default ../p2pbcast relative to tests/),
+# TEST_BED_TIMEOUT (seconds one broadcast may take, default 180).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/netbed/bedtap.sh
+source "$HERE/netbed/bedtap.sh"
+bed_tap_start test_rails_bed r
+SRC=$WORK/src.bin
+DDIR=/tmp/tr
+DEST=$DDIR/dest.bin
+N=4
+
+# bed RATE0 RATE1: a fresh 4-host bed with two rails, empty DEST directories.
+bed() {
+    "$NB" down "$PFX" >/dev/null 2>&1 || true
+    NETBED_RAIL1_RATE=$2 "$NB" up "$N" "$1" "$PFX" 2>/dev/null || return 1
+    local k
+    for (( k = 1; k <= N; k++ )); do
+        "$NB" exec "h$k" sh -c "rm -rf '$DDIR' && mkdir -p '$DDIR'" || return 1
+    done
+}
+
+# bcast ARGS...: p2pbcast SRC DEST on h1..h4 (stdout+stderr in $WORK/out,
+# tagged), in the background; sets BPID.  wait_bcast then sets out, rcs
+# ("host status" per rank) and mrc.
+bcast_start() {
+    : >"$WORK/rcs"
+    : >"$WORK/out"
+    # shellcheck disable=SC2016 # expanded by the rank's bash
+    timeout -k 10 $(( NETBED_MPIRUN_TIMEOUT + 30 )) "$NB" mpirun -np "$N" --tag-output \
+        --mca orte_abort_on_non_zero_status 0 \
+        bash -c '"$@"; r=$?; echo "$(hostname) $r" >>'"$WORK/rcs"'; exit $r' _ \
+        "$BIN" "$@" "$SRC" "$DEST" >"$WORK/out" 2>&1 &
+    BPID=$!
+}
+wait_bcast() {
+    set +e
+    wait "$BPID"
+    mrc=$?
+    set -e
+    out=$(cat "$WORK/out")
+    if (( mrc == 124 || mrc == 137 )); then
+        echo "# TIMEOUT: p2pbcast did not finish within $NETBED_MPIRUN_TIMEOUT s (status $mrc)"
+        echo "timeout" >>"$WORK/rcs"
+    fi
+    rcs=$(sort "$WORK/rcs")
+}
+bcast() { bcast_start "$@"; wait_bcast; }
+
+all_exit() {  # status: every rank, one per host, exited with it
+    local st=$1 k want=""
+    for (( k = 1; k <= N; k++ )); do want+="h$k $st"$'\n'; done
+    [[ $rcs == "$(sort <<<"${want%$'\n'}")" ]] || { diag "rank statuses: $rcs"; diag "$(tail -n 20 <<<"$out")"; return 1; }
+}
+same_failure() {
+    local st
+    st=$(awk '{print $2}' <<<"$rcs" | sort -u)
+    [[ $st =~ ^[1-9][0-9]*$ ]] && all_exit "$st"
+}
+copies_identical() {
+    local k d
+    for (( k = 1; k <= N; k++ )); do
+        d=$("$NB" dir "h$k")${DEST#/tmp}
+        cmp -s "$SRC" "$d" || { diag "h$k: $d differs or is missing"; return 1; }
+    done
+}
+nothing_left() {
+    local k l
+    for (( k = 1; k <= N; k++ )); do
+        l=$(ls -A "$("$NB" dir "h$k")${DDIR#/tmp}")
+        [[ -z $l ]] || { diag "h$k: $DDIR holds: $l"; return 1; }
+    done
+}
+said() {  # pattern: some rank's stderr matches
+    grep '<stderr>' <<<"$out" | grep -qE "$1" || { diag "$(grep -i rail <<<"$out")"; return 1; }
+}
+root_said() {  # pattern: the root's stderr matches
+    grep '^\[[0-9]*,0\]<stderr>:' <<<"$out" | grep -qE "$1" || { diag "$(grep '<stderr>' <<<"$out" | tail -n 8)"; return 1; }
+}
+
+tx() {  # host dev: bytes sent on that interface so far
+    "$NB" exec "$1" cat "/sys/class/net/$2/statistics/tx_bytes"
+}
+tx_all() {  # dev: bytes sent by all hosts on it
+    local k s=0
+    for (( k = 1; k <= N; k++ )); do s=$(( s + $(tx "h$k" "$1") )); done
+    echo "$s"
+}
+
+# ---- 1: the fast rail, not the default route ------------------------------
+head -c $(( 12 * 1048576 + 4321 )) /dev/urandom >"$SRC"
+SIZE=$(stat -c %s "$SRC")
+ok "bed up: rail 0 (default route) 20 Mbit/s, rail 1 150 Mbit/s" bed 20 150
+eth0_before=$(tx_all eth0) eth1_before=$(tx_all eth1)
+bcast -v --source-shared=no
+eth0_used=$(( $(tx_all eth0) - eth0_before )) eth1_used=$(( $(tx_all eth1) - eth1_before ))
+ok "slow default route: every rank exits 0" all_exit 0
+ok "slow default route: identical copy on every host" copies_identical
+ok "-v: eth1 chosen and eth0 not, with their rates" \
+    root_said 'tcp rails .*not chosen eth0 \(root 10\.77\.0\.11\) [0-9.]+ Mbit/s measured \(below a third of the best\); chosen eth1 \(root 10\.78\.0\.11\) [0-9.]+ Mbit/s measured'
+hosts_say() {  # pattern: every host's rails line matches it
+    local n
+    n=$(tr -d '\r' <<<"$out" | grep -cE "tcp rail\(s\): $1")
+    (( n == N )) || { diag "$(grep 'tcp rail' <<<"$out")"; return 1; }
+}
+ok "-v: every host says it uses eth1 alone" hosts_say 'eth1 10\.78\.0\.1[1-4] \([0-9.]+ Mbit/s\)$'
+diag "bytes sent on eth0: $eth0_used, on eth1: $eth1_used (file $SIZE, each of 3 receivers gets it)"
+# eth0 still carries MPI's own traffic, the launch and output, and the probe
+ok "the file crossed eth1, not the default route (eth0 carried < 1/6 of the data)" \
+    test "$eth1_used" -ge $(( 3 * SIZE )) -a "$eth0_used" -lt $(( SIZE / 2 ))
+
+# ---- 2: two similar rails at once -----------------------------------------
+ok "bed up: two rails at 100 Mbit/s" bed 100 100
+for args in "-v" "-v --tcp-if eth0,eth1" "-v --schedule tree"; do
+    for k in 1 2 3 4; do "$NB" exec "h$k" rm -f "$DEST"; done
+    eth0_before=$(tx_all eth0) eth1_before=$(tx_all eth1)
+    # shellcheck disable=SC2086 # the option words are meant to split
+    bcast $args --source-shared=no
+    eth0_used=$(( $(tx_all eth0) - eth0_before )) eth1_used=$(( $(tx_all eth1) - eth1_before ))
+    ok "two rails ($args): every rank exits 0" all_exit 0
+    ok "two rails ($args): identical copy on every host" copies_identical
+    ok "two rails ($args): every host stripes over eth0 and eth1" hosts_say 'eth[01] [0-9.]+ \([0-9.]+ Mbit/s\) eth[01] '
+    diag "bytes sent on eth0: $eth0_used, on eth1: $eth1_used (file $SIZE to 3 receivers)"
+    ok "two rails ($args): each carried at least a quarter of the data" \
+        test "$eth0_used" -ge $(( 3 * SIZE / 4 )) -a "$eth1_used" -ge $(( 3 * SIZE / 4 ))
+done
+
+# ---- 3: a rail goes down on one host --------------------------------------
+head -c $(( 40 * 1048576 + 999 )) /dev/urandom >"$SRC"
+for victim in h3 h1; do
+    ok "bed up: two rails at 50 Mbit/s ($victim loses eth1)" bed 50 50
+    bcast_start --timeout 10 --source-shared=no
+    under_way() {
+        for _ in $(seq 600); do grep -q '% .* sent' "$WORK/out" 2>/dev/null && return 0; sleep 0.05; done
+        return 1
+    }
+    ok "$victim: the transfer is under way" under_way
+    "$NB" exec "$victim" ip link set eth1 down
+    wait_bcast
+    ok "eth1 down on $victim: every rank exits with the same nonzero status ($(awk '{print $2}' <<<"$rcs" | sort -u | tr '\n' ' '))" same_failure
+    ok "eth1 down on $victim: the root names $victim and the rail" root_said "error: .*$victim.*eth1|error: .*eth1.*$victim"
+    diag "$(grep '^\[[0-9]*,0\]<stderr>:.*error' <<<"$out" | head -n 4)"
+    ok "eth1 down on $victim: nothing partial on any host" nothing_left
+done
+
+left_nothing() {
+    [[ -z $(ip netns list | grep "^$PFX-" || true) ]] &&
+        [[ ! -e /run/netbed/$PFX && ! -e /tmp/netbed-$PFX && ! -e /var/tmp/netbed-$PFX.share ]]
+}
+ok "down" "$NB" down "$PFX"
+ok "down leaves no namespace or directory" left_nothing
+
+echo "1..$T"
+(( FAILED == 0 ))
