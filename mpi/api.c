@@ -1,9 +1,11 @@
-/* api.c — the public API (include/p2pbcast.h): defaults, status names, and
- * p2pbcast_file() over an MPI communicator, with the sizes the caller was
+/* api.c — the public API (include/p2pbcast.h): defaults and status names
+ * (from src/common/defaults.c), and p2pbcast_file() over an MPI
+ * communicator, with the sizes the caller was
  * compiled with; and the first interface (P2PBCAST_0.1, without sizes) for
  * programs built before the sizes existed. */
 #include "p2pbcast.h"
 
+#include "defaults.h"
 #include "stage.h"
 
 #include <stdio.h>
@@ -37,10 +39,7 @@ int p2pbcast_opts_init_sized(struct p2pbcast_opts *o, size_t size)
     if (!o || size < OPTS_FIRST_SIZE)
         return P2PBCAST_ERR_USAGE;
     struct p2pbcast_opts d;
-    memset(&d, 0, sizeof d);
-    d.gid_index = -1;
-    d.rdma_tclass = -1;
-    d.timeout = PB_DEFAULT_TIMEOUT;
+    pb_opts_defaults(&d);
     memset(o, 0, size); /* fields newer than this library: 0 is their default */
     memcpy(o, &d, min_size(size, sizeof d));
     o->struct_size = size;
@@ -54,16 +53,7 @@ const char *p2pbcast_version(void)
 
 const char *p2pbcast_strstatus(int s)
 {
-    switch (s) {
-    case P2PBCAST_OK: return "success";
-    case P2PBCAST_ERR_TRANSFER: return "transfer failed";
-    case P2PBCAST_ERR_USAGE: return "usage error";
-    case P2PBCAST_ERR_SOURCE: return "SOURCE error";
-    case P2PBCAST_ERR_DEST: return "DEST error";
-    case P2PBCAST_ERR_TRANSPORT: return "transport set-up failed";
-    case P2PBCAST_ERR_INTERNAL: return "internal error";
-    default: return "unknown status";
-    }
+    return pb_status_name(s);
 }
 
 /* Options this library can honour: at least the first layout, and nothing

@@ -1,6 +1,7 @@
 /* test_plan.c — the schedule: every receiver gets every chunk exactly once,
  * nobody sends to itself, no chunk loops, for R = 1..64 and awkward sizes. */
 #include "plan.h"
+#include "schedule.h"
 #include "tap.h"
 
 #include <stdlib.h>
@@ -359,6 +360,40 @@ static void test_chunk_choice(void)
     ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 1, 0, NULL, 0) == 64 * 1024, "why may be NULL");
 }
 
+/* The table of schedules (schedule.h): every entry complete, names and
+ * --schedule parsing from it, and the shared entry points answering with
+ * the plan's own schedule, the allgather's in member indices. */
+static void test_schedule_table(void)
+{
+    const int all[] = { PB_SCHED_RING, PB_SCHED_TREE, PB_SCHED_SHARED };
+    int complete = 1, named = 1;
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        const struct pb_sched *s = pb_sched_of(all[i]);
+        complete &= s->name && s->rule_name && s->sender && s->targets && s->partners && s->default_chunk &&
+                    s->setup && s->start && s->slot_peer && s->sender_leader && s->handle && s->pump &&
+                    s->finished && s->waiting_for && s->free;
+        named &= !strcmp(pb_schedule_name(all[i]), s->name) &&
+                 pb_schedule_parse(s->name) == (s->selectable ? all[i] : -1);
+    }
+    ok(complete, "every schedule in the table fills every operation");
+    ok(named && pb_schedule_parse("auto") == -2 && pb_schedule_parse("ring") == PB_SCHED_RING &&
+           pb_schedule_parse("tree") == PB_SCHED_TREE && pb_schedule_parse("bogus") == -1,
+       "names and --schedule come from the table (ring, tree; auto; allgather not selectable)");
+    ok(pb_sched_of(-5) == &pb_sched_ring && pb_sched_of(99) == &pb_sched_ring, "unknown numbers fall back to the ring");
+    struct pb_plan p;
+    char err[64];
+    pb_plan_init(&p, 23 * 4096 + 5, 4096, 4, err, sizeof err); /* 5 members */
+    p.schedule = PB_SCHED_SHARED;
+    int agree = 1;
+    for (uint64_t k = 0; k < p.nchunks; k++)
+        for (int m = 0; m < 5; m++) {
+            int out[2], n = pb_plan_targets(&p, m, k, out);
+            agree &= pb_plan_sender(&p, m, k) == pb_shared_sender(&p, m, k);
+            agree &= n == (pb_shared_forwards(&p, m, k) ? 1 : 0) && (!n || out[0] == pb_shared_successor(&p, m));
+        }
+    ok(agree, "allgather: pb_plan_sender and pb_plan_targets follow the ring of members");
+}
+
 int main(void)
 {
     const uint64_t c = 4096;
@@ -426,5 +461,6 @@ int main(void)
     ok(pb_plan_receiver_of(2, 5, 2) == -1, "the root is no receiver");
     test_trees();
     test_shared();
+    test_schedule_table();
     return tap_done();
 }

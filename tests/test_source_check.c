@@ -1,6 +1,6 @@
 /* test_source_check.c — what makes a parallel read of SOURCE trustworthy
  * (issue 18): which filesystems `--source-shared=auto` trusts (fs_kind.c),
- * and the root's sample of the chunks other nodes read (plan_shared.c):
+ * and the root's sample of the chunks other nodes read (sched_shared.c):
  * every other reader covered, nothing of the root's or skipped, all of
  * them while they fit in the budget, uniform otherwise. */
 #include "fs_kind.h"

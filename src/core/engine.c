@@ -1,6 +1,7 @@
-/* engine.c — the node's state machine: the public entry points, the
- * helpers both schedules share, and the scatter-ring executor; the two
- * trees are in engine_tree.c. See engine.h. */
+/* engine.c — the node's state machine: the public entry points and the
+ * helpers every schedule's executor shares (engine_internal.h); each
+ * schedule's own flow control is in its sched_*.c (schedule.h). See
+ * engine.h. */
 #include "engine_internal.h"
 #include "clock.h"
 
@@ -51,58 +52,25 @@ struct pb_engine *pb_engine_create(const struct pb_engine_cfg *cfg, char *err, s
         goto oom;
     e->c = *cfg;
     e->p = p;
+    /* With no receivers there is nothing to schedule: the root reads and
+     * writes its own copy, which the ring's executor does. */
+    e->ops = pb_sched_of(p->nrecv > 0 ? p->schedule : PB_SCHED_RING);
     e->lost_peer = -1;
     e->recv = pb_plan_receiver_of(cfg->root, cfg->nleaders, cfg->self);
-    e->tree = p->schedule == PB_SCHED_TREE && p->nrecv > 0;
-    e->shared = p->schedule == PB_SCHED_SHARED;
     e->pred = e->succ = -1;
-    if (e->shared && cfg->nleaders != p->nrecv + 1) {
-        snprintf(err, errlen, "engine: allgather over %d nodes but %d leaders", p->nrecv + 1, cfg->nleaders);
-        free(e);
-        return NULL;
-    }
-    if (!e->tree && !e->shared && e->recv >= 0 && p->nrecv > 1) {
-        e->pred = pb_plan_leader_of(cfg->root, cfg->nleaders, pb_plan_predecessor(p, e->recv));
-        e->succ = pb_plan_leader_of(cfg->root, cfg->nleaders, pb_plan_successor(p, e->recv));
-    }
-    if (!e->tree && !e->shared && e->recv >= 0) {
-        /* With a ring, keep at least two ring slots (bubble flow control). */
-        if (p->nrecv == 1)
-            e->c.root_slots = cfg->nslots;
-        else if (e->c.root_slots < 1 || e->c.root_slots > cfg->nslots - 2)
-            e->c.root_slots = cfg->nslots / 4 ? cfg->nslots / 4 : 1;
-    }
     e->state = calloc(cfg->nslots, 1);
     e->chunk_of = calloc(cfg->nslots, sizeof *e->chunk_of);
     e->len_of = calloc(cfg->nslots, sizeof *e->len_of);
     if (!e->state || !e->chunk_of || !e->len_of)
         goto oom;
-    if (e->shared) {
-        if (pb_shared_setup(e) < 0)
-            goto oom;
-    } else if (e->recv < 0) {
-        if (fifo_init(&e->free_bufs, cfg->nslots) || fifo_init(&e->pending, cfg->nslots))
-            goto oom;
-        for (uint32_t s = 0; s < cfg->nslots; s++)
-            fifo_push(&e->free_bufs, s);
-        int R = e->tree ? 0 : p->nrecv;
-        e->credits = calloc(R ? (size_t)R : 1, sizeof *e->credits);
-        e->done_from = calloc(R ? (size_t)R : 1, 1);
-        if (!e->credits || !e->done_from)
-            goto oom;
-        for (int r = 0; r < R; r++)
-            if (fifo_init(&e->credits[r], cfg->nslots))
-                goto oom;
-    } else {
-        if (fifo_init(&e->succ_credits, cfg->nslots) || fifo_init(&e->transit, cfg->nslots) ||
-            fifo_init(&e->inject, cfg->nslots))
-            goto oom;
-        e->have = calloc(p->nchunks / 8 + 1, 1);
-        if (!e->have)
-            goto oom;
-    }
-    if (e->tree && pb_tree_setup(e) < 0)
+    err[0] = 0;
+    if (e->ops->setup(e, err, errlen) < 0) {
+        if (err[0]) {
+            pb_engine_destroy(e);
+            return NULL;
+        }
         goto oom;
+    }
     pb_manifest_init(&e->man);
     for (uint64_t k = 0; cfg->skip && k < p->nchunks; k++)
         e->nskip += pb_eng_skipped(e, k);
@@ -113,15 +81,27 @@ oom:
     return NULL;
 }
 
+int pb_eng_root_buffers(struct pb_engine *e)
+{
+    if (fifo_init(&e->free_bufs, e->c.nslots))
+        return -1;
+    for (uint32_t s = 0; s < e->c.nslots; s++)
+        fifo_push(&e->free_bufs, s);
+    return 0;
+}
+
+int pb_eng_chunk_map(struct pb_engine *e)
+{
+    e->have = calloc(e->p->nchunks / 8 + 1, 1);
+    return e->have ? 0 : -1;
+}
+
 void pb_engine_destroy(struct pb_engine *e)
 {
     if (!e)
         return;
-    pb_tree_free(e);
-    if (e->credits && !e->tree)
-        for (int r = 0; r < e->p->nrecv; r++)
-            free(e->credits[r].v);
-    free(e->credits);
+    if (e->ops)
+        e->ops->free(e);
     free(e->done_from);
     free(e->free_bufs.v);
     free(e->pending.v);
@@ -138,11 +118,7 @@ void pb_engine_destroy(struct pb_engine *e)
 /* Receiver: which peer a slot belongs to. */
 int pb_eng_class_peer(const struct pb_engine *e, uint32_t s)
 {
-    if (e->shared)
-        return s < e->sh.read_slots ? -1 : e->pred;
-    if (e->tree)
-        return e->tr.parent[s < e->tr.split ? 0 : 1];
-    return s < e->c.root_slots ? e->c.root : e->pred;
+    return e->ops->slot_peer(e, s);
 }
 
 void pb_eng_grant(struct pb_engine *e, uint32_t s)
@@ -154,10 +130,11 @@ void pb_eng_grant(struct pb_engine *e, uint32_t s)
 
 void pb_engine_start(struct pb_engine *e)
 {
-    if (e->shared) {
-        pb_shared_start(e);
-        return;
-    }
+    e->ops->start(e);
+}
+
+void pb_eng_grant_all(struct pb_engine *e)
+{
     if (e->recv < 0)
         return;
     for (uint32_t s = 0; s < e->c.nslots && !e->err; s++)
@@ -191,139 +168,28 @@ int pb_eng_root_load(struct pb_engine *e, uint32_t b, uint64_t k)
     return 0;
 }
 
-static void root_read(struct pb_engine *e)
-{
-    const struct pb_plan *p = e->p;
-    while (!e->err && e->free_bufs.len && e->next_read < p->nchunks) {
-        if (pb_eng_skipped(e, e->next_read)) {
-            e->next_read++;
-            continue;
-        }
-        uint32_t b = fifo_pop(&e->free_bufs);
-        uint64_t k = e->next_read;
-        if (pb_eng_root_load(e, b, k) < 0)
-            return;
-        uint64_t len = pb_plan_chunk_len(p, k);
-        if (p->nrecv == 0) {
-            fifo_push(&e->free_bufs, b);
-            e->sent_bytes += len;
-            if (e->c.progress)
-                e->c.progress(e->c.progress_ctx, e->sent_bytes, 0);
-        } else {
-            e->state[b] = SLOT_BUSY;
-            fifo_push(&e->pending, b);
-        }
-    }
-}
-
 void pb_eng_put(struct pb_engine *e, int peer, uint32_t dst_slot, uint32_t s)
 {
     if (e->c.tp->ops->put(e->c.tp, peer, dst_slot, e->chunk_of[s], pb_eng_slot_mem(e, s), e->len_of[s], s) < 0)
         pb_eng_fail(e, PB_EE_PEER, "cannot send chunk %u to %s: %s", e->chunk_of[s], pb_eng_name(e, peer), strerror(errno));
 }
 
-static void root_send(struct pb_engine *e)
-{
-    /* Send what has credit, oldest first; a receiver that is short of
-     * credits does not hold back the others. */
-    uint32_t n = e->pending.len;
-    for (uint32_t i = 0; i < n && !e->err; i++) {
-        uint32_t b = fifo_pop(&e->pending);
-        int r = pb_plan_scatter_target(e->p, e->chunk_of[b]);
-        if (e->credits[r].len) {
-            pb_eng_put(e, pb_plan_leader_of(e->c.root, e->c.nleaders, r), fifo_pop(&e->credits[r]), b);
-        } else {
-            fifo_push(&e->pending, b);
-        }
-    }
-}
-
-static void recv_forward(struct pb_engine *e)
-{
-    while (!e->err && e->succ_credits.len && e->transit.len) {
-        uint32_t s = fifo_pop(&e->transit);
-        pb_eng_put(e, e->succ, fifo_pop(&e->succ_credits), s);
-        e->forwarding++;
-    }
-    /* Bubble rule: a chunk enters the ring only if a free ring slot stays. */
-    while (!e->err && !e->transit.len && e->succ_credits.len >= 2 && e->inject.len) {
-        uint32_t s = fifo_pop(&e->inject);
-        pb_eng_put(e, e->succ, fifo_pop(&e->succ_credits), s);
-        e->forwarding++;
-    }
-}
-
 int pb_engine_finished(const struct pb_engine *e)
 {
-    if (e->err)
-        return 0;
-    if (e->tree)
-        return pb_tree_finished(e);
-    if (e->shared)
-        return pb_shared_finished(e);
-    if (e->recv < 0)
-        return e->fin;
-    return e->notified && e->fin;
-}
-
-/* Has this node done its own part (the root: everything sent, every
- * receiver done; a receiver: every chunk held and passed on)? */
-static int own_part_done(const struct pb_engine *e)
-{
-    if (e->recv < 0)
-        return e->next_read == e->p->nchunks && e->free_bufs.len == e->c.nslots &&
-               e->nodes_done == e->p->nrecv;
-    return e->received + e->nskip == e->p->nchunks && e->forwarding == 0 && !e->transit.len && !e->inject.len;
+    return !e->err && e->ops->finished(e);
 }
 
 void pb_engine_pump(struct pb_engine *e)
 {
-    if (e->err)
-        return;
-    if (e->tree) {
-        pb_tree_pump(e);
-        return;
-    }
-    if (e->shared) {
-        pb_shared_pump(e);
-        return;
-    }
-    if (e->recv < 0) {
-        root_read(e);
-        root_send(e);
-        if (!e->fin && !e->err && own_part_done(e)) {
-            for (int r = 0; r < e->p->nrecv && !e->err; r++) {
-                int l = pb_plan_leader_of(e->c.root, e->c.nleaders, r);
-                if (e->c.tp->ops->notify(e->c.tp, l, PB_NOTIFY_FIN) < 0)
-                    pb_eng_fail(e, PB_EE_PEER, "cannot send the final notice to %s: %s", pb_eng_name(e, l), strerror(errno));
-            }
-            e->fin = 1;
-        }
-        return;
-    }
-    recv_forward(e);
-    if (!e->notified && own_part_done(e)) {
-        e->notified = 1;
-        if (e->c.tp->ops->notify(e->c.tp, e->c.root, PB_NOTIFY_DONE) < 0)
-            pb_eng_fail(e, PB_EE_PEER, "cannot tell the root %s we are done: %s", pb_eng_name(e, e->c.root), strerror(errno));
-    }
-}
-
-/* Receiver: the leader chunk k must come from. */
-static int sender_leader(const struct pb_engine *e, uint64_t k)
-{
-    if (e->tree)
-        return e->tr.parent[pb_tree_of_chunk(k)];
-    if (e->shared)
-        return pb_shared_sender(e->p, e->c.self, k) == PB_SELF_READ ? -1 : e->pred;
-    return pb_plan_sender(e->p, e->recv, k) == PB_FROM_ROOT ? e->c.root : e->pred;
+    if (!e->err)
+        e->ops->pump(e);
 }
 
 int pb_eng_accept(struct pb_engine *e, const struct pb_event *ev, uint64_t *kp)
 {
     const struct pb_plan *p = e->p;
     uint32_t s = ev->slot;
-    if ((e->recv < 0 && !e->shared) || s >= e->c.nslots || e->state[s] != SLOT_GRANTED || pb_eng_class_peer(e, s) != ev->peer) {
+    if ((e->recv < 0 && !e->ops->every_node_reads) || s >= e->c.nslots || e->state[s] != SLOT_GRANTED || pb_eng_class_peer(e, s) != ev->peer) {
         pb_eng_fail(e, PB_EE_DATA, "protocol error: %s wrote into slot %u that was not granted to it",
                     pb_eng_name(e, ev->peer), s);
         return -1;
@@ -344,7 +210,7 @@ int pb_eng_accept(struct pb_engine *e, const struct pb_event *ev, uint64_t *kp)
              pb_eng_name(e, ev->peer));
         return -1;
     }
-    int want = sender_leader(e, k);
+    int want = e->ops->sender_leader(e, k);
     if (want != ev->peer || (e->have[k / 8] >> (k % 8)) & 1 || pb_eng_skipped(e, k)) {
         pb_eng_fail(e, PB_EE_DATA, "protocol error: chunk %llu from %s was %s", (unsigned long long)k,
              pb_eng_name(e, ev->peer), want != ev->peer ? "expected from another node" : "already received");
@@ -371,79 +237,6 @@ int pb_eng_accept(struct pb_engine *e, const struct pb_event *ev, uint64_t *kp)
     return 0;
 }
 
-static void on_arrived(struct pb_engine *e, const struct pb_event *ev)
-{
-    uint32_t s = ev->slot;
-    uint64_t k;
-    if (pb_eng_accept(e, ev, &k) < 0)
-        return;
-    unsigned char *m = pb_eng_slot_mem(e, s);
-    if (pb_plan_forwards(e->p, e->recv, k)) {
-        e->state[s] = SLOT_BUSY;
-        if ((int64_t)k == e->c.corrupt_chunk)
-            m[0] ^= 0x5a; /* test-only fault injection, see --help of the test suite */
-        fifo_push(ev->peer == e->c.root ? &e->inject : &e->transit, s);
-    } else {
-        pb_eng_grant(e, s);
-    }
-}
-
-static void on_sent(struct pb_engine *e, const struct pb_event *ev)
-{
-    uint32_t s = (uint32_t)ev->cookie;
-    if (s >= e->c.nslots || e->state[s] != SLOT_BUSY) {
-        pb_eng_fail(e, PB_EE_INTERNAL, "transport reported an unknown send (cookie %llu)", (unsigned long long)ev->cookie);
-        return;
-    }
-    if (e->recv < 0) {
-        e->state[s] = SLOT_IDLE;
-        e->sent_bytes += e->len_of[s] - PB_TRAILER_SIZE;
-        fifo_push(&e->free_bufs, s);
-        if (e->c.progress)
-            e->c.progress(e->c.progress_ctx, e->sent_bytes, e->nodes_done);
-    } else {
-        if ((int64_t)e->chunk_of[s] == e->c.corrupt_chunk)
-            pb_eng_slot_mem(e, s)[0] ^= 0x5a; /* undo: our own copy was written before */
-        e->forwarding--;
-        pb_eng_grant(e, s);
-    }
-}
-
-static void on_credit(struct pb_engine *e, const struct pb_event *ev)
-{
-    struct fifo *f = NULL;
-    if (e->recv < 0) {
-        int r = pb_plan_receiver_of(e->c.root, e->c.nleaders, ev->peer);
-        if (r >= 0 && r < e->p->nrecv)
-            f = &e->credits[r];
-    } else if (ev->peer == e->succ) {
-        f = &e->succ_credits;
-    }
-    if (!f || ev->slot >= e->c.nslots || fifo_push(f, ev->slot) < 0)
-        pb_eng_fail(e, PB_EE_DATA, "protocol error: unexpected credit for slot %u from %s", ev->slot, pb_eng_name(e, ev->peer));
-}
-
-static void on_notify(struct pb_engine *e, const struct pb_event *ev)
-{
-    if (e->recv >= 0) {
-        if (ev->tag != PB_NOTIFY_FIN || ev->peer != e->c.root || !e->notified || e->fin) {
-            pb_eng_fail(e, PB_EE_DATA, "protocol error: unexpected notice %u from %s", ev->tag, pb_eng_name(e, ev->peer));
-            return;
-        }
-        e->fin = 1;
-        return;
-    }
-    int r = e->recv < 0 ? pb_plan_receiver_of(e->c.root, e->c.nleaders, ev->peer) : -1;
-    if (ev->tag != PB_NOTIFY_DONE || r < 0 || r >= e->p->nrecv || e->done_from[r]) {
-        pb_eng_fail(e, PB_EE_DATA, "protocol error: unexpected notice %u from %s", ev->tag, pb_eng_name(e, ev->peer));
-        return;
-    }
-    e->done_from[r] = 1;
-    e->nodes_done++;
-    if (e->c.progress)
-        e->c.progress(e->c.progress_ctx, e->sent_bytes, e->nodes_done);
-}
-
 /* After the first failure, the root still notes every other lost peer. */
 static void note_loss(struct pb_engine *e, const struct pb_event *ev)
 {
@@ -463,30 +256,14 @@ void pb_engine_handle(struct pb_engine *e, const struct pb_event *ev)
         note_loss(e, ev);
         return;
     }
-    if (e->tree && ev->kind != PB_EV_ERROR) {
-        pb_tree_handle(e, ev);
-        return;
-    }
-    if (e->shared && ev->kind != PB_EV_ERROR) {
-        pb_shared_handle(e, ev);
-        return;
-    }
-    switch (ev->kind) {
-    case PB_EV_ARRIVED: on_arrived(e, ev); break;
-    case PB_EV_SENT: on_sent(e, ev); break;
-    case PB_EV_CREDIT: on_credit(e, ev); break;
-    case PB_EV_NOTIFY: on_notify(e, ev); break;
-    case PB_EV_ERROR:
-        if (ev->peer >= 0)
-            pb_eng_fail(e, PB_EE_PEER, "connection to %s failed: %s%s%s", pb_eng_name(e, ev->peer), ev->what,
-                 ev->err ? ": " : "", ev->err ? strerror(ev->err) : "");
-        else
-            pb_eng_fail(e, PB_EE_INTERNAL, "transport failure: %s%s%s", ev->what, ev->err ? ": " : "",
-                 ev->err ? strerror(ev->err) : "");
-        break;
-    default:
-        pb_eng_fail(e, PB_EE_INTERNAL, "transport reported an unknown event %d", (int)ev->kind);
-    }
+    if (ev->kind != PB_EV_ERROR)
+        e->ops->handle(e, ev);
+    else if (ev->peer >= 0)
+        pb_eng_fail(e, PB_EE_PEER, "connection to %s failed: %s%s%s", pb_eng_name(e, ev->peer), ev->what,
+                    ev->err ? ": " : "", ev->err ? strerror(ev->err) : "");
+    else
+        pb_eng_fail(e, PB_EE_INTERNAL, "transport failure: %s%s%s", ev->what, ev->err ? ": " : "",
+                    ev->err ? strerror(ev->err) : "");
 }
 
 int pb_engine_lost_peer(const struct pb_engine *e)
@@ -512,7 +289,7 @@ int pb_engine_holds(const struct pb_engine *e, uint64_t k)
         return 0;
     if (pb_eng_skipped(e, k))
         return 1;
-    if (e->recv < 0 && !e->shared)
+    if (e->recv < 0 && !e->ops->every_node_reads)
         return k < e->next_read; /* the root writes a chunk as it reads it */
     return (e->have[k / 8] >> (k % 8)) & 1;
 }
@@ -529,40 +306,7 @@ uint64_t pb_engine_manifest(const struct pb_engine *e)
 
 void pb_engine_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
 {
-    if (e->tree) {
-        pb_tree_waiting_for(e, out, outlen);
-        return;
-    }
-    if (e->shared) {
-        pb_shared_waiting_for(e, out, outlen);
-        return;
-    }
-    if (e->recv < 0) {
-        int first = -1;
-        for (int r = 0; r < e->p->nrecv && first < 0; r++)
-            if (!e->done_from[r])
-                first = r;
-        if (first >= 0)
-            snprintf(out, outlen, "%d of %d nodes not done, first %s", e->p->nrecv - e->nodes_done,
-                     e->p->nrecv, pb_eng_name(e, pb_plan_leader_of(e->c.root, e->c.nleaders, first)));
-        else
-            snprintf(out, outlen, "%u sends outstanding", e->c.nslots - e->free_bufs.len);
-        return;
-    }
-    uint64_t k = 0;
-    while (k < e->p->nchunks && (((e->have[k / 8] >> (k % 8)) & 1) || pb_eng_skipped(e, k)))
-        k++;
-    if (k < e->p->nchunks) {
-        int from = pb_plan_sender(e->p, e->recv, k) == PB_FROM_ROOT ? e->c.root : e->pred;
-        snprintf(out, outlen, "waiting for chunk %llu of %llu from %s", (unsigned long long)k,
-                 (unsigned long long)e->p->nchunks, pb_eng_name(e, from));
-    } else {
-        if (own_part_done(e))
-            snprintf(out, outlen, "done, waiting for the other nodes to finish (root %s)", pb_eng_name(e, e->c.root));
-        else
-            snprintf(out, outlen, "waiting to pass %u chunks on to %s",
-                     e->transit.len + e->inject.len + e->forwarding, pb_eng_name(e, e->succ));
-    }
+    e->ops->waiting_for(e, out, outlen);
 }
 
 /* The root lost a peer: the others around it usually fail a moment later

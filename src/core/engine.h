@@ -1,5 +1,6 @@
-/* engine.h — the pipelined state machine of one node leader, for both
- * schedules of plan.h (engine.c: the ring; engine_tree.c: the two trees).
+/* engine.h — the pipelined state machine of one node leader, for every
+ * schedules of plan.h (engine.c drives them; each schedule's flow control is
+ * in its sched_*.c: sched_ring.c, sched_tree.c, sched_shared.c).
  *
  * It moves chunks between a bounded pool of slots, the transport (which it
  * sees only through transport.h) and the node's file (through two callbacks),
@@ -49,7 +50,7 @@
  * and notices still reach their peers. So the root talks only to the two
  * tree roots.
  *
- * Shared SOURCE, ring allgather (PB_SCHED_SHARED, engine_shared.c): every
+ * Shared SOURCE, ring allgather (PB_SCHED_SHARED, sched_shared.c): every
  * node, the root included, is a ring member, reads its own chunks (k mod N)
  * from SOURCE into its read buffers (slots [0, root_slots), never granted)
  * and injects them into the ring; its other slots (at least two) are ring

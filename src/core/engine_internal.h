@@ -1,11 +1,13 @@
-/* engine_internal.h — the engine's state and the helpers its two
- * executors share: engine.c (the ring, the public entry points) and
- * engine_tree.c (the two trees). Not part of any interface. */
+/* engine_internal.h — the engine's state and the helpers every schedule's
+ * executor (sched_*.c, through schedule.h) shares with engine.c. The
+ * schedules include this header; it knows none of them. Not part of any
+ * public interface. */
 #ifndef P2PBCAST_ENGINE_INTERNAL_H
 #define P2PBCAST_ENGINE_INTERNAL_H
 
 #include "digest.h"
 #include "engine.h"
+#include "schedule.h"
 
 #include <stdlib.h>
 
@@ -43,7 +45,7 @@ static inline uint32_t fifo_pop(struct fifo *f)
     return x;
 }
 
-/* The two-tree executor's state (engine_tree.c). Children: the root's are
+/* The two-tree executor's state (sched_tree.c). Children: the root's are
  * the two tree roots; a receiver's are its children in the one tree where
  * it is interior. */
 struct tree_part {
@@ -63,7 +65,7 @@ struct tree_part {
     int done;                    /* receiver: DONE sent; root: every child done */
 };
 
-/* The ring allgather's state (engine_shared.c); the ring fields of
+/* The ring allgather's state (sched_shared.c); the ring fields of
  * struct pb_engine (pred, succ, succ_credits, transit, inject, have,
  * forwarding, notified, fin, free_bufs as read buffers) serve it too. */
 struct shared_part {
@@ -74,6 +76,7 @@ struct shared_part {
 struct pb_engine {
     struct pb_engine_cfg c;
     const struct pb_plan *p;
+    const struct pb_sched *ops; /* the plan's schedule (the ring with no receivers) */
     int recv;            /* our receiver index, -1 on the root */
     int pred, succ;      /* leader indices of ring neighbours, -1 if none */
     unsigned char *state;
@@ -99,12 +102,10 @@ struct pb_engine {
     int notified;            /* DONE sent to the root */
     int fin;                 /* FIN received from the root (receiver), sent (root) */
 
-    /* two trees (engine_tree.c) */
-    int tree;                /* the plan's schedule is PB_SCHED_TREE */
+    /* two trees (sched_tree.c) */
     struct tree_part tr;
 
-    /* shared SOURCE: ring allgather (engine_shared.c) */
-    int shared;              /* the plan's schedule is PB_SCHED_SHARED */
+    /* shared SOURCE: ring allgather (sched_shared.c) */
     struct shared_part sh;
     uint64_t read_bytes;     /* bytes of SOURCE this node read */
 
@@ -122,6 +123,12 @@ unsigned char *pb_eng_slot_mem(struct pb_engine *e, uint32_t s);
 /* Receiver: the peer a slot is granted to, and granting it (again). */
 int pb_eng_class_peer(const struct pb_engine *e, uint32_t s);
 void pb_eng_grant(struct pb_engine *e, uint32_t s);
+/* Receiver: grant every slot to the peer it belongs to (a start op). */
+void pb_eng_grant_all(struct pb_engine *e);
+/* For setup ops: every slot a free read buffer (the root); the map of
+ * chunks held (a receiver). -1 when out of memory. */
+int pb_eng_root_buffers(struct pb_engine *e);
+int pb_eng_chunk_map(struct pb_engine *e);
 void pb_eng_put(struct pb_engine *e, int peer, uint32_t dst_slot, uint32_t s);
 /* Root: read chunk k into buffer b, seal it with its trailer, write our
  * copy. -1 after failing the engine. */
@@ -129,21 +136,5 @@ int pb_eng_root_load(struct pb_engine *e, uint32_t b, uint64_t k);
 /* Receiver: check an arrival (granted slot, sender, trailer, checksum),
  * write it and record it. 0 with the chunk in *k; -1 after failing. */
 int pb_eng_accept(struct pb_engine *e, const struct pb_event *ev, uint64_t *k);
-
-/* engine_tree.c */
-int pb_tree_setup(struct pb_engine *e);
-void pb_tree_free(struct pb_engine *e);
-void pb_tree_pump(struct pb_engine *e);
-void pb_tree_handle(struct pb_engine *e, const struct pb_event *ev);
-int pb_tree_finished(const struct pb_engine *e);
-void pb_tree_waiting_for(const struct pb_engine *e, char *out, size_t outlen);
-
-/* engine_shared.c */
-int pb_shared_setup(struct pb_engine *e);
-void pb_shared_start(struct pb_engine *e);
-void pb_shared_pump(struct pb_engine *e);
-void pb_shared_handle(struct pb_engine *e, const struct pb_event *ev);
-int pb_shared_finished(const struct pb_engine *e);
-void pb_shared_waiting_for(const struct pb_engine *e, char *out, size_t outlen);
 
 #endif

@@ -1,6 +1,8 @@
-/* plan.c — chunking, the scatter-ring schedule, and what both schedules
- * share (sender, targets, partners); the trees are in plan_tree.c. */
+/* plan.c — what every schedule shares: chunking, leader numbering, the
+ * chunk-size cap and choice; sender, targets and partners dispatch to the
+ * plan's schedule (schedule.h, one sched_*.c each). */
 #include "plan.h"
+#include "schedule.h"
 
 #include <stdio.h>
 
@@ -44,64 +46,24 @@ uint64_t pb_plan_chunk_len(const struct pb_plan *p, uint64_t k)
     return rest < p->chunk_size ? rest : p->chunk_size;
 }
 
-int pb_plan_scatter_target(const struct pb_plan *p, uint64_t k)
-{
-    if (p->nrecv <= 0)
-        return -1;
-    return (int)(k % (uint64_t)p->nrecv);
-}
 
-int pb_plan_successor(const struct pb_plan *p, int r)
-{
-    return (r + 1) % p->nrecv;
-}
 
-int pb_plan_predecessor(const struct pb_plan *p, int r)
-{
-    return (r + p->nrecv - 1) % p->nrecv;
-}
 
-int pb_plan_hops(const struct pb_plan *p, int r, uint64_t k)
-{
-    int s = pb_plan_scatter_target(p, k);
-    return (r - s + p->nrecv) % p->nrecv;
-}
 
-bool pb_plan_forwards(const struct pb_plan *p, int r, uint64_t k)
-{
-    /* The chunk has reached every receiver once it has made R-1 hops. */
-    return p->nrecv > 1 && pb_plan_hops(p, r, k) < p->nrecv - 1;
-}
 
 int pb_plan_sender(const struct pb_plan *p, int r, uint64_t k)
 {
-    if (p->schedule == PB_SCHED_TREE)
-        return pb_tree_parent(p->nrecv, pb_tree_of_chunk(k), r);
-    return pb_plan_hops(p, r, k) == 0 ? PB_FROM_ROOT : pb_plan_predecessor(p, r);
+    return pb_sched_of(p->schedule)->sender(p, r, k);
 }
 
 int pb_plan_targets(const struct pb_plan *p, int r, uint64_t k, int out[2])
 {
     if (p->nrecv <= 0)
         return 0;
-    if (p->schedule == PB_SCHED_TREE) {
-        if (r == PB_FROM_ROOT) {
-            out[0] = pb_tree_root(p->nrecv, pb_tree_of_chunk(k));
-            return 1;
-        }
-        return pb_tree_children(p->nrecv, pb_tree_of_chunk(k), r, out);
-    }
-    if (r == PB_FROM_ROOT) {
-        out[0] = pb_plan_scatter_target(p, k);
-        return 1;
-    }
-    if (!pb_plan_forwards(p, r, k))
-        return 0;
-    out[0] = pb_plan_successor(p, r);
-    return 1;
+    return pb_sched_of(p->schedule)->targets(p, r, k, out);
 }
 
-static int add_partner(int *out, int n, int leader)
+int pb_plan_add_partner(int *out, int n, int leader)
 {
     for (int i = 0; i < n; i++)
         if (out[i] == leader)
@@ -110,79 +72,19 @@ static int add_partner(int *out, int n, int leader)
     return n + 1;
 }
 
-/* Receiver r's partners in the trees: both parents, its children. */
-static int tree_partners(const struct pb_plan *p, int root_leader, int nleaders, int r, int *out)
-{
-    int n = 0;
-    for (int t = 0; t < PB_TREES; t++) {
-        int up = r == PB_FROM_ROOT ? PB_FROM_ROOT : pb_tree_parent(p->nrecv, t, r);
-        if (r != PB_FROM_ROOT)
-            n = add_partner(out, n, up == PB_FROM_ROOT ? root_leader : pb_plan_leader_of(root_leader, nleaders, up));
-        int kids[2], nk = pb_tree_children(p->nrecv, t, r, kids);
-        for (int i = 0; i < nk; i++)
-            n = add_partner(out, n, pb_plan_leader_of(root_leader, nleaders, kids[i]));
-    }
-    return n;
-}
-
-/* Allgather: the ring neighbours, and the root (DONE and FIN notices);
- * the root talks to everyone. */
-static int shared_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
-{
-    int n = 0;
-    if (leader == root_leader) {
-        for (int l = 0; l < nleaders; l++)
-            if (l != root_leader)
-                out[n++] = l;
-        return n;
-    }
-    n = add_partner(out, n, root_leader);
-    n = add_partner(out, n, pb_shared_predecessor(p, leader));
-    return add_partner(out, n, pb_shared_successor(p, leader));
-}
-
 int pb_plan_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
 {
-    int r = pb_plan_receiver_of(root_leader, nleaders, leader);
     if (p->nrecv <= 0)
         return 0;
-    if (p->schedule == PB_SCHED_SHARED)
-        return shared_partners(p, root_leader, nleaders, leader, out);
-    if (p->schedule == PB_SCHED_TREE)
-        return tree_partners(p, root_leader, nleaders, r < 0 ? PB_FROM_ROOT : r, out);
-    int n = 0;
-    if (r < 0) {
-        for (int i = 0; i < p->nrecv; i++)
-            out[n++] = pb_plan_leader_of(root_leader, nleaders, i);
-        return n;
-    }
-    n = add_partner(out, n, root_leader);
-    if (p->nrecv > 1) {
-        n = add_partner(out, n, pb_plan_leader_of(root_leader, nleaders, pb_plan_predecessor(p, r)));
-        n = add_partner(out, n, pb_plan_leader_of(root_leader, nleaders, pb_plan_successor(p, r)));
-    }
-    return n;
+    return pb_sched_of(p->schedule)->partners(p, root_leader, nleaders, leader, out);
 }
 
-uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv)
+int pb_ceil_log2(uint64_t n)
 {
-    /* Two costs pull in opposite directions: every chunk pays a per-message
-     * cost (alpha*B bytes' worth), and the ring's tail adds (R-1)*c/B. Their
-     * sum is smallest near c = sqrt(F * alpha*B / (R-1)). With alpha*B taken
-     * as 16 KiB (TCP, verbs and MPI on current fabrics: 2-20 us at 1-12 GB/s)
-     * p2pbcast-model finds this within a few percent of the best chunk from
-     * 16 to 10,000 nodes (README, "Choosing the chunk size"). Rounded to the
-     * nearest power of two, within [32 KiB, 4 MiB]. */
-    const double alpha_b = 16384.0;
-    const uint64_t lo = 32u * 1024u, hi = 4u * 1024u * 1024u;
-    double ring = nrecv > 2 ? (double)(nrecv - 1) : 1.0;
-    double target = (double)file_size * alpha_b / ring; /* c squared */
-    uint64_t c = lo;
-    while (c < hi && (double)(2 * c) * (double)(2 * c) <= target)
-        c *= 2;
-    if (c < hi && target >= 2.0 * (double)c * (double)c)
-        c *= 2; /* nearer to the next power of two, in log scale */
-    return c;
+    int l = 0;
+    while (l < 63 && ((uint64_t)1 << l) < n)
+        l++;
+    return l;
 }
 
 uint64_t pb_plan_tcp_chunk_cap(uint64_t link_mbit)
@@ -213,8 +115,8 @@ static const char *fmt_chunk(uint64_t c, char *buf, size_t n)
 uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, int tcp_between_hosts, uint64_t link_mbit,
                               char *why, size_t whylen)
 {
-    int tree = schedule == PB_SCHED_TREE;
-    uint64_t rule = tree ? pb_plan_default_chunk_tree(file_size, nrecv) : pb_plan_default_chunk(file_size, nrecv);
+    const struct pb_sched *s = pb_sched_of(schedule);
+    uint64_t rule = s->default_chunk(file_size, nrecv);
     uint64_t cap = pb_plan_tcp_chunk_cap(link_mbit);
     int capped = tcp_between_hosts && rule > cap;
     char a[32], b[32], rate[96] = "link rate unknown: 64 KiB";
@@ -223,10 +125,10 @@ uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, int t
                  (unsigned long long)link_mbit);
     if (why && capped)
         snprintf(why, whylen, "%s: the %s rule gives %s for %d receiver(s), capped over tcp between hosts (%s)",
-                 fmt_chunk(cap, a, sizeof a), tree ? "trees'" : "ring's", fmt_chunk(rule, b, sizeof b), nrecv, rate);
+                 fmt_chunk(cap, a, sizeof a), s->rule_name, fmt_chunk(rule, b, sizeof b), nrecv, rate);
     else if (why)
         snprintf(why, whylen, "%s: the %s rule for %d receiver(s)%s%s%s", fmt_chunk(rule, a, sizeof a),
-                 tree ? "trees'" : "ring's", nrecv, tcp_between_hosts ? ", within the tcp cap (" : "",
+                 s->rule_name, nrecv, tcp_between_hosts ? ", within the tcp cap (" : "",
                  tcp_between_hosts ? rate : "", tcp_between_hosts ? ")" : "");
     return capped ? cap : rule;
 }
@@ -241,4 +143,30 @@ int pb_plan_receiver_of(int root_leader, int nleaders, int leader)
     if (leader == root_leader)
         return -1;
     return (leader - root_leader - 1 + nleaders) % nleaders;
+}
+
+int pb_schedule_auto(uint64_t file_size, int nleaders, char *why, size_t whylen)
+{
+    /* Closed forms in bytes' worth of time (times B), alpha*B = 16 KiB:
+     *   ring  F + (R-1) c + (F/c) alpha*B          (tail R-1 hops of c)
+     *   trees F + (2 ceil(log2 R) + 1) c + (F/c) alpha*B
+     * each with its own default chunk. Up to 8 nodes the ring stays: the
+     * closed forms and p2pbcast-model give the trees nothing there (tail
+     * 6c against 7c at 8 nodes; equal times at 16 in the model), the ring
+     * is what the 8-host bed measured (bench/README.md), and on the bed
+     * at 64 KiB chunks the two measure alike (0.885 vs 0.88 of F/B at 4
+     * hosts, 0.907 vs 0.91 at 8; bench/results/chunk-sweep.txt). Beyond 8, the trees win as soon as
+     * the ring's tail outgrows theirs, and spare the root a connection to
+     * every node. */
+    int R = nleaders - 1;
+    const double ab = 16384.0, F = (double)file_size;
+    double cr = (double)pb_plan_default_chunk(file_size, R), ct = (double)pb_plan_default_chunk_tree(file_size, R);
+    double ring = F + (R > 1 ? R - 1 : 0) * cr + F / cr * ab;
+    double tree = F + (2.0 * pb_ceil_log2(R > 1 ? (uint64_t)R : 1) + 1) * ct + F / ct * ab;
+    int pick = nleaders > 8 && tree < ring ? PB_SCHED_TREE : PB_SCHED_RING;
+    if (why)
+        snprintf(why, whylen, "%s: %d nodes%s, predicted %.3g s (ring) vs %.3g s (tree) at 1 GB/s",
+                 pb_schedule_name(pick), nleaders, nleaders <= 8 ? " (the ring up to 8)" : "", ring / 1e9,
+                 tree / 1e9);
+    return pick;
 }

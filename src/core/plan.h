@@ -1,12 +1,14 @@
-/* plan.h — chunking and the two schedules. Pure functions, no I/O.
+/* plan.h — chunking and the schedules' pure functions, no I/O. plan.c holds
+ * what they share; each schedule's own functions are in its sched_*.c
+ * (schedule.h).
  *
  * Receivers are numbered 0..R-1 (the node leaders other than the root's).
  *
- * Ring (PB_SCHED_RING): chunk k is scattered by the root to receiver k mod
+ * Ring (PB_SCHED_RING, sched_ring.c): chunk k is scattered by the root to receiver k mod
  * R, then passed along the ring r -> r+1 until every receiver has it: the
  * receiver just before the scatter target does not forward it.
  *
- * Two trees (PB_SCHED_TREE, plan_tree.c): chunk k travels binary tree
+ * Two trees (PB_SCHED_TREE, sched_tree.c): chunk k travels binary tree
  * k mod 2; the root sends it to that tree's root, every interior node passes
  * it on to its children in that tree. No receiver is interior in both trees,
  * so every node sends at most F bytes and talks to at most 4 partners. */
@@ -48,15 +50,19 @@ int pb_plan_predecessor(const struct pb_plan *p, int r);
 /* Does receiver r pass chunk k on to its successor? */
 bool pb_plan_forwards(const struct pb_plan *p, int r, uint64_t k);
 /* Who sends chunk k to receiver r: PB_FROM_ROOT or a receiver index (the
- * ring predecessor, or r's parent in tree k mod 2). Both schedules. */
+ * ring predecessor, or r's parent in tree k mod 2). The allgather counts
+ * members instead: pb_shared_sender. */
 int pb_plan_sender(const struct pb_plan *p, int r, uint64_t k);
 /* The receivers that r (PB_FROM_ROOT: the root) sends chunk k to, in out[]
- * (at most 2); returns their count. Both schedules. */
+ * (at most 2); returns their count. The allgather: member r's successor
+ * while the chunk travels on. */
 int pb_plan_targets(const struct pb_plan *p, int r, uint64_t k, int out[2]);
 /* The leaders that `leader` exchanges chunks or credits with under the
  * plan's schedule, in out[] (room for max(R, 4) entries, no duplicates);
  * returns their count. Ring: the root talks to every receiver. Trees: the
- * root to both tree roots, a receiver to its two parents and its children. */
+ * root to both tree roots, a receiver to its two parents and its children.
+ * Allgather: the root to everyone, a member to its ring neighbours and the
+ * root. */
 int pb_plan_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out);
 /* How many hops chunk k has made when it reaches receiver r (0 = from root). */
 int pb_plan_hops(const struct pb_plan *p, int r, uint64_t k);
@@ -66,7 +72,7 @@ int pb_plan_hops(const struct pb_plan *p, int r, uint64_t k);
  * from 32 KiB to 4 MiB. */
 uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv);
 
-/* ---- two trees (plan_tree.c) ------------------------------------------ */
+/* ---- two trees (sched_tree.c) ----------------------------------------- */
 #define PB_TREES 2
 /* Tree chunk k travels: k mod 2. */
 static inline int pb_tree_of_chunk(uint64_t k) { return (int)(k & 1); }
@@ -100,8 +106,9 @@ uint64_t pb_plan_tcp_chunk_cap(uint64_t link_mbit);
 uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, int tcp_between_hosts, uint64_t link_mbit,
                               char *why, size_t whylen);
 
-/* "ring", "tree"; pb_schedule_parse also takes "auto" (returns -2); -1 for
- * anything else. */
+/* "ring", "tree", "allgather" (schedule.c's table); pb_schedule_parse takes
+ * the names --schedule offers and "auto" (returns -2); -1 for anything
+ * else. */
 const char *pb_schedule_name(int schedule);
 int pb_schedule_parse(const char *s);
 
@@ -109,7 +116,7 @@ int pb_schedule_parse(const char *s);
  * line, for -v). */
 int pb_schedule_auto(uint64_t file_size, int nleaders, char *why, size_t whylen);
 
-/* ---- shared SOURCE: ring allgather (plan_shared.c) --------------------
+/* ---- shared SOURCE: ring allgather (sched_shared.c) -------------------
  * Every node sees SOURCE (--source-shared): the N = nrecv + 1 leaders form
  * one ring, the root an ordinary member. Members are leader indices;
  * member m's successor is (m + 1) mod N. Chunk k is read by member k mod N

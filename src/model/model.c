@@ -18,7 +18,8 @@
  *            successor credit; inject chunks only while transit is empty and
  *            the successor has >= 2 credits (bubble rule).
  *
- * Events are kept in time buckets keyed on integer picoseconds (see evq). Credits are
+ * The links, the event loop and the arrival count are model_sim.c's, shared
+ * with the trees; this file adds the ring's flow control. Credits are
  * queued with the time they become usable; a node blocked on a credit that
  * is still in flight gets a wake-up event at that time, so a message costs
  * one event when its out-link and in-link finish together, two otherwise. */
@@ -35,58 +36,34 @@
 #define CLS_ROOT 1ull /* outq entry flag: the chunk sits in one of our root slots */
 
 struct mnode {
-    struct q outq;    /* posted sends, in order: chunk | CLS_ROOT << 32 */
+    struct sim_node l; /* l.outq: posted sends, in order: chunk | CLS_ROOT << 32 */
     struct q transit; /* receiver: chunks from the predecessor to pass on */
     struct q inject;  /* receiver: chunks from the root to pass on */
     struct q cred;    /* receiver: successor's ring-slot credits (usable-from times) */
     struct q rcred;   /* receiver: root-slot credits of this receiver, held by the root */
-    uint64_t in_free; /* time our in-link is free */
-    uint64_t wake_at; /* earliest wake-up scheduled, NEVER if none */
-    uint64_t received;
-    int out_busy;
 };
 
 struct model {
+    struct sim s;
     struct pb_plan p;
     int R;                 /* receivers; the root is node R */
     int *succ, *pred;      /* pb_plan_successor/predecessor of each receiver, looked up once */
-    uint64_t last_chunk;   /* the only chunk that may be short */
     int check;             /* check every arrival against pb_plan_sender */
     struct mnode *n;       /* R + 1 nodes */
     uint64_t *pool;
     uint64_t *pending;     /* root: chunks read, waiting for a credit, oldest first */
     uint32_t npending, free_bufs, nslots;
     uint64_t next_read;
-    uint64_t alpha_ps, d_full, d_last;
-    uint64_t now, finish, first_done, root_busy;
-    uint64_t messages, events;
-    int ndone;
-    struct evq q;
-    int bad;               /* internal error: queue overflow, schedule mismatch */
-    char why[256];
 };
 
 static void bad(struct model *m, const char *what, int node, uint64_t k)
 {
-    if (!m->bad)
-        snprintf(m->why, sizeof m->why, "model internal error: %s (node %d, chunk %llu)", what, node,
-                 (unsigned long long)k);
-    m->bad = 1;
-}
-
-static void push_ev(struct model *m, uint64_t t, int kind, int node, uint64_t k)
-{
-    if (evq_push(&m->q, t, (uint32_t)node | (uint32_t)kind << EV_SHIFT, (uint32_t)k) < 0)
-        bad(m, "out of memory for events", node, k);
+    sim_bad(&m->s, what, node, k);
 }
 
 static void wake(struct model *m, int node, uint64_t t)
 {
-    struct mnode *x = &m->n[node];
-    if (x->wake_at <= t)
-        return; /* an earlier wake-up re-checks and reschedules */
-    x->wake_at = t;
-    push_ev(m, t, EV_WAKE, node, 0);
+    sim_wake(&m->s, &m->n[node].l, node, t);
 }
 
 static inline int dst_of(const struct model *m, int node, uint64_t k)
@@ -98,41 +75,25 @@ static inline int dst_of(const struct model *m, int node, uint64_t k)
 static void start(struct model *m, int node)
 {
     struct mnode *x = &m->n[node];
-    uint64_t k = (uint32_t)q_front(&x->outq, 0);
-    uint64_t d = k == m->last_chunk ? m->d_last : m->d_full;
-    int dst = dst_of(m, node, k);
-    struct mnode *y = &m->n[dst];
-    uint64_t out_end = m->now + d;
-    uint64_t in_start = y->in_free > m->now ? y->in_free : m->now;
-    uint64_t arrive = in_start + d;
-    y->in_free = arrive;
-    x->out_busy = 1;
-    m->messages++;
-    if (node == m->R)
-        m->root_busy += d;
-    if (arrive == out_end) {
-        push_ev(m, out_end, EV_XFER, node, k);
-    } else {
-        push_ev(m, out_end, EV_SENT, node, k);
-        push_ev(m, arrive, EV_ARRIVE, node, k);
-    }
+    uint64_t k = (uint32_t)q_front(&x->l.outq, 0);
+    sim_transmit(&m->s, node, &x->l, &m->n[dst_of(m, node, k)].l, k, 0);
 }
 
 static void post(struct model *m, int node, uint64_t entry)
 {
     struct mnode *x = &m->n[node];
-    if (q_push(&x->outq, entry) < 0) {
+    if (q_push(&x->l.outq, entry) < 0) {
         bad(m, "out-queue overflow", node, (uint32_t)entry);
         return;
     }
-    if (!x->out_busy)
+    if (!x->l.out_busy)
         start(m, node);
 }
 
 /* Receiver r frees a slot of class cls: the credit reaches its owner alpha later. */
 static void grant(struct model *m, int r, int from_root)
 {
-    uint64_t t = m->now + m->alpha_ps;
+    uint64_t t = m->s.now + m->s.alpha_ps;
     if (from_root) {
         if (q_push(&m->n[r].rcred, t) < 0)
             bad(m, "root credit overflow", r, 0);
@@ -160,7 +121,7 @@ static void pump_root(struct model *m)
         uint64_t k = m->pending[i];
         int r = pb_plan_scatter_target(&m->p, k);
         struct q *c = &m->n[r].rcred;
-        if (c->len && q_front(c, 0) <= m->now) {
+        if (c->len && q_front(c, 0) <= m->s.now) {
             q_pop(c);
             post(m, m->R, k | CLS_ROOT << 32);
         } else {
@@ -178,7 +139,7 @@ static void pump_recv(struct model *m, int r)
 {
     struct mnode *x = &m->n[r];
     struct q *c = &x->cred;
-    while (x->transit.len && c->len && q_front(c, 0) <= m->now) {
+    while (x->transit.len && c->len && q_front(c, 0) <= m->s.now) {
         q_pop(c);
         post(m, r, q_pop(&x->transit));
     }
@@ -188,7 +149,7 @@ static void pump_recv(struct model *m, int r)
         return;
     }
     /* Bubble rule: a chunk enters the ring only if a free ring slot stays. */
-    while (x->inject.len && c->len >= 2 && q_front(c, 1) <= m->now) {
+    while (x->inject.len && c->len >= 2 && q_front(c, 1) <= m->s.now) {
         q_pop(c);
         post(m, r, q_pop(&x->inject) | CLS_ROOT << 32);
     }
@@ -199,9 +160,9 @@ static void pump_recv(struct model *m, int r)
 static void on_sent(struct model *m, int node)
 {
     struct mnode *x = &m->n[node];
-    uint64_t e = q_pop(&x->outq);
-    x->out_busy = 0;
-    if (x->outq.len)
+    uint64_t e = q_pop(&x->l.outq);
+    x->l.out_busy = 0;
+    if (x->l.outq.len)
         start(m, node);
     if (node == m->R) {
         m->free_bufs++;
@@ -220,12 +181,7 @@ static void on_arrive(struct model *m, int sender, uint64_t k)
         return;
     }
     struct mnode *x = &m->n[r];
-    if (++x->received == m->p.nchunks) {
-        if (!m->ndone++)
-            m->first_done = m->now;
-        if (m->now > m->finish)
-            m->finish = m->now;
-    }
+    sim_count_arrival(&m->s, &x->l);
     if (pb_plan_forwards(&m->p, r, k)) {
         if (q_push(from_root ? &x->inject : &x->transit, k) < 0) {
             bad(m, "slot overflow", r, k);
@@ -241,15 +197,15 @@ static void on_arrive(struct model *m, int sender, uint64_t k)
 static void describe_stuck(struct model *m, char *err, size_t errlen)
 {
     int r = 0;
-    while (r < m->R && m->n[r].received == m->p.nchunks)
+    while (r < m->R && m->n[r].l.received == m->p.nchunks)
         r++;
     struct mnode *x = &m->n[r < m->R ? r : 0];
     snprintf(err, errlen,
              "model deadlock at t=%.6f s: %d of %d receivers done; receiver %d holds %llu of %llu chunks, "
              "transit %u, inject %u, successor credits %u, out-queue %u; root: %u pending, %u free buffers, "
              "%llu of %llu read",
-             (double)m->now / PS, m->ndone, m->R, r, (unsigned long long)x->received,
-             (unsigned long long)m->p.nchunks, x->transit.len, x->inject.len, x->cred.len, x->outq.len,
+             (double)m->s.now / PS, m->s.ndone, m->R, r, (unsigned long long)x->l.received,
+             (unsigned long long)m->p.nchunks, x->transit.len, x->inject.len, x->cred.len, x->l.outq.len,
              m->npending, m->free_bufs, (unsigned long long)m->next_read, (unsigned long long)m->p.nchunks);
 }
 
@@ -320,7 +276,7 @@ static void closed_forms(const struct pb_model_cfg *cfg, const struct pb_plan *p
 
 static void model_free(struct model *m)
 {
-    evq_free(&m->q);
+    evq_free(&m->s.q);
     free(m->succ);
     free(m->pred);
     free(m->n);
@@ -350,7 +306,7 @@ static int model_alloc(struct model *m, uint32_t slots, uint32_t root_slots)
     for (int i = 0; i <= R; i++) {
         struct mnode *x = &m->n[i];
         uint64_t *b = m->pool + (size_t)i * per;
-        x->outq = (struct q){ b, slots, 0, 0 };
+        x->l.outq = (struct q){ b, slots, 0, 0 };
         b += slots;
         x->transit = (struct q){ b, ring_slots, 0, 0 };
         b += ring_slots;
@@ -359,7 +315,7 @@ static int model_alloc(struct model *m, uint32_t slots, uint32_t root_slots)
         x->cred = (struct q){ b, ring_slots, 0, 0 };
         b += ring_slots;
         x->rcred = (struct q){ b, root_slots, 0, 0 };
-        x->wake_at = NEVER;
+        x->l.wake_at = NEVER;
     }
     return 0;
 }
@@ -377,67 +333,38 @@ static void model_start(struct model *m, uint32_t root_slots, uint32_t ring_slot
     pump_root(m);
 }
 
-static void run_event(struct model *m, struct ev e)
+static struct sim_node *rule_node(void *m, int node)
 {
-    m->events++;
-    int node = (int)(e.who & EV_NODE_MASK);
-    switch (e.who >> EV_SHIFT) {
-    case EV_SENT:
-        on_sent(m, node);
-        break;
-    case EV_ARRIVE:
-        on_arrive(m, node, e.k);
-        break;
-    case EV_XFER:
-        on_sent(m, node);
-        on_arrive(m, node, e.k);
-        break;
-    case EV_WAKE:
-        if (m->n[node].wake_at == m->now)
-            m->n[node].wake_at = NEVER;
-        if (node == m->R)
-            pump_root(m);
-        else
-            pump_recv(m, node);
-        break;
-    }
+    return &((struct model *)m)->n[node].l;
 }
 
-/* Run the earliest bucket until every receiver is done or nothing is left;
- * events scheduled for the same time while a bucket runs are appended to it
- * and run too. Later buckets are inserted before it: it stays the last. */
-static void simulate(struct model *m)
+static void rule_sent(void *m, int node)
 {
-    while (m->q.nb && m->ndone < m->R && !m->bad) {
-        m->now = m->q.b[m->q.nb - 1].t;
-        for (size_t i = 0; i < m->q.b[m->q.nb - 1].n && !m->bad; i++)
-            run_event(m, m->q.b[m->q.nb - 1].v[i]);
-        /* Retire it (nothing earlier can have been added); keep its
-         * storage as the spare. */
-        m->q.b[m->q.nb - 1].n = 0;
-        m->q.nb--;
-    }
+    on_sent(m, node);
 }
+
+static void rule_arrive(void *m, int sender, int tag, uint64_t k)
+{
+    (void)tag;
+    on_arrive(m, sender, k);
+}
+
+static void rule_pump(void *mv, int node)
+{
+    struct model *m = mv;
+    if (node == m->R)
+        pump_root(m);
+    else
+        pump_recv(m, node);
+}
+
+static const struct sim_rules ring_rules = { rule_node, rule_sent, rule_arrive, rule_pump };
 
 static int model_result(struct model *m, struct pb_model_result *res, char *err, size_t errlen)
 {
-    int rc = 0;
-    if (m->bad) {
-        snprintf(err, errlen, "%s", m->why);
-        rc = -1;
-    } else if (m->ndone < m->R) {
+    int rc = sim_result(&m->s, res, err, errlen);
+    if (rc == -2)
         describe_stuck(m, err, errlen);
-        rc = -2;
-    } else {
-        res->time = (double)m->finish / PS;
-        res->first_done = (double)m->first_done / PS;
-        res->efficiency = res->ideal / res->time;
-        res->root_busy = (double)m->root_busy / (double)m->finish;
-        if (res->root_busy > 1)
-            res->root_busy = 1;
-    }
-    res->messages = m->messages;
-    res->events = m->events;
     return rc;
 }
 
@@ -481,22 +408,19 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
         return rc;
     }
 
-    double B = cfg->bandwidth;
     m->R = R;
     m->nslots = slots;
     m->free_bufs = slots;
-    m->alpha_ps = to_ps(cfg->alpha);
     m->check = cfg->check;
-    m->last_chunk = m->p.nchunks - 1;
-    m->d_full = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(&m->p, 0) + PB_TRAILER_SIZE) / B);
-    m->d_last = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(&m->p, m->last_chunk) + PB_TRAILER_SIZE) / B);
+    sim_init(&m->s, cfg, &m->p);
+    m->s.label = "";
     if (model_alloc(m, slots, root_slots) < 0) {
         snprintf(err, errlen, "out of memory for %d nodes", cfg->nodes);
         model_free(m);
         return -1;
     }
     model_start(m, root_slots, slots - root_slots);
-    simulate(m);
+    sim_run(&m->s, &ring_rules, m);
     int rc = model_result(m, res, err, errlen);
     model_free(m);
     return rc;

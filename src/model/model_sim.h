@@ -1,9 +1,12 @@
-/* model_sim.h — what the ring's and the trees' simulations share: times in
- * integer picoseconds, the bucketed event queue, small FIFOs. Internal to
- * p2pbcast-model (model.c, model_tree.c). */
+/* model_sim.h — the simulation core every modelled schedule shares: times
+ * in integer picoseconds, the bucketed event queue, small FIFOs, and the
+ * links, event loop and arrival count of model_sim.c. A schedule's model
+ * (model.c: the ring; model_tree.c: the two trees) adds only its flow
+ * control (struct sim_rules). Internal to p2pbcast-model. */
 #ifndef P2PBCAST_MODEL_SIM_H
 #define P2PBCAST_MODEL_SIM_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,7 @@
 #define NEVER UINT64_MAX
 
 enum { EV_SENT = 0, EV_ARRIVE = 1, EV_XFER = 2, EV_WAKE = 3 };
+#define EV_TAG_SHIFT 2 /* event kind = EV_* | a schedule's tag << EV_TAG_SHIFT */
 #define EV_SHIFT 28
 #define EV_NODE_MASK ((1u << EV_SHIFT) - 1)
 #define MODEL_MAX_NODES (1 << 26)
@@ -133,17 +137,65 @@ static inline uint64_t q_pop(struct q *q)
     return x;
 }
 
-struct pb_model_cfg;
-struct pb_model_result;
-struct pb_plan;
-/* model_tree.c: simulate the two trees (R >= 1, at least one chunk). */
-int pb_model_tree_sim(const struct pb_model_cfg *cfg, const struct pb_plan *p, uint32_t slots,
-                      struct pb_model_result *res, char *err, size_t errlen);
-
 static inline uint64_t to_ps(double s)
 {
     double v = s * PS + 0.5;
     return v >= 1.8e19 ? NEVER : (uint64_t)v;
 }
+
+struct pb_model_cfg;
+struct pb_model_result;
+struct pb_plan;
+
+/* A node's links: its out-link sends the head of outq, one message at a
+ * time; its in-link is free from in_free on. */
+struct sim_node {
+    struct q outq;    /* posted sends, in order (the schedule's encoding) */
+    uint64_t in_free; /* time our in-link is free */
+    uint64_t wake_at; /* earliest wake-up scheduled, NEVER if none */
+    uint64_t received;
+    int out_busy;
+};
+
+/* Receivers are nodes 0..R-1, the root is node R. */
+struct sim {
+    int R;
+    uint64_t nchunks, last_chunk;
+    uint64_t alpha_ps, d_full, d_last; /* alpha; alpha + (chunk + trailer)/B */
+    uint64_t now, finish, first_done, root_busy;
+    uint64_t messages, events;
+    int ndone;
+    struct evq q;
+    int bad;             /* internal error: queue overflow, schedule mismatch */
+    const char *label;   /* in error messages: "" or " (trees)" */
+    char why[256];
+};
+
+/* A schedule's flow control, called by sim_run. */
+struct sim_rules {
+    struct sim_node *(*node)(void *m, int node);
+    void (*sent)(void *m, int node);                       /* node's out-link finished its head */
+    void (*arrive)(void *m, int sender, int tag, uint64_t k); /* sender's message reached its target */
+    void (*pump)(void *m, int node);                       /* a wake-up: send what can go now */
+};
+
+void sim_init(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_plan *p);
+void sim_bad(struct sim *s, const char *what, int node, uint64_t k);
+void sim_push(struct sim *s, uint64_t t, int kind, int node, uint64_t k);
+/* Run pump(node) at t, unless an earlier wake-up is already scheduled. */
+void sim_wake(struct sim *s, struct sim_node *x, int node, uint64_t t);
+/* Node x starts sending chunk k to y now: alpha + len/B on x's out-link,
+ * then as much on y's in-link, cut-through; tag rides in the events. */
+void sim_transmit(struct sim *s, int node, struct sim_node *x, struct sim_node *y, uint64_t k, int tag);
+/* y received a chunk: count it, and y once it holds them all. */
+void sim_count_arrival(struct sim *s, struct sim_node *y);
+void sim_run(struct sim *s, const struct sim_rules *rules, void *m);
+/* Time, efficiency, root busy, counts into res. 0; -1 with err after an
+ * internal error; -2 when receivers are not done (the caller says why). */
+int sim_result(struct sim *s, struct pb_model_result *res, char *err, size_t errlen);
+
+/* model_tree.c: simulate the two trees (R >= 1, at least one chunk). */
+int pb_model_tree_sim(const struct pb_model_cfg *cfg, const struct pb_plan *p, uint32_t slots,
+                      struct pb_model_result *res, char *err, size_t errlen);
 
 #endif

@@ -1,7 +1,8 @@
-/* model_tree.c — the two-tree schedule in the same discrete-event model as
- * the ring (model.h: one message at a time per link direction, alpha per
- * message, cut-through, credits alpha after a slot is freed). The schedule
- * is plan_tree.c's; the flow control is engine_tree.c's:
+/* model_tree.c — the two-tree schedule on the simulation core the ring's
+ * model runs on too (model_sim.c; model.h: one message at a time per link
+ * direction, alpha per message, cut-through, credits alpha after a slot is
+ * freed). The schedule
+ * is sched_tree.c's plan; the flow control is its executor's:
  *
  *  root      nslots buffers; a buffer is read (instantly) when free, waits
  *            for a credit of the root of its chunk's tree, is sent, and is
@@ -21,10 +22,10 @@
 
 #include <stdio.h>
 
-#define CHILD_SHIFT 2 /* event kind = EV_* | child index << CHILD_SHIFT */
+/* Events carry the child a message goes to as their tag. */
 
 struct tnode {
-    struct q outq;        /* posted puts, in order: chunk | child << 32 */
+    struct sim_node l;    /* l.outq: posted puts, in order: chunk | child << 32 */
     struct q wait[2];     /* per child: chunks waiting for its credit */
     struct q cred[2];     /* per child: its credits (usable-from times) */
     int parent[2];        /* per tree: node index (R: the root) */
@@ -32,46 +33,28 @@ struct tnode {
     int child[2], nchild;
     int ntarget[2], target[2][2];
     unsigned char *left;  /* [tree][slot ring]: puts still to do */
-    uint64_t in_free, wake_at, received;
-    int out_busy;
 };
 
 struct tmodel {
+    struct sim s;
     struct pb_plan p;
     int R;
     uint32_t nslots, split, free_bufs;
     struct tnode *n;
     uint64_t *pool;
     unsigned char *left_pool;
-    uint64_t next_read, last_chunk;
-    uint64_t alpha_ps, d_full, d_last;
-    uint64_t now, finish, first_done, root_busy, messages, events;
-    int ndone, check, bad;
-    struct evq q;
-    char why[256];
+    uint64_t next_read;
+    int check;
 };
 
 static void tbad(struct tmodel *m, const char *what, int node, uint64_t k)
 {
-    if (!m->bad)
-        snprintf(m->why, sizeof m->why, "model internal error (trees): %s (node %d, chunk %llu)", what, node,
-                 (unsigned long long)k);
-    m->bad = 1;
-}
-
-static void tpush_ev(struct tmodel *m, uint64_t t, int kind, int node, uint64_t k)
-{
-    if (evq_push(&m->q, t, (uint32_t)node | (uint32_t)kind << EV_SHIFT, (uint32_t)k) < 0)
-        tbad(m, "out of memory for events", node, k);
+    sim_bad(&m->s, what, node, k);
 }
 
 static void twake(struct tmodel *m, int node, uint64_t t)
 {
-    struct tnode *x = &m->n[node];
-    if (x->wake_at <= t)
-        return;
-    x->wake_at = t;
-    tpush_ev(m, t, EV_WAKE, node, 0);
+    sim_wake(&m->s, &m->n[node].l, node, t);
 }
 
 static unsigned char *left_of(struct tmodel *m, int node, uint64_t k)
@@ -82,24 +65,9 @@ static unsigned char *left_of(struct tmodel *m, int node, uint64_t k)
 static void tstart(struct tmodel *m, int node)
 {
     struct tnode *x = &m->n[node];
-    uint64_t e = q_front(&x->outq, 0), k = (uint32_t)e;
+    uint64_t e = q_front(&x->l.outq, 0), k = (uint32_t)e;
     int c = (int)(e >> 32);
-    uint64_t d = k == m->last_chunk ? m->d_last : m->d_full;
-    struct tnode *y = &m->n[x->child[c]];
-    uint64_t out_end = m->now + d;
-    uint64_t arrive = (y->in_free > m->now ? y->in_free : m->now) + d;
-    y->in_free = arrive;
-    x->out_busy = 1;
-    m->messages++;
-    if (node == m->R)
-        m->root_busy += d;
-    int ck = c << CHILD_SHIFT;
-    if (arrive == out_end) {
-        tpush_ev(m, out_end, EV_XFER | ck, node, k);
-    } else {
-        tpush_ev(m, out_end, EV_SENT | ck, node, k);
-        tpush_ev(m, arrive, EV_ARRIVE | ck, node, k);
-    }
+    sim_transmit(&m->s, node, &x->l, &m->n[x->child[c]].l, k, c << EV_TAG_SHIFT);
 }
 
 /* Send what has credit now; wake up when the next credit becomes usable. */
@@ -116,11 +84,11 @@ static void tpump(struct tmodel *m, int node)
     }
     for (int c = 0; c < x->nchild; c++) {
         struct q *w = &x->wait[c], *cr = &x->cred[c];
-        while (w->len && cr->len && q_front(cr, 0) <= m->now) {
+        while (w->len && cr->len && q_front(cr, 0) <= m->s.now) {
             q_pop(cr);
-            if (q_push(&x->outq, q_pop(w) | (uint64_t)c << 32) < 0)
+            if (q_push(&x->l.outq, q_pop(w) | (uint64_t)c << 32) < 0)
                 tbad(m, "out-queue overflow", node, 0);
-            if (!x->out_busy)
+            if (!x->l.out_busy)
                 tstart(m, node);
         }
         if (w->len && cr->len)
@@ -134,7 +102,7 @@ static void tgrant(struct tmodel *m, int r, int tree)
     struct tnode *x = &m->n[r];
     struct tnode *up = &m->n[x->parent[tree]];
     int i = x->up_idx[tree];
-    uint64_t t = m->now + m->alpha_ps;
+    uint64_t t = m->s.now + m->s.alpha_ps;
     if (q_push(&up->cred[i], t) < 0)
         tbad(m, "credit overflow", r, 0);
     if (up->wait[i].len)
@@ -144,9 +112,9 @@ static void tgrant(struct tmodel *m, int r, int tree)
 static void ton_sent(struct tmodel *m, int node)
 {
     struct tnode *x = &m->n[node];
-    uint64_t k = (uint32_t)q_pop(&x->outq);
-    x->out_busy = 0;
-    if (x->outq.len)
+    uint64_t k = (uint32_t)q_pop(&x->l.outq);
+    x->l.out_busy = 0;
+    if (x->l.outq.len)
         tstart(m, node);
     if (node == m->R) {
         m->free_bufs++;
@@ -164,12 +132,7 @@ static void ton_arrive(struct tmodel *m, int sender, int c, uint64_t k)
         tbad(m, "chunk arrived from the wrong sender", r, k);
         return;
     }
-    if (++x->received == m->p.nchunks) {
-        if (!m->ndone++)
-            m->first_done = m->now;
-        if (m->now > m->finish)
-            m->finish = m->now;
-    }
+    sim_count_arrival(&m->s, &x->l);
     int n = x->ntarget[tree];
     if (n == 0) {
         tgrant(m, r, tree);
@@ -191,7 +154,7 @@ static int add_child(struct tnode *x, int node)
     return x->nchild++;
 }
 
-/* Every node's neighbours from plan_tree.c, and its queues from one pool. */
+/* Every node's neighbours from sched_tree.c's plan, and its queues from one pool. */
 static int tmodel_alloc(struct tmodel *m)
 {
     int R = m->R;
@@ -205,13 +168,13 @@ static int tmodel_alloc(struct tmodel *m)
     for (int i = 0; i <= R; i++) {
         struct tnode *x = &m->n[i];
         uint64_t *b = m->pool + (size_t)i * per;
-        x->outq = (struct q){ b, 2 * S, 0, 0 };
+        x->l.outq = (struct q){ b, 2 * S, 0, 0 };
         for (int c = 0; c < 2; c++) {
             x->wait[c] = (struct q){ b + 2 * S + (size_t)c * S, S, 0, 0 };
             x->cred[c] = (struct q){ b + 4 * S + (size_t)c * S, S, 0, 0 };
         }
         x->left = m->left_pool + (size_t)i * 2 * S;
-        x->wake_at = NEVER;
+        x->l.wake_at = NEVER;
         int me = i == R ? PB_FROM_ROOT : i;
         for (int t = 0; t < PB_TREES; t++) {
             int kids[2], nk = pb_tree_children(R, t, me, kids);
@@ -229,25 +192,27 @@ static int tmodel_alloc(struct tmodel *m)
     return 0;
 }
 
-static void trun_event(struct tmodel *m, struct ev e)
+static struct sim_node *trule_node(void *m, int node)
 {
-    m->events++;
-    int node = (int)(e.who & EV_NODE_MASK), kind = (int)(e.who >> EV_SHIFT);
-    int c = kind >> CHILD_SHIFT;
-    switch (kind & ((1 << CHILD_SHIFT) - 1)) {
-    case EV_SENT: ton_sent(m, node); break;
-    case EV_ARRIVE: ton_arrive(m, node, c, e.k); break;
-    case EV_XFER:
-        ton_sent(m, node);
-        ton_arrive(m, node, c, e.k);
-        break;
-    case EV_WAKE:
-        if (m->n[node].wake_at == m->now)
-            m->n[node].wake_at = NEVER;
-        tpump(m, node);
-        break;
-    }
+    return &((struct tmodel *)m)->n[node].l;
 }
+
+static void trule_sent(void *m, int node)
+{
+    ton_sent(m, node);
+}
+
+static void trule_arrive(void *m, int sender, int child, uint64_t k)
+{
+    ton_arrive(m, sender, child, k);
+}
+
+static void trule_pump(void *m, int node)
+{
+    tpump(m, node);
+}
+
+static const struct sim_rules tree_rules = { trule_node, trule_sent, trule_arrive, trule_pump };
 
 static void tsimulate(struct tmodel *m)
 {
@@ -256,13 +221,7 @@ static void tsimulate(struct tmodel *m)
         for (uint32_t s = 0; s < m->nslots; s++)
             tgrant(m, r, s < m->split ? 0 : 1);
     tpump(m, m->R);
-    while (m->q.nb && m->ndone < m->R && !m->bad) {
-        m->now = m->q.b[m->q.nb - 1].t;
-        for (size_t i = 0; i < m->q.b[m->q.nb - 1].n && !m->bad; i++)
-            trun_event(m, m->q.b[m->q.nb - 1].v[i]);
-        m->q.b[m->q.nb - 1].n = 0;
-        m->q.nb--;
-    }
+    sim_run(&m->s, &tree_rules, m);
 }
 
 int pb_model_tree_sim(const struct pb_model_cfg *cfg, const struct pb_plan *p, uint32_t slots,
@@ -273,40 +232,26 @@ int pb_model_tree_sim(const struct pb_model_cfg *cfg, const struct pb_plan *p, u
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    double B = cfg->bandwidth;
     m->p = *p;
     m->R = p->nrecv;
     m->nslots = slots;
     m->split = slots / 2;
     m->free_bufs = slots;
     m->check = cfg->check;
-    m->alpha_ps = to_ps(cfg->alpha);
-    m->last_chunk = p->nchunks - 1;
-    m->d_full = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(p, 0) + PB_TRAILER_SIZE) / B);
-    m->d_last = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(p, m->last_chunk) + PB_TRAILER_SIZE) / B);
+    sim_init(&m->s, cfg, p);
+    m->s.label = " (trees)";
     int rc = 0;
     if (tmodel_alloc(m) < 0) {
         snprintf(err, errlen, "out of memory for %d nodes", cfg->nodes);
         rc = -1;
     } else {
         tsimulate(m);
-        if (m->bad) {
-            snprintf(err, errlen, "%s", m->why);
-            rc = -1;
-        } else if (m->ndone < m->R) {
+        rc = sim_result(&m->s, res, err, errlen);
+        if (rc == -2)
             snprintf(err, errlen, "model deadlock (trees) at t=%.6f s: %d of %d receivers done",
-                     (double)m->now / PS, m->ndone, m->R);
-            rc = -2;
-        } else {
-            res->time = (double)m->finish / PS;
-            res->first_done = (double)m->first_done / PS;
-            res->efficiency = res->ideal / res->time;
-            res->root_busy = (double)m->root_busy / (double)m->finish;
-        }
+                     (double)m->s.now / PS, m->s.ndone, m->R);
     }
-    res->messages = m->messages;
-    res->events = m->events;
-    evq_free(&m->q);
+    evq_free(&m->s.q);
     free(m->n);
     free(m->pool);
     free(m->left_pool);

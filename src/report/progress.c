@@ -1,6 +1,7 @@
 /* progress.c — progress bar, log lines, summary and JSON report. */
 #include "progress.h"
 #include "clock.h"
+#include "defaults.h"
 #include "p2pbcast.h"
 
 #include <errno.h>
@@ -183,10 +184,10 @@ void pb_summary_print(FILE *out, const struct pb_summary *s)
         if (s->nfailures)
             fprintf(out, "p2pbcast: FAILED (%s) after %.2f s: %d of %d node%s reported an error; no node keeps a "
                          "partial DEST\n",
-                    p2pbcast_strstatus(s->status), s->seconds, s->nfailures, s->nodes, s->nodes == 1 ? "" : "s");
+                    pb_status_name(s->status), s->seconds, s->nfailures, s->nodes, s->nodes == 1 ? "" : "s");
         else
             fprintf(out, "p2pbcast: FAILED (%s) after %.2f s; nothing was written to DEST on any node\n",
-                    p2pbcast_strstatus(s->status), s->seconds);
+                    pb_status_name(s->status), s->seconds);
     }
     fflush(out);
 }
@@ -248,7 +249,7 @@ int pb_report_json(const char *path, const struct pb_summary *s, char *err, size
         return -1;
     double rate = s->seconds > 0 && s->status == 0 ? (double)s->bytes / s->seconds : 0;
     fprintf(f, "{\n  \"version\": \"%s\",\n  \"status\": %d,\n  \"status_name\": ", P2PBCAST_VERSION, s->status);
-    pb_json_str(f, p2pbcast_strstatus(s->status));
+    pb_json_str(f, pb_status_name(s->status));
     fprintf(f, ",\n  \"source\": ");
     pb_json_str(f, s->source);
     fprintf(f, ",\n  \"dest\": ");

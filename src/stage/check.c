@@ -8,6 +8,7 @@
  * stop with at the same point. */
 #include "bootstrap.h"
 #include "clock.h"
+#include "defaults.h"
 #include "phases.h"
 #include "progress.h"
 
@@ -187,7 +188,7 @@ static void write_json(const struct stage *st, const struct check_row *rows, int
     }
     fprintf(f, "{\n  \"version\": \"%s\",\n  \"check\": true,\n  \"status\": %d,\n  \"status_name\": ",
             P2PBCAST_VERSION, status);
-    pb_json_str(f, p2pbcast_strstatus(status));
+    pb_json_str(f, pb_status_name(status));
     fprintf(f, ",\n  \"source\": ");
     pb_json_str(f, st->source);
     fprintf(f, ",\n  \"dest\": ");
@@ -270,7 +271,7 @@ void pb_check_report(struct stage *st, int status)
                 bi->nleaders == 1 ? " is" : "s are");
     else
         fprintf(stderr, "p2pbcast: check: FAILED (%s): %d of %d node(s) not ready (above); a real run would stop "
-                "with status %d\n", p2pbcast_strstatus(status), st->d.nfail, bi->nleaders, status);
+                "with status %d\n", pb_status_name(status), st->d.nfail, bi->nleaders, status);
     if (rc == 0 && rows && st->have_plan)
         print_summary(st, rows);
     if (st->o.json_path)

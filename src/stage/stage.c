@@ -31,6 +31,7 @@
 
 #include "bootstrap.h"
 #include "clock.h"
+#include "defaults.h"
 #include "phases.h"
 #include "shared_dest.h"
 
@@ -87,7 +88,7 @@ static int stage_begin(struct stage *st, const void *comm, const char *source, c
     memset(res, 0, sizeof *res);
     res->struct_size = sizeof *res;
     st->t0 = pb_now();
-    p2pbcast_opts_init(&st->o);
+    pb_opts_defaults(&st->o);
     if (opts->struct_size >= sizeof(size_t))
         memcpy(&st->o, opts, opts->struct_size < sizeof st->o ? opts->struct_size : sizeof st->o);
     st->o.struct_size = sizeof st->o;

@@ -5,8 +5,6 @@
 
 #include "p2pbcast.h"
 
-#define PB_DEFAULT_TIMEOUT 60.0
-
 /* comm points to an MPI_Comm. Same contract as p2pbcast_file(). */
 int pb_stage_file(const void *comm, const char *source, const char *dest, const struct p2pbcast_opts *opts,
                   struct p2pbcast_result *res);

@@ -55,7 +55,7 @@ fi
 
 CFLAGS=(-std=c11 -g -O1 -Wall -Wextra -fno-omit-frame-pointer
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-        -D_GNU_SOURCE -I "$here/stub" -I "$top/include" -I "$top/src" -I "$top/src/core" -I "$top/src/cli" -I "$top/src/files" \
+        -D_GNU_SOURCE -I "$here/stub" -I "$top/include" -I "$top/src" -I "$top/src/common" -I "$top/src/core" -I "$top/src/cli" -I "$top/src/files" \
         -I "$top/src/transport" -I "$top/src/transport/tcp" -I "$top/src/transport/verbs")
 
 build() { # build NAME SOURCES... -- LIBS...
@@ -81,9 +81,10 @@ for t in $targets; do
     case $t in
     wire)
         build fuzz_wire "$here/fuzz_wire.c" "$top/src/transport/tcp/tcp_wire.c" "$top/src/transport/verbs/verbs_wire.c" \
-            "$top/src/core/digest.c" "$top/src/core/plan.c" "$top/src/core/plan_tree.c" "$top/src/core/plan_shared.c" -- -lxxhash ;;
+            "$top/src/core/digest.c" "$top/src/core/plan.c" "$top/src/core/schedule.c" "$top/src/core/sched_ring.c" \
+            "$top/src/core/sched_tree.c" "$top/src/core/sched_shared.c" "$top/src/core/engine.c" -- -lxxhash ;;
     cli)
-        build fuzz_cli "$here/fuzz_cli.c" "$top/src/cli/options.c" "$top/src/files/dest_path.c" -- ;;
+        build fuzz_cli "$here/fuzz_cli.c" "$top/src/cli/options.c" "$top/src/files/dest_path.c" "$top/src/common/defaults.c" -- ;;
     manifest)
         build fuzz_manifest "$here/fuzz_manifest.c" "$top/src/files/dirtree_manifest.c" -- ;;
     *)

@@ -1,7 +1,33 @@
-/* engine_tree.c — the two-tree executor; see engine.h for its flow control,
- * completion and deadlock-freedom argument, plan_tree.c for the trees.
+/* sched_tree.c — the two-tree schedule (Sanders, Speck, Träff 2009: "Two-tree
+ * algorithms for full bandwidth broadcast, reduction and scan"); see plan.h;
+ * its plan first, then its executor.
  *
- * The root and the receivers run the same loop: a chunk in a slot (the
+ * Both trees have the same shape: an in-order binary tree over positions
+ * 1..n (n = receivers) where the root of a range [lo, hi] is the position in
+ * it with the most trailing zero bits, and its children are the roots of
+ * [lo, p-1] and [p+1, hi]. Odd positions are always leaves: an odd p can be
+ * the root of a range only if neither neighbour (both even, with more
+ * trailing zeros) is in it. Even positions are always interior: the range
+ * an even p roots starts below p (the range [1, n] starts at 1, and any
+ * other range starts just above an ancestor q < p with more trailing zeros
+ * than every position between, so p-1, odd, is in it).
+ *
+ * Tree 0 puts receiver i at position i+1; tree 1 at ((i+1) mod n)+1, a
+ * cyclic shift by one. A receiver interior in tree 1 sits at an even
+ * position q, so it is receiver q-2, which tree 0 puts at the odd position
+ * q-1: a leaf. So no receiver is interior in both trees, and every node
+ * passes on at most its half of the chunks, twice: F bytes in all.
+ *
+ * The root of [1, n] is the largest power of two 2^b <= n, and each
+ * subrange's root has fewer trailing zeros than its parent, so the height is
+ * at most b+1 = floor(log2 n)+1 levels: a chunk makes at most
+ * ceil(log2 n)+1 hops from the root (tests/test_plan.c checks it).
+ *
+ * Lookups walk down from [1, n]: O(log^2 n) each, pure. The engine and the
+ * model look up their neighbours once.
+ *
+ * The executor: see engine.h for its flow control, completion and
+ * deadlock-freedom argument. The root and the receivers run the same loop: a chunk in a slot (the
  * root: read from SOURCE; a receiver: arrived, checked and written) is
  * queued for each of its tree's children; a child's queue drains as that
  * child grants slots; the slot is free again (the root: a read buffer; a
@@ -12,6 +38,142 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+
+/* ---- the plan --------------------------------------------------------- */
+
+/* The position in [lo, hi] (1 <= lo <= hi) with the most trailing zeros:
+ * unique, since between two multiples of 2^b lies a multiple of 2^(b+1). */
+static int range_root(int lo, int hi)
+{
+    for (int b = 30; b > 0; b--) {
+        int m = (hi >> b) << b;
+        if (m >= lo)
+            return m;
+    }
+    return hi;
+}
+
+/* Walk from [1, n] down to pos: its parent position (0 for the tree's root)
+ * and the range pos roots. */
+static int find_pos(int n, int pos, int *lo_out, int *hi_out)
+{
+    int lo = 1, hi = n, parent = 0;
+    for (;;) {
+        int m = range_root(lo, hi);
+        if (m == pos)
+            break;
+        parent = m;
+        if (pos < m)
+            hi = m - 1;
+        else
+            lo = m + 1;
+    }
+    *lo_out = lo;
+    *hi_out = hi;
+    return parent;
+}
+
+static int position_of(int n, int t, int r)
+{
+    return t == 0 ? r + 1 : (r + 1) % n + 1;
+}
+
+static int receiver_at(int n, int t, int pos)
+{
+    return t == 0 ? pos - 1 : (pos - 2 + n) % n;
+}
+
+int pb_tree_root(int nrecv, int t)
+{
+    return nrecv > 0 ? receiver_at(nrecv, t, range_root(1, nrecv)) : -1;
+}
+
+int pb_tree_parent(int nrecv, int t, int r)
+{
+    int lo, hi;
+    int up = find_pos(nrecv, position_of(nrecv, t, r), &lo, &hi);
+    return up ? receiver_at(nrecv, t, up) : PB_FROM_ROOT;
+}
+
+int pb_tree_children(int nrecv, int t, int r, int out[2])
+{
+    if (nrecv <= 0)
+        return 0;
+    if (r == PB_FROM_ROOT) {
+        out[0] = pb_tree_root(nrecv, t);
+        return 1;
+    }
+    int lo, hi, pos = position_of(nrecv, t, r), n = 0;
+    find_pos(nrecv, pos, &lo, &hi);
+    if (lo < pos)
+        out[n++] = receiver_at(nrecv, t, range_root(lo, pos - 1));
+    if (pos < hi)
+        out[n++] = receiver_at(nrecv, t, range_root(pos + 1, hi));
+    return n;
+}
+
+int pb_tree_depth(int nrecv, int t, int r)
+{
+    int lo = 1, hi = nrecv, pos = position_of(nrecv, t, r), hops = 1;
+    for (int m = range_root(lo, hi); m != pos; m = range_root(lo, hi), hops++) {
+        if (pos < m)
+            hi = m - 1;
+        else
+            lo = m + 1;
+    }
+    return hops;
+}
+
+
+uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv)
+{
+    /* A chunk crosses ceil(log2 R) levels and every interior node sends it
+     * twice: the pipeline fills in about 2*ceil(log2 R)*c/B, against the
+     * per-message cost (F/c)*alpha; their sum is smallest at
+     * c = sqrt(F * alpha*B / (2 ceil(log2 R))). alpha*B = 16 KiB as in
+     * pb_plan_default_chunk; the same range and rounding. */
+    const double alpha_b = 16384.0;
+    const uint64_t lo = 32u * 1024u, hi = 4u * 1024u * 1024u;
+    int levels = pb_ceil_log2(nrecv > 1 ? (uint64_t)nrecv : 2);
+    double target = (double)file_size * alpha_b / (2.0 * levels); /* c squared */
+    uint64_t c = lo;
+    while (c < hi && (double)(2 * c) * (double)(2 * c) <= target)
+        c *= 2;
+    if (c < hi && target >= 2.0 * (double)c * (double)c)
+        c *= 2;
+    return c;
+}
+
+static int tree_sender(const struct pb_plan *p, int r, uint64_t k)
+{
+    return pb_tree_parent(p->nrecv, pb_tree_of_chunk(k), r);
+}
+
+static int tree_targets(const struct pb_plan *p, int r, uint64_t k, int out[2])
+{
+    return pb_tree_children(p->nrecv, pb_tree_of_chunk(k), r, out);
+}
+
+/* A receiver's partners: both parents, its children; the root's: the two
+ * tree roots. */
+static int tree_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
+{
+    int r = pb_plan_receiver_of(root_leader, nleaders, leader);
+    if (r < 0)
+        r = PB_FROM_ROOT;
+    int n = 0;
+    for (int t = 0; t < PB_TREES; t++) {
+        int up = r == PB_FROM_ROOT ? PB_FROM_ROOT : pb_tree_parent(p->nrecv, t, r);
+        if (r != PB_FROM_ROOT)
+            n = pb_plan_add_partner(out, n, up == PB_FROM_ROOT ? root_leader : pb_plan_leader_of(root_leader, nleaders, up));
+        int kids[2], nk = pb_tree_children(p->nrecv, t, r, kids);
+        for (int i = 0; i < nk; i++)
+            n = pb_plan_add_partner(out, n, pb_plan_leader_of(root_leader, nleaders, kids[i]));
+    }
+    return n;
+}
+
+/* ---- the executor ----------------------------------------------------- */
 
 /* The low byte of a tree DONE notice; the count of done nodes of the
  * sender's tree-0 subtree rides in the bits above it. */
@@ -34,9 +196,12 @@ static int add_child(struct tree_part *t, int leader)
     return t->nchild++;
 }
 
-/* Our parents, children and per-tree targets, looked up once. */
-int pb_tree_setup(struct pb_engine *e)
+/* Our parents, children and per-tree targets, looked up once; the root's
+ * read buffers or a receiver's map of chunks held. */
+static int pb_tree_setup(struct pb_engine *e, char *err, size_t errlen)
 {
+    (void)err;
+    (void)errlen;
     struct tree_part *t = &e->tr;
     const struct pb_plan *p = e->p;
     int me = e->recv < 0 ? PB_FROM_ROOT : e->recv;
@@ -53,7 +218,7 @@ int pb_tree_setup(struct pb_engine *e)
     /* Half the slots per parent: each tree carries half the chunks. */
     t->split = e->c.nslots / 2;
     t->sends_left = calloc(e->c.nslots, 1);
-    if (!t->sends_left)
+    if (!t->sends_left || (e->recv < 0 ? pb_eng_root_buffers(e) : pb_eng_chunk_map(e)) < 0)
         return -1;
     for (int c = 0; c < t->nchild; c++)
         if (fifo_init(&t->credits[c], e->c.nslots) || fifo_init(&t->outq[c], e->c.nslots))
@@ -61,7 +226,7 @@ int pb_tree_setup(struct pb_engine *e)
     return 0;
 }
 
-void pb_tree_free(struct pb_engine *e)
+static void pb_tree_free(struct pb_engine *e)
 {
     for (int c = 0; c < 2; c++) {
         free(e->tr.credits[c].v);
@@ -134,7 +299,7 @@ static int subtree_done(const struct pb_engine *e)
     return all_here && e->tr.busy == 0 && e->tr.children_done == e->tr.ntarget[0];
 }
 
-void pb_tree_pump(struct pb_engine *e)
+static void pb_tree_pump(struct pb_engine *e)
 {
     if (e->recv < 0)
         root_read(e);
@@ -159,7 +324,7 @@ static int is_tree0_child(const struct pb_engine *e, int c)
     return 0;
 }
 
-int pb_tree_finished(const struct pb_engine *e)
+static int pb_tree_finished(const struct pb_engine *e)
 {
     return e->tr.done;
 }
@@ -211,7 +376,7 @@ static void on_notify(struct pb_engine *e, const struct pb_event *ev)
     }
 }
 
-void pb_tree_handle(struct pb_engine *e, const struct pb_event *ev)
+static void pb_tree_handle(struct pb_engine *e, const struct pb_event *ev)
 {
     switch (ev->kind) {
     case PB_EV_ARRIVED:
@@ -227,7 +392,7 @@ void pb_tree_handle(struct pb_engine *e, const struct pb_event *ev)
     }
 }
 
-void pb_tree_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
+static void pb_tree_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
 {
     uint64_t k = 0;
     while (e->recv >= 0 && k < e->p->nchunks && (((e->have[k / 8] >> (k % 8)) & 1) || pb_eng_skipped(e, k)))
@@ -247,3 +412,32 @@ void pb_tree_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
     }
     snprintf(out, outlen, "%u sends outstanding", e->tr.busy);
 }
+
+static int tree_slot_peer(const struct pb_engine *e, uint32_t s)
+{
+    return e->tr.parent[s < e->tr.split ? 0 : 1];
+}
+
+static int tree_sender_leader(const struct pb_engine *e, uint64_t k)
+{
+    return e->tr.parent[pb_tree_of_chunk(k)];
+}
+
+const struct pb_sched pb_sched_tree = {
+    .name = "tree",
+    .selectable = 1,
+    .rule_name = "trees'",
+    .sender = tree_sender,
+    .targets = tree_targets,
+    .partners = tree_partners,
+    .default_chunk = pb_plan_default_chunk_tree,
+    .setup = pb_tree_setup,
+    .start = pb_eng_grant_all,
+    .slot_peer = tree_slot_peer,
+    .sender_leader = tree_sender_leader,
+    .handle = pb_tree_handle,
+    .pump = pb_tree_pump,
+    .finished = pb_tree_finished,
+    .waiting_for = pb_tree_waiting_for,
+    .free = pb_tree_free,
+};

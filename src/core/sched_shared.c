@@ -1,6 +1,6 @@
-/* engine_shared.c — the ring allgather for a SOURCE every node sees (see
- * engine.h for its flow control and why it cannot deadlock, plan.h for the
- * schedule).
+/* sched_shared.c — the ring allgather for a SOURCE every node sees: its
+ * plan (see plan.h) first, then its executor (see engine.h for its flow
+ * control and why it cannot deadlock).
  *
  * Every node, the root included, runs the same loop: read its own chunks
  * (k mod N == self) into its read buffers, write them, and inject them into
@@ -11,16 +11,174 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* ---- the plan --------------------------------------------------------- */
+
+int pb_shared_reader(const struct pb_plan *p, uint64_t k)
+{
+    return (int)(k % (uint64_t)pb_shared_members(p));
+}
+
+int pb_shared_successor(const struct pb_plan *p, int m)
+{
+    return (m + 1) % pb_shared_members(p);
+}
+
+int pb_shared_predecessor(const struct pb_plan *p, int m)
+{
+    int n = pb_shared_members(p);
+    return (m + n - 1) % n;
+}
+
+int pb_shared_hops(const struct pb_plan *p, int m, uint64_t k)
+{
+    int n = pb_shared_members(p);
+    return (m - pb_shared_reader(p, k) + n) % n;
+}
+
+bool pb_shared_forwards(const struct pb_plan *p, int m, uint64_t k)
+{
+    /* Every member holds the chunk once it has made N-1 hops. */
+    return pb_shared_hops(p, m, k) < pb_shared_members(p) - 1;
+}
+
+int pb_shared_sender(const struct pb_plan *p, int m, uint64_t k)
+{
+    return pb_shared_hops(p, m, k) == 0 ? PB_SELF_READ : pb_shared_predecessor(p, m);
+}
+
+uint64_t pb_shared_read_bytes(const struct pb_plan *p, int m, const unsigned char *skip)
+{
+    uint64_t sum = 0;
+    for (uint64_t k = (uint64_t)m; k < p->nchunks; k += (uint64_t)pb_shared_members(p))
+        if (!skip || !((skip[k / 8] >> (k % 8)) & 1))
+            sum += pb_plan_chunk_len(p, k);
+    return sum;
+}
+
+int pb_shared_beats_tree(uint64_t file_size, int nleaders, uint64_t c_ring, uint64_t c_tree, char *why,
+                         size_t whylen)
+{
+    /* In bytes' worth of time (times B):
+     *   allgather  (N-1)/N F + (N-1) c_ring + (F/c_ring) alpha*B
+     *   trees      F + (2 ceil(log2 R) + 1) c_tree + (F/c_tree) alpha*B
+     * The allgather's ring carries (N-1)/N F into every node; its last
+     * chunk makes N-1 hops. The trees' root sends F, their tail is short. */
+    const double ab = 16384.0, F = (double)file_size;
+    int N = nleaders, R = N - 1;
+    double ring = F * (N - 1) / (N > 0 ? N : 1) + (N > 1 ? N - 1 : 0) * (double)c_ring + F / (double)c_ring * ab;
+    double tree = F + (2.0 * pb_ceil_log2(R > 1 ? (uint64_t)R : 1) + 1) * (double)c_tree + F / (double)c_tree * ab;
+    int pick = ring <= tree;
+    if (why)
+        snprintf(why, whylen, "%s: %d nodes, predicted %.3g s (allgather, every node reads 1/%d) vs %.3g s "
+                 "(trees from the root) at 1 GB/s", pick ? "allgather" : "tree", N, ring / 1e9, N, tree / 1e9);
+    return pick;
+}
+
+uint64_t pb_shared_sample_budget(uint64_t file_size)
+{
+    uint64_t b = file_size / 32;
+    return b < PB_SAMPLE_MIN_BYTES ? PB_SAMPLE_MIN_BYTES : b > PB_SAMPLE_MAX_BYTES ? PB_SAMPLE_MAX_BYTES : b;
+}
+
+static bool skipped(const unsigned char *skip, uint64_t k)
+{
+    return skip && ((skip[k / 8] >> (k % 8)) & 1);
+}
+
+/* Chunks of member m not in skip. */
+static uint64_t share_count(const struct pb_plan *p, int m, const unsigned char *skip)
+{
+    uint64_t n = 0;
+    for (uint64_t k = (uint64_t)m; k < p->nchunks; k += (uint64_t)pb_shared_members(p))
+        n += !skipped(skip, k);
+    return n;
+}
+
+uint64_t pb_shared_sample(const struct pb_plan *p, int root, const unsigned char *skip, uint64_t budget,
+                          uint64_t (*rnd)(void *ctx), void *ctx, uint64_t *out)
+{
+    int N = pb_shared_members(p);
+    uint64_t others = 0;
+    for (int m = 0; m < N; m++)
+        if (m != root)
+            others += pb_shared_read_bytes(p, m, skip);
+    uint64_t per = others <= budget ? UINT64_MAX
+                   : N > 1 && p->chunk_size ? budget / (p->chunk_size * (uint64_t)(N - 1)) : 1;
+    if (per < 1)
+        per = 1;
+    /* Out in increasing order: walk the chunks once, each reader's
+     * selection sampling (Knuth's algorithm S) interleaved with the others'. */
+    uint64_t n = 0, *left = calloc((size_t)N, sizeof *left), *want = calloc((size_t)N, sizeof *want);
+    if (!left || !want) { /* no memory for the draw: check every chunk */
+        per = UINT64_MAX;
+        free(left);
+        free(want);
+        left = want = NULL;
+    }
+    for (int m = 0; left && m < N; m++) {
+        left[m] = m == root ? 0 : share_count(p, m, skip);
+        want[m] = left[m] < per ? left[m] : per;
+    }
+    for (uint64_t k = 0; k < p->nchunks; k++) {
+        int m = pb_shared_reader(p, k);
+        if (m == root || skipped(skip, k))
+            continue;
+        if (!left) {
+            out[n++] = k;
+            continue;
+        }
+        if (want[m] && (want[m] == left[m] || rnd(ctx) % left[m] < want[m])) {
+            out[n++] = k;
+            want[m]--;
+        }
+        left[m]--;
+    }
+    free(left);
+    free(want);
+    return n;
+}
+
+static int shared_targets(const struct pb_plan *p, int m, uint64_t k, int out[2])
+{
+    if (m < 0 || !pb_shared_forwards(p, m, k))
+        return 0;
+    out[0] = pb_shared_successor(p, m);
+    return 1;
+}
+
+/* Allgather: the ring neighbours, and the root (DONE and FIN notices);
+ * the root talks to everyone. */
+static int shared_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
+{
+    int n = 0;
+    if (leader == root_leader) {
+        for (int l = 0; l < nleaders; l++)
+            if (l != root_leader)
+                out[n++] = l;
+        return n;
+    }
+    n = pb_plan_add_partner(out, n, root_leader);
+    n = pb_plan_add_partner(out, n, pb_shared_predecessor(p, leader));
+    return pb_plan_add_partner(out, n, pb_shared_successor(p, leader));
+}
+
+/* ---- the executor ----------------------------------------------------- */
 
 static int members(const struct pb_engine *e)
 {
     return pb_shared_members(e->p);
 }
 
-int pb_shared_setup(struct pb_engine *e)
+static int pb_shared_setup(struct pb_engine *e, char *err, size_t errlen)
 {
     const struct pb_plan *p = e->p;
+    if (e->c.nleaders != p->nrecv + 1) {
+        snprintf(err, errlen, "engine: allgather over %d nodes but %d leaders", p->nrecv + 1, e->c.nleaders);
+        return -1;
+    }
     struct shared_part *sh = &e->sh;
     uint32_t n = e->c.nslots, rs = e->c.root_slots;
     if (members(e) > 1) {
@@ -45,7 +203,7 @@ int pb_shared_setup(struct pb_engine *e)
     return e->have && e->done_from ? 0 : -1;
 }
 
-void pb_shared_start(struct pb_engine *e)
+static void pb_shared_start(struct pb_engine *e)
 {
     for (uint32_t s = e->sh.read_slots; s < e->c.nslots && !e->err; s++)
         pb_eng_grant(e, s);
@@ -110,7 +268,7 @@ static void send_fin(struct pb_engine *e)
     e->fin = 1;
 }
 
-void pb_shared_pump(struct pb_engine *e)
+static void pb_shared_pump(struct pb_engine *e)
 {
     read_own(e);
     forward(e);
@@ -127,7 +285,7 @@ void pb_shared_pump(struct pb_engine *e)
     }
 }
 
-int pb_shared_finished(const struct pb_engine *e)
+static int pb_shared_finished(const struct pb_engine *e)
 {
     return e->recv < 0 ? e->fin : e->notified && e->fin;
 }
@@ -186,7 +344,7 @@ static void on_notify(struct pb_engine *e, const struct pb_event *ev)
     pb_eng_fail(e, PB_EE_DATA, "protocol error: unexpected notice %u from %s", ev->tag, pb_eng_name(e, l));
 }
 
-void pb_shared_handle(struct pb_engine *e, const struct pb_event *ev)
+static void pb_shared_handle(struct pb_engine *e, const struct pb_event *ev)
 {
     switch (ev->kind) {
     case PB_EV_ARRIVED: on_arrived(e, ev); break;
@@ -201,7 +359,7 @@ void pb_shared_handle(struct pb_engine *e, const struct pb_event *ev)
     }
 }
 
-void pb_shared_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
+static void pb_shared_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
 {
     uint64_t k = 0;
     while (k < e->p->nchunks && (((e->have[k / 8] >> (k % 8)) & 1) || pb_eng_skipped(e, k)))
@@ -220,3 +378,38 @@ void pb_shared_waiting_for(const struct pb_engine *e, char *out, size_t outlen)
     else
         snprintf(out, outlen, "done, waiting for the other nodes to finish (root %s)", pb_eng_name(e, e->c.root));
 }
+
+static int shared_slot_peer(const struct pb_engine *e, uint32_t s)
+{
+    return s < e->sh.read_slots ? -1 : e->pred;
+}
+
+static int shared_sender_leader(const struct pb_engine *e, uint64_t k)
+{
+    return pb_shared_sender(e->p, e->c.self, k) == PB_SELF_READ ? -1 : e->pred;
+}
+
+static void shared_free(struct pb_engine *e)
+{
+    (void)e; /* the engine frees the ring fields this schedule uses */
+}
+
+const struct pb_sched pb_sched_shared = {
+    .name = "allgather",
+    .selectable = 0, /* --source-shared chooses it, not --schedule */
+    .rule_name = "ring's",
+    .sender = pb_shared_sender,
+    .targets = shared_targets,
+    .partners = shared_partners,
+    .default_chunk = pb_plan_default_chunk,
+    .every_node_reads = 1,
+    .setup = pb_shared_setup,
+    .start = pb_shared_start,
+    .slot_peer = shared_slot_peer,
+    .sender_leader = shared_sender_leader,
+    .handle = pb_shared_handle,
+    .pump = pb_shared_pump,
+    .finished = pb_shared_finished,
+    .waiting_for = pb_shared_waiting_for,
+    .free = shared_free,
+};
