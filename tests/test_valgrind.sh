@@ -55,7 +55,7 @@ VG=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=defin
     --show-leak-kinds=definite --num-callers=40 --suppressions="$SUPP")
 
 # Our sources: a stack frame "(file.c:N)" naming one of these is our code.
-ours='\((agreement|api|bootstrap|connect|dest|dest_path|digest|dirtree_fs|dirtree_manifest|dirtree_sink|dirtree_source|dirtree_stage|dirtree_walk|engine|engine_shared|engine_tree|main|meta|options|plan|plan_shared|plan_tree|progress|resume|shared_dest|sink|source|source_shared|stage|tcp|tcp_wire|topo|transfer|transport_mpi|transport_mpi_requests|transport_mpi_setup|verbs|verbs_connect|verbs_data|verbs_device|verbs_mr|verbs_poll|verbs_wire)\.c:[0-9]+\)'
+ours='\((agreement|api|bootstrap|connect|dest|dest_path|digest|dirtree_fs|dirtree_manifest|dirtree_sink|dirtree_source|dirtree_stage|dirtree_walk|engine|engine_shared|engine_tree|main|meta|options|plan|plan_shared|plan_tree|progress|resume|shared_dest|sink|source|source_shared|stage|tcp|tcp_data|tcp_wire|topo|transfer|transport_mpi|transport_mpi_requests|transport_mpi_setup|verbs|verbs_connect|verbs_data|verbs_device|verbs_mr|verbs_poll|verbs_wire)\.c:[0-9]+\)'
 
 same_copy() { # same_copy DEST: DEST equals the SOURCE of this case
     if [ "$tr" = tree ]; then diff -r --no-dereference "$WORK/tree" "$1" > /dev/null 2>&1; else cmp -s "$WORK/src" "$1"; fi
