@@ -32,13 +32,13 @@ for btl in self,tcp self,vader; do
             --mca btl "$btl" --mca mpi_yield_when_idle 1 -np "$np" "$bin" >"$log" 2>&1
         rc=$?
         # Open MPI's own plugins leak at exit under LSan: show only our lines.
-        grep -E -e '^(ok|not ok|#|rank )' -e 'transport_mpi\.c' -e 'ERROR: AddressSanitizer' \
+        grep -E -e '^(ok|not ok|#|rank )' -e 'transport_mpi[a-z_]*\.c' -e 'ERROR: AddressSanitizer' \
             -e 'runtime error:' "$log" | sed 's/^/# /'
         why=""
         [ $rc -ne 0 ] && why="exit status $rc"
         grep -q '^timeout: sending signal' "$log" && why="$why (TIMEOUT: killed after 120 s)"
         grep -q -e 'ERROR: AddressSanitizer' -e 'runtime error:' "$log" && why="$why sanitizer report"
-        grep -A40 -e 'leak of' "$log" | grep -q -e 'transport_mpi\.c' && why="$why leak in transport_mpi"
+        grep -A40 -e 'leak of' "$log" | grep -q -e 'transport_mpi[a-z_]*\.c' && why="$why leak in transport_mpi"
         grep -q '^not ok' "$log" && why="$why failed checks"
         grep -q '^ok' "$log" || why="$why no checks ran"
         if [ -z "$why" ]; then

@@ -54,8 +54,11 @@ export PMIX_MCA_mca_base_component_disable_dlclose=1
 VG=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
     --show-leak-kinds=definite --num-callers=40 --suppressions="$SUPP")
 
-# Our sources: a stack frame "(file.c:N)" naming one of these is our code.
-ours='\((agreement|api|bootstrap|connect|defaults|dest|dest_path|digest|dirtree_fs|dirtree_manifest|dirtree_sink|dirtree_source|dirtree_stage|dirtree_walk|engine|main|meta|options|plan|progress|resume|sched_ring|sched_shared|sched_tree|schedule|shared_dest|sink|source|source_shared|stage|tcp|tcp_wire|topo|transfer|transport_mpi|verbs|verbs_wire)\.c:[0-9]+\)'
+# Our sources: a stack frame "(file.c:N)" naming one of these is our code
+# (every .c under src/ and mpi/, so that a new file is never missed).
+ours_list=$(find "${TESTS_SRCDIR:-$here}/../src" "${TESTS_SRCDIR:-$here}/../mpi" -name '*.c' -printf '%f\n' |
+    sed 's/\.c$//' | sort -u | paste -sd'|')
+ours="\\(($ours_list)\\.c:[0-9]+\\)"
 
 same_copy() { # same_copy DEST: DEST equals the SOURCE of this case
     if [ "$tr" = tree ]; then diff -r --no-dereference "$WORK/tree" "$1" > /dev/null 2>&1; else cmp -s "$WORK/src" "$1"; fi

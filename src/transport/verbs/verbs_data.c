@@ -1,0 +1,221 @@
+/* verbs_data.c — the data path of the verbs transport: posting puts (RDMA
+ * WRITE WITH IMMEDIATE into a granted slot), credits (grants) and notifies,
+ * with the send backlog when a queue is full (accounting in verbs_wire.c). */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+/* Like verbs.c, nothing here without verbs (see PB_FORCE_NO_VERBS there). */
+#if defined(HAVE_VERBS) && !defined(PB_FORCE_NO_VERBS)
+
+#include "verbs_internal.h"
+
+/* A put: the descriptor (RDMA WRITE) then the data (WRITE WITH IMM), with
+ * the rkeys of the peer's latest credit for that slot. */
+static int post_put(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+{
+    struct vlink *L = &t->links[li];
+    struct pb_vw_link *lk = &t->lks[li];
+    struct pb_vw_sq *sq = &lk->sq;
+    if (r->slot >= lk->peer_nslots || !lk->rkey_data[r->slot]) {
+        snprintf(why, wl, "put into slot %u, which the peer never granted", r->slot);
+        errno = EINVAL;
+        return -1;
+    }
+    struct pb_vw_remote rem = L->rem;
+    rem.pool_rkey = lk->rkey_data[r->slot];
+    rem.desc_rkey = lk->rkey_desc[r->slot];
+    struct pb_vw_put_plan p;
+    struct pb_vw_local loc = {(uintptr_t)t->pool, t->pool_len};
+    if (pb_vw_plan_put(&loc, &rem, r->slot, r->tag, r->buf, r->len, &p, why, wl) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ensure_send_mr(t, li, why, wl) != 0)
+        return -1;
+    int sig0, sig1;
+    uint64_t seq0 = pb_vw_sq_take(sq, 0, &sig0), seq1 = pb_vw_sq_take(sq, 1, &sig1);
+    uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_CTRL_SIZE;
+    memcpy(m, p.desc, PB_VW_MSG_SIZE);
+    struct ibv_sge sge[2] = {
+        {.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = L->ctrl_mr->lkey},
+        {.addr = p.data_laddr, .length = p.len, .lkey = L->send_mr->lkey},
+    };
+    struct ibv_send_wr wr[2], *bad = NULL;
+    memset(wr, 0, sizeof wr);
+    wr[0].wr_id = pb_vw_wrid(PB_VW_K_DESC, li, seq0);
+    wr[0].opcode = IBV_WR_RDMA_WRITE;
+    wr[0].sg_list = &sge[0];
+    wr[0].num_sge = 1;
+    wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | (t->max_inline >= PB_VW_MSG_SIZE ? IBV_SEND_INLINE : 0);
+    wr[0].wr.rdma.remote_addr = p.desc_raddr;
+    wr[0].wr.rdma.rkey = p.desc_rkey;
+    wr[0].next = &wr[1];
+    wr[1].wr_id = pb_vw_wrid(PB_VW_K_DATA, li, seq1);
+    wr[1].opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+    wr[1].sg_list = &sge[1];
+    wr[1].num_sge = p.len ? 1 : 0;
+    wr[1].send_flags = IBV_SEND_SIGNALED;
+    wr[1].imm_data = htonl(p.imm);
+    wr[1].wr.rdma.remote_addr = p.data_raddr;
+    wr[1].wr.rdma.rkey = p.data_rkey;
+    lk->cookies[seq1 % sq->depth] = r->cookie;
+    int rc = ibv_post_send(L->qp, wr, &bad);
+    if (rc != 0) {
+        /* Nothing of this request reached the queue only if the first WR
+         * was refused; a half-posted put breaks the link anyway. */
+        if (bad == &wr[0]) {
+            pb_vw_sq_untake(sq, seq1, sig1);
+            pb_vw_sq_untake(sq, seq0, sig0);
+        }
+        snprintf(why, wl, "posting a chunk write failed: %s", strerror(rc));
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+/* A control message: credit (with the slot's rkeys), notify, hello, ping. */
+static int post_ctrl(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+{
+    struct vlink *L = &t->links[li];
+    struct pb_vw_sq *sq = &t->lks[li].sq;
+    struct pb_vw_ctrl c = {0};
+    switch (r->kind) {
+    case PB_VW_REQ_CREDIT: c = (struct pb_vw_ctrl){PB_VW_MSG_CREDIT, r->slot, r->tag, r->len, 0}; break;
+    case PB_VW_REQ_NOTIFY: c = (struct pb_vw_ctrl){PB_VW_MSG_NOTIFY, r->tag, 0, 0, 0}; break;
+    case PB_VW_REQ_HELLO:
+        c = (struct pb_vw_ctrl){PB_VW_MSG_HELLO, 0, 0, 0,
+                                pb_vw_hello_mac(t->secret, (uint32_t)t->self_leader, (uint32_t)L->leader,
+                                                L->qp->qp_num, L->peer_qpn, L->psn, L->peer_psn)};
+        break;
+    default: c.type = PB_VW_MSG_PING; break;
+    }
+    int sig;
+    /* hello and ping are signalled: a dead peer must surface as an error */
+    uint64_t seq = pb_vw_sq_take(sq, r->kind == PB_VW_REQ_HELLO || r->kind == PB_VW_REQ_PING, &sig);
+    uint8_t *m = L->sendbuf + (seq % sq->depth) * PB_VW_CTRL_SIZE;
+    pb_vw_ctrl_pack(m, &c);
+    struct ibv_sge sge = {.addr = (uintptr_t)m, .length = PB_VW_CTRL_SIZE, .lkey = L->ctrl_mr->lkey};
+    struct ibv_send_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_CTRL, li, seq), .sg_list = &sge, .num_sge = 1,
+                             .opcode = IBV_WR_SEND,
+                             .send_flags = (sig ? IBV_SEND_SIGNALED : 0) |
+                                           (t->max_inline >= PB_VW_CTRL_SIZE ? IBV_SEND_INLINE : 0)},
+                       *bad;
+    int rc = ibv_post_send(L->qp, &wr, &bad);
+    if (rc != 0) {
+        pb_vw_sq_untake(sq, seq, sig);
+        snprintf(why, wl, "posting a control message failed: %s", strerror(rc));
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+static int post_req(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+{
+    return r->kind == PB_VW_REQ_PUT ? post_put(t, li, r, why, wl) : post_ctrl(t, li, r, why, wl);
+}
+
+/* A credit gives the peer keys: not before it proved the job secret. */
+static int must_wait(const struct pb_vw_link *lk, const struct pb_vw_req *r)
+{
+    return pb_vw_sq_room(&lk->sq) < pb_vw_req_wrs(r->kind) || (r->kind == PB_VW_REQ_CREDIT && lk->hello_wait);
+}
+
+/* Post what waited for queue space, in order. */
+void drain_backlog(struct vt *t, int li)
+{
+    struct pb_vw_link *lk = &t->lks[li];
+    const struct pb_vw_req *r;
+    char why[160];
+    while (!lk->dead && (r = pb_vw_link_peek(lk)) && !must_wait(lk, r)) {
+        if (post_req(t, li, r, why, sizeof why) != 0) {
+            lk->dead = 1;
+            pend_error(t, t->links[li].leader, errno, why);
+            return;
+        }
+        pb_vw_link_pop(lk);
+    }
+}
+
+int submit(struct vt *t, int peer, const struct pb_vw_req *r)
+{
+    char why[160];
+    if (peer < 0 || peer >= t->nleaders || t->leader_link[peer] < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    int li = t->leader_link[peer];
+    struct vlink *L = &t->links[li];
+    struct pb_vw_link *lk = &t->lks[li];
+    if (lk->dead) {
+        errno = EPIPE;
+        return -1;
+    }
+    if (r->kind == PB_VW_REQ_PUT) {
+        /* Refuse a bad put now, not when it leaves the backlog. */
+        struct pb_vw_put_plan p;
+        struct pb_vw_local loc = {(uintptr_t)t->pool, t->pool_len};
+        struct pb_vw_remote rem = L->rem;
+        int granted = r->slot < lk->peer_nslots && lk->rkey_data[r->slot];
+        if (granted)
+            rem.pool_rkey = lk->rkey_data[r->slot];
+        if (!granted)
+            snprintf(why, sizeof why, "put into slot %u, which the peer never granted", r->slot);
+        if (!granted || pb_vw_plan_put(&loc, &rem, r->slot, r->tag, r->buf, r->len, &p, why, sizeof why) != 0) {
+            pend_error(t, peer, EINVAL, why);
+            errno = EINVAL;
+            return -1;
+        }
+    }
+    if (pb_vw_link_peek(lk) || must_wait(lk, r))
+        return pb_vw_link_push(lk, r);
+    if (post_req(t, li, r, why, sizeof why) != 0) {
+        int e = errno;
+        lk->dead = 1;
+        pend_error(t, peer, e, why);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag, const void *buf,
+          uint32_t len, uint64_t cookie)
+{
+    struct pb_vw_req r = {PB_VW_REQ_PUT, slot, tag, len, buf, cookie};
+    return submit((struct vt *)bt, peer, &r);
+}
+
+int v_grant(struct pb_transport *bt, int peer, uint32_t slot)
+{
+    struct vt *t = (struct vt *)bt;
+    if (slot >= t->nslots) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (peer < 0 || peer >= t->nleaders || t->leader_link[peer] < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    char why[512];
+    int li = t->leader_link[peer];
+    if (!t->lks[li].dead && grant_slot_mr(t, li, slot, why, sizeof why) != 0) {
+        int e = errno;
+        t->lks[li].dead = 1;
+        pend_error(t, peer, e, why);
+        errno = e;
+        return -1;
+    }
+    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, t->slot_mr[slot]->rkey, t->sdesc_mr[slot]->rkey, NULL, 0};
+    return submit(t, peer, &r);
+}
+
+int v_notify(struct pb_transport *bt, int peer, uint32_t code)
+{
+    struct pb_vw_req r = {PB_VW_REQ_NOTIFY, 0, code, 0, NULL, 0};
+    return submit((struct vt *)bt, peer, &r);
+}
+
+#endif /* HAVE_VERBS */

@@ -1,0 +1,130 @@
+/* verbs_internal.h — what the files of the verbs transport share: the
+ * transport object (struct vt, one struct vlink per peer) and the functions
+ * one file calls in another. Private to src/transport/verbs; built only
+ * with HAVE_VERBS and without PB_FORCE_NO_VERBS. */
+#ifndef PB_VERBS_INTERNAL_H
+#define PB_VERBS_INTERNAL_H
+
+#include "transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <infiniband/verbs.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "topo.h"
+#include "verbs_limits.h"
+#include "verbs_wire.h"
+
+#define PEND_MAX 64     /* events waiting for the next poll (errors mostly) */
+
+/* One peer. Its QP lives in a protection domain of its own, so the rkeys
+ * of the slots granted to it (registered in that PD) are useless on any
+ * other QP: a peer can write only what was granted to it. */
+struct vlink {
+    int leader;
+    struct ibv_pd *pd;
+    struct ibv_qp *qp;
+    struct ibv_mr *ctrl_mr;  /* sendbuf + recvbuf, local only */
+    struct ibv_mr *send_mr;  /* the whole pool, local only: sources of our puts (at the first put) */
+    struct pb_vw_remote rem;
+    uint32_t psn, peer_qpn, peer_psn;
+    uint32_t rq_depth;
+    uint8_t *sendbuf;  /* sq depth * PB_VW_CTRL_SIZE, indexed by seq % depth */
+    uint8_t *recvbuf;  /* rq_depth * PB_VW_CTRL_SIZE */
+    double last_seen;  /* ms: the last completion of this link */
+    double last_ping;
+};
+
+struct vt {
+    struct pb_transport base;
+    char self[128];            /* "host (rank N)" of this leader, for messages */
+    char devname[64];
+    uint8_t port;
+    int gid_index;
+    int use_grh;
+    struct ibv_port_attr pattr;
+    union ibv_gid gid;
+
+    struct ibv_context *ctx;
+    struct ibv_comp_channel *ch;
+    struct ibv_cq *cq;
+    struct ibv_mr **slot_mr;   /* per slot: REMOTE_WRITE in its grantee's PD, NULL: never granted */
+    struct ibv_mr **sdesc_mr;  /* per slot: its descriptor entry, likewise */
+    int *slot_owner;           /* per slot: link index of the grantee, -1 none */
+    uint8_t secret[16];
+    size_t reg_bytes;          /* registered so far, for messages */
+    struct pb_verbs_pin pin;   /* what the whole run will register (verbs_limits.h) */
+    int nsend;                 /* partners we put chunks to (cfg->nsend) */
+    int tclass;                /* RoCE traffic class of every QP */
+    void *pool;
+    size_t pool_len;
+    uint32_t nslots;
+    size_t slot_size;
+    uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable per granted slot */
+    uint8_t *ctrl;             /* all links' send and receive message buffers */
+    size_t ctrl_len;
+    uint32_t max_inline;
+    int cq_armed;
+
+    int nleaders;
+    int self_leader;
+    int npeers;
+    struct vlink *links;
+    struct pb_vw_link *lks;    /* per link queue state, the array verbs_wire works on */
+    int *leader_link;          /* leader index -> link index, -1 when not a peer */
+    int *peer_leader;          /* link index -> leader index */
+    uint32_t *peer_nslots;
+    struct pb_vw_state st;
+
+    struct pb_event pend[PEND_MAX];
+    int npend;
+};
+
+/* verbs.c */
+void pend_error(struct vt *t, int peer, int err, const char *what);
+double now_ms(void);
+
+/* verbs_device.c */
+int open_device(struct vt *t, const char *want, char *why, size_t wl);
+int choose_gid(struct vt *t, int want, char *why, size_t wl);
+
+/* verbs_mr.c */
+struct ibv_mr *reg(struct vt *t, struct ibv_pd *pd, void *addr, size_t len, int acc, const char *what,
+                   char *why, size_t wl);
+int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl);
+int probe_pinning(struct vt *t, char *why, size_t wl);
+int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl);
+int ensure_send_mr(struct vt *t, int li, char *why, size_t wl);
+int grant_slot_mr(struct vt *t, int li, uint32_t slot, char *why, size_t wl);
+
+/* verbs_connect.c */
+int size_queues(struct vt *t, uint32_t *sq, uint32_t *rq, char *why, size_t wl);
+const char *leader_name(const struct pb_transport_cfg *cfg, int leader);
+int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl);
+void fill_info(const struct vt *t, struct pb_vw_info *in);
+int connect_link(struct vt *t, struct vlink *L, const struct pb_vw_info *pi,
+                 const struct pb_vw_conn *pc, const char *peername, char *why, size_t wl);
+
+/* verbs_data.c */
+void drain_backlog(struct vt *t, int li);
+int submit(struct vt *t, int peer, const struct pb_vw_req *r);
+int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag, const void *buf,
+          uint32_t len, uint64_t cookie);
+int v_grant(struct pb_transport *bt, int peer, uint32_t slot);
+int v_notify(struct pb_transport *bt, int peer, uint32_t code);
+
+/* verbs_poll.c */
+const uint8_t *recv_buf(void *ctx, int li, uint64_t idx);
+int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int timeout_ms);
+
+#endif /* PB_VERBS_INTERNAL_H */
