@@ -6,7 +6,10 @@
 # bed's bridge between namespaces. 16 MiB, default schedule and source mode,
 # then --schedule tree --source-shared=no: every rank exits 0, the transport
 # says it used RoCE with an address GID, the copy on every host is identical,
-# no temporary file is left; the bed is torn down and nothing remains.
+# no temporary file is left. Then h3 without a device: --transport auto
+# copies over tcp naming h3, --transport verbs and --check -t verbs stop with
+# status 5 naming h3, --check (auto) says all are ready over tcp; nothing is
+# created by a failed run or a check. The bed is torn down and nothing remains.
 # Skips (exit 0) where network namespaces cannot be created.
 #
 # The hosts have a private /tmp: the binary, softverbs (library and wrapper)
@@ -66,7 +69,11 @@ setup_share() {
 a=\$(ip -4 -o addr show dev eth0 | awk '{print \$4}')
 export SOFTVERBS_IP=\${a%/*} SOFTVERBS_MODE=roce SOFTVERBS_LIBDIR=$SH/svlib
 export OMPI_MCA_btl_tcp_if_include=$SUBNET OMPI_MCA_oob_tcp_if_include=$SUBNET
-"$SH/softverbs-run" "\$@"
+if [ "\$(hostname)" = "\${NO_DEVICE_HOST:-none}" ]; then
+    "$SH/softverbs-run" env -u SOFTVERBS "\$@" # softverbs lists no device without SOFTVERBS
+else
+    "$SH/softverbs-run" "\$@"
+fi
 r=\$?
 echo "\$(hostname) \$r" >>"$SH/rcs"
 exit \$r
@@ -84,16 +91,18 @@ prepare_dirs() {
     done
 }
 # bcast ARGS...: p2pbcast -t verbs -v on h1..hN (root h1), bounded; PER
-# ranks per host (node mode when 2: the first rank of each host leads it).
-PER=1
+# ranks per host (node mode when 2: the first rank of each host leads it);
+# TRANSPORT (-t), NO_DEVICE_HOST (that host's ranks see no RDMA device).
+PER=1 TRANSPORT=verbs
+export NO_DEVICE_HOST=none
 bcast() {
     local hosts k
     hosts=$(for ((k = 1; k <= N; k++)); do printf 'h%d:%d,' "$k" "$PER"; done)
     : >"$SH/rcs"
     set +e
     out=$(timeout -k 10 $((NETBED_MPIRUN_TIMEOUT + 30)) "$NB" mpirun -np $((N * PER)) --host "${hosts%,}" \
-        --tag-output --mca orte_abort_on_non_zero_status 0 \
-        "$SH/rank.sh" "$SH/p2pbcast" -t verbs -v "$@" "$SH/src" "$DEST" 2>&1)
+        --tag-output --mca orte_abort_on_non_zero_status 0 -x NO_DEVICE_HOST \
+        "$SH/rank.sh" "$SH/p2pbcast" -t "$TRANSPORT" -v "$@" "$SH/src" "$DEST" 2>&1)
     mrc=$?
     set -e
     if ((mrc == 124 || mrc == 137)); then
@@ -140,6 +149,46 @@ for args in "" "--schedule tree --source-shared=no" "node mode"; do
     ok "$what: identical copy on every host" copies_identical
     ok "$what: no temporary file left" only_dest_left
 done
+
+# One host without a device (h3, a receiver): auto negotiates tcp for all,
+# naming h3; --transport verbs refuses, naming h3; the preflight says the same
+# and creates nothing.
+PER=1 NO_DEVICE_HOST=h3
+names_h3() { grep -q "verbs cannot be used on 1:.*h3" <<<"$out" || { diag "$out"; return 1; }; }
+used_tcp() { grep -q "tcp" <<<"$(grep -i 'transport' <<<"$out")" && ! grep -q "verbs on softverbs0" <<<"$out" || { diag "$out"; return 1; }; }
+what="16 MiB to $N hosts, h3 without an RDMA device, --transport auto"
+ok "$what: DEST directories ready" prepare_dirs
+TRANSPORT=auto bcast
+ok "$what: every rank exits 0" all_exit_0
+ok "$what: the warning names h3, and tcp carries the copy" eval 'names_h3 && used_tcp'
+ok "$what: identical copy on every host" copies_identical
+statuses_are() { # statuses_are S: every rank exited S
+    local k want=""
+    for ((k = 1; k <= N; k++)); do want+="h$k $1"$'\n'; done
+    [[ $rcs == "${want%$'\n'}" ]] || { diag "ranks: $rcs"; diag "$out"; return 1; }
+}
+nothing_created() {
+    local k l
+    for ((k = 1; k <= N; k++)); do
+        l=$(ls -A "$("$NB" dir "h$k")${DDIR#/tmp}")
+        [[ -z $l ]] || { diag "h$k: $DDIR holds: $l"; return 1; }
+    done
+}
+what="16 MiB to $N hosts, h3 without an RDMA device"
+ok "$what, --transport verbs: DEST directories ready" prepare_dirs
+TRANSPORT=verbs bcast
+ok "$what, --transport verbs: status 5 on every rank, h3 named" eval 'statuses_are 5 && grep -q "h3" <<<"$(grep -i error <<<"$out")"'
+ok "$what, --transport verbs: nothing left in DEST's directory" nothing_created
+TRANSPORT=verbs bcast --check
+ok "$what, --check --transport verbs: status 5 on every rank, h3 named, nothing created" \
+    eval 'statuses_are 5 && grep -q "h3" <<<"$out" && nothing_created'
+TRANSPORT=auto bcast --check
+check_auto_ready() {
+    statuses_are 0 && names_h3 && nothing_created &&
+        { grep -q "all $N nodes are ready" <<<"$out" || { diag "$out"; return 1; }; }
+}
+ok "$what, --check (auto): exit 0, all nodes ready over tcp, h3 named, nothing created" check_auto_ready
+NO_DEVICE_HOST=none
 
 left_nothing() {
     [[ -z $(ip netns list | grep "^$PFX-" || true) ]] &&
