@@ -30,7 +30,8 @@
 # prints a "RESULT ... seconds=T" line.  With P2PBCAST_JSON=1 it adds
 # "--json OUT/p2pbcast-N.json" and takes "seconds" from that report (p2pbcast's
 # own clock: bootstrap, connections, transfer, fsync and rename; not MPI_Init).
-# Its stderr goes to OUT/p2pbcast-N.log.
+# Its stderr goes to OUT/p2pbcast-TAG-N.log, TAG being P2PBCAST_TAG (bed_bench.sh
+# sets "base" for its second binary), else the forced schedule, else auto.
 #
 # Sourcing: "source bed_baselines.sh" defines everything and runs nothing
 # (bench/bed_bench.sh does that and calls main with its own options).
@@ -126,7 +127,7 @@ run_naive() {
 # settings as the MPI baselines.  Reports its own RESULT seconds if it prints
 # one, else the wall time of the whole mpirun.
 run_p2pbcast() {
-    local n=$1 t0 t1 out s json="" tag=${P2PBCAST_SCHEDULE:-auto}
+    local n=$1 t0 t1 out s json="" tag=${P2PBCAST_TAG:-${P2PBCAST_SCHEDULE:-auto}}
     local log=$OUT/p2pbcast-$tag-$1.log
     local -a extra=()
     [[ -n ${P2PBCAST_SCHEDULE:-} ]] && extra+=(--schedule "$P2PBCAST_SCHEDULE" --source-shared=no)

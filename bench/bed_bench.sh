@@ -12,6 +12,9 @@
 #                 parallel one; P2PBCAST_ARGS=--source-shared=yes: each host
 #                 reads its share of SOURCE under bench/out)
 #   p2pbcast_ring, p2pbcast_tree   a schedule forced, the root alone reading
+#   p2pbcast_base the binary named by P2PBCAST_BASE (e.g. a build of the last
+#                 release) with exactly p2pbcast's options: before and after
+#                 side by side in one run (-m "p2pbcast p2pbcast_base")
 #   mpi_default   mpi_bcast_copy, Open MPI's fixed rules
 #   mpi_pipeline  coll_tuned_bcast_algorithm 3 forced, 1 MiB segments
 #   mpi_sag       coll_tuned_bcast_algorithm 8 forced (scatter + recursive-doubling allgather)
@@ -32,7 +35,10 @@
 #
 # Reuses bench/bed_baselines.sh (sourced) for the bed, B and every baseline.
 # Environment: P2PBCAST (binary, default ../p2pbcast), P2PBCAST_ARGS (extra
-# options, e.g. "-c 1M --slots 16").  Needs root (network namespaces).
+# options, e.g. "-c 1M --slots 16", given to p2pbcast and p2pbcast_base alike),
+# P2PBCAST_BASE (a second binary for the method p2pbcast_base; outside /tmp,
+# which the hosts do not share; copied to OUT/bin like the first; the table
+# ends with its time over p2pbcast's).  Needs root (network namespaces).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -66,6 +72,15 @@ P2P_SRC=${P2PBCAST:-$BENCH/../p2pbcast}
 cp -f "$P2P_SRC" "$B_OUT/bin/p2pbcast"
 export P2PBCAST_CMD="$B_OUT/bin/p2pbcast -q --tcp-if 10.77.0.0/24 ${P2PBCAST_ARGS:-}"
 export P2PBCAST_JSON=1
+# The "before" binary, run exactly as p2pbcast (its logs and JSON tagged base).
+if [[ -n ${P2PBCAST_BASE:-} ]]; then
+    [[ -x $P2PBCAST_BASE ]] || { echo "bed_bench: P2PBCAST_BASE=$P2PBCAST_BASE is not an executable" >&2; exit 1; }
+    cp -f "$P2PBCAST_BASE" "$B_OUT/bin/p2pbcast_base"
+    P2PBCAST_BASE_CMD="$B_OUT/bin/p2pbcast_base -q --tcp-if 10.77.0.0/24 ${P2PBCAST_ARGS:-}"
+elif [[ " $B_METHODS " == *" p2pbcast_base "* ]]; then
+    echo "bed_bench: method p2pbcast_base needs P2PBCAST_BASE (the binary to compare with)" >&2; exit 1
+fi
+run_p2pbcast_base() { P2PBCAST_CMD=$P2PBCAST_BASE_CMD P2PBCAST_TAG=base run_p2pbcast "$@"; }
 
 command -v gnuplot >/dev/null || {
     echo "bed_bench: gnuplot missing: installing gnuplot-nox" >&2
@@ -89,6 +104,7 @@ table() {
         NR == 1 { next }
         { m[NR] = $1; n[NR] = $2; s[NR] = $7; w[NR] = $8; e[NR] = $10; b[$2] = $4; f = $5; rate = $3; l[NR] = $11
           if ($1 == "p2pbcast") p[$2] = $7
+          if ($1 == "p2pbcast_base") { pb[$2] = $7; nb[++kb] = $2 }
           rows = NR }
         END {
             printf "F = %d MiB (%.1f MB), link rate %d Mbit/s, DEST in each host'"'"'s /dev/shm\n", f / 1048576, f / 1e6, rate
@@ -101,6 +117,13 @@ table() {
                 printf "%-13s %3d %9s %9s %10s %12s %6s\n", m[i], n[i], s[i], (w[i] == "" ? "-" : w[i]), e[i], r, l[i]
                 if (i < rows && n[i + 1] != n[i]) printf "\n"
             }
+            if (kb) printf "\np2pbcast / p2pbcast_base (after / before; below 1: p2pbcast is faster):"
+            for (j = 1; j <= kb; j++) {
+                k = nb[j]
+                if (p[k] != "" && p[k] != "nan" && pb[k] != "nan") printf " N=%s %.3f", k, p[k] / pb[k]
+                else printf " N=%s -", k
+            }
+            if (kb) printf "\n"
         }' "$CSV"
 }
 {
@@ -109,6 +132,7 @@ table() {
     echo "MPI baselines: Open MPI $(mpirun --version 2>/dev/null | sed -n 's/.*Open MPI) //p;q'), --mca btl tcp,self," \
          "--mca mpi_yield_when_idle 1 (ranks block instead of spinning), --bind-to none, nice ${NETBED_NICE:-5}"
     echo "p2pbcast: $P2PBCAST_CMD"
+    [[ -n ${P2PBCAST_BASE:-} ]] && echo "p2pbcast_base: $P2PBCAST_BASE_CMD (copy of $P2PBCAST_BASE)"
     echo "load average at start: $LOAD_START; at end: $(cat /proc/loadavg)"
     echo "total time of this benchmark: $(calc "$(now) - $T_START" 0) s"
 } | tee "$TXT"
