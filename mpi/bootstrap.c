@@ -479,7 +479,8 @@ static int peer_exchange(void *boot, int ok, const void *mine, void *out, size_t
         pb_boot_abort(b, 5);
     }
     if (rc == MPI_SUCCESS) {
-        memcpy(out, tmp, len * (size_t)npeers);
+        if (len > 0 && npeers > 0) /* npeers 0, the vote alone: out may be NULL */
+            memcpy(out, tmp, len * (size_t)npeers);
         free(r);
         free(tmp);
         return 0;
