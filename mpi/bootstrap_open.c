@@ -322,8 +322,6 @@ int pb_boot_open(const void *commp, int root, int per_rank, double timeout, stru
     MPI_Comm_set_errhandler(b->comm, MPI_ERRORS_RETURN);
     if (root < 0 || root >= in->size) {
         snprintf(err, errlen, "--root %d is out of range: this job has ranks 0 to %d", root, in->size - 1);
-        if (in->rank == 0)
-            fprintf(stderr, "p2pbcast: error: %s\n", err);
         pb_boot_close(b);
         return -1;
     }

@@ -83,6 +83,10 @@ int main(int argc, char **argv)
     cli.opts.cancel = &stop_signal;
     struct p2pbcast_result res;
     int st = pb_stage_file(pb_mpi_world(), cli.source, cli.dest, &cli.opts, &res);
+    /* Options the library refused before a job was formed: no summary
+     * speaks for them, every rank has the same reason: say it once. */
+    if (st == P2PBCAST_ERR_USAGE && !res.nodes && rank == 0)
+        fprintf(stderr, "p2pbcast: error: %s\n", res.message[0] ? res.message : p2pbcast_strstatus(st));
     pb_mpi_finalize();
     return st;
 }

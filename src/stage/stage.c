@@ -34,6 +34,7 @@
 #include "defaults.h"
 #include "phases.h"
 #include "shared_dest.h"
+#include "tcp_rails.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -57,6 +58,8 @@ static int check_inputs(const char *source, const char *dest, const struct p2pbc
                         size_t errlen)
 {
     const char *t = o->transport;
+    struct pb_tcp_if_spec specs[PB_TCP_MAX_RAILS];
+    char why[200];
     if (!source || !*source || !dest || !*dest)
         snprintf(err, errlen, "SOURCE and DEST must be given and not empty");
     else if (isnan(o->timeout) || o->timeout > 7 * 86400.0)
@@ -74,6 +77,9 @@ static int check_inputs(const char *source, const char *dest, const struct p2pbc
         snprintf(err, errlen, "GID index %d out of range (-1 to 255)", o->gid_index);
     else if (o->rdma_tclass < -1 || o->rdma_tclass > 255)
         snprintf(err, errlen, "RDMA traffic class %d out of range (-1 to 255)", o->rdma_tclass);
+    /* the list's form is the same everywhere: a usage error, not a node's */
+    else if (o->tcp_if && pb_tcp_if_parse(o->tcp_if, specs, PB_TCP_MAX_RAILS, why, sizeof why) < 0)
+        snprintf(err, errlen, "%s", why);
     else
         return 0;
     return -1;
