@@ -202,12 +202,10 @@ static void release_notify(struct mpi_transport *t, struct peer *p)
         int rc = post_ctrl_recv(t, p);
         if (rc != 0) {
             char s[MPI_MAX_ERROR_STRING];
-            if (rc > 0)
-                mpi_errstr(rc, s, sizeof s);
-            else
-                snprintf(s, sizeof s, "%s", strerror(errno));
+            int e = errno;
+            ctrl_recv_errstr(rc, s, sizeof s);
             p->dead = 1;
-            q_error(t, p->leader, rc > 0 ? 0 : errno, "MPI receive for control messages: %s", s);
+            q_error(t, p->leader, rc > 0 ? 0 : e, "MPI receive for control messages: %s", s);
         }
     }
 }

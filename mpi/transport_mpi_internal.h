@@ -145,6 +145,8 @@ extern const struct pb_transport_ops mpi_ops;
 struct op *op_at(struct mpi_transport *t, int i);
 const char *peer_name(const struct mpi_transport *t, int peer);
 void mpi_errstr(int code, char *buf, size_t len);
+/* Why post_ctrl_recv failed: rc > 0 an MPI error code, else errno. */
+void ctrl_recv_errstr(int rc, char *buf, size_t len);
 int op_alloc(struct mpi_transport *t, enum op_kind kind, int peer, uint32_t slot);
 void op_release(struct mpi_transport *t, int i);
 int q_reserve(struct mpi_transport *t, int n);

@@ -29,6 +29,14 @@ void mpi_errstr(int code, char *buf, size_t len)
     snprintf(buf, len, "%s", s);
 }
 
+void ctrl_recv_errstr(int rc, char *buf, size_t len)
+{
+    if (rc > 0)
+        mpi_errstr(rc, buf, len);
+    else
+        snprintf(buf, len, "%s", strerror(errno));
+}
+
 /* Grow the table by one block. */
 static int table_grow(struct mpi_transport *t)
 {

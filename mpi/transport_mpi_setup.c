@@ -145,10 +145,7 @@ static int post_ctrl_recvs(struct mpi_transport *t, const char *me, char *err, s
         int rc = post_ctrl_recv(t, &t->peers[i]);
         if (rc != 0) {
             char s[MPI_MAX_ERROR_STRING];
-            if (rc > 0)
-                mpi_errstr(rc, s, sizeof s);
-            else
-                snprintf(s, sizeof s, "%s", strerror(errno));
+            ctrl_recv_errstr(rc, s, sizeof s);
             snprintf(err, errlen, "%s: mpi transport: receive from %s: %s", me, peer_name(t, t->peers[i].leader),
                      s);
             return -1;
