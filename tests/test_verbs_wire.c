@@ -337,8 +337,9 @@ static void test_backlog(void)
     }
     ok &= pb_vw_link_peek(&lk) == NULL;
     pb_vw_link_pop(&lk); /* harmless on empty */
-    tap_ok(ok && pb_vw_req_wrs(PB_VW_REQ_PUT) == 2 && pb_vw_req_wrs(PB_VW_REQ_NOTIFY) == 1,
-           "backlog keeps request order across wrap-around and growth");
+    tap_ok(ok && pb_vw_req_wrs(PB_VW_REQ_PUT) == 2 && pb_vw_req_wrs(PB_VW_REQ_NOTIFY) == 1 &&
+               pb_vw_req_wrs(PB_VW_REQ_BIND) == 2 && pb_vw_req_wrs(PB_VW_REQ_CREDIT) == 1,
+           "backlog keeps request order across wrap-around and growth; a bind takes 2 WRs (slot, descriptor)");
     pb_vw_link_fini(&lk);
 }
 

@@ -87,37 +87,29 @@ static void destroy(struct vt *t)
 {
     if (!t)
         return;
+    free_windows(t);
     for (int i = 0; t->links && i < t->npeers; i++) {
         if (t->links[i].qp)
             ibv_destroy_qp(t->links[i].qp);
         if (t->lks)
             pb_vw_link_fini(&t->lks[i]);
     }
-    for (uint32_t s = 0; t->slot_mr && s < t->nslots; s++) {
-        if (t->slot_mr[s])
-            ibv_dereg_mr(t->slot_mr[s]);
-        if (t->sdesc_mr[s])
-            ibv_dereg_mr(t->sdesc_mr[s]);
-    }
-    for (int i = 0; t->links && i < t->npeers; i++) {
-        if (t->links[i].ctrl_mr)
-            ibv_dereg_mr(t->links[i].ctrl_mr);
-        if (t->links[i].send_mr)
-            ibv_dereg_mr(t->links[i].send_mr);
-    }
+    struct ibv_mr *mrs[] = {t->pool_mr, t->desc_mr, t->ctrl_mr};
+    for (size_t i = 0; i < sizeof mrs / sizeof mrs[0]; i++)
+        if (mrs[i])
+            ibv_dereg_mr(mrs[i]);
     if (t->cq)
         ibv_destroy_cq(t->cq); /* every event we took was acked at once, so this cannot block */
     if (t->ch)
         ibv_destroy_comp_channel(t->ch);
-    for (int i = 0; t->links && i < t->npeers; i++)
-        if (t->links[i].pd)
-            ibv_dealloc_pd(t->links[i].pd);
+    if (t->pd)
+        ibv_dealloc_pd(t->pd);
     if (t->ctx)
         ibv_close_device(t->ctx);
     free(t->desc_table);
     free(t->ctrl);
-    free(t->slot_mr);
-    free(t->sdesc_mr);
+    free(t->slot_mw);
+    free(t->sdesc_mw);
     free(t->slot_owner);
     free(t->links);
     free(t->lks);
@@ -416,10 +408,9 @@ int pb_verbs_probe(const struct pb_verbs_want *w, struct pb_verbs_fit *f)
     char *why = f->why;
     size_t wl = sizeof f->why;
     if (open_device(t, w->rdma_dev, why, wl) == 0 && choose_gid(t, w->gid_index, why, wl) == 0 &&
-        size_queues(t, &sq, &rq, why, wl) == 0) {
+        check_windows(t, why, wl) == 0 && size_queues(t, &sq, &rq, why, wl) == 0) {
         struct pb_verbs_pin pin;
-        pb_verbs_pin_need(w->slot_size, w->nslots, (uint64_t)w->npeers * (sq + rq) * PB_VW_CTRL_SIZE,
-                          w->nsend < w->npeers ? w->nsend : w->npeers, &pin);
+        pb_verbs_pin_need(w->slot_size, w->nslots, (uint64_t)w->npeers * (sq + rq) * PB_VW_CTRL_SIZE, &pin);
         fill_fit(t, &pin, f);
         f->ok = pb_verbs_check_pin(&pin, t->devname, why, wl) == 0;
     }

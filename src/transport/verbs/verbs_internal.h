@@ -27,15 +27,13 @@
 
 #define PEND_MAX 64     /* events waiting for the next poll (errors mostly) */
 
-/* One peer. Its QP lives in a protection domain of its own, so the rkeys
- * of the slots granted to it (registered in that PD) are useless on any
- * other QP: a peer can write only what was granted to it. */
+/* One peer. Its QP shares the device's PD with every other; the slots
+ * granted to it are opened by type 2 memory windows bound to its QP, so
+ * their rkeys are useless on any other QP: a peer can write only what was
+ * granted to it. */
 struct vlink {
     int leader;
-    struct ibv_pd *pd;
     struct ibv_qp *qp;
-    struct ibv_mr *ctrl_mr;  /* sendbuf + recvbuf, local only */
-    struct ibv_mr *send_mr;  /* the whole pool, local only: sources of our puts (at the first put) */
     struct pb_vw_remote rem;
     uint32_t psn, peer_qpn, peer_psn;
     uint32_t rq_depth;
@@ -58,13 +56,16 @@ struct vt {
     struct ibv_context *ctx;
     struct ibv_comp_channel *ch;
     struct ibv_cq *cq;
-    struct ibv_mr **slot_mr;   /* per slot: REMOTE_WRITE in its grantee's PD, NULL: never granted */
-    struct ibv_mr **sdesc_mr;  /* per slot: its descriptor entry, likewise */
+    struct ibv_pd *pd;         /* one for every QP */
+    struct ibv_mr *pool_mr;    /* the pool once: local access and window binding */
+    struct ibv_mr *desc_mr;    /* the descriptor table, likewise */
+    struct ibv_mr *ctrl_mr;    /* every link's control buffers, local only */
+    struct ibv_mw **slot_mw;   /* per slot: REMOTE_WRITE window bound to its grantee's QP, NULL: never granted */
+    struct ibv_mw **sdesc_mw;  /* per slot: its descriptor entry, likewise */
     int *slot_owner;           /* per slot: link index of the grantee, -1 none */
     uint8_t secret[16];
     size_t reg_bytes;          /* registered so far, for messages */
     struct pb_verbs_pin pin;   /* what the whole run will register (verbs_limits.h) */
-    int nsend;                 /* partners we put chunks to (cfg->nsend) */
     int tclass;                /* RoCE traffic class of every QP */
     void *pool;
     size_t pool_len;
@@ -99,13 +100,12 @@ int open_device(struct vt *t, const char *want, char *why, size_t wl);
 int choose_gid(struct vt *t, int want, char *why, size_t wl);
 
 /* verbs_mr.c */
-struct ibv_mr *reg(struct vt *t, struct ibv_pd *pd, void *addr, size_t len, int acc, const char *what,
-                   char *why, size_t wl);
 int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl);
-int probe_pinning(struct vt *t, char *why, size_t wl);
+int check_windows(struct vt *t, char *why, size_t wl);
+int register_memory(struct vt *t, char *why, size_t wl);
 int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl);
-int ensure_send_mr(struct vt *t, int li, char *why, size_t wl);
-int grant_slot_mr(struct vt *t, int li, uint32_t slot, char *why, size_t wl);
+int grant_windows(struct vt *t, int li, uint32_t slot, struct pb_vw_req *bind, char *why, size_t wl);
+void free_windows(struct vt *t);
 
 /* verbs_connect.c */
 int size_queues(struct vt *t, uint32_t *sq, uint32_t *rq, char *why, size_t wl);

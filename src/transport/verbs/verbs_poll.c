@@ -27,7 +27,7 @@ static void repost_recv(struct vt *t, int li, uint64_t idx)
 {
     struct vlink *L = &t->links[li];
     struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + idx * PB_VW_CTRL_SIZE), .length = PB_VW_CTRL_SIZE,
-                          .lkey = L->ctrl_mr->lkey};
+                          .lkey = t->ctrl_mr->lkey};
     struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, li, idx), .sg_list = &sge, .num_sge = 1}, *bad;
     int rc = ibv_post_recv(L->qp, &wr, &bad);
     if (rc != 0 && !t->lks[li].dead) {

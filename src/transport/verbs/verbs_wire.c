@@ -507,7 +507,7 @@ void pb_vw_link_fini(struct pb_vw_link *lk)
 
 uint32_t pb_vw_req_wrs(enum pb_vw_req_kind k)
 {
-    return k == PB_VW_REQ_PUT ? 2u : 1u; /* the others are one SEND */
+    return k == PB_VW_REQ_PUT || k == PB_VW_REQ_BIND ? 2u : 1u; /* the others are one SEND */
 }
 
 int pb_vw_link_push(struct pb_vw_link *lk, const struct pb_vw_req *r)

@@ -21,9 +21,10 @@
  *
  *   grant(slot) and notify(code) are SENDs of a 32-byte control message
  *   {type, value, a, b, mac(8), 0, check}. A credit carries in a and b the
- *   rkeys of the memory regions over that one slot and its descriptor
- *   entry, registered in the protection domain of the granted peer's QP
- *   only: a peer can write nothing but the slots granted to it.
+ *   rkeys of the type 2 memory windows over that one slot and its
+ *   descriptor entry, bound (BIND_MW, posted just before the first credit)
+ *   to the granted peer's QP only: a peer can write nothing but the slots
+ *   granted to it, while the pool is registered once for all QPs.
  *
  *   The first message on every QP is a HELLO whose mac is SipHash-2-4,
  *   keyed with the job secret, over both leaders, QP numbers and PSNs. A
@@ -214,13 +215,20 @@ void pb_vw_sq_complete(struct pb_vw_sq *sq, uint64_t seq);
 /* ---- per-peer link: backlog of requests waiting for queue space and the
  * cookies of puts in flight ---- */
 
-enum pb_vw_req_kind { PB_VW_REQ_PUT = 1, PB_VW_REQ_CREDIT, PB_VW_REQ_NOTIFY, PB_VW_REQ_HELLO, PB_VW_REQ_PING };
+enum pb_vw_req_kind {
+    PB_VW_REQ_PUT = 1,
+    PB_VW_REQ_CREDIT,
+    PB_VW_REQ_NOTIFY,
+    PB_VW_REQ_HELLO,
+    PB_VW_REQ_PING,
+    PB_VW_REQ_BIND, /* binds a slot's two memory windows to this QP: 2 WRs, before its first credit */
+};
 
 struct pb_vw_req {
     enum pb_vw_req_kind kind;
-    uint32_t slot;     /* PUT: peer slot; CREDIT: our slot */
-    uint32_t tag;      /* PUT: tag; NOTIFY: code; CREDIT: rkey of the slot */
-    uint32_t len;      /* PUT: length; CREDIT: rkey of its descriptor entry */
+    uint32_t slot;     /* PUT: peer slot; CREDIT, BIND: our slot */
+    uint32_t tag;      /* PUT: tag; NOTIFY: code; CREDIT, BIND: rkey of the slot's window */
+    uint32_t len;      /* PUT: length; CREDIT, BIND: rkey of its descriptor entry's window */
     const void *buf;
     uint64_t cookie;
 };
