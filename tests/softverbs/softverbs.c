@@ -68,6 +68,12 @@ static void cfg_init(void)
     sv_cfg.die_writes = envll("SOFTVERBS_FAULT_KILL_AFTER_WRITES", -1);
     sv_cfg.die_bytes = envll("SOFTVERBS_FAULT_KILL_AFTER_BYTES", -1);
     sv_cfg.drop = envll("SOFTVERBS_FAULT_DROP", 0) != 0;
+    /* A link that connects but whose puts fail, as hardware reports it. */
+    v = getenv("SOFTVERBS_FAULT_PUT");
+    sv_cfg.put_status = !v || !*v                ? 0
+                        : strcmp(v, "length") == 0 ? IBV_WC_REM_INV_REQ_ERR
+                        : strcmp(v, "rnr") == 0    ? IBV_WC_RNR_RETRY_EXC_ERR
+                                                   : IBV_WC_REM_ACCESS_ERR;
     sv_cfg.max_timeout_ms = (unsigned)envll("SOFTVERBS_MAX_TIMEOUT_MS", 100);
     sv_cfg.debug = envll("SOFTVERBS_DEBUG", 0) != 0;
     sv_cfg.max_qp_wr = (int)envll("SOFTVERBS_MAX_QP_WR", SV_MAX_QP_WR);
@@ -1895,8 +1901,13 @@ static void pump(struct sv_qp *q, double now, double *next)
                 qp_fail(q, IBV_WC_LOC_PROT_ERR);
             return; /* else after the answers to the earlier ones */
         }
-        if ((w->opcode == IBV_WR_RDMA_WRITE || w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM) && !g_dropped &&
-            fault_hit(w->len)) {
+        int write = w->opcode == IBV_WR_RDMA_WRITE || w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM;
+        if (write && sv_cfg.put_status) {
+            if (q->sq_tx == q->sq_head)
+                qp_fail(q, (enum ibv_wc_status)sv_cfg.put_status);
+            return; /* else after the answers to the earlier ones */
+        }
+        if (write && !g_dropped && fault_hit(w->len)) {
             fault_strike(k);
             return;
         }
