@@ -10,6 +10,9 @@
 #     pool is registered once for every queue pair); below the pool -t verbs
 #     refuses at set-up (status 5, the whole need named, no chunk sent) and
 #     auto falls back to tcp with a warning;
+#   - one rank's RDMA writes failing (SOFTVERBS_FAULT_PUT), a receiver then
+#     the root: caught by the set-up's first puts, auto falls back to tcp,
+#     -t verbs stops with status 5 naming it;
 #   - no CAP_IPC_LOCK and `ulimit -l` below the need on one rank: named with
 #     the need and the limit (-t verbs), auto falls back;
 #   - a port with a small max_msg_sz (SOFTVERBS_MAX_MSG_SZ) and -c above
@@ -140,6 +143,28 @@ for ONE_RANK in 0 2; do
     fell_back $ONE_RANK 'cannot register the slot pool'
     ok $? "auto, registrations beyond 400000 B on rank $ONE_RANK: verbs set-up fails, tcp instead, identical copies ($rcs)"
 done
+
+# 2b. A link that connects but cannot carry a put (SOFTVERBS_FAULT_PUT: every
+#     RDMA write of one rank, a receiver then the root, completes with a
+#     remote access error): the first puts of the set-up fail, so auto
+#     copies over tcp with one warning naming that rank, and -t verbs stops
+#     with status 5 naming it, before any chunk or DEST.
+for ONE_RANK in 2 0; do
+    ONE_FAULT=SOFTVERBS_FAULT_PUT=access
+    run 4 --per-rank "$SCR/src" "$D/c.%r"
+    fell_back $ONE_RANK 'the first RDMA write to .* failed: remote access error'
+    ok $? "auto, the puts of rank $ONE_RANK fail: caught by the first puts of the set-up, tcp, identical copies ($rcs)"
+    run 4 --per-rank -t verbs "$SCR/src" "$D/c.%r"
+    refused $ONE_RANK 'the first RDMA write to .* failed: remote access error .*cannot carry a put'
+    ok $? "--transport verbs, the puts of rank $ONE_RANK fail: status 5 at set-up naming it and the peer, nothing created ($rcs)"
+done
+ONE_RANK=1 ONE_FAULT=SOFTVERBS_FAULT_PUT=length
+run 4 --per-rank --check -t verbs "$SCR/src" "$D/c.%r"
+refused 1 'the first RDMA write to .* failed: remote invalid request error'
+st=$?
+echo "$out" | grep -q 'check: FAILED (transport set-up failed)' || { echo "no FAILED line" | diag; st=1; }
+ok $st "--check -t verbs, the puts of rank 1 fail (length): status 5 naming it, nothing created ($rcs)"
+
 
 # 3. No CAP_IPC_LOCK and ulimit -l 1 MiB on one rank: the negotiation names
 #    the need and the limit before any queue pair exists.

@@ -150,7 +150,8 @@ static int create_links(struct vt *t, const struct pb_transport_cfg *cfg, uint32
             snprintf(why, wl, "out of memory for link state");
             return -1;
         }
-        if (create_qp(t, L, sq, rq, peer, why, wl) != 0 || qp_to_init(t, L, peer, why, wl) != 0)
+        if (create_qp(t, L, sq, rq, peer, why, wl) != 0 || qp_to_init(t, L, peer, why, wl) != 0 ||
+            open_probe(t, i, why, wl) != 0)
             return -1;
         L->psn = random_psn(i);
         if (post_receives(t, i, peer, why, wl) != 0)
@@ -179,9 +180,7 @@ void fill_info(const struct vt *t, struct pb_vw_info *in)
     in->nslots = t->nslots;
     in->slot_size = t->slot_size;
     in->pool_addr = (uintptr_t)t->pool;
-    in->pool_rkey = 0; /* keys come with each credit */
-    in->desc_addr = (uintptr_t)t->desc_table;
-    in->desc_rkey = 0;
+    in->desc_addr = (uintptr_t)t->desc_table; /* probe_rkey, probe_off: per partner (exchange_offers) */
     in->rq_depth = t->npeers ? t->links[0].rq_depth : 1;
     in->lid = t->pattr.lid;
     in->port = t->port;

@@ -111,47 +111,52 @@ static int post_ctrl(struct vt *t, int li, const struct pb_vw_req *r, char *why,
     return 0;
 }
 
-/* Slot r->slot's windows (slot, descriptor entry) bound to this QP with the
- * keys r carries, remote write only. Unsignalled like a credit; a failed
+/* Bind n (at most 2) type 2 windows to link li's QP, remote write only,
+ * each with the key chosen for it. Unsignalled like a credit; a failed
  * bind completes in error and breaks the link. */
-static int post_bind(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+int bind_windows(struct vt *t, int li, const struct window *w, int n, char *why, size_t wl)
 {
     struct vlink *L = &t->links[li];
     struct pb_vw_sq *sq = &t->lks[li].sq;
-    if (t->slot_owner[r->slot] != li)
-        return 0; /* granted to another peer since: its own bind follows */
-    struct ibv_mw *mw[2] = {t->slot_mw[r->slot], t->sdesc_mw[r->slot]};
-    struct ibv_mr *mr[2] = {t->pool_mr, t->desc_mr};
-    uint64_t addr[2] = {(uintptr_t)t->pool + (uint64_t)r->slot * t->slot_size,
-                        (uintptr_t)t->desc_table + (uint64_t)r->slot * PB_VW_MSG_SIZE};
-    uint64_t len[2] = {t->slot_size, PB_VW_MSG_SIZE};
-    uint32_t key[2] = {r->tag, r->len};
     struct ibv_send_wr wr[2], *bad = NULL;
     int sig[2];
     uint64_t seq[2];
     memset(wr, 0, sizeof wr);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < n && i < 2; i++) {
         seq[i] = pb_vw_sq_take(sq, 0, &sig[i]);
         wr[i].wr_id = pb_vw_wrid(PB_VW_K_CTRL, li, seq[i]);
         wr[i].opcode = IBV_WR_BIND_MW;
         wr[i].send_flags = sig[i] ? IBV_SEND_SIGNALED : 0;
-        wr[i].bind_mw.mw = mw[i];
-        wr[i].bind_mw.rkey = key[i];
-        wr[i].bind_mw.bind_info = (struct ibv_mw_bind_info){.mr = mr[i], .addr = addr[i], .length = len[i],
+        wr[i].bind_mw.mw = w[i].mw;
+        wr[i].bind_mw.rkey = w[i].mw->rkey;
+        wr[i].bind_mw.bind_info = (struct ibv_mw_bind_info){.mr = w[i].mr, .addr = (uintptr_t)w[i].addr,
+                                                             .length = w[i].len,
                                                              .mw_access_flags = IBV_ACCESS_REMOTE_WRITE};
-        wr[i].next = i == 0 ? &wr[1] : NULL;
+        wr[i].next = i + 1 < n ? &wr[i + 1] : NULL;
     }
     int rc = ibv_post_send(L->qp, wr, &bad);
     if (rc != 0) {
-        if (bad == &wr[0]) {
-            pb_vw_sq_untake(sq, seq[1], sig[1]);
-            pb_vw_sq_untake(sq, seq[0], sig[0]);
-        }
-        snprintf(why, wl, "binding the memory windows of slot %u failed: %s", r->slot, strerror(rc));
+        for (int i = n - 1; i >= 0 && bad == &wr[0]; i--)
+            pb_vw_sq_untake(sq, seq[i], sig[i]);
+        snprintf(why, wl, "binding a memory window for %s failed: %s", w[0].what, strerror(rc));
         errno = rc;
         return -1;
     }
     return 0;
+}
+
+/* Slot r->slot's windows (slot, descriptor entry) bound to this QP. */
+static int post_bind(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+{
+    if (t->slot_owner[r->slot] != li)
+        return 0; /* granted to another peer since: its own bind follows */
+    char what[32];
+    snprintf(what, sizeof what, "slot %u", r->slot);
+    struct window w[2] = {
+        {t->slot_mw[r->slot], t->pool_mr, (uint8_t *)t->pool + (size_t)r->slot * t->slot_size, t->slot_size, what},
+        {t->sdesc_mw[r->slot], t->desc_mr, t->desc_table + (size_t)r->slot * PB_VW_MSG_SIZE, PB_VW_MSG_SIZE, what},
+    };
+    return bind_windows(t, li, w, 2, why, wl);
 }
 
 static int post_req(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)

@@ -34,6 +34,11 @@
 struct vlink {
     int leader;
     struct ibv_qp *qp;
+    struct ibv_mw *probe_mw;  /* our probe area for this peer, bound to qp (verbs_probe.c) */
+    uint64_t probe_raddr;     /* the peer's probe area for us, and its key */
+    uint32_t probe_rkey;
+    uint64_t probe_seq;       /* our first put's send queue number */
+    int probe_done;
     struct pb_vw_remote rem;
     uint32_t psn, peer_qpn, peer_psn;
     uint32_t rq_depth;
@@ -71,7 +76,9 @@ struct vt {
     size_t pool_len;
     uint32_t nslots;
     size_t slot_size;
-    uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable per granted slot */
+    uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable per granted slot, then the
+                                * probe areas: npeers * PB_VW_PROBE_SIZE from probe_off */
+    size_t desc_len, probe_off;
     uint8_t *ctrl;             /* all links' send and receive message buffers */
     size_t ctrl_len;
     uint32_t max_inline;
@@ -116,6 +123,14 @@ int connect_link(struct vt *t, struct vlink *L, const struct pb_vw_info *pi,
                  const struct pb_vw_conn *pc, const char *peername, char *why, size_t wl);
 
 /* verbs_data.c */
+struct window { /* a type 2 window to bind: over len bytes at addr of mr */
+    struct ibv_mw *mw;
+    struct ibv_mr *mr;
+    void *addr;
+    size_t len;
+    const char *what;
+};
+int bind_windows(struct vt *t, int li, const struct window *w, int n, char *why, size_t wl);
 void drain_backlog(struct vt *t, int li);
 int submit(struct vt *t, int peer, const struct pb_vw_req *r);
 int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag, const void *buf,
@@ -123,7 +138,14 @@ int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag, const 
 int v_grant(struct pb_transport *bt, int peer, uint32_t slot);
 int v_notify(struct pb_transport *bt, int peer, uint32_t code);
 
+/* verbs_probe.c */
+int open_probe(struct vt *t, int li, char *why, size_t wl);
+int bind_probe(struct vt *t, int li, const struct pb_vw_info *pi, char *why, size_t wl);
+int first_puts(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl);
+void free_probes(struct vt *t);
+
 /* verbs_poll.c */
+int take_wc(struct vt *t, const struct ibv_wc *wc, double now, struct pb_event *ev);
 const uint8_t *recv_buf(void *ctx, int li, uint64_t idx);
 int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int timeout_ms);
 

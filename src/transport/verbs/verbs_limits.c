@@ -9,11 +9,12 @@
 #include <string.h>
 #include <sys/resource.h>
 
-void pb_verbs_pin_need(uint64_t slot_size, uint32_t nslots, uint64_t ctrl_bytes, struct pb_verbs_pin *out)
+void pb_verbs_pin_need(uint64_t slot_size, uint32_t nslots, int npeers, uint64_t ctrl_bytes,
+                       struct pb_verbs_pin *out)
 {
     memset(out, 0, sizeof *out);
     out->slots = slot_size * nslots;
-    out->descs = (uint64_t)nslots * PB_VW_MSG_SIZE;
+    out->descs = (uint64_t)nslots * PB_VW_MSG_SIZE + (uint64_t)(npeers > 0 ? npeers : 0) * PB_VW_PROBE_SIZE;
     out->ctrl = ctrl_bytes;
     out->total = out->slots + out->descs + out->ctrl;
 }

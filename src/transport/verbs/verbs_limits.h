@@ -14,10 +14,11 @@
  * the descriptor table and the control buffers of every link. What a peer
  * may write is opened by memory windows, which pin nothing more. */
 struct pb_verbs_pin {
-    uint64_t slots, descs, ctrl;
+    uint64_t slots, descs, ctrl; /* descs: the descriptor table and a probe area per partner */
     uint64_t total;
 };
-void pb_verbs_pin_need(uint64_t slot_size, uint32_t nslots, uint64_t ctrl_bytes, struct pb_verbs_pin *out);
+void pb_verbs_pin_need(uint64_t slot_size, uint32_t nslots, int npeers, uint64_t ctrl_bytes,
+                       struct pb_verbs_pin *out);
 
 /* Whether this process has CAP_IPC_LOCK in its effective set: then
  * RLIMIT_MEMLOCK does not limit what it may pin. -1: unknown. */

@@ -18,7 +18,7 @@
  * the whole run registers, t->pin), and no CAP_IPC_LOCK. */
 static void reg_error(struct vt *t, const char *what, size_t len, int e, char *why, size_t wl)
 {
-    size_t dlen = (size_t)t->nslots * PB_VW_MSG_SIZE;
+    size_t dlen = t->desc_len;
     size_t base = t->pin.total ? (size_t)t->pin.total : t->pool_len + dlen + t->ctrl_len;
     size_t need = t->reg_bytes + len > base ? t->reg_bytes + len : base;
     snprintf(why, wl, "cannot register %s (%s) with %s: %s; registered before: %s (pool %s, control buffers %s, "
@@ -68,7 +68,9 @@ static struct ibv_mr *reg(struct vt *t, void *addr, size_t len, int acc, const c
  * tables of windows and grants. */
 int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
 {
-    size_t dlen = (size_t)t->nslots * PB_VW_MSG_SIZE;
+    t->probe_off = (size_t)t->nslots * PB_VW_MSG_SIZE;
+    t->desc_len = t->probe_off + (size_t)t->npeers * PB_VW_PROBE_SIZE;
+    size_t dlen = t->desc_len;
     t->ctrl_len = (size_t)t->npeers * (sq + rq) * PB_VW_CTRL_SIZE;
     t->slot_mw = calloc(t->nslots, sizeof *t->slot_mw);
     t->sdesc_mw = calloc(t->nslots, sizeof *t->sdesc_mw);
@@ -131,8 +133,7 @@ int register_memory(struct vt *t, char *why, size_t wl)
     t->pool_mr = reg(t, t->pool, t->pool_len, bindable, "the slot pool", why, wl);
     if (!t->pool_mr)
         return -1;
-    t->desc_mr = reg(t, t->desc_table, (size_t)t->nslots * PB_VW_MSG_SIZE, bindable, "the descriptor table", why,
-                     wl);
+    t->desc_mr = reg(t, t->desc_table, t->desc_len, bindable, "the descriptor table", why, wl);
     return t->desc_mr ? 0 : -1;
 }
 
@@ -140,7 +141,7 @@ int register_memory(struct vt *t, char *why, size_t wl)
  * of this port: both must hold before a byte moves. */
 int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
 {
-    pb_verbs_pin_need(t->slot_size, t->nslots, t->ctrl_len, &t->pin);
+    pb_verbs_pin_need(t->slot_size, t->nslots, t->npeers, t->ctrl_len, &t->pin);
     t->tclass = pb_verbs_tclass(t->devname, t->port, cfg->rdma_tclass);
     if (t->pattr.max_msg_sz && t->slot_size > t->pattr.max_msg_sz) {
         snprintf(why, wl,
@@ -191,7 +192,7 @@ int grant_windows(struct vt *t, int li, uint32_t slot, struct pb_vw_req *bind, c
     /* type 2: the consumer picks the key the bind gives the window */
     t->slot_mw[slot]->rkey = ibv_inc_rkey(t->slot_mw[slot]->rkey);
     t->sdesc_mw[slot]->rkey = ibv_inc_rkey(t->sdesc_mw[slot]->rkey);
-    *bind = (struct pb_vw_req){PB_VW_REQ_BIND, slot, t->slot_mw[slot]->rkey, t->sdesc_mw[slot]->rkey, NULL, 0};
+    *bind = (struct pb_vw_req){PB_VW_REQ_BIND, slot, 0, 0, NULL, 0};
     return 0;
 }
 
