@@ -79,15 +79,21 @@ refused() {
     nothing_left
 }
 
+# one_rank_cannot WHAT AUTO_WHY VERBS_WHY: with ONE_FAULT on ONE_RANK, auto
+# copies over tcp naming it, --transport verbs stops everywhere naming it.
+one_rank_cannot() {
+    run 4 --per-rank "$SCR/src" "$D/c.%r"
+    fell_back $ONE_RANK "$2"
+    ok $? "auto, $1 on rank $ONE_RANK of 4: tcp, identical copies, one warning naming it ($rcs)"
+    run 4 --per-rank -t verbs "$SCR/src" "$D/c.%r"
+    refused $ONE_RANK "$3"
+    ok $? "--transport verbs, $1 on rank $ONE_RANK of 4: status 5 everywhere naming it, nothing created ($rcs)"
+}
+
 # 1. No device on one rank.
 for ONE_RANK in 2 0; do
     ONE_FAULT=hide
-    run 4 --per-rank "$SCR/src" "$D/c.%r"
-    fell_back $ONE_RANK 'no RDMA device found'
-    ok $? "auto, no device on rank $ONE_RANK of 4: tcp, identical copies, one warning naming it ($rcs)"
-    run 4 --per-rank -t verbs "$SCR/src" "$D/c.%r"
-    refused $ONE_RANK 'no RDMA device found'
-    ok $? "--transport verbs, no device on rank $ONE_RANK of 4: status 5 everywhere naming it, nothing created ($rcs)"
+    one_rank_cannot "no device" 'no RDMA device found' 'no RDMA device found'
 done
 ONE_RANK=none
 run 4 --per-rank "$SCR/src" "$D/c.%r"
@@ -151,12 +157,9 @@ done
 #     with status 5 naming it, before any chunk or DEST.
 for ONE_RANK in 2 0; do
     ONE_FAULT=SOFTVERBS_FAULT_PUT=access
-    run 4 --per-rank "$SCR/src" "$D/c.%r"
-    fell_back $ONE_RANK 'the first RDMA write to .* failed: remote access error'
-    ok $? "auto, the puts of rank $ONE_RANK fail: caught by the first puts of the set-up, tcp, identical copies ($rcs)"
-    run 4 --per-rank -t verbs "$SCR/src" "$D/c.%r"
-    refused $ONE_RANK 'the first RDMA write to .* failed: remote access error .*cannot carry a put'
-    ok $? "--transport verbs, the puts of rank $ONE_RANK fail: status 5 at set-up naming it and the peer, nothing created ($rcs)"
+    one_rank_cannot "RDMA writes failing (caught by the set-up's first puts)" \
+        'the first RDMA write to .* failed: remote access error' \
+        'the first RDMA write to .* failed: remote access error .*cannot carry a put'
 done
 ONE_RANK=1 ONE_FAULT=SOFTVERBS_FAULT_PUT=length
 run 4 --per-rank --check -t verbs "$SCR/src" "$D/c.%r"
