@@ -61,13 +61,13 @@ ok $? "registration refused, root: status 5 on every rank, device and sizes name
 if command -v setpriv >/dev/null && setpriv --bounding-set=-ipc_lock true 2>/dev/null; then
     # without CAP_IPC_LOCK (dropped from the bounding set: gone after exec)
     # (a limit can be lowered without privilege; the pool here is a few MiB)
-    # (the run pins the 2 MiB pool twice: for its slots and for its puts)
+    # (the run pins the 2 MiB pool once, for every queue pair)
     memlock_run "ulimit -l 8192 || exit 99;" "setpriv --bounding-set=-ipc_lock"
     memlock_ok '; not memlock \(ulimit -l is 8.00 MiB, above the [0-9.]+ MiB needed\)' notblamed
     ok $? "registration refused, no CAP_IPC_LOCK, memlock 8 MiB (above the need): status 5, memlock not blamed ($rcs)"
     # below the need: refused before any registration, need and limit named
     memlock_run "ulimit -l 1024 || exit 99;" "setpriv --bounding-set=-ipc_lock"
-    head_re='verbs on softverbs0 needs [0-9.]+ MiB of pinned memory \(slot pool [0-9.]+ MiB registered 2 times'
+    head_re='verbs on softverbs0 needs [0-9.]+ MiB of pinned memory \(slot pool [0-9.]+ MiB, registered once for every queue pair'
     memlock_ok '.*, but .ulimit -l. \(RLIMIT_MEMLOCK\) is 1.00 MiB: raise it to unlimited' blamed
     ok $? "no CAP_IPC_LOCK, memlock 1 MiB: status 5 before any registration, the need and the limit named ($rcs)"
 else

@@ -5,10 +5,14 @@
 #     copies over tcp, four identical copies, one warning naming that rank;
 #     --transport verbs fails with status 5 on every rank naming it, and
 #     nothing is created;
-#   - pinned memory between what the old set-up probe pinned and what the
-#     run pins (SOFTVERBS_FAULT_MEMLOCK on one rank, the root then a
-#     non-root): -t verbs refuses at set-up (status 5, the whole need
-#     named, no chunk sent), auto falls back to tcp with a warning;
+#   - pinned memory (SOFTVERBS_FAULT_MEMLOCK on one rank, the root then a
+#     non-root): a limit between 1x and 4x the slot pool is enough (the
+#     pool is registered once for every queue pair); below the pool -t verbs
+#     refuses at set-up (status 5, the whole need named, no chunk sent) and
+#     auto falls back to tcp with a warning;
+#   - one rank's RDMA writes failing (SOFTVERBS_FAULT_PUT), a receiver then
+#     the root: caught by the set-up's first puts, auto falls back to tcp,
+#     -t verbs stops with status 5 naming it;
 #   - no CAP_IPC_LOCK and `ulimit -l` below the need on one rank: named with
 #     the need and the limit (-t verbs), auto falls back;
 #   - a port with a small max_msg_sz (SOFTVERBS_MAX_MSG_SZ) and -c above
@@ -75,15 +79,21 @@ refused() {
     nothing_left
 }
 
+# one_rank_cannot WHAT AUTO_WHY VERBS_WHY: with ONE_FAULT on ONE_RANK, auto
+# copies over tcp naming it, --transport verbs stops everywhere naming it.
+one_rank_cannot() {
+    run 4 --per-rank "$SCR/src" "$D/c.%r"
+    fell_back $ONE_RANK "$2"
+    ok $? "auto, $1 on rank $ONE_RANK of 4: tcp, identical copies, one warning naming it ($rcs)"
+    run 4 --per-rank -t verbs "$SCR/src" "$D/c.%r"
+    refused $ONE_RANK "$3"
+    ok $? "--transport verbs, $1 on rank $ONE_RANK of 4: status 5 everywhere naming it, nothing created ($rcs)"
+}
+
 # 1. No device on one rank.
 for ONE_RANK in 2 0; do
     ONE_FAULT=hide
-    run 4 --per-rank "$SCR/src" "$D/c.%r"
-    fell_back $ONE_RANK 'no RDMA device found'
-    ok $? "auto, no device on rank $ONE_RANK of 4: tcp, identical copies, one warning naming it ($rcs)"
-    run 4 --per-rank -t verbs "$SCR/src" "$D/c.%r"
-    refused $ONE_RANK 'no RDMA device found'
-    ok $? "--transport verbs, no device on rank $ONE_RANK of 4: status 5 everywhere naming it, nothing created ($rcs)"
+    one_rank_cannot "no device" 'no RDMA device found' 'no RDMA device found'
 done
 ONE_RANK=none
 run 4 --per-rank "$SCR/src" "$D/c.%r"
@@ -113,21 +123,51 @@ ok $st "--check -t verbs, no device on rank 2: status 5 naming it, nothing creat
 ONE_RANK=none
 
 # 2. Pinned memory. A ring of 4 with 64 KiB chunks pins the pool (512.5 KiB)
-#    once for the slots, once per partner a node sends to (the root: 3, a
-#    receiver: its successor) plus control buffers. The old set-up pinned
-#    the pool once: 1200000 B on the root and 800000 B on a receiver pass
-#    that probe and fail at the first put of chunk 0.
+#    once, shared by every queue pair, plus control buffers and descriptors.
+#    A limit between 1x and 4x the pool is enough: 1200000 B on the root
+#    (3 partners: the old set-up pinned the pool 4 times there) or 800000 B
+#    on a receiver (2 times before). Below the pool (400000 B): refused at
+#    set-up with the whole need named, tcp instead under auto.
 ring=(--per-rank --schedule ring -c 64K --source-shared=no)
 for fault in 0:1200000 2:800000; do
     ONE_RANK=${fault%%:*}
     ONE_FAULT=SOFTVERBS_FAULT_MEMLOCK=${fault#*:}
+    run 4 "${ring[@]}" -t verbs -v "$SCR/src" "$D/c.%r"
+    st=0
+    [ "$rcs" = "0x4 " ] || { echo "rank statuses: $rcs (want 0x4)" | diag; st=1; }
+    echo "$out" | grep -q 'transport verbs' || { echo "summary does not say verbs" | diag; st=1; }
+    [ $st -eq 0 ] || show
+    copies_ok || st=1
+    ok $st "--transport verbs, registrations beyond ${fault#*:} B (under 4x the pool) on rank $ONE_RANK: the pool is pinned once, identical copies ($rcs)"
+done
+for ONE_RANK in 0 2; do
+    ONE_FAULT=SOFTVERBS_FAULT_MEMLOCK=400000
     run 4 "${ring[@]}" -t verbs "$SCR/src" "$D/c.%r"
-    refused $ONE_RANK 'cannot register the slot pool .*; this node pins [0-9.]+ MiB in all \(the slot pool [0-9] times'
-    ok $? "--transport verbs, registrations beyond ${fault#*:} B on rank $ONE_RANK: refused at set-up with the whole need, nothing created ($rcs)"
+    refused $ONE_RANK 'cannot register the slot pool \(512.5 KiB\).*; this node pins [0-9.]+ KiB in all \(the slot pool once, shared by every queue pair\)'
+    ok $? "--transport verbs, registrations beyond 400000 B (below the pool) on rank $ONE_RANK: refused at set-up with the whole need, nothing created ($rcs)"
     run 4 "${ring[@]}" "$SCR/src" "$D/c.%r"
     fell_back $ONE_RANK 'cannot register the slot pool'
-    ok $? "auto, registrations beyond ${fault#*:} B on rank $ONE_RANK: verbs set-up fails, tcp instead, identical copies ($rcs)"
+    ok $? "auto, registrations beyond 400000 B on rank $ONE_RANK: verbs set-up fails, tcp instead, identical copies ($rcs)"
 done
+
+# 2b. A link that connects but cannot carry a put (SOFTVERBS_FAULT_PUT: every
+#     RDMA write of one rank, a receiver then the root, completes with a
+#     remote access error): the first puts of the set-up fail, so auto
+#     copies over tcp with one warning naming that rank, and -t verbs stops
+#     with status 5 naming it, before any chunk or DEST.
+for ONE_RANK in 2 0; do
+    ONE_FAULT=SOFTVERBS_FAULT_PUT=access
+    one_rank_cannot "RDMA writes failing (caught by the set-up's first puts)" \
+        'the first RDMA write to .* failed: remote access error' \
+        'the first RDMA write to .* failed: remote access error .*cannot carry a put'
+done
+ONE_RANK=1 ONE_FAULT=SOFTVERBS_FAULT_PUT=length
+run 4 --per-rank --check -t verbs "$SCR/src" "$D/c.%r"
+refused 1 'the first RDMA write to .* failed: remote invalid request error'
+st=$?
+echo "$out" | grep -q 'check: FAILED (transport set-up failed)' || { echo "no FAILED line" | diag; st=1; }
+ok $st "--check -t verbs, the puts of rank 1 fail (length): status 5 naming it, nothing created ($rcs)"
+
 
 # 3. No CAP_IPC_LOCK and ulimit -l 1 MiB on one rank: the negotiation names
 #    the need and the limit before any queue pair exists.

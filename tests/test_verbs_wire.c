@@ -85,9 +85,9 @@ static struct pb_vw_info sample_info(void)
     in.nslots = 16;
     in.slot_size = 8u << 20;
     in.pool_addr = 0x7f0000000000ull;
-    in.pool_rkey = 0xdeadbeef;
+    in.probe_rkey = 0xdeadbeef;
     in.desc_addr = 0x7f1000000000ull;
-    in.desc_rkey = 0x12345678;
+    in.probe_off = 0x12345678;
     in.rq_depth = 64;
     in.lid = 0xbeef;
     in.port = 2;
@@ -105,7 +105,7 @@ static void test_info(void)
     pb_vw_info_pack(&in, b);
     tap_ok(pb_vw_info_unpack(b, &out, why, sizeof why) == 0 && out.status == 0 && out.npeers == 3 &&
                out.nslots == 16 && out.slot_size == (8u << 20) && out.pool_addr == in.pool_addr &&
-               out.pool_rkey == in.pool_rkey && out.desc_addr == in.desc_addr && out.desc_rkey == in.desc_rkey &&
+               out.probe_rkey == in.probe_rkey && out.desc_addr == in.desc_addr && out.probe_off == in.probe_off &&
                out.rq_depth == 64 && out.lid == 0xbeef && out.port == 2 && out.link_layer == PB_VW_LL_ETH &&
                out.mtu == 5 && memcmp(out.gid, in.gid, 16) == 0,
            "endpoint info round-trips every field");
@@ -337,8 +337,9 @@ static void test_backlog(void)
     }
     ok &= pb_vw_link_peek(&lk) == NULL;
     pb_vw_link_pop(&lk); /* harmless on empty */
-    tap_ok(ok && pb_vw_req_wrs(PB_VW_REQ_PUT) == 2 && pb_vw_req_wrs(PB_VW_REQ_NOTIFY) == 1,
-           "backlog keeps request order across wrap-around and growth");
+    tap_ok(ok && pb_vw_req_wrs(PB_VW_REQ_PUT) == 2 && pb_vw_req_wrs(PB_VW_REQ_NOTIFY) == 1 &&
+               pb_vw_req_wrs(PB_VW_REQ_BIND) == 2 && pb_vw_req_wrs(PB_VW_REQ_CREDIT) == 1,
+           "backlog keeps request order across wrap-around and growth; a bind takes 2 WRs (slot, descriptor)");
     pb_vw_link_fini(&lk);
 }
 
@@ -484,6 +485,7 @@ static void test_hello(void)
     int n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
     tap_ok(n == 1 && ev.kind == PB_EV_ERROR && ev.err == EACCES && strstr(ev.what, "secret") && links[0].dead,
            "credit before the hello -> ERROR (EACCES), link dead");
+
     links[0].dead = 0;
     pb_vw_ctrl_pack(recvbufs[0][1], &(struct pb_vw_ctrl){PB_VW_MSG_HELLO, 0, 0, 0, m ^ 1});
     c.wr_id = pb_vw_wrid(PB_VW_K_RECV, 0, 1);
@@ -494,6 +496,11 @@ static void test_hello(void)
     c = (struct pb_vw_cqe){pb_vw_wrid(PB_VW_K_RECV, 0, 1), 1, "success", 0, PB_VW_OP_RECV_IMM, 1, 0};
     n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
     tap_ok(n == 1 && ev.kind == PB_EV_ERROR && ev.err == EACCES, "chunk before the hello -> ERROR (EACCES)");
+    links[0].dead = 0;
+    c = (struct pb_vw_cqe){pb_vw_wrid(PB_VW_K_RECV, 0, 5), 1, "success", 0, PB_VW_OP_RECV_IMM, PB_VW_PROBE_IMM, 0};
+    n = pb_vw_handle_cqe(&st, &c, &ev, &rl, &ri);
+    tap_ok(n == 0 && rl == 0 && ri == 5 && !links[0].dead && links[0].hello_wait,
+           "a set-up probe write (before the hello): no event, receive reposted");
     links[0].dead = 0;
     pb_vw_ctrl_pack(recvbufs[0][2], &(struct pb_vw_ctrl){PB_VW_MSG_HELLO, 0, 0, 0, m});
     c = (struct pb_vw_cqe){pb_vw_wrid(PB_VW_K_RECV, 0, 2), 1, "success", 0, PB_VW_OP_RECV, 0, PB_VW_CTRL_SIZE};

@@ -139,7 +139,6 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
         .rdma_dev = st->o.rdma_dev,
         .gid_index = st->o.gid_index,
         .rdma_tclass = st->o.rdma_tclass,
-        .nsend = pb_send_partners(st),
         .mpi_comm = pb_boot_leader_comm(st->boot),
         .failed_elsewhere = &elsewhere,
     };

@@ -34,32 +34,6 @@ static uint64_t chunk_cap(uint64_t max_msg)
     return c > PB_MAX_CHUNK ? PB_MAX_CHUNK : c;
 }
 
-int pb_send_partners(const struct stage *st)
-{
-    const struct pb_boot_info *bi = st->bi;
-    const struct pb_plan *p = &st->plan;
-    if (!bi->is_leader || p->nrecv <= 0 || p->nchunks == 0)
-        return 0;
-    if (p->schedule == PB_SCHED_SHARED)
-        return 1; /* the allgather's ring: the successor */
-    int r = pb_plan_receiver_of(bi->root_leader, bi->nleaders, bi->leader);
-    unsigned char *seen = calloc((size_t)p->nrecv, 1);
-    if (!seen)
-        return p->nrecv; /* the most it can be */
-    /* both schedules repeat with the chunk index modulo R (ring) or 2 (trees) */
-    uint64_t kmax = 2 * (uint64_t)p->nrecv + 2, n = 0;
-    for (uint64_t k = 0; k < kmax && k < p->nchunks; k++) {
-        int out[2], c = pb_plan_targets(p, r < 0 ? PB_FROM_ROOT : r, k, out);
-        for (int i = 0; i < c; i++)
-            if (out[i] >= 0 && out[i] < p->nrecv && !seen[out[i]]) {
-                seen[out[i]] = 1;
-                n++;
-            }
-    }
-    free(seen);
-    return (int)n;
-}
-
 /* This leader's answer: can it run verbs for this plan? */
 static void probe_verbs(const struct stage *st, struct pb_verbs_fit *fit)
 {
@@ -70,7 +44,7 @@ static void probe_verbs(const struct stage *st, struct pb_verbs_fit *fit)
     struct pb_verbs_want w = {
         .rdma_dev = st->o.rdma_dev, .gid_index = st->o.gid_index,
         .slot_size = pb_slot_size(st->meta.chunk), .nslots = st->meta.slots,
-        .npeers = npeers, .nsend = pb_send_partners(st),
+        .npeers = npeers,
     };
     if (pb_verbs_probe(&w, fit) && chunk_cap(fit->max_msg) == 0) {
         fit->ok = 0;

@@ -118,9 +118,6 @@ uint64_t pb_source_shared_report(const struct stage *st, int *readers, int say);
 int pb_source_verify(struct stage *st, const uint64_t *hashes, char *err, size_t errlen);
 /* meta.c: the default chunk for this transport and schedule (the root). */
 uint64_t pb_meta_choose_chunk(const struct stage *st, uint64_t size, const char *transport, int schedule);
-/* negotiate.c: how many partners this leader puts chunks to (each pins the
- * slot pool once more over verbs). */
-int pb_send_partners(const struct stage *st);
 /* The pool's slot for a chunk: payload, trailer, rounded up to 64 bytes. */
 static inline size_t pb_slot_size(uint64_t chunk)
 {

@@ -87,7 +87,6 @@ struct pb_transport_cfg {
     const char *rdma_dev;     /* verbs: device[:port] */
     int gid_index;            /* verbs: RoCE GID index, -1 automatic */
     int rdma_tclass;          /* verbs: RoCE traffic class, -1 the device's default */
-    int nsend;                /* verbs: partners we put chunks to (each pins the pool again) */
     void *mpi_comm;           /* mpi: pointer to the leaders' MPI_Comm */
     /* Out, optional: set to 1 when open failed only because another
      * leader's set-up did (its own message names it and the reason). */
@@ -139,7 +138,7 @@ struct pb_verbs_want {
     int gid_index;            /* -1 automatic */
     uint64_t slot_size;
     uint32_t nslots;
-    int npeers, nsend;        /* partners; those we put chunks to */
+    int npeers;               /* partners */
 };
 
 /* What it found: the device, port and GID pb_verbs_open would take, the

@@ -68,6 +68,12 @@ static void cfg_init(void)
     sv_cfg.die_writes = envll("SOFTVERBS_FAULT_KILL_AFTER_WRITES", -1);
     sv_cfg.die_bytes = envll("SOFTVERBS_FAULT_KILL_AFTER_BYTES", -1);
     sv_cfg.drop = envll("SOFTVERBS_FAULT_DROP", 0) != 0;
+    /* A link that connects but whose puts fail, as hardware reports it. */
+    v = getenv("SOFTVERBS_FAULT_PUT");
+    sv_cfg.put_status = !v || !*v                ? 0
+                        : strcmp(v, "length") == 0 ? IBV_WC_REM_INV_REQ_ERR
+                        : strcmp(v, "rnr") == 0    ? IBV_WC_RNR_RETRY_EXC_ERR
+                                                   : IBV_WC_REM_ACCESS_ERR;
     sv_cfg.max_timeout_ms = (unsigned)envll("SOFTVERBS_MAX_TIMEOUT_MS", 100);
     sv_cfg.debug = envll("SOFTVERBS_DEBUG", 0) != 0;
     sv_cfg.max_qp_wr = (int)envll("SOFTVERBS_MAX_QP_WR", SV_MAX_QP_WR);
@@ -121,6 +127,17 @@ struct sv_mr {
     struct ibv_mr mr;
     int access;
     struct sv_mr *next;
+};
+
+/* A type 2 memory window: remote access to [addr, addr+len) of an MR that
+ * allows MW_BIND, through the one QP it is bound to (bound by a BIND_MW
+ * work request; dealloc invalidates it). */
+struct sv_mw {
+    struct ibv_mw mw;
+    struct sv_qp *qp; /* bound to, NULL: free */
+    uint64_t addr, len;
+    int access;
+    struct sv_mw *next;
 };
 
 struct sv_cqe {
@@ -234,6 +251,7 @@ struct sv_ctx {
     struct sv_async *aq;
     int an, acap;
     struct sv_mr *mrs;
+    struct sv_mw *mws;
     struct sv_cq *cqs;
     struct sv_chan *chans;
     struct sv_qp *qps;
@@ -413,6 +431,21 @@ static int mr_check(struct sv_ctx *c, struct ibv_pd *pd, uint32_t key, int remot
     return -1;
 }
 
+/* Remote access through a window: bound to the responder QP q, in range. */
+static int mw_check(struct sv_ctx *c, struct sv_qp *q, uint32_t rkey, uint64_t addr, uint64_t len, int need)
+{
+    for (struct sv_mw *w = c->mws; w; w = w->next) {
+        if (w->mw.rkey != rkey)
+            continue;
+        if (w->qp != q || (w->access & need) != need)
+            return -1;
+        if (addr < w->addr || len > w->len || addr - w->addr > w->len - len)
+            return -1;
+        return 0;
+    }
+    return -1;
+}
+
 /* ------------------------------------------------------------ CQ */
 
 static int cqe_visible(const struct sv_cqe *e, double now)
@@ -499,6 +532,8 @@ static enum ibv_wc_opcode send_wc_op(enum ibv_wr_opcode op)
         return IBV_WC_RDMA_WRITE;
     case IBV_WR_RDMA_READ:
         return IBV_WC_RDMA_READ;
+    case IBV_WR_BIND_MW:
+        return IBV_WC_BIND_MW;
     default:
         return IBV_WC_SEND;
     }
@@ -682,6 +717,11 @@ SV_EXPORT int ibv_close_device(struct ibv_context *ic)
         pthread_mutex_unlock(&g_lk);
         free(m);
     }
+    while (c->mws) {
+        struct sv_mw *w = c->mws;
+        c->mws = w->next;
+        free(w);
+    }
     while (c->cqs) {
         struct sv_cq *q = c->cqs;
         c->cqs = q->next;
@@ -720,12 +760,14 @@ SV_EXPORT int ibv_query_device(struct ibv_context *ic, struct ibv_device_attr *a
     a->hw_ver = 1;
     a->max_qp = SV_MAX_QP;
     a->max_qp_wr = sv_cfg.max_qp_wr;
-    a->device_cap_flags = IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_PORT_ACTIVE_EVENT;
+    a->device_cap_flags = IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_PORT_ACTIVE_EVENT | IBV_DEVICE_MEM_WINDOW |
+                          IBV_DEVICE_MEM_WINDOW_TYPE_2B;
     a->max_sge = SV_MAX_SGE;
     a->max_sge_rd = SV_MAX_SGE;
     a->max_cq = 1024;
     a->max_cqe = sv_cfg.max_cqe;
     a->max_mr = 1 << 16;
+    a->max_mw = 1 << 16;
     a->max_pd = 1 << 10;
     a->max_qp_rd_atom = 16;
     a->max_qp_init_rd_atom = 16;
@@ -904,6 +946,11 @@ SV_EXPORT int ibv_dealloc_pd(struct ibv_pd *pd)
             pthread_mutex_unlock(&c->lk);
             return EBUSY;
         }
+    for (struct sv_mw *w = c->mws; w; w = w->next)
+        if (w->mw.pd == pd) {
+            pthread_mutex_unlock(&c->lk);
+            return EBUSY;
+        }
     for (struct sv_qp *q = c->qps; q; q = q->next)
         if (q->qp.pd == pd) {
             pthread_mutex_unlock(&c->lk);
@@ -994,6 +1041,79 @@ SV_EXPORT int ibv_dereg_mr(struct ibv_mr *mr)
     g_locked -= (long long)m->mr.length;
     pthread_mutex_unlock(&g_lk);
     free(m);
+    return 0;
+}
+
+/* Type 2 windows only (bound per QP): keys 0xa5NNNN00, apart from MR keys;
+ * the low byte is the consumer's (ibv_inc_rkey). */
+static struct ibv_mw *op_alloc_mw(struct ibv_pd *pd, enum ibv_mw_type type)
+{
+    if (type != IBV_MW_TYPE_2) {
+        errno = EOPNOTSUPP;
+        return NULL;
+    }
+    struct sv_mw *w = calloc(1, sizeof *w);
+    if (!w) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct sv_ctx *c = CTX(pd->context);
+    pthread_mutex_lock(&c->lk);
+    w->mw.context = pd->context;
+    w->mw.pd = pd;
+    w->mw.type = type;
+    w->mw.rkey = 0xa5000000u | ((c->next_key++ & 0xffffu) << 8);
+    w->mw.handle = w->mw.rkey;
+    w->next = c->mws;
+    c->mws = w;
+    pthread_mutex_unlock(&c->lk);
+    return &w->mw;
+}
+
+static int op_dealloc_mw(struct ibv_mw *mw)
+{
+    struct sv_ctx *c = CTX(mw->context);
+    pthread_mutex_lock(&c->lk);
+    struct sv_mw **pp = &c->mws;
+    while (*pp && &(*pp)->mw != mw)
+        pp = &(*pp)->next;
+    struct sv_mw *w = *pp;
+    if (w)
+        *pp = w->next;
+    pthread_mutex_unlock(&c->lk);
+    free(w);
+    return w ? 0 : EINVAL;
+}
+
+static int op_bind_mw(struct ibv_qp *qp, struct ibv_mw *mw, struct ibv_mw_bind *b)
+{
+    (void)qp, (void)mw, (void)b;
+    return EOPNOTSUPP; /* type 1 windows */
+}
+
+/* A BIND_MW work request on q, under c->lk: checked and carried out when
+ * posted (before anything posted after it can reach the peer). */
+static int bind_now(struct sv_qp *q, const struct ibv_send_wr *wr)
+{
+    struct sv_ctx *c = q->c;
+    const struct ibv_mw_bind_info *bi = &wr->bind_mw.bind_info;
+    struct sv_mw *w = c->mws;
+    while (w && &w->mw != wr->bind_mw.mw)
+        w = w->next;
+    struct sv_mr *m = c->mrs;
+    while (m && &m->mr != bi->mr)
+        m = m->next;
+    uint64_t b = m ? (uintptr_t)m->mr.addr : 0;
+    if (!w || !m || w->qp || w->mw.pd != q->qp.pd || m->mr.pd != q->qp.pd || !(m->access & IBV_ACCESS_MW_BIND) ||
+        ((wr->bind_mw.rkey ^ w->mw.rkey) & ~0xffu) || bi->addr < b || bi->length > m->mr.length ||
+        bi->addr - b > m->mr.length - bi->length ||
+        ((bi->mw_access_flags & IBV_ACCESS_REMOTE_WRITE) && !(m->access & IBV_ACCESS_LOCAL_WRITE)))
+        return EINVAL;
+    w->qp = q;
+    w->addr = bi->addr;
+    w->len = bi->length;
+    w->access = (int)bi->mw_access_flags;
+    w->mw.rkey = wr->bind_mw.rkey;
     return 0;
 }
 
@@ -1223,6 +1343,9 @@ static void ops_init(struct ibv_context *ic)
     ic->ops.req_notify_cq = op_req_notify_cq;
     ic->ops.post_send = op_post_send;
     ic->ops.post_recv = op_post_recv;
+    ic->ops.alloc_mw = op_alloc_mw;
+    ic->ops.dealloc_mw = op_dealloc_mw;
+    ic->ops.bind_mw = op_bind_mw;
 }
 
 SV_EXPORT struct ibv_qp *ibv_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *ia)
@@ -1308,6 +1431,9 @@ SV_EXPORT int ibv_destroy_qp(struct ibv_qp *ibqp)
     if (*pp)
         *pp = q->next;
     c->qp_used[q->idx] = 0;
+    for (struct sv_mw *w = c->mws; w; w = w->next)
+        if (w->qp == q)
+            w->qp = NULL;
     if (q->conn) {
         conn_close(q->conn);
         q->conn->qp = NULL;
@@ -1585,12 +1711,15 @@ static int op_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_
             break;
         }
         if (wr->opcode != IBV_WR_SEND && wr->opcode != IBV_WR_SEND_WITH_IMM && wr->opcode != IBV_WR_RDMA_WRITE &&
-            wr->opcode != IBV_WR_RDMA_WRITE_WITH_IMM) {
+            wr->opcode != IBV_WR_RDMA_WRITE_WITH_IMM && wr->opcode != IBV_WR_BIND_MW) {
             rc = EINVAL;
             break;
         }
+        int bind = wr->opcode == IBV_WR_BIND_MW;
+        if (bind && ibqp->state == IBV_QPS_RTS && (rc = bind_now(q, wr)) != 0)
+            break;
         uint64_t len = 0;
-        for (int i = 0; i < wr->num_sge; i++)
+        for (int i = 0; !bind && i < wr->num_sge; i++)
             len += wr->sg_list[i].length;
         if (len > sv_cfg.max_msg || ((wr->send_flags & IBV_SEND_INLINE) && len > q->cap.max_inline_data)) {
             rc = EINVAL;
@@ -1606,7 +1735,9 @@ static int op_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr, struct ibv_
         w->rkey = wr->wr.rdma.rkey;
         w->imm = wr->imm_data;
         w->rnr_left = q->rnr_retry;
-        if (wr->send_flags & IBV_SEND_INLINE) {
+        if (bind) {
+            w->raddr = w->rkey = 0; /* the union held the window, not a remote address */
+        } else if (wr->send_flags & IBV_SEND_INLINE) {
             size_t off = 0;
             for (int i = 0; i < wr->num_sge; i++) {
                 memcpy(w->inl + off, (void *)(uintptr_t)wr->sg_list[i].addr, wr->sg_list[i].length);
@@ -1664,7 +1795,9 @@ static int op_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr, struct ibv_
 
 /* ------------------------------------------------------------ wire */
 
-enum { OP_SEND = 1, OP_SEND_IMM, OP_WRITE, OP_WRITE_IMM };
+/* OP_NOP: a bind, done when posted, keeps its place (and PSN) in the queue
+ * so that its completion comes in order. */
+enum { OP_SEND = 1, OP_SEND_IMM, OP_WRITE, OP_WRITE_IMM, OP_NOP };
 enum { R_ACK = 0, R_RNR, R_SEQ, R_NOTREADY, R_REM_ACCESS, R_REM_OP, R_REM_INV };
 
 struct sv_req {
@@ -1768,8 +1901,13 @@ static void pump(struct sv_qp *q, double now, double *next)
                 qp_fail(q, IBV_WC_LOC_PROT_ERR);
             return; /* else after the answers to the earlier ones */
         }
-        if ((w->opcode == IBV_WR_RDMA_WRITE || w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM) && !g_dropped &&
-            fault_hit(w->len)) {
+        int write = w->opcode == IBV_WR_RDMA_WRITE || w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM;
+        if (write && sv_cfg.put_status) {
+            if (q->sq_tx == q->sq_head)
+                qp_fail(q, (enum ibv_wc_status)sv_cfg.put_status);
+            return; /* else after the answers to the earlier ones */
+        }
+        if (write && !g_dropped && fault_hit(w->len)) {
             fault_strike(k);
             return;
         }
@@ -1777,6 +1915,7 @@ static void pump(struct sv_qp *q, double now, double *next)
         r.op = w->opcode == IBV_WR_SEND            ? OP_SEND
                : w->opcode == IBV_WR_SEND_WITH_IMM ? OP_SEND_IMM
                : w->opcode == IBV_WR_RDMA_WRITE    ? OP_WRITE
+               : w->opcode == IBV_WR_BIND_MW       ? OP_NOP
                                                    : OP_WRITE_IMM;
         r.psn = (uint32_t)(q->sq_psn + (q->sq_tx - q->psn_base)) & 0xffffff;
         r.len = w->len;
@@ -1841,14 +1980,15 @@ static void handle_req(struct sv_ctx *c, struct sv_conn *k, const struct sv_req 
         respond(k, d < 0x800000 ? R_ACK : R_SEQ, r->psn, 0);
         return;
     }
-    int needs_recv = r->op != OP_WRITE;
+    int needs_recv = r->op != OP_WRITE && r->op != OP_NOP;
     if (needs_recv && q->rq_head == q->rq_tail) {
         respond(k, R_RNR, r->psn, q->min_rnr_timer);
         return;
     }
     if ((r->op == OP_WRITE || r->op == OP_WRITE_IMM) && r->len > 0) {
         if (!(q->access & IBV_ACCESS_REMOTE_WRITE) ||
-            mr_check(c, q->qp.pd, r->rkey, 1, r->raddr, r->len, IBV_ACCESS_REMOTE_WRITE) != 0) {
+            (mr_check(c, q->qp.pd, r->rkey, 1, r->raddr, r->len, IBV_ACCESS_REMOTE_WRITE) != 0 &&
+             mw_check(c, q, r->rkey, r->raddr, r->len, IBV_ACCESS_REMOTE_WRITE) != 0)) {
             sv_dbg("qp %#x: remote access error (rkey %#x addr %#llx len %u)", q->qp.qp_num, r->rkey,
                    (unsigned long long)r->raddr, r->len);
             respond(k, R_REM_ACCESS, r->psn, 0);

@@ -75,7 +75,7 @@ static int raw_write(struct vt *t, uint32_t rkey, uint64_t raddr)
 {
     struct vlink *L = &t->links[t->leader_link[0]];
     memset(L->sendbuf, 'X', 16);
-    struct ibv_sge sge = {.addr = (uintptr_t)L->sendbuf, .length = 16, .lkey = L->ctrl_mr->lkey};
+    struct ibv_sge sge = {.addr = (uintptr_t)L->sendbuf, .length = 16, .lkey = t->ctrl_mr->lkey};
     struct ibv_send_wr wr = {.wr_id = 0xbadbad, .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_WRITE,
                              .send_flags = IBV_SEND_SIGNALED},
                        *bad;

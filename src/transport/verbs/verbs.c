@@ -87,37 +87,30 @@ static void destroy(struct vt *t)
 {
     if (!t)
         return;
+    free_windows(t);
+    free_probes(t);
     for (int i = 0; t->links && i < t->npeers; i++) {
         if (t->links[i].qp)
             ibv_destroy_qp(t->links[i].qp);
         if (t->lks)
             pb_vw_link_fini(&t->lks[i]);
     }
-    for (uint32_t s = 0; t->slot_mr && s < t->nslots; s++) {
-        if (t->slot_mr[s])
-            ibv_dereg_mr(t->slot_mr[s]);
-        if (t->sdesc_mr[s])
-            ibv_dereg_mr(t->sdesc_mr[s]);
-    }
-    for (int i = 0; t->links && i < t->npeers; i++) {
-        if (t->links[i].ctrl_mr)
-            ibv_dereg_mr(t->links[i].ctrl_mr);
-        if (t->links[i].send_mr)
-            ibv_dereg_mr(t->links[i].send_mr);
-    }
+    struct ibv_mr *mrs[] = {t->pool_mr, t->desc_mr, t->ctrl_mr};
+    for (size_t i = 0; i < sizeof mrs / sizeof mrs[0]; i++)
+        if (mrs[i])
+            ibv_dereg_mr(mrs[i]);
     if (t->cq)
         ibv_destroy_cq(t->cq); /* every event we took was acked at once, so this cannot block */
     if (t->ch)
         ibv_destroy_comp_channel(t->ch);
-    for (int i = 0; t->links && i < t->npeers; i++)
-        if (t->links[i].pd)
-            ibv_dealloc_pd(t->links[i].pd);
+    if (t->pd)
+        ibv_dealloc_pd(t->pd);
     if (t->ctx)
         ibv_close_device(t->ctx);
     free(t->desc_table);
     free(t->ctrl);
-    free(t->slot_mr);
-    free(t->sdesc_mr);
+    free(t->slot_mw);
+    free(t->sdesc_mw);
     free(t->slot_owner);
     free(t->links);
     free(t->lks);
@@ -264,6 +257,8 @@ static int exchange_offers(struct vt *t, const struct pb_transport_cfg *cfg, int
         fill_info(t, &mine);
         for (int i = 0; i < t->npeers; i++) {
             struct vlink *L = &t->links[i];
+            mine.probe_rkey = L->probe_mw->rkey; /* this partner's alone */
+            mine.probe_off = (uint32_t)(t->probe_off + (size_t)i * PB_VW_PROBE_SIZE);
             x->sent[i] = (struct pb_vw_conn){(uint32_t)L->leader, L->qp->qp_num, L->psn};
             pb_vw_offer_pack(&mine, &x->sent[i], x->out + (size_t)i * PB_VW_OFFER_SIZE);
         }
@@ -290,7 +285,8 @@ static int connect_links(struct vt *t, const struct pb_transport_cfg *cfg, const
         struct vlink *L = &t->links[i];
         const char *peer = leader_name(cfg, L->leader);
         t->peer_nslots[i] = x->infos[i].nslots;
-        if (connect_link(t, L, &x->infos[i], &x->got[i], peer, why, wl) != 0)
+        if (connect_link(t, L, &x->infos[i], &x->got[i], peer, why, wl) != 0 ||
+            bind_probe(t, i, &x->infos[i], why, wl) != 0)
             return -1;
         if (pb_vw_link_peer_slots(&t->lks[i], t->peer_nslots[i]) != 0) {
             snprintf(why, wl, "out of memory for the keys of %s", peer);
@@ -325,9 +321,8 @@ static int exchange_echoes(struct vt *t, const struct pb_transport_cfg *cfg, int
     return 0;
 }
 
-/* Connected: hand the completion handler its state, say hello on every
- * link (the first message, proving the job secret); say what we use. */
-static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t xbytes)
+/* Connected: the completion handler's state (from the first puts on). */
+static void init_state(struct vt *t)
 {
     t->st = (struct pb_vw_state){
         .npeers = t->npeers,
@@ -340,6 +335,12 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t
         .recv_buf = recv_buf,
         .ctx = t,
     };
+}
+
+/* Say hello on every link (the first message, proving the job secret); say
+ * what we use. */
+static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t xbytes)
+{
     double now = now_ms();
     for (int i = 0; i < t->npeers; i++) {
         struct pb_vw_req r = {.kind = PB_VW_REQ_HELLO};
@@ -361,9 +362,10 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t
 }
 
 /* Like rc_pingpong: open the device, query the port, allocate a PD, register
- * memory, create the CQ and QPs (setup_local), then three rounds with the
+ * memory, create the CQ and QPs (setup_local), then four rounds with the
  * partners only: offers, echoes and connect, the vote that every QP reached
- * RTS. Collective: every leader goes through every round. */
+ * RTS, the vote that every leader's first puts (verbs_probe.c) arrived.
+ * Collective: every leader goes through every round. */
 struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen)
 {
     char why[512] = "";
@@ -380,6 +382,13 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
     if (exchange_offers(t, cfg, &ok, why, sizeof why, &x, err, errlen) != 0 ||
         exchange_echoes(t, cfg, &ok, why, sizeof why, &x, err, errlen) != 0 ||
         round_with_peers(cfg, "connection agreement", ok, why, &x, 0, err, errlen) != 0) {
+        xround_free(&x);
+        destroy(t);
+        return NULL;
+    }
+    init_state(t);
+    ok = first_puts(t, cfg, why, sizeof why) == 0;
+    if (round_with_peers(cfg, "first puts", ok, why, &x, 0, err, errlen) != 0) {
         xround_free(&x);
         destroy(t);
         return NULL;
@@ -416,10 +425,10 @@ int pb_verbs_probe(const struct pb_verbs_want *w, struct pb_verbs_fit *f)
     char *why = f->why;
     size_t wl = sizeof f->why;
     if (open_device(t, w->rdma_dev, why, wl) == 0 && choose_gid(t, w->gid_index, why, wl) == 0 &&
-        size_queues(t, &sq, &rq, why, wl) == 0) {
+        check_windows(t, why, wl) == 0 && size_queues(t, &sq, &rq, why, wl) == 0) {
         struct pb_verbs_pin pin;
-        pb_verbs_pin_need(w->slot_size, w->nslots, (uint64_t)w->npeers * (sq + rq) * PB_VW_CTRL_SIZE,
-                          w->nsend < w->npeers ? w->nsend : w->npeers, &pin);
+        pb_verbs_pin_need(w->slot_size, w->nslots, w->npeers, (uint64_t)w->npeers * (sq + rq) * PB_VW_CTRL_SIZE,
+                          &pin);
         fill_fit(t, &pin, f);
         f->ok = pb_verbs_check_pin(&pin, t->devname, why, wl) == 0;
     }

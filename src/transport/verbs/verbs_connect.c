@@ -1,5 +1,5 @@
 /* verbs_connect.c — connection set-up of the verbs transport: queue sizes,
- * completion queue, one protection domain and RC queue pair per peer, and
+ * completion queue, one RC queue pair per peer (all in the device's PD), and
  * the QP state transitions INIT -> RTR -> RTS with the peer's endpoint info
  * (exchanged by verbs.c through the MPI bootstrap). */
 #ifdef HAVE_CONFIG_H
@@ -49,18 +49,6 @@ int size_queues(struct vt *t, uint32_t *sq, uint32_t *rq, char *why, size_t wl)
     return 0;
 }
 
-/* A protection domain per peer (see struct vlink). */
-static int alloc_pd(struct vt *t, struct vlink *L, const char *peer, char *why, size_t wl)
-{
-    L->pd = ibv_alloc_pd(t->ctx);
-    if (!L->pd) {
-        snprintf(why, wl, "cannot allocate a protection domain for %s on %s: %s", peer, t->devname,
-                 strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 /* One completion channel and one CQ for every QP, both non-blocking. */
 static int create_cq(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
 {
@@ -96,11 +84,11 @@ static int create_qp(struct vt *t, struct vlink *L, uint32_t sq, uint32_t rq, co
         .qp_type = IBV_QPT_RC,
         .sq_sig_all = 0, /* selective signalling */
     };
-    L->qp = ibv_create_qp(L->pd, &qa);
+    L->qp = ibv_create_qp(t->pd, &qa);
     if (!L->qp) {
         /* Some providers refuse inline data: retry without. */
         qa.cap.max_inline_data = 0;
-        L->qp = ibv_create_qp(L->pd, &qa);
+        L->qp = ibv_create_qp(t->pd, &qa);
     }
     if (!L->qp) {
         snprintf(why, wl, "cannot create a queue pair for %s on %s: %s", peer, t->devname, strerror(errno));
@@ -137,7 +125,7 @@ static int post_receives(struct vt *t, int li, const char *peer, char *why, size
     struct vlink *L = &t->links[li];
     for (uint32_t k = 0; k < L->rq_depth; k++) {
         struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + (size_t)k * PB_VW_CTRL_SIZE),
-                              .length = PB_VW_CTRL_SIZE, .lkey = L->ctrl_mr->lkey};
+                              .length = PB_VW_CTRL_SIZE, .lkey = t->ctrl_mr->lkey};
         struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, li, k), .sg_list = &sge, .num_sge = 1}, *bad;
         int rc = ibv_post_recv(L->qp, &wr, &bad);
         if (rc != 0) {
@@ -162,13 +150,8 @@ static int create_links(struct vt *t, const struct pb_transport_cfg *cfg, uint32
             snprintf(why, wl, "out of memory for link state");
             return -1;
         }
-        if (alloc_pd(t, L, peer, why, wl) != 0)
-            return -1;
-        char what[192];
-        snprintf(what, sizeof what, "the control buffers for %s", peer);
-        L->ctrl_mr = reg(t, L->pd, L->sendbuf, (size_t)(sq + rq) * PB_VW_CTRL_SIZE, IBV_ACCESS_LOCAL_WRITE, what,
-                         why, wl);
-        if (!L->ctrl_mr || create_qp(t, L, sq, rq, peer, why, wl) != 0 || qp_to_init(t, L, peer, why, wl) != 0)
+        if (create_qp(t, L, sq, rq, peer, why, wl) != 0 || qp_to_init(t, L, peer, why, wl) != 0 ||
+            open_probe(t, i, why, wl) != 0)
             return -1;
         L->psn = random_psn(i);
         if (post_receives(t, i, peer, why, wl) != 0)
@@ -182,9 +165,10 @@ int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, siz
 {
     uint32_t sq, rq;
     if (open_device(t, cfg->rdma_dev, why, wl) != 0 || choose_gid(t, cfg->gid_index, why, wl) != 0 ||
-        size_queues(t, &sq, &rq, why, wl) != 0 || create_cq(t, sq, rq, why, wl) != 0 ||
-        alloc_memory(t, sq, rq, why, wl) != 0 || check_limits(t, cfg, why, wl) != 0 ||
-        create_links(t, cfg, sq, rq, why, wl) != 0 || probe_pinning(t, why, wl) != 0)
+        check_windows(t, why, wl) != 0 || size_queues(t, &sq, &rq, why, wl) != 0 ||
+        create_cq(t, sq, rq, why, wl) != 0 || alloc_memory(t, sq, rq, why, wl) != 0 ||
+        check_limits(t, cfg, why, wl) != 0 || register_memory(t, why, wl) != 0 ||
+        create_links(t, cfg, sq, rq, why, wl) != 0)
         return -1;
     return 0;
 }
@@ -196,9 +180,7 @@ void fill_info(const struct vt *t, struct pb_vw_info *in)
     in->nslots = t->nslots;
     in->slot_size = t->slot_size;
     in->pool_addr = (uintptr_t)t->pool;
-    in->pool_rkey = 0; /* keys come with each credit */
-    in->desc_addr = (uintptr_t)t->desc_table;
-    in->desc_rkey = 0;
+    in->desc_addr = (uintptr_t)t->desc_table; /* probe_rkey, probe_off: per partner (exchange_offers) */
     in->rq_depth = t->npeers ? t->links[0].rq_depth : 1;
     in->lid = t->pattr.lid;
     in->port = t->port;

@@ -1,6 +1,7 @@
 /* verbs_data.c — the data path of the verbs transport: posting puts (RDMA
- * WRITE WITH IMMEDIATE into a granted slot), credits (grants) and notifies,
- * with the send backlog when a queue is full (accounting in verbs_wire.c). */
+ * WRITE WITH IMMEDIATE into a granted slot), window binds and credits
+ * (grants) and notifies, with the send backlog when a queue is full
+ * (accounting in verbs_wire.c). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -31,15 +32,13 @@ static int post_put(struct vt *t, int li, const struct pb_vw_req *r, char *why, 
         errno = EINVAL;
         return -1;
     }
-    if (ensure_send_mr(t, li, why, wl) != 0)
-        return -1;
     int sig0, sig1;
     uint64_t seq0 = pb_vw_sq_take(sq, 0, &sig0), seq1 = pb_vw_sq_take(sq, 1, &sig1);
     uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_CTRL_SIZE;
     memcpy(m, p.desc, PB_VW_MSG_SIZE);
     struct ibv_sge sge[2] = {
-        {.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = L->ctrl_mr->lkey},
-        {.addr = p.data_laddr, .length = p.len, .lkey = L->send_mr->lkey},
+        {.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey},
+        {.addr = p.data_laddr, .length = p.len, .lkey = t->pool_mr->lkey},
     };
     struct ibv_send_wr wr[2], *bad = NULL;
     memset(wr, 0, sizeof wr);
@@ -96,7 +95,7 @@ static int post_ctrl(struct vt *t, int li, const struct pb_vw_req *r, char *why,
     uint64_t seq = pb_vw_sq_take(sq, r->kind == PB_VW_REQ_HELLO || r->kind == PB_VW_REQ_PING, &sig);
     uint8_t *m = L->sendbuf + (seq % sq->depth) * PB_VW_CTRL_SIZE;
     pb_vw_ctrl_pack(m, &c);
-    struct ibv_sge sge = {.addr = (uintptr_t)m, .length = PB_VW_CTRL_SIZE, .lkey = L->ctrl_mr->lkey};
+    struct ibv_sge sge = {.addr = (uintptr_t)m, .length = PB_VW_CTRL_SIZE, .lkey = t->ctrl_mr->lkey};
     struct ibv_send_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_CTRL, li, seq), .sg_list = &sge, .num_sge = 1,
                              .opcode = IBV_WR_SEND,
                              .send_flags = (sig ? IBV_SEND_SIGNALED : 0) |
@@ -112,9 +111,61 @@ static int post_ctrl(struct vt *t, int li, const struct pb_vw_req *r, char *why,
     return 0;
 }
 
+/* Bind n (at most 2) type 2 windows to link li's QP, remote write only,
+ * each with the key chosen for it. Unsignalled like a credit; a failed
+ * bind completes in error and breaks the link. */
+int bind_windows(struct vt *t, int li, const struct window *w, int n, char *why, size_t wl)
+{
+    struct vlink *L = &t->links[li];
+    struct pb_vw_sq *sq = &t->lks[li].sq;
+    struct ibv_send_wr wr[2], *bad = NULL;
+    int sig[2];
+    uint64_t seq[2];
+    memset(wr, 0, sizeof wr);
+    for (int i = 0; i < n && i < 2; i++) {
+        seq[i] = pb_vw_sq_take(sq, 0, &sig[i]);
+        wr[i].wr_id = pb_vw_wrid(PB_VW_K_CTRL, li, seq[i]);
+        wr[i].opcode = IBV_WR_BIND_MW;
+        wr[i].send_flags = sig[i] ? IBV_SEND_SIGNALED : 0;
+        wr[i].bind_mw.mw = w[i].mw;
+        wr[i].bind_mw.rkey = w[i].mw->rkey;
+        wr[i].bind_mw.bind_info = (struct ibv_mw_bind_info){.mr = w[i].mr, .addr = (uintptr_t)w[i].addr,
+                                                             .length = w[i].len,
+                                                             .mw_access_flags = IBV_ACCESS_REMOTE_WRITE};
+        wr[i].next = i + 1 < n ? &wr[i + 1] : NULL;
+    }
+    int rc = ibv_post_send(L->qp, wr, &bad);
+    if (rc != 0) {
+        for (int i = n - 1; i >= 0 && bad == &wr[0]; i--)
+            pb_vw_sq_untake(sq, seq[i], sig[i]);
+        snprintf(why, wl, "binding a memory window for %s failed: %s", w[0].what, strerror(rc));
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+/* Slot r->slot's windows (slot, descriptor entry) bound to this QP. */
+static int post_bind(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
+{
+    if (t->slot_owner[r->slot] != li)
+        return 0; /* granted to another peer since: its own bind follows */
+    char what[32];
+    snprintf(what, sizeof what, "slot %u", r->slot);
+    struct window w[2] = {
+        {t->slot_mw[r->slot], t->pool_mr, (uint8_t *)t->pool + (size_t)r->slot * t->slot_size, t->slot_size, what},
+        {t->sdesc_mw[r->slot], t->desc_mr, t->desc_table + (size_t)r->slot * PB_VW_MSG_SIZE, PB_VW_MSG_SIZE, what},
+    };
+    return bind_windows(t, li, w, 2, why, wl);
+}
+
 static int post_req(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
 {
-    return r->kind == PB_VW_REQ_PUT ? post_put(t, li, r, why, wl) : post_ctrl(t, li, r, why, wl);
+    switch (r->kind) {
+    case PB_VW_REQ_PUT: return post_put(t, li, r, why, wl);
+    case PB_VW_REQ_BIND: return post_bind(t, li, r, why, wl);
+    default: return post_ctrl(t, li, r, why, wl);
+    }
 }
 
 /* A credit gives the peer keys: not before it proved the job secret. */
@@ -201,14 +252,21 @@ int v_grant(struct pb_transport *bt, int peer, uint32_t slot)
     }
     char why[512];
     int li = t->leader_link[peer];
-    if (!t->lks[li].dead && grant_slot_mr(t, li, slot, why, sizeof why) != 0) {
+    struct pb_vw_req bind;
+    if (t->lks[li].dead) {
+        errno = EPIPE;
+        return -1;
+    }
+    if (grant_windows(t, li, slot, &bind, why, sizeof why) != 0) {
         int e = errno;
         t->lks[li].dead = 1;
         pend_error(t, peer, e, why);
         errno = e;
         return -1;
     }
-    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, t->slot_mr[slot]->rkey, t->sdesc_mr[slot]->rkey, NULL, 0};
+    if (bind.kind && submit(t, peer, &bind) != 0)
+        return -1;
+    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, t->slot_mw[slot]->rkey, t->sdesc_mw[slot]->rkey, NULL, 0};
     return submit(t, peer, &r);
 }
 

@@ -27,15 +27,18 @@
 
 #define PEND_MAX 64     /* events waiting for the next poll (errors mostly) */
 
-/* One peer. Its QP lives in a protection domain of its own, so the rkeys
- * of the slots granted to it (registered in that PD) are useless on any
- * other QP: a peer can write only what was granted to it. */
+/* One peer. Its QP shares the device's PD with every other; the slots
+ * granted to it are opened by type 2 memory windows bound to its QP, so
+ * their rkeys are useless on any other QP: a peer can write only what was
+ * granted to it. */
 struct vlink {
     int leader;
-    struct ibv_pd *pd;
     struct ibv_qp *qp;
-    struct ibv_mr *ctrl_mr;  /* sendbuf + recvbuf, local only */
-    struct ibv_mr *send_mr;  /* the whole pool, local only: sources of our puts (at the first put) */
+    struct ibv_mw *probe_mw;  /* our probe area for this peer, bound to qp (verbs_probe.c) */
+    uint64_t probe_raddr;     /* the peer's probe area for us, and its key */
+    uint32_t probe_rkey;
+    uint64_t probe_seq;       /* our first put's send queue number */
+    int probe_done;
     struct pb_vw_remote rem;
     uint32_t psn, peer_qpn, peer_psn;
     uint32_t rq_depth;
@@ -58,19 +61,24 @@ struct vt {
     struct ibv_context *ctx;
     struct ibv_comp_channel *ch;
     struct ibv_cq *cq;
-    struct ibv_mr **slot_mr;   /* per slot: REMOTE_WRITE in its grantee's PD, NULL: never granted */
-    struct ibv_mr **sdesc_mr;  /* per slot: its descriptor entry, likewise */
+    struct ibv_pd *pd;         /* one for every QP */
+    struct ibv_mr *pool_mr;    /* the pool once: local access and window binding */
+    struct ibv_mr *desc_mr;    /* the descriptor table, likewise */
+    struct ibv_mr *ctrl_mr;    /* every link's control buffers, local only */
+    struct ibv_mw **slot_mw;   /* per slot: REMOTE_WRITE window bound to its grantee's QP, NULL: never granted */
+    struct ibv_mw **sdesc_mw;  /* per slot: its descriptor entry, likewise */
     int *slot_owner;           /* per slot: link index of the grantee, -1 none */
     uint8_t secret[16];
     size_t reg_bytes;          /* registered so far, for messages */
     struct pb_verbs_pin pin;   /* what the whole run will register (verbs_limits.h) */
-    int nsend;                 /* partners we put chunks to (cfg->nsend) */
     int tclass;                /* RoCE traffic class of every QP */
     void *pool;
     size_t pool_len;
     uint32_t nslots;
     size_t slot_size;
-    uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable per granted slot */
+    uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable per granted slot, then the
+                                * probe areas: npeers * PB_VW_PROBE_SIZE from probe_off */
+    size_t desc_len, probe_off;
     uint8_t *ctrl;             /* all links' send and receive message buffers */
     size_t ctrl_len;
     uint32_t max_inline;
@@ -99,13 +107,12 @@ int open_device(struct vt *t, const char *want, char *why, size_t wl);
 int choose_gid(struct vt *t, int want, char *why, size_t wl);
 
 /* verbs_mr.c */
-struct ibv_mr *reg(struct vt *t, struct ibv_pd *pd, void *addr, size_t len, int acc, const char *what,
-                   char *why, size_t wl);
 int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl);
-int probe_pinning(struct vt *t, char *why, size_t wl);
+int check_windows(struct vt *t, char *why, size_t wl);
+int register_memory(struct vt *t, char *why, size_t wl);
 int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl);
-int ensure_send_mr(struct vt *t, int li, char *why, size_t wl);
-int grant_slot_mr(struct vt *t, int li, uint32_t slot, char *why, size_t wl);
+int grant_windows(struct vt *t, int li, uint32_t slot, struct pb_vw_req *bind, char *why, size_t wl);
+void free_windows(struct vt *t);
 
 /* verbs_connect.c */
 int size_queues(struct vt *t, uint32_t *sq, uint32_t *rq, char *why, size_t wl);
@@ -116,6 +123,14 @@ int connect_link(struct vt *t, struct vlink *L, const struct pb_vw_info *pi,
                  const struct pb_vw_conn *pc, const char *peername, char *why, size_t wl);
 
 /* verbs_data.c */
+struct window { /* a type 2 window to bind: over len bytes at addr of mr */
+    struct ibv_mw *mw;
+    struct ibv_mr *mr;
+    void *addr;
+    size_t len;
+    const char *what;
+};
+int bind_windows(struct vt *t, int li, const struct window *w, int n, char *why, size_t wl);
 void drain_backlog(struct vt *t, int li);
 int submit(struct vt *t, int peer, const struct pb_vw_req *r);
 int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag, const void *buf,
@@ -123,7 +138,14 @@ int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag, const 
 int v_grant(struct pb_transport *bt, int peer, uint32_t slot);
 int v_notify(struct pb_transport *bt, int peer, uint32_t code);
 
+/* verbs_probe.c */
+int open_probe(struct vt *t, int li, char *why, size_t wl);
+int bind_probe(struct vt *t, int li, const struct pb_vw_info *pi, char *why, size_t wl);
+int first_puts(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl);
+void free_probes(struct vt *t);
+
 /* verbs_poll.c */
+int take_wc(struct vt *t, const struct ibv_wc *wc, double now, struct pb_event *ev);
 const uint8_t *recv_buf(void *ctx, int li, uint64_t idx);
 int v_poll(struct pb_transport *bt, struct pb_event *ev, int max, int timeout_ms);
 

@@ -9,16 +9,14 @@
 #include <string.h>
 #include <sys/resource.h>
 
-void pb_verbs_pin_need(uint64_t slot_size, uint32_t nslots, uint64_t ctrl_bytes, int nsend,
+void pb_verbs_pin_need(uint64_t slot_size, uint32_t nslots, int npeers, uint64_t ctrl_bytes,
                        struct pb_verbs_pin *out)
 {
     memset(out, 0, sizeof *out);
     out->slots = slot_size * nslots;
-    out->descs = (uint64_t)nslots * PB_VW_MSG_SIZE;
+    out->descs = (uint64_t)nslots * PB_VW_MSG_SIZE + (uint64_t)(npeers > 0 ? npeers : 0) * PB_VW_PROBE_SIZE;
     out->ctrl = ctrl_bytes;
-    out->nsend = nsend > 0 ? nsend : 0;
-    out->send = (uint64_t)out->nsend * out->slots;
-    out->total = out->slots + out->descs + out->ctrl + out->send;
+    out->total = out->slots + out->descs + out->ctrl;
 }
 
 int pb_verbs_has_cap_ipc_lock(void)
@@ -67,13 +65,12 @@ int pb_verbs_check_pin(const struct pb_verbs_pin *need, const char *dev, char *w
     if (need->total <= limit)
         return 0;
     snprintf(why, wl,
-             "verbs on %s needs %s of pinned memory (slot pool %s registered %d time%s: once for the slots it "
-             "grants and once per partner it sends to; control buffers %s, descriptors %s), but `ulimit -l` "
-             "(RLIMIT_MEMLOCK) is %s: raise it to unlimited (/etc/security/limits.conf memlock; under Slurm "
-             "also PropagateResourceLimits and the slurmd's own limit)",
-             dev, pb_verbs_size_str(need->total).s, pb_verbs_size_str(need->slots).s, 1 + need->nsend,
-             need->nsend ? "s" : "", pb_verbs_size_str(need->ctrl).s, pb_verbs_size_str(need->descs).s,
-             pb_verbs_size_str(limit).s);
+             "verbs on %s needs %s of pinned memory (slot pool %s, registered once for every queue pair; "
+             "control buffers %s, descriptors %s), but `ulimit -l` (RLIMIT_MEMLOCK) is %s: raise it to "
+             "unlimited (/etc/security/limits.conf memlock; under Slurm also PropagateResourceLimits and the "
+             "slurmd's own limit)",
+             dev, pb_verbs_size_str(need->total).s, pb_verbs_size_str(need->slots).s,
+             pb_verbs_size_str(need->ctrl).s, pb_verbs_size_str(need->descs).s, pb_verbs_size_str(limit).s);
     return -1;
 }
 

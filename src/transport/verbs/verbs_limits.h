@@ -9,17 +9,15 @@
 #include <stdint.h>
 
 /* The registrations of one leader, in bytes. Every registration counts
- * against RLIMIT_MEMLOCK, also of memory registered before in another
- * protection domain: the slots granted to the peers (each in its
- * grantee's PD, the pool once in all), their descriptor entries, the
- * control buffers of every link, and the whole pool again in the PD of
- * every partner this leader puts chunks to (the sources of its puts). */
+ * against RLIMIT_MEMLOCK, even of pages registered before, so each is made
+ * once, in the one protection domain all queue pairs share: the slot pool,
+ * the descriptor table and the control buffers of every link. What a peer
+ * may write is opened by memory windows, which pin nothing more. */
 struct pb_verbs_pin {
-    uint64_t slots, descs, ctrl, send; /* send: nsend x the pool */
-    int nsend;
+    uint64_t slots, descs, ctrl; /* descs: the descriptor table and a probe area per partner */
     uint64_t total;
 };
-void pb_verbs_pin_need(uint64_t slot_size, uint32_t nslots, uint64_t ctrl_bytes, int nsend,
+void pb_verbs_pin_need(uint64_t slot_size, uint32_t nslots, int npeers, uint64_t ctrl_bytes,
                        struct pb_verbs_pin *out);
 
 /* Whether this process has CAP_IPC_LOCK in its effective set: then

@@ -1,7 +1,8 @@
-/* verbs_mr.c — memory registration for the verbs transport: the control
- * buffers and the descriptor table at set-up, the pool per peer PD when a
- * slot is granted or the first put goes out, and why a registration failed
- * (memlock, device limits), probed before the transfer starts. */
+/* verbs_mr.c — memory registration for the verbs transport: one protection
+ * domain per device, the pool, the descriptor table and the control buffers
+ * registered once at set-up (every registration counts against memlock),
+ * and per granted slot two type 2 memory windows bound to the grantee's
+ * queue pair (they pin nothing more); why a registration failed. */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -17,7 +18,7 @@
  * the whole run registers, t->pin), and no CAP_IPC_LOCK. */
 static void reg_error(struct vt *t, const char *what, size_t len, int e, char *why, size_t wl)
 {
-    size_t dlen = (size_t)t->nslots * PB_VW_MSG_SIZE;
+    size_t dlen = t->desc_len;
     size_t base = t->pin.total ? (size_t)t->pin.total : t->pool_len + dlen + t->ctrl_len;
     size_t need = t->reg_bytes + len > base ? t->reg_bytes + len : base;
     snprintf(why, wl, "cannot register %s (%s) with %s: %s; registered before: %s (pool %s, control buffers %s, "
@@ -48,15 +49,14 @@ static void reg_error(struct vt *t, const char *what, size_t len, int e, char *w
                  pb_verbs_size_str(rl.rlim_cur).s, pb_verbs_size_str(need).s);
     n = strlen(why);
     if (t->pin.total && n + 1 < wl)
-        snprintf(why + n, wl - n, "; this node pins %s in all (the slot pool %d times: once for the slots it "
-                 "grants, once per partner it sends to)", pb_verbs_size_str(t->pin.total).s, 1 + t->pin.nsend);
+        snprintf(why + n, wl - n, "; this node pins %s in all (the slot pool once, shared by every queue pair)",
+                 pb_verbs_size_str(t->pin.total).s);
 }
 
-/* Register len bytes at addr in pd; counts what is registered. */
-struct ibv_mr *reg(struct vt *t, struct ibv_pd *pd, void *addr, size_t len, int acc, const char *what,
-                   char *why, size_t wl)
+/* Register len bytes at addr in the device's PD; counts what is registered. */
+static struct ibv_mr *reg(struct vt *t, void *addr, size_t len, int acc, const char *what, char *why, size_t wl)
 {
-    struct ibv_mr *mr = ibv_reg_mr(pd, addr, len, acc);
+    struct ibv_mr *mr = ibv_reg_mr(t->pd, addr, len, acc);
     if (!mr)
         reg_error(t, what, len, errno, why, wl);
     else
@@ -65,20 +65,21 @@ struct ibv_mr *reg(struct vt *t, struct ibv_pd *pd, void *addr, size_t len, int 
 }
 
 /* The descriptor table and the control message buffers; the per-slot
- * tables of grants. The pool itself is registered per peer: the slots
- * granted to it when granted, all of it (local only) at its first put. */
+ * tables of windows and grants. */
 int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
 {
-    size_t dlen = (size_t)t->nslots * PB_VW_MSG_SIZE;
+    t->probe_off = (size_t)t->nslots * PB_VW_MSG_SIZE;
+    t->desc_len = t->probe_off + (size_t)t->npeers * PB_VW_PROBE_SIZE;
+    size_t dlen = t->desc_len;
     t->ctrl_len = (size_t)t->npeers * (sq + rq) * PB_VW_CTRL_SIZE;
-    t->slot_mr = calloc(t->nslots, sizeof *t->slot_mr);
-    t->sdesc_mr = calloc(t->nslots, sizeof *t->sdesc_mr);
+    t->slot_mw = calloc(t->nslots, sizeof *t->slot_mw);
+    t->sdesc_mw = calloc(t->nslots, sizeof *t->sdesc_mw);
     t->slot_owner = malloc(t->nslots * sizeof *t->slot_owner);
     if (posix_memalign((void **)&t->desc_table, 4096, dlen) != 0)
         t->desc_table = NULL;
     if (t->ctrl_len && posix_memalign((void **)&t->ctrl, 4096, t->ctrl_len) != 0)
         t->ctrl = NULL;
-    if (!t->slot_mr || !t->sdesc_mr || !t->slot_owner || !t->desc_table || (t->ctrl_len && !t->ctrl)) {
+    if (!t->slot_mw || !t->sdesc_mw || !t->slot_owner || !t->desc_table || (t->ctrl_len && !t->ctrl)) {
         snprintf(why, wl, "out of memory for the descriptor table and control buffers");
         return -1;
     }
@@ -90,44 +91,57 @@ int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
     return 0;
 }
 
-/* The pool and the descriptor table are registered per peer later (at a
- * grant, at the first put to each partner we send to), where a failure
- * reaches the user only as a short event mid-transfer. Pin now what the
- * run will pin (t->pin: the pool once for the slots and once per partner
- * we send to, every registration counts), then let go: what cannot be
- * pinned (a low memlock limit, a device limit) fails the set-up here, on
- * every leader, with the whole reason (reg_error). */
-int probe_pinning(struct vt *t, char *why, size_t wl)
+/* Windows are what keeps a peer to the slots granted to it, on one shared
+ * registration: the device must bind them per queue pair (type 2), and
+ * have two per slot. */
+int check_windows(struct vt *t, char *why, size_t wl)
 {
-    if (t->npeers == 0 || t->pool_len == 0)
-        return 0;
-    struct ibv_pd *pd = t->links[0].pd;
-    int npool = 1 + t->nsend, n = 0, ok = 1;
-    struct ibv_mr **mr = calloc((size_t)npool + 1, sizeof *mr);
-    if (!mr) {
-        snprintf(why, wl, "out of memory");
+    struct ibv_device_attr da;
+    if (ibv_query_device(t->ctx, &da) != 0) {
+        snprintf(why, wl, "cannot query RDMA device %s: %s", t->devname, strerror(errno));
         return -1;
     }
-    for (; ok && n < npool; n++)
-        ok = (mr[n] = reg(t, pd, t->pool, t->pool_len, IBV_ACCESS_LOCAL_WRITE, "the slot pool", why, wl)) != NULL;
-    if (ok)
-        ok = (mr[n++] = reg(t, pd, t->desc_table, (size_t)t->nslots * PB_VW_MSG_SIZE, IBV_ACCESS_LOCAL_WRITE,
-                            "the descriptor table", why, wl)) != NULL;
-    for (int i = 0; i < n; i++)
-        if (mr[i]) {
-            t->reg_bytes -= mr[i]->length;
-            ibv_dereg_mr(mr[i]);
-        }
-    free(mr);
-    return ok ? 0 : -1;
+    if (!(da.device_cap_flags & (IBV_DEVICE_MEM_WINDOW_TYPE_2A | IBV_DEVICE_MEM_WINDOW_TYPE_2B))) {
+        snprintf(why, wl, "RDMA device %s has no type 2 memory windows (needed to let each peer write only "
+                 "the slots granted to it)", t->devname);
+        return -1;
+    }
+    if ((uint64_t)da.max_mw < 2ull * t->nslots) {
+        snprintf(why, wl, "RDMA device %s allows %d memory windows, %u slots need %llu: use a larger "
+                 "--chunk-size or fewer slots", t->devname, da.max_mw, t->nslots, 2ull * t->nslots);
+        return -1;
+    }
+    return 0;
+}
+
+/* One PD for every queue pair, and what the run pins, registered once:
+ * the pool and the descriptor table (local access, windows bind to them:
+ * their own rkeys open nothing) and the control buffers of every link. A
+ * low memlock or device limit fails the set-up here, on every leader,
+ * with the whole reason (reg_error). */
+int register_memory(struct vt *t, char *why, size_t wl)
+{
+    t->pd = ibv_alloc_pd(t->ctx);
+    if (!t->pd) {
+        snprintf(why, wl, "cannot allocate a protection domain on %s: %s", t->devname, strerror(errno));
+        return -1;
+    }
+    if (t->ctrl_len && !(t->ctrl_mr = reg(t, t->ctrl, t->ctrl_len, IBV_ACCESS_LOCAL_WRITE, "the control buffers",
+                                          why, wl)))
+        return -1;
+    int bindable = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_MW_BIND;
+    t->pool_mr = reg(t, t->pool, t->pool_len, bindable, "the slot pool", why, wl);
+    if (!t->pool_mr)
+        return -1;
+    t->desc_mr = reg(t, t->desc_table, t->desc_len, bindable, "the descriptor table", why, wl);
+    return t->desc_mr ? 0 : -1;
 }
 
 /* What the run will pin, and whether one put (a slot) fits in one message
  * of this port: both must hold before a byte moves. */
 int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
 {
-    t->nsend = cfg->nsend < t->npeers ? cfg->nsend : t->npeers;
-    pb_verbs_pin_need(t->slot_size, t->nslots, t->ctrl_len, t->nsend, &t->pin);
+    pb_verbs_pin_need(t->slot_size, t->nslots, t->npeers, t->ctrl_len, &t->pin);
     t->tclass = pb_verbs_tclass(t->devname, t->port, cfg->rdma_tclass);
     if (t->pattr.max_msg_sz && t->slot_size > t->pattr.max_msg_sz) {
         snprintf(why, wl,
@@ -139,46 +153,46 @@ int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, si
     return pb_verbs_check_pin(&t->pin, t->devname, why, wl);
 }
 
-/* The whole pool, local access only, in this peer's PD: the lkey of the
- * sources of our puts to it. Registered at the first put, so a node that
- * never sends to a peer (most links of the root's receivers) pins nothing
- * more for it. */
-int ensure_send_mr(struct vt *t, int li, char *why, size_t wl)
+static void free_window(struct ibv_mw **mw)
 {
-    struct vlink *L = &t->links[li];
-    if (!L->send_mr)
-        L->send_mr = reg(t, L->pd, t->pool, t->pool_len, IBV_ACCESS_LOCAL_WRITE, "the slot pool for sending", why,
-                         wl);
-    return L->send_mr ? 0 : -1;
+    if (*mw)
+        ibv_dealloc_mw(*mw); /* invalidates it: the former grantee's key opens nothing */
+    *mw = NULL;
 }
 
-/* The slot and its descriptor entry writable by link li's QP only: the
- * first grant of a slot registers both in that peer's PD; a grant to
- * another peer later (another schedule) moves them. */
-int grant_slot_mr(struct vt *t, int li, uint32_t slot, char *why, size_t wl)
+void free_windows(struct vt *t)
 {
+    for (uint32_t s = 0; t->slot_mw && s < t->nslots; s++) {
+        free_window(&t->slot_mw[s]);
+        free_window(&t->sdesc_mw[s]);
+    }
+}
+
+/* The slot and its descriptor entry writable by link li's QP only. The
+ * first grant of a slot to a peer allocates its two windows and fills *bind
+ * with the request that binds them on that QP (before the credit that
+ * hands out their keys; bind->kind 0: bound already); a grant to another
+ * peer later (another schedule) moves them. */
+int grant_windows(struct vt *t, int li, uint32_t slot, struct pb_vw_req *bind, char *why, size_t wl)
+{
+    memset(bind, 0, sizeof *bind);
     if (t->slot_owner[slot] == li)
         return 0;
-    if (t->slot_mr[slot]) {
-        ibv_dereg_mr(t->slot_mr[slot]);
-        t->reg_bytes -= t->slot_size;
-    }
-    if (t->sdesc_mr[slot]) {
-        ibv_dereg_mr(t->sdesc_mr[slot]);
-        t->reg_bytes -= PB_VW_MSG_SIZE;
-    }
-    t->slot_mr[slot] = t->sdesc_mr[slot] = NULL;
+    free_window(&t->slot_mw[slot]);
+    free_window(&t->sdesc_mw[slot]);
     t->slot_owner[slot] = -1;
-    int acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
-    struct ibv_pd *pd = t->links[li].pd;
-    t->slot_mr[slot] = reg(t, pd, (uint8_t *)t->pool + (size_t)slot * t->slot_size, t->slot_size, acc,
-                           "a slot of the pool", why, wl);
-    t->sdesc_mr[slot] = t->slot_mr[slot] ? reg(t, pd, t->desc_table + (size_t)slot * PB_VW_MSG_SIZE,
-                                               PB_VW_MSG_SIZE, acc, "a descriptor entry", why, wl)
-                                         : NULL;
-    if (!t->sdesc_mr[slot])
+    t->slot_mw[slot] = ibv_alloc_mw(t->pd, IBV_MW_TYPE_2);
+    t->sdesc_mw[slot] = t->slot_mw[slot] ? ibv_alloc_mw(t->pd, IBV_MW_TYPE_2) : NULL;
+    if (!t->sdesc_mw[slot]) {
+        snprintf(why, wl, "cannot allocate a memory window for slot %u on %s: %s", slot, t->devname,
+                 strerror(errno));
         return -1;
+    }
     t->slot_owner[slot] = li;
+    /* type 2: the consumer picks the key the bind gives the window */
+    t->slot_mw[slot]->rkey = ibv_inc_rkey(t->slot_mw[slot]->rkey);
+    t->sdesc_mw[slot]->rkey = ibv_inc_rkey(t->sdesc_mw[slot]->rkey);
+    *bind = (struct pb_vw_req){PB_VW_REQ_BIND, slot, 0, 0, NULL, 0};
     return 0;
 }
 

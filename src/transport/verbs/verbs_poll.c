@@ -27,7 +27,7 @@ static void repost_recv(struct vt *t, int li, uint64_t idx)
 {
     struct vlink *L = &t->links[li];
     struct ibv_sge sge = {.addr = (uintptr_t)(L->recvbuf + idx * PB_VW_CTRL_SIZE), .length = PB_VW_CTRL_SIZE,
-                          .lkey = L->ctrl_mr->lkey};
+                          .lkey = t->ctrl_mr->lkey};
     struct ibv_recv_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_RECV, li, idx), .sg_list = &sge, .num_sge = 1}, *bad;
     int rc = ibv_post_recv(L->qp, &wr, &bad);
     if (rc != 0 && !t->lks[li].dead) {
@@ -36,6 +36,34 @@ static void repost_recv(struct vt *t, int li, uint64_t idx)
         t->lks[li].dead = 1;
         pend_error(t, L->leader, rc, why);
     }
+}
+
+/* One completion through the protocol (verbs_wire.c): 1 when it gave *ev. */
+int take_wc(struct vt *t, const struct ibv_wc *wc, double now, struct pb_event *ev)
+{
+    enum pb_vw_kind k;
+    int cl;
+    uint64_t low;
+    pb_vw_wrid_split(wc->wr_id, &k, &cl, &low);
+    if (cl >= 0 && cl < t->npeers)
+        t->links[cl].last_seen = now;
+    struct pb_vw_cqe c = {
+        .wr_id = wc->wr_id,
+        .ok = wc->status == IBV_WC_SUCCESS,
+        .status_str = ibv_wc_status_str(wc->status),
+        .vendor_err = wc->vendor_err,
+        .op = wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM ? PB_VW_OP_RECV_IMM
+              : (wc->opcode & IBV_WC_RECV)            ? PB_VW_OP_RECV
+                                                      : PB_VW_OP_SEND_DONE,
+        .imm = (wc->wc_flags & IBV_WC_WITH_IMM) ? ntohl(wc->imm_data) : 0,
+        .byte_len = wc->byte_len,
+    };
+    int rl;
+    int64_t ri;
+    int n = pb_vw_handle_cqe(&t->st, &c, ev, &rl, &ri);
+    if (rl >= 0)
+        repost_recv(t, rl, (uint64_t)ri);
+    return n;
 }
 
 /* Poll at most max completions, each giving at most one event. */
@@ -51,31 +79,8 @@ static int drain_cq(struct vt *t, struct pb_event *ev, int max)
             break;
         }
         double now = got > 0 ? now_ms() : 0;
-        for (int i = 0; i < got; i++) {
-            enum pb_vw_kind k;
-            int cl;
-            uint64_t low;
-            pb_vw_wrid_split(wc[i].wr_id, &k, &cl, &low);
-            if (cl >= 0 && cl < t->npeers)
-                t->links[cl].last_seen = now;
-            struct pb_vw_cqe c = {
-                .wr_id = wc[i].wr_id,
-                .ok = wc[i].status == IBV_WC_SUCCESS,
-                .status_str = ibv_wc_status_str(wc[i].status),
-                .vendor_err = wc[i].vendor_err,
-                .op = wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM ? PB_VW_OP_RECV_IMM
-                      : (wc[i].opcode & IBV_WC_RECV)            ? PB_VW_OP_RECV
-                                                                : PB_VW_OP_SEND_DONE,
-                .imm = (wc[i].wc_flags & IBV_WC_WITH_IMM) ? ntohl(wc[i].imm_data) : 0,
-                .byte_len = wc[i].byte_len,
-            };
-            int rl;
-            int64_t ri;
-            if (pb_vw_handle_cqe(&t->st, &c, &ev[n], &rl, &ri) == 1)
-                n++;
-            if (rl >= 0)
-                repost_recv(t, rl, (uint64_t)ri);
-        }
+        for (int i = 0; i < got; i++)
+            n += take_wc(t, &wc[i], now, &ev[n]);
         if (got < want)
             break;
     }

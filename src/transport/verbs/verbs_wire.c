@@ -14,7 +14,7 @@
 #define DESC_MAGIC 0x50424431u /* "PBD1" */
 #define MSG_MAGIC 0x50424d31u  /* "PBM1" */
 #define INFO_MAGIC 0x50425631u /* "PBV1" */
-#define INFO_VERSION 1u
+#define INFO_VERSION 2u /* 2: probe_rkey, probe_off where 1 had unused pool and descriptor keys */
 #define SEQ_MASK ((UINT64_C(1) << PB_VW_SEQ_BITS) - 1)
 
 static void put32(uint8_t *p, uint32_t v)
@@ -212,8 +212,8 @@ uint64_t pb_vw_hello_mac(const uint8_t secret[16], uint32_t from, uint32_t to, u
 enum {
     I_MAGIC = 0, I_VERSION = 4, I_STATUS = 8, I_REASON = 12,
     I_NPEERS = I_REASON + PB_VW_REASON_MAX, I_NSLOTS = I_NPEERS + 4, I_SLOTSZ = I_NSLOTS + 4,
-    I_POOL = I_SLOTSZ + 8, I_POOLKEY = I_POOL + 8, I_DESC = I_POOLKEY + 4, I_DESCKEY = I_DESC + 8,
-    I_RQ = I_DESCKEY + 4, I_LID = I_RQ + 4, I_PORT = I_LID + 2, I_LL = I_PORT + 1, I_MTU = I_LL + 1,
+    I_POOL = I_SLOTSZ + 8, I_PROBEKEY = I_POOL + 8, I_DESC = I_PROBEKEY + 4, I_PROBEOFF = I_DESC + 8,
+    I_RQ = I_PROBEOFF + 4, I_LID = I_RQ + 4, I_PORT = I_LID + 2, I_LL = I_PORT + 1, I_MTU = I_LL + 1,
     I_GID = I_MTU + 1, I_END = I_GID + 16
 };
 _Static_assert(I_END <= PB_VW_INFO_SIZE, "info block overflows its size");
@@ -230,9 +230,9 @@ void pb_vw_info_pack(const struct pb_vw_info *in, uint8_t out[PB_VW_INFO_SIZE])
     put32(out + I_NSLOTS, in->nslots);
     put64(out + I_SLOTSZ, in->slot_size);
     put64(out + I_POOL, in->pool_addr);
-    put32(out + I_POOLKEY, in->pool_rkey);
+    put32(out + I_PROBEKEY, in->probe_rkey);
     put64(out + I_DESC, in->desc_addr);
-    put32(out + I_DESCKEY, in->desc_rkey);
+    put32(out + I_PROBEOFF, in->probe_off);
     put32(out + I_RQ, in->rq_depth);
     out[I_LID] = (uint8_t)in->lid;
     out[I_LID + 1] = (uint8_t)(in->lid >> 8);
@@ -262,9 +262,9 @@ int pb_vw_info_unpack(const uint8_t in[PB_VW_INFO_SIZE], struct pb_vw_info *out,
     out->nslots = get32(in + I_NSLOTS);
     out->slot_size = get64(in + I_SLOTSZ);
     out->pool_addr = get64(in + I_POOL);
-    out->pool_rkey = get32(in + I_POOLKEY);
+    out->probe_rkey = get32(in + I_PROBEKEY);
     out->desc_addr = get64(in + I_DESC);
-    out->desc_rkey = get32(in + I_DESCKEY);
+    out->probe_off = get32(in + I_PROBEOFF);
     out->rq_depth = get32(in + I_RQ);
     out->lid = (uint16_t)(in[I_LID] | (in[I_LID + 1] << 8));
     out->port = in[I_PORT];
@@ -507,7 +507,7 @@ void pb_vw_link_fini(struct pb_vw_link *lk)
 
 uint32_t pb_vw_req_wrs(enum pb_vw_req_kind k)
 {
-    return k == PB_VW_REQ_PUT ? 2u : 1u; /* the others are one SEND */
+    return k == PB_VW_REQ_PUT || k == PB_VW_REQ_BIND ? 2u : 1u; /* the others are one SEND */
 }
 
 int pb_vw_link_push(struct pb_vw_link *lk, const struct pb_vw_req *r)
@@ -597,6 +597,10 @@ static int chunk_in(struct pb_vw_state *st, const struct pb_vw_cqe *c, struct pb
 {
     struct pb_vw_link *lk = &st->links[li];
     char what[160];
+    if (c->imm == PB_VW_PROBE_IMM) {
+        *repost = 1; /* a first put of the set-up: it only had to arrive */
+        return 0;
+    }
     if (lk->hello_wait) {
         snprintf(what, sizeof what, "peer wrote a chunk before proving the job secret (no hello): refused");
         return link_error(st, li, ev, EACCES, what);

@@ -21,9 +21,10 @@
  *
  *   grant(slot) and notify(code) are SENDs of a 32-byte control message
  *   {type, value, a, b, mac(8), 0, check}. A credit carries in a and b the
- *   rkeys of the memory regions over that one slot and its descriptor
- *   entry, registered in the protection domain of the granted peer's QP
- *   only: a peer can write nothing but the slots granted to it.
+ *   rkeys of the type 2 memory windows over that one slot and its
+ *   descriptor entry, bound (BIND_MW, posted just before the first credit)
+ *   to the granted peer's QP only: a peer can write nothing but the slots
+ *   granted to it, while the pool is registered once for all QPs.
  *
  *   The first message on every QP is a HELLO whose mac is SipHash-2-4,
  *   keyed with the job secret, over both leaders, QP numbers and PSNs. A
@@ -49,6 +50,14 @@
 #define PB_VW_OFFER_SIZE (PB_VW_INFO_SIZE + PB_VW_CONN_SIZE) /* round 1, to one partner */
 #define PB_VW_ECHO_SIZE (2 * PB_VW_CONN_SIZE)                /* round 2, to one partner */
 #define PB_VW_REASON_MAX 176u
+
+/* The first puts: at set-up, before any chunk, every leader writes
+ * PB_VW_PROBE_SIZE bytes WITH IMMEDIATE PB_VW_PROBE_IMM into the probe
+ * area each partner opened to it (offer: probe_rkey, probe_off), so that a
+ * link that connects but cannot carry a put fails the set-up. The receiver
+ * takes such an immediate as nothing but a used receive. */
+#define PB_VW_PROBE_SIZE 32u
+#define PB_VW_PROBE_IMM 0xffffffffu
 
 enum pb_vw_msg_type { PB_VW_MSG_CREDIT = 1, PB_VW_MSG_NOTIFY = 2, PB_VW_MSG_HELLO = 3, PB_VW_MSG_PING = 4 };
 
@@ -102,9 +111,10 @@ struct pb_vw_info {
     uint32_t nslots;
     uint64_t slot_size;
     uint64_t pool_addr;
-    uint32_t pool_rkey;            /* 0: keys come with each credit (per peer, per slot) */
+    uint32_t probe_rkey;           /* the window over the probe area opened to this offer's receiver
+                                    * (the slots' keys come with each credit) */
     uint64_t desc_addr;            /* descriptor table: nslots * PB_VW_MSG_SIZE */
-    uint32_t desc_rkey;            /* 0, as pool_rkey */
+    uint32_t probe_off;            /* that probe area, from desc_addr (PB_VW_PROBE_SIZE bytes) */
     uint32_t rq_depth;             /* receives posted per QP */
     uint16_t lid;
     uint8_t port;
@@ -176,7 +186,7 @@ int pb_vw_plan_put(const struct pb_vw_local *l, const struct pb_vw_remote *r, ui
 
 /* ---- work request ids ---- */
 
-enum pb_vw_kind { PB_VW_K_RECV = 1, PB_VW_K_DESC = 2, PB_VW_K_DATA = 3, PB_VW_K_CTRL = 4 };
+enum pb_vw_kind { PB_VW_K_RECV = 1, PB_VW_K_DESC = 2, PB_VW_K_DATA = 3, PB_VW_K_CTRL = 4, PB_VW_K_PROBE = 5 };
 #define PB_VW_SEQ_BITS 36
 #define PB_VW_MAX_PEERS (1 << 24)
 
@@ -214,13 +224,20 @@ void pb_vw_sq_complete(struct pb_vw_sq *sq, uint64_t seq);
 /* ---- per-peer link: backlog of requests waiting for queue space and the
  * cookies of puts in flight ---- */
 
-enum pb_vw_req_kind { PB_VW_REQ_PUT = 1, PB_VW_REQ_CREDIT, PB_VW_REQ_NOTIFY, PB_VW_REQ_HELLO, PB_VW_REQ_PING };
+enum pb_vw_req_kind {
+    PB_VW_REQ_PUT = 1,
+    PB_VW_REQ_CREDIT,
+    PB_VW_REQ_NOTIFY,
+    PB_VW_REQ_HELLO,
+    PB_VW_REQ_PING,
+    PB_VW_REQ_BIND, /* binds a slot's two memory windows to this QP: 2 WRs, before its first credit */
+};
 
 struct pb_vw_req {
     enum pb_vw_req_kind kind;
-    uint32_t slot;     /* PUT: peer slot; CREDIT: our slot */
-    uint32_t tag;      /* PUT: tag; NOTIFY: code; CREDIT: rkey of the slot */
-    uint32_t len;      /* PUT: length; CREDIT: rkey of its descriptor entry */
+    uint32_t slot;     /* PUT: peer slot; CREDIT, BIND: our slot */
+    uint32_t tag;      /* PUT: tag; NOTIFY: code; CREDIT: rkey of the slot's window */
+    uint32_t len;      /* PUT: length; CREDIT: rkey of its descriptor entry's window */
     const void *buf;
     uint64_t cookie;
 };
