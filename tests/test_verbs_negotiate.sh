@@ -13,6 +13,8 @@
 #   - one rank's RDMA writes failing (SOFTVERBS_FAULT_PUT), a receiver then
 #     the root: caught by the set-up's first puts, auto falls back to tcp,
 #     -t verbs stops with status 5 naming it;
+#   - a device without type 2 memory windows (one rank, the root, all):
+#     verbs still, unfenced there, identical copies;
 #   - no CAP_IPC_LOCK and `ulimit -l` below the need on one rank: named with
 #     the need and the limit (-t verbs), auto falls back;
 #   - a port with a small max_msg_sz (SOFTVERBS_MAX_MSG_SZ) and -c above
@@ -168,6 +170,29 @@ st=$?
 echo "$out" | grep -q 'check: FAILED (transport set-up failed)' || { echo "no FAILED line" | diag; st=1; }
 ok $st "--check -t verbs, the puts of rank 1 fail (length): status 5 naming it, nothing created ($rcs)"
 
+# 2c. A device without type 2 memory windows (SOFTVERBS_NO_MW, as siw or
+#     qedr): verbs is still used, that node's pool and table writable
+#     through their own keys (unfenced, said by -v), on one non-root, on the
+#     root, and on every rank; identical copies, no fallback.
+for ONE_RANK in 2 0 all; do
+    if [ "$ONE_RANK" = all ]; then
+        ONE_RANK=none
+        export SOFTVERBS_NO_MW=1
+    else
+        ONE_FAULT=SOFTVERBS_NO_MW=1
+    fi
+    run 4 --per-rank -t verbs -v "$SCR/src" "$D/c.%r"
+    unset SOFTVERBS_NO_MW
+    st=0
+    [ "$rcs" = "0x4 " ] || { echo "rank statuses: $rcs (want 0x4)" | diag; st=1; }
+    echo "$out" | grep -q 'transport verbs' || { echo "summary does not say verbs" | diag; st=1; }
+    echo "$out" | grep -q 'no type 2 memory windows: partners write through the pool.s own key (unfenced)' ||
+        { echo "-v does not say unfenced" | diag; st=1; }
+    [ $st -eq 0 ] || show
+    copies_ok || st=1
+    ok $st "--transport verbs, no memory windows on rank ${ONE_RANK/none/0-3}: verbs unfenced there, identical copies ($rcs)"
+done
+ONE_RANK=none ONE_FAULT=
 
 # 3. No CAP_IPC_LOCK and ulimit -l 1 MiB on one rank: the negotiation names
 #    the need and the limit before any queue pair exists.

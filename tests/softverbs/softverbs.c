@@ -68,6 +68,7 @@ static void cfg_init(void)
     sv_cfg.die_writes = envll("SOFTVERBS_FAULT_KILL_AFTER_WRITES", -1);
     sv_cfg.die_bytes = envll("SOFTVERBS_FAULT_KILL_AFTER_BYTES", -1);
     sv_cfg.drop = envll("SOFTVERBS_FAULT_DROP", 0) != 0;
+    sv_cfg.no_mw = envll("SOFTVERBS_NO_MW", 0) != 0;
     /* A link that connects but whose puts fail, as hardware reports it. */
     v = getenv("SOFTVERBS_FAULT_PUT");
     sv_cfg.put_status = !v || !*v                ? 0
@@ -760,14 +761,15 @@ SV_EXPORT int ibv_query_device(struct ibv_context *ic, struct ibv_device_attr *a
     a->hw_ver = 1;
     a->max_qp = SV_MAX_QP;
     a->max_qp_wr = sv_cfg.max_qp_wr;
-    a->device_cap_flags = IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_PORT_ACTIVE_EVENT | IBV_DEVICE_MEM_WINDOW |
-                          IBV_DEVICE_MEM_WINDOW_TYPE_2B;
+    a->device_cap_flags = IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_PORT_ACTIVE_EVENT;
+    if (!sv_cfg.no_mw)
+        a->device_cap_flags |= IBV_DEVICE_MEM_WINDOW | IBV_DEVICE_MEM_WINDOW_TYPE_2B;
     a->max_sge = SV_MAX_SGE;
     a->max_sge_rd = SV_MAX_SGE;
     a->max_cq = 1024;
     a->max_cqe = sv_cfg.max_cqe;
     a->max_mr = 1 << 16;
-    a->max_mw = 1 << 16;
+    a->max_mw = sv_cfg.no_mw ? 0 : 1 << 16;
     a->max_pd = 1 << 10;
     a->max_qp_rd_atom = 16;
     a->max_qp_init_rd_atom = 16;
@@ -1048,7 +1050,7 @@ SV_EXPORT int ibv_dereg_mr(struct ibv_mr *mr)
  * the low byte is the consumer's (ibv_inc_rkey). */
 static struct ibv_mw *op_alloc_mw(struct ibv_pd *pd, enum ibv_mw_type type)
 {
-    if (type != IBV_MW_TYPE_2) {
+    if (type != IBV_MW_TYPE_2 || sv_cfg.no_mw) {
         errno = EOPNOTSUPP;
         return NULL;
     }

@@ -30,6 +30,7 @@ struct sv_cfg {
     long long die_writes; /* SOFTVERBS_FAULT_KILL_AFTER_WRITES */
     long long die_bytes;  /* SOFTVERBS_FAULT_KILL_AFTER_BYTES */
     int drop;             /* SOFTVERBS_FAULT_DROP: drop connections instead of dying */
+    int no_mw;            /* SOFTVERBS_NO_MW: a device without memory windows (siw, qedr) */
     int put_status;       /* SOFTVERBS_FAULT_PUT: status every RDMA write completes with, 0 none */
     unsigned max_timeout_ms; /* SOFTVERBS_MAX_TIMEOUT_MS: cap of one transport timeout */
     int debug;            /* SOFTVERBS_DEBUG */

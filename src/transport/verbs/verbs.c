@@ -257,7 +257,7 @@ static int exchange_offers(struct vt *t, const struct pb_transport_cfg *cfg, int
         fill_info(t, &mine);
         for (int i = 0; i < t->npeers; i++) {
             struct vlink *L = &t->links[i];
-            mine.probe_rkey = L->probe_mw->rkey; /* this partner's alone */
+            mine.probe_rkey = t->fenced ? L->probe_mw->rkey : t->desc_mr->rkey; /* fenced: this partner's alone */
             mine.probe_off = (uint32_t)(t->probe_off + (size_t)i * PB_VW_PROBE_SIZE);
             x->sent[i] = (struct pb_vw_conn){(uint32_t)L->leader, L->qp->qp_num, L->psn};
             pb_vw_offer_pack(&mine, &x->sent[i], x->out + (size_t)i * PB_VW_OFFER_SIZE);
@@ -354,10 +354,12 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t
         inet_ntop(AF_INET6, t->gid.raw, gid, sizeof gid);
     fprintf(stderr,
             "p2pbcast: %s: verbs on %s:%u (%s, LID %u%s%s, MTU %d), %d queue pair%s, "
-            "pool on NUMA node %d, device on NUMA node %d; set-up exchanged %zu bytes with its partners\n",
+            "pool on NUMA node %d, device on NUMA node %d, %s; set-up exchanged %zu bytes with its partners\n",
             t->self, t->devname, t->port, t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
             t->pattr.lid, t->use_grh ? ", GID " : "", gid, 128 << t->pattr.active_mtu, t->npeers,
             t->npeers == 1 ? "" : "s", pb_topo_mem_numa(t->pool, t->pool_len), pb_topo_dev_numa(t->devname),
+            t->fenced ? "peers fenced to their slots by type 2 memory windows"
+                      : "no type 2 memory windows: partners write through the pool's own key (unfenced)",
             xbytes);
 }
 

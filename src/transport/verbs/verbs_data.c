@@ -266,7 +266,8 @@ int v_grant(struct pb_transport *bt, int peer, uint32_t slot)
     }
     if (bind.kind && submit(t, peer, &bind) != 0)
         return -1;
-    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, t->slot_mw[slot]->rkey, t->sdesc_mw[slot]->rkey, NULL, 0};
+    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, t->fenced ? t->slot_mw[slot]->rkey : t->pool_mr->rkey,
+                          t->fenced ? t->sdesc_mw[slot]->rkey : t->desc_mr->rkey, NULL, 0};
     return submit(t, peer, &r);
 }
 

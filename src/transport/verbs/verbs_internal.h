@@ -68,6 +68,9 @@ struct vt {
     struct ibv_mw **slot_mw;   /* per slot: REMOTE_WRITE window bound to its grantee's QP, NULL: never granted */
     struct ibv_mw **sdesc_mw;  /* per slot: its descriptor entry, likewise */
     int *slot_owner;           /* per slot: link index of the grantee, -1 none */
+    int fenced;                /* 1: windows keep each peer to its granted slots; 0: the device
+                                * has no type 2 windows, pool and table are remote-writable
+                                * through their own keys by every partner (check_windows) */
     uint8_t secret[16];
     size_t reg_bytes;          /* registered so far, for messages */
     struct pb_verbs_pin pin;   /* what the whole run will register (verbs_limits.h) */
@@ -108,6 +111,8 @@ int choose_gid(struct vt *t, int want, char *why, size_t wl);
 
 /* verbs_mr.c */
 int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl);
+/* Fences (type 2 windows) where the device has them; 0 either way unless
+ * the device cannot be queried. */
 int check_windows(struct vt *t, char *why, size_t wl);
 int register_memory(struct vt *t, char *why, size_t wl);
 int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl);

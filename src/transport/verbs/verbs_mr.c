@@ -93,7 +93,12 @@ int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
 
 /* Windows are what keeps a peer to the slots granted to it, on one shared
  * registration: the device must bind them per queue pair (type 2), and
- * have two per slot. */
+ * have two per slot (and one per link's probe area). Where it cannot
+ * (siw, qedr, some iWARP devices), the pool and the table are registered
+ * remote-writable and every partner gets their keys: the copy is still
+ * checked chunk by chunk, only a misbehaving partner is no longer stopped
+ * by the device. Refusing verbs there would cost such clusters the
+ * fabric's rate for a fence against our own peers. */
 int check_windows(struct vt *t, char *why, size_t wl)
 {
     struct ibv_device_attr da;
@@ -101,22 +106,15 @@ int check_windows(struct vt *t, char *why, size_t wl)
         snprintf(why, wl, "cannot query RDMA device %s: %s", t->devname, strerror(errno));
         return -1;
     }
-    if (!(da.device_cap_flags & (IBV_DEVICE_MEM_WINDOW_TYPE_2A | IBV_DEVICE_MEM_WINDOW_TYPE_2B))) {
-        snprintf(why, wl, "RDMA device %s has no type 2 memory windows (needed to let each peer write only "
-                 "the slots granted to it)", t->devname);
-        return -1;
-    }
-    if ((uint64_t)da.max_mw < 2ull * t->nslots) {
-        snprintf(why, wl, "RDMA device %s allows %d memory windows, %u slots need %llu: use a larger "
-                 "--chunk-size or fewer slots", t->devname, da.max_mw, t->nslots, 2ull * t->nslots);
-        return -1;
-    }
+    t->fenced = (da.device_cap_flags & (IBV_DEVICE_MEM_WINDOW_TYPE_2A | IBV_DEVICE_MEM_WINDOW_TYPE_2B)) &&
+                (uint64_t)da.max_mw >= 2ull * t->nslots + (uint64_t)t->npeers;
     return 0;
 }
 
 /* One PD for every queue pair, and what the run pins, registered once:
  * the pool and the descriptor table (local access, windows bind to them:
- * their own rkeys open nothing) and the control buffers of every link. A
+ * their own rkeys open nothing; unfenced: remote write through their own
+ * keys) and the control buffers of every link. A
  * low memlock or device limit fails the set-up here, on every leader,
  * with the whole reason (reg_error). */
 int register_memory(struct vt *t, char *why, size_t wl)
@@ -129,7 +127,7 @@ int register_memory(struct vt *t, char *why, size_t wl)
     if (t->ctrl_len && !(t->ctrl_mr = reg(t, t->ctrl, t->ctrl_len, IBV_ACCESS_LOCAL_WRITE, "the control buffers",
                                           why, wl)))
         return -1;
-    int bindable = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_MW_BIND;
+    int bindable = IBV_ACCESS_LOCAL_WRITE | (t->fenced ? IBV_ACCESS_MW_BIND : IBV_ACCESS_REMOTE_WRITE);
     t->pool_mr = reg(t, t->pool, t->pool_len, bindable, "the slot pool", why, wl);
     if (!t->pool_mr)
         return -1;
@@ -176,7 +174,7 @@ void free_windows(struct vt *t)
 int grant_windows(struct vt *t, int li, uint32_t slot, struct pb_vw_req *bind, char *why, size_t wl)
 {
     memset(bind, 0, sizeof *bind);
-    if (t->slot_owner[slot] == li)
+    if (!t->fenced || t->slot_owner[slot] == li)
         return 0;
     free_window(&t->slot_mw[slot]);
     free_window(&t->sdesc_mw[slot]);

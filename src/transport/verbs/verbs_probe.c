@@ -27,6 +27,8 @@ _Static_assert(PB_VW_PROBE_SIZE <= PB_VW_CTRL_SIZE, "a probe is sent from a cont
 int open_probe(struct vt *t, int li, char *why, size_t wl)
 {
     struct vlink *L = &t->links[li];
+    if (!t->fenced)
+        return 0; /* the table's own key opens the probe area */
     L->probe_mw = ibv_alloc_mw(t->pd, IBV_MW_TYPE_2);
     if (!L->probe_mw) {
         snprintf(why, wl, "cannot allocate a memory window for the set-up probe on %s: %s", t->devname,
@@ -45,6 +47,8 @@ int bind_probe(struct vt *t, int li, const struct pb_vw_info *pi, char *why, siz
     struct vlink *L = &t->links[li];
     L->probe_raddr = pi->desc_addr + pi->probe_off;
     L->probe_rkey = pi->probe_rkey;
+    if (!t->fenced)
+        return 0;
     struct window w = {L->probe_mw, t->desc_mr, t->desc_table + t->probe_off + (size_t)li * PB_VW_PROBE_SIZE,
                        PB_VW_PROBE_SIZE, "the set-up probe"};
     return bind_windows(t, li, &w, 1, why, wl);
