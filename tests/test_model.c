@@ -41,7 +41,7 @@ static void test_trees(void)
                   r.time > r.ideal;
     ok(all, "trees: 2..257 nodes, 4 and 9 slots: every arrival from its plan sender, no deadlock %s", err);
     ok(run_tree(5000000000ull, 1000, 5 * GB, 2 * US, 0, 0, &r, err, sizeof err) == 0 && r.efficiency >= 0.97 &&
-           r.chunk_size == pb_plan_default_chunk_tree(5000000000ull, 999),
+           r.chunk_size == pb_plan_default_chunk_tree(5000000000ull, 999, 2 * US * 5 * GB),
        "trees: 5 GB to 1,000 nodes at 5 GB/s, alpha 2 us: efficiency %.3f >= 0.97 with the trees' chunk",
        r.efficiency);
     ok(run_tree(5000000000ull, 1000, 5 * GB, 20 * US, 0, 0, &r, err, sizeof err) == 0 && r.efficiency >= 0.90,
@@ -167,8 +167,8 @@ int main(void)
                near(r.binomial, 10 * 0.2, 1e-12),
            "baselines: single %.3f, scatter+allgather %.4f, binomial %.3f", r.single_sender, r.scatter_allgather,
            r.binomial);
-        ok(rc == 0 && r.chunk_size == pb_plan_default_chunk(1000000000, 999) && r.default_chunk,
-           "chunk size defaults to pb_plan_default_chunk");
+        ok(rc == 0 && r.chunk_size == pb_model_default_chunk(&(struct pb_model_cfg){ .file_size = 1000000000, .nodes = 1000, .bandwidth = 5 * GB, .alpha = 2 * US }) && r.default_chunk,
+           "chunk size defaults to the ring's rule at alpha*B");
         rc = run(1000000000, 1000, 5 * GB, 2 * US, 0, 0, 0, &r2, err, sizeof err);
         ok(rc == 0 && r2.time == r.time && r2.events == r.events, "deterministic");
     }
