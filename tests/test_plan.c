@@ -375,6 +375,43 @@ static void test_chunk_choice(void)
     ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, cost16k(1, 0), NULL, 0) == 64 * 1024, "why may be NULL");
 }
 
+/* The rule at the transport's alpha*B (issue 23): the ceiling follows
+ * alpha*B, the pool stays bounded, -v names the alpha*B. */
+static void test_alpha_rule(void)
+{
+    ok(pb_plan_chunk_ceiling(PB_ALPHA_B_UNKNOWN) == 4u << 20 && pb_plan_chunk_ceiling(37500) == 4u << 20 &&
+           pb_plan_chunk_ceiling(750e3) == 32u << 20 && pb_plan_chunk_ceiling(1.25e6) == 64u << 20 &&
+           pb_plan_chunk_ceiling(1e9) == 64u << 20,
+       "ceiling: 4 MiB at alpha*B 16 KiB and 37.5 KB, 32 MiB at 750 KB, 64 MiB from 1.25 MB on");
+    int bounded = 1;
+    for (uint64_t c = 32768; c <= PB_CEIL_MAX; c *= 2) {
+        uint32_t n = pb_plan_default_slots(c);
+        bounded &= n >= 4 && n <= 8 && (c > (16u << 20) || n == 8) && (n == 4 || n * c <= PB_POOL_BUDGET);
+    }
+    ok(bounded && pb_plan_default_slots(32u << 20) == 4 && pb_plan_default_slots(64u << 20) == 4,
+       "default slots: 8 up to 16 MiB chunks (pool <= 128 MiB), 4 at 32 and 64 MiB (128 and 256 MiB)");
+    struct pb_link_cost tcp25 = { .alpha = 30e-6, .rate = 25e9, .tcp_between_hosts = 1, .what = "tcp, 25 GB/s" };
+    char why[400] = "";
+    uint64_t c = pb_plan_choose_chunk(5ull << 30, 15, PB_SCHED_TREE, &tcp25, why, sizeof why);
+    ok(c == 16u << 20 && strstr(why, "alpha*B 750 KB (tcp, 25 GB/s)") && strstr(why, "within the tcp cap"),
+       "tcp at 25 GB/s, alpha 30 us, 5 GiB to 16 nodes, trees: 16 MiB (%s)", why);
+    ok(pb_plan_choose_chunk(50ull << 30, 999, PB_SCHED_TREE, &tcp25, NULL, 0) == 32u << 20,
+       "the same, 50 GiB to 1,000 nodes: 32 MiB (the ceiling)");
+    struct pb_link_cost none = { .alpha = 30e-6, .rate = 0 };
+    int same = 1;
+    for (uint64_t f = 1000; f < (1ull << 40); f = f * 7 + 3)
+        for (int r = 1; r < 5000 && same; r = r * 3 + 1)
+            same = pb_plan_choose_chunk(f, r, PB_SCHED_RING, &none, NULL, 0) ==
+                       pb_plan_default_chunk(f, r, PB_ALPHA_B_UNKNOWN) &&
+                   pb_plan_choose_chunk(f, r, PB_SCHED_TREE, NULL, NULL, 0) ==
+                       pb_plan_default_chunk_tree(f, r, PB_ALPHA_B_UNKNOWN);
+    ok(same, "link rate unknown: alpha*B 16 KiB, the rules as before");
+    int mono = 1;
+    for (double ab = 1e3; ab < 1e8 && mono; ab *= 1.7)
+        mono = pb_plan_rule_chunk(5ull << 30, 8, ab) <= pb_plan_rule_chunk(5ull << 30, 8, ab * 1.7);
+    ok(mono, "the chunk never shrinks as alpha*B grows");
+}
+
 /* The table of schedules (schedule.h): every entry complete, names and
  * --schedule parsing from it, and the shared entry points answering with
  * the plan's own schedule, the allgather's in member indices. */
@@ -463,6 +500,7 @@ int main(void)
     }
     ok(shrinks, "default chunk never grows as nodes are added");
     test_chunk_choice();
+    test_alpha_rule();
 
     /* Leader <-> receiver mapping skips the root and is a bijection. */
     int bij = 1;
