@@ -73,10 +73,9 @@ struct pb_model_result {
  * cfg->bandwidth (p2pbcast's own choice where it knows the link's rate). */
 uint64_t pb_model_default_chunk(const struct pb_model_cfg *cfg);
 
-/* Which limit binds a run: "cpu" where one thread's rate C is below the
- * link's B and costs more than the rest, else the largest of the losses
- * against F/B (per-message chunks*alpha, the pipeline's tail), or "link"
- * where each of them is under 5 % of F/B. */
+/* Which limit binds a run: "link" where T is within 5 % of F/B, else the
+ * largest loss against F/B: "cpu" (F/C - F/B, one thread slower than the
+ * link), "alpha" (chunks*alpha) or "tail" (the pipeline's drain). */
 const char *pb_model_limit(const struct pb_model_cfg *cfg, const struct pb_model_result *res);
 
 /* One thread's rate of XXH3 and memcpy (hash and write) on this machine,

@@ -27,7 +27,7 @@ const char *pb_model_limit(const struct pb_model_cfg *cfg, const struct pb_model
     for (int i = 1; i < 3; i++)
         if (loss[i] > loss[worst])
             worst = i;
-    return loss[worst] >= 0.05 * FB ? name[worst] : "link";
+    return res->time >= 1.05 * FB && loss[worst] > 0 ? name[worst] : "link";
 }
 
 double pb_model_measure_cpu(int copies)

@@ -43,9 +43,9 @@ static const char usage[] =
     "  -h, --help             this text\n"
     "  -V, --version          version\n"
     "\n"
-    "Prints the predicted time, efficiency (F/B)/T, which limit binds (link; cpu:\n"
-    "one thread slower than the link; alpha: chunks*alpha; tail: the pipeline's\n"
-    "drain; each named where it costs >= 5 % of F/B), the tail term (ring:\n"
+    "Prints the predicted time, efficiency (F/B)/T, which limit binds (link where\n"
+    "T is within 5 % of F/B, else the largest loss: cpu, one thread slower than\n"
+    "the link; alpha, chunks*alpha; tail, the pipeline's drain), the tail term (ring:\n"
     "(N-2)(alpha + c/B); trees: (2 ceil(log2(N-1)) + 1)(alpha + c/B)), and single\n"
     "sender (N-1)F/B, scatter+allgather\n"
     "2(N-1)/N F/B and binomial tree ceil(log2 N) F/B for comparison.\n";
