@@ -41,7 +41,7 @@ static void test_trees(void)
                   r.time > r.ideal;
     ok(all, "trees: 2..257 nodes, 4 and 9 slots: every arrival from its plan sender, no deadlock %s", err);
     ok(run_tree(5000000000ull, 1000, 5 * GB, 2 * US, 0, 0, &r, err, sizeof err) == 0 && r.efficiency >= 0.97 &&
-           r.chunk_size == pb_plan_default_chunk_tree(5000000000ull, 999),
+           r.chunk_size == pb_plan_default_chunk_tree(5000000000ull, 999, 2 * US * 5 * GB),
        "trees: 5 GB to 1,000 nodes at 5 GB/s, alpha 2 us: efficiency %.3f >= 0.97 with the trees' chunk",
        r.efficiency);
     ok(run_tree(5000000000ull, 1000, 5 * GB, 20 * US, 0, 0, &r, err, sizeof err) == 0 && r.efficiency >= 0.90,
@@ -52,6 +52,59 @@ static int near(double a, double b, double rel)
 {
     double d = a > b ? a - b : b - a;
     return d <= rel * (b > 0 ? b : 1);
+}
+
+static int run_cpu(uint64_t F, int N, double B, double alpha, double C, int sched, uint64_t c, uint32_t slots,
+                   struct pb_model_result *r, char *err, size_t errlen)
+{
+    struct pb_model_cfg cfg = { .file_size = F, .nodes = N, .bandwidth = B, .alpha = alpha, .chunk_size = c,
+                                .slots = slots, .check = 1, .schedule = sched, .cpu_rate = C };
+    return pb_model_run(&cfg, r, err, errlen);
+}
+
+/* The CPU (issue 23): one thread per node spends len/C on every chunk
+ * before passing it on. Slower than the link, it binds: T >= F/C, and
+ * the model names it; faster, it adds about one chunk's c/C per hop. */
+static void test_cpu(void)
+{
+    struct pb_model_result r, r0;
+    char err[512] = "";
+    const uint64_t F = 1ull << 30, c = 1u << 20;
+    for (int s = 0; s < 2; s++) {
+        const char *nm = s ? "trees" : "ring";
+        int rc = run_cpu(F, 16, 10 * GB, 2 * US, 2 * GB, s, c, 0, &r, err, sizeof err);
+        double FC = (double)F / (2 * GB);
+        ok(rc == 0 && r.time >= FC && r.time <= FC * 1.05 && !strcmp(r.limit, "cpu"),
+           "%s, 16 nodes, C 2 GB/s below B 10 GB/s: T %.4f s in [F/C, 1.05 F/C] = [%.4f, %.4f], limit %s %s", nm,
+           r.time, FC, FC * 1.05, r.limit ? r.limit : "?", err);
+        rc = run_cpu(F, 16, 10 * GB, 2 * US, 0, s, c, 0, &r0, err, sizeof err);
+        int rc2 = run_cpu(F, 16, 10 * GB, 2 * US, 40 * GB, s, c, 0, &r, err, sizeof err);
+        ok(rc == 0 && rc2 == 0 && near(r.time, r0.time, 0.02) && !strcmp(r.limit, "link") &&
+               !strcmp(r0.limit, "link"),
+           "%s, C 40 GB/s above B: within 2 %% of the time without the CPU (%.4f vs %.4f s), the link binds", nm,
+           r.time, r0.time);
+    }
+    /* N = 2, the root and one receiver, both at C = B/2: the root's thread
+     * and the receiver's each take F/C, pipelined chunk by chunk. */
+    int rc = run_cpu(F, 2, 1 * GB, 0, 0.5 * GB, PB_SCHED_RING, c, 0, &r, err, sizeof err);
+    double lo = (double)F / (0.5 * GB), hi = lo + 3 * (double)c / (0.5 * GB);
+    ok(rc == 0 && r.time >= lo && r.time <= hi, "N=2, C = B/2: T %.4f s within [F/C, F/C + 3c/C] = [%.4f, %.4f]",
+       r.time, lo, hi);
+    /* no deadlock with the CPU slower or faster than the link, few slots */
+    int fails = 0;
+    const int Ns[] = { 2, 3, 5, 17, 64 };
+    for (int s = 0; s < 2; s++)
+        for (uint32_t slots = 4; slots <= 9; slots += 5)
+            for (size_t i = 0; i < sizeof Ns / sizeof *Ns; i++)
+                for (int k = 0; k < 2; k++) {
+                    rc = run_cpu(100 * 65536 + 17, Ns[i], GB, 2 * US, k ? 3 * GB : 0.3 * GB, s, 65536, slots, &r,
+                                 err, sizeof err);
+                    if (rc || r.messages != 101ull * (uint64_t)(Ns[i] - 1)) {
+                        if (fails++ < 3)
+                            printf("# %s N=%d slots %u: rc %d %s\n", s ? "trees" : "ring", Ns[i], slots, rc, err);
+                    }
+                }
+    ok(fails == 0, "with the CPU counted: no deadlock, every chunk to every node once (ring, trees, 4 and 9 slots)");
 }
 
 int main(void)
@@ -167,8 +220,8 @@ int main(void)
                near(r.binomial, 10 * 0.2, 1e-12),
            "baselines: single %.3f, scatter+allgather %.4f, binomial %.3f", r.single_sender, r.scatter_allgather,
            r.binomial);
-        ok(rc == 0 && r.chunk_size == pb_plan_default_chunk(1000000000, 999) && r.default_chunk,
-           "chunk size defaults to pb_plan_default_chunk");
+        ok(rc == 0 && r.chunk_size == pb_model_default_chunk(&(struct pb_model_cfg){ .file_size = 1000000000, .nodes = 1000, .bandwidth = 5 * GB, .alpha = 2 * US }) && r.default_chunk,
+           "chunk size defaults to the ring's rule at alpha*B");
         rc = run(1000000000, 1000, 5 * GB, 2 * US, 0, 0, 0, &r2, err, sizeof err);
         ok(rc == 0 && r2.time == r.time && r2.events == r.events, "deterministic");
     }
@@ -242,5 +295,6 @@ int main(void)
            r.time, r.efficiency, rc ? err : "");
     }
     test_trees();
+    test_cpu();
     return tap_done();
 }

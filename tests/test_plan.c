@@ -208,12 +208,12 @@ static void test_trees(void)
     ok(pb_plan_partners(&p, 0, 10, 0, part) == 9, "ring: the root's partners are every receiver");
     p.schedule = PB_SCHED_TREE;
     ok(pb_plan_partners(&p, 0, 10, 0, part) == 2, "trees: the root's partners are the two tree roots");
-    uint64_t t1 = pb_plan_default_chunk_tree(5000000000ull, 999), t2 = pb_plan_default_chunk_tree(5000000000ull, 9999);
+    uint64_t t1 = pb_plan_default_chunk_tree(5000000000ull, 999, PB_ALPHA_B_UNKNOWN), t2 = pb_plan_default_chunk_tree(5000000000ull, 9999, PB_ALPHA_B_UNKNOWN);
     ok(t1 == 2u << 20 && t2 == 2u << 20, "tree chunk for 5 GB x 1,000 / 10,000 nodes: 2 MiB / 2 MiB (%llu, %llu)",
        (unsigned long long)t1, (unsigned long long)t2);
-    ok(pb_schedule_auto(5000000000ull, 4, NULL, 0) == PB_SCHED_RING &&
-           pb_schedule_auto(5000000000ull, 1000, NULL, 0) == PB_SCHED_TREE &&
-           pb_schedule_auto(0, 2, NULL, 0) == PB_SCHED_RING,
+    ok(pb_schedule_auto(5000000000ull, 4, NULL, NULL, 0) == PB_SCHED_RING &&
+           pb_schedule_auto(5000000000ull, 1000, NULL, NULL, 0) == PB_SCHED_TREE &&
+           pb_schedule_auto(0, 2, NULL, NULL, 0) == PB_SCHED_RING,
        "auto: the ring for 4 nodes, the trees for 1,000");
     ok(pb_schedule_parse("tree") == PB_SCHED_TREE && pb_schedule_parse("ring") == PB_SCHED_RING &&
            pb_schedule_parse("auto") == -2 && pb_schedule_parse("star") == -1,
@@ -318,6 +318,20 @@ static void test_shared(void)
        "the allgather is named, but not a --schedule users pick");
 }
 
+/* A link whose alpha*B is the 16 KiB the rules used before alpha*B came
+ * from the transport (the cap's tests): tcp between hosts or not, a rate. */
+static const struct pb_link_cost *cost16k(int tcp, uint64_t mbit)
+{
+    static struct pb_link_cost lc[8];
+    static int next;
+    struct pb_link_cost *l = &lc[next++ % 8];
+    l->rate = (double)mbit * 1e6 / 8;
+    l->alpha = mbit ? PB_ALPHA_B_UNKNOWN / l->rate : 0;
+    l->tcp_between_hosts = tcp;
+    l->what = "test";
+    return l;
+}
+
 /* The tcp cap: about 4 ms of wire time at the link rate, 64 KiB when the
  * rate is unknown; applied over tcp between hosts, to the ring's and the
  * trees' rule alike. */
@@ -326,38 +340,76 @@ static void test_chunk_choice(void)
     ok(pb_plan_tcp_chunk_cap(0) == 64 * 1024 && pb_plan_tcp_chunk_cap(150) == 64 * 1024,
        "tcp cap: 64 KiB for an unknown rate and at 150 Mbit/s");
     ok(pb_plan_tcp_chunk_cap(1000) == 256 * 1024 && pb_plan_tcp_chunk_cap(2500) == 1u << 20 &&
-           pb_plan_tcp_chunk_cap(10000) == 4u << 20 && pb_plan_tcp_chunk_cap(400000) == 4u << 20,
-       "tcp cap: 256 KiB at 1 Gbit/s, 1 MiB at 2.5, 4 MiB from 10 Gbit/s on");
+           pb_plan_tcp_chunk_cap(10000) == 4u << 20 && pb_plan_tcp_chunk_cap(200000) == 64u << 20 &&
+           pb_plan_tcp_chunk_cap(400000) == 64u << 20,
+       "tcp cap: 256 KiB at 1 Gbit/s, 1 MiB at 2.5, 4 MiB at 10, 64 MiB (the ceiling) from 200 Gbit/s on");
     int mono = 1;
     for (uint64_t m = 1, prev = 0; m < 1000000 && mono; m = m * 3 / 2 + 1) {
         uint64_t c = pb_plan_tcp_chunk_cap(m);
-        mono = c >= prev && (c & (c - 1)) == 0 && c >= 64 * 1024 && c <= 4u << 20 &&
+        mono = c >= prev && (c & (c - 1)) == 0 && c >= 64 * 1024 && c <= PB_CEIL_MAX &&
                (c == 64 * 1024 || (double)c * 8 / ((double)m * 1e6) <= 0.004);
         prev = c;
     }
-    ok(mono, "tcp cap: a power of two in [64 KiB, 4 MiB], never above 4 ms of wire time unless 64 KiB, "
+    ok(mono, "tcp cap: a power of two in [64 KiB, 64 MiB], never above 4 ms of wire time unless 64 KiB, "
              "growing with the rate");
 
     char why[256] = "";
     uint64_t F = 64ull << 20;
-    uint64_t ring = pb_plan_default_chunk(F, 7), tree = pb_plan_default_chunk_tree(F, 7);
-    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 0, 0, why, sizeof why) == ring && strstr(why, "ring's"),
+    uint64_t ring = pb_plan_default_chunk(F, 7, PB_ALPHA_B_UNKNOWN), tree = pb_plan_default_chunk_tree(F, 7, PB_ALPHA_B_UNKNOWN);
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, cost16k(0, 0), why, sizeof why) == ring && strstr(why, "ring's"),
        "not tcp between hosts: the ring's rule (%s)", why);
-    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_TREE, 0, 0, why, sizeof why) == tree && strstr(why, "trees'"),
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_TREE, cost16k(0, 0), why, sizeof why) == tree && strstr(why, "trees'"),
        "not tcp between hosts: the trees' rule (%s)", why);
-    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 1, 0, why, sizeof why) == 64 * 1024 && strstr(why, "capped") &&
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, cost16k(1, 0), why, sizeof why) == 64 * 1024 && strstr(why, "capped") &&
            strstr(why, "unknown"),
        "tcp, 8 hosts, rate unknown: 64 KiB (%s)", why);
-    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_TREE, 1, 150, why, sizeof why) == 64 * 1024 && strstr(why, "150 Mbit/s"),
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_TREE, cost16k(1, 150), why, sizeof why) == 64 * 1024 && strstr(why, "150 Mbit/s"),
        "tcp, 8 hosts, 150 Mbit/s, trees: 64 KiB (%s)", why);
-    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 1, 10000, why, sizeof why) == ring && !strstr(why, "capped"),
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, cost16k(1, 10000), why, sizeof why) == ring && !strstr(why, "capped"),
        "tcp, 8 hosts, 10 Gbit/s: the ring's rule, under the cap (%s)", why);
-    ok(pb_plan_choose_chunk(1ull << 30, 1, PB_SCHED_RING, 1, 0, why, sizeof why) == 64 * 1024 &&
-           pb_plan_choose_chunk(1ull << 30, 1, PB_SCHED_RING, 1, 25000, why, sizeof why) == 4u << 20,
+    ok(pb_plan_choose_chunk(1ull << 30, 1, PB_SCHED_RING, cost16k(1, 0), why, sizeof why) == 64 * 1024 &&
+           pb_plan_choose_chunk(1ull << 30, 1, PB_SCHED_RING, cost16k(1, 25000), why, sizeof why) == 4u << 20,
        "tcp, 2 hosts: 64 KiB at an unknown rate, 4 MiB at 25 Gbit/s (%s)", why);
-    ok(pb_plan_choose_chunk(5000000000ull, 999, PB_SCHED_TREE, 1, 1000, why, sizeof why) == 256 * 1024,
+    ok(pb_plan_choose_chunk(5000000000ull, 999, PB_SCHED_TREE, cost16k(1, 1000), why, sizeof why) == 256 * 1024,
        "tcp, 1,000 hosts at 1 Gbit/s, trees: 256 KiB (%s)", why);
-    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, 1, 0, NULL, 0) == 64 * 1024, "why may be NULL");
+    ok(pb_plan_choose_chunk(F, 7, PB_SCHED_RING, cost16k(1, 0), NULL, 0) == 64 * 1024, "why may be NULL");
+}
+
+/* The rule at the transport's alpha*B (issue 23): the ceiling follows
+ * alpha*B, the pool stays bounded, -v names the alpha*B. */
+static void test_alpha_rule(void)
+{
+    ok(pb_plan_chunk_ceiling(PB_ALPHA_B_UNKNOWN) == 4u << 20 && pb_plan_chunk_ceiling(37500) == 4u << 20 &&
+           pb_plan_chunk_ceiling(750e3) == 32u << 20 && pb_plan_chunk_ceiling(1.25e6) == 64u << 20 &&
+           pb_plan_chunk_ceiling(1e9) == 64u << 20,
+       "ceiling: 4 MiB at alpha*B 16 KiB and 37.5 KB, 32 MiB at 750 KB, 64 MiB from 1.25 MB on");
+    int bounded = 1;
+    for (uint64_t c = 32768; c <= PB_CEIL_MAX; c *= 2) {
+        uint32_t n = pb_plan_default_slots(c);
+        bounded &= n >= 4 && n <= 8 && (c > (16u << 20) || n == 8) && (n == 4 || n * c <= PB_POOL_BUDGET);
+    }
+    ok(bounded && pb_plan_default_slots(32u << 20) == 4 && pb_plan_default_slots(64u << 20) == 4,
+       "default slots: 8 up to 16 MiB chunks (pool <= 128 MiB), 4 at 32 and 64 MiB (128 and 256 MiB)");
+    struct pb_link_cost tcp25 = { .alpha = 30e-6, .rate = 25e9, .tcp_between_hosts = 1, .what = "tcp, 25 GB/s" };
+    char why[400] = "";
+    uint64_t c = pb_plan_choose_chunk(5ull << 30, 15, PB_SCHED_TREE, &tcp25, why, sizeof why);
+    ok(c == 16u << 20 && strstr(why, "alpha*B 750 KB (tcp, 25 GB/s)") && strstr(why, "within the tcp cap"),
+       "tcp at 25 GB/s, alpha 30 us, 5 GiB to 16 nodes, trees: 16 MiB (%s)", why);
+    ok(pb_plan_choose_chunk(50ull << 30, 999, PB_SCHED_TREE, &tcp25, NULL, 0) == 32u << 20,
+       "the same, 50 GiB to 1,000 nodes: 32 MiB (the ceiling)");
+    struct pb_link_cost none = { .alpha = 30e-6, .rate = 0 };
+    int same = 1;
+    for (uint64_t f = 1000; f < (1ull << 40); f = f * 7 + 3)
+        for (int r = 1; r < 5000 && same; r = r * 3 + 1)
+            same = pb_plan_choose_chunk(f, r, PB_SCHED_RING, &none, NULL, 0) ==
+                       pb_plan_default_chunk(f, r, PB_ALPHA_B_UNKNOWN) &&
+                   pb_plan_choose_chunk(f, r, PB_SCHED_TREE, NULL, NULL, 0) ==
+                       pb_plan_default_chunk_tree(f, r, PB_ALPHA_B_UNKNOWN);
+    ok(same, "link rate unknown: alpha*B 16 KiB, the rules as before");
+    int mono = 1;
+    for (double ab = 1e3; ab < 1e8 && mono; ab *= 1.7)
+        mono = pb_plan_rule_chunk(5ull << 30, 8, ab) <= pb_plan_rule_chunk(5ull << 30, 8, ab * 1.7);
+    ok(mono, "the chunk never shrinks as alpha*B grows");
 }
 
 /* The table of schedules (schedule.h): every entry complete, names and
@@ -424,30 +476,31 @@ int main(void)
        "3 chunks over 10 receivers: chunk 2 goes round to receiver 1 and stops");
 
     /* Default chunk size: the values p2pbcast-model finds best (README). */
-    uint64_t a = pb_plan_default_chunk(5ull * 1000 * 1000 * 1000, 999);
-    uint64_t a2 = pb_plan_default_chunk(5ull * 1000 * 1000 * 1000, 9999);
-    uint64_t b = pb_plan_default_chunk(1ull << 30, 3);
+    uint64_t a = pb_plan_default_chunk(5ull * 1000 * 1000 * 1000, 999, PB_ALPHA_B_UNKNOWN);
+    uint64_t a2 = pb_plan_default_chunk(5ull * 1000 * 1000 * 1000, 9999, PB_ALPHA_B_UNKNOWN);
+    uint64_t b = pb_plan_default_chunk(1ull << 30, 3, PB_ALPHA_B_UNKNOWN);
     ok(a == 256 * 1024, "default chunk for 5 GB x 1,000 nodes = 256 KiB (%llu)", (unsigned long long)a);
     ok(a2 == 64 * 1024, "default chunk for 5 GB x 10,000 nodes = 64 KiB (%llu)", (unsigned long long)a2);
     ok(b == 4u << 20, "default chunk for 1 GiB x 3 receivers = 4 MiB (%llu)", (unsigned long long)b);
-    ok(pb_plan_default_chunk(0, 0) == 32 * 1024, "empty file: minimum chunk");
-    ok(pb_plan_default_chunk(1ull << 50, 1) == 4u << 20, "huge file: capped at 4 MiB");
+    ok(pb_plan_default_chunk(0, 0, PB_ALPHA_B_UNKNOWN) == 32 * 1024, "empty file: minimum chunk");
+    ok(pb_plan_default_chunk(1ull << 50, 1, PB_ALPHA_B_UNKNOWN) == 4u << 20, "huge file: capped at 4 MiB");
     int pow2 = 1;
     for (uint64_t f = 1; f < (1ull << 44) && pow2; f = f * 3 + 7)
         for (int r = 0; r < 20000 && pow2; r = r * 2 + 1) {
-            uint64_t c = pb_plan_default_chunk(f, r);
+            uint64_t c = pb_plan_default_chunk(f, r, PB_ALPHA_B_UNKNOWN);
             pow2 = (c & (c - 1)) == 0 && c >= 32 * 1024 && c <= 4u << 20;
         }
     ok(pow2, "default chunk is always a power of two in [32 KiB, 4 MiB]");
-    uint64_t prev = pb_plan_default_chunk(5ull << 30, 2);
+    uint64_t prev = pb_plan_default_chunk(5ull << 30, 2, PB_ALPHA_B_UNKNOWN);
     int shrinks = 1;
     for (int r = 3; r < 10000; r = r * 3 / 2 + 1) {
-        uint64_t c = pb_plan_default_chunk(5ull << 30, r);
+        uint64_t c = pb_plan_default_chunk(5ull << 30, r, PB_ALPHA_B_UNKNOWN);
         shrinks &= c <= prev;
         prev = c;
     }
     ok(shrinks, "default chunk never grows as nodes are added");
     test_chunk_choice();
+    test_alpha_rule();
 
     /* Leader <-> receiver mapping skips the root and is a bijection. */
     int bij = 1;

@@ -87,6 +87,40 @@ int pb_ceil_log2(uint64_t n)
     return l;
 }
 
+double pb_plan_alpha_b(const struct pb_link_cost *lc)
+{
+    return lc && lc->rate > 0 ? lc->alpha * lc->rate : PB_ALPHA_B_UNKNOWN;
+}
+
+uint64_t pb_plan_chunk_ceiling(double alpha_b)
+{
+    /* At c = 64 alpha*B the per-message cost is 1/64 of the wire time;
+     * below 4 MiB the ceiling stays where it always was (alpha*B 16 KiB
+     * gives 1 MiB), above 64 MiB a default pool would grow past 256 MiB. */
+    uint64_t c = PB_CEIL_MIN;
+    while (c < PB_CEIL_MAX && (double)(2 * c) <= 64.0 * alpha_b)
+        c *= 2;
+    return c;
+}
+
+uint64_t pb_plan_rule_chunk(uint64_t file_size, double hops, double alpha_b)
+{
+    const uint64_t lo = 32u * 1024u, hi = pb_plan_chunk_ceiling(alpha_b);
+    double target = (double)file_size * alpha_b / (hops > 1 ? hops : 1); /* c squared */
+    uint64_t c = lo;
+    while (c < hi && (double)(2 * c) * (double)(2 * c) <= target)
+        c *= 2;
+    if (c < hi && target >= 2.0 * (double)c * (double)c)
+        c *= 2; /* nearer to the next power of two, in log scale */
+    return c;
+}
+
+uint32_t pb_plan_default_slots(uint64_t chunk)
+{
+    uint64_t n = chunk ? PB_POOL_BUDGET / chunk : PB_DEFAULT_SLOTS;
+    return n >= PB_DEFAULT_SLOTS ? PB_DEFAULT_SLOTS : n < 4 ? 4u : (uint32_t)n;
+}
+
 uint64_t pb_plan_tcp_chunk_cap(uint64_t link_mbit)
 {
     /* Measured (bench/chunk_sweep.sh, bench/README.md): at 150 Mbit/s 32-64 KiB
@@ -95,7 +129,7 @@ uint64_t pb_plan_tcp_chunk_cap(uint64_t link_mbit)
      * beat 64 KiB by about 1.5x, per-chunk CPU costing more than the bursts;
      * with 2 hosts at 150 Mbit/s 4 MiB cost 4-6 % (one chunk's wire time to
      * fill and drain). All fit one wire time per chunk, about 4 ms. */
-    const uint64_t lo = 64u * 1024u, hi = 4u * 1024u * 1024u;
+    const uint64_t lo = 64u * 1024u, hi = PB_CEIL_MAX;
     double budget = (double)link_mbit * 1e6 / 8.0 * 0.004; /* bytes in 4 ms */
     uint64_t c = lo;
     while (c < hi && (double)(2 * c) <= budget)
@@ -112,24 +146,44 @@ static const char *fmt_chunk(uint64_t c, char *buf, size_t n)
     return buf;
 }
 
-uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, int tcp_between_hosts, uint64_t link_mbit,
-                              char *why, size_t whylen)
+/* "alpha*B 750 KB (tcp: 30 us per message at 200000 Mbit/s)" */
+static const char *fmt_alpha_b(const struct pb_link_cost *lc, char *buf, size_t n)
+{
+    double ab = pb_plan_alpha_b(lc);
+    const char *what = lc && lc->what ? lc->what : "link rate unknown";
+    if (ab >= 1e6)
+        snprintf(buf, n, "alpha*B %.3g MB (%s)", ab / 1e6, what);
+    else
+        snprintf(buf, n, "alpha*B %.3g KB (%s)", ab / 1e3, what);
+    return buf;
+}
+
+static uint64_t rate_mbit(const struct pb_link_cost *lc)
+{
+    return lc && lc->rate > 0 ? (uint64_t)(lc->rate * 8 / 1e6 + 0.5) : 0;
+}
+
+uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, const struct pb_link_cost *lc, char *why,
+                              size_t whylen)
 {
     const struct pb_sched *s = pb_sched_of(schedule);
-    uint64_t rule = s->default_chunk(file_size, nrecv);
+    uint64_t rule = s->default_chunk(file_size, nrecv, pb_plan_alpha_b(lc));
+    uint64_t link_mbit = rate_mbit(lc);
     uint64_t cap = pb_plan_tcp_chunk_cap(link_mbit);
-    int capped = tcp_between_hosts && rule > cap;
-    char a[32], b[32], rate[96] = "link rate unknown: 64 KiB";
+    int tcp_hosts = lc && lc->tcp_between_hosts;
+    int capped = tcp_hosts && rule > cap;
+    char a[32], b[32], rate[96] = "link rate unknown: 64 KiB", ab[160];
     if (link_mbit)
         snprintf(rate, sizeof rate, "%s, ~4 ms at the link's %llu Mbit/s", fmt_chunk(cap, b, sizeof b),
                  (unsigned long long)link_mbit);
+    fmt_alpha_b(lc, ab, sizeof ab);
     if (why && capped)
-        snprintf(why, whylen, "%s: the %s rule gives %s for %d receiver(s), capped over tcp between hosts (%s)",
-                 fmt_chunk(cap, a, sizeof a), s->rule_name, fmt_chunk(rule, b, sizeof b), nrecv, rate);
+        snprintf(why, whylen, "%s: the %s rule gives %s for %d receiver(s) at %s, capped over tcp between hosts (%s)",
+                 fmt_chunk(cap, a, sizeof a), s->rule_name, fmt_chunk(rule, b, sizeof b), nrecv, ab, rate);
     else if (why)
-        snprintf(why, whylen, "%s: the %s rule for %d receiver(s)%s%s%s", fmt_chunk(rule, a, sizeof a),
-                 s->rule_name, nrecv, tcp_between_hosts ? ", within the tcp cap (" : "",
-                 tcp_between_hosts ? rate : "", tcp_between_hosts ? ")" : "");
+        snprintf(why, whylen, "%s: the %s rule for %d receiver(s) at %s%s%s%s", fmt_chunk(rule, a, sizeof a),
+                 s->rule_name, nrecv, ab, tcp_hosts ? ", within the tcp cap (" : "", tcp_hosts ? rate : "",
+                 tcp_hosts ? ")" : "");
     return capped ? cap : rule;
 }
 
@@ -145,12 +199,13 @@ int pb_plan_receiver_of(int root_leader, int nleaders, int leader)
     return (leader - root_leader - 1 + nleaders) % nleaders;
 }
 
-int pb_schedule_auto(uint64_t file_size, int nleaders, char *why, size_t whylen)
+int pb_schedule_auto(uint64_t file_size, int nleaders, const struct pb_link_cost *lc, char *why, size_t whylen)
 {
-    /* Closed forms in bytes' worth of time (times B), alpha*B = 16 KiB:
+    /* Closed forms in bytes' worth of time (times B):
      *   ring  F + (R-1) c + (F/c) alpha*B          (tail R-1 hops of c)
      *   trees F + (2 ceil(log2 R) + 1) c + (F/c) alpha*B
-     * each with its own default chunk. Up to 8 nodes the ring stays: the
+     * each with the chunk it would really use here (its rule at this
+     * alpha*B, the tcp cap). Up to 8 nodes the ring stays: the
      * closed forms and p2pbcast-model give the trees nothing there (tail
      * 6c against 7c at 8 nodes; equal times at 16 in the model), the ring
      * is what the 8-host bed measured (bench/README.md), and on the bed
@@ -159,14 +214,18 @@ int pb_schedule_auto(uint64_t file_size, int nleaders, char *why, size_t whylen)
      * the ring's tail outgrows theirs, and spare the root a connection to
      * every node. */
     int R = nleaders - 1;
-    const double ab = 16384.0, F = (double)file_size;
-    double cr = (double)pb_plan_default_chunk(file_size, R), ct = (double)pb_plan_default_chunk_tree(file_size, R);
-    double ring = F + (R > 1 ? R - 1 : 0) * cr + F / cr * ab;
-    double tree = F + (2.0 * pb_ceil_log2(R > 1 ? (uint64_t)R : 1) + 1) * ct + F / ct * ab;
+    const double ab = pb_plan_alpha_b(lc), F = (double)file_size;
+    uint64_t cr = pb_plan_choose_chunk(file_size, R, PB_SCHED_RING, lc, NULL, 0);
+    uint64_t ct = pb_plan_choose_chunk(file_size, R, PB_SCHED_TREE, lc, NULL, 0);
+    double ring = F + (R > 1 ? R - 1 : 0) * (double)cr + F / (double)cr * ab;
+    double tree = F + (2.0 * pb_ceil_log2(R > 1 ? (uint64_t)R : 1) + 1) * (double)ct + F / (double)ct * ab;
     int pick = nleaders > 8 && tree < ring ? PB_SCHED_TREE : PB_SCHED_RING;
+    double rate = lc && lc->rate > 0 ? lc->rate : 1e9;
+    char a[32], b[32], abs[160];
     if (why)
-        snprintf(why, whylen, "%s: %d nodes%s, predicted %.3g s (ring) vs %.3g s (tree) at 1 GB/s",
-                 pb_schedule_name(pick), nleaders, nleaders <= 8 ? " (the ring up to 8)" : "", ring / 1e9,
-                 tree / 1e9);
+        snprintf(why, whylen, "%s: %d nodes%s, predicted %.3g s (ring, %s chunks) vs %.3g s (tree, %s) at %.3g GB/s%s, %s",
+                 pb_schedule_name(pick), nleaders, nleaders <= 8 ? " (the ring up to 8)" : "", ring / rate,
+                 fmt_chunk(cr, a, sizeof a), tree / rate, fmt_chunk(ct, b, sizeof b), rate / 1e9,
+                 lc && lc->rate > 0 ? "" : " (rate unknown)", fmt_alpha_b(lc, abs, sizeof abs));
     return pick;
 }

@@ -67,10 +67,38 @@ int pb_plan_partners(const struct pb_plan *p, int root_leader, int nleaders, int
 /* How many hops chunk k has made when it reaches receiver r (0 = from root). */
 int pb_plan_hops(const struct pb_plan *p, int r, uint64_t k);
 
-/* Chunk size chosen from the file size and receiver count, balancing the
- * per-message cost against the ring's tail term (R-1)*c/B. A power of two
- * from 32 KiB to 4 MiB. */
-uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv);
+/* ---- the chunk rule's cost model ---------------------------------------
+ * Besides its bytes every chunk costs a per-message time alpha (the
+ * transport's software, a credit's round, syscalls or work requests); in
+ * bytes' worth of wire time at the link rate B that is alpha*B. The chunk
+ * rules balance (F/c) alpha*B against the pipeline's tail, hops * c. */
+struct pb_link_cost {
+    double alpha;          /* per-message cost, seconds */
+    double rate;           /* the link's rate B, bytes/s; 0 unknown */
+    int tcp_between_hosts; /* cap a chunk's wire time (pb_plan_tcp_chunk_cap) */
+    const char *what;      /* -v: where alpha and B come from (may be NULL) */
+};
+/* alpha*B where the rate is unknown: 16 KiB, 2-20 us at 1-12 GB/s. */
+#define PB_ALPHA_B_UNKNOWN 16384.0
+/* alpha*B in bytes; PB_ALPHA_B_UNKNOWN for NULL or an unknown rate. */
+double pb_plan_alpha_b(const struct pb_link_cost *lc);
+/* The largest default chunk: the largest power of two of at most
+ * 64 alpha*B (per-message cost within ~1.6 %), within [4 MiB, 64 MiB]. */
+#define PB_CEIL_MIN (4ull << 20)
+#define PB_CEIL_MAX (64ull << 20)
+uint64_t pb_plan_chunk_ceiling(double alpha_b);
+/* sqrt(F alpha*B / hops), the chunk that minimises (F/c) alpha*B + hops*c,
+ * rounded to the nearest power of two (log scale) within [32 KiB,
+ * pb_plan_chunk_ceiling(alpha_b)]. */
+uint64_t pb_plan_rule_chunk(uint64_t file_size, double hops, double alpha_b);
+/* Default slots per node for a chunk size: 8, fewer above 16 MiB chunks so
+ * that the pool (slots x chunk) stays within 128 MiB, never below 4. */
+#define PB_DEFAULT_SLOTS 8u
+#define PB_POOL_BUDGET (128ull << 20)
+uint32_t pb_plan_default_slots(uint64_t chunk);
+
+/* The ring's chunk: its tail is R-1 hops (pb_plan_rule_chunk). */
+uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv, double alpha_b);
 
 /* ---- two trees (sched_tree.c) ----------------------------------------- */
 #define PB_TREES 2
@@ -88,23 +116,22 @@ int pb_tree_depth(int nrecv, int t, int r);
 int pb_ceil_log2(uint64_t n);
 
 /* The chunk size for the two trees: per-message cost (F/c)*alpha against
- * the pipeline's fill 2*ceil(log2 R)*c/B; same range and rounding as
- * pb_plan_default_chunk. */
-uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv);
+ * the pipeline's fill 2*ceil(log2 R)*c/B (pb_plan_rule_chunk). */
+uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv, double alpha_b);
 
 /* Over tcp between hosts a node's downlink carries two streams (the root's
  * scatter and the ring, or a node's two tree parents) and every burst of one
  * chunk delays the other: keep a chunk's wire time at the link rate within
  * about 4 ms. The largest power of two of at most link_mbit * 4 ms, within
- * [64 KiB, 4 MiB]; 64 KiB when the rate is unknown (0). */
+ * [64 KiB, PB_CEIL_MAX]; 64 KiB when the rate is unknown (0). */
 uint64_t pb_plan_tcp_chunk_cap(uint64_t link_mbit);
 
-/* The default chunk size: the schedule's rule from F and R
- * (pb_plan_default_chunk or _tree), capped by pb_plan_tcp_chunk_cap when
- * tcp_between_hosts. link_mbit: the root's link rate in Mbit/s, 0 if
- * unknown. why (may be NULL): one line for -v. */
-uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, int tcp_between_hosts, uint64_t link_mbit,
-                              char *why, size_t whylen);
+/* The default chunk size: the schedule's rule from F, R and alpha*B
+ * (lc, NULL: alpha*B unknown), capped by pb_plan_tcp_chunk_cap when
+ * lc->tcp_between_hosts. why (may be NULL): one line for -v, with the
+ * alpha*B assumed. */
+uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, const struct pb_link_cost *lc, char *why,
+                              size_t whylen);
 
 /* "ring", "tree", "allgather" (schedule.c's table); pb_schedule_parse takes
  * the names --schedule offers and "auto" (returns -2); -1 for anything
@@ -112,9 +139,10 @@ uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, int t
 const char *pb_schedule_name(int schedule);
 int pb_schedule_parse(const char *s);
 
-/* Which schedule `auto` takes for F bytes to nleaders nodes, and why (one
- * line, for -v). */
-int pb_schedule_auto(uint64_t file_size, int nleaders, char *why, size_t whylen);
+/* Which schedule `auto` takes for F bytes to nleaders nodes over links of
+ * cost lc (NULL: alpha*B unknown), each schedule with the chunk
+ * pb_plan_choose_chunk gives it; why (may be NULL): one line for -v. */
+int pb_schedule_auto(uint64_t file_size, int nleaders, const struct pb_link_cost *lc, char *why, size_t whylen);
 
 /* ---- shared SOURCE: ring allgather (sched_shared.c) -------------------
  * Every node sees SOURCE (--source-shared): the N = nrecv + 1 leaders form

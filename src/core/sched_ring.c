@@ -43,25 +43,12 @@ bool pb_plan_forwards(const struct pb_plan *p, int r, uint64_t k)
     return p->nrecv > 1 && pb_plan_hops(p, r, k) < p->nrecv - 1;
 }
 
-uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv)
+uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv, double alpha_b)
 {
-    /* Two costs pull in opposite directions: every chunk pays a per-message
-     * cost (alpha*B bytes' worth), and the ring's tail adds (R-1)*c/B. Their
-     * sum is smallest near c = sqrt(F * alpha*B / (R-1)). With alpha*B taken
-     * as 16 KiB (TCP, verbs and MPI on current fabrics: 2-20 us at 1-12 GB/s)
-     * p2pbcast-model finds this within a few percent of the best chunk from
-     * 16 to 10,000 nodes (README, "Choosing the chunk size"). Rounded to the
-     * nearest power of two, within [32 KiB, 4 MiB]. */
-    const double alpha_b = 16384.0;
-    const uint64_t lo = 32u * 1024u, hi = 4u * 1024u * 1024u;
-    double ring = nrecv > 2 ? (double)(nrecv - 1) : 1.0;
-    double target = (double)file_size * alpha_b / ring; /* c squared */
-    uint64_t c = lo;
-    while (c < hi && (double)(2 * c) * (double)(2 * c) <= target)
-        c *= 2;
-    if (c < hi && target >= 2.0 * (double)c * (double)c)
-        c *= 2; /* nearer to the next power of two, in log scale */
-    return c;
+    /* Every chunk pays a per-message cost (alpha*B bytes' worth) and the
+     * ring's tail adds (R-1)*c/B: the rule's hops are R-1 (README,
+     * "Choosing the chunk size"). */
+    return pb_plan_rule_chunk(file_size, nrecv > 2 ? (double)(nrecv - 1) : 1.0, alpha_b);
 }
 
 static int ring_sender(const struct pb_plan *p, int r, uint64_t k)

@@ -125,23 +125,13 @@ int pb_tree_depth(int nrecv, int t, int r)
 }
 
 
-uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv)
+uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv, double alpha_b)
 {
     /* A chunk crosses ceil(log2 R) levels and every interior node sends it
-     * twice: the pipeline fills in about 2*ceil(log2 R)*c/B, against the
-     * per-message cost (F/c)*alpha; their sum is smallest at
-     * c = sqrt(F * alpha*B / (2 ceil(log2 R))). alpha*B = 16 KiB as in
-     * pb_plan_default_chunk; the same range and rounding. */
-    const double alpha_b = 16384.0;
-    const uint64_t lo = 32u * 1024u, hi = 4u * 1024u * 1024u;
+     * twice: the pipeline fills in about 2*ceil(log2 R)*c/B, the rule's
+     * hops. */
     int levels = pb_ceil_log2(nrecv > 1 ? (uint64_t)nrecv : 2);
-    double target = (double)file_size * alpha_b / (2.0 * levels); /* c squared */
-    uint64_t c = lo;
-    while (c < hi && (double)(2 * c) * (double)(2 * c) <= target)
-        c *= 2;
-    if (c < hi && target >= 2.0 * (double)c * (double)c)
-        c *= 2;
-    return c;
+    return pb_plan_rule_chunk(file_size, 2.0 * levels, alpha_b);
 }
 
 static int tree_sender(const struct pb_plan *p, int r, uint64_t k)

@@ -32,8 +32,9 @@ struct pb_sched {
     int (*targets)(const struct pb_plan *p, int r, uint64_t k, int out[2]);
     /* The leaders `leader` exchanges chunks, credits or notices with. */
     int (*partners)(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out);
-    /* The default chunk size for F bytes to nrecv receivers. */
-    uint64_t (*default_chunk)(uint64_t file_size, int nrecv);
+    /* The default chunk size for F bytes to nrecv receivers at a
+     * per-message cost of alpha_b bytes' worth (pb_plan_rule_chunk). */
+    uint64_t (*default_chunk)(uint64_t file_size, int nrecv, double alpha_b);
 
     /* ---- the executor ---------------------------------------------------- */
     /* Every node reads SOURCE and the root receives chunks too. */

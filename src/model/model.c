@@ -112,16 +112,21 @@ static void grant(struct model *m, int r, int from_root)
 static void pump_root(struct model *m)
 {
     while (m->free_bufs && m->next_read < m->p.nchunks) {
+        sim_root_read(&m->s, &m->n[m->R].l, m->next_read);
         m->pending[m->npending++] = m->next_read++;
         m->free_bufs--;
     }
     uint64_t later = NEVER;
     uint32_t j = 0;
     for (uint32_t i = 0; i < m->npending; i++) {
-        uint64_t k = m->pending[i];
+        uint64_t k = m->pending[i], ready = sim_root_ready(&m->s, k);
         int r = pb_plan_scatter_target(&m->p, k);
         struct q *c = &m->n[r].rcred;
-        if (c->len && q_front(c, 0) <= m->s.now) {
+        if (ready > m->s.now) { /* still being read, hashed, written */
+            m->pending[j++] = k;
+            if (ready < later)
+                later = ready;
+        } else if (c->len && q_front(c, 0) <= m->s.now) {
             q_pop(c);
             post(m, m->R, k | CLS_ROOT << 32);
         } else {
@@ -282,6 +287,7 @@ static void model_free(struct model *m)
     free(m->n);
     free(m->pool);
     free(m->pending);
+    sim_cpu_free(&m->s);
     free(m);
 }
 
@@ -371,14 +377,16 @@ static int model_result(struct model *m, struct pb_model_result *res, char *err,
 int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, char *err, size_t errlen)
 {
     memset(res, 0, sizeof *res);
-    uint32_t slots = cfg->slots ? cfg->slots : 8;
-    if (check_cfg(cfg, slots, err, errlen) < 0)
-        return -1;
     int R = cfg->nodes - 1;
     int tree = cfg->schedule == PB_SCHED_TREE;
-    uint64_t c = cfg->chunk_size ? cfg->chunk_size
-                 : tree          ? pb_plan_default_chunk_tree(cfg->file_size, R)
-                                 : pb_plan_default_chunk(cfg->file_size, R);
+    uint64_t c = cfg->chunk_size ? cfg->chunk_size : pb_model_default_chunk(cfg);
+    uint32_t slots = cfg->slots ? cfg->slots : pb_plan_default_slots(c);
+    if (check_cfg(cfg, slots, err, errlen) < 0)
+        return -1;
+    if (!(cfg->cpu_rate >= 0) || cfg->cpu_rate > 1e18) {
+        snprintf(err, errlen, "CPU rate must be positive, or 0 to leave the CPU out");
+        return -1;
+    }
     struct model *m = calloc(1, sizeof *m);
     if (!m) {
         snprintf(err, errlen, "out of memory");
@@ -399,11 +407,13 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     closed_forms(cfg, &m->p, c, res);
     if (R == 0 || m->p.nchunks == 0) {
         res->efficiency = 1;
+        res->limit = "link";
         free(m);
         return 0;
     }
     if (tree) {
         int rc = pb_model_tree_sim(cfg, &m->p, slots, res, err, errlen);
+        res->limit = pb_model_limit(cfg, res);
         free(m);
         return rc;
     }
@@ -414,7 +424,7 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     m->check = cfg->check;
     sim_init(&m->s, cfg, &m->p);
     m->s.label = "";
-    if (model_alloc(m, slots, root_slots) < 0) {
+    if (model_alloc(m, slots, root_slots) < 0 || sim_cpu_init(&m->s, cfg, &m->p, slots) < 0) {
         snprintf(err, errlen, "out of memory for %d nodes", cfg->nodes);
         model_free(m);
         return -1;
@@ -422,6 +432,7 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     model_start(m, root_slots, slots - root_slots);
     sim_run(&m->s, &ring_rules, m);
     int rc = model_result(m, res, err, errlen);
+    res->limit = pb_model_limit(cfg, res);
     model_free(m);
     return rc;
 }

@@ -18,8 +18,11 @@
  *    message therefore takes alpha + len/B end to end, not twice that;
  *  - a credit (slot grant) is a control message: it arrives alpha after the
  *    slot was freed and does not occupy either link;
- *  - reading SOURCE, checking and writing chunks are instant and unlimited
- *    (the model measures the network schedule, not the disks);
+ *  - with cpu_rate C > 0, every node's one thread spends len/C on each
+ *    chunk (the root: read, hash, write; a receiver: hash, write, and over
+ *    tcp the copy out of the socket) before the chunk can be sent on, in
+ *    arrival order; with C = 0 that is instant (the network schedule
+ *    alone). Disks are not modelled;
  *  - the predicted time is when the last receiver holds the last chunk; the
  *    final DONE/FIN notices (about 2 alpha) are not counted.
  *
@@ -36,11 +39,12 @@ struct pb_model_cfg {
     int nodes;            /* N, node leaders including the root's (>= 1) */
     double bandwidth;     /* B, bytes/s per link and direction (> 0) */
     double alpha;         /* per-message cost, seconds (>= 0) */
-    uint64_t chunk_size;  /* 0: pb_plan_default_chunk(F, N - 1) (trees: _tree) */
-    uint32_t slots;       /* slots per node; 0: 8 (the p2pbcast default), >= 4 */
+    uint64_t chunk_size;  /* 0: the schedule's rule at alpha*B, as p2pbcast picks it */
+    uint32_t slots;       /* slots per node; 0: pb_plan_default_slots(chunk), >= 4 */
     uint32_t root_slots;  /* receivers' slots for the root; 0: slots / 4 as p2pbcast does */
     int check;            /* also check every arrival against pb_plan_sender (slower) */
     int schedule;         /* PB_SCHED_RING (0) or PB_SCHED_TREE (model_tree.c) */
+    double cpu_rate;      /* C, bytes/s one node's thread hashes and writes; 0: not counted */
 };
 
 struct pb_model_result {
@@ -61,8 +65,23 @@ struct pb_model_result {
     uint64_t messages;        /* chunk transfers simulated */
     uint64_t events;          /* simulation events processed */
     uint32_t slots, root_slots, ring_slots; /* trees: tree-0 and tree-1 parents' */
-    int default_chunk;        /* the chunk size was pb_plan_default_chunk's */
+    int default_chunk;        /* the chunk size was the schedule's rule's */
+    const char *limit;        /* what binds: "link", "alpha", "tail" or "cpu" (pb_model_limit) */
 };
+
+/* The default chunk for cfg: the schedule's rule at alpha*B = cfg->alpha *
+ * cfg->bandwidth (p2pbcast's own choice where it knows the link's rate). */
+uint64_t pb_model_default_chunk(const struct pb_model_cfg *cfg);
+
+/* Which limit binds a run: "link" where T is within 5 % of F/B, else the
+ * largest loss against F/B: "cpu" (F/C - F/B, one thread slower than the
+ * link), "alpha" (chunks*alpha) or "tail" (the pipeline's drain). */
+const char *pb_model_limit(const struct pb_model_cfg *cfg, const struct pb_model_result *res);
+
+/* One thread's rate of XXH3 and memcpy (hash and write) on this machine,
+ * bytes/s, measured over ~0.1 s; copies: extra memcpy per byte (1 for
+ * tcp's copy out of the socket). */
+double pb_model_measure_cpu(int copies);
 
 /* Run the model. 0 on success; -1 with a reason in err for bad parameters;
  * -2 with a description in err if the flow control deadlocked (it must not). */

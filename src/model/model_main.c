@@ -25,23 +25,36 @@ static const char usage[] =
     "  -n, --nodes N[,N...]   nodes including the root; a list gives one row per N\n"
     "  -b, --bandwidth RATE   per-link rate each way: 5GB/s, 4.5GiB/s, 100Gbit/s, 1e9 (bytes/s)\n"
     "  -l, --latency T        per-message cost alpha: 2us, 1.5us, 500ns, 0 (default 2us)\n"
-    "  -c, --chunk-size SIZE  chunk size (default: what p2pbcast picks for SIZE and N)\n"
+    "                         (~1.5us verbs, 20-50us tcp on 25-50 GB/s links)\n"
+    "      --cpu-rate RATE    what one thread of a node hashes and writes (and over tcp\n"
+    "                         copies) per second, before passing a chunk on: 5GB/s\n"
+    "                         (the default), 'measure' (XXH3 + memcpy on this machine),\n"
+    "                         'measure-tcp' (one more memcpy), or 'none' (leave it out)\n"
+    "  -c, --chunk-size SIZE  chunk size (default: what p2pbcast picks for SIZE, N and\n"
+    "                         alpha*B)\n"
     "      --schedule NAME    ring or tree (two binary trees); default: both, side by\n"
     "                         side (--json and --sweep-chunk: the ring)\n"
-    "      --slots N          chunk slots per node (default 8, as p2pbcast)\n"
+    "      --slots N          chunk slots per node (default as p2pbcast: 8, fewer above\n"
+    "                         16 MiB chunks, the pool within 128 MiB, at least 4)\n"
     "      --root-slots N     of which granted to the root (default slots/4)\n"
-    "      --sweep-chunk      predict for chunk sizes 64K..16M and mark the best\n"
+    "      --sweep-chunk      predict for chunk sizes 64K..64M and mark the best\n"
     "      --sweep-steps K    sizes per doubling in the sweep (default 1, up to 8)\n"
     "      --json             machine-readable output on stdout\n"
     "  -h, --help             this text\n"
     "  -V, --version          version\n"
     "\n"
-    "Prints the predicted time, efficiency (F/B)/T, the tail term (ring:\n"
+    "Prints the predicted time, efficiency (F/B)/T, which limit binds (link where\n"
+    "T is within 5 % of F/B, else the largest loss: cpu, one thread slower than\n"
+    "the link; alpha, chunks*alpha; tail, the pipeline's drain), the tail term (ring:\n"
     "(N-2)(alpha + c/B); trees: (2 ceil(log2(N-1)) + 1)(alpha + c/B)), and single\n"
     "sender (N-1)F/B, scatter+allgather\n"
     "2(N-1)/N F/B and binomial tree ceil(log2 N) F/B for comparison.\n";
 
-enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON, OPT_SCHEDULE };
+/* One thread's hash + write (+ tcp copy) on a current server core: a few
+ * GB/s (this VM: `--cpu-rate measure`). */
+#define DEFAULT_CPU_RATE 5e9
+
+enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON, OPT_SCHEDULE, OPT_CPU };
 
 static int parse_size_arg(const char *s, uint64_t *out)
 {
@@ -91,12 +104,14 @@ static void json_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
             "\"time\": %.9g, \"ideal\": %.9g, \"efficiency\": %.6f, \"tail\": %.9g, "
             "\"per_message\": %.9g, \"closed_form\": %.9g, \"first_node_done\": %.9g, "
             "\"root_link_busy\": %.6f, \"single_sender\": %.9g, \"scatter_allgather\": %.9g, "
-            "\"binomial_tree\": %.9g, \"messages\": %llu, \"events\": %llu, \"wall_seconds\": %.3f%s}",
+            "\"binomial_tree\": %.9g, \"cpu_rate\": %.6g, \"limit\": \"%s\", \"messages\": %llu, \"events\": %llu, "
+            "\"wall_seconds\": %.3f%s}",
             pb_schedule_name(c->schedule), (unsigned long long)c->file_size, c->nodes, c->bandwidth, c->alpha,
             (unsigned long long)r->chunk_size, r->default_chunk ? "true" : "false",
             (unsigned long long)r->nchunks, r->slots, r->root_slots, r->ring_slots, r->time, r->ideal,
             r->efficiency, r->tail, r->per_message, r->estimate, r->first_done, r->root_busy,
-            r->single_sender, r->scatter_allgather, r->binomial, (unsigned long long)r->messages,
+            r->single_sender, r->scatter_allgather, r->binomial, c->cpu_rate, r->limit ? r->limit : "link",
+            (unsigned long long)r->messages,
             (unsigned long long)r->events, wall, best < 0 ? "" : best ? ", \"best\": true" : ", \"best\": false");
 }
 
@@ -106,6 +121,10 @@ static void text_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
     fprintf(o, "%s (%llu bytes) to %d nodes (%d receivers, schedule %s), links %s each way, latency %s\n",
             pb_fmt_bytes(c->file_size, b1, sizeof b1), (unsigned long long)c->file_size, c->nodes,
             c->nodes - 1, pb_schedule_name(c->schedule), fmt_rate(c->bandwidth, b2, sizeof b2), fmt_time(c->alpha, b3, sizeof b3));
+    if (c->cpu_rate > 0)
+        fprintf(o, "one thread per node hashes and writes %s\n", fmt_rate(c->cpu_rate, b2, sizeof b2));
+    else
+        fprintf(o, "CPU left out (--cpu-rate none)\n");
     fprintf(o, c->schedule == PB_SCHED_TREE ? "chunk %s%s, %llu chunks, %u slots per node (%u tree 0, %u tree 1)\n\n"
                                             : "chunk %s%s, %llu chunks, %u slots per node (%u root, %u ring)\n\n",
             pb_fmt_bytes(r->chunk_size, b1, sizeof b1), r->default_chunk ? " (p2pbcast's default)" : "",
@@ -113,6 +132,7 @@ static void text_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
     fprintf(o, "  predicted time                 %s\n", fmt_time(r->time, b1, sizeof b1));
     fprintf(o, "  efficiency (F/B)/T             %.3f   (F/B = %s)\n", r->efficiency,
             fmt_time(r->ideal, b1, sizeof b1));
+    fprintf(o, "  limit                          %s\n", r->limit ? r->limit : "link");
     fprintf(o, "  tail term %-20s %s\n", c->schedule == PB_SCHED_TREE ? "(2 log2 n+1)(a+c/B)" : "(N-2)(alpha + c/B)",
             fmt_time(r->tail, b1, sizeof b1));
     fprintf(o, "  per-message term chunks*alpha  %s\n", fmt_time(r->per_message, b1, sizeof b1));
@@ -183,12 +203,12 @@ static int parse_nodes(const char *s, int **out, int *n)
 
 static int sweep(const struct pb_model_cfg *base, int steps, int json, int *first_json)
 {
-    /* 64K .. 16M, `steps` sizes per doubling (rounded to 4 KiB). */
-    uint64_t sizes[9 * 8 + 2];
+    /* 64K .. 64M, `steps` sizes per doubling (rounded to 4 KiB). */
+    uint64_t sizes[11 * 8 + 2];
     int ns = 0;
-    for (int oct = 0; oct < 9; oct++) {
+    for (int oct = 0; oct < 11; oct++) {
         uint64_t lo = (uint64_t)65536 << oct;
-        for (int s = 0; s < steps && !(oct == 8 && s > 0); s++) {
+        for (int s = 0; s < steps && !(oct == 10 && s > 0); s++) {
             /* x = 2^(s/steps) = e^(y), by its series (no libm needed) */
             double y = (double)s / steps * 0.6931471805599453, term = 1.0, x = 1.0;
             for (int i = 1; i < 20; i++) {
@@ -200,8 +220,7 @@ static int sweep(const struct pb_model_cfg *base, int steps, int json, int *firs
             sizes[ns++] = c;
         }
     }
-    uint64_t def = base->schedule == PB_SCHED_TREE ? pb_plan_default_chunk_tree(base->file_size, base->nodes - 1)
-                                                   : pb_plan_default_chunk(base->file_size, base->nodes - 1);
+    uint64_t def = pb_model_default_chunk(base);
     int have_def = 0;
     for (int i = 0; i < ns; i++)
         have_def |= sizes[i] == def;
@@ -246,17 +265,19 @@ static int sweep(const struct pb_model_cfg *base, int steps, int json, int *firs
         }
     } else {
         char b4[64];
-        printf("%s to %d nodes, links %s, latency %s, %u slots: F/B = %s\n",
+        char b5[64];
+        printf("%s to %d nodes, links %s, latency %s, CPU %s: F/B = %s\n",
                pb_fmt_bytes(base->file_size, b1, sizeof b1), base->nodes,
                fmt_rate(base->bandwidth, b2, sizeof b2), fmt_time(base->alpha, b3, sizeof b3),
-               res[0].slots, fmt_time(res[0].ideal, b4, sizeof b4));
-        printf("  %-12s %10s %12s %10s %12s %12s\n", "chunk", "chunks", "time", "efficiency", "tail",
-               "chunks*alpha");
+               base->cpu_rate > 0 ? fmt_rate(base->cpu_rate, b5, sizeof b5) : "left out",
+               fmt_time(res[0].ideal, b4, sizeof b4));
+        printf("  %-12s %10s %6s %12s %10s %6s %12s %12s\n", "chunk", "chunks", "slots", "time", "efficiency",
+               "limit", "tail", "chunks*alpha");
         for (int i = 0; i < ns; i++) {
             char t1[32], t2[32], t3[32];
-            printf("  %-12s %10llu %12s %10.3f %12s %12s%s%s\n", pb_fmt_bytes(sizes[i], b1, sizeof b1),
-                   (unsigned long long)res[i].nchunks, fmt_time(res[i].time, t1, sizeof t1),
-                   res[i].efficiency, fmt_time(res[i].tail, t2, sizeof t2),
+            printf("  %-12s %10llu %6u %12s %10.3f %6s %12s %12s%s%s\n", pb_fmt_bytes(sizes[i], b1, sizeof b1),
+                   (unsigned long long)res[i].nchunks, res[i].slots, fmt_time(res[i].time, t1, sizeof t1),
+                   res[i].efficiency, res[i].limit ? res[i].limit : "link", fmt_time(res[i].tail, t2, sizeof t2),
                    fmt_time(res[i].per_message, t3, sizeof t3), i == best ? "  <- best" : "",
                    sizes[i] == def ? "  <- default" : "");
         }
@@ -294,6 +315,20 @@ static const char *parse_count(int o, const char *arg, struct args *a)
     return NULL;
 }
 
+/* --cpu-rate: a rate, measure[-tcp] (this machine, one thread), none. */
+static const char *parse_cpu(const char *arg, double *out)
+{
+    if (!strcmp(arg, "none") || !strcmp(arg, "0")) {
+        *out = 0;
+        return NULL;
+    }
+    if (!strcmp(arg, "measure") || !strcmp(arg, "measure-tcp")) {
+        *out = pb_model_measure_cpu(!strcmp(arg, "measure-tcp"));
+        return *out > 0 ? NULL : "--cpu-rate measure: out of memory";
+    }
+    return pb_model_parse_bandwidth(arg, out) ? "invalid --cpu-rate (e.g. 5GB/s, measure, none)" : NULL;
+}
+
 /* One option; returns NULL or what is wrong with its argument. */
 static const char *parse_opt(int o, const char *arg, struct args *a)
 {
@@ -323,6 +358,8 @@ static const char *parse_opt(int o, const char *arg, struct args *a)
         a->cfg.schedule = pb_schedule_parse(arg);
         a->both = 0;
         return a->cfg.schedule < 0 ? "invalid --schedule (ring or tree)" : NULL;
+    case OPT_CPU:
+        return parse_cpu(arg, &a->cfg.cpu_rate);
     case OPT_SWEEP: a->do_sweep = 1; return NULL;
     case OPT_JSON: a->json = 1; return NULL;
     default: return "unknown option or missing argument";
@@ -342,6 +379,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         { "schedule", required_argument, NULL, OPT_SCHEDULE },
         { "root-slots", required_argument, NULL, OPT_ROOT_SLOTS },
         { "sweep-chunk", no_argument, NULL, OPT_SWEEP },
+        { "cpu-rate", required_argument, NULL, OPT_CPU },
         { "sweep-steps", required_argument, NULL, OPT_STEPS },
         { "json", no_argument, NULL, OPT_JSON },
         { "help", no_argument, NULL, 'h' },
@@ -387,8 +425,8 @@ static void table_row(const struct pb_model_cfg *c, const struct pb_model_result
 /* One row per N with both schedules side by side, and what auto takes. */
 static int run_both(const struct args *a)
 {
-    printf("%-8s %-10s %10s %6s   %-10s %10s %6s   %s\n", "nodes", "ring chunk", "time", "eff", "tree chunk", "time",
-           "eff", "auto");
+    printf("%-8s %-10s %10s %6s %-5s   %-10s %10s %6s %-5s   %s\n", "nodes", "ring chunk", "time", "eff", "limit",
+           "tree chunk", "time", "eff", "limit", "auto");
     for (int i = 0; i < a->nn; i++) {
         struct pb_model_result r[2];
         struct pb_model_cfg c = a->cfg;
@@ -401,10 +439,11 @@ static int run_both(const struct args *a)
                 return rc;
         }
         char b1[32], b2[32], t1[32], t2[32];
-        printf("%-8d %-10s %10s %6.3f   %-10s %10s %6.3f   %s\n", c.nodes,
+        struct pb_link_cost lc = { .alpha = c.alpha, .rate = c.bandwidth };
+        printf("%-8d %-10s %10s %6.3f %-5s   %-10s %10s %6.3f %-5s   %s\n", c.nodes,
                pb_fmt_bytes(r[0].chunk_size, b1, sizeof b1), fmt_time(r[0].time, t1, sizeof t1), r[0].efficiency,
-               pb_fmt_bytes(r[1].chunk_size, b2, sizeof b2), fmt_time(r[1].time, t2, sizeof t2), r[1].efficiency,
-               pb_schedule_name(pb_schedule_auto(c.file_size, c.nodes, NULL, 0)));
+               r[0].limit, pb_fmt_bytes(r[1].chunk_size, b2, sizeof b2), fmt_time(r[1].time, t2, sizeof t2),
+               r[1].efficiency, r[1].limit, pb_schedule_name(pb_schedule_auto(c.file_size, c.nodes, &lc, NULL, 0)));
     }
     return 0;
 }
@@ -458,7 +497,7 @@ static int run_all(const struct args *a)
 
 int main(int argc, char **argv)
 {
-    struct args a = { .cfg = { .alpha = 2e-6 }, .steps = 1, .both = 1 };
+    struct args a = { .cfg = { .alpha = 2e-6, .cpu_rate = DEFAULT_CPU_RATE }, .steps = 1, .both = 1 };
     int rc = parse_args(argc, argv, &a);
     if (rc == 0)
         rc = run_all(&a);

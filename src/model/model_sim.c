@@ -19,6 +19,42 @@ void sim_init(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_pla
     s->d_last = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(p, s->last_chunk) + PB_TRAILER_SIZE) / B);
 }
 
+int sim_cpu_init(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_plan *p, uint32_t slots)
+{
+    if (!(cfg->cpu_rate > 0))
+        return 0;
+    s->cpu_full = to_ps((double)pb_plan_chunk_len(p, 0) / cfg->cpu_rate);
+    s->cpu_last = to_ps((double)pb_plan_chunk_len(p, s->last_chunk) / cfg->cpu_rate);
+    s->root_ready = calloc(slots, sizeof *s->root_ready);
+    s->root_nready = slots;
+    return s->root_ready ? 0 : -1;
+}
+
+void sim_cpu_free(struct sim *s)
+{
+    free(s->root_ready);
+    s->root_ready = NULL;
+    s->root_nready = 0;
+}
+
+/* The node's thread takes chunk k at t (or when it is free): when done. */
+static uint64_t cpu_take(struct sim *s, struct sim_node *x, uint64_t t, uint64_t k)
+{
+    uint64_t d = k == s->last_chunk ? s->cpu_last : s->cpu_full;
+    if (!d)
+        return t;
+    x->cpu_free = (x->cpu_free > t ? x->cpu_free : t) + d;
+    return x->cpu_free;
+}
+
+uint64_t sim_root_read(struct sim *s, struct sim_node *root, uint64_t k)
+{
+    uint64_t t = cpu_take(s, root, s->now, k);
+    if (s->root_nready)
+        s->root_ready[k % s->root_nready] = t;
+    return t;
+}
+
 void sim_bad(struct sim *s, const char *what, int node, uint64_t k)
 {
     if (!s->bad)
@@ -47,6 +83,7 @@ void sim_transmit(struct sim *s, int node, struct sim_node *x, struct sim_node *
     uint64_t out_end = s->now + d;
     uint64_t arrive = (y->in_free > s->now ? y->in_free : s->now) + d;
     y->in_free = arrive;
+    arrive = cpu_take(s, y, arrive, k); /* y's thread: hash, write (tcp: copy) */
     x->out_busy = 1;
     s->messages++;
     if (node == s->R)

@@ -154,6 +154,7 @@ struct sim_node {
     uint64_t in_free; /* time our in-link is free */
     uint64_t wake_at; /* earliest wake-up scheduled, NEVER if none */
     uint64_t received;
+    uint64_t cpu_free; /* time this node's one thread is free (cfg->cpu_rate) */
     int out_busy;
 };
 
@@ -162,6 +163,9 @@ struct sim {
     int R;
     uint64_t nchunks, last_chunk;
     uint64_t alpha_ps, d_full, d_last; /* alpha; alpha + (chunk + trailer)/B */
+    uint64_t cpu_full, cpu_last;       /* chunk/C, last chunk/C; 0: CPU not counted */
+    uint64_t *root_ready;              /* the root's chunk k is read, hashed, written at [k % slots] */
+    uint32_t root_nready;
     uint64_t now, finish, first_done, root_busy;
     uint64_t messages, events;
     int ndone;
@@ -180,12 +184,25 @@ struct sim_rules {
 };
 
 void sim_init(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_plan *p);
+/* The CPU (cfg->cpu_rate): every node hashes and writes (and over tcp
+ * copies) each chunk on one thread before it can pass it on. For the
+ * root's read-ahead of at most `slots` chunks. -1 out of memory. */
+int sim_cpu_init(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_plan *p, uint32_t slots);
+void sim_cpu_free(struct sim *s);
+/* The root reads chunk k now: returns when it is hashed and written (its
+ * thread takes them in order) and can be sent. */
+uint64_t sim_root_read(struct sim *s, struct sim_node *root, uint64_t k);
+static inline uint64_t sim_root_ready(const struct sim *s, uint64_t k)
+{
+    return s->root_nready ? s->root_ready[k % s->root_nready] : 0;
+}
 void sim_bad(struct sim *s, const char *what, int node, uint64_t k);
 void sim_push(struct sim *s, uint64_t t, int kind, int node, uint64_t k);
 /* Run pump(node) at t, unless an earlier wake-up is already scheduled. */
 void sim_wake(struct sim *s, struct sim_node *x, int node, uint64_t t);
 /* Node x starts sending chunk k to y now: alpha + len/B on x's out-link,
- * then as much on y's in-link, cut-through; tag rides in the events. */
+ * then as much on y's in-link, cut-through, then len/C on y's thread
+ * (sim_cpu_init) before y has it; tag rides in the events. */
 void sim_transmit(struct sim *s, int node, struct sim_node *x, struct sim_node *y, uint64_t k, int tag);
 /* y received a chunk: count it, and y once it holds them all. */
 void sim_count_arrival(struct sim *s, struct sim_node *y);

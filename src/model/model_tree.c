@@ -78,13 +78,16 @@ static void tpump(struct tmodel *m, int node)
         while (m->free_bufs && m->next_read < m->p.nchunks) {
             uint64_t k = m->next_read++;
             m->free_bufs--;
+            sim_root_read(&m->s, &x->l, k);
             if (q_push(&x->wait[x->target[k & 1][0]], k) < 0)
                 tbad(m, "root queue overflow", node, k);
         }
     }
     for (int c = 0; c < x->nchild; c++) {
         struct q *w = &x->wait[c], *cr = &x->cred[c];
-        while (w->len && cr->len && q_front(cr, 0) <= m->s.now) {
+        uint64_t ready = 0; /* the root's chunk goes once read, hashed and written */
+        while (w->len && cr->len && q_front(cr, 0) <= m->s.now &&
+               (node != m->R || (ready = sim_root_ready(&m->s, q_front(w, 0))) <= m->s.now)) {
             q_pop(cr);
             if (q_push(&x->l.outq, q_pop(w) | (uint64_t)c << 32) < 0)
                 tbad(m, "out-queue overflow", node, 0);
@@ -92,7 +95,7 @@ static void tpump(struct tmodel *m, int node)
                 tstart(m, node);
         }
         if (w->len && cr->len)
-            twake(m, node, q_front(cr, 0));
+            twake(m, node, ready > m->s.now ? ready : q_front(cr, 0));
     }
 }
 
@@ -241,7 +244,7 @@ int pb_model_tree_sim(const struct pb_model_cfg *cfg, const struct pb_plan *p, u
     sim_init(&m->s, cfg, p);
     m->s.label = " (trees)";
     int rc = 0;
-    if (tmodel_alloc(m) < 0) {
+    if (tmodel_alloc(m) < 0 || sim_cpu_init(&m->s, cfg, p, slots) < 0) {
         snprintf(err, errlen, "out of memory for %d nodes", cfg->nodes);
         rc = -1;
     } else {
@@ -252,6 +255,7 @@ int pb_model_tree_sim(const struct pb_model_cfg *cfg, const struct pb_plan *p, u
                      (double)m->s.now / PS, m->s.ndone, m->R);
     }
     evq_free(&m->s.q);
+    sim_cpu_free(&m->s);
     free(m->n);
     free(m->pool);
     free(m->left_pool);

@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define DEFAULT_SLOTS 8
-
 /* By name, or with auto the root's own best guess, which every node then
  * confirms or not (negotiate.c). */
 static const char *choose_transport(struct stage *st)
@@ -24,9 +22,52 @@ static const char *choose_transport(struct stage *st)
     return want;
 }
 
-/* The schedule's rule from F and N, capped over tcp between hosts by the
- * wire time of a chunk at the root's link rate (pb_plan_choose_chunk says
- * why; measurements in bench/README.md, "Chunk size against link rate"). */
+/* Per-message cost of each transport (alpha), for the chunk and schedule
+ * rules (plan.h, struct pb_link_cost). verbs: a work request and its
+ * completion, ~1.5 us, the port's rate not read: 100 Gbit/s assumed, so
+ * alpha*B stays near the 16 KiB the rules always used for RDMA. tcp:
+ * syscalls, epoll and the credit's round, 20-50 us on 25-50 GB/s links
+ * (issue 23), times the rate of the interface it uses (unknown on virtual
+ * ones). mpi: two messages (header, payload) and a credit per chunk, and
+ * the same interface's rate. All nodes on one machine: no link to size. */
+#define ALPHA_VERBS 1.5e-6
+#define VERBS_ASSUMED_RATE (100e9 / 8)
+#define ALPHA_TCP 30e-6
+#define ALPHA_MPI 5e-6
+
+struct link_desc {
+    struct pb_link_cost lc;
+    char what[96], ifname[32];
+};
+
+static void link_cost(const struct stage *st, const char *transport, struct link_desc *d)
+{
+    const struct pb_boot_info *bi = st->bi;
+    int tcp = !strcmp(transport, "tcp"), verbs = !strcmp(transport, "verbs");
+    memset(d, 0, sizeof *d);
+    d->lc.what = d->what;
+    d->lc.alpha = verbs ? ALPHA_VERBS : tcp ? ALPHA_TCP : ALPHA_MPI;
+    /* all leaders on this machine: loopback, no shared link */
+    d->lc.tcp_between_hosts = tcp && !bi->all_local;
+    if (verbs) {
+        d->lc.rate = VERBS_ASSUMED_RATE;
+        snprintf(d->what, sizeof d->what, "verbs: 1.5 us per message at an assumed 100 Gbit/s");
+        return;
+    }
+    uint64_t mbit = bi->all_local ? 0 : pb_tcp_link_mbit(st->o.tcp_if, d->ifname, sizeof d->ifname);
+    d->lc.rate = (double)mbit * 1e6 / 8;
+    if (mbit)
+        snprintf(d->what, sizeof d->what, "%s: %.0f us per message at the link's %llu Mbit/s", transport,
+                 d->lc.alpha * 1e6, (unsigned long long)mbit);
+    else
+        snprintf(d->what, sizeof d->what, "%s: %s", transport,
+                 bi->all_local ? "all nodes on one machine, no link rate" : "link rate unknown");
+}
+
+/* The schedule's rule from F, N and the transport's alpha*B, capped over
+ * tcp between hosts by the wire time of a chunk at the root's link rate
+ * (pb_plan_choose_chunk says why; measurements in bench/README.md, "Chunk
+ * size against link rate"). */
 uint64_t pb_meta_choose_chunk(const struct stage *st, uint64_t size, const char *transport, int schedule)
 {
     const struct pb_boot_info *bi = st->bi;
@@ -35,25 +76,27 @@ uint64_t pb_meta_choose_chunk(const struct stage *st, uint64_t size, const char 
             fprintf(stderr, "p2pbcast: chunk: %llu bytes (--chunk-size)\n", (unsigned long long)st->o.chunk_size);
         return st->o.chunk_size;
     }
-    /* all leaders on this machine: loopback, no shared link */
-    int tcp_hosts = !strcmp(transport, "tcp") && !bi->all_local;
-    char ifname[32] = "", why[256];
-    uint64_t mbit = tcp_hosts ? pb_tcp_link_mbit(st->o.tcp_if, ifname, sizeof ifname) : 0;
-    uint64_t chunk = pb_plan_choose_chunk(size, bi->nleaders - 1, schedule, tcp_hosts, mbit, why, sizeof why);
+    struct link_desc d;
+    char why[400];
+    link_cost(st, transport, &d);
+    int tcp_hosts = d.lc.tcp_between_hosts;
+    uint64_t chunk = pb_plan_choose_chunk(size, bi->nleaders - 1, schedule, &d.lc, why, sizeof why);
     if (st->verbose)
         fprintf(stderr, "p2pbcast: chunk: %s%s%s%s\n", why, tcp_hosts ? " [interface " : "",
-                tcp_hosts ? (ifname[0] ? ifname : "?") : "", tcp_hosts ? "]" : "");
+                tcp_hosts ? (d.ifname[0] ? d.ifname : "?") : "", tcp_hosts ? "]" : "");
     return chunk;
 }
 
 /* The ring or the two trees; -1 for a name we do not know (API callers). */
-static int choose_schedule(const struct stage *st, uint64_t size)
+static int choose_schedule(const struct stage *st, uint64_t size, const char *transport)
 {
     int s = pb_schedule_parse(st->o.schedule);
     if (s != -2)
         return s;
-    char why[200];
-    s = pb_schedule_auto(size, st->bi->nleaders, why, sizeof why);
+    char why[400];
+    struct link_desc d;
+    link_cost(st, transport, &d);
+    s = pb_schedule_auto(size, st->bi->nleaders, &d.lc, why, sizeof why);
     if (st->verbose)
         fprintf(stderr, "p2pbcast: schedule auto: %s\n", why);
     return s;
@@ -78,17 +121,18 @@ static void root_meta(struct stage *st)
         m->mt_sec = st->src.st.st_mtim.tv_sec;
         m->mt_nsec = st->src.st.st_mtim.tv_nsec;
     }
-    m->slots = st->o.slots ? st->o.slots : DEFAULT_SLOTS;
     const char *slash = strrchr(st->source, '/');
     snprintf(m->base, sizeof m->base, "%s", slash ? slash + 1 : st->source);
     snprintf(m->transport, sizeof m->transport, "%s", choose_transport(st));
-    m->schedule = choose_schedule(st, m->size);
+    m->schedule = choose_schedule(st, m->size, m->transport);
     if (m->schedule < 0) {
         m->code = P2PBCAST_ERR_USAGE;
         snprintf(m->msg, sizeof m->msg, "unknown schedule '%.64s': choose auto, ring or tree", st->o.schedule);
         return;
     }
     m->chunk = pb_meta_choose_chunk(st, m->size, m->transport, m->schedule);
+    /* 8, fewer for chunks above 16 MiB: the pool within 128 MiB */
+    m->slots = st->o.slots ? st->o.slots : pb_plan_default_slots(m->chunk);
     if (pb_boot_random(m->secret, sizeof m->secret) < 0 ||
         pb_boot_random(m->probe_nonce, sizeof m->probe_nonce) < 0) {
         m->code = P2PBCAST_ERR_INTERNAL;

@@ -117,6 +117,8 @@ static int apply_choice(struct stage *st, const struct pb_choice *c)
     int schedule = st->plan.schedule;
     char err[256];
     st->meta.chunk = c->chunk;
+    if (!st->o.slots) /* the pool within its budget for the new chunk */
+        st->meta.slots = pb_plan_default_slots(c->chunk);
     if (pb_plan_init(&st->plan, st->meta.size, st->meta.chunk, st->bi->nleaders - 1, err, sizeof err) < 0) {
         st->d.code = P2PBCAST_ERR_INTERNAL;
         pb_copy_str(st->d.msg, sizeof st->d.msg, err);
