@@ -11,7 +11,7 @@
 #   https://github.com/hpc/libcircle      406a0464795ef5db783971e578a798707ee79dc8 (v0.3 + 1)
 #   https://github.com/LLNL/lwgrp         7d8520d79d2a817fe3a8051b323183a8dd37ed2a (v1.0.6)
 #   https://github.com/LLNL/dtcmp         bbd720f6db41106380b11610ebb893f3edd47c47 (v1.1.5)
-#   https://github.com/hpc/mpifileutils   2dbcf1c14fd8926b163b83391322f0c97dc60620 (v0.12 + 11)
+#   https://github.com/hpc/mpifileutils   2dbcf1c14fd8926b163b83391322f0c97dc60620 (tag v0.12-rtd + 11)
 # e.g. git clone https://github.com/hpc/libcircle; git -C libcircle checkout 406a046 ...
 #
 # Installs into PREFIX (default /opt/mpifileutils: outside /tmp, which the bed's
