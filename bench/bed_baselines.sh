@@ -41,6 +41,18 @@
 #           mpi_sag       coll_tuned_bcast_algorithm 8 (scatter + recursive-doubling allgather)
 #           mpi_sag_ring  coll_tuned_bcast_algorithm 9 (scatter + ring allgather)
 #           naive         h1 sends to h2..hN one after another (bench/naive_copy.sh)
+#           dbcast        mpiFileUtils' dbcast (DBCAST, default /opt/mpifileutils/bin/dbcast,
+#                         built by bench/build_dbcast.sh; skipped with a note if absent):
+#                         2 ranks per host, as dbcast needs (one writes DEST, the
+#                         other reads its stripes of SOURCE: every host reads
+#                         SOURCE, the parallel-read case).  Its time is its own
+#                         clock, printed by its rank 0 ("Bcast complete: ...
+#                         time=T secs"): from a barrier after every rank opened
+#                         SOURCE or DEST to a barrier after every writer's
+#                         fsync, close, truncate and chmod, so like
+#                         mpi_bcast_copy's without mpirun's start-up.  dbcast
+#                         exits 0 even when a copy failed: an ERROR line in its
+#                         log fails the run, and every copy is compared anyway.
 # All MPI runs: --mca btl tcp,self, mpi_yield_when_idle 1, --bind-to none,
 # ranks niced (NETBED_NICE), rank 0 on h1 like the naive sender.
 set -euo pipefail
@@ -58,6 +70,7 @@ NO_IO=0
 OUT=$HERE/out
 PREFIX=bb
 BUFSIZE=64M
+DBCAST=${DBCAST:-/opt/mpifileutils/bin/dbcast}
 
 die() { echo "bed_baselines: $*" >&2; exit 1; }
 log() { echo "bed_baselines: $*" >&2; }
@@ -123,6 +136,19 @@ run_naive() {
     (( NO_IO )) && io=(--no-io)
     "$HERE/naive_copy.sh" bed "${io[@]}" "$SOURCE" "$DEST" "$1" | result_field seconds
 }
+# mpiFileUtils' dbcast, two ranks on every host (rank 0 on h1); its output
+# (progress and errors of every rank) goes to OUT/dbcast-N.log.
+run_dbcast() {
+    local n=$1 k hosts="" log=$OUT/dbcast-$1.log
+    for (( k = 1; k <= n; k++ )); do hosts+="${hosts:+,}h$k:2"; done
+    "$NETBED" mpirun -np "$(( 2 * n ))" --host "$hosts" "$DBCAST" "$SOURCE" "$DEST" >"$log" 2>&1 ||
+        { log "dbcast failed: $(tail -n 5 "$log")"; return 1; }
+    if grep -q 'ERROR:' "$log"; then
+        log "dbcast reported errors: $(grep 'ERROR:' "$log" | head -n 5)"; return 1
+    fi
+    sed -n 's/.*Bcast complete: .* time=\([0-9.]*\) secs.*/\1/p' "$log"
+}
+
 # HOOK: the p2pbcast run.  One rank per host, rank 0 (root) on h1, same MCA
 # settings as the MPI baselines.  Reports its own RESULT seconds if it prints
 # one, else the wall time of the whole mpirun.
@@ -153,6 +179,19 @@ run_p2pbcast() {
 # default: --schedule auto --source-shared=auto).
 run_p2pbcast_ring() { P2PBCAST_SCHEDULE=ring run_p2pbcast "$@"; }
 run_p2pbcast_tree() { P2PBCAST_SCHEDULE=tree run_p2pbcast "$@"; }
+
+# dbcast is built outside the project: without it the method is left out.
+drop_missing_dbcast() {
+    [[ " $METHODS " == *" dbcast "* ]] || return 0
+    case $DBCAST in
+        /tmp|/tmp/*|/dev/shm|/dev/shm/*) die "DBCAST=$DBCAST: the bed's hosts have a private /tmp and /dev/shm" ;;
+    esac
+    [[ -x $DBCAST ]] && return 0
+    log "no dbcast at $DBCAST (bench/build_dbcast.sh builds it; DBCAST names another): method dbcast skipped"
+    local m kept=""
+    for m in $METHODS; do [[ $m == dbcast ]] || kept+="${kept:+ }$m"; done
+    METHODS=$kept
+}
 
 # Every host holds an identical DEST; then remove it.
 verify_and_clean() {  # n
@@ -227,6 +266,7 @@ main() {
         METHODS="p2pbcast $METHODS"
     fi
     (( EUID == 0 )) || die "must run as root (network namespaces)"
+    drop_missing_dbcast
     build
     trap bed_down EXIT
     trap 'exit 130' INT TERM

@@ -20,6 +20,10 @@
 #   mpi_sag       coll_tuned_bcast_algorithm 8 forced (scatter + recursive-doubling allgather)
 #   mpi_sag_ring  coll_tuned_bcast_algorithm 9 forced (scatter + ring allgather)
 #   naive         h1 sends the whole file to h2..hN one after another
+#   dbcast        mpiFileUtils' dbcast, 2 ranks per host (one writes, one reads
+#                 its stripes of SOURCE under bench/out: every host reads);
+#                 DBCAST names the binary (default /opt/mpifileutils/bin/dbcast,
+#                 bench/build_dbcast.sh); skipped with a note if absent
 # and the ideal F/B.  DEST is each host's private /dev/shm for every method
 # (the network is measured, not this VM's disk).  All MPI runs use
 # --mca mpi_yield_when_idle 1, --bind-to none, btl tcp,self and niced ranks
@@ -30,12 +34,15 @@
 # Writes bench/out/bed-STAMP.csv, .txt and .png (gnuplot, bench/plot.gp).
 # Times: p2pbcast's own clock (--json "seconds": bootstrap, connections,
 # transfer, fsync, rename), mpi_bcast_copy's barrier-to-barrier clock (file
-# read, bcast, write, fsync), the naive sender's wall clock; none includes
-# mpirun's start-up, which is the same for all MPI methods ("wall" column).
+# read, bcast, write, fsync), dbcast's own barrier-to-barrier clock (after
+# every rank opened its file: read, transfer, write, fsync, close), the naive
+# sender's wall clock; none includes mpirun's start-up ("wall" column: the
+# whole command; dbcast launches 2N ranks, the other MPI methods N).
 #
 # Reuses bench/bed_baselines.sh (sourced) for the bed, B and every baseline.
 # Environment: P2PBCAST (binary, default ../p2pbcast), P2PBCAST_ARGS (extra
 # options, e.g. "-c 1M --slots 16", given to p2pbcast and p2pbcast_base alike),
+# DBCAST (mpiFileUtils' dbcast, outside /tmp, as the hosts run it in place),
 # P2PBCAST_BASE (a second binary for the method p2pbcast_base; outside /tmp,
 # which the hosts do not share; copied to OUT/bin like the first; the table
 # ends with its time over p2pbcast's).  Needs root (network namespaces).
@@ -48,7 +55,7 @@ source "$BENCH/bed_baselines.sh"
 B_NODES="2 4 8 16"
 B_RATE=150
 B_SIZE=128
-B_METHODS="p2pbcast p2pbcast_ring p2pbcast_tree mpi_default mpi_pipeline mpi_sag mpi_sag_ring naive"
+B_METHODS="p2pbcast p2pbcast_ring p2pbcast_tree mpi_default mpi_pipeline mpi_sag mpi_sag_ring naive dbcast"
 B_PREFIX=bb
 B_OUT=$BENCH/out
 while (( $# )); do
@@ -133,6 +140,7 @@ table() {
          "--mca mpi_yield_when_idle 1 (ranks block instead of spinning), --bind-to none, nice ${NETBED_NICE:-5}"
     echo "p2pbcast: $P2PBCAST_CMD"
     [[ -n ${P2PBCAST_BASE:-} ]] && echo "p2pbcast_base: $P2PBCAST_BASE_CMD (copy of $P2PBCAST_BASE)"
+    [[ " $B_METHODS " == *" dbcast "* ]] && echo "dbcast: ${DBCAST} (2 ranks per host)$([[ -x $DBCAST ]] || echo ': absent, skipped')"
     echo "load average at start: $LOAD_START; at end: $(cat /proc/loadavg)"
     echo "total time of this benchmark: $(calc "$(now) - $T_START" 0) s"
 } | tee "$TXT"

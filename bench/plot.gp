@@ -12,7 +12,7 @@ set terminal pngcairo size 900,600 noenhanced font ",11"
 set output out
 set datafile separator ","
 set title "Broadcasting one file to N emulated hosts\n".info
-set xlabel "nodes N (one rank per host)"
+set xlabel "nodes N (emulated hosts)"
 set ylabel "seconds (log scale)"
 set logscale x 2
 set logscale y
