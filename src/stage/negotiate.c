@@ -42,7 +42,7 @@ int pb_send_partners(const struct stage *st)
         return 0;
     if (p->schedule == PB_SCHED_SHARED)
         return 1; /* the allgather's ring: the successor */
-    int r = pb_plan_receiver_of(bi->root_leader, bi->nleaders, bi->leader);
+    int r = pb_plan_receiver_of(p, bi->root_leader, bi->nleaders, bi->leader);
     unsigned char *seen = calloc((size_t)p->nrecv, 1);
     if (!seen)
         return p->nrecv; /* the most it can be */
