@@ -361,3 +361,58 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
     }
     return k;
 }
+
+/* The send-rate probe for placement (transport.h): the rails probe on one
+ * network, the interface the transport would take first, probed whatever
+ * its device speed says (a device speed says nothing of a degraded link
+ * direction or a busy NIC). Any failure only leaves the rate unknown.
+ *
+ * In rounds, so that no node sends and receives at once: a node whose
+ * uplink is slow would otherwise queue the acknowledgements of what it
+ * receives behind its own data and make its predecessor look slow too.
+ * Round c: the leaders of colour c send (l mod 2; with N odd the last
+ * leader has a colour of its own, since its successor 0 is even). */
+static int colour(int l, int n)
+{
+    return n % 2 && l == n - 1 ? 2 : l % 2;
+}
+
+uint32_t pb_tcp_probe_send_rate(const struct pb_transport_cfg *cfg)
+{
+    struct pb_tcp_rail one;
+    char why[256] = "";
+    memset(&one, 0, sizeof one);
+    one.key = 1; /* one network, the same name on every node */
+    char first[64] = "";
+    const char *want = cfg->tcp_if;
+    if (want) { /* a list: its first element */
+        size_t l = strcspn(want, ",");
+        snprintf(first, sizeof first, "%.*s", (int)(l < sizeof first ? l : sizeof first - 1), want);
+        want = first;
+    }
+    int ok = pb_tcp_pick_if(want, &one.addr, one.ifname, sizeof one.ifname, why, sizeof why) == 0;
+    uint16_t port = 0;
+    int lfd = ok ? probe_listen(&port) : -1;
+    ok = ok && lfd >= 0;
+    int n = cfg->nleaders, succ = (cfg->self + 1) % n, pred = (cfg->self + n - 1) % n;
+    int peers[2] = { succ, pred }, npeers = n < 3 ? 0 : 2;
+    struct probe_card card, got[2];
+    fill_card(&card, &one, ok, port, ok);
+    memset(got, 0, sizeof got);
+    uint32_t measured = 0, ignored = 0;
+    int rc = npeers ? cfg->xchg.with_peers(cfg->xchg.ctx, ok, &card, got, sizeof card, peers, npeers) : -1;
+    for (int c = 0; c < (n % 2 ? 3 : 2) && rc == 0; c++) {
+        unsigned char mark = 1, back[2];
+        /* every round starts together: the exchange's vote is a barrier */
+        if (c > 0 && (rc = cfg->xchg.with_peers(cfg->xchg.ctx, 1, &mark, back, 1, peers, npeers)) != 0)
+            break;
+        int out = colour(cfg->self, n) == c, in = colour(pred, n) == c;
+        run_probes(cfg, lfd, &one, 1, out ? &got[0] : NULL, out ? succ : -1, pred, in, in ? &measured : &ignored);
+    }
+    if (lfd >= 0)
+        close(lfd);
+    if (cfg->verbose && !ok)
+        fprintf(stderr, "p2pbcast: %s: no send-rate probe: %s\n", cfg->names ? cfg->names[cfg->self] : "?",
+                why[0] ? why : "cannot listen for it");
+    return measured;
+}
