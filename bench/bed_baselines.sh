@@ -41,6 +41,8 @@
 #           mpi_sag       coll_tuned_bcast_algorithm 8 (scatter + recursive-doubling allgather)
 #           mpi_sag_ring  coll_tuned_bcast_algorithm 9 (scatter + ring allgather)
 #           naive         h1 sends to h2..hN one after another (bench/naive_copy.sh)
+#           p2pbcast_ring, p2pbcast_tree, p2pbcast_tree_unplaced: a schedule
+#                         forced; the last without placement (src/stage/rates.c)
 # All MPI runs: --mca btl tcp,self, mpi_yield_when_idle 1, --bind-to none,
 # ranks niced (NETBED_NICE), rank 0 on h1 like the naive sender.
 set -euo pipefail
@@ -129,8 +131,10 @@ run_naive() {
 run_p2pbcast() {
     local n=$1 t0 t1 out s json="" tag=${P2PBCAST_TAG:-${P2PBCAST_SCHEDULE:-auto}}
     local log=$OUT/p2pbcast-$tag-$1.log
-    local -a extra=()
+    local -a extra=() mca=()
     [[ -n ${P2PBCAST_SCHEDULE:-} ]] && extra+=(--schedule "$P2PBCAST_SCHEDULE" --source-shared=no)
+    # the placement switch (src/stage/rates.c) reaches the ranks only through -x
+    [[ -n ${P2PBCAST_TEST_PLACEMENT:-} ]] && mca+=(-x P2PBCAST_TEST_PLACEMENT)
     if [[ ${P2PBCAST_JSON:-0} == 1 ]]; then
         json=$OUT/p2pbcast-$tag-$n.json
         rm -f "$json"
@@ -138,7 +142,7 @@ run_p2pbcast() {
     fi
     t0=$(now)
     # shellcheck disable=SC2086 # P2PBCAST_CMD is a command line
-    out=$("$NETBED" mpirun -np "$n" $P2PBCAST_CMD "${extra[@]}" "$SOURCE" "$DEST" 2>"$log") ||
+    out=$("$NETBED" mpirun -np "$n" ${mca[@]+"${mca[@]}"} $P2PBCAST_CMD "${extra[@]}" "$SOURCE" "$DEST" 2>"$log") ||
         { log "p2pbcast failed: $(tail -n 5 "$log")"; return 1; }
     t1=$(now)
     s=$(result_field seconds <<<"$out")
@@ -153,6 +157,11 @@ run_p2pbcast() {
 # default: --schedule auto --source-shared=auto).
 run_p2pbcast_ring() { P2PBCAST_SCHEDULE=ring run_p2pbcast "$@"; }
 run_p2pbcast_tree() { P2PBCAST_SCHEDULE=tree run_p2pbcast "$@"; }
+# The trees without placement (no send-rate probe, the default order): what
+# placement buys (bench/adapt_bench.sh).
+run_p2pbcast_tree_unplaced() {
+    P2PBCAST_TAG=tree_unplaced P2PBCAST_SCHEDULE=tree P2PBCAST_TEST_PLACEMENT=0 run_p2pbcast "$@"
+}
 
 # Every host holds an identical DEST; then remove it.
 verify_and_clean() {  # n

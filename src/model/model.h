@@ -41,6 +41,10 @@ struct pb_model_cfg {
     uint32_t root_slots;  /* receivers' slots for the root; 0: slots / 4 as p2pbcast does */
     int check;            /* also check every arrival against pb_plan_sender (slower) */
     int schedule;         /* PB_SCHED_RING (0) or PB_SCHED_TREE (model_tree.c) */
+    /* One node sends at this rate, bytes/s (0: none; it still receives at
+     * B). The trees place it as p2pbcast does (placement.h); in the ring it
+     * is a receiver like any other (every receiver forwards alike). */
+    double slow_rate;
 };
 
 struct pb_model_result {

@@ -28,6 +28,9 @@ static const char usage[] =
     "  -c, --chunk-size SIZE  chunk size (default: what p2pbcast picks for SIZE and N)\n"
     "      --schedule NAME    ring or tree (two binary trees); default: both, side by\n"
     "                         side (--json and --sweep-chunk: the ring)\n"
+    "      --slow-node RATE   one node sends at RATE (it receives at --bandwidth): the\n"
+    "                         trees place it where it sends least, as p2pbcast does\n"
+    "                         after its send-rate probe; the ring cannot\n"
     "      --slots N          chunk slots per node (default 8, as p2pbcast)\n"
     "      --root-slots N     of which granted to the root (default slots/4)\n"
     "      --sweep-chunk      predict for chunk sizes 64K..16M and mark the best\n"
@@ -41,7 +44,7 @@ static const char usage[] =
     "sender (N-1)F/B, scatter+allgather\n"
     "2(N-1)/N F/B and binomial tree ceil(log2 N) F/B for comparison.\n";
 
-enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON, OPT_SCHEDULE };
+enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON, OPT_SCHEDULE, OPT_SLOW };
 
 static int parse_size_arg(const char *s, uint64_t *out)
 {
@@ -91,12 +94,13 @@ static void json_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
             "\"time\": %.9g, \"ideal\": %.9g, \"efficiency\": %.6f, \"tail\": %.9g, "
             "\"per_message\": %.9g, \"closed_form\": %.9g, \"first_node_done\": %.9g, "
             "\"root_link_busy\": %.6f, \"single_sender\": %.9g, \"scatter_allgather\": %.9g, "
-            "\"binomial_tree\": %.9g, \"messages\": %llu, \"events\": %llu, \"wall_seconds\": %.3f%s}",
+            "\"binomial_tree\": %.9g, \"slow_node_rate\": %.6g, \"messages\": %llu, \"events\": %llu, "
+            "\"wall_seconds\": %.3f%s}",
             pb_schedule_name(c->schedule), (unsigned long long)c->file_size, c->nodes, c->bandwidth, c->alpha,
             (unsigned long long)r->chunk_size, r->default_chunk ? "true" : "false",
             (unsigned long long)r->nchunks, r->slots, r->root_slots, r->ring_slots, r->time, r->ideal,
             r->efficiency, r->tail, r->per_message, r->estimate, r->first_done, r->root_busy,
-            r->single_sender, r->scatter_allgather, r->binomial, (unsigned long long)r->messages,
+            r->single_sender, r->scatter_allgather, r->binomial, c->slow_rate, (unsigned long long)r->messages,
             (unsigned long long)r->events, wall, best < 0 ? "" : best ? ", \"best\": true" : ", \"best\": false");
 }
 
@@ -110,6 +114,10 @@ static void text_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
                                             : "chunk %s%s, %llu chunks, %u slots per node (%u root, %u ring)\n\n",
             pb_fmt_bytes(r->chunk_size, b1, sizeof b1), r->default_chunk ? " (p2pbcast's default)" : "",
             (unsigned long long)r->nchunks, r->slots, r->root_slots, r->ring_slots);
+    if (c->slow_rate > 0)
+        fprintf(o, "one node sends at %s (%.2f of the others)%s\n", fmt_rate(c->slow_rate, b1, sizeof b1),
+                c->slow_rate / c->bandwidth,
+                c->schedule == PB_SCHED_TREE ? ", placed where the trees make it send least" : ", a ring receiver");
     fprintf(o, "  predicted time                 %s\n", fmt_time(r->time, b1, sizeof b1));
     fprintf(o, "  efficiency (F/B)/T             %.3f   (F/B = %s)\n", r->efficiency,
             fmt_time(r->ideal, b1, sizeof b1));
@@ -323,6 +331,9 @@ static const char *parse_opt(int o, const char *arg, struct args *a)
         a->cfg.schedule = pb_schedule_parse(arg);
         a->both = 0;
         return a->cfg.schedule < 0 ? "invalid --schedule (ring or tree)" : NULL;
+    case OPT_SLOW:
+        return pb_model_parse_bandwidth(arg, &a->cfg.slow_rate) || a->cfg.slow_rate <= 0
+                   ? "invalid --slow-node (a rate, e.g. 1.25GB/s)" : NULL;
     case OPT_SWEEP: a->do_sweep = 1; return NULL;
     case OPT_JSON: a->json = 1; return NULL;
     default: return "unknown option or missing argument";
@@ -340,6 +351,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         { "chunk-size", required_argument, NULL, 'c' },
         { "slots", required_argument, NULL, OPT_SLOTS },
         { "schedule", required_argument, NULL, OPT_SCHEDULE },
+        { "slow-node", required_argument, NULL, OPT_SLOW },
         { "root-slots", required_argument, NULL, OPT_ROOT_SLOTS },
         { "sweep-chunk", no_argument, NULL, OPT_SWEEP },
         { "sweep-steps", required_argument, NULL, OPT_STEPS },

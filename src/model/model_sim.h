@@ -162,6 +162,8 @@ struct sim {
     int R;
     uint64_t nchunks, last_chunk;
     uint64_t alpha_ps, d_full, d_last; /* alpha; alpha + (chunk + trailer)/B */
+    int slow;                          /* the node that sends slowly, -1 none */
+    uint64_t d_full_slow, d_last_slow; /* its message times */
     uint64_t now, finish, first_done, root_busy;
     uint64_t messages, events;
     int ndone;
@@ -180,6 +182,9 @@ struct sim_rules {
 };
 
 void sim_init(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_plan *p);
+/* Node sends at cfg->slow_rate (--slow-node): its messages take longer on
+ * its out-link and on the receiver's in-link alike (cut-through). */
+void sim_set_slow(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_plan *p, int node);
 void sim_bad(struct sim *s, const char *what, int node, uint64_t k);
 void sim_push(struct sim *s, uint64_t t, int kind, int node, uint64_t k);
 /* Run pump(node) at t, unless an earlier wake-up is already scheduled. */

@@ -2,8 +2,9 @@
  * schedule (placement.h), before anyone knows its partners.
  *
  * Over tcp between machines, when it is worth it, every leader sends its
- * successor in leader order about 100 ms of data and times its
- * predecessor's (pb_tcp_probe_send_rate); the root gathers the rates. A
+ * successor in leader order about 50 ms of data and times its
+ * predecessor's, in two or three rounds so that no node sends and
+ * receives at once (pb_tcp_probe_send_rate); the root gathers the rates. A
  * node below PB_SLOW_FRACTION of the median rate is slow: --schedule auto
  * then takes the trees, and placement puts the slow nodes where they send
  * least. The root tells every rank the schedule, the chunk and the order.
@@ -12,7 +13,7 @@
  * placement can change (auto or tree, not the ring or the allgather), and
  * a transfer that takes at least PLACE_MIN_SECONDS at the root's link rate
  * (1 Gbit/s where the device does not say, as on virtual NICs): the probe
- * costs about 0.1-0.2 s, at most 1.6 s. verbs and mpi: no probe, the
+ * costs about 0.2-0.4 s (bench/README.md), at most 1.6 s a round. verbs and mpi: no probe, the
  * default order. P2PBCAST_TEST_PLACEMENT=0 turns it off, =1 on whatever
  * the size (tests and bench/). */
 #include "bootstrap.h"

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #define PROBE_MS 100           /* data sent per rail */
+#define PLACE_PROBE_MS 50      /* per round of the send-rate probe (placement) */
 #define PROBE_CONNECT_S 1.5    /* to connect, greet and finish, at most */
 #define PROBE_SNDBUF (512 << 10) /* enough in flight, little left to drain after */
 #define PROBE_HDR 28           /* secret, key, sender's leader index */
@@ -92,14 +93,15 @@ static int probe_connect(uint32_t from, uint32_t to, uint16_t port)
 }
 
 /* Send: the header, then data until the window closes. 1 when done. */
-static int flow_send(struct flow *f, const unsigned char *hdr, const unsigned char *junk, size_t jl, double now)
+static int flow_send(struct flow *f, const unsigned char *hdr, const unsigned char *junk, size_t jl, double now,
+                     double secs)
 {
     if (f->hsent < PROBE_HDR) {
         ssize_t w = send(f->fd, hdr + f->hsent, PROBE_HDR - f->hsent, MSG_NOSIGNAL);
         if (w < 0)
             return errno == EAGAIN || errno == EINTR ? 0 : 1;
         f->hsent += (uint32_t)w;
-        f->until = now + PROBE_MS / 1000.0;
+        f->until = now + secs;
         return 0;
     }
     if (now >= f->until)
@@ -151,10 +153,11 @@ static uint32_t flow_kbit(const struct flow *f)
 }
 
 /* Run the probes: out to succ on each rail in out_rail[] (its address in
- * succ's card), in from pred on nin rails. kbit[] gets what arrived per rail
- * of ours. Bounded by PROBE_CONNECT_S + PROBE_MS. */
+ * succ's card), in from pred on nin rails, secs of data each. kbit[] gets
+ * what arrived per rail of ours. Bounded by PROBE_CONNECT_S + secs. */
 static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct pb_tcp_rail *mine, int nmine,
-                       const struct probe_card *succ, int succ_leader, int pred, int nin, uint32_t *kbit)
+                       const struct probe_card *succ, int succ_leader, int pred, int nin, uint32_t *kbit,
+                       double secs)
 {
     struct flow fl[2 * PB_TCP_MAX_RAILS + 4];
     int nf = 0, nin_left = nin;
@@ -172,7 +175,7 @@ static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct
         if (fd >= 0)
             fl[nf++] = (struct flow){ .fd = fd, .out = 1, .rail = i, .until = 1e300 };
     }
-    double deadline = pb_now() + PROBE_CONNECT_S + PROBE_MS / 1000.0;
+    double deadline = pb_now() + PROBE_CONNECT_S + secs;
     unsigned char buf[64 << 10];
     for (;;) {
         int live = 0;
@@ -192,7 +195,7 @@ static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct
         for (int i = 0; i < nf; i++) {
             if (fl[i].fd < 0 || !pfd[i].revents)
                 continue;
-            int end = fl[i].out ? flow_send(&fl[i], hdr[fl[i].rail], junk, sizeof junk, now)
+            int end = fl[i].out ? flow_send(&fl[i], hdr[fl[i].rail], junk, sizeof junk, now, secs)
                                 : flow_recv(&fl[i], cfg, pred, mine, nmine, buf, sizeof buf, now);
             if (end) {
                 if (!fl[i].out && fl[i].hgot == PROBE_HDR && fl[i].rail >= 0 && fl[i].bytes) {
@@ -320,7 +323,8 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
             int j = card_find(pc, mine[i].key);
             nin += j >= 0 && (!mine[i].mbit || !pc->r[j].mbit);
         }
-        run_probes(cfg, lfd, mine, n, npeers ? &got[0] : NULL, npeers ? succ : -1, pred, nin, measured);
+        run_probes(cfg, lfd, mine, n, npeers ? &got[0] : NULL, npeers ? succ : -1, pred, nin, measured,
+                   PROBE_MS / 1000.0);
     }
     if (lfd >= 0)
         close(lfd);
@@ -407,7 +411,8 @@ uint32_t pb_tcp_probe_send_rate(const struct pb_transport_cfg *cfg)
         if (c > 0 && (rc = cfg->xchg.with_peers(cfg->xchg.ctx, 1, &mark, back, 1, peers, npeers)) != 0)
             break;
         int out = colour(cfg->self, n) == c, in = colour(pred, n) == c;
-        run_probes(cfg, lfd, &one, 1, out ? &got[0] : NULL, out ? succ : -1, pred, in, in ? &measured : &ignored);
+        run_probes(cfg, lfd, &one, 1, out ? &got[0] : NULL, out ? succ : -1, pred, in, in ? &measured : &ignored,
+                   PLACE_PROBE_MS / 1000.0);
     }
     if (lfd >= 0)
         close(lfd);
