@@ -138,6 +138,10 @@ void pb_resume_keep(struct stage *st);
  * its neighbours notice); release them and the slot pool. */
 void pb_connect_close(struct stage *st);
 void pb_connect_release(struct stage *st);
+/* connect.c: what every transport set-up of this leader is given (the
+ * bootstrap's exchanges, names, options, secret), without partners or pool;
+ * also sets the exchanges' timeout. */
+void pb_stage_transport_cfg(struct stage *st, struct pb_transport_cfg *tc);
 
 /* liveness.c: the ticks of the long local step about to start, wired to
  * the bootstrap's heartbeat; test_delay_us names the test hook that slows

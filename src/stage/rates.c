@@ -16,7 +16,6 @@
  * costs about 0.2-0.4 s (bench/README.md), at most 1.6 s a round. verbs and mpi: no probe, the
  * default order. P2PBCAST_TEST_PLACEMENT=0 turns it off, =1 on whatever
  * the size (tests and bench/). */
-#include "bootstrap.h"
 #include "phases.h"
 #include "placement.h"
 
@@ -46,21 +45,8 @@ static int worth_probing(const struct stage *st)
 /* Leaders: the probe, with what the transport's set-up would be given. */
 static uint32_t probe(struct stage *st)
 {
-    const struct pb_boot_info *bi = st->bi;
-    struct pb_transport_cfg tc = {
-        .self = bi->leader,
-        .nleaders = bi->nleaders,
-        .names = bi->names,
-        .netids = bi->netids,
-        .all_local = bi->all_local,
-        .xchg = { .with_peers = pb_boot_peer_exchange, .per_peer = pb_boot_peer_exchange_each,
-                  .wait = pb_boot_wait_setup, .root_decides = pb_boot_root_decides, .ctx = st->boot },
-        .timeout = st->o.timeout,
-        .verbose = st->verbose,
-        .tcp_if = st->o.tcp_if,
-    };
-    memcpy(tc.secret, st->meta.secret, sizeof tc.secret);
-    pb_boot_set_exchange_timeout(st->boot, st->o.timeout);
+    struct pb_transport_cfg tc;
+    pb_stage_transport_cfg(st, &tc);
     return pb_tcp_probe_send_rate(&tc);
 }
 
