@@ -7,7 +7,7 @@
 # is too small for the probe's size rule):
 #   - 5 hosts (4 receivers, even: the hung tree shape): every rank exits 0,
 #     identical copies, and the root's -v names h4, its rate and its place
-#     (passes nothing on), and that auto took the trees;
+#     (passes nothing on), that auto took the trees, and --json says it;
 #   - 4 hosts (3 receivers, odd): the same, h4 a leaf in both trees;
 #   - h4 as the root (--root 3): still every rank exits 0 and the copies are
 #     identical; -v says the root sends the whole file under every schedule
@@ -79,12 +79,14 @@ ok "bed up: 5 hosts at 100 Mbit/s, h4 sends at 25" "$NB" up 5 100 "$PFX"
 unset NETBED_SLOW_HOST NETBED_SLOW_RATE
 
 prepare_dirs 5
-bcast 5
+bcast 5 --json "$WORK/r.json"
 ok "5 hosts, h4 slow: p2pbcast succeeds, identical copies (mpirun status $mrc)" succeeded 5
 ok "5 hosts: -v names h4's rate against the median and places it below a leaf of both trees" \
     said 'placement: h4 (rank 3) sent at [0-9]* Mbit/s, 0\.[0-4][0-9] of the median [0-9]*; hung below a leaf of both trees'
 ok "5 hosts: auto took the trees because of the slow sender" said 'schedule auto: tree: 1 slow sender'
 ok "5 hosts: the summary names the slow sender" said 'p2pbcast: slow sender: h4 (rank 3)'
+json_says() { grep -q '"placement": "h4 (rank 3) sent at' "$WORK/r.json" || { diag "$(cat "$WORK/r.json")"; return 1; }; }
+ok "5 hosts: --json has the placement" json_says
 
 prepare_dirs 4
 bcast 4
