@@ -53,6 +53,8 @@
 #                         mpi_bcast_copy's without mpirun's start-up.  dbcast
 #                         exits 0 even when a copy failed: an ERROR line in its
 #                         log fails the run, and every copy is compared anyway.
+#           p2pbcast_ring, p2pbcast_tree, p2pbcast_tree_unplaced: a schedule
+#                         forced; the last without placement (src/stage/rates.c)
 # All MPI runs: --mca btl tcp,self, mpi_yield_when_idle 1, --bind-to none,
 # ranks niced (NETBED_NICE), rank 0 on h1 like the naive sender.
 set -euo pipefail
@@ -155,8 +157,10 @@ run_dbcast() {
 run_p2pbcast() {
     local n=$1 t0 t1 out s json="" tag=${P2PBCAST_TAG:-${P2PBCAST_SCHEDULE:-auto}}
     local log=$OUT/p2pbcast-$tag-$1.log
-    local -a extra=()
+    local -a extra=() mca=()
     [[ -n ${P2PBCAST_SCHEDULE:-} ]] && extra+=(--schedule "$P2PBCAST_SCHEDULE" --source-shared=no)
+    # the placement switch (src/stage/rates.c) reaches the ranks only through -x
+    [[ -n ${P2PBCAST_TEST_PLACEMENT:-} ]] && mca+=(-x P2PBCAST_TEST_PLACEMENT)
     if [[ ${P2PBCAST_JSON:-0} == 1 ]]; then
         json=$OUT/p2pbcast-$tag-$n.json
         rm -f "$json"
@@ -164,7 +168,7 @@ run_p2pbcast() {
     fi
     t0=$(now)
     # shellcheck disable=SC2086 # P2PBCAST_CMD is a command line
-    out=$("$NETBED" mpirun -np "$n" $P2PBCAST_CMD "${extra[@]}" "$SOURCE" "$DEST" 2>"$log") ||
+    out=$("$NETBED" mpirun -np "$n" ${mca[@]+"${mca[@]}"} $P2PBCAST_CMD "${extra[@]}" "$SOURCE" "$DEST" 2>"$log") ||
         { log "p2pbcast failed: $(tail -n 5 "$log")"; return 1; }
     t1=$(now)
     s=$(result_field seconds <<<"$out")
@@ -179,6 +183,11 @@ run_p2pbcast() {
 # default: --schedule auto --source-shared=auto).
 run_p2pbcast_ring() { P2PBCAST_SCHEDULE=ring run_p2pbcast "$@"; }
 run_p2pbcast_tree() { P2PBCAST_SCHEDULE=tree run_p2pbcast "$@"; }
+# The trees without placement (no send-rate probe, the default order): what
+# placement buys (bench/adapt_bench.sh).
+run_p2pbcast_tree_unplaced() {
+    P2PBCAST_TAG=tree_unplaced P2PBCAST_SCHEDULE=tree P2PBCAST_TEST_PLACEMENT=0 run_p2pbcast "$@"
+}
 
 # dbcast is built outside the project: without it the method is left out.
 drop_missing_dbcast() {

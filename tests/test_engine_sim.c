@@ -7,6 +7,7 @@
  * where deadlocks in the credit scheme would show. */
 #include "digest.h"
 #include "engine.h"
+#include "placement.h"
 #include "tap.h"
 #include "transport.h"
 
@@ -31,7 +32,13 @@ struct sim {
     struct msg **head, **tail; /* per link (from*n+to) FIFO */
     uint64_t inflight;
     int violations;
+    uint64_t slow_data; /* data messages the slow node sent */
 };
+
+/* One slow link direction: what slow_node sends is delivered at a quarter
+ * of the others' pace (-1: none). With `placed`, run() gives the trees the
+ * order placement.h makes from those rates. */
+static int slow_node = -1, placed;
 
 struct fake {
     struct pb_transport base;
@@ -108,6 +115,12 @@ static int deliver_one(struct sim *s, size_t slot_size)
     int nl = s->n * s->n, l = rand() % nl;
     while (!s->head[l])
         l = (l + 1) % nl;
+    if (l / s->n == slow_node && rand() % 4) { /* three times in four: another link, if any has something */
+        int other = (l + 1) % nl;
+        while (other != l && (!s->head[other] || other / s->n == slow_node))
+            other = (other + 1) % nl;
+        l = other;
+    }
     struct msg *m = s->head[l];
     s->head[l] = m->next;
     if (!s->head[l])
@@ -115,6 +128,7 @@ static int deliver_one(struct sim *s, size_t slot_size)
     s->inflight--;
     struct node *to = &s->nodes[m->to], *from = &s->nodes[m->from];
     if (m->kind == M_DATA) {
+        s->slow_data += m->from == slow_node;
         if (to->owner[m->slot] != m->from || m->len > slot_size)
             s->violations++;
         to->owner[m->slot] = -1;
@@ -162,6 +176,21 @@ static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, 
         return 0;
     }
     plan.schedule = sched;
+    int *order = calloc((size_t)L, sizeof *order), hang = 0;
+    if (placed && slow_node >= 0) {
+        uint64_t *rate = calloc((size_t)L, sizeof *rate);
+        for (int i = 0; i < L; i++)
+            rate[i] = i == slow_node ? 25 : 100;
+        if (pb_place(&plan, root, L, rate, order, &hang) != (slow_node != root && L > 2)) {
+            snprintf(why, whylen, "placement moved no slow node");
+            free(rate);
+            free(order);
+            return 0;
+        }
+        plan.order = slow_node != root && L > 2 ? order : NULL;
+        plan.tree_hang = hang;
+        free(rate);
+    }
     unsigned char *src = malloc(size + 1);
     for (uint64_t i = 0; i < size; i++)
         src[i] = (unsigned char)(rand() >> 7);
@@ -172,9 +201,9 @@ static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, 
     s.tail = calloc((size_t)L * L, sizeof *s.tail);
     struct io *ios = calloc((size_t)L, sizeof *ios);
     const char **names = calloc((size_t)L, sizeof *names);
-    char (*nb)[32] = calloc((size_t)L, 32);
+    char (*nb)[48] = calloc((size_t)L, 48);
     for (int i = 0; i < L; i++) {
-        snprintf(nb[i], 32, "node%d (rank %d)", i, i);
+        snprintf(nb[i], 48, "node%d (rank %d)", i, i);
         names[i] = nb[i];
     }
     int okay = 1;
@@ -286,6 +315,11 @@ static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, 
             snprintf(why, whylen, "%d puts into slots not granted", s.violations);
             okay = 0;
         }
+        if (okay && plan.order && s.slow_data) {
+            snprintf(why, whylen, "the placed slow node %d passed on %llu chunks", slow_node,
+                     (unsigned long long)s.slow_data);
+            okay = 0;
+        }
     }
     for (int i = 0; i < L; i++) {
         struct node *nd = &s.nodes[i];
@@ -308,6 +342,7 @@ static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, 
     free(names);
     free(nb);
     free(src);
+    free(order);
     return okay;
 }
 
@@ -353,6 +388,25 @@ int main(void)
     ok(all, "trees, 257 nodes, 4 slots: no deadlock, copies exact %s", why);
     ok(run(9, 0, 40 * c, c, 8, 99, 13, 5, why, sizeof why), "trees: a byte flipped while forwarding is caught: %s",
        why);
+    /* One slow link direction, the trees placed around it (placement.h):
+     * R even (the hung shape) and odd, the slow node every non-root node
+     * in turn and the root too; the placed slow node sends nothing. */
+    placed = 1;
+    const int sizes_placed[] = { 3, 4, 5, 6, 8, 9, 16, 17 };
+    for (size_t i = 0; i < sizeof sizes_placed / sizeof *sizes_placed; i++) {
+        int L = sizes_placed[i];
+        all = 1;
+        why[0] = 0;
+        for (slow_node = 0; slow_node < L && all; slow_node++)
+            for (unsigned seed = 1; seed <= 4 && all; seed++)
+                all = run(L, (int)(seed % 2), 40 * c + 5, c, seed % 2 ? 4 : 8, seed * 31 + (unsigned)slow_node, -1,
+                          -1, why, sizeof why);
+        ok(all, "placed trees, %d nodes (R %s), one slow link direction at each node, roots 0 and 1, 4 random "
+                "delivery orders each: copies exact, no stall, the slow node passes nothing on %s",
+           L, (L - 1) % 2 ? "odd" : "even", why);
+    }
+    slow_node = -1;
+    placed = 0;
 
     /* Shared SOURCE: every node reads its share, the ring allgather. */
     sched = PB_SCHED_SHARED;

@@ -48,6 +48,39 @@ static void test_trees(void)
        "trees: the same with alpha 20 us: efficiency %.3f >= 0.90", r.efficiency);
 }
 
+/* --slow-node: one node sends at a quarter. The ring moves every chunk
+ * through it; the trees place it where it passes nothing on (issue 22). */
+static void test_slow_node(void)
+{
+    struct pb_model_result r;
+    char err[512] = "";
+    int all = 1;
+    const int ns[] = { 3, 4, 5, 8, 9, 16, 17, 64 };
+    for (size_t i = 0; i < sizeof ns / sizeof *ns && all; i++) {
+        struct pb_model_cfg cfg = { .file_size = 400 * 65536, .nodes = ns[i], .bandwidth = 5 * GB, .alpha = 2 * US,
+                                    .chunk_size = 65536, .check = 1, .schedule = PB_SCHED_TREE,
+                                    .slow_rate = 1.25 * GB };
+        struct pb_model_result equal;
+        all = pb_model_run(&cfg, &r, err, sizeof err) == 0;
+        cfg.slow_rate = 0;
+        all = all && pb_model_run(&cfg, &equal, err, sizeof err) == 0 && r.efficiency >= 0.95 * equal.efficiency;
+        if (!all && !err[0])
+            snprintf(err, sizeof err, "N %d: efficiency %.3f, %.3f with equal nodes", ns[i], r.efficiency,
+                     equal.efficiency);
+    }
+    ok(all, "slow node, trees placed, 3..64 nodes (R odd and even): every arrival from its plan sender, "
+            "within 5 %% of the efficiency with equal nodes %s", err);
+    struct pb_model_cfg ring = { .file_size = 400 * 65536, .nodes = 16, .bandwidth = 5 * GB, .alpha = 2 * US,
+                                 .chunk_size = 65536, .check = 1, .slow_rate = 1.25 * GB };
+    ok(pb_model_run(&ring, &r, err, sizeof err) == 0 && r.efficiency < 0.3,
+       "slow node, ring, 16 nodes: every chunk passes through it, efficiency %.3f < 0.3", r.efficiency);
+    struct pb_model_cfg big = { .file_size = 5000000000ull, .nodes = 1000, .bandwidth = 5 * GB, .alpha = 2 * US,
+                                .schedule = PB_SCHED_TREE, .slow_rate = 1.25 * GB };
+    ok(pb_model_run(&big, &r, err, sizeof err) == 0 && r.efficiency >= 0.9,
+       "slow node at a quarter, 5 GB to 1,000 nodes at 5 GB/s, trees placed: efficiency %.3f >= 0.9 %s",
+       r.efficiency, err);
+}
+
 static int near(double a, double b, double rel)
 {
     double d = a > b ? a - b : b - a;
@@ -296,5 +329,6 @@ int main(void)
     }
     test_trees();
     test_cpu();
+    test_slow_node();
     return tap_done();
 }

@@ -108,8 +108,10 @@ static int walk_chunk(const struct pb_plan *p, uint64_t k, int *depth, int *queu
 }
 
 /* The trees for nleaders nodes and root leader `root`: every chunk's walk,
- * disjoint interiors, depth, partners (few, mutual, cover every hop). */
-static int check_trees(int nleaders, int root, uint64_t size, char *why, size_t n)
+ * disjoint interiors, depth, partners (few, mutual, cover every hop).
+ * placed: the plan's shape with tree_hang and a scrambled order (a
+ * permutation of the leaders other than the root), as placement gives. */
+static int check_trees_as(int nleaders, int root, uint64_t size, int placed, char *why, size_t n)
 {
     struct pb_plan p;
     char err[128];
@@ -119,6 +121,21 @@ static int check_trees(int nleaders, int root, uint64_t size, char *why, size_t 
         return 0;
     }
     p.schedule = PB_SCHED_TREE;
+    int *order = NULL;
+    if (placed && R > 0) {
+        order = calloc((size_t)R, sizeof *order);
+        unsigned long long x = 88172645463325252ull + (unsigned)nleaders; /* a fixed shuffle */
+        for (int r = 0; r < R; r++)
+            order[r] = (root + 1 + r) % nleaders;
+        for (int r = R - 1; r > 0; r--) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int j = (int)(x % (unsigned long long)(r + 1)), tmp = order[r];
+            order[r] = order[j];
+            order[j] = tmp;
+        }
+        p.order = order;
+        p.tree_hang = 1;
+    }
     int *depth = calloc((size_t)R + 1, sizeof *depth), *queue = calloc((size_t)R + 1, sizeof *queue);
     int *interior = calloc((size_t)R + 1, sizeof *interior);
     int maxdepth = pb_ceil_log2((uint64_t)R) + 1;
@@ -128,15 +145,17 @@ static int check_trees(int nleaders, int root, uint64_t size, char *why, size_t 
     for (uint64_t k = 0; k < last && ok_; k++) {
         ok_ = walk_chunk(&p, k, depth, queue, why, n);
         for (int r = 0; r < R && ok_; r++)
-            if (depth[r] > maxdepth || depth[r] != pb_tree_depth(R, pb_tree_of_chunk(k), r)) {
+            if (depth[r] > maxdepth || depth[r] != pb_plan_tree_depth(&p, pb_tree_of_chunk(k), r)) {
                 snprintf(why, n, "receiver %d at depth %d in tree %d (max %d)", r, depth[r], (int)(k & 1), maxdepth);
                 ok_ = 0;
             }
     }
+    /* Every receiver passes on at most F: interior in one tree only, or
+     * (the hung shape's R-2) one child in each. */
     for (int t = 0; t < PB_TREES && ok_; t++)
         for (int r = 0; r < R && ok_; r++) {
-            int kids[2];
-            if (pb_tree_children(R, t, r, kids) > 0 && interior[r]++) {
+            int kids[2], nk = pb_plan_tree_children(&p, t, r, kids);
+            if (nk > 0 && ((!placed && interior[r]) || (interior[r] += nk) > 2)) {
                 snprintf(why, n, "receiver %d is interior in both trees", r);
                 ok_ = 0;
             }
@@ -158,9 +177,9 @@ static int check_trees(int nleaders, int root, uint64_t size, char *why, size_t 
             }
         }
         /* Every hop of both trees is between partners. */
-        int r = pb_plan_receiver_of(root, nleaders, l);
+        int r = pb_plan_receiver_of(&p, root, nleaders, l);
         for (int t = 0; t < PB_TREES && ok_ && r >= 0; t++) {
-            int up = pb_tree_parent(R, t, r), upl = up == PB_FROM_ROOT ? root : pb_plan_leader_of(root, nleaders, up);
+            int up = pb_plan_tree_parent(&p, t, r), upl = up == PB_FROM_ROOT ? root : pb_plan_leader_of(&p, root, nleaders, up);
             int found = 0;
             for (int i = 0; i < np; i++)
                 found |= part[i] == upl;
@@ -175,7 +194,13 @@ static int check_trees(int nleaders, int root, uint64_t size, char *why, size_t 
     free(interior);
     free(part);
     free(back);
+    free(order);
     return ok_;
+}
+
+static int check_trees(int nleaders, int root, uint64_t size, char *why, size_t n)
+{
+    return check_trees_as(nleaders, root, size, 0, why, n);
 }
 
 static void test_trees(void)
@@ -190,6 +215,12 @@ static void test_trees(void)
                 all = check_trees(N, root, sizes[i], why, sizeof why);
     ok(all, "trees, N = 1..300, several roots, 0 to 61 chunks: every receiver gets every chunk once from a "
             "holder, no self-sends, interiors disjoint, depth <= ceil(log2 n)+1, <= 4 partners (root 2) %s", why);
+    for (int N = 1; N <= 300 && all; N++)
+        for (int root = 0; root < N && all; root += N > 3 ? N / 3 : 1)
+            for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
+                all = check_trees_as(N, root, sizes[i], 1, why, sizeof why);
+    ok(all, "placed trees (an order, the last receiver hung below a leaf for R even), N = 1..300: the same "
+            "checks %s", why);
     const int big[] = { 1000, 4097, 10007 };
     for (int i = 0; i < 3; i++) {
         int N = big[i];
@@ -504,14 +535,17 @@ int main(void)
 
     /* Leader <-> receiver mapping skips the root and is a bijection. */
     int bij = 1;
+    struct pb_plan q;
     for (int L = 1; L <= 9 && bij; L++)
         for (int root = 0; root < L && bij; root++)
             for (int r = 0; r < L - 1 && bij; r++) {
-                int l = pb_plan_leader_of(root, L, r);
-                bij = l != root && pb_plan_receiver_of(root, L, l) == r;
+                char e2[64];
+                bij = pb_plan_init(&q, 1, 4096, L - 1, e2, sizeof e2) == 0;
+                int l = pb_plan_leader_of(&q, root, L, r);
+                bij = bij && l != root && pb_plan_receiver_of(&q, root, L, l) == r;
             }
     ok(bij, "leader/receiver numbering is a bijection that skips the root");
-    ok(pb_plan_receiver_of(2, 5, 2) == -1, "the root is no receiver");
+    ok(pb_plan_receiver_of(&q, 2, 5, 2) == -1, "the root is no receiver");
     test_trees();
     test_shared();
     test_schedule_table();

@@ -56,7 +56,7 @@ struct pb_engine *pb_engine_create(const struct pb_engine_cfg *cfg, char *err, s
      * writes its own copy, which the ring's executor does. */
     e->ops = pb_sched_of(p->nrecv > 0 ? p->schedule : PB_SCHED_RING);
     e->lost_peer = -1;
-    e->recv = pb_plan_receiver_of(cfg->root, cfg->nleaders, cfg->self);
+    e->recv = pb_plan_receiver_of(p, cfg->root, cfg->nleaders, cfg->self);
     e->pred = e->succ = -1;
     e->state = calloc(cfg->nslots, 1);
     e->chunk_of = calloc(cfg->nslots, sizeof *e->chunk_of);

@@ -23,6 +23,8 @@ int pb_plan_init(struct pb_plan *p, uint64_t file_size, uint64_t chunk_size, int
     p->nchunks = file_size / chunk_size + (file_size % chunk_size != 0);
     p->nrecv = nrecv;
     p->schedule = PB_SCHED_RING;
+    p->order = NULL;
+    p->tree_hang = 0;
     /* Chunk ids travel as 32-bit tags (RDMA immediate data). */
     if (p->nchunks > UINT32_MAX) {
         snprintf(err, errlen, "%llu chunks is too many: use a larger chunk size",
@@ -187,15 +189,23 @@ uint64_t pb_plan_choose_chunk(uint64_t file_size, int nrecv, int schedule, const
     return capped ? cap : rule;
 }
 
-int pb_plan_leader_of(int root_leader, int nleaders, int r)
+int pb_plan_leader_of(const struct pb_plan *p, int root_leader, int nleaders, int r)
 {
+    if (p->order && r >= 0 && r < p->nrecv)
+        return p->order[r];
     return (root_leader + 1 + r) % nleaders;
 }
 
-int pb_plan_receiver_of(int root_leader, int nleaders, int leader)
+int pb_plan_receiver_of(const struct pb_plan *p, int root_leader, int nleaders, int leader)
 {
     if (leader == root_leader)
         return -1;
+    if (p->order) {
+        for (int r = 0; r < p->nrecv; r++)
+            if (p->order[r] == leader)
+                return r;
+        return -1;
+    }
     return (leader - root_leader - 1 + nleaders) % nleaders;
 }
 

@@ -34,6 +34,13 @@ struct pb_plan {
     uint64_t nchunks;
     int nrecv;          /* R: receivers, not counting the root */
     int schedule;       /* enum pb_schedule; pb_plan_init sets the ring */
+    /* Placement (placement.h): receiver r is leader order[r]; NULL: the
+     * rotation by the root (pb_plan_leader_of). Owned by the caller. */
+    const int *order;
+    /* Trees with R even: built over receivers 0..R-2 (R-1 odd, so receiver
+     * R-2 is a leaf in both), receiver R-1 hung below R-2 as its only
+     * child in both trees (sched_tree.c). Set by placement only. */
+    int tree_hang;
 };
 
 /* 0 on success; -1 with a reason in err when the combination is impossible. */
@@ -112,6 +119,11 @@ int pb_tree_parent(int nrecv, int t, int r);
 int pb_tree_children(int nrecv, int t, int r, int out[2]);
 /* Hops from the root to receiver r in tree t (the tree root is 1 hop). */
 int pb_tree_depth(int nrecv, int t, int r);
+/* The same for the plan's trees: its shape (tree_hang) in receiver indices. */
+int pb_plan_tree_root(const struct pb_plan *p, int t);
+int pb_plan_tree_parent(const struct pb_plan *p, int t, int r);
+int pb_plan_tree_children(const struct pb_plan *p, int t, int r, int out[2]);
+int pb_plan_tree_depth(const struct pb_plan *p, int t, int r);
 /* ceil(log2 n) for n >= 1 (0 for n <= 1). */
 int pb_ceil_log2(uint64_t n);
 
@@ -188,9 +200,10 @@ uint64_t pb_shared_sample(const struct pb_plan *p, int root, const unsigned char
 int pb_shared_beats_tree(uint64_t file_size, int nleaders, uint64_t c_ring, uint64_t c_tree, char *why,
                          size_t whylen);
 
-/* Receiver index <-> leader index, with the root's leader taken out of the
- * ring: receiver i is leader (root_leader + 1 + i) mod nleaders. */
-int pb_plan_leader_of(int root_leader, int nleaders, int r);
-int pb_plan_receiver_of(int root_leader, int nleaders, int leader);
+/* Receiver index <-> leader index: receiver i is leader p->order[i] when
+ * the plan has an order (placement.h), else the root's leader taken out of
+ * the ring: leader (root_leader + 1 + i) mod nleaders. */
+int pb_plan_leader_of(const struct pb_plan *p, int root_leader, int nleaders, int r);
+int pb_plan_receiver_of(const struct pb_plan *p, int root_leader, int nleaders, int leader);
 
 #endif

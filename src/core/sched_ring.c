@@ -72,16 +72,16 @@ static int ring_targets(const struct pb_plan *p, int r, uint64_t k, int out[2])
  * ring neighbours. */
 static int ring_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
 {
-    int r = pb_plan_receiver_of(root_leader, nleaders, leader), n = 0;
+    int r = pb_plan_receiver_of(p, root_leader, nleaders, leader), n = 0;
     if (r < 0) {
         for (int i = 0; i < p->nrecv; i++)
-            out[n++] = pb_plan_leader_of(root_leader, nleaders, i);
+            out[n++] = pb_plan_leader_of(p, root_leader, nleaders, i);
         return n;
     }
     n = pb_plan_add_partner(out, n, root_leader);
     if (p->nrecv > 1) {
-        n = pb_plan_add_partner(out, n, pb_plan_leader_of(root_leader, nleaders, pb_plan_predecessor(p, r)));
-        n = pb_plan_add_partner(out, n, pb_plan_leader_of(root_leader, nleaders, pb_plan_successor(p, r)));
+        n = pb_plan_add_partner(out, n, pb_plan_leader_of(p, root_leader, nleaders, pb_plan_predecessor(p, r)));
+        n = pb_plan_add_partner(out, n, pb_plan_leader_of(p, root_leader, nleaders, pb_plan_successor(p, r)));
     }
     return n;
 }
@@ -110,8 +110,8 @@ static int ring_setup(struct pb_engine *e, char *err, size_t errlen)
         return 0;
     }
     if (p->nrecv > 1) {
-        e->pred = pb_plan_leader_of(e->c.root, e->c.nleaders, pb_plan_predecessor(p, e->recv));
-        e->succ = pb_plan_leader_of(e->c.root, e->c.nleaders, pb_plan_successor(p, e->recv));
+        e->pred = pb_plan_leader_of(e->p, e->c.root, e->c.nleaders, pb_plan_predecessor(p, e->recv));
+        e->succ = pb_plan_leader_of(e->p, e->c.root, e->c.nleaders, pb_plan_successor(p, e->recv));
     }
     /* Keep at least two ring slots (bubble flow control). */
     if (p->nrecv == 1)
@@ -175,7 +175,7 @@ static void root_send(struct pb_engine *e)
         uint32_t b = fifo_pop(&e->pending);
         int r = pb_plan_scatter_target(e->p, e->chunk_of[b]);
         if (e->credits[r].len) {
-            pb_eng_put(e, pb_plan_leader_of(e->c.root, e->c.nleaders, r), fifo_pop(&e->credits[r]), b);
+            pb_eng_put(e, pb_plan_leader_of(e->p, e->c.root, e->c.nleaders, r), fifo_pop(&e->credits[r]), b);
         } else {
             fifo_push(&e->pending, b);
         }
@@ -221,7 +221,7 @@ static void ring_pump(struct pb_engine *e)
         root_send(e);
         if (!e->fin && !e->err && own_part_done(e)) {
             for (int r = 0; r < e->p->nrecv && !e->err; r++) {
-                int l = pb_plan_leader_of(e->c.root, e->c.nleaders, r);
+                int l = pb_plan_leader_of(e->p, e->c.root, e->c.nleaders, r);
                 if (e->c.tp->ops->notify(e->c.tp, l, PB_NOTIFY_FIN) < 0)
                     pb_eng_fail(e, PB_EE_PEER, "cannot send the final notice to %s: %s", pb_eng_name(e, l), strerror(errno));
             }
@@ -279,7 +279,7 @@ static void on_credit(struct pb_engine *e, const struct pb_event *ev)
 {
     struct fifo *f = NULL;
     if (e->recv < 0) {
-        int r = pb_plan_receiver_of(e->c.root, e->c.nleaders, ev->peer);
+        int r = pb_plan_receiver_of(e->p, e->c.root, e->c.nleaders, ev->peer);
         if (r >= 0 && r < e->p->nrecv)
             f = &e->credits[r];
     } else if (ev->peer == e->succ) {
@@ -299,7 +299,7 @@ static void on_notify(struct pb_engine *e, const struct pb_event *ev)
         e->fin = 1;
         return;
     }
-    int r = e->recv < 0 ? pb_plan_receiver_of(e->c.root, e->c.nleaders, ev->peer) : -1;
+    int r = e->recv < 0 ? pb_plan_receiver_of(e->p, e->c.root, e->c.nleaders, ev->peer) : -1;
     if (ev->tag != PB_NOTIFY_DONE || r < 0 || r >= e->p->nrecv || e->done_from[r]) {
         pb_eng_fail(e, PB_EE_DATA, "protocol error: unexpected notice %u from %s", ev->tag, pb_eng_name(e, ev->peer));
         return;
@@ -330,7 +330,7 @@ static void ring_waiting_for(const struct pb_engine *e, char *out, size_t outlen
                 first = r;
         if (first >= 0)
             snprintf(out, outlen, "%d of %d nodes not done, first %s", e->p->nrecv - e->nodes_done,
-                     e->p->nrecv, pb_eng_name(e, pb_plan_leader_of(e->c.root, e->c.nleaders, first)));
+                     e->p->nrecv, pb_eng_name(e, pb_plan_leader_of(e->p, e->c.root, e->c.nleaders, first)));
         else
             snprintf(out, outlen, "%u sends outstanding", e->c.nslots - e->free_bufs.len);
         return;

@@ -124,6 +124,49 @@ int pb_tree_depth(int nrecv, int t, int r)
     return hops;
 }
 
+/* The plan's shape. With tree_hang (R even, placement.h): the trees over
+ * receivers 0..R-2, whose count is odd, so that receiver R-2 is a leaf in
+ * both (tree 0 puts it at the odd position R-1, tree 1 at position 1);
+ * receiver R-1 hangs below it in both trees. R-2 then passes on every
+ * chunk once, F bytes like any interior node, and R-1 passes on nothing:
+ * the place for the slowest sender. Depth: R-1 is one hop below a leaf of
+ * R-1 receivers' trees, within ceil(log2 R)+1 hops (R even). */
+static int hangs(const struct pb_plan *p)
+{
+    return p->tree_hang && p->nrecv >= 2 && p->nrecv % 2 == 0;
+}
+
+int pb_plan_tree_root(const struct pb_plan *p, int t)
+{
+    return pb_tree_root(hangs(p) ? p->nrecv - 1 : p->nrecv, t);
+}
+
+int pb_plan_tree_parent(const struct pb_plan *p, int t, int r)
+{
+    if (!hangs(p))
+        return pb_tree_parent(p->nrecv, t, r);
+    return r == p->nrecv - 1 ? p->nrecv - 2 : pb_tree_parent(p->nrecv - 1, t, r);
+}
+
+int pb_plan_tree_children(const struct pb_plan *p, int t, int r, int out[2])
+{
+    if (!hangs(p))
+        return pb_tree_children(p->nrecv, t, r, out);
+    if (r == p->nrecv - 1)
+        return 0;
+    if (r == p->nrecv - 2) {
+        out[0] = p->nrecv - 1;
+        return 1;
+    }
+    return pb_tree_children(p->nrecv - 1, t, r, out);
+}
+
+int pb_plan_tree_depth(const struct pb_plan *p, int t, int r)
+{
+    if (!hangs(p))
+        return pb_tree_depth(p->nrecv, t, r);
+    return r == p->nrecv - 1 ? pb_tree_depth(p->nrecv - 1, t, r - 1) + 1 : pb_tree_depth(p->nrecv - 1, t, r);
+}
 
 uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv, double alpha_b)
 {
@@ -136,29 +179,29 @@ uint64_t pb_plan_default_chunk_tree(uint64_t file_size, int nrecv, double alpha_
 
 static int tree_sender(const struct pb_plan *p, int r, uint64_t k)
 {
-    return pb_tree_parent(p->nrecv, pb_tree_of_chunk(k), r);
+    return pb_plan_tree_parent(p, pb_tree_of_chunk(k), r);
 }
 
 static int tree_targets(const struct pb_plan *p, int r, uint64_t k, int out[2])
 {
-    return pb_tree_children(p->nrecv, pb_tree_of_chunk(k), r, out);
+    return pb_plan_tree_children(p, pb_tree_of_chunk(k), r, out);
 }
 
 /* A receiver's partners: both parents, its children; the root's: the two
  * tree roots. */
 static int tree_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
 {
-    int r = pb_plan_receiver_of(root_leader, nleaders, leader);
+    int r = pb_plan_receiver_of(p, root_leader, nleaders, leader);
     if (r < 0)
         r = PB_FROM_ROOT;
     int n = 0;
     for (int t = 0; t < PB_TREES; t++) {
-        int up = r == PB_FROM_ROOT ? PB_FROM_ROOT : pb_tree_parent(p->nrecv, t, r);
+        int up = r == PB_FROM_ROOT ? PB_FROM_ROOT : pb_plan_tree_parent(p, t, r);
         if (r != PB_FROM_ROOT)
-            n = pb_plan_add_partner(out, n, up == PB_FROM_ROOT ? root_leader : pb_plan_leader_of(root_leader, nleaders, up));
-        int kids[2], nk = pb_tree_children(p->nrecv, t, r, kids);
+            n = pb_plan_add_partner(out, n, up == PB_FROM_ROOT ? root_leader : pb_plan_leader_of(p, root_leader, nleaders, up));
+        int kids[2], nk = pb_plan_tree_children(p, t, r, kids);
         for (int i = 0; i < nk; i++)
-            n = pb_plan_add_partner(out, n, pb_plan_leader_of(root_leader, nleaders, kids[i]));
+            n = pb_plan_add_partner(out, n, pb_plan_leader_of(p, root_leader, nleaders, kids[i]));
     }
     return n;
 }
@@ -197,13 +240,13 @@ static int pb_tree_setup(struct pb_engine *e, char *err, size_t errlen)
     int me = e->recv < 0 ? PB_FROM_ROOT : e->recv;
     for (int tree = 0; tree < PB_TREES; tree++) {
         if (e->recv >= 0) {
-            int up = pb_tree_parent(p->nrecv, tree, e->recv);
-            t->parent[tree] = up == PB_FROM_ROOT ? e->c.root : pb_plan_leader_of(e->c.root, e->c.nleaders, up);
+            int up = pb_plan_tree_parent(p, tree, e->recv);
+            t->parent[tree] = up == PB_FROM_ROOT ? e->c.root : pb_plan_leader_of(e->p, e->c.root, e->c.nleaders, up);
         }
-        int kids[2], nk = pb_tree_children(p->nrecv, tree, me, kids);
+        int kids[2], nk = pb_plan_tree_children(p, tree, me, kids);
         for (int i = 0; i < nk; i++)
             t->target[tree][t->ntarget[tree]++] =
-                add_child(t, pb_plan_leader_of(e->c.root, e->c.nleaders, kids[i]));
+                add_child(t, pb_plan_leader_of(e->p, e->c.root, e->c.nleaders, kids[i]));
     }
     /* Half the slots per parent: each tree carries half the chunks. */
     t->split = e->c.nslots / 2;

@@ -423,6 +423,8 @@ int pb_model_run(const struct pb_model_cfg *cfg, struct pb_model_result *res, ch
     m->free_bufs = slots;
     m->check = cfg->check;
     sim_init(&m->s, cfg, &m->p);
+    if (cfg->slow_rate > 0)
+        sim_set_slow(&m->s, cfg, &m->p, 0); /* any receiver: the ring moves every chunk through each */
     m->s.label = "";
     if (model_alloc(m, slots, root_slots) < 0 || sim_cpu_init(&m->s, cfg, &m->p, slots) < 0) {
         snprintf(err, errlen, "out of memory for %d nodes", cfg->nodes);

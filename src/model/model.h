@@ -45,6 +45,10 @@ struct pb_model_cfg {
     int check;            /* also check every arrival against pb_plan_sender (slower) */
     int schedule;         /* PB_SCHED_RING (0) or PB_SCHED_TREE (model_tree.c) */
     double cpu_rate;      /* C, bytes/s one node's thread hashes and writes; 0: not counted */
+    /* One node sends at this rate, bytes/s (0: none; it still receives at
+     * B). The trees place it as p2pbcast does (placement.h); in the ring it
+     * is a receiver like any other (every receiver forwards alike). */
+    double slow_rate;
 };
 
 struct pb_model_result {

@@ -34,6 +34,9 @@ static const char usage[] =
     "                         alpha*B)\n"
     "      --schedule NAME    ring or tree (two binary trees); default: both, side by\n"
     "                         side (--json and --sweep-chunk: the ring)\n"
+    "      --slow-node RATE   one node sends at RATE (it receives at --bandwidth): the\n"
+    "                         trees place it where it sends least, as p2pbcast does\n"
+    "                         after its send-rate probe; the ring cannot\n"
     "      --slots N          chunk slots per node (default as p2pbcast: 8, fewer above\n"
     "                         16 MiB chunks, the pool within 128 MiB, at least 4)\n"
     "      --root-slots N     of which granted to the root (default slots/4)\n"
@@ -54,7 +57,7 @@ static const char usage[] =
  * GB/s (this VM: `--cpu-rate measure`). */
 #define DEFAULT_CPU_RATE 5e9
 
-enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON, OPT_SCHEDULE, OPT_CPU };
+enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON, OPT_SCHEDULE, OPT_CPU, OPT_SLOW };
 
 static int parse_size_arg(const char *s, uint64_t *out)
 {
@@ -104,13 +107,13 @@ static void json_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
             "\"time\": %.9g, \"ideal\": %.9g, \"efficiency\": %.6f, \"tail\": %.9g, "
             "\"per_message\": %.9g, \"closed_form\": %.9g, \"first_node_done\": %.9g, "
             "\"root_link_busy\": %.6f, \"single_sender\": %.9g, \"scatter_allgather\": %.9g, "
-            "\"binomial_tree\": %.9g, \"cpu_rate\": %.6g, \"limit\": \"%s\", \"messages\": %llu, \"events\": %llu, "
+            "\"binomial_tree\": %.9g, \"cpu_rate\": %.6g, \"slow_node_rate\": %.6g, \"limit\": \"%s\", \"messages\": %llu, \"events\": %llu, "
             "\"wall_seconds\": %.3f%s}",
             pb_schedule_name(c->schedule), (unsigned long long)c->file_size, c->nodes, c->bandwidth, c->alpha,
             (unsigned long long)r->chunk_size, r->default_chunk ? "true" : "false",
             (unsigned long long)r->nchunks, r->slots, r->root_slots, r->ring_slots, r->time, r->ideal,
             r->efficiency, r->tail, r->per_message, r->estimate, r->first_done, r->root_busy,
-            r->single_sender, r->scatter_allgather, r->binomial, c->cpu_rate, r->limit ? r->limit : "link",
+            r->single_sender, r->scatter_allgather, r->binomial, c->cpu_rate, c->slow_rate, r->limit ? r->limit : "link",
             (unsigned long long)r->messages,
             (unsigned long long)r->events, wall, best < 0 ? "" : best ? ", \"best\": true" : ", \"best\": false");
 }
@@ -129,6 +132,10 @@ static void text_result(FILE *o, const struct pb_model_cfg *c, const struct pb_m
                                             : "chunk %s%s, %llu chunks, %u slots per node (%u root, %u ring)\n\n",
             pb_fmt_bytes(r->chunk_size, b1, sizeof b1), r->default_chunk ? " (p2pbcast's default)" : "",
             (unsigned long long)r->nchunks, r->slots, r->root_slots, r->ring_slots);
+    if (c->slow_rate > 0)
+        fprintf(o, "one node sends at %s (%.2f of the others)%s\n", fmt_rate(c->slow_rate, b1, sizeof b1),
+                c->slow_rate / c->bandwidth,
+                c->schedule == PB_SCHED_TREE ? ", placed where the trees make it send least" : ", a ring receiver");
     fprintf(o, "  predicted time                 %s\n", fmt_time(r->time, b1, sizeof b1));
     fprintf(o, "  efficiency (F/B)/T             %.3f   (F/B = %s)\n", r->efficiency,
             fmt_time(r->ideal, b1, sizeof b1));
@@ -360,6 +367,9 @@ static const char *parse_opt(int o, const char *arg, struct args *a)
         return a->cfg.schedule < 0 ? "invalid --schedule (ring or tree)" : NULL;
     case OPT_CPU:
         return parse_cpu(arg, &a->cfg.cpu_rate);
+    case OPT_SLOW:
+        return pb_model_parse_bandwidth(arg, &a->cfg.slow_rate) || a->cfg.slow_rate <= 0
+                   ? "invalid --slow-node (a rate, e.g. 1.25GB/s)" : NULL;
     case OPT_SWEEP: a->do_sweep = 1; return NULL;
     case OPT_JSON: a->json = 1; return NULL;
     default: return "unknown option or missing argument";
@@ -377,6 +387,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         { "chunk-size", required_argument, NULL, 'c' },
         { "slots", required_argument, NULL, OPT_SLOTS },
         { "schedule", required_argument, NULL, OPT_SCHEDULE },
+        { "slow-node", required_argument, NULL, OPT_SLOW },
         { "root-slots", required_argument, NULL, OPT_ROOT_SLOTS },
         { "sweep-chunk", no_argument, NULL, OPT_SWEEP },
         { "cpu-rate", required_argument, NULL, OPT_CPU },

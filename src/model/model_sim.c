@@ -17,6 +17,15 @@ void sim_init(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_pla
     s->alpha_ps = to_ps(cfg->alpha);
     s->d_full = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(p, 0) + PB_TRAILER_SIZE) / B);
     s->d_last = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(p, s->last_chunk) + PB_TRAILER_SIZE) / B);
+    s->slow = -1;
+}
+
+void sim_set_slow(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_plan *p, int node)
+{
+    double B = cfg->slow_rate;
+    s->slow = node;
+    s->d_full_slow = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(p, 0) + PB_TRAILER_SIZE) / B);
+    s->d_last_slow = to_ps(cfg->alpha + (double)(pb_plan_chunk_len(p, s->last_chunk) + PB_TRAILER_SIZE) / B);
 }
 
 int sim_cpu_init(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_plan *p, uint32_t slots)
@@ -79,7 +88,8 @@ void sim_wake(struct sim *s, struct sim_node *x, int node, uint64_t t)
 
 void sim_transmit(struct sim *s, int node, struct sim_node *x, struct sim_node *y, uint64_t k, int tag)
 {
-    uint64_t d = k == s->last_chunk ? s->d_last : s->d_full;
+    uint64_t d = node == s->slow ? (k == s->last_chunk ? s->d_last_slow : s->d_full_slow)
+                                 : (k == s->last_chunk ? s->d_last : s->d_full);
     uint64_t out_end = s->now + d;
     uint64_t arrive = (y->in_free > s->now ? y->in_free : s->now) + d;
     y->in_free = arrive;

@@ -166,6 +166,8 @@ struct sim {
     uint64_t cpu_full, cpu_last;       /* chunk/C, last chunk/C; 0: CPU not counted */
     uint64_t *root_ready;              /* the root's chunk k is read, hashed, written at [k % slots] */
     uint32_t root_nready;
+    int slow;                          /* the node that sends slowly, -1 none */
+    uint64_t d_full_slow, d_last_slow; /* its message times */
     uint64_t now, finish, first_done, root_busy;
     uint64_t messages, events;
     int ndone;
@@ -196,6 +198,9 @@ static inline uint64_t sim_root_ready(const struct sim *s, uint64_t k)
 {
     return s->root_nready ? s->root_ready[k % s->root_nready] : 0;
 }
+/* Node sends at cfg->slow_rate (--slow-node): its messages take longer on
+ * its out-link and on the receiver's in-link alike (cut-through). */
+void sim_set_slow(struct sim *s, const struct pb_model_cfg *cfg, const struct pb_plan *p, int node);
 void sim_bad(struct sim *s, const char *what, int node, uint64_t k);
 void sim_push(struct sim *s, uint64_t t, int kind, int node, uint64_t k);
 /* Run pump(node) at t, unless an earlier wake-up is already scheduled. */

@@ -18,9 +18,11 @@
  * for chunk k are kept in a ring of nslots counters per tree. */
 #include "model_sim.h"
 #include "model.h"
+#include "placement.h"
 #include "plan.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* Events carry the child a message goes to as their tag. */
 
@@ -180,14 +182,14 @@ static int tmodel_alloc(struct tmodel *m)
         x->l.wake_at = NEVER;
         int me = i == R ? PB_FROM_ROOT : i;
         for (int t = 0; t < PB_TREES; t++) {
-            int kids[2], nk = pb_tree_children(R, t, me, kids);
+            int kids[2], nk = pb_plan_tree_children(&m->p, t, me, kids);
             for (int j = 0; j < nk; j++)
                 x->target[t][x->ntarget[t]++] = add_child(x, kids[j]);
         }
     }
     for (int r = 0; r < R; r++)
         for (int t = 0; t < PB_TREES; t++) {
-            int up = pb_tree_parent(R, t, r);
+            int up = pb_plan_tree_parent(&m->p, t, r);
             struct tnode *x = &m->n[r];
             x->parent[t] = up == PB_FROM_ROOT ? R : up;
             x->up_idx[t] = add_child(&m->n[x->parent[t]], r);
@@ -227,6 +229,28 @@ static void tsimulate(struct tmodel *m)
     sim_run(&m->s, &tree_rules, m);
 }
 
+/* --slow-node: p2pbcast's placement (placement.h) of one slow sender among
+ * the leaders (root leader 0, the slow one leader 1): the plan's shape,
+ * and the receiver index it lands on (-1: not placed). */
+static int place_slow(const struct pb_model_cfg *cfg, struct pb_plan *p)
+{
+    int N = p->nrecv + 1, hang = 0, placed = 0, r = -1;
+    uint64_t *rate = malloc((size_t)N * sizeof *rate);
+    int *order = malloc((size_t)N * sizeof *order);
+    if (rate && order && N >= 3) {
+        for (int l = 0; l < N; l++)
+            rate[l] = l == 1 ? (uint64_t)(cfg->slow_rate / 1e3) + 1 : (uint64_t)(cfg->bandwidth / 1e3) + 1;
+        placed = pb_place(p, 0, N, rate, order, &hang);
+        for (int i = 0; i < p->nrecv && placed; i++)
+            if (order[i] == 1)
+                r = i;
+        p->tree_hang = placed ? hang : 0;
+    }
+    free(rate);
+    free(order);
+    return placed ? r : 0; /* unplaced (rates close, or too few nodes): receiver 0 */
+}
+
 int pb_model_tree_sim(const struct pb_model_cfg *cfg, const struct pb_plan *p, uint32_t slots,
                       struct pb_model_result *res, char *err, size_t errlen)
 {
@@ -236,12 +260,16 @@ int pb_model_tree_sim(const struct pb_model_cfg *cfg, const struct pb_plan *p, u
         return -1;
     }
     m->p = *p;
+    m->p.schedule = PB_SCHED_TREE;
+    int slow = cfg->slow_rate > 0 ? place_slow(cfg, &m->p) : -1;
     m->R = p->nrecv;
     m->nslots = slots;
     m->split = slots / 2;
     m->free_bufs = slots;
     m->check = cfg->check;
-    sim_init(&m->s, cfg, p);
+    sim_init(&m->s, cfg, &m->p);
+    if (slow >= 0)
+        sim_set_slow(&m->s, cfg, &m->p, slow);
     m->s.label = " (trees)";
     int rc = 0;
     if (tmodel_alloc(m) < 0 || sim_cpu_init(&m->s, cfg, p, slots) < 0) {

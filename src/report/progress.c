@@ -175,6 +175,8 @@ void pb_summary_print(FILE *out, const struct pb_summary *s)
             fprintf(out, ", SOURCE read in parallel by %d nodes (%s in all)", s->source_readers,
                     pb_fmt_bytes(s->source_read, r1, sizeof r1));
         fputc('\n', out);
+        if (s->placement)
+            fprintf(out, "p2pbcast: slow sender: %s\n", s->placement);
         if (s->dirtree)
             fprintf(out, "p2pbcast: directory: %llu files, %llu directories, %llu symbolic links, %llu hard links, "
                          "%llu special files skipped\n",
@@ -263,6 +265,11 @@ int pb_report_json(const char *path, const struct pb_summary *s, char *err, size
             (unsigned long long)s->bytes, s->seconds, rate, s->nodes, s->ranks, (unsigned long long)s->chunk_size,
             (unsigned long long)s->chunks, (unsigned long long)s->chunks_skipped,
             (unsigned long long)s->source_read, s->source_readers);
+    if (s->placement) {
+        fprintf(f, "  \"placement\": ");
+        pb_json_str(f, s->placement);
+        fprintf(f, ",\n");
+    }
     if (s->dirtree)
         fprintf(f, "  \"directory\": {\"files\": %llu, \"directories\": %llu, \"symlinks\": %llu, \"hardlinks\": %llu, "
                    "\"skipped\": %llu},\n",

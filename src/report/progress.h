@@ -43,6 +43,7 @@ struct pb_summary {
     uint64_t bytes, chunk_size, chunks, chunks_skipped;
     uint64_t source_read; /* bytes read from SOURCE, all nodes together */
     int source_readers;   /* nodes that read SOURCE */
+    const char *placement; /* slow senders and where they were placed, or NULL */
     double seconds;
     int nodes, ranks;
     const struct pb_failure *failures;

@@ -114,20 +114,12 @@ static struct pb_transport *open_transport(const char *name, const struct pb_tra
     return NULL;
 }
 
-/* Every leader joins the transport's collective set-up, even one that
- * already failed, so that the others do not wait for it. */
-static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
+void pb_stage_transport_cfg(struct stage *st, struct pb_transport_cfg *tc)
 {
     const struct pb_boot_info *bi = st->bi;
-    int elsewhere = 0;
-    struct pb_transport_cfg tc = {
+    *tc = (struct pb_transport_cfg){
         .self = bi->leader,
         .nleaders = bi->nleaders,
-        .peers = st->peers,
-        .npeers = npeers,
-        .pool = st->pool,
-        .slot_size = st->slot_size,
-        .nslots = st->meta.slots,
         .names = bi->names,
         .netids = bi->netids,
         .all_local = bi->all_local,
@@ -139,11 +131,25 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
         .rdma_dev = st->o.rdma_dev,
         .gid_index = st->o.gid_index,
         .rdma_tclass = st->o.rdma_tclass,
-        .mpi_comm = pb_boot_leader_comm(st->boot),
-        .failed_elsewhere = &elsewhere,
     };
-    memcpy(tc.secret, st->meta.secret, sizeof tc.secret);
+    memcpy(tc->secret, st->meta.secret, sizeof tc->secret);
     pb_boot_set_exchange_timeout(st->boot, st->o.timeout);
+}
+
+/* Every leader joins the transport's collective set-up, even one that
+ * already failed, so that the others do not wait for it. */
+static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
+{
+    int elsewhere = 0;
+    struct pb_transport_cfg tc;
+    pb_stage_transport_cfg(st, &tc);
+    tc.peers = st->peers;
+    tc.npeers = npeers;
+    tc.pool = st->pool;
+    tc.slot_size = st->slot_size;
+    tc.nslots = st->meta.slots;
+    tc.mpi_comm = pb_boot_leader_comm(st->boot);
+    tc.failed_elsewhere = &elsewhere;
     char err[512];
     /* the partners' names and machines, for the transport's choices and
      * messages (the transport still runs after a failure, see above) */

@@ -60,6 +60,10 @@ struct stage {
     /* 1c. the transport: this leader's verbs answer; why the root chose */
     struct pb_verbs_fit vfit;
     char tp_why[256];
+    /* 1d. placement (rates.c): the plan's order, and on the root the line
+     * naming the slow senders and their places ("" if none) */
+    int *order;
+    char placement[600];
     /* 2. where this node writes */
     char dpath[PATH_MAX];
     char probe[PATH_MAX]; /* our shared-DEST probe file, removed at the end */
@@ -94,6 +98,7 @@ struct stage {
 int pb_phase_meta(struct stage *st);       /* meta.c */
 int pb_phase_source_shared(struct stage *st); /* source_shared.c */
 int pb_phase_transport(struct stage *st);  /* negotiate.c */
+int pb_phase_rates(struct stage *st);      /* rates.c */
 int pb_phase_dest(struct stage *st);       /* dest.c */
 int pb_phase_open_sink(struct stage *st);  /* dest.c */
 int pb_phase_resume(struct stage *st);     /* resume.c */
@@ -130,6 +135,10 @@ void pb_resume_keep(struct stage *st);
  * its neighbours notice); release them and the slot pool. */
 void pb_connect_close(struct stage *st);
 void pb_connect_release(struct stage *st);
+/* connect.c: what every transport set-up of this leader is given (the
+ * bootstrap's exchanges, names, options, secret), without partners or pool;
+ * also sets the exchanges' timeout. */
+void pb_stage_transport_cfg(struct stage *st, struct pb_transport_cfg *tc);
 
 /* liveness.c: the ticks of the long local step about to start, wired to
  * the bootstrap's heartbeat; test_delay_us names the test hook that slows

@@ -12,6 +12,9 @@
  *   1c. transport with --transport auto, verbs only if every node can use it
  *                (device, port, GID, pinned memory), else tcp; with verbs the
  *                chunk fits the smallest port's largest message;
+ *   1d. rates    over tcp between machines, when worth it, every leader's
+ *                send rate is probed; slow senders make auto take the trees
+ *                and go where they send least (the plan's order);
  *   2. dest      leaders expand DEST and find the nodes that share one file;
  *   3. sink      leaders open their temporary DEST file (space reserved);
  *                with --resume, the chunks every node already holds;
@@ -151,6 +154,7 @@ static void report(struct stage *st, struct p2pbcast_result *res)
         .seconds = res->seconds, .nodes = res->nodes, .ranks = st->bi->size,
         .chunks_skipped = st->nskip,
         .failures = st->ag.fails, .nfailures = st->ag.nfails,
+        .placement = st->placement[0] ? st->placement : NULL,
     };
     pb_dtree_summary(st, &s);
     s.source_read = pb_source_shared_report(st, &s.source_readers, st->verbose && !res->status);
@@ -191,7 +195,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
         return res->status;
     int check = !!(st.o.flags & P2PBCAST_CHECK);
     if (!pb_phase_meta(&st) && !pb_phase_manifest(&st) && !pb_phase_source_shared(&st) &&
-        !pb_phase_transport(&st) && !pb_phase_dest(&st)) {
+        !pb_phase_transport(&st) && !pb_phase_rates(&st) && !pb_phase_dest(&st)) {
         if (check) {
             if (!pb_phase_check_space(&st) && !pb_phase_connect(&st))
                 pb_phase_probe_links(&st);
@@ -205,6 +209,7 @@ int pb_stage_file(const void *comm, const char *source, const char *dest, const 
         pb_check_report(&st, st.d.code);
     report(&st, res);
     free(st.skip); /* after the report: it counts the chunks SOURCE gave */
+    free(st.order);
     pb_agreement_free(&st.ag);
     pb_boot_close(st.boot);
     return res->status;

@@ -125,6 +125,16 @@ struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, 
 struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen);
 struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen);
 
+/* Placement's probe (src/stage/rates.c): every leader sends its successor
+ * in leader order (self + 1) about 50 ms of data over tcp on the
+ * interface the transport would use first (tcp_if's first element, else
+ * the default route's), whatever its device speed, and times what its
+ * predecessor (self - 1) sends it. Collective over the leaders (cfg: self,
+ * nleaders >= 3, xchg, secret, tcp_if, names, verbose); in two or three
+ * rounds (no node sends and receives at once), each bounded by about 1.6 s. Returns the predecessor's send rate in kbit/s; 0 when unknown
+ * (nothing arrived, a node could not take part). */
+uint32_t pb_tcp_probe_send_rate(const struct pb_transport_cfg *cfg);
+
 /* The speed in Mbit/s of the interface the tcp transport would use for
  * tcp_if (a name, a CIDR, a list of them: its first, or NULL: the default
  * route's), from sysfs; 0 when unknown (no such

@@ -19,6 +19,11 @@
 # into br0, which leads nowhere else), as a management network would be.
 # head stays on rail 0 only.
 #
+# One slow uplink (NETBED_SLOW_HOST=K NETBED_SLOW_RATE=M): host hK's eth0
+# egress is shaped to M Mbit/s instead of RATE; its downlink keeps RATE, so
+# it receives at full rate and only what it sends is slow (a degraded link
+# direction).
+#
 # usage: netbed.sh up N RATE_MBIT [PREFIX]   build hosts h1..hN (+ head)
 #        netbed.sh down [PREFIX]             remove everything up created
 #        netbed.sh exec HOST CMD...          run CMD inside HOST (hK, head, br)
@@ -36,7 +41,8 @@
 # NETBED_SHARE_BASE (parent of the shared directory, default /var/tmp; never
 # /tmp or /dev/shm), NETBED_MPIRUN_TIMEOUT (seconds before "mpirun" is killed
 # and fails with status 124, default 600), NETBED_RAIL1_RATE (Mbit/s of a
-# second rail, see above; default none).
+# second rail, see above; default none), NETBED_SLOW_HOST and
+# NETBED_SLOW_RATE (one slow uplink, see above; default none).
 #
 # Every host has a private /tmp, so nothing under /tmp (a checkout, a build)
 # exists on the hosts.  "up" therefore copies the rsh agent into the shared
@@ -236,6 +242,13 @@ cmd_up() {
     if [[ -n $rail1 ]] && { ! [[ $rail1 =~ ^[0-9]+$ ]] || (( rail1 < 1 || rail1 > 100000 )); }; then
         die "NETBED_RAIL1_RATE must be 1..100000"
     fi
+    local slow=${NETBED_SLOW_HOST:-} slow_rate=${NETBED_SLOW_RATE:-}
+    if [[ -n $slow || -n $slow_rate ]]; then
+        if ! [[ $slow =~ ^[0-9]+$ && $slow_rate =~ ^[0-9]+$ ]] || (( slow < 1 || slow > n || slow_rate < 1 ||
+                                                                      slow_rate > 100000 )); then
+            die "NETBED_SLOW_HOST must be 1..N and NETBED_SLOW_RATE 1..100000 (both or neither)"
+        fi
+    fi
     (( EUID == 0 )) || die "must run as root (network namespaces)"
     for t in ip tc nsenter unshare mount; do
         command -v "$t" >/dev/null || die "$t not found (Debian: iproute2, util-linux, mount)"
@@ -276,8 +289,8 @@ cmd_up() {
     # pin the mount namespaces are refused (or propagate into the hosts).
     mount --bind "$s" "$s"
     mount --make-private "$s"
-    printf 'n=%s\nrate=%s\ndir=%s\nnetns_dir=%s\nshare=%s\nrail1=%s\n' "$n" "$rate" "$DIR" "$netns_dir" "$share" \
-        "$rail1" >"$s/state"
+    printf 'n=%s\nrate=%s\ndir=%s\nnetns_dir=%s\nshare=%s\nrail1=%s\nslow=%s\nslow_rate=%s\n' "$n" "$rate" "$DIR" \
+        "$netns_dir" "$share" "$rail1" "$slow" "$slow_rate" >"$s/state"
     {
         echo "127.0.0.1 localhost"
         echo "$HEAD_IP head"
@@ -301,7 +314,11 @@ cmd_up() {
         ip -n "$PREFIX-$h" addr add "$(host_ip "$h")/24" dev eth0
         ip -n "$PREFIX-$h" link set eth0 up
         shape "$br" "v$h" "$rate"            # downlink of the host
-        shape "$PREFIX-$h" eth0 "$rate"      # uplink of the host
+        if [[ $h == "h$slow" ]]; then
+            shape "$PREFIX-$h" eth0 "$slow_rate" # the slow uplink (NETBED_SLOW_HOST)
+        else
+            shape "$PREFIX-$h" eth0 "$rate"  # uplink of the host
+        fi
         [[ -n $rail1 && $h != head ]] && add_rail1 "$h" "$rail1"
     done
     for (( k = 1; k <= n; k++ )); do make_host_ns "h$k"; done
@@ -323,7 +340,7 @@ cmd_up() {
     # shellcheck disable=SC2034 # read by the EXIT trap
     UP_DONE=1
     trap - INT TERM
-    log "bed '$PREFIX' up: $n hosts at ${rate} Mbit/s, head $HEAD_IP, subnet $SUBNET${rail1:+, rail 1 $RAIL1_BASE.0/24 at $rail1 Mbit/s}"
+    log "bed '$PREFIX' up: $n hosts at ${rate} Mbit/s, head $HEAD_IP, subnet $SUBNET${rail1:+, rail 1 $RAIL1_BASE.0/24 at $rail1 Mbit/s}${slow:+, h$slow sends at $slow_rate Mbit/s}"
 }
 
 # ---------------------------------------------------------------- exec

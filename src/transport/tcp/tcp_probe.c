@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #define PROBE_MS 100           /* data sent per rail */
+#define PLACE_PROBE_MS 50      /* per round of the send-rate probe (placement) */
 #define PROBE_CONNECT_S 1.5    /* to connect, greet and finish, at most */
 #define PROBE_SNDBUF (512 << 10) /* enough in flight, little left to drain after */
 #define PROBE_HDR 28           /* secret, key, sender's leader index */
@@ -92,14 +93,15 @@ static int probe_connect(uint32_t from, uint32_t to, uint16_t port)
 }
 
 /* Send: the header, then data until the window closes. 1 when done. */
-static int flow_send(struct flow *f, const unsigned char *hdr, const unsigned char *junk, size_t jl, double now)
+static int flow_send(struct flow *f, const unsigned char *hdr, const unsigned char *junk, size_t jl, double now,
+                     double secs)
 {
     if (f->hsent < PROBE_HDR) {
         ssize_t w = send(f->fd, hdr + f->hsent, PROBE_HDR - f->hsent, MSG_NOSIGNAL);
         if (w < 0)
             return errno == EAGAIN || errno == EINTR ? 0 : 1;
         f->hsent += (uint32_t)w;
-        f->until = now + PROBE_MS / 1000.0;
+        f->until = now + secs;
         return 0;
     }
     if (now >= f->until)
@@ -151,10 +153,11 @@ static uint32_t flow_kbit(const struct flow *f)
 }
 
 /* Run the probes: out to succ on each rail in out_rail[] (its address in
- * succ's card), in from pred on nin rails. kbit[] gets what arrived per rail
- * of ours. Bounded by PROBE_CONNECT_S + PROBE_MS. */
+ * succ's card), in from pred on nin rails, secs of data each. kbit[] gets
+ * what arrived per rail of ours. Bounded by PROBE_CONNECT_S + secs. */
 static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct pb_tcp_rail *mine, int nmine,
-                       const struct probe_card *succ, int succ_leader, int pred, int nin, uint32_t *kbit)
+                       const struct probe_card *succ, int succ_leader, int pred, int nin, uint32_t *kbit,
+                       double secs)
 {
     struct flow fl[2 * PB_TCP_MAX_RAILS + 4];
     int nf = 0, nin_left = nin;
@@ -172,7 +175,7 @@ static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct
         if (fd >= 0)
             fl[nf++] = (struct flow){ .fd = fd, .out = 1, .rail = i, .until = 1e300 };
     }
-    double deadline = pb_now() + PROBE_CONNECT_S + PROBE_MS / 1000.0;
+    double deadline = pb_now() + PROBE_CONNECT_S + secs;
     unsigned char buf[64 << 10];
     for (;;) {
         int live = 0;
@@ -192,7 +195,7 @@ static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct
         for (int i = 0; i < nf; i++) {
             if (fl[i].fd < 0 || !pfd[i].revents)
                 continue;
-            int end = fl[i].out ? flow_send(&fl[i], hdr[fl[i].rail], junk, sizeof junk, now)
+            int end = fl[i].out ? flow_send(&fl[i], hdr[fl[i].rail], junk, sizeof junk, now, secs)
                                 : flow_recv(&fl[i], cfg, pred, mine, nmine, buf, sizeof buf, now);
             if (end) {
                 if (!fl[i].out && fl[i].hgot == PROBE_HDR && fl[i].rail >= 0 && fl[i].bytes) {
@@ -320,7 +323,8 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
             int j = card_find(pc, mine[i].key);
             nin += j >= 0 && (!mine[i].mbit || !pc->r[j].mbit);
         }
-        run_probes(cfg, lfd, mine, n, npeers ? &got[0] : NULL, npeers ? succ : -1, pred, nin, measured);
+        run_probes(cfg, lfd, mine, n, npeers ? &got[0] : NULL, npeers ? succ : -1, pred, nin, measured,
+                   PROBE_MS / 1000.0);
     }
     if (lfd >= 0)
         close(lfd);
@@ -360,4 +364,60 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
         fprintf(stderr, "p2pbcast: %s: tcp rail(s):%s\n", cfg->names ? cfg->names[cfg->self] : "?", line);
     }
     return k;
+}
+
+/* The send-rate probe for placement (transport.h): the rails probe on one
+ * network, the interface the transport would take first, probed whatever
+ * its device speed says (a device speed says nothing of a degraded link
+ * direction or a busy NIC). Any failure only leaves the rate unknown.
+ *
+ * In rounds, so that no node sends and receives at once: a node whose
+ * uplink is slow would otherwise queue the acknowledgements of what it
+ * receives behind its own data and make its predecessor look slow too.
+ * Round c: the leaders of colour c send (l mod 2; with N odd the last
+ * leader has a colour of its own, since its successor 0 is even). */
+static int colour(int l, int n)
+{
+    return n % 2 && l == n - 1 ? 2 : l % 2;
+}
+
+uint32_t pb_tcp_probe_send_rate(const struct pb_transport_cfg *cfg)
+{
+    struct pb_tcp_rail one;
+    char why[256] = "";
+    memset(&one, 0, sizeof one);
+    one.key = 1; /* one network, the same name on every node */
+    char first[64] = "";
+    const char *want = cfg->tcp_if;
+    if (want) { /* a list: its first element */
+        size_t l = strcspn(want, ",");
+        snprintf(first, sizeof first, "%.*s", (int)(l < sizeof first ? l : sizeof first - 1), want);
+        want = first;
+    }
+    int ok = pb_tcp_pick_if(want, &one.addr, one.ifname, sizeof one.ifname, why, sizeof why) == 0;
+    uint16_t port = 0;
+    int lfd = ok ? probe_listen(&port) : -1;
+    ok = ok && lfd >= 0;
+    int n = cfg->nleaders, succ = (cfg->self + 1) % n, pred = (cfg->self + n - 1) % n;
+    int peers[2] = { succ, pred }, npeers = n < 3 ? 0 : 2;
+    struct probe_card card, got[2];
+    fill_card(&card, &one, ok, port, ok);
+    memset(got, 0, sizeof got);
+    uint32_t measured = 0, ignored = 0;
+    int rc = npeers ? cfg->xchg.with_peers(cfg->xchg.ctx, ok, &card, got, sizeof card, peers, npeers) : -1;
+    for (int c = 0; c < (n % 2 ? 3 : 2) && rc == 0; c++) {
+        unsigned char mark = 1, back[2];
+        /* every round starts together: the exchange's vote is a barrier */
+        if (c > 0 && (rc = cfg->xchg.with_peers(cfg->xchg.ctx, 1, &mark, back, 1, peers, npeers)) != 0)
+            break;
+        int out = colour(cfg->self, n) == c, in = colour(pred, n) == c;
+        run_probes(cfg, lfd, &one, 1, out ? &got[0] : NULL, out ? succ : -1, pred, in, in ? &measured : &ignored,
+                   PLACE_PROBE_MS / 1000.0);
+    }
+    if (lfd >= 0)
+        close(lfd);
+    if (cfg->verbose && !ok)
+        fprintf(stderr, "p2pbcast: %s: no send-rate probe: %s\n", cfg->names ? cfg->names[cfg->self] : "?",
+                why[0] ? why : "cannot listen for it");
+    return measured;
 }
