@@ -10,6 +10,7 @@
  * that a slot fits in one message of the smallest port (max_msg_sz). */
 #include "bootstrap.h"
 #include "phases.h"
+#include "schedule.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,18 +41,19 @@ int pb_send_partners(const struct stage *st)
     const struct pb_plan *p = &st->plan;
     if (!bi->is_leader || p->nrecv <= 0 || p->nchunks == 0)
         return 0;
-    if (p->schedule == PB_SCHED_SHARED)
-        return 1; /* the allgather's ring: the successor */
-    int r = pb_plan_receiver_of(bi->root_leader, bi->nleaders, bi->leader);
-    unsigned char *seen = calloc((size_t)p->nrecv, 1);
+    /* Where every node reads, the schedule's members are the leaders; else
+     * receivers, the root PB_FROM_ROOT. */
+    int every = pb_sched_of(p->schedule)->every_node_reads, nmemb = every ? bi->nleaders : p->nrecv;
+    int r = every ? bi->leader : pb_plan_receiver_of(bi->root_leader, bi->nleaders, bi->leader);
+    unsigned char *seen = calloc((size_t)nmemb, 1);
     if (!seen)
-        return p->nrecv; /* the most it can be */
-    /* both schedules repeat with the chunk index modulo R (ring) or 2 (trees) */
+        return nmemb; /* the most it can be */
+    /* the schedules repeat with the chunk index modulo R (ring), N (allgather) or 2 (trees) */
     uint64_t kmax = 2 * (uint64_t)p->nrecv + 2, n = 0;
     for (uint64_t k = 0; k < kmax && k < p->nchunks; k++) {
         int out[2], c = pb_plan_targets(p, r < 0 ? PB_FROM_ROOT : r, k, out);
         for (int i = 0; i < c; i++)
-            if (out[i] >= 0 && out[i] < p->nrecv && !seen[out[i]]) {
+            if (out[i] >= 0 && out[i] < nmemb && !seen[out[i]]) {
                 seen[out[i]] = 1;
                 n++;
             }

@@ -176,6 +176,14 @@ static void leader_vote(struct stage *st, const struct src_view *rv, int mode, s
     }
 }
 
+/* Every node reads: the ring allgather where the plan has the ring, the
+ * trees fed by readers where it has the trees (sched_shared_tree.c). Same
+ * on every rank: meta.schedule came from the root. */
+static int shared_schedule(const struct stage *st)
+{
+    return st->meta.schedule == PB_SCHED_TREE ? PB_SCHED_READTREE : PB_SCHED_SHARED;
+}
+
 /* Root: every vote said "same file"? With -v, why not. */
 static int32_t root_decides(struct stage *st, const struct src_view *rv)
 {
@@ -194,8 +202,11 @@ static int32_t root_decides(struct stage *st, const struct src_view *rv)
         }
     if (st->verbose)
         fprintf(stderr, "p2pbcast: source shared %s: yes: all %d nodes see the same SOURCE (size, mtime, ctime, "
-                        "first and last chunk); each reads 1/%d of it, ring allgather\n",
-                st->o.source_shared ? st->o.source_shared : "auto", bi->nleaders, bi->nleaders);
+                        "first and last chunk); %s\n",
+                st->o.source_shared ? st->o.source_shared : "auto", bi->nleaders,
+                shared_schedule(st) == PB_SCHED_READTREE
+                    ? "the tops of the two trees each read half of it (readtree)"
+                    : "each reads its share, ring allgather");
     return 1;
 }
 
@@ -203,7 +214,6 @@ static int32_t root_decides(struct stage *st, const struct src_view *rv)
 static int worth_asking(struct stage *st, int mode)
 {
     const char *why = NULL;
-    char buf[300];
     if (mode == SHARED_NO)
         why = "--source-shared=no";
     else if (st->dtree.on)
@@ -212,13 +222,6 @@ static int worth_asking(struct stage *st, int mode)
         why = "one node";
     else if (st->meta.size == 0)
         why = "empty SOURCE";
-    else if (mode == SHARED_AUTO && st->meta.schedule == PB_SCHED_TREE) {
-        if (st->o.schedule && !strcmp(st->o.schedule, "tree"))
-            why = "--schedule tree (the trees are fed by the root)";
-        else if (!pb_shared_beats_tree(st->meta.size, st->bi->nleaders, st->meta.chunk, st->meta.chunk, buf,
-                                       sizeof buf))
-            why = buf;
-    }
     if (why && st->verbose && st->root)
         fprintf(stderr, "p2pbcast: source shared: no (%s): only the root reads SOURCE\n", why);
     return !why;
@@ -251,7 +254,7 @@ int pb_phase_source_shared(struct stage *st)
         return rc == 2 ? pb_agree_interrupted(&st->ag, &st->d) : (st->d.code = P2PBCAST_ERR_INTERNAL);
     st->shared = shared;
     if (shared)
-        st->plan.schedule = PB_SCHED_SHARED;
+        st->plan.schedule = shared_schedule(st);
     else if (!st->root)
         pb_source_close(&st->src);
     return 0;
@@ -272,12 +275,15 @@ uint64_t pb_source_shared_report(const struct stage *st, int *readers, int say)
         return sum;
     }
     uint64_t total = 0;
+    int n = 0;
     for (int i = 0; i < bi->nleaders; i++) {
         uint64_t b = pb_shared_read_bytes(&st->plan, i, skip);
         char s[32];
-        if (say)
+        if (say && b)
             fprintf(stderr, "p2pbcast: %s read %s of SOURCE\n", bi->names[i], pb_fmt_bytes(b, s, sizeof s));
         total += b;
+        n += b > 0;
     }
+    *readers = n;
     return total;
 }
