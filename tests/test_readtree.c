@@ -203,5 +203,27 @@ int main(void)
     ok(pb_plan_reader(&p, 3, 5) == 3, "root-fed trees: the root reads every chunk");
     ok(!strcmp(pb_schedule_name(PB_SCHED_READTREE), "readtree") && pb_schedule_parse("readtree") == -1,
        "the reader-fed trees are named, but not a --schedule users pick");
+
+    /* --source-shared=auto's closed form. The bed: 150 Mbit/s links,
+     * SOURCE on tmpfs (2 GB/s): the allgather at 4 nodes (each receives
+     * 3/4 F), the root alone at 16 (no read to spare, the ring too slow).
+     * A parallel filesystem read at 1 GB/s per client, 5 GB/s links: the
+     * allgather at 4 nodes (4 readers), the reader-fed trees at 1,000. */
+    const uint64_t MiB = 1 << 20;
+    ok(pb_shared_choose(128 * MiB, 4, 64 * 1024, 2e9, 150e6 / 8, PB_SCHED_RING, 0, NULL, 0) == PB_SCHED_SHARED &&
+           pb_shared_choose(128 * MiB, 16, 64 * 1024, 2e9, 150e6 / 8, PB_SCHED_TREE, 0, NULL, 0) == -1,
+       "auto on the bed: the allgather at 4 nodes, the root alone at 16");
+    ok(pb_shared_choose(5000 * MiB, 4, 4 * MiB, 1e9, 5e9, PB_SCHED_RING, 0, NULL, 0) == PB_SCHED_SHARED &&
+           pb_shared_choose(5000 * MiB, 1000, 4 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, NULL, 0) == PB_SCHED_READTREE &&
+           pb_shared_choose(5000 * MiB, 1000, 4 * MiB, 20e9, 5e9, PB_SCHED_TREE, 0, NULL, 0) == -1,
+       "auto, SOURCE at 1 GB/s, 5 GB/s links: the allgather at 4 nodes, the reader-fed trees at 1,000; the root "
+       "alone where it reads at 20 GB/s");
+    ok(pb_shared_choose(3 * MiB, 4, 64 * 1024, 3e9, 0, PB_SCHED_RING, 0, why, sizeof why) == PB_SCHED_SHARED &&
+           pb_shared_choose(3 * MiB, 16, 64 * 1024, 3e9, 0, PB_SCHED_TREE, 0, NULL, 0) == -1 && strstr(why, "unknown"),
+       "auto, link rate unknown: the allgather up to 8 nodes, the root beyond (%s)", why);
+    ok(pb_shared_choose(3 * MiB, 4, 64 * 1024, 3e9, 0, PB_SCHED_TREE, PB_SCHED_READTREE, NULL, 0) == -1 &&
+           pb_shared_choose(5000 * MiB, 4, 4 * MiB, 1e9, 5e9, PB_SCHED_TREE, PB_SCHED_READTREE, NULL, 0) ==
+               PB_SCHED_READTREE,
+       "--schedule tree: the root's trees or the reader-fed trees, never the allgather");
     return tap_done();
 }

@@ -154,14 +154,6 @@ uint64_t pb_shared_sample_budget(uint64_t file_size);
  * and returns how many. */
 uint64_t pb_shared_sample(const struct pb_plan *p, int root, const unsigned char *skip, uint64_t budget,
                           uint64_t (*rnd)(void *ctx), void *ctx, uint64_t *out);
-/* Which is faster for F bytes to nleaders nodes with every node reading
- * its share: the ring allgather (each node receives (N-1)/N F, the tail
- * N-1 hops of c_ring) or the two trees fed by the root alone (F, tail
- * 2 ceil(log2 R) + 1 hops of c_tree)? Closed forms as pb_schedule_auto,
- * alpha*B = 16 KiB. Returns 1 for the allgather, with a line for -v. */
-int pb_shared_beats_tree(uint64_t file_size, int nleaders, uint64_t c_ring, uint64_t c_tree, char *why,
-                         size_t whylen);
-
 /* ---- shared SOURCE: the two trees fed by readers (sched_shared_tree.c) --
  * The N = nrecv + 1 leaders are the members of both trees (member m is
  * leader m; positions as pb_tree_* over N, the root an ordinary member).
@@ -184,6 +176,15 @@ int pb_readtree_reader(const struct pb_plan *p, uint64_t k);
  * left out (the table above; tests and -v). */
 void pb_readtree_bytes(const struct pb_plan *p, int m, const unsigned char *skip, uint64_t *read, uint64_t *sent,
                        uint64_t *received);
+
+/* --source-shared=auto: the root only (-1), the ring allgather
+ * (PB_SCHED_SHARED) or the reader-fed trees (PB_SCHED_READTREE) for F
+ * bytes to nleaders nodes, from SOURCE's read rate at the root and the link
+ * rate in bytes/s (0: unknown); root_schedule is the plan's root-fed
+ * schedule; only (0: either) limits the choice to that one parallel mode
+ * (an explicit --schedule). why: one line for -v with the predictions. */
+int pb_shared_choose(uint64_t file_size, int nleaders, uint64_t chunk, double read_rate, double link_rate,
+                     int root_schedule, int only, char *why, size_t whylen);
 
 /* Which member reads chunk k under the plan's schedule: root (a leader
  * index) for the root-fed schedules. */

@@ -61,25 +61,6 @@ uint64_t pb_shared_read_bytes(const struct pb_plan *p, int m, const unsigned cha
     return sum;
 }
 
-int pb_shared_beats_tree(uint64_t file_size, int nleaders, uint64_t c_ring, uint64_t c_tree, char *why,
-                         size_t whylen)
-{
-    /* In bytes' worth of time (times B):
-     *   allgather  (N-1)/N F + (N-1) c_ring + (F/c_ring) alpha*B
-     *   trees      F + (2 ceil(log2 R) + 1) c_tree + (F/c_tree) alpha*B
-     * The allgather's ring carries (N-1)/N F into every node; its last
-     * chunk makes N-1 hops. The trees' root sends F, their tail is short. */
-    const double ab = 16384.0, F = (double)file_size;
-    int N = nleaders, R = N - 1;
-    double ring = F * (N - 1) / (N > 0 ? N : 1) + (N > 1 ? N - 1 : 0) * (double)c_ring + F / (double)c_ring * ab;
-    double tree = F + (2.0 * pb_ceil_log2(R > 1 ? (uint64_t)R : 1) + 1) * (double)c_tree + F / (double)c_tree * ab;
-    int pick = ring <= tree;
-    if (why)
-        snprintf(why, whylen, "%s: %d nodes, predicted %.3g s (allgather, every node reads 1/%d) vs %.3g s "
-                 "(trees from the root) at 1 GB/s", pick ? "allgather" : "tree", N, ring / 1e9, N, tree / 1e9);
-    return pick;
-}
-
 uint64_t pb_shared_sample_budget(uint64_t file_size)
 {
     uint64_t b = file_size / 32;

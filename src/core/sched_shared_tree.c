@@ -70,6 +70,57 @@ void pb_readtree_bytes(const struct pb_plan *p, int m, const unsigned char *skip
     }
 }
 
+static double slower(double a, double b)
+{
+    return a > b ? a : b;
+}
+
+int pb_shared_choose(uint64_t file_size, int nleaders, uint64_t chunk, double read_rate, double link_rate,
+                     int root_schedule, int only, char *why, size_t whylen)
+{
+    /* Seconds, alpha = 16 us per chunk (alpha*B = 16 KiB at 1 GB/s, as in
+     * pb_schedule_auto). Each mode moves at the slower of its reads and its
+     * network; reading at other nodes costs the root's re-read of their
+     * sample afterwards (pb_shared_sample_budget, at the read rate):
+     *   root only   max(F/rho,     net(root's schedule))
+     *   readtree    max(F/(2 rho), (F + (2 ceil(log2 N) + 1) c)/B + (F/c) alpha) + V/rho
+     *   allgather   max(F/(N rho), ((N-1)/N F + (N-1) c)/B + (F/c) alpha)      + V/rho
+     * The ring allgather only up to 8 nodes: its ring moves at the pace of
+     * its slowest member, and on the bed it lost to the trees at 16 hosts
+     * (bench/README.md), as the root-fed ring does (pb_schedule_auto). A
+     * parallel mode must win by 5 %: reading at other nodes is not free of
+     * risk (their client caches). An unknown read rate (0) costs nothing;
+     * with an unknown link rate (one machine: loopback, or an interface
+     * that does not say) nothing can be weighed: the allgather up to 8
+     * nodes (what it gives on one machine and the bed), the root beyond. */
+    const double alpha = 16e-6, F = (double)file_size, c = (double)(chunk ? chunk : 1);
+    int N = nleaders, R = N - 1;
+    double rho = read_rate > 0 ? read_rate : 1e30, B = link_rate > 0 ? link_rate : 1.25e9; /* B: for -v only when unknown */
+    double V = F < (double)pb_shared_sample_budget(file_size) ? F : (double)pb_shared_sample_budget(file_size);
+    double per_msg = F / c * alpha;
+    double net_tree = (F + (2.0 * pb_ceil_log2(R > 1 ? (uint64_t)R : 1) + 1) * c) / B + per_msg;
+    double net_ring = (F + (R > 1 ? R - 1 : 0) * c) / B + per_msg;
+    double root = slower(F / rho, root_schedule == PB_SCHED_TREE ? net_tree : net_ring);
+    double rtree = slower(F / (2 * rho), (F + (2.0 * pb_ceil_log2((uint64_t)N) + 1) * c) / B + per_msg) + V / rho;
+    double ag = slower(F / (N * rho), (F * (N - 1) / N + (N - 1) * c) / B + per_msg) + V * (N - 1) / N / rho;
+    int pick = -1;
+    double best = root / 1.05;
+    int ag_ok = only != PB_SCHED_READTREE && N <= 8, rtree_ok = only != PB_SCHED_SHARED;
+    if (link_rate <= 0)
+        pick = ag_ok ? PB_SCHED_SHARED : -1;
+    else if (ag_ok && ag < best)
+        pick = PB_SCHED_SHARED, best = ag;
+    if (link_rate > 0 && rtree_ok && rtree < best)
+        pick = PB_SCHED_READTREE;
+    if (why)
+        snprintf(why, whylen, "%s: %d nodes, SOURCE read at %.3g MB/s%s, links %.3g MB/s%s: predicted %.3g s (root "
+                 "reads, %s), %.3g s (readtree), %s%.3g s (allgather)",
+                 pick < 0 ? "root only" : pick == PB_SCHED_READTREE ? "readtree" : "allgather", N, rho / 1e6,
+                 read_rate > 0 ? "" : " (not measured)", B / 1e6, link_rate > 0 ? "" : " (unknown: the allgather up to 8 nodes, else the root; figures at 10 Gbit/s)", root,
+                 pb_schedule_name(root_schedule), rtree, N <= 8 ? "" : "beyond 8 nodes never ", ag);
+    return pick;
+}
+
 /* Both parents (unless we read that tree), the children in both trees;
  * the root and tree 0's top also each other (FIN). */
 static int rt_partners(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out)
