@@ -149,8 +149,12 @@ hostile() { # hostile NCHUNKS FROM TO: $H/other differs from $H/src in chunks FR
     return 1
 }
 c=65536
-# NP HOOKRANK CHUNK [--root R]: CHUNK is one that HOOKRANK's node reads
-for t in "3 1 10" "4 3 11" "3 0 9 --root 2" "4 2 10 --root 3"; do
+# NP HOOKRANK CHUNK [OPTIONS]: CHUNK is one that HOOKRANK's node reads; with
+# --schedule tree the reader-fed trees, where the tops of the trees read
+# (tests/test_shared_tree.sh): of 3 nodes 1 (even chunks) and 0, of 4 and 5
+# nodes 3 and 2 (the allgather would have had another node read these).
+for t in "3 1 10" "4 3 11" "3 0 9 --root 2" "4 2 10 --root 3" "3 1 12 --schedule tree" "4 2 11 --schedule tree" \
+         "5 3 10 --schedule tree" "4 3 10 --schedule tree --root 2"; do
     set -- $t
     np=$1 hr=$2 k=$3
     shift 3
