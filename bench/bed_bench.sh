@@ -12,6 +12,9 @@
 #                 parallel one; P2PBCAST_ARGS=--source-shared=yes: each host
 #                 reads its share of SOURCE under bench/out)
 #   p2pbcast_ring, p2pbcast_tree   a schedule forced, the root alone reading
+#   p2pbcast_allgather, p2pbcast_readtree   --source-shared=yes with the ring
+#                 (every host reads its share, ring allgather) or the trees
+#                 (the two trees' tops read, the trees carry it)
 #   p2pbcast_base the binary named by P2PBCAST_BASE (e.g. a build of the last
 #                 release) with exactly p2pbcast's options: before and after
 #                 side by side in one run (-m "p2pbcast p2pbcast_base")
@@ -88,6 +91,12 @@ elif [[ " $B_METHODS " == *" p2pbcast_base "* ]]; then
     echo "bed_bench: method p2pbcast_base needs P2PBCAST_BASE (the binary to compare with)" >&2; exit 1
 fi
 run_p2pbcast_base() { P2PBCAST_CMD=$P2PBCAST_BASE_CMD P2PBCAST_TAG=base run_p2pbcast "$@"; }
+run_p2pbcast_allgather() {
+    P2PBCAST_CMD="$P2PBCAST_CMD --schedule ring --source-shared=yes" P2PBCAST_TAG=allgather run_p2pbcast "$@"
+}
+run_p2pbcast_readtree() {
+    P2PBCAST_CMD="$P2PBCAST_CMD --schedule tree --source-shared=yes" P2PBCAST_TAG=readtree run_p2pbcast "$@"
+}
 
 command -v gnuplot >/dev/null || {
     echo "bed_bench: gnuplot missing: installing gnuplot-nox" >&2

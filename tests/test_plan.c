@@ -342,9 +342,6 @@ static void test_shared(void)
     ok(pb_shared_read_bytes(&p, 0, NULL) == 3 * 4096 && pb_shared_read_bytes(&p, 0, skip) == 2 * 4096 &&
            pb_shared_read_bytes(&p, 2, NULL) == 2 * 4096 + 1 && pb_shared_reader(&p, 6) == 2,
        "4 members, 11 chunks: member 0 reads chunks 0, 4, 8; member 2 reads 2, 6 and the 1-byte chunk 10");
-    ok(pb_shared_beats_tree(1ull << 30, 4, 64 * 1024, 64 * 1024, NULL, 0) &&
-           !pb_shared_beats_tree(5ull * 1000 * 1000 * 1000, 100000, 64 * 1024, 64 * 1024, NULL, 0),
-       "allgather predicted faster at 4 nodes, the trees at 100,000");
     ok(!strcmp(pb_schedule_name(PB_SCHED_SHARED), "allgather") && pb_schedule_parse("allgather") == -1,
        "the allgather is named, but not a --schedule users pick");
 }

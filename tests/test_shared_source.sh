@@ -58,14 +58,14 @@ run 4 -q --per-rank -c 64K --source-shared=no --json "$S/j.json" "$S/src" "$S/ds
 ok $? "--source-shared=no: the root alone reads, copies exact"
 rm -f "$S"/dst.* "$S/j.json"
 # Both schedules: an explicit --schedule tree keeps the root's reads under
-# auto; with yes the ring allgather is used.
+# auto at 4 nodes; with yes the trees fed by readers (tests/test_shared_tree.sh).
 run 4 -q --per-rank -c 64K --schedule tree --json "$S/j.json" "$S/src" "$S/dst.%r"
 [ $rc -eq 0 ] && check_copies 4 "$S/src" "$S/dst" && [ "$(json "$S/j.json" source_readers)" = 1 ]
 ok $? "--schedule tree, auto: the trees from the root, copies exact"
 rm -f "$S"/dst.* "$S/j.json"
 run 4 -q --per-rank -c 64K --schedule tree --source-shared=yes --json "$S/j.json" "$S/src" "$S/dst.%r"
-[ $rc -eq 0 ] && check_copies 4 "$S/src" "$S/dst" && [ "$(json "$S/j.json" source_readers)" = 4 ]
-ok $? "--schedule tree --source-shared=yes: the allgather, copies exact"
+[ $rc -eq 0 ] && check_copies 4 "$S/src" "$S/dst" && [ "$(json "$S/j.json" source_readers)" = 2 ]
+ok $? "--schedule tree --source-shared=yes: the trees fed by their two tops, copies exact"
 rm -f "$S"/dst.* "$S/j.json"
 
 # 3. One node sees another file at SOURCE's path, or none.
@@ -149,8 +149,12 @@ hostile() { # hostile NCHUNKS FROM TO: $H/other differs from $H/src in chunks FR
     return 1
 }
 c=65536
-# NP HOOKRANK CHUNK [--root R]: CHUNK is one that HOOKRANK's node reads
-for t in "3 1 10" "4 3 11" "3 0 9 --root 2" "4 2 10 --root 3"; do
+# NP HOOKRANK CHUNK [OPTIONS]: CHUNK is one that HOOKRANK's node reads; with
+# --schedule tree the reader-fed trees, where the tops of the trees read
+# (tests/test_shared_tree.sh): of 3 nodes 1 (even chunks) and 0, of 4 and 5
+# nodes 3 and 2 (the allgather would have had another node read these).
+for t in "3 1 10" "4 3 11" "3 0 9 --root 2" "4 2 10 --root 3" "3 1 12 --schedule tree" "4 2 11 --schedule tree" \
+         "5 3 10 --schedule tree" "4 3 10 --schedule tree --root 2"; do
     set -- $t
     np=$1 hr=$2 k=$3
     shift 3

@@ -73,7 +73,13 @@
  * moves until every node holds every chunk.
  * Completion as on the ring: every other node says DONE to the root once it
  * holds every chunk and passed on what it must, and the root answers FIN
- * to all once it is done itself and heard every DONE. */
+ * to all once it is done itself and heard every DONE.
+ *
+ * Shared SOURCE, the two trees fed by readers (PB_SCHED_READTREE,
+ * sched_shared_tree.c): the two-tree flow control over every leader, the
+ * root an ordinary member; the top of each tree fills read buffers from
+ * SOURCE instead of slots granted to a parent. Its deadlock freedom and
+ * completion (tree 0's top tells the root) are in that file. */
 #ifndef P2PBCAST_ENGINE_H
 #define P2PBCAST_ENGINE_H
 

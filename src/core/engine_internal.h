@@ -73,6 +73,8 @@ struct shared_part {
     uint64_t next_own;           /* next chunk of ours to read */
 };
 
+struct readtree_part; /* sched_shared_tree.c */
+
 struct pb_engine {
     struct pb_engine_cfg c;
     const struct pb_plan *p;
@@ -108,6 +110,9 @@ struct pb_engine {
     /* shared SOURCE: ring allgather (sched_shared.c) */
     struct shared_part sh;
     uint64_t read_bytes;     /* bytes of SOURCE this node read */
+
+    /* shared SOURCE: the two trees fed by readers (sched_shared_tree.c) */
+    struct readtree_part *rt;
 
     struct pb_manifest man;
     int more_losses;

@@ -65,6 +65,12 @@ int pb_plan_targets(const struct pb_plan *p, int r, uint64_t k, int out[2])
     return pb_sched_of(p->schedule)->targets(p, r, k, out);
 }
 
+int pb_plan_reader(const struct pb_plan *p, int root, uint64_t k)
+{
+    const struct pb_sched *s = pb_sched_of(p->schedule);
+    return s->reader ? s->reader(p, k) : root;
+}
+
 int pb_plan_add_partner(int *out, int n, int leader)
 {
     for (int i = 0; i < n; i++)

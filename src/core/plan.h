@@ -26,7 +26,7 @@
 #define PB_MIN_CHUNK (4u * 1024u)
 #define PB_MAX_CHUNK (1024u * 1024u * 1024u)
 
-enum pb_schedule { PB_SCHED_RING = 0, PB_SCHED_TREE = 1, PB_SCHED_SHARED = 2 };
+enum pb_schedule { PB_SCHED_RING = 0, PB_SCHED_TREE = 1, PB_SCHED_SHARED = 2, PB_SCHED_READTREE = 3 };
 
 struct pb_plan {
     uint64_t file_size;
@@ -174,7 +174,8 @@ int pb_shared_hops(const struct pb_plan *p, int m, uint64_t k);
 bool pb_shared_forwards(const struct pb_plan *p, int m, uint64_t k);
 /* Who gives member m chunk k: PB_SELF_READ (m reads it) or a member. */
 int pb_shared_sender(const struct pb_plan *p, int m, uint64_t k);
-/* Bytes of SOURCE member m reads, chunks set in skip (may be NULL) left out. */
+/* Bytes of SOURCE member m reads, chunks set in skip (may be NULL) left out
+ * (any schedule where every node reads: pb_plan_reader). */
 uint64_t pb_shared_read_bytes(const struct pb_plan *p, int m, const unsigned char *skip);
 /* The root's check of the other readers (issue 18): after the transfer it
  * re-reads a random sample of their chunks and compares each with the
@@ -184,21 +185,50 @@ uint64_t pb_shared_read_bytes(const struct pb_plan *p, int m, const unsigned cha
 #define PB_SAMPLE_MIN_BYTES (64ull << 20)
 #define PB_SAMPLE_MAX_BYTES (1ull << 30)
 uint64_t pb_shared_sample_budget(uint64_t file_size);
-/* Draw the sample: chunks read by members other than root, none set in skip
- * (may be NULL). Where all of them fit in budget bytes, all of them; else
- * from each reader with m such chunks, min(m, max(1, budget / (c (N-1))))
+/* Draw the sample: chunks read by members other than root (pb_plan_reader:
+ * the allgather or the reader-fed trees), none set in skip (may be NULL).
+ * Where all of them fit in budget bytes, all of them; else from each of
+ * the n other readers with m such chunks, min(m, max(1, budget / (c n)))
  * of them, uniformly without replacement (rnd: 64 random bits per call).
  * Writes the chunk numbers in increasing order to out (room for nchunks)
  * and returns how many. */
 uint64_t pb_shared_sample(const struct pb_plan *p, int root, const unsigned char *skip, uint64_t budget,
                           uint64_t (*rnd)(void *ctx), void *ctx, uint64_t *out);
-/* Which is faster for F bytes to nleaders nodes with every node reading
- * its share: the ring allgather (each node receives (N-1)/N F, the tail
- * N-1 hops of c_ring) or the two trees fed by the root alone (F, tail
- * 2 ceil(log2 R) + 1 hops of c_tree)? Closed forms as pb_schedule_auto,
- * alpha*B = 16 KiB. Returns 1 for the allgather, with a line for -v. */
-int pb_shared_beats_tree(uint64_t file_size, int nleaders, uint64_t c_ring, uint64_t c_tree, char *why,
-                         size_t whylen);
+/* ---- shared SOURCE: the two trees fed by readers (sched_shared_tree.c) --
+ * The N = nrecv + 1 leaders are the members of both trees (member m is
+ * leader m; positions as pb_tree_* over N, the root an ordinary member).
+ * The member at the top of tree t reads that tree's chunks (k mod 2 == t)
+ * from SOURCE instead of receiving them from the root; everyone else
+ * receives each chunk from its parent in the chunk's tree. Per node
+ * (F bytes, every chunk read once, nobody sends more than F):
+ *
+ *   member                     reads   receives   sends
+ *   top of tree t              F/2     F/2        F/2 per child in tree t (<= F)
+ *   interior in tree t         0       F          F/2 per child in tree t (<= F)
+ *   leaf in both trees         0       F          0
+ *
+ * No member is interior in both trees (sched_tree.c), so the sends stay
+ * within F; the two readers each read half of SOURCE. Tree 0's top learns
+ * that every node is done (the DONE counts up tree 0) and tells the root. */
+/* The member that reads chunk k: the top of tree k mod 2. */
+int pb_readtree_reader(const struct pb_plan *p, uint64_t k);
+/* Bytes member m reads, sends and receives, chunks in skip (may be NULL)
+ * left out (the table above; tests and -v). */
+void pb_readtree_bytes(const struct pb_plan *p, int m, const unsigned char *skip, uint64_t *read, uint64_t *sent,
+                       uint64_t *received);
+
+/* --source-shared=auto: the root only (-1), the ring allgather
+ * (PB_SCHED_SHARED) or the reader-fed trees (PB_SCHED_READTREE) for F
+ * bytes to nleaders nodes, from SOURCE's read rate at the root and the link
+ * rate in bytes/s (0: unknown); root_schedule is the plan's root-fed
+ * schedule; only (0: either) limits the choice to that one parallel mode
+ * (an explicit --schedule). why: one line for -v with the predictions. */
+int pb_shared_choose(uint64_t file_size, int nleaders, uint64_t chunk, double read_rate, double link_rate,
+                     int root_schedule, int only, char *why, size_t whylen);
+
+/* Which member reads chunk k under the plan's schedule: root (a leader
+ * index) for the root-fed schedules. */
+int pb_plan_reader(const struct pb_plan *p, int root, uint64_t k);
 
 /* Receiver index <-> leader index: receiver i is leader p->order[i] when
  * the plan has an order (placement.h), else the root's leader taken out of

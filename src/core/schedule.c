@@ -8,6 +8,7 @@ static const struct pb_sched *const schedules[] = {
     [PB_SCHED_RING] = &pb_sched_ring,
     [PB_SCHED_TREE] = &pb_sched_tree,
     [PB_SCHED_SHARED] = &pb_sched_shared,
+    [PB_SCHED_READTREE] = &pb_sched_readtree,
 };
 
 #define NSCHED ((int)(sizeof schedules / sizeof schedules[0]))

@@ -1,6 +1,7 @@
 /* schedule.h — what a schedule provides, as transport.h is for transports.
  *
- * A schedule is one file (sched_ring.c, sched_tree.c, sched_shared.c): its
+ * A schedule is one file (sched_ring.c, sched_tree.c, sched_shared.c,
+ * sched_shared_tree.c): its
  * pure functions (who sends chunk k to whom, which peers a node talks to,
  * its chunk rule) beside its executor (the flow control the engine runs for
  * it). plan.c and engine.c dispatch through the table in schedule.c and
@@ -32,6 +33,8 @@ struct pb_sched {
     int (*targets)(const struct pb_plan *p, int r, uint64_t k, int out[2]);
     /* The leaders `leader` exchanges chunks, credits or notices with. */
     int (*partners)(const struct pb_plan *p, int root_leader, int nleaders, int leader, int *out);
+    /* Every node reads: which member reads chunk k (NULL: the root). */
+    int (*reader)(const struct pb_plan *p, uint64_t k);
     /* The default chunk size for F bytes to nrecv receivers at a
      * per-message cost of alpha_b bytes' worth (pb_plan_rule_chunk). */
     uint64_t (*default_chunk)(uint64_t file_size, int nrecv, double alpha_b);
@@ -62,7 +65,7 @@ struct pb_sched {
 const struct pb_sched *pb_sched_of(int schedule);
 
 /* The table's entries, one per sched_*.c. */
-extern const struct pb_sched pb_sched_ring, pb_sched_tree, pb_sched_shared;
+extern const struct pb_sched pb_sched_ring, pb_sched_tree, pb_sched_shared, pb_sched_readtree;
 
 /* For the partners functions: append leader to out[0..n) unless present;
  * returns the new count. */

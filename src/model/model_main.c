@@ -42,6 +42,9 @@ static const char usage[] =
     "      --root-slots N     of which granted to the root (default slots/4)\n"
     "      --sweep-chunk      predict for chunk sizes 64K..64M and mark the best\n"
     "      --sweep-steps K    sizes per doubling in the sweep (default 1, up to 8)\n"
+    "      --read-rate RATE   SOURCE's read rate per client (the root's; other readers\n"
+    "                         read at the same rate): the root reading alone against\n"
+    "                         the parallel reads of --source-shared (text only)\n"
     "      --json             machine-readable output on stdout\n"
     "  -h, --help             this text\n"
     "  -V, --version          version\n"
@@ -57,7 +60,7 @@ static const char usage[] =
  * GB/s (this VM: `--cpu-rate measure`). */
 #define DEFAULT_CPU_RATE 5e9
 
-enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON, OPT_SCHEDULE, OPT_CPU, OPT_SLOW };
+enum { OPT_SLOTS = 256, OPT_ROOT_SLOTS, OPT_SWEEP, OPT_STEPS, OPT_JSON, OPT_SCHEDULE, OPT_CPU, OPT_SLOW, OPT_READ_RATE };
 
 static int parse_size_arg(const char *s, uint64_t *out)
 {
@@ -301,6 +304,7 @@ struct args {
     int have_size, do_sweep, json, steps, nn;
     int both; /* no --schedule: the ring and the trees side by side */
     int *nodes;
+    double read_rate; /* --read-rate, bytes/s; 0: not given */
 };
 
 /* The integer options: --slots, --root-slots, --sweep-steps. */
@@ -370,6 +374,10 @@ static const char *parse_opt(int o, const char *arg, struct args *a)
     case OPT_SLOW:
         return pb_model_parse_bandwidth(arg, &a->cfg.slow_rate) || a->cfg.slow_rate <= 0
                    ? "invalid --slow-node (a rate, e.g. 1.25GB/s)" : NULL;
+    case OPT_READ_RATE:
+        return pb_model_parse_bandwidth(arg, &a->read_rate) || a->read_rate <= 0
+                   ? "invalid --read-rate (e.g. 1GB/s)"
+                   : NULL;
     case OPT_SWEEP: a->do_sweep = 1; return NULL;
     case OPT_JSON: a->json = 1; return NULL;
     default: return "unknown option or missing argument";
@@ -393,6 +401,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         { "cpu-rate", required_argument, NULL, OPT_CPU },
         { "sweep-steps", required_argument, NULL, OPT_STEPS },
         { "json", no_argument, NULL, OPT_JSON },
+        { "read-rate", required_argument, NULL, OPT_READ_RATE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -415,6 +424,8 @@ static int parse_args(int argc, char **argv, struct args *a)
         bad = "unexpected argument", badarg = argv[optind];
     if (!bad && (!a->have_size || !a->nn || a->cfg.bandwidth <= 0))
         bad = "--size, --nodes and --bandwidth are required";
+    if (!bad && a->read_rate > 0 && (a->json || a->do_sweep))
+        bad = "--read-rate prints a text table: not with --json or --sweep-chunk";
     if (!bad)
         return 0;
     fprintf(stderr, "p2pbcast-model: error: %s%s%s%s\nTry 'p2pbcast-model --help' for more information.\n", bad,
@@ -459,8 +470,61 @@ static int run_both(const struct args *a)
     return 0;
 }
 
+/* --read-rate: the root reading SOURCE alone at rho against the parallel
+ * reads of --source-shared, per N. Each moves at the slower of its reads
+ * and its network (reads pipelined with sends); the network times of the
+ * root's schedule and of the trees come from the simulation (the
+ * reader-fed trees are the trees with two tops reading instead of the
+ * root sending), the allgather's from its closed form (its ring's N-1
+ * hops; on the bed it fell below the trees at 16 hosts, beyond what this
+ * form says). A parallel mode adds the root's re-read of the sample
+ * (pb_shared_sample_budget) at rho. auto: pb_shared_choose. */
+static int run_reads(const struct args *a)
+{
+    const double rho = a->read_rate, B = a->cfg.bandwidth, al = a->cfg.alpha, F = (double)a->cfg.file_size;
+    char r1[32], r2[32];
+    printf("SOURCE read at %s per client, links %s: time and efficiency (F/B)/T\n",
+           fmt_rate(rho, r1, sizeof r1), fmt_rate(B, r2, sizeof r2));
+    printf("%-8s %-22s %6s   %-22s %6s   %-22s %6s   %s\n", "nodes", "root reads", "eff", "readtree (2 readers)",
+           "eff", "allgather (N readers)", "eff", "auto");
+    for (int i = 0; i < a->nn; i++) {
+        struct pb_model_cfg c = a->cfg;
+        struct pb_model_result root_net, tree_net;
+        double wall;
+        int N = c.nodes = a->nodes[i], rc;
+        struct pb_link_cost lc = { .alpha = c.alpha, .rate = c.bandwidth };
+        int root_sched = pb_schedule_auto(c.file_size, N, &lc, NULL, 0);
+        c.schedule = root_sched;
+        if ((rc = run_one(&c, &root_net, &wall)))
+            return rc;
+        c.schedule = PB_SCHED_TREE;
+        if ((rc = run_one(&c, &tree_net, &wall)))
+            return rc;
+        uint64_t budget = pb_shared_sample_budget(c.file_size);
+        double V = F < (double)budget ? F : (double)budget;
+        double cr = (double)(c.chunk_size ? c.chunk_size : pb_plan_default_chunk(c.file_size, N - 1, pb_plan_alpha_b(&lc)));
+        double root = root_net.time > F / rho ? root_net.time : F / rho;
+        double rtree = (tree_net.time > F / (2 * rho) ? tree_net.time : F / (2 * rho)) + V / rho;
+        double ag_net = F * (N - 1) / N / B + (N - 1) * (al + cr / B) + F / cr * al;
+        double ag = (ag_net > F / (N * rho) ? ag_net : F / (N * rho)) + V * (N - 1) / N / rho;
+        int pick = N > 1 ? pb_shared_choose(c.file_size, N, tree_net.chunk_size, rho, B, root_net.time > 0 &&
+                                            root_sched == PB_SCHED_TREE ? PB_SCHED_TREE : PB_SCHED_RING, 0, NULL, 0)
+                         : -1;
+        char t1[32], t2[32], t3[32], n1[40];
+        snprintf(n1, sizeof n1, "%s (%s)", fmt_time(root, t1, sizeof t1),
+                 pb_schedule_name(root_sched));
+        double ideal = F / B;
+        printf("%-8d %-22s %6.3f   %-22s %6.3f   %-22s %6.3f   %s\n", N, n1, ideal / root,
+               fmt_time(rtree, t2, sizeof t2), ideal / rtree, fmt_time(ag, t3, sizeof t3), ideal / ag,
+               pick < 0 ? "root reads" : pb_schedule_name(pick));
+    }
+    return 0;
+}
+
 static int run_all(const struct args *a)
 {
+    if (a->read_rate > 0)
+        return run_reads(a);
     if (a->both && !a->json && !a->do_sweep && a->nn > 1)
         return run_both(a);
     int rc = 0, first = 1;

@@ -10,6 +10,7 @@
  * that a slot fits in one message of the smallest port (max_msg_sz). */
 #include "bootstrap.h"
 #include "phases.h"
+#include "schedule.h"
 
 #include <stdio.h>
 #include <stdlib.h>

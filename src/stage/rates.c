@@ -18,6 +18,7 @@
  * the size (tests and bench/). */
 #include "phases.h"
 #include "placement.h"
+#include "schedule.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,8 @@ static int worth_probing(const struct stage *st)
     const char *s = st->o.schedule;
     long hook = pb_test_hook(st, "P2PBCAST_TEST_PLACEMENT", -1);
     if (hook == 0 || (st->o.flags & P2PBCAST_CHECK) || strcmp(st->meta.transport, "tcp") || bi->all_local ||
-        bi->nleaders < 3 || st->plan.schedule == PB_SCHED_SHARED || (s && strcmp(s, "auto") && strcmp(s, "tree")))
+        bi->nleaders < 3 || pb_sched_of(st->plan.schedule)->every_node_reads ||
+        (s && strcmp(s, "auto") && strcmp(s, "tree")))
         return 0;
     if (hook == 1)
         return 1;

@@ -22,9 +22,11 @@
  * MPI rank r (not the root) open PATH instead of SOURCE, to stand for a
  * node that sees another file (or none) at SOURCE's path. */
 #include "bootstrap.h"
+#include "clock.h"
 #include "digest.h"
 #include "fs_kind.h"
 #include "phases.h"
+#include "transport.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,7 @@ struct src_view {
     int64_t mt_sec, mt_nsec, ct_sec, ct_nsec;
     uint64_t h_first, h_last;
     uint64_t f_type, dev, ino;
+    double read_rate, link_rate; /* root, auto: bytes/s, 0 when unknown */
     char msg[320];
 };
 
@@ -86,6 +89,36 @@ static void look(struct pb_source *src, const struct pb_plan *p, struct src_view
     v->h_first = p->nchunks ? chunk_hash(src, p, 0, buf, v) : 0;
     v->h_last = p->nchunks ? chunk_hash(src, p, p->nchunks - 1, buf, v) : 0;
     free(buf);
+}
+
+/* Root, auto: how fast SOURCE reads here, in bytes/s (0: could not tell).
+ * The first chunks, at most 64 MiB or about 100 ms: the transfer reads
+ * them again, from the page cache if they stay there. */
+static double read_rate(struct stage *st)
+{
+    const struct pb_plan *p = &st->plan;
+    const uint64_t most = 64ull << 20;
+    unsigned char *buf = malloc(p->chunk_size ? p->chunk_size : 1);
+    uint64_t done = 0;
+    char err[200];
+    double t0 = pb_now(), t = t0;
+    for (uint64_t k = 0; buf && k < p->nchunks && done < most && t - t0 < 0.1; k++, t = pb_now()) {
+        if (pb_source_read(&st->src, pb_plan_chunk_offset(p, k), buf, pb_plan_chunk_len(p, k), err, sizeof err) < 0)
+            break; /* the transfer's own read will say why */
+        done += pb_plan_chunk_len(p, k);
+    }
+    free(buf);
+    return done && t > t0 ? (double)done / (t - t0) : 0;
+}
+
+/* Root, auto: the link rate in bytes/s, 0 where unknown (one machine, or
+ * an interface that does not say). */
+static double link_rate(const struct stage *st)
+{
+    char ifname[32];
+    if (strcmp(st->meta.transport, "tcp") || st->bi->all_local)
+        return 0;
+    return (double)pb_tcp_link_mbit(st->o.tcp_if, ifname, sizeof ifname) * 1e6 / 8;
 }
 
 static const char *leader_path(const struct stage *st)
@@ -176,8 +209,17 @@ static void leader_vote(struct stage *st, const struct src_view *rv, int mode, s
     }
 }
 
-/* Root: every vote said "same file"? With -v, why not. */
-static int32_t root_decides(struct stage *st, const struct src_view *rv)
+/* Every node reads: the ring allgather where the plan has the ring, the
+ * trees fed by readers where it has the trees (sched_shared_tree.c). Same
+ * on every rank: meta.schedule came from the root. */
+static int shared_schedule(const struct stage *st)
+{
+    return st->meta.schedule == PB_SCHED_TREE ? PB_SCHED_READTREE : PB_SCHED_SHARED;
+}
+
+/* Root: every vote said "same file"? Then which schedule (0: the root
+ * reads alone). With -v, why. */
+static int32_t root_decides(struct stage *st, const struct src_view *rv, int mode)
 {
     const struct pb_boot_info *bi = st->bi;
     if (rv->refuse) {
@@ -192,18 +234,35 @@ static int32_t root_decides(struct stage *st, const struct src_view *rv)
                         bi->names[i], st->ag.votes[i].msg);
             return 0;
         }
+    int32_t pick = shared_schedule(st);
+    if (mode == SHARED_AUTO) {
+        char why[400];
+        /* An explicit --schedule keeps its family: the trees or the ring. */
+        int only = !st->o.schedule || !strcmp(st->o.schedule, "auto") ? 0 : shared_schedule(st);
+        pick = pb_shared_choose(st->meta.size, bi->nleaders, st->plan.chunk_size, rv->read_rate, rv->link_rate,
+                                st->meta.schedule, only, why, sizeof why);
+        if (st->verbose)
+            fprintf(stderr, "p2pbcast: source shared auto: %s\n", why);
+        if (pick < 0) {
+            if (st->verbose)
+                fprintf(stderr, "p2pbcast: source shared auto: no: all %d nodes see the same SOURCE, but reading "
+                                "it at other nodes does not pay here; only the root reads SOURCE\n", bi->nleaders);
+            return 0;
+        }
+    }
     if (st->verbose)
         fprintf(stderr, "p2pbcast: source shared %s: yes: all %d nodes see the same SOURCE (size, mtime, ctime, "
-                        "first and last chunk); each reads 1/%d of it, ring allgather\n",
-                st->o.source_shared ? st->o.source_shared : "auto", bi->nleaders, bi->nleaders);
-    return 1;
+                        "first and last chunk); %s\n",
+                st->o.source_shared ? st->o.source_shared : "auto", bi->nleaders,
+                pick == PB_SCHED_READTREE ? "the tops of the two trees each read half of it (readtree)"
+                                          : "each reads its share, ring allgather");
+    return pick;
 }
 
 /* Before looking: is shared mode worth asking for? 0 with -v's reason when not. */
 static int worth_asking(struct stage *st, int mode)
 {
     const char *why = NULL;
-    char buf[300];
     if (mode == SHARED_NO)
         why = "--source-shared=no";
     else if (st->dtree.on)
@@ -212,13 +271,6 @@ static int worth_asking(struct stage *st, int mode)
         why = "one node";
     else if (st->meta.size == 0)
         why = "empty SOURCE";
-    else if (mode == SHARED_AUTO && st->meta.schedule == PB_SCHED_TREE) {
-        if (st->o.schedule && !strcmp(st->o.schedule, "tree"))
-            why = "--schedule tree (the trees are fed by the root)";
-        else if (!pb_shared_beats_tree(st->meta.size, st->bi->nleaders, st->meta.chunk, st->meta.chunk, buf,
-                                       sizeof buf))
-            why = buf;
-    }
     if (why && st->verbose && st->root)
         fprintf(stderr, "p2pbcast: source shared: no (%s): only the root reads SOURCE\n", why);
     return !why;
@@ -233,6 +285,10 @@ int pb_phase_source_shared(struct stage *st)
     if (st->root) {
         look(&st->src, &st->plan, &rv);
         rv.refuse = rv.ok && mode == SHARED_AUTO && fs_refuses(st, &rv);
+        if (rv.ok && !rv.refuse && mode == SHARED_AUTO) {
+            rv.read_rate = read_rate(st);
+            rv.link_rate = link_rate(st);
+        }
     }
     int rc = pb_agree_bcast(&st->ag, &rv, sizeof rv);
     if (rc == 2)
@@ -246,12 +302,12 @@ int pb_phase_source_shared(struct stage *st)
         leader_vote(st, &rv, mode, &mine);
     if ((rc = pb_agree(&st->ag, &mine, &st->d, 0)) != 0)
         return rc;
-    int32_t shared = st->root ? root_decides(st, &rv) : 0;
+    int32_t shared = st->root ? root_decides(st, &rv, mode) : 0; /* the schedule, 0: the root reads */
     if ((rc = pb_agree_bcast(&st->ag, &shared, sizeof shared)) != 0)
         return rc == 2 ? pb_agree_interrupted(&st->ag, &st->d) : (st->d.code = P2PBCAST_ERR_INTERNAL);
-    st->shared = shared;
+    st->shared = shared != 0;
     if (shared)
-        st->plan.schedule = PB_SCHED_SHARED;
+        st->plan.schedule = shared;
     else if (!st->root)
         pb_source_close(&st->src);
     return 0;
@@ -271,13 +327,21 @@ uint64_t pb_source_shared_report(const struct stage *st, int *readers, int say)
                 sum += pb_plan_chunk_len(&st->plan, k);
         return sum;
     }
+    /* Readers: the members the schedule gives chunks to read (the
+     * allgather: all; the reader-fed trees: the two tops), whatever the size. */
+    unsigned char *reads = calloc((size_t)bi->nleaders, 1);
     uint64_t total = 0;
+    for (uint64_t k = 0; reads && k < (uint64_t)bi->nleaders; k++)
+        reads[pb_plan_reader(&st->plan, bi->root_leader, k)] = 1;
+    *readers = 0;
     for (int i = 0; i < bi->nleaders; i++) {
         uint64_t b = pb_shared_read_bytes(&st->plan, i, skip);
         char s[32];
-        if (say)
+        if (say && (!reads || reads[i]))
             fprintf(stderr, "p2pbcast: %s read %s of SOURCE\n", bi->names[i], pb_fmt_bytes(b, s, sizeof s));
         total += b;
+        *readers += !reads || reads[i];
     }
+    free(reads);
     return total;
 }

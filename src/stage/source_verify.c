@@ -77,7 +77,7 @@ static int compare(struct stage *st, const uint64_t *hashes, const uint64_t *pic
                      "the root: that node sees other contents at SOURCE's path (a stale client cache, or another "
                      "file); no copy kept",
                      (unsigned long long)k, (unsigned long long)off, (unsigned long long)len,
-                     st->bi->names[pb_shared_reader(p, k)], st->source);
+                     st->bi->names[pb_plan_reader(p, st->bi->root_leader, k)], st->source);
             return -1;
         }
     }
@@ -101,8 +101,10 @@ int pb_source_verify(struct stage *st, const uint64_t *hashes, char *err, size_t
     if (!rc && st->verbose) {
         char b[32], o[32];
         uint64_t others = 0;
-        for (int m = 0; m < pb_shared_members(p); m++)
-            others += m == st->bi->root_leader ? 0 : pb_shared_read_bytes(p, m, st->nskip ? st->skip : NULL);
+        for (uint64_t k = 0; k < p->nchunks; k++)
+            if (pb_plan_reader(p, st->bi->root_leader, k) != st->bi->root_leader &&
+                !(st->nskip && ((st->skip[k / 8] >> (k % 8)) & 1)))
+                others += pb_plan_chunk_len(p, k);
         fprintf(stderr, "p2pbcast: source verify: the root re-read %llu chunks, %s of the %s the other nodes read "
                         "(%s), in %.3f s: all equal its SOURCE\n",
                 (unsigned long long)n, pb_fmt_bytes(bytes, b, sizeof b), pb_fmt_bytes(others, o, sizeof o),
