@@ -84,8 +84,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 unset UBSAN_OPTIONS
 
 if [ -x tests/fuzz/run-fuzz.sh ]; then
-    step "libFuzzer, ${FUZZ_SECONDS:-60} s per target"
-    bash tests/fuzz/run-fuzz.sh "${FUZZ_SECONDS:-60}" || status=1
+    step "libFuzzer, ${FUZZ_SECONDS:-40} s per target"
+    bash tests/fuzz/run-fuzz.sh "${FUZZ_SECONDS:-40}" || status=1
 fi
 
 # One closing line over every test result of every build.

@@ -122,6 +122,7 @@ static void test_sample(void)
                 char err[128];
                 if (pb_plan_init(&p, 300 * 65536 + 17, 65536, N - 1, err, sizeof err))
                     break;
+                p.schedule = PB_SCHED_SHARED; /* the allgather: member k mod N reads chunk k */
                 for (size_t i = 0; i < sizeof skip; i++)
                     skip[i] = (unsigned char)(withskip ? 0x5a ^ i : 0);
                 good = check_draw(&p, root, withskip ? skip : NULL, 64ull << 20, &seed, why, sizeof why);
@@ -139,8 +140,9 @@ static void test_sample(void)
     for (size_t i = 0; i < sizeof big / sizeof big[0] && good; i++) {
         struct pb_plan p;
         char err[128];
-        good = !pb_plan_init(&p, big[i].size, big[i].chunk, big[i].N - 1, err, sizeof err) &&
-               check_draw(&p, big[i].N / 3, NULL, big[i].budget, &seed, why, sizeof why);
+        good = !pb_plan_init(&p, big[i].size, big[i].chunk, big[i].N - 1, err, sizeof err);
+        p.schedule = PB_SCHED_SHARED;
+        good = good && check_draw(&p, big[i].N / 3, NULL, big[i].budget, &seed, why, sizeof why);
     }
     ok(good, "over the budget: min(m, max(1, budget / (c (N-1)))) chunks of every other reader%s%s",
        good ? "" : ": ", why);
@@ -149,6 +151,7 @@ static void test_sample(void)
     struct pb_plan p;
     char err[128];
     pb_plan_init(&p, 30 * 65536, 65536, 2, err, sizeof err); /* 3 readers, 10 chunks each */
+    p.schedule = PB_SCHED_SHARED;
     int hits[30] = { 0 };
     uint64_t out[30];
     for (int t = 0; t < 20000; t++) {

@@ -135,11 +135,12 @@ struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, c
  * (nothing arrived, a node could not take part). */
 uint32_t pb_tcp_probe_send_rate(const struct pb_transport_cfg *cfg);
 
-/* The speed in Mbit/s of the interface the tcp transport would use for
- * tcp_if (a name, a CIDR, a list of them: its first, or NULL: the default
- * route's), from sysfs; 0 when unknown (no such
- * interface, or a virtual one: veth, bridge, VLAN, bond, a VM's NIC that
- * reports none). ifname gets the interface's name ("" if none). */
+/* The link speed in Mbit/s the tcp transport would run at for tcp_if (a
+ * name, a CIDR, a list of them, or NULL: every real interface that is
+ * up): the fastest sysfs speed among those rails (the rails choose the
+ * fastest network, not the default route's); 0 when none reports one
+ * (virtual NICs: veth, bridge, VLAN, bond, a VM's NIC). ifname gets that
+ * interface's name (the first rail's when none reports; "" if none). */
 uint64_t pb_tcp_link_mbit(const char *tcp_if, char *ifname, size_t ifnlen);
 
 /* What a node's verbs set-up would need, asked before choosing verbs. */

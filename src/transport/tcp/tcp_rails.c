@@ -194,20 +194,32 @@ uint32_t pb_tcp_if_mbit(const char *ifname)
     return mbit > 0 && mbit < UINT32_MAX ? (uint32_t)mbit : 0;
 }
 
-/* With a --tcp-if list, the speed of its first element's interface. */
+/* The rails choose the fastest network every node shares (tcp_probe.c):
+ * the chunk rule and the probes' decisions must not take the default
+ * route's speed (often a slow management network) for the link's. So:
+ * the fastest speed sysfs reports among this node's rails (the --tcp-if
+ * list's, or every real interface's); the first rail's (the default
+ * route's) name when none reports one. */
 uint64_t pb_tcp_link_mbit(const char *tcp_if, char *ifname, size_t ifnlen)
 {
-    uint32_t addr;
-    char err[200], name[IF_NAMESIZE + 1] = "", first[64] = "";
+    struct pb_tcp_if_spec specs[PB_TCP_MAX_RAILS];
+    struct pb_tcp_rail rails[PB_TCP_MAX_RAILS];
+    char err[200];
+    int nspecs = 0;
     if (ifnlen)
         ifname[0] = 0;
-    if (tcp_if)
-        snprintf(first, sizeof first, "%.*s", (int)strcspn(tcp_if, ","), tcp_if);
-    if (pb_tcp_pick_if(tcp_if ? first : NULL, &addr, name, sizeof name, err, sizeof err) < 0)
+    if (tcp_if && (nspecs = pb_tcp_if_parse(tcp_if, specs, PB_TCP_MAX_RAILS, err, sizeof err)) < 0)
         return 0;
+    int n = pb_tcp_rails_local(specs, nspecs, rails, PB_TCP_MAX_RAILS, err, sizeof err);
+    if (n <= 0)
+        return 0;
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (rails[i].mbit > rails[best].mbit)
+            best = i;
     if (ifnlen)
-        snprintf(ifname, ifnlen, "%s", name);
-    return pb_tcp_if_mbit(name);
+        snprintf(ifname, ifnlen, "%s", rails[best].ifname);
+    return rails[best].mbit;
 }
 
 static void add_rail(struct pb_tcp_rail *r, uint64_t key, const struct ifaddrs *i)
