@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define P2PBCAST_VERSION "0.2.0"
+#define P2PBCAST_VERSION "0.3.0"
 
 /* Exit / return codes, also the command's exit status (see p2pbcast(1)). */
 enum p2pbcast_status {
@@ -104,7 +104,7 @@ int p2pbcast_file_sized(MPI_Comm comm, const char *source, const char *dest, con
 #define p2pbcast_file(comm, source, dest, opts, result) \
     p2pbcast_file_sized((comm), (source), (dest), (opts), (result), sizeof(struct p2pbcast_result))
 
-/* The library's version ("0.2.0"): compare with P2PBCAST_VERSION, the
+/* The library's version ("0.3.0"): compare with P2PBCAST_VERSION, the
  * header's, for a run-time check. */
 const char *p2pbcast_version(void);
 
