@@ -11,9 +11,9 @@
 #    (forced, placement on), p2pbcast_tree_unplaced (forced, no probe, the
 #    default order), mpi_pipeline, and dbcast when bench/bed_baselines.sh
 #    has it (run_dbcast).
-# 2. Equal hosts at 8: p2pbcast against P2PBCAST_BASE (default
-#    /work/main/p2pbcast if present: the build before placement), for "no
-#    slower".
+# 2. Equal hosts at 8: p2pbcast against P2PBCAST_BASE (a build before
+#    placement, outside /tmp), for "no slower"; without it, against the
+#    ring forced.
 # Tables (fractions of F/B) go to OUT (default bench/out) and are printed.
 # Run it under the bed's lock: flock /var/lock/p2pbcast-bed.lock
 # bench/adapt_bench.sh. Needs root.
@@ -47,7 +47,6 @@ NETBED_SLOW_HOST=$SLOW_HOST NETBED_SLOW_RATE=$SLOW_RATE \
     "$BENCH/bed_bench.sh" -n "$NODES" -r "$RATE" -s "$SIZE" -m "$methods" -p ad -o "$OUT"
 
 base=${P2PBCAST_BASE:-}
-[[ -z $base && -x /work/main/p2pbcast ]] && base=/work/main/p2pbcast
 echo "== equal hosts: 8 at $RATE Mbit/s; load $(cat /proc/loadavg)"
 if [[ -n $base ]]; then
     P2PBCAST_BASE=$base "$BENCH/bed_bench.sh" -n 8 -r "$RATE" -s "$SIZE" -m "p2pbcast p2pbcast_base" -p ae -o "$OUT"
