@@ -284,14 +284,15 @@ static void fuzz_vw_info(struct in *in)
             CHECK(pb_vw_info_unpack(re, &again, why, wl) == 0);
             CHECK(again.nslots == info.nslots && again.slot_size == info.slot_size &&
                   again.pool_addr == info.pool_addr && again.desc_addr == info.desc_addr &&
-                  again.pool_rkey == info.pool_rkey && again.desc_rkey == info.desc_rkey &&
+                  again.probe_rkey == info.probe_rkey && again.probe_off == info.probe_off &&
                   again.lid == info.lid && again.port == info.port && again.mtu == info.mtu &&
                   again.rq_depth == info.rq_depth && again.npeers == info.npeers &&
                   memcmp(again.gid, info.gid, 16) == 0 && strcmp(again.reason, info.reason) == 0);
             free(re);
 
-            /* Plan puts against this peer from a local pool. */
-            struct pb_vw_remote r = { info.pool_addr, info.pool_rkey, info.desc_addr, info.desc_rkey,
+            /* Plan puts against this peer from a local pool (the slots' keys come
+             * with each credit: any key will do here). */
+            struct pb_vw_remote r = { info.pool_addr, info.probe_rkey, info.desc_addr, info.probe_rkey,
                                       info.nslots, info.slot_size };
             size_t lpool = (size_t)(take(in, 2) & 0x3fff) + 1;
             uint8_t *pool = malloc(lpool);

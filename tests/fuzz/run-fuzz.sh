@@ -82,7 +82,8 @@ for t in $targets; do
     wire)
         build fuzz_wire "$here/fuzz_wire.c" "$top/src/transport/tcp/tcp_wire.c" "$top/src/transport/verbs/verbs_wire.c" \
             "$top/src/core/digest.c" "$top/src/core/plan.c" "$top/src/core/schedule.c" "$top/src/core/sched_ring.c" \
-            "$top/src/core/sched_tree.c" "$top/src/core/sched_shared.c" "$top/src/core/engine.c" -- -lxxhash ;;
+            "$top/src/core/sched_tree.c" "$top/src/core/sched_shared.c" "$top/src/core/sched_shared_tree.c" \
+            "$top/src/core/engine.c" -- -lxxhash ;;
     cli)
         build fuzz_cli "$here/fuzz_cli.c" "$top/src/cli/options.c" "$top/src/files/dest_path.c" "$top/src/common/defaults.c" -- ;;
     manifest)
