@@ -215,9 +215,8 @@ static int alloc_state(struct tcp *t, char *why, size_t wl)
     size_t nr = (size_t)t->nrails;
     t->conns = calloc((size_t)cfg->npeers * nr + 1, sizeof *t->conns);
     t->conn_of = malloc((size_t)cfg->nleaders * nr * sizeof *t->conn_of);
-    t->sent = calloc((size_t)cfg->nleaders * nr, sizeof *t->sent);
     t->owner = malloc((size_t)cfg->nslots * sizeof *t->owner);
-    if (!t->conns || !t->conn_of || !t->sent || !t->owner) {
+    if (!t->conns || !t->conn_of || !t->owner) {
         snprintf(why, wl, "out of memory");
         return -1;
     }

@@ -4,6 +4,9 @@
  * slot, the event queue, poll (epoll_wait) and close. Set-up: tcp.c. */
 #include "tcp_internal.h"
 
+#include <linux/sockios.h> /* SIOCOUTQ */
+#include <sys/ioctl.h>
+
 static int push_event(struct tcp *t, const struct pb_event *ev)
 {
     if (t->evlen == t->evcap) {
@@ -92,6 +95,7 @@ static void flush_conn(struct tcp *t, struct conn *c)
             return;
         }
         m->off += (uint32_t)w;
+        c->qbytes -= (uint64_t)w;
         if (m->off == PB_TCP_HDR_SIZE + m->len) {
             if (m->data) {
                 struct pb_event ev = { .kind = PB_EV_SENT, .peer = c->peer, .cookie = m->cookie };
@@ -104,8 +108,21 @@ static void flush_conn(struct tcp *t, struct conn *c)
     arm_out(t, c, 0);
 }
 
-/* The rail for the next message to peer: data by the rails' rates,
- * control to the shortest queue. */
+/* What a connection still has to put on the wire: queued here plus what
+ * the kernel holds unsent or unacknowledged. */
+static uint64_t conn_backlog(const struct conn *c)
+{
+    int inq = 0;
+    if (c->dead || ioctl(c->fd, SIOCOUTQ, &inq) < 0 || inq < 0)
+        inq = 0;
+    return c->qbytes + (uint64_t)inq;
+}
+
+/* The rail for the next message to peer: data to the rail that would
+ * finish its backlog first at its rate, control to the shortest queue.
+ * By backlog rather than by bytes sent so far, the split follows what each
+ * rail really drains: a probe that misjudged a rail (veth, a busy NIC)
+ * only sets the first few choices. */
 static int pick_rail(struct tcp *t, int peer, const struct pb_tcp_hdr *h)
 {
     int n = t->nrails, best = 0;
@@ -114,12 +131,12 @@ static int pick_rail(struct tcp *t, int peer, const struct pb_tcp_hdr *h)
     const int *co = &t->conn_of[(size_t)peer * n];
     if (h->type == PB_TCP_DATA) {
         uint32_t rate[PB_TCP_MAX_RAILS];
-        for (int r = 0; r < n; r++)
+        uint64_t backlog[PB_TCP_MAX_RAILS];
+        for (int r = 0; r < n; r++) {
             rate[r] = t->rails[r].kbit;
-        uint64_t *sent = &t->sent[(size_t)peer * n];
-        best = pb_tcp_rail_pick(sent, rate, n, h->len);
-        sent[best] += h->len;
-        return best;
+            backlog[r] = conn_backlog(&t->conns[co[r]]);
+        }
+        return pb_tcp_rail_pick(backlog, rate, n, h->len);
     }
     for (int r = 1; r < n; r++)
         if (t->conns[co[r]].qlen < t->conns[co[best]].qlen)
@@ -160,6 +177,7 @@ static int enqueue(struct tcp *t, int peer, const struct pb_tcp_hdr *h, const vo
     m->len = h->type == PB_TCP_DATA ? h->len : 0;
     m->data = data;
     m->cookie = cookie;
+    c->qbytes += PB_TCP_HDR_SIZE + (uint64_t)m->len;
     if (c->qlen == 1)
         flush_conn(t, c);
     return 0;
@@ -320,7 +338,6 @@ int tcp_close(struct pb_transport *tp)
         close(t->epfd);
     free(t->conns);
     free(t->conn_of);
-    free(t->sent);
     free(t->owner);
     free(t->evq);
     free(t);

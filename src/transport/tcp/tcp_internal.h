@@ -46,6 +46,7 @@ struct conn {
     int want_out;      /* EPOLLOUT armed */
     struct outmsg *q;  /* ring of queued messages */
     uint32_t qcap, qhead, qlen;
+    uint64_t qbytes;   /* queued here, not yet written to the socket */
     unsigned char hdr[PB_TCP_HDR_SIZE];
     uint32_t hgot;
     struct pb_tcp_hdr cur;
@@ -60,7 +61,6 @@ struct tcp {
     struct conn *conns;
     int nconns;
     int *conn_of;      /* leader index * nrails + rail -> conns index, -1 */
-    uint64_t *sent;    /* leader index * nrails + rail -> payload bytes put */
     int nrails;
     struct pb_tcp_rail rails[PB_TCP_MAX_RAILS];
     int *owner;        /* our slot -> leader it is granted to, -1 */

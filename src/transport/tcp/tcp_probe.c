@@ -22,11 +22,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PROBE_MS 100           /* data sent per rail */
+#define PROBE_MS 60            /* data sent per rail and round */
 #define PLACE_PROBE_MS 50      /* per round of the send-rate probe (placement) */
 #define PROBE_CONNECT_S 1.5    /* to connect, greet and finish, at most */
 #define PROBE_SNDBUF (512 << 10) /* enough in flight, little left to drain after */
 #define PROBE_HDR 28           /* secret, key, sender's leader index */
+#define BIN_MS 5               /* arrivals are counted in bins of this width */
+#define PROBE_BINS 64          /* 320 ms of bins: longer than any window */
+#define PEAK_MS 40             /* the rate is the best PEAK_MS the flow had */
 
 /* What a leader tells its ring neighbours. */
 struct probe_card {
@@ -48,6 +51,7 @@ struct flow {
     uint32_t hgot;             /* in: header bytes read */
     unsigned char hdr[PROBE_HDR];
     uint64_t bytes;            /* in: data after the first read */
+    uint32_t bin[PROBE_BINS];  /* in: bytes read per BIN_MS after the first read */
     double first, last, until; /* in: times of first/last data; out: end */
     uint32_t hsent;            /* out: header bytes written */
 };
@@ -111,9 +115,13 @@ static int flow_send(struct flow *f, const unsigned char *hdr, const unsigned ch
 }
 
 /* Receive: a header with the job's secret from our predecessor on a rail we
- * expect, then data, timed. 1 when the flow ended (EOF, error, stranger). */
+ * expect, then data, timed for secs from the first read. 1 when the flow
+ * ended (the window is over, EOF, error, stranger). The receiver closes at
+ * the end of its window rather than at EOF: what the sender's socket buffer
+ * still holds would otherwise drain at the rail's rate, a slow rail's
+ * megabyte taking longer than the probe itself. */
 static int flow_recv(struct flow *f, const struct pb_transport_cfg *cfg, int pred, const struct pb_tcp_rail *mine,
-                     int nmine, unsigned char *buf, size_t bl, double now)
+                     int nmine, unsigned char *buf, size_t bl, double now, double secs)
 {
     if (f->hgot < PROBE_HDR) {
         ssize_t r = recv(f->fd, f->hdr + f->hgot, PROBE_HDR - f->hgot, 0);
@@ -135,20 +143,44 @@ static int flow_recv(struct flow *f, const struct pb_transport_cfg *cfg, int pre
     ssize_t r = recv(f->fd, buf, bl, 0);
     if (r <= 0)
         return r == 0 || (errno != EAGAIN && errno != EINTR);
-    if (f->first == 0)
+    if (f->first == 0) {
         f->first = now; /* the first read only starts the clock */
-    else
+    } else {
         f->bytes += (uint64_t)r;
+        size_t b = (size_t)((now - f->first) * 1000 / BIN_MS);
+        if (b < PROBE_BINS)
+            f->bin[b] += (uint32_t)r;
+    }
     f->last = now;
-    return 0;
+    return now - f->first >= secs;
 }
 
+/* The flow's rate: the best PEAK_MS it had, or its average when shorter.
+ * The best window rather than the average, because on a shaped or
+ * virtual link a first burst overfills a queue and the loss that follows
+ * stalls the flow for a retransmission timeout: the average then says a
+ * fifth of the link at random (seen on the bed), the best window says what
+ * the link carries. */
 static uint32_t flow_kbit(const struct flow *f)
 {
     double dt = f->last - f->first;
     if (f->bytes == 0 || dt <= 0)
         return 0;
     double k = (double)f->bytes * 8 / 1000 / (dt < 1e-4 ? 1e-4 : dt);
+    const int w = PEAK_MS / BIN_MS;
+    int nbins = (int)(dt * 1000 / BIN_MS); /* whole bins only */
+    if (nbins > PROBE_BINS)
+        nbins = PROBE_BINS;
+    uint64_t sum = 0, best = 0;
+    for (int b = 0; b < nbins; b++) {
+        sum += f->bin[b];
+        if (b >= w)
+            sum -= f->bin[b - w];
+        if (b >= w - 1 && sum > best)
+            best = sum;
+    }
+    if (nbins >= w)
+        k = (double)best * 8 / PEAK_MS;
     return k >= 1 ? (k < 4e9 ? (uint32_t)k : 4000000000u) : 1;
 }
 
@@ -196,7 +228,7 @@ static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct
             if (fl[i].fd < 0 || !pfd[i].revents)
                 continue;
             int end = fl[i].out ? flow_send(&fl[i], hdr[fl[i].rail], junk, sizeof junk, now, secs)
-                                : flow_recv(&fl[i], cfg, pred, mine, nmine, buf, sizeof buf, now);
+                                : flow_recv(&fl[i], cfg, pred, mine, nmine, buf, sizeof buf, now, secs);
             if (end) {
                 if (!fl[i].out && fl[i].hgot == PROBE_HDR && fl[i].rail >= 0 && fl[i].bytes) {
                     kbit[fl[i].rail] = flow_kbit(&fl[i]);
@@ -219,6 +251,39 @@ static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct
         if (fl[i].fd >= 0)
             close(fl[i].fd);
     }
+}
+
+/* Probes run in rounds, so that no node sends and receives at once: a
+ * node's acknowledgements of what it receives would otherwise queue behind
+ * its own data in its uplink's queue, and its predecessor, clocked by those
+ * acknowledgements, would look slow (on the bed: half the nodes measured a
+ * fifth of the link, and a slow uplink made its predecessor look slow too).
+ * Round c: the leaders of colour c send (l mod 2; with N odd the last
+ * leader has a colour of its own, since its successor 0 is even). */
+static int colour(int l, int n)
+{
+    return n % 2 && l == n - 1 ? 2 : l % 2;
+}
+
+/* All rounds: we send to succ (card succ_card) in our colour's round and
+ * time what pred sends in its round (nin flows, into kbit[]). The exchange's
+ * vote between rounds is a barrier, so every round starts together. 0, or
+ * the failed exchange's code. */
+static int probe_rounds(const struct pb_transport_cfg *cfg, int lfd, const struct pb_tcp_rail *mine, int nmine,
+                        const struct probe_card *succ_card, int succ, int pred, int nin, uint32_t *kbit,
+                        const int *peers, int npeers, double secs)
+{
+    int n = cfg->nleaders, rc = 0;
+    uint32_t ignored[PB_TCP_MAX_RAILS];
+    for (int c = 0; c < (n % 2 ? 3 : 2) && rc == 0; c++) {
+        unsigned char mark = 1, back[2];
+        if (c > 0 && (rc = cfg->xchg.with_peers(cfg->xchg.ctx, 1, &mark, back, 1, peers, npeers)) != 0)
+            break;
+        int out = colour(cfg->self, n) == c, in = colour(pred, n) == c;
+        run_probes(cfg, lfd, mine, nmine, out ? succ_card : NULL, out ? succ : -1, pred, in ? nin : 0,
+                   in ? kbit : ignored, secs);
+    }
+    return rc;
 }
 
 static void fill_card(struct probe_card *c, const struct pb_tcp_rail *mine, int n, uint16_t port, int ok)
@@ -323,8 +388,8 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
             int j = card_find(pc, mine[i].key);
             nin += j >= 0 && (!mine[i].mbit || !pc->r[j].mbit);
         }
-        run_probes(cfg, lfd, mine, n, npeers ? &got[0] : NULL, npeers ? succ : -1, pred, nin, measured,
-                   PROBE_MS / 1000.0);
+        rc = probe_rounds(cfg, lfd, mine, n, npeers ? &got[0] : NULL, npeers ? succ : -1, pred, nin, measured,
+                          peers, npeers, PROBE_MS / 1000.0);
     }
     if (lfd >= 0)
         close(lfd);
@@ -369,18 +434,7 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
 /* The send-rate probe for placement (transport.h): the rails probe on one
  * network, the interface the transport would take first, probed whatever
  * its device speed says (a device speed says nothing of a degraded link
- * direction or a busy NIC). Any failure only leaves the rate unknown.
- *
- * In rounds, so that no node sends and receives at once: a node whose
- * uplink is slow would otherwise queue the acknowledgements of what it
- * receives behind its own data and make its predecessor look slow too.
- * Round c: the leaders of colour c send (l mod 2; with N odd the last
- * leader has a colour of its own, since its successor 0 is even). */
-static int colour(int l, int n)
-{
-    return n % 2 && l == n - 1 ? 2 : l % 2;
-}
-
+ * direction or a busy NIC). Any failure only leaves the rate unknown. */
 uint32_t pb_tcp_probe_send_rate(const struct pb_transport_cfg *cfg)
 {
     struct pb_tcp_rail one;
@@ -403,17 +457,11 @@ uint32_t pb_tcp_probe_send_rate(const struct pb_transport_cfg *cfg)
     struct probe_card card, got[2];
     fill_card(&card, &one, ok, port, ok);
     memset(got, 0, sizeof got);
-    uint32_t measured = 0, ignored = 0;
+    uint32_t measured = 0;
     int rc = npeers ? cfg->xchg.with_peers(cfg->xchg.ctx, ok, &card, got, sizeof card, peers, npeers) : -1;
-    for (int c = 0; c < (n % 2 ? 3 : 2) && rc == 0; c++) {
-        unsigned char mark = 1, back[2];
-        /* every round starts together: the exchange's vote is a barrier */
-        if (c > 0 && (rc = cfg->xchg.with_peers(cfg->xchg.ctx, 1, &mark, back, 1, peers, npeers)) != 0)
-            break;
-        int out = colour(cfg->self, n) == c, in = colour(pred, n) == c;
-        run_probes(cfg, lfd, &one, 1, out ? &got[0] : NULL, out ? succ : -1, pred, in, in ? &measured : &ignored,
-                   PLACE_PROBE_MS / 1000.0);
-    }
+    if (rc == 0)
+        (void)probe_rounds(cfg, lfd, &one, 1, &got[0], succ, pred, 1, &measured, peers, npeers,
+                           PLACE_PROBE_MS / 1000.0);
     if (lfd >= 0)
         close(lfd);
     if (cfg->verbose && !ok)

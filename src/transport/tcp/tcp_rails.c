@@ -330,14 +330,14 @@ void pb_tcp_rails_decide(const struct pb_tcp_rail_report *all, int n, int keep_a
     }
 }
 
-int pb_tcp_rail_pick(const uint64_t *sent, const uint32_t *rate, int n, uint64_t len)
+int pb_tcp_rail_pick(const uint64_t *backlog, const uint32_t *rate, int n, uint64_t len)
 {
     int best = 0;
-    double best_share = 0;
+    double best_done = 0;
     for (int i = 0; i < n; i++) {
-        double share = (double)(sent[i] + len) / (double)(rate[i] ? rate[i] : 1);
-        if (i == 0 || share < best_share)
-            best = i, best_share = share;
+        double done = (double)(backlog[i] + len) / (double)(rate[i] ? rate[i] : 1);
+        if (i == 0 || done < best_done)
+            best = i, best_done = done;
     }
     return best;
 }

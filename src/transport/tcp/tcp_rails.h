@@ -79,9 +79,10 @@ struct pb_tcp_rail_choice {
  * `all`, as for an explicit --tcp-if list), best first. */
 void pb_tcp_rails_decide(const struct pb_tcp_rail_report *all, int n, int keep_all, struct pb_tcp_rail_choice *c);
 
-/* Which of n rails takes the next len bytes: the one whose share of what
- * was sent stays lowest against its rate (sent[i] bytes so far, rate[i] any
- * unit, 0 taken as 1). Deterministic: ties go to the lower index. */
-int pb_tcp_rail_pick(const uint64_t *sent, const uint32_t *rate, int n, uint64_t len);
+/* Which of n rails takes the next len bytes: the one that would be done
+ * first with its backlog plus len at its rate (backlog[i] bytes still to
+ * send, rate[i] any unit, 0 taken as 1). Deterministic: ties go to the
+ * lower index. */
+int pb_tcp_rail_pick(const uint64_t *backlog, const uint32_t *rate, int n, uint64_t len);
 
 #endif
