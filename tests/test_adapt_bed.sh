@@ -29,31 +29,11 @@ DDIR=/tmp/ta
 DEST=$DDIR/dest.bin
 SUBNET=10.77.0.0/24
 
-# bcast N ARGS...: p2pbcast -v to DEST on h1..hN; sets out, rcs, mrc.
+# bcast N ARGS...: p2pbcast -v to DEST on h1..hN (bedtap.sh, bed_bcast).
 bcast() {
     local n=$1
     shift
-    : >"$WORK/rcs"
-    set +e
-    # shellcheck disable=SC2016 # expanded by the rank's bash
-    out=$(timeout -k 10 $(( NETBED_MPIRUN_TIMEOUT + 30 )) "$NB" mpirun -np "$n" --tag-output \
-        --mca orte_abort_on_non_zero_status 0 -x P2PBCAST_TEST_PLACEMENT=1 \
-        bash -c '"$@"; r=$?; echo "$(hostname) $r" >>'"$WORK/rcs"'; exit $r' _ \
-        "$BIN" --tcp-if "$SUBNET" -v "$@" "$SRC" "$DEST" 2>&1)
-    mrc=$?
-    set -e
-    if (( mrc == 124 || mrc == 137 )); then
-        echo "# TIMEOUT: p2pbcast on $n hosts did not finish within $NETBED_MPIRUN_TIMEOUT s (status $mrc)"
-        echo "timeout" >>"$WORK/rcs"
-    fi
-    rcs=$(sort "$WORK/rcs")
-}
-
-prepare_dirs() {  # n
-    local k
-    for (( k = 1; k <= $1; k++ )); do
-        "$NB" exec "h$k" sh -c "rm -rf '$DDIR' && mkdir -p '$DDIR'" || return 1
-    done
+    bed_bcast "$n" -x P2PBCAST_TEST_PLACEMENT=1 -- --tcp-if "$SUBNET" -v "$@"
 }
 
 succeeded() {  # n: mpirun and every rank exit 0, identical copies, DEST alone

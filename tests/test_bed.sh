@@ -38,36 +38,8 @@ DDIR=/tmp/tb               # DEST's directory inside every host
 TCP_IF_ARGS=(--tcp-if "$SUBNET")
 DEST=$DDIR/dest.bin
 
-# bcast N: p2pbcast to DEST on h1..hN.  Sets out (stdout+stderr, tagged with
-# [job,rank]), rcs ("host status" per rank), mrc (mpirun's status).
-# orte_abort_on_non_zero_status 0: every rank finishes and reports its own
-# status instead of being killed by mpirun after the first failure.
-bcast() {
-    local n=$1
-    : >"$WORK/rcs"
-    set +e
-    # shellcheck disable=SC2016 # expanded by the rank's bash
-    out=$(timeout -k 10 $(( NETBED_MPIRUN_TIMEOUT + 30 )) "$NB" mpirun -np "$n" --tag-output \
-        --mca orte_abort_on_non_zero_status 0 \
-        bash -c '"$@"; r=$?; echo "$(hostname) $r" >>'"$WORK/rcs"'; exit $r' _ \
-        "$BIN" ${TCP_IF_ARGS[@]+"${TCP_IF_ARGS[@]}"} "$SRC" "$DEST" 2>&1)
-    mrc=$?
-    set -e
-    # A timeout fails every check of this run (the statuses are incomplete)
-    # and says so.
-    if (( mrc == 124 || mrc == 137 )); then
-        echo "# TIMEOUT: p2pbcast on $n hosts did not finish within $NETBED_MPIRUN_TIMEOUT s (status $mrc)"
-        echo "timeout" >>"$WORK/rcs"
-    fi
-    rcs=$(sort "$WORK/rcs")
-}
-
-prepare_dirs() {  # n: an empty DEST directory on every host
-    local k
-    for (( k = 1; k <= $1; k++ )); do
-        "$NB" exec "h$k" sh -c "rm -rf '$DDIR' && mkdir -p '$DDIR'" || return 1
-    done
-}
+# bcast N: p2pbcast to DEST on h1..hN with TCP_IF_ARGS (bedtap.sh, bed_bcast).
+bcast() { bed_bcast "$1" -- ${TCP_IF_ARGS[@]+"${TCP_IF_ARGS[@]}"}; }
 
 all_exit() {  # n status: n ranks, one per host, each exited with status
     local n=$1 st=$2 k want=""

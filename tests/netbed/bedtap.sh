@@ -1,12 +1,13 @@
 # shellcheck shell=bash
 # bedtap.sh - the start every p2pbcast TAP test on the bed shares (sourced by
-# tests/test_bed.sh and tests/test_rails_bed.sh; bash, set -euo pipefail).
+# tests/test_bed.sh, test_rails_bed.sh, test_adapt_bed.sh; bash, set -euo pipefail).
 # Defines diag, skip_all and ok (T tests, FAILED failures), then
 # bed_tap_start NAME PREFIX_LETTER: skips (exit 0) where the bed cannot be
 # built; sets NB (netbed.sh), PFX and NETBED_PREFIX (a bed of our own),
 # NETBED_MPIRUN_TIMEOUT (TEST_BED_TIMEOUT, default 180 s), WORK (a scratch
 # directory under /var/tmp that every host sees, removed with the bed at
 # exit) and BIN (a copy there of P2PBCAST, default ../p2pbcast from tests/).
+# bed_bcast and prepare_dirs (below) use SRC, DEST and DDIR.
 
 diag() { while IFS= read -r l; do echo "# $l"; done <<<"$1"; }
 skip_all() { echo "1..0 # SKIP $*"; exit 0; }
@@ -49,4 +50,39 @@ bed_tap_start() {  # name prefix-letter
     fi
     cp "$BIN" "$WORK/p2pbcast"
     BIN=$WORK/p2pbcast
+}
+
+# bed_bcast N [MPIRUN_ARGS...] -- [P2PBCAST_ARGS...]: p2pbcast ($BIN) from
+# $SRC to $DEST on h1..hN. Sets out (stdout+stderr, tagged with
+# [job,rank]), rcs ("host status" per rank, sorted), mrc (mpirun's status).
+# orte_abort_on_non_zero_status 0: every rank finishes and reports its own
+# status instead of being killed by mpirun after the first failure. A
+# timeout fails every check of the run (the statuses are incomplete) and
+# says so.
+bed_bcast() {
+    local n=$1 margs=()
+    shift
+    while (( $# )) && [[ $1 != -- ]]; do margs+=("$1"); shift; done
+    (( $# )) && shift
+    : >"$WORK/rcs"
+    set +e
+    # shellcheck disable=SC2016 # expanded by the rank's bash
+    out=$(timeout -k 10 $(( NETBED_MPIRUN_TIMEOUT + 30 )) "$NB" mpirun -np "$n" --tag-output \
+        --mca orte_abort_on_non_zero_status 0 ${margs[@]+"${margs[@]}"} \
+        bash -c '"$@"; r=$?; echo "$(hostname) $r" >>'"$WORK/rcs"'; exit $r' _ \
+        "$BIN" "$@" "$SRC" "$DEST" 2>&1)
+    mrc=$?
+    set -e
+    if (( mrc == 124 || mrc == 137 )); then
+        echo "# TIMEOUT: p2pbcast on $n hosts did not finish within $NETBED_MPIRUN_TIMEOUT s (status $mrc)"
+        echo "timeout" >>"$WORK/rcs"
+    fi
+    rcs=$(sort "$WORK/rcs")
+}
+
+prepare_dirs() {  # n: an empty $DDIR (DEST's directory) on every host
+    local k
+    for (( k = 1; k <= $1; k++ )); do
+        "$NB" exec "h$k" sh -c "rm -rf '$DDIR' && mkdir -p '$DDIR'" || return 1
+    done
 }
