@@ -25,7 +25,9 @@
 #define PROBE_MS 60            /* data sent per rail and round */
 #define PLACE_PROBE_MS 50      /* per round of the send-rate probe (placement) */
 #define PROBE_CONNECT_S 1.5    /* to connect, greet and finish, at most */
-#define PROBE_SNDBUF (512 << 10) /* enough in flight, little left to drain after */
+#define PROBE_SNDBUF (128 << 10) /* in flight at most ~this: what a slow rail
+                                  * drains after the window (its queue delays
+                                  * the next exchange), still 20 Gbit/s at 50 us */
 #define PROBE_HDR 28           /* secret, key, sender's leader index */
 #define BIN_MS 5               /* arrivals are counted in bins of this width */
 #define PROBE_BINS 64          /* 320 ms of bins: longer than any window */
