@@ -508,7 +508,7 @@ static int run_reads(const struct args *a)
         double ag_net = F * (N - 1) / N / B + (N - 1) * (al + cr / B) + F / cr * al;
         double ag = (ag_net > F / (N * rho) ? ag_net : F / (N * rho)) + V * (N - 1) / N / rho;
         int pick = N > 1 ? pb_shared_choose(c.file_size, N, tree_net.chunk_size, rho, B, root_net.time > 0 &&
-                                            root_sched == PB_SCHED_TREE ? PB_SCHED_TREE : PB_SCHED_RING, 0, NULL, 0)
+                                            root_sched == PB_SCHED_TREE ? PB_SCHED_TREE : PB_SCHED_RING, 0, NULL, NULL, 0)
                          : -1;
         char t1[32], t2[32], t3[32], n1[40];
         snprintf(n1, sizeof n1, "%s (%s)", fmt_time(root, t1, sizeof t1),
