@@ -245,10 +245,11 @@ void pb_readtree_bytes(const struct pb_plan *p, int m, const unsigned char *skip
  * bytes/s), within PB_READTREE_MAX_PAIRS and 2G <= nleaders; 1 where
  * either rate is unknown (0). why (may be NULL): one line for -v. */
 int pb_readtree_choose_pairs(int nleaders, double read_rate, double link_rate, char *why, size_t whylen);
-/* Slots per node for G pairs: every one of the 2G trees needs its own
- * (sched_shared_tree.c), at least 4 per tree where the pool stays within
- * PB_POOL_BUDGET, never fewer than 2 per tree; nslots as it is for G = 1
- * or when it already suffices. */
+/* Slots per node for G pairs: every one of the 2G trees has its own
+ * (sched_shared_tree.c), 4 per tree as the two trees have by default, as
+ * far as the pool stays within PB_POOL_BUDGET; never fewer than nslots.
+ * The executor needs 2G at least; the root takes fewer pairs rather than
+ * fewer than 2 per tree. */
 uint32_t pb_readtree_slots(uint32_t nslots, int G, uint64_t chunk);
 
 /* --source-shared=auto: the root only (-1), the ring allgather

@@ -143,13 +143,10 @@ int pb_readtree_choose_pairs(int nleaders, double read_rate, double link_rate, c
 
 uint32_t pb_readtree_slots(uint32_t nslots, int G, uint64_t chunk)
 {
-    uint32_t trees = 2u * (uint32_t)(G > 1 ? G : 1), want = 4 * trees;
-    uint64_t fit = chunk ? PB_POOL_BUDGET / chunk : want;
-    if (G <= 1 || nslots >= want)
-        return nslots;
-    if (fit < want)
-        want = fit > 2 * trees ? (uint32_t)fit : 2 * trees;
-    return want > nslots ? want : nslots;
+    uint64_t want = 8u * (uint64_t)(G > 1 ? G : 1), fit = chunk ? PB_POOL_BUDGET / chunk : want;
+    if (want > fit)
+        want = fit;
+    return G > 1 && want > nslots ? (uint32_t)want : nslots;
 }
 
 static double slower(double a, double b)

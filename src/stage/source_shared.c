@@ -236,11 +236,12 @@ static int32_t choose_pairs(struct stage *st, const struct src_view *rv, int G)
     else
         pb_readtree_choose_pairs(st->bi->nleaders, rv->read_rate, rv->link_rate, why, sizeof why);
     G = pb_readtree_pairs(&p);
-    while (G > 1 && st->o.slots && st->o.slots < 2u * (uint32_t)G)
+    uint32_t slots = st->o.slots ? st->o.slots : st->meta.slots;
+    while (G > 1 && (st->o.slots ? slots : pb_readtree_slots(slots, G, st->meta.chunk)) < 4u * (uint32_t)G)
         G--;
     if (st->verbose)
         fprintf(stderr, "p2pbcast: readtree: %d pair%s of trees, %d readers: %s%s\n", G, G > 1 ? "s" : "", 2 * G, why,
-                G != p.pairs ? " (fewer: 2G <= nodes, at most 4, 2 slots per tree)" : "");
+                G != p.pairs ? " (fewer: 2G <= nodes, at most 4, 2 slots per tree within the pool)" : "");
     return G;
 }
 
