@@ -232,15 +232,16 @@ static int32_t choose_pairs(struct stage *st, const struct src_view *rv, int G)
     struct pb_plan p = st->plan;
     p.pairs = (int)pb_test_hook(st, "P2PBCAST_TEST_READTREE_PAIRS", G);
     if (p.pairs != G)
-        snprintf(why, sizeof why, "%d pairs of trees (P2PBCAST_TEST_READTREE_PAIRS)", p.pairs);
+        snprintf(why, sizeof why, "asked for by P2PBCAST_TEST_READTREE_PAIRS=%d", p.pairs);
     else
         pb_readtree_choose_pairs(st->bi->nleaders, rv->read_rate, rv->link_rate, why, sizeof why);
     G = pb_readtree_pairs(&p);
-    uint32_t slots = st->o.slots ? st->o.slots : st->meta.slots;
-    while (G > 1 && (st->o.slots ? slots : pb_readtree_slots(slots, G, st->meta.chunk)) < 4u * (uint32_t)G)
-        G--;
+    uint32_t slots = st->o.slots ? st->o.slots : pb_readtree_slots(st->meta.slots, G, st->meta.chunk);
+    while (G > 1 && slots < 4u * (uint32_t)G)
+        slots = st->o.slots ? st->o.slots : pb_readtree_slots(st->meta.slots, --G, st->meta.chunk);
     if (st->verbose)
-        fprintf(stderr, "p2pbcast: readtree: %d pair%s of trees, %d readers: %s%s\n", G, G > 1 ? "s" : "", 2 * G, why,
+        fprintf(stderr, "p2pbcast: readtree: %d pair%s of trees, %d readers, %u slots per node: %s%s\n", G,
+                G > 1 ? "s" : "", 2 * G, slots, why,
                 G != p.pairs ? " (fewer: 2G <= nodes, at most 4, 2 slots per tree within the pool)" : "");
     return G;
 }
@@ -280,13 +281,19 @@ static int32_t root_decides(struct stage *st, const struct src_view *rv, int mod
             return 0;
         }
     }
+    *pairs = pick == PB_SCHED_READTREE ? choose_pairs(st, rv, G) : 1;
+    char how[96];
+    if (pick != PB_SCHED_READTREE)
+        snprintf(how, sizeof how, "each reads its share, ring allgather");
+    else if (*pairs == 1)
+        snprintf(how, sizeof how, "the tops of the two trees each read half of it (readtree)");
+    else
+        snprintf(how, sizeof how, "the tops of the %d trees each read 1/%d of it (readtree, %d pairs)", 2 * *pairs,
+                 2 * *pairs, *pairs);
     if (st->verbose)
         fprintf(stderr, "p2pbcast: source shared %s: yes: all %d nodes see the same SOURCE (size, mtime, ctime, "
                         "first and last chunk); %s\n",
-                st->o.source_shared ? st->o.source_shared : "auto", bi->nleaders,
-                pick == PB_SCHED_READTREE ? "the tops of the trees each read their share (readtree)"
-                                          : "each reads its share, ring allgather");
-    *pairs = pick == PB_SCHED_READTREE ? choose_pairs(st, rv, G) : 1;
+                st->o.source_shared ? st->o.source_shared : "auto", bi->nleaders, how);
     return pick;
 }
 

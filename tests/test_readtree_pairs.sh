@@ -1,0 +1,94 @@
+#!/bin/bash
+# test_readtree_pairs.sh — G pairs of reader-fed trees (issue 22,
+# src/core/sched_shared_tree.c): with --source-shared=yes and the trees,
+# the tops of the 2G trees each read their 1/2G of SOURCE. On one machine
+# the link rate is unknown, so the plan keeps one pair;
+# P2PBCAST_TEST_READTREE_PAIRS=G on the root asks for G (within 2G <= nodes,
+# at most 4). Readers (member = node leader's index; plan.h): of 4 nodes
+# 3, 2 (pair 0) and 1, 0 (pair 1, shifted by 2); of 6 nodes 3, 2, 5, 4;
+# of 7 nodes 3, 2, 5, 4, 0, 6.
+MPI_TIMEOUT=${MPI_TIMEOUT:-180}
+. "$(dirname "$0")/lib.sh"
+
+json() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2" 2>/dev/null; }
+c=65536
+copies_of() { for r in "$@"; do cmp -s "$S/src" "$S/dst.$r" || return 1; done; }
+S="$WORK/s"
+mkdir -p "$S"
+
+# 1. 8 ranks as 4 nodes of 2, two pairs: the 4 leaders' copies exact, 4
+# readers whose shares add up to SOURCE; -v says G and why.
+mkfile "$S/src" $((3 * 1048576 + 7))
+P2PBCAST_TEST_READTREE_PAIRS=2 P2PBCAST_TEST_RANKS_PER_NODE=2 \
+    run 8 -v -c 64K --schedule tree --source-shared=yes --json "$S/j.json" "$S/src" "$S/dst.%r"
+[ "$rcs" = "0x8 " ] && copies_of 0 2 4 6 && only_these "$S" src j.json dst.0 dst.2 dst.4 dst.6 &&
+    [ "$(json "$S/j.json" source_readers)" = 4 ] && [ "$(json "$S/j.json" source_bytes_read)" = $((3 * 1048576 + 7)) ] &&
+    echo "$out" | grep -q "readtree: 2 pairs of trees, 4 readers, 16 slots per node: asked for by P2PBCAST_TEST_READTREE_PAIRS=2" &&
+    echo "$out" | grep -q "the tops of the 4 trees each read 1/4 of it (readtree, 2 pairs)"
+ok $? "8 ranks on 4 nodes of 2, 2 pairs: every rank exits 0 ($rcs), the 4 leaders' copies exact, 4 readers, -v says G"
+echo "$out" | grep "readtree\|read .* of SOURCE\|error" | diag
+rm -f "$S"/dst.* "$S/j.json"
+
+# 2. 7 nodes, 4 pairs asked for: 3 (2G <= 7), 6 readers; sizes that leave
+# some trees a chunk short, or empty, copied exactly.
+bad=""
+for size in 1 $((5 * c + 3)) $((46 * c + 12345)); do
+    mkfile "$S/in" "$size"
+    P2PBCAST_TEST_READTREE_PAIRS=4 run 7 -v --per-rank -c 64K --schedule tree --source-shared=yes --json "$S/j.json" \
+        "$S/in" "$S/dst.%r"
+    copies=1
+    for ((i = 0; i < 7; i++)); do cmp -s "$S/in" "$S/dst.$i" || copies=0; done
+    # source_readers: the members the plan gives chunks to, whatever the size
+    if [ $rc -ne 0 ] || [ $same_rc -ne 0 ] || [ $copies -ne 1 ] || [ "$(json "$S/j.json" source_readers)" != 6 ] ||
+       [ "$(json "$S/j.json" source_bytes_read)" != "$size" ] ||
+       ! echo "$out" | grep -q "readtree: 3 pairs of trees, 6 readers, .*(fewer: 2G <= nodes"; then
+        bad="$bad $size"
+        echo "$out" | grep -v '%' | tail -5 | diag
+    fi
+    rm -f "$S"/dst.* "$S/j.json" "$S/in"
+done
+[ -z "$bad" ]
+ok $? "7 nodes, 4 pairs asked for: 3 pairs, 6 readers; sizes 1, 5c+3, 46c+r copied exactly${bad:+ (failed:$bad)}"
+
+# 3. A hostile SOURCE at one non-root reader of pair 1 (issue 18): rank 5
+# reads a file equal to SOURCE in size, times, first and last chunk, but
+# not in chunk 10, which only pair 1's tree 0 carries (chunks k with
+# (k/2) mod 2 == 1, k even) and whose top of 6 nodes is rank 5. The root's
+# re-reading catches it: status 3 on every rank, no DEST. With one pair,
+# chunk 10 would be rank 3's to read and rank 5 would read nothing. The same
+# with the root a reader (rank 3, --root 3) and rank 4 reading chunk 11
+# (pair 1's tree 1), and on 4 nodes of 2 ranks, where member 1 (rank 2)
+# tops pair 1's tree 0.
+H="$WORK/h"
+mkdir -p "$H"
+hostile() { # hostile NCHUNKS K: $H/other differs from $H/src in chunk K only
+    mkfile "$H/src" $(($1 * c + 77))
+    cp "$H/src" "$H/other"
+    printf '%100s' differs | dd of="$H/other" bs=1 seek=$(($2 * c + 1000)) conv=notrunc status=none
+    for _ in $(seq 50); do
+        touch -d "2026-01-01 12:00:00.25" "$H/src" "$H/other"
+        [ "$(stat -c %z "$H/src")" = "$(stat -c %z "$H/other")" ] && return 0
+    done
+    echo "could not give both files one ctime" | diag
+    return 1
+}
+# NP HOOKRANK CHUNK [OPTIONS]
+for t in "6 5 10" "6 4 11 --root 3" "8 2 10 ranks-per-node-2"; do
+    set -- $t
+    np=$1 hr=$2 k=$3
+    shift 3
+    per="--per-rank" rpn=""
+    if [ "${1:-}" = ranks-per-node-2 ]; then per="" rpn=2; shift; fi
+    hostile 21 "$k"
+    export "P2PBCAST_TEST_SOURCE_OF_RANK_$hr=$H/other"
+    P2PBCAST_TEST_RANKS_PER_NODE=$rpn P2PBCAST_TEST_READTREE_PAIRS=2 \
+        run "$np" $per -c 64K --schedule tree --source-shared=yes "$@" "$H/src" "$H/dst.%r"
+    unset "P2PBCAST_TEST_SOURCE_OF_RANK_$hr"
+    [ "$rcs" = "3x$np " ] &&
+        echo "$out" | grep -q "error: .*: chunk $k (offset $((k * c)), $c bytes) as read by [^ ]* (rank $hr) differs from SOURCE '$H/src' on the root" &&
+        only_these "$H" src other
+    ok $? "np=$np${per:+ $per}${rpn:+ in nodes of $rpn}${1:+ $*}, 2 pairs, reader rank $hr sees another chunk $k: status 3 on every rank ($rcs), rank $hr and chunk $k named, no DEST"
+    echo "$out" | grep "error:" | head -2 | diag
+done
+rm -rf "$H" "$S"
+done_testing
