@@ -50,7 +50,20 @@ done
 [ -z "$bad" ]
 ok $? "7 nodes, 4 pairs asked for: 3 pairs, 6 readers; sizes 1, 5c+3, 46c+r copied exactly${bad:+ (failed:$bad)}"
 
-# 3. A hostile SOURCE at one non-root reader of pair 1 (issue 18): rank 5
+# 3. The root's check of the other readers' chunks: where it tops no tree
+# (6 nodes, root 0) it reads its sample during the transfer; where it reads
+# chunks of its own (--root 3) after it.
+mkfile "$S/src" $((40 * c + 5))
+P2PBCAST_TEST_READTREE_PAIRS=2 run 6 -v --per-rank -c 64K --schedule tree --source-shared=yes "$S/src" "$S/dst.%r"
+early=$(echo "$out" | grep -c "source verify: the root re-read [0-9]* chunks, .* during the transfer")
+P2PBCAST_TEST_READTREE_PAIRS=2 run 6 -v --per-rank -c 64K --schedule tree --source-shared=yes --root 3 "$S/src" "$S/dst.%r"
+late=$(echo "$out" | grep -c "source verify: the root re-read [0-9]* chunks, .* after the transfer")
+[ $rc -eq 0 ] && [ "$early" = 1 ] && [ "$late" = 1 ] && copies_of 0 1 2 3 4 5
+ok $? "the root's sample: read during the transfer where it tops no tree, after it where it reads ($early, $late)"
+echo "$out" | grep "source verify" | diag
+rm -f "$S"/dst.* "$S/src"
+
+# 4. A hostile SOURCE at one non-root reader of pair 1 (issue 18): rank 5
 # reads a file equal to SOURCE in size, times, first and last chunk, but
 # not in chunk 10, which only pair 1's tree 0 carries (chunks k with
 # (k/2) mod 2 == 1, k even) and whose top of 6 nodes is rank 5. The root's
