@@ -257,19 +257,19 @@ int main(void)
      * A parallel filesystem read at 1 GB/s per client, 5 GB/s links: the
      * allgather at 4 nodes (4 readers), the reader-fed trees at 1,000. */
     const uint64_t MiB = 1 << 20;
-    ok(pb_shared_choose(128 * MiB, 4, 64 * 1024, 2e9, 150e6 / 8, PB_SCHED_RING, 0, NULL, NULL, 0) == PB_SCHED_SHARED &&
-           pb_shared_choose(128 * MiB, 16, 64 * 1024, 2e9, 150e6 / 8, PB_SCHED_TREE, 0, NULL, NULL, 0) == -1,
+    ok(pb_shared_choose(128 * MiB, 4, 0, 64 * 1024, 2e9, 150e6 / 8, PB_SCHED_RING, 0, NULL, NULL, 0) == PB_SCHED_SHARED &&
+           pb_shared_choose(128 * MiB, 16, 0, 64 * 1024, 2e9, 150e6 / 8, PB_SCHED_TREE, 0, NULL, NULL, 0) == -1,
        "auto on the bed: the allgather at 4 nodes, the root alone at 16");
-    ok(pb_shared_choose(5000 * MiB, 4, 4 * MiB, 1e9, 5e9, PB_SCHED_RING, 0, NULL, NULL, 0) == PB_SCHED_SHARED &&
-           pb_shared_choose(5000 * MiB, 1000, 4 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, NULL, NULL, 0) == PB_SCHED_READTREE &&
-           pb_shared_choose(5000 * MiB, 1000, 4 * MiB, 20e9, 5e9, PB_SCHED_TREE, 0, NULL, NULL, 0) == -1,
+    ok(pb_shared_choose(5000 * MiB, 4, 0, 4 * MiB, 1e9, 5e9, PB_SCHED_RING, 0, NULL, NULL, 0) == PB_SCHED_SHARED &&
+           pb_shared_choose(5000 * MiB, 1000, 0, 4 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, NULL, NULL, 0) == PB_SCHED_READTREE &&
+           pb_shared_choose(5000 * MiB, 1000, 0, 4 * MiB, 20e9, 5e9, PB_SCHED_TREE, 0, NULL, NULL, 0) == -1,
        "auto, SOURCE at 1 GB/s, 5 GB/s links: the allgather at 4 nodes, the reader-fed trees at 1,000; the root "
        "alone where it reads at 20 GB/s");
-    ok(pb_shared_choose(3 * MiB, 4, 64 * 1024, 3e9, 0, PB_SCHED_RING, 0, NULL, why, sizeof why) == PB_SCHED_SHARED &&
-           pb_shared_choose(3 * MiB, 16, 64 * 1024, 3e9, 0, PB_SCHED_TREE, 0, NULL, NULL, 0) == -1 && strstr(why, "unknown"),
+    ok(pb_shared_choose(3 * MiB, 4, 0, 64 * 1024, 3e9, 0, PB_SCHED_RING, 0, NULL, why, sizeof why) == PB_SCHED_SHARED &&
+           pb_shared_choose(3 * MiB, 16, 0, 64 * 1024, 3e9, 0, PB_SCHED_TREE, 0, NULL, NULL, 0) == -1 && strstr(why, "unknown"),
        "auto, link rate unknown: the allgather up to 8 nodes, the root beyond (%s)", why);
-    ok(pb_shared_choose(3 * MiB, 4, 64 * 1024, 3e9, 0, PB_SCHED_TREE, PB_SCHED_READTREE, NULL, NULL, 0) == -1 &&
-           pb_shared_choose(5000 * MiB, 4, 4 * MiB, 1e9, 5e9, PB_SCHED_TREE, PB_SCHED_READTREE, NULL, NULL, 0) ==
+    ok(pb_shared_choose(3 * MiB, 4, 0, 64 * 1024, 3e9, 0, PB_SCHED_TREE, PB_SCHED_READTREE, NULL, NULL, 0) == -1 &&
+           pb_shared_choose(5000 * MiB, 4, 0, 4 * MiB, 1e9, 5e9, PB_SCHED_TREE, PB_SCHED_READTREE, NULL, NULL, 0) ==
                PB_SCHED_READTREE,
        "--schedule tree: the root's trees or the reader-fed trees, never the allgather");
     /* The plan's G: 2G readers at rho keep up with B, within 4 pairs and
@@ -288,7 +288,7 @@ int main(void)
            pb_readtree_slots(8, 3, 16 * MiB) == 8 && pb_readtree_slots(32, 2, MiB) == 32,
        "slots: 4 per tree for G pairs within the 128 MiB pool, never fewer than before, G = 1 as it was");
     int G = 0;
-    ok(pb_shared_choose(5000 * MiB, 1000, 2 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, &G, why, sizeof why) ==
+    ok(pb_shared_choose(5000 * MiB, 1000, 0, 2 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, &G, why, sizeof why) ==
                PB_SCHED_READTREE && G == 3 && strstr(why, "3 pairs"),
        "auto at 1,000 nodes, 1 GB/s reads, 5 GB/s links: the reader-fed trees with 3 pairs (%s)", why);
     return tap_done();

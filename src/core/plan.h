@@ -257,11 +257,16 @@ uint32_t pb_readtree_slots(uint32_t nslots, int G, uint64_t chunk);
  * bytes to nleaders nodes, from SOURCE's read rate at the root and the link
  * rate in bytes/s (0: unknown); root_schedule is the plan's root-fed
  * schedule; only (0: either) limits the choice to that one parallel mode
- * (an explicit --schedule). pairs (may be NULL): the G the reader-fed
+ * (an explicit --schedule); root_leader: the root's leader index (does it
+ * read chunks of its own?). pairs (may be NULL): the G the reader-fed
  * trees take (pb_readtree_choose_pairs). why: one line for -v with the
  * predictions. */
-int pb_shared_choose(uint64_t file_size, int nleaders, uint64_t chunk, double read_rate, double link_rate,
-                     int root_schedule, int only, int *pairs, char *why, size_t whylen);
+int pb_shared_choose(uint64_t file_size, int nleaders, int root_leader, uint64_t chunk, double read_rate,
+                     double link_rate, int root_schedule, int only, int *pairs, char *why, size_t whylen);
+/* Does the root (leader root_leader) top one of the G pairs' trees over
+ * nleaders nodes, reading chunks of its own? (Else it reads its sample of
+ * the other readers' chunks during the transfer: source_verify.c.) */
+int pb_readtree_root_reads(int nleaders, int G, int root_leader);
 
 /* Which member reads chunk k under the plan's schedule: root (a leader
  * index) for the root-fed schedules. */

@@ -154,15 +154,26 @@ static double slower(double a, double b)
     return a > b ? a : b;
 }
 
-int pb_shared_choose(uint64_t file_size, int nleaders, uint64_t chunk, double read_rate, double link_rate,
-                     int root_schedule, int only, int *pairs, char *why, size_t whylen)
+int pb_readtree_root_reads(int nleaders, int G, int root_leader)
+{
+    struct pb_plan p = { .nrecv = nleaders - 1, .pairs = G, .schedule = PB_SCHED_READTREE };
+    for (int i = 0; i < 2 * pb_readtree_pairs(&p); i++)
+        if (pb_readtree_top(&p, i) == root_leader)
+            return 1;
+    return 0;
+}
+
+int pb_shared_choose(uint64_t file_size, int nleaders, int root_leader, uint64_t chunk, double read_rate,
+                     double link_rate, int root_schedule, int only, int *pairs, char *why, size_t whylen)
 {
     /* Seconds, alpha = 16 us per chunk (alpha*B = 16 KiB at 1 GB/s, as in
      * pb_schedule_auto). Each mode moves at the slower of its reads and its
      * network; reading at other nodes costs the root's re-read of their
-     * sample afterwards (pb_shared_sample_budget, at the read rate):
+     * sample V (pb_shared_sample_budget, at the read rate), afterwards, or
+     * during the transfer where the root reads nothing else (source_verify.c):
      *   root only   max(F/rho,      net(root's schedule))
      *   readtree    max(F/(2G rho), (F + (2 ceil(log2 N) + 1) c)/B + (F/c) alpha) + V/rho
+     *               (the root tops no tree: max(F/(2G rho), net, V/rho))
      *   allgather   max(F/(N rho),  ((N-1)/N F + (N-1) c)/B + (F/c) alpha)      + V/rho
      * with G pairs of trees from pb_readtree_choose_pairs. The ring
      * allgather only up to 8 nodes: its ring moves at the pace of
@@ -183,7 +194,8 @@ int pb_shared_choose(uint64_t file_size, int nleaders, uint64_t chunk, double re
     double net_tree = (F + (2.0 * pb_ceil_log2(R > 1 ? (uint64_t)R : 1) + 1) * c) / B + per_msg;
     double net_ring = (F + (R > 1 ? R - 1 : 0) * c) / B + per_msg;
     double root = slower(F / rho, root_schedule == PB_SCHED_TREE ? net_tree : net_ring);
-    double rtree = slower(F / (2 * G * rho), (F + (2.0 * pb_ceil_log2((uint64_t)N) + 1) * c) / B + per_msg) + V / rho;
+    double rtree = slower(F / (2 * G * rho), (F + (2.0 * pb_ceil_log2((uint64_t)N) + 1) * c) / B + per_msg);
+    rtree = pb_readtree_root_reads(N, G, root_leader) ? rtree + V / rho : slower(rtree, V / rho);
     double ag = slower(F / (N * rho), (F * (N - 1) / N + (N - 1) * c) / B + per_msg) + V * (N - 1) / N / rho;
     int pick = -1;
     double best = root / 1.05;

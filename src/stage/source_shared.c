@@ -270,7 +270,8 @@ static int32_t root_decides(struct stage *st, const struct src_view *rv, int mod
         char why[400];
         /* An explicit --schedule keeps its family: the trees or the ring. */
         int only = !st->o.schedule || !strcmp(st->o.schedule, "auto") ? 0 : shared_schedule(st);
-        pick = pb_shared_choose(st->meta.size, bi->nleaders, st->plan.chunk_size, rv->read_rate, rv->link_rate,
+        pick = pb_shared_choose(st->meta.size, bi->nleaders, bi->root_leader, st->plan.chunk_size, rv->read_rate,
+                                rv->link_rate,
                                 st->meta.schedule, only, &G, why, sizeof why);
         if (st->verbose)
             fprintf(stderr, "p2pbcast: source shared auto: %s\n", why);
