@@ -74,33 +74,18 @@ rm -f "$S"/dst.* "$S/src"
 # tops pair 1's tree 0.
 H="$WORK/h"
 mkdir -p "$H"
-hostile() { # hostile NCHUNKS K: $H/other differs from $H/src in chunk K only
-    mkfile "$H/src" $(($1 * c + 77))
-    cp "$H/src" "$H/other"
-    printf '%100s' differs | dd of="$H/other" bs=1 seek=$(($2 * c + 1000)) conv=notrunc status=none
-    for _ in $(seq 50); do
-        touch -d "2026-01-01 12:00:00.25" "$H/src" "$H/other"
-        [ "$(stat -c %z "$H/src")" = "$(stat -c %z "$H/other")" ] && return 0
-    done
-    echo "could not give both files one ctime" | diag
-    return 1
-}
+# shellcheck source=tests/hostile_lib.sh
+. "$(dirname "$0")/hostile_lib.sh"
 # NP HOOKRANK CHUNK [OPTIONS]
-for t in "6 5 10" "6 4 11 --root 3" "8 2 10 ranks-per-node-2"; do
+for t in "6 5 10 --per-rank" "6 4 11 --per-rank --root 3" "8 2 10"; do
     set -- $t
     np=$1 hr=$2 k=$3
     shift 3
-    per="--per-rank" rpn=""
-    if [ "${1:-}" = ranks-per-node-2 ]; then per="" rpn=2; shift; fi
-    hostile 21 "$k"
-    export "P2PBCAST_TEST_SOURCE_OF_RANK_$hr=$H/other"
-    P2PBCAST_TEST_RANKS_PER_NODE=$rpn P2PBCAST_TEST_READTREE_PAIRS=2 \
-        run "$np" $per -c 64K --schedule tree --source-shared=yes "$@" "$H/src" "$H/dst.%r"
-    unset "P2PBCAST_TEST_SOURCE_OF_RANK_$hr"
-    [ "$rcs" = "3x$np " ] &&
-        echo "$out" | grep -q "error: .*: chunk $k (offset $((k * c)), $c bytes) as read by [^ ]* (rank $hr) differs from SOURCE '$H/src' on the root" &&
-        only_these "$H" src other
-    ok $? "np=$np${per:+ $per}${rpn:+ in nodes of $rpn}${1:+ $*}, 2 pairs, reader rank $hr sees another chunk $k: status 3 on every rank ($rcs), rank $hr and chunk $k named, no DEST"
+    rpn=""
+    [ "${1:-}" = --per-rank ] || rpn=2
+    hostile 21 "$k" "$k"
+    P2PBCAST_TEST_RANKS_PER_NODE=$rpn P2PBCAST_TEST_READTREE_PAIRS=2 hostile_caught "$np" "$hr" "$k" --schedule tree "$@"
+    ok $? "np=$np${rpn:+ in nodes of $rpn}${1:+ $*}, 2 pairs, reader rank $hr sees another chunk $k: status 3 on every rank ($rcs), rank $hr and chunk $k named, no DEST"
     echo "$out" | grep "error:" | head -2 | diag
 done
 rm -rf "$H" "$S"

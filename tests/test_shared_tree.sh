@@ -61,14 +61,8 @@ rm -f "$S"/dst.* "$S/j.json"
 
 H="$WORK/h"
 mkdir -p "$H"
-same_times() { # give $H/src and $H/other one ctime (the same clock tick)
-    for _ in $(seq 50); do
-        touch -d "2026-01-01 12:00:00.25" "$H/src" "$H/other"
-        [ "$(stat -c %z "$H/src")" = "$(stat -c %z "$H/other")" ] && return 0
-    done
-    echo "could not give both files one ctime" | diag
-    return 1
-}
+# shellcheck source=tests/hostile_lib.sh
+. "$(dirname "$0")/hostile_lib.sh"
 
 # 4. A reader's SOURCE fails under it mid-copy (truncated: only rank 3
 # reads $H/other), and a reader killed mid-copy.
@@ -76,7 +70,7 @@ D="$WORK/d"
 mkdir -p "$D"
 mkfile "$H/src" $((96 * c))
 cp "$H/src" "$H/other"
-same_times
+same_ctime "$H/src" "$H/other"
 export P2PBCAST_TEST_READ_DELAY_MS=60 # 48 chunks per reader: ~2.9 s of reading
 start() {
     : > "$WORK/rcs"
@@ -101,7 +95,7 @@ ok $? "reader rank 3's SOURCE truncated mid-copy: status 3 on every rank ($rcs),
 grep "error:" "$WORK/out" | head -3 | diag
 
 cp "$H/src" "$H/other"
-same_times
+same_ctime "$H/src" "$H/other"
 rm -rf "${D:?}"/.x.* "${D:?}"/x.*
 start
 strike 9 3
