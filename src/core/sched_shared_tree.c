@@ -1,30 +1,42 @@
-/* sched_shared_tree.c — the two trees fed by readers, for a SOURCE every
- * node sees (issue 22): its plan (see plan.h for the per-node bytes) first,
- * then its executor.
+/* sched_shared_tree.c — the trees fed by readers, for a SOURCE every node
+ * sees (issue 22): G pairs of the two trees of sched_tree.c. Its plan (see
+ * plan.h for the per-node bytes) first, then its executor.
  *
  * Why not the ring allgather (sched_shared.c) at every N: its chunks make
  * N-1 hops and the whole ring moves at the pace of its slowest member; on
  * the bed at 16 hosts it fell below the root-fed trees. Here the trees of
  * sched_tree.c carry the chunks (about log2 N hops, every node sends at
- * most F), and only their entry changes: the top of tree t reads tree t's
- * chunks itself instead of receiving them from the root, so SOURCE is read
- * at two nodes at once and the root is an ordinary member, which reads
- * nothing unless it sits at a top.
+ * most F), and only their entry changes: the top of each tree reads that
+ * tree's chunks itself instead of receiving them from the root, so SOURCE
+ * is read at 2G nodes at once and the root is an ordinary member, which
+ * reads nothing unless it sits at a top. Why G pairs: two readers read at
+ * 2 rho, short of a link's B where SOURCE reads slower than the network
+ * (a parallel filesystem client at 1 GB/s, 5 GB/s links); pair g carries
+ * every G-th pair of chunks over the members shifted by 2g, so that its
+ * two tops are two more members and, each pair being two trees of
+ * sched_tree.c, a node is interior in at most one tree of each pair and
+ * sends at most 2 F/2G per pair: F in all.
  *
  * The executor runs the same loop on every member: a chunk in a slot (read
  * from SOURCE into a read buffer, or arrived from the parent of its tree,
  * checked and written) is queued for each child of its tree; a child's
  * queue drains as the child grants slots; the slot is free again (a read
  * buffer for the next read, or granted back to its parent) once every
- * child's put of it completed. The slots are split in two classes, one per
- * tree: a tree we read gets read buffers, the other is granted to our
- * parent in it. Deadlock freedom as for the trees (engine.h): each tree is
- * acyclic and has its own slots; a slot waits only for its children's
- * credits, which they return once their own copy is written and passed on.
- * Completion: DONE counts travel up tree 0 as in sched_tree.c; the top of
- * tree 0 then holds the count of every other member and tells the root
- * (FIN) unless it is the root. A member is finished once its part of tree 0
- * is done; the root once FIN came too. */
+ * child's put of it completed. The slots are split in 2G classes, one per
+ * tree: a tree we read gets read buffers, any other is granted to our
+ * parent in it (a parent in several trees may put any of their chunks in
+ * any of their slots; a slot goes back to its own class). Deadlock freedom
+ * as for the trees (engine.h): each tree is acyclic and has its own slots
+ * (at least one: the executor needs 2G); a slot waits only for its
+ * children's credits, which they return once their own copy is written and
+ * passed on. Completion: DONE counts travel up tree 0 as in sched_tree.c;
+ * the top of tree 0 then holds the count of every other member and tells
+ * the root (FIN) unless it is the root. A member is finished once its part
+ * of tree 0 is done; the root once FIN came too.
+ *
+ * The executor resembles sched_tree.c's (pass_on, release, send_queued)
+ * but is not shared with it: there the root has no parent, reads every
+ * chunk into buffers of its own class and finishes without FIN. */
 #include "engine_internal.h"
 
 #include <errno.h>
