@@ -153,6 +153,15 @@ static int check(int N, int G, int root, uint64_t size, char *why, size_t n)
     return ok_;
 }
 
+/* The readtree time in pb_shared_choose's line: "..., 1.1 s (readtree, ...". */
+static double readtree_time(const char *why)
+{
+    const char *at = strstr(why, " s (readtree"), *p = at;
+    while (p && p > why && p[-1] != ' ')
+        p--;
+    return p ? strtod(p, NULL) : 0;
+}
+
 static uint64_t counter(void *ctx)
 {
     return (*(uint64_t *)ctx)++ * 0x9e3779b97f4a7c15ull;
@@ -291,5 +300,18 @@ int main(void)
     ok(pb_shared_choose(5000 * MiB, 1000, 0, 2 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, &G, why, sizeof why) ==
                PB_SCHED_READTREE && G == 3 && strstr(why, "3 pairs"),
        "auto at 1,000 nodes, 1 GB/s reads, 5 GB/s links: the reader-fed trees with 3 pairs (%s)", why);
+    /* The root's sample: during the transfer where it tops no tree, so
+     * that it costs nothing beyond the transfer; after it where it reads.
+     * 1,000 nodes, G = 3: the tops are members 510..515. */
+    ok(!pb_readtree_root_reads(1000, 3, 0) && pb_readtree_root_reads(1000, 3, 512) &&
+           pb_readtree_root_reads(8, 3, 0) && !pb_readtree_root_reads(8, 1, 0),
+       "the root reads chunks of its own only where it tops one of the 2G trees");
+    char w2[300];
+    pb_shared_choose(5000 * MiB, 1000, 0, 2 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, NULL, why, sizeof why);
+    pb_shared_choose(5000 * MiB, 1000, 512, 2 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, NULL, w2, sizeof w2);
+    double t_early = readtree_time(why), t_late = readtree_time(w2);
+    ok(t_early > 1 && t_early < 1.15 && t_late > t_early + 0.15,
+       "auto's readtree time: the sample hidden where the root tops no tree (%.3g s), after the transfer where it "
+       "does (%.3g s)", t_early, t_late);
     return tap_done();
 }
