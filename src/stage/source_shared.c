@@ -324,9 +324,12 @@ int pb_phase_source_shared(struct stage *st)
     if (st->root) {
         look(&st->src, &st->plan, &rv);
         rv.refuse = rv.ok && mode == SHARED_AUTO && fs_refuses(st, &rv);
+        /* auto weighs both; yes with the trees needs both for G (with an
+         * unknown link rate, one pair: no read to time) */
         if (rv.ok && !rv.refuse && (mode == SHARED_AUTO || shared_schedule(st) == PB_SCHED_READTREE)) {
-            rv.read_rate = read_rate(st);
             rv.link_rate = link_rate(st);
+            if (mode == SHARED_AUTO || rv.link_rate > 0)
+                rv.read_rate = read_rate(st);
         }
     }
     int rc = pb_agree_bcast(&st->ag, &rv, sizeof rv);
