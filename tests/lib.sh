@@ -178,16 +178,3 @@ mpi_tap_program() {
     ok $? "every rank ends normally (mpirun status $rc)"
     [ $rc -eq 0 ] || echo "$out" | tail -15 | diag
 }
-
-# same_ctime A B: one touch gives A and B the same mtime and, by retrying
-# until both land in one clock tick, the same ctime (a look-alike SOURCE
-# that size, mtime and ctime cannot tell apart).
-same_ctime() {
-    local a=$1 b=$2 _
-    for _ in $(seq 50); do
-        touch -d "2026-01-01 12:00:00.25" "$a" "$b"
-        [ "$(stat -c %z "$a")" = "$(stat -c %z "$b")" ] && return 0
-    done
-    echo "could not give $a and $b one ctime" | diag
-    return 1
-}

@@ -164,6 +164,7 @@ static int io_write(void *c, uint64_t off, const void *buf, size_t len, char *er
 
 /* Run one simulated broadcast. Returns 1 when every copy is right. */
 static int sched = PB_SCHED_RING; /* the schedule run() uses */
+static int pairs = 1;             /* and the reader-fed trees' G */
 
 static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, unsigned seed, int64_t corrupt_at,
                int corrupt_node, char *why, size_t whylen)
@@ -176,6 +177,7 @@ static int run(int L, int root, uint64_t size, uint64_t chunk, uint32_t nslots, 
         return 0;
     }
     plan.schedule = sched;
+    plan.pairs = pairs;
     int *order = calloc((size_t)L, sizeof *order), hang = 0;
     if (placed && slow_node >= 0) {
         uint64_t *rate = calloc((size_t)L, sizeof *rate);
@@ -457,5 +459,34 @@ int main(void)
        "reader-fed trees: a byte flipped by a reader while passing its chunk on is caught: %s", why);
     ok(run(9, 0, 40 * c, c, 8, 99, 13, 2, why, sizeof why),
        "reader-fed trees: a byte flipped while forwarding is caught: %s", why);
+    /* G pairs of reader-fed trees: 2G readers, 2G slot classes; from one
+     * slot per tree (the executor's least) up. */
+    for (pairs = 2; pairs <= 3; pairs++) {
+        all = 1;
+        why[0] = 0;
+        for (int L = 1; L <= 24 && all; L++) {
+            const uint64_t sizes[] = { 1, c + 1, 5 * c, 37 * c + 11, 4 * (uint64_t)L * c + 5 };
+            for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
+                for (unsigned seed = 1; seed <= 2 && all; seed++)
+                    all = run(L, (int)((seed * 5 + i) % (unsigned)L), sizes[i], c,
+                              seed == 1 ? 2 * (uint32_t)pairs : 8 * (uint32_t)pairs + 1, seed * 7919 + L, -1, -1,
+                              why, sizeof why);
+        }
+        ok(all, "%d pairs of reader-fed trees, 1..24 nodes, 1 or 4 slots per tree, roots vary: copies exact, each "
+                "reader read its trees' chunks, manifests agree, no stall %s", pairs, why);
+        all = 1;
+        for (unsigned seed = 1; seed <= 30 && all; seed++)
+            all = run(13, (int)(seed % 13), 90 * c + 7, c, seed % 2 ? 2 * (uint32_t)pairs : 4 * (uint32_t)pairs, seed,
+                      -1, -1, why, sizeof why);
+        ok(all, "%d pairs of reader-fed trees, 13 nodes, 30 random delivery orders, 1 or 2 slots per tree %s", pairs,
+           why);
+        all = run(150, 77, 200 * c + 3, c, 2 * (uint32_t)pairs, 42 + (unsigned)pairs, -1, -1, why, sizeof why);
+        ok(all, "%d pairs of reader-fed trees, 150 nodes, one slot per tree: no deadlock, copies exact %s", pairs, why);
+    }
+    /* Member 9 tops tree 2 of 12 (pair 1's tree 0): it reads chunk 4. */
+    pairs = 2;
+    ok(run(12, 0, 40 * c, c, 8, 99, 4, 9, why, sizeof why),
+       "2 pairs of reader-fed trees: a byte flipped by a pair-1 reader while passing its chunk on is caught: %s", why);
+    pairs = 1;
     return tap_done();
 }

@@ -1,9 +1,11 @@
-/* test_readtree.c — the two trees fed by readers (sched_shared_tree.c,
- * plan.h): every member gets every chunk exactly once, from the member
- * pb_plan_sender names; the tops of the trees read, nobody else does; no
- * member sends more than F (plus one chunk for an odd chunk count); the
- * partners are mutual and cover every hop; the root's sample of other
- * readers' chunks takes only theirs. */
+/* test_readtree.c — the G pairs of trees fed by readers
+ * (sched_shared_tree.c, plan.h), G = 1..4: every member gets every chunk
+ * exactly once, from the member pb_plan_sender names; the tops of the 2G
+ * trees read, 2G distinct readers, nobody else does; no member is interior
+ * in both trees of a pair, none sends more than F plus one chunk; the
+ * partners (at most 4G, and the root and tree 0's top each other) are
+ * mutual and cover every hop; the root's sample of other readers' chunks
+ * takes only theirs; the plan's G from the rates. */
 #include "plan.h"
 #include "schedule.h"
 #include "tap.h"
@@ -37,46 +39,55 @@ static int walk_chunk(const struct pb_plan *p, uint64_t k, int *got, int *queue,
         snprintf(why, n, "chunk %llu reached %d of %d members", (unsigned long long)k, tail, N);
         return 0;
     }
-    /* Depth: at most ceil(log2 N) + 1 levels below the reader. */
+    /* Depth: at most ceil(log2 N) levels below the reader. */
+    int tree = pb_readtree_tree_of(k, pb_readtree_pairs(p));
     for (int m = 0; m < N; m++)
-        if (m != reader && pb_tree_depth(N, pb_tree_of_chunk(k), m) > pb_ceil_log2((uint64_t)N) + 1) {
+        if (pb_readtree_depth(p, tree, m) > pb_ceil_log2((uint64_t)N) || (m == reader) != !pb_readtree_depth(p, tree, m)) {
             snprintf(why, n, "member %d too deep", m);
             return 0;
         }
     return 1;
 }
 
-/* Per member: reads + receives = F, sends <= the bytes of the one tree it
- * is interior in, twice; the sums balance; two readers (one for N = 1). */
+/* Per member: reads + receives = F; interior in at most one tree of each
+ * pair, sends at most twice the bytes of those trees, and at most F plus
+ * one chunk; the sums balance; 2G readers (fewer only with fewer chunks). */
 static int check_bytes(const struct pb_plan *p, int root, char *why, size_t n)
 {
-    int N = p->nrecv + 1, readers = 0;
-    uint64_t F = p->file_size, tree_bytes[PB_TREES] = { 0, 0 }, sum_read = 0, sum_sent = 0, sum_recv = 0;
+    int N = p->nrecv + 1, readers = 0, G = pb_readtree_pairs(p);
+    uint64_t F = p->file_size, tree_bytes[2 * PB_READTREE_MAX_PAIRS] = { 0 }, sum_read = 0, sum_sent = 0,
+             sum_recv = 0;
     for (uint64_t k = 0; k < p->nchunks; k++)
-        tree_bytes[pb_tree_of_chunk(k)] += pb_plan_chunk_len(p, k);
+        tree_bytes[pb_readtree_tree_of(k, G)] += pb_plan_chunk_len(p, k);
     for (int m = 0; m < N; m++) {
-        uint64_t rd, sent, recv;
+        uint64_t rd, sent, recv, max_sent = 0;
         pb_readtree_bytes(p, m, NULL, &rd, &sent, &recv);
-        int kids[PB_TREES][2], interior = 0, t_in = 0;
-        for (int t = 0; t < PB_TREES; t++)
-            if (pb_tree_children(N, t, m, kids[t]) > 0)
-                interior++, t_in = t;
-        uint64_t max_sent = interior ? 2 * tree_bytes[t_in] : 0;
-        if (rd + recv != F || sent > max_sent || interior > 1 || rd != pb_shared_read_bytes(p, m, NULL)) {
-            snprintf(why, n, "N %d member %d: read %llu + received %llu of %llu, sent %llu (max %llu), interior in %d",
-                     N, m, (unsigned long long)rd, (unsigned long long)recv, (unsigned long long)F,
-                     (unsigned long long)sent, (unsigned long long)max_sent, interior);
+        int kids[2], both = 0, tops = 0;
+        for (int g = 0; g < G; g++) {
+            int in0 = pb_readtree_children(p, 2 * g, m, kids) > 0, in1 = pb_readtree_children(p, 2 * g + 1, m, kids) > 0;
+            both |= in0 && in1;
+            max_sent += in0 ? 2 * tree_bytes[2 * g] : in1 ? 2 * tree_bytes[2 * g + 1] : 0;
+        }
+        for (int i = 0; i < 2 * G; i++)
+            tops += pb_readtree_top(p, i) == m;
+        if (rd + recv != F || sent > max_sent || sent > F + p->chunk_size || both || (tops > 1 && N > 1) ||
+            rd != pb_shared_read_bytes(p, m, NULL)) {
+            snprintf(why, n, "N %d G %d member %d: read %llu + received %llu of %llu, sent %llu (max %llu), interior "
+                     "in both trees of a pair %d, tops %d trees", N, G, m, (unsigned long long)rd,
+                     (unsigned long long)recv, (unsigned long long)F, (unsigned long long)sent,
+                     (unsigned long long)max_sent, both, tops);
             return 0;
         }
-        if (m == root && rd && root != pb_tree_root(N, 0) && root != pb_tree_root(N, 1)) {
+        if (m == root && rd && !tops) {
             snprintf(why, n, "N %d: the root reads %llu bytes but tops no tree", N, (unsigned long long)rd);
             return 0;
         }
         readers += rd > 0;
         sum_read += rd, sum_sent += sent, sum_recv += recv;
     }
-    if (sum_read != F || sum_sent != sum_recv || (F && p->nchunks > 1 && N > 1 && readers != 2)) {
-        snprintf(why, n, "N %d: read %llu of %llu, sent %llu, received %llu, %d readers", N,
+    uint64_t want = p->nchunks < 2 * (uint64_t)G ? p->nchunks : 2 * (uint64_t)G;
+    if (sum_read != F || sum_sent != sum_recv || (F && N > 1 && (uint64_t)readers != want)) {
+        snprintf(why, n, "N %d G %d: read %llu of %llu, sent %llu, received %llu, %d readers", N, G,
                  (unsigned long long)sum_read, (unsigned long long)F, (unsigned long long)sum_sent,
                  (unsigned long long)sum_recv, readers);
         return 0;
@@ -89,8 +100,9 @@ static int check_partners(const struct pb_plan *p, int root, char *why, size_t n
     int N = p->nrecv + 1, *out = calloc((size_t)N + 8, sizeof *out), *back = calloc((size_t)N + 8, sizeof *back);
     int ok_ = 1;
     for (int m = 0; m < N && ok_; m++) {
-        int np = pb_plan_partners(p, root, N, m, out);
-        if (np > 5 || (N > 1 && np < 1)) {
+        int np = pb_plan_partners(p, root, N, m, out), G = pb_readtree_pairs(p);
+        int fin = root != pb_readtree_top(p, 0) && (m == root || m == pb_readtree_top(p, 0));
+        if (np > 4 * G + fin || (N > 1 && np < 1)) {
             snprintf(why, n, "N %d member %d: %d partners", N, m, np);
             ok_ = 0;
         }
@@ -103,7 +115,7 @@ static int check_partners(const struct pb_plan *p, int root, char *why, size_t n
                 ok_ = 0;
             }
         }
-        for (uint64_t k = 0; k < 2 && ok_; k++) {
+        for (uint64_t k = 0; k < 2 * (uint64_t)G && ok_; k++) {
             int to[2], nt = pb_plan_targets(p, m, k, to);
             for (int i = 0; i < nt && ok_; i++) {
                 int found = 0;
@@ -121,7 +133,7 @@ static int check_partners(const struct pb_plan *p, int root, char *why, size_t n
     return ok_;
 }
 
-static int check(int N, int root, uint64_t size, char *why, size_t n)
+static int check(int N, int G, int root, uint64_t size, char *why, size_t n)
 {
     struct pb_plan p;
     char err[128];
@@ -130,14 +142,24 @@ static int check(int N, int root, uint64_t size, char *why, size_t n)
         return 0;
     }
     p.schedule = PB_SCHED_READTREE;
+    p.pairs = G;
     int *got = calloc((size_t)N, sizeof *got), *queue = calloc((size_t)N, sizeof *queue), ok_ = N > 0;
-    /* The schedule depends on k mod 2: chunks 0..3 cover it. */
-    for (uint64_t k = 0; k < p.nchunks && k < 4 && ok_ && N > 1; k++)
+    /* The schedule depends on k mod 2G: chunks 0..4G-1 cover it. */
+    for (uint64_t k = 0; k < p.nchunks && k < 4 * (uint64_t)G && ok_ && N > 1; k++)
         ok_ = walk_chunk(&p, k, got, queue, why, n);
     ok_ = ok_ && check_bytes(&p, root, why, n) && check_partners(&p, root, why, n);
     free(got);
     free(queue);
     return ok_;
+}
+
+/* The readtree time in pb_shared_choose's line: "..., 1.1 s (readtree, ...". */
+static double readtree_time(const char *why)
+{
+    const char *at = strstr(why, " s (readtree"), *p = at;
+    while (p && p > why && p[-1] != ' ')
+        p--;
+    return p ? strtod(p, NULL) : 0;
 }
 
 static uint64_t counter(void *ctx)
@@ -152,11 +174,24 @@ int main(void)
     for (int N = 1; N <= 300 && all; N++) {
         const uint64_t sizes[] = { 0, 1, 4095, 4097, 3 * 4096, (uint64_t)(2 * N + 3) * 4096 + 5 };
         for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
-            all = check(N, (int)((i * 7) % (size_t)N), sizes[i], why, sizeof why);
+            all = check(N, 1, (int)((i * 7) % (size_t)N), sizes[i], why, sizeof why);
     }
     ok(all, "reader-fed trees, N = 1..300, several roots: every member gets every chunk once from its parent, "
             "the readers from SOURCE; reads + receives = F; sends <= its tree's bytes twice; partners mutual %s",
        why);
+    for (int G = 2; G <= PB_READTREE_MAX_PAIRS + 1; G++) {
+        all = 1;
+        why[0] = 0;
+        for (int N = 1; N <= 200 && all; N++) {
+            const uint64_t sizes[] = { 1, 4097, (uint64_t)(2 * G - 1) * 4096 + 9, (uint64_t)(4 * G + 3) * 4096,
+                                       (uint64_t)(2 * N + 3) * 4096 + 5 };
+            for (size_t i = 0; i < sizeof sizes / sizeof *sizes && all; i++)
+                all = check(N, G, (int)((i * 7) % (size_t)N), sizes[i], why, sizeof why);
+        }
+        ok(all, "%d pairs of reader-fed trees asked for, N = 1..200, several roots: every member gets every chunk "
+                "once from its parent; 2G distinct readers (G <= 4, 2G <= N), none tops two trees; interior in at "
+                "most one tree per pair, sends <= F + one chunk; partners <= 4G, mutual %s", G, why);
+    }
 
     /* The per-node table of plan.h, at 12 nodes and 24 chunks of 4 KiB
      * (F = 96 KiB): members 7 and 6 top the trees (position 8 in tree 0
@@ -178,6 +213,27 @@ int main(void)
        "12 nodes, F = 96 KiB: members 7 and 6 read 48 KiB each, receive the other half and send F; nobody sends "
        "more than F (%llu %llu %llu %llu)", (unsigned long long)rd[7], (unsigned long long)rd[6],
        (unsigned long long)sent[7], (unsigned long long)maxsent);
+    /* Two pairs at 12 nodes, 24 chunks (F = 96 KiB; each of the 4 trees
+     * carries 6 chunks, 24 KiB): pair 0's tops are members 7 and 6 as
+     * above, pair 1's, shifted by 2, members 9 and 8. Per member:
+     *   members 6..9   read 24 KiB, receive 72 KiB, send 96 KiB (F)
+     *   members 2..5   read 0,      receive 96 KiB, send 96 KiB (F)
+     *   0, 1, 10, 11   read 0,      receive 96 KiB, send 72 KiB
+     * (each interior in one tree of each pair: two children, or one). */
+    p.pairs = 2;
+    uint64_t want_sent[12] = { 72, 72, 96, 96, 96, 96, 96, 96, 96, 96, 72, 72 }, bad_rows = 0;
+    for (int m = 0; m < 12; m++) {
+        pb_readtree_bytes(&p, m, NULL, &rd[m], &sent[m], &recv[m]);
+        int reads = m >= 6 && m <= 9;
+        bad_rows += rd[m] != (reads ? 24 * 1024u : 0) || recv[m] != (reads ? 72 * 1024u : 96 * 1024u) ||
+                    sent[m] != want_sent[m] * 1024;
+    }
+    ok(pb_readtree_top(&p, 0) == 7 && pb_readtree_top(&p, 1) == 6 && pb_readtree_top(&p, 2) == 9 &&
+           pb_readtree_top(&p, 3) == 8 && pb_readtree_reader(&p, 2) == 9 && pb_readtree_reader(&p, 7) == 8 &&
+           pb_readtree_reader(&p, 4) == 7 && !bad_rows,
+       "12 nodes, two pairs: members 7, 6, 9, 8 read 24 KiB each; the per-member bytes of the table (%llu rows off)",
+       (unsigned long long)bad_rows);
+    p.pairs = 1;
     unsigned char skip[4] = { 0x03, 0, 0, 0 }; /* chunks 0 and 1 skipped */
     uint64_t r7, s7, v7;
     pb_readtree_bytes(&p, 7, skip, &r7, &s7, &v7);
@@ -210,20 +266,52 @@ int main(void)
      * A parallel filesystem read at 1 GB/s per client, 5 GB/s links: the
      * allgather at 4 nodes (4 readers), the reader-fed trees at 1,000. */
     const uint64_t MiB = 1 << 20;
-    ok(pb_shared_choose(128 * MiB, 4, 64 * 1024, 2e9, 150e6 / 8, PB_SCHED_RING, 0, NULL, 0) == PB_SCHED_SHARED &&
-           pb_shared_choose(128 * MiB, 16, 64 * 1024, 2e9, 150e6 / 8, PB_SCHED_TREE, 0, NULL, 0) == -1,
+    ok(pb_shared_choose(128 * MiB, 4, 0, 64 * 1024, 2e9, 150e6 / 8, PB_SCHED_RING, 0, NULL, NULL, 0) == PB_SCHED_SHARED &&
+           pb_shared_choose(128 * MiB, 16, 0, 64 * 1024, 2e9, 150e6 / 8, PB_SCHED_TREE, 0, NULL, NULL, 0) == -1,
        "auto on the bed: the allgather at 4 nodes, the root alone at 16");
-    ok(pb_shared_choose(5000 * MiB, 4, 4 * MiB, 1e9, 5e9, PB_SCHED_RING, 0, NULL, 0) == PB_SCHED_SHARED &&
-           pb_shared_choose(5000 * MiB, 1000, 4 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, NULL, 0) == PB_SCHED_READTREE &&
-           pb_shared_choose(5000 * MiB, 1000, 4 * MiB, 20e9, 5e9, PB_SCHED_TREE, 0, NULL, 0) == -1,
+    ok(pb_shared_choose(5000 * MiB, 4, 0, 4 * MiB, 1e9, 5e9, PB_SCHED_RING, 0, NULL, NULL, 0) == PB_SCHED_SHARED &&
+           pb_shared_choose(5000 * MiB, 1000, 0, 4 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, NULL, NULL, 0) == PB_SCHED_READTREE &&
+           pb_shared_choose(5000 * MiB, 1000, 0, 4 * MiB, 20e9, 5e9, PB_SCHED_TREE, 0, NULL, NULL, 0) == -1,
        "auto, SOURCE at 1 GB/s, 5 GB/s links: the allgather at 4 nodes, the reader-fed trees at 1,000; the root "
        "alone where it reads at 20 GB/s");
-    ok(pb_shared_choose(3 * MiB, 4, 64 * 1024, 3e9, 0, PB_SCHED_RING, 0, why, sizeof why) == PB_SCHED_SHARED &&
-           pb_shared_choose(3 * MiB, 16, 64 * 1024, 3e9, 0, PB_SCHED_TREE, 0, NULL, 0) == -1 && strstr(why, "unknown"),
+    ok(pb_shared_choose(3 * MiB, 4, 0, 64 * 1024, 3e9, 0, PB_SCHED_RING, 0, NULL, why, sizeof why) == PB_SCHED_SHARED &&
+           pb_shared_choose(3 * MiB, 16, 0, 64 * 1024, 3e9, 0, PB_SCHED_TREE, 0, NULL, NULL, 0) == -1 && strstr(why, "unknown"),
        "auto, link rate unknown: the allgather up to 8 nodes, the root beyond (%s)", why);
-    ok(pb_shared_choose(3 * MiB, 4, 64 * 1024, 3e9, 0, PB_SCHED_TREE, PB_SCHED_READTREE, NULL, 0) == -1 &&
-           pb_shared_choose(5000 * MiB, 4, 4 * MiB, 1e9, 5e9, PB_SCHED_TREE, PB_SCHED_READTREE, NULL, 0) ==
+    ok(pb_shared_choose(3 * MiB, 4, 0, 64 * 1024, 3e9, 0, PB_SCHED_TREE, PB_SCHED_READTREE, NULL, NULL, 0) == -1 &&
+           pb_shared_choose(5000 * MiB, 4, 0, 4 * MiB, 1e9, 5e9, PB_SCHED_TREE, PB_SCHED_READTREE, NULL, NULL, 0) ==
                PB_SCHED_READTREE,
        "--schedule tree: the root's trees or the reader-fed trees, never the allgather");
+    /* The plan's G: 2G readers at rho keep up with B, within 4 pairs and
+     * 2G <= N; one pair where a rate is unknown. */
+    ok(pb_readtree_choose_pairs(1000, 1e9, 5e9, NULL, 0) == 3 && pb_readtree_choose_pairs(1000, 0, 5e9, NULL, 0) == 1 &&
+           pb_readtree_choose_pairs(1000, 1e9, 0, NULL, 0) == 1 &&
+           pb_readtree_choose_pairs(1000, 1e8, 5e9, NULL, 0) == PB_READTREE_MAX_PAIRS &&
+           pb_readtree_choose_pairs(5, 1e9, 5e9, NULL, 0) == 2 && pb_readtree_choose_pairs(1000, 3e9, 5e9, NULL, 0) == 1,
+       "G: 3 pairs for 1 GB/s reads and 5 GB/s links, 1 where either is unknown or 2 readers keep up, at most 4, "
+       "2G <= N");
+    p.pairs = 9;
+    ok(pb_readtree_pairs(&p) == PB_READTREE_MAX_PAIRS && (p.nrecv = 4, pb_readtree_pairs(&p) == 2) &&
+           (p.pairs = 0, pb_readtree_pairs(&p) == 1),
+       "the plan bounds G: at most 4, 2G <= N, at least 1");
+    ok(pb_readtree_slots(8, 1, MiB) == 8 && pb_readtree_slots(8, 3, 2 * MiB) == 24 &&
+           pb_readtree_slots(8, 3, 16 * MiB) == 8 && pb_readtree_slots(32, 2, MiB) == 32,
+       "slots: 4 per tree for G pairs within the 128 MiB pool, never fewer than before, G = 1 as it was");
+    int G = 0;
+    ok(pb_shared_choose(5000 * MiB, 1000, 0, 2 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, &G, why, sizeof why) ==
+               PB_SCHED_READTREE && G == 3 && strstr(why, "3 pairs"),
+       "auto at 1,000 nodes, 1 GB/s reads, 5 GB/s links: the reader-fed trees with 3 pairs (%s)", why);
+    /* The root's sample: during the transfer where it tops no tree, so
+     * that it costs nothing beyond the transfer; after it where it reads.
+     * 1,000 nodes, G = 3: the tops are members 510..515. */
+    ok(!pb_readtree_root_reads(1000, 3, 0) && pb_readtree_root_reads(1000, 3, 512) &&
+           pb_readtree_root_reads(8, 3, 0) && !pb_readtree_root_reads(8, 1, 0),
+       "the root reads chunks of its own only where it tops one of the 2G trees");
+    char w2[300];
+    pb_shared_choose(5000 * MiB, 1000, 0, 2 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, NULL, why, sizeof why);
+    pb_shared_choose(5000 * MiB, 1000, 512, 2 * MiB, 1e9, 5e9, PB_SCHED_TREE, 0, NULL, w2, sizeof w2);
+    double t_early = readtree_time(why), t_late = readtree_time(w2);
+    ok(t_early > 1 && t_early < 1.15 && t_late > t_early + 0.15,
+       "auto's readtree time: the sample hidden where the root tops no tree (%.3g s), after the transfer where it "
+       "does (%.3g s)", t_early, t_late);
     return tap_done();
 }

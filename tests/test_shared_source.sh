@@ -131,18 +131,8 @@ unset P2PBCAST_TEST_READ_DELAY_MS
 # mean N identical wrong copies.
 H="$WORK/h"
 mkdir -p "$H"
-hostile() { # hostile NCHUNKS FROM TO: $H/other differs from $H/src in chunks FROM..TO (not the first or last)
-    local n=$1 from=$2 to=$3
-    mkfile "$H/src" $((n * c + 77))
-    cp "$H/src" "$H/other"
-    if [ "$from" -eq "$to" ]; then
-        printf '%100s' differs | dd of="$H/other" bs=1 seek=$((from * c + 1000)) conv=notrunc status=none
-    else
-        head -c $(((to - from + 1) * c)) /dev/urandom |
-            dd of="$H/other" bs=$c seek="$from" conv=notrunc status=none
-    fi
-    same_ctime "$H/src" "$H/other"
-}
+# shellcheck source=tests/hostile_lib.sh
+. "$(dirname "$0")/hostile_lib.sh"
 c=65536
 # NP HOOKRANK CHUNK [OPTIONS]: CHUNK is one that HOOKRANK's node reads; with
 # --schedule tree the reader-fed trees, where the tops of the trees read
@@ -154,12 +144,7 @@ for t in "3 1 10" "4 3 11" "3 0 9 --root 2" "4 2 10 --root 3" "3 1 12 --schedule
     np=$1 hr=$2 k=$3
     shift 3
     hostile 21 "$k" "$k"
-    export "P2PBCAST_TEST_SOURCE_OF_RANK_$hr=$H/other"
-    run "$np" --per-rank -c 64K --source-shared=yes "$@" "$H/src" "$H/dst.%r"
-    unset "P2PBCAST_TEST_SOURCE_OF_RANK_$hr"
-    [ "$rcs" = "3x$np " ] &&
-        echo "$out" | grep -q "error: .*: chunk $k (offset $((k * c)), $c bytes) as read by [^ ]* (rank $hr) differs from SOURCE '$H/src' on the root" &&
-        only_these "$H" src other
+    hostile_caught "$np" "$hr" "$k" --per-rank "$@"
     ok $? "np=$np${1:+ $*}, rank $hr reads a file equal in size, times, first and last chunk: status 3 on every rank ($rcs), rank $hr and chunk $k named, no DEST"
     echo "$out" | grep "error:" | head -2 | diag
 done

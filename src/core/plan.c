@@ -25,6 +25,7 @@ int pb_plan_init(struct pb_plan *p, uint64_t file_size, uint64_t chunk_size, int
     p->schedule = PB_SCHED_RING;
     p->order = NULL;
     p->tree_hang = 0;
+    p->pairs = 1;
     /* Chunk ids travel as 32-bit tags (RDMA immediate data). */
     if (p->nchunks > UINT32_MAX) {
         snprintf(err, errlen, "%llu chunks is too many: use a larger chunk size",

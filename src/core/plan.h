@@ -41,6 +41,9 @@ struct pb_plan {
      * R-2 is a leaf in both), receiver R-1 hung below R-2 as its only
      * child in both trees (sched_tree.c). Set by placement only. */
     int tree_hang;
+    /* The reader-fed trees (PB_SCHED_READTREE): pairs of trees, G; 0 or 1
+     * for one pair. pb_plan_init sets 1; pb_readtree_pairs bounds it. */
+    int pairs;
 };
 
 /* 0 on success; -1 with a reason in err when the combination is impossible. */
@@ -194,37 +197,76 @@ uint64_t pb_shared_sample_budget(uint64_t file_size);
  * and returns how many. */
 uint64_t pb_shared_sample(const struct pb_plan *p, int root, const unsigned char *skip, uint64_t budget,
                           uint64_t (*rnd)(void *ctx), void *ctx, uint64_t *out);
-/* ---- shared SOURCE: the two trees fed by readers (sched_shared_tree.c) --
- * The N = nrecv + 1 leaders are the members of both trees (member m is
- * leader m; positions as pb_tree_* over N, the root an ordinary member).
- * The member at the top of tree t reads that tree's chunks (k mod 2 == t)
- * from SOURCE instead of receiving them from the root; everyone else
- * receives each chunk from its parent in the chunk's tree. Per node
- * (F bytes, every chunk read once, nobody sends more than F):
+/* ---- shared SOURCE: the trees fed by readers (sched_shared_tree.c) -----
+ * The N = nrecv + 1 leaders are the members of G pairs of trees (member m
+ * is leader m, the root an ordinary member). Pair g (0 <= g < G) carries
+ * the chunks k with (k / 2) mod G == g, its tree t the ones with k mod 2
+ * == t: tree 2g + t of the 2G. Pair g is the two trees of sched_tree.c
+ * (pb_tree_* over N positions) with every member shifted by 2g: member m
+ * stands where member (m - 2g) mod N stands in pair 0. The member at the
+ * top of a tree reads that tree's chunks from SOURCE instead of receiving
+ * them; everyone else receives each chunk from its parent in the chunk's
+ * tree. The tops of the 2G trees are members 2^b - 2 .. 2^b - 3 + 2G mod N
+ * (2^b the largest power of two <= N): 2G distinct readers while 2G <= N.
+ * Per node (F bytes, every chunk read once):
  *
- *   member                     reads   receives   sends
- *   top of tree t              F/2     F/2        F/2 per child in tree t (<= F)
- *   interior in tree t         0       F          F/2 per child in tree t (<= F)
- *   leaf in both trees         0       F          0
+ *   member                     reads     receives        sends
+ *   top of tree i              F/2G      F - F/2G        F/2G per child in tree i
+ *   interior in tree i         0         F               F/2G per child in tree i
+ *   leaf in every tree         0         F               0
  *
- * No member is interior in both trees (sched_tree.c), so the sends stay
- * within F; the two readers each read half of SOURCE. Tree 0's top learns
- * that every node is done (the DONE counts up tree 0) and tells the root. */
-/* The member that reads chunk k: the top of tree k mod 2. */
+ * No member is interior in both trees of one pair (sched_tree.c), so it
+ * sends at most twice F/2G per pair: F in all (plus one chunk where the
+ * chunks do not split evenly over the 2G trees). Partners: two parents
+ * and at most two children per pair, 4G, and the root and tree 0's top
+ * each other. G = 1 is the two trees fed by their two tops. Tree 0's top
+ * learns that every node is done (the DONE counts up tree 0) and tells
+ * the root. */
+#define PB_READTREE_MAX_PAIRS 4
+/* G for the plan: p->pairs within [1, PB_READTREE_MAX_PAIRS] and 2G <= N
+ * (so that the 2G readers differ). */
+int pb_readtree_pairs(const struct pb_plan *p);
+/* Which of the 2G trees carries chunk k: 2 ((k / 2) mod G) + k mod 2. */
+static inline int pb_readtree_tree_of(uint64_t k, int G) { return 2 * (int)((k / 2) % (uint64_t)G) + (int)(k & 1); }
+/* Member m's parent in tree i (PB_SELF_READ at its top), its children
+ * (returns their count), its depth (the top: 0), and the top itself. */
+int pb_readtree_top(const struct pb_plan *p, int i);
+int pb_readtree_parent(const struct pb_plan *p, int i, int m);
+int pb_readtree_children(const struct pb_plan *p, int i, int m, int out[2]);
+int pb_readtree_depth(const struct pb_plan *p, int i, int m);
+/* The member that reads chunk k: the top of its tree. */
 int pb_readtree_reader(const struct pb_plan *p, uint64_t k);
 /* Bytes member m reads, sends and receives, chunks in skip (may be NULL)
  * left out (the table above; tests and -v). */
 void pb_readtree_bytes(const struct pb_plan *p, int m, const unsigned char *skip, uint64_t *read, uint64_t *sent,
                        uint64_t *received);
+/* The pairs the reader-fed trees take for nleaders nodes: enough readers
+ * that 2G rho >= B (rho: SOURCE's read rate per client, B: the link rate,
+ * bytes/s), within PB_READTREE_MAX_PAIRS and 2G <= nleaders; 1 where
+ * either rate is unknown (0). why (may be NULL): one line for -v. */
+int pb_readtree_choose_pairs(int nleaders, double read_rate, double link_rate, char *why, size_t whylen);
+/* Slots per node for G pairs: every one of the 2G trees has its own
+ * (sched_shared_tree.c), 4 per tree as the two trees have by default, as
+ * far as the pool stays within PB_POOL_BUDGET; never fewer than nslots.
+ * The executor needs 2G at least; the root takes fewer pairs rather than
+ * fewer than 2 per tree. */
+uint32_t pb_readtree_slots(uint32_t nslots, int G, uint64_t chunk);
 
 /* --source-shared=auto: the root only (-1), the ring allgather
  * (PB_SCHED_SHARED) or the reader-fed trees (PB_SCHED_READTREE) for F
  * bytes to nleaders nodes, from SOURCE's read rate at the root and the link
  * rate in bytes/s (0: unknown); root_schedule is the plan's root-fed
  * schedule; only (0: either) limits the choice to that one parallel mode
- * (an explicit --schedule). why: one line for -v with the predictions. */
-int pb_shared_choose(uint64_t file_size, int nleaders, uint64_t chunk, double read_rate, double link_rate,
-                     int root_schedule, int only, char *why, size_t whylen);
+ * (an explicit --schedule); root_leader: the root's leader index (does it
+ * read chunks of its own?). pairs (may be NULL): the G the reader-fed
+ * trees take (pb_readtree_choose_pairs). why: one line for -v with the
+ * predictions. */
+int pb_shared_choose(uint64_t file_size, int nleaders, int root_leader, uint64_t chunk, double read_rate,
+                     double link_rate, int root_schedule, int only, int *pairs, char *why, size_t whylen);
+/* Does the root (leader root_leader) top one of the G pairs' trees over
+ * nleaders nodes, reading chunks of its own? (Else it reads its sample of
+ * the other readers' chunks during the transfer: source_verify.c.) */
+int pb_readtree_root_reads(int nleaders, int G, int root_leader);
 
 /* Which member reads chunk k under the plan's schedule: root (a leader
  * index) for the root-fed schedules. */

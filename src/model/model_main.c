@@ -473,19 +473,25 @@ static int run_both(const struct args *a)
 /* --read-rate: the root reading SOURCE alone at rho against the parallel
  * reads of --source-shared, per N. Each moves at the slower of its reads
  * and its network (reads pipelined with sends); the network times of the
- * root's schedule and of the trees come from the simulation (the
- * reader-fed trees are the trees with two tops reading instead of the
- * root sending), the allgather's from its closed form (its ring's N-1
- * hops; on the bed it fell below the trees at 16 hosts, beyond what this
- * form says). A parallel mode adds the root's re-read of the sample
- * (pb_shared_sample_budget) at rho. auto: pb_shared_choose. */
+ * root's schedule and of the trees come from the simulation, the
+ * allgather's from its closed form (its ring's N-1 hops; on the bed it fell
+ * below the trees at 16 hosts, beyond what this form says). The reader-fed
+ * trees take the G pairs the plan would (pb_readtree_choose_pairs): 2G
+ * readers each read F/2G; their network is the simulated two trees' (every
+ * node still receives F and sends at most F, the trees as deep; the G
+ * pairs' own pipelines, each with its own slots, are not simulated). A
+ * parallel mode adds the root's re-read of the sample V
+ * (pb_shared_sample_budget) at rho, after the transfer; the reader-fed
+ * trees read it during the transfer where the root (leader 0) tops none
+ * of their trees (source_verify.c): max(reads, network, V/rho) then.
+ * auto: pb_shared_choose. */
 static int run_reads(const struct args *a)
 {
     const double rho = a->read_rate, B = a->cfg.bandwidth, al = a->cfg.alpha, F = (double)a->cfg.file_size;
     char r1[32], r2[32];
     printf("SOURCE read at %s per client, links %s: time and efficiency (F/B)/T\n",
            fmt_rate(rho, r1, sizeof r1), fmt_rate(B, r2, sizeof r2));
-    printf("%-8s %-22s %6s   %-22s %6s   %-22s %6s   %s\n", "nodes", "root reads", "eff", "readtree (2 readers)",
+    printf("%-8s %-22s %6s   %-22s %6s   %-22s %6s   %s\n", "nodes", "root reads", "eff", "readtree (G pairs)",
            "eff", "allgather (N readers)", "eff", "auto");
     for (int i = 0; i < a->nn; i++) {
         struct pb_model_cfg c = a->cfg;
@@ -504,19 +510,26 @@ static int run_reads(const struct args *a)
         double V = F < (double)budget ? F : (double)budget;
         double cr = (double)(c.chunk_size ? c.chunk_size : pb_plan_default_chunk(c.file_size, N - 1, pb_plan_alpha_b(&lc)));
         double root = root_net.time > F / rho ? root_net.time : F / rho;
-        double rtree = (tree_net.time > F / (2 * rho) ? tree_net.time : F / (2 * rho)) + V / rho;
+        int G = pb_readtree_choose_pairs(N, rho, B, NULL, 0);
+        double rtree = tree_net.time > F / (2 * G * rho) ? tree_net.time : F / (2 * G * rho);
+        if (pb_readtree_root_reads(N, G, 0))
+            rtree += V / rho;
+        else if (rtree < V / rho)
+            rtree = V / rho;
         double ag_net = F * (N - 1) / N / B + (N - 1) * (al + cr / B) + F / cr * al;
         double ag = (ag_net > F / (N * rho) ? ag_net : F / (N * rho)) + V * (N - 1) / N / rho;
-        int pick = N > 1 ? pb_shared_choose(c.file_size, N, tree_net.chunk_size, rho, B, root_net.time > 0 &&
-                                            root_sched == PB_SCHED_TREE ? PB_SCHED_TREE : PB_SCHED_RING, 0, NULL, 0)
+        int pick = N > 1 ? pb_shared_choose(c.file_size, N, 0, tree_net.chunk_size, rho, B,
+                                            root_net.time > 0 && root_sched == PB_SCHED_TREE ? PB_SCHED_TREE
+                                                                                             : PB_SCHED_RING,
+                                            0, NULL, NULL, 0)
                          : -1;
-        char t1[32], t2[32], t3[32], n1[40];
+        char t1[32], t2[32], t3[32], n1[40], n2[40];
         snprintf(n1, sizeof n1, "%s (%s)", fmt_time(root, t1, sizeof t1),
                  pb_schedule_name(root_sched));
+        snprintf(n2, sizeof n2, "%s (G %d)", fmt_time(rtree, t2, sizeof t2), G);
         double ideal = F / B;
-        printf("%-8d %-22s %6.3f   %-22s %6.3f   %-22s %6.3f   %s\n", N, n1, ideal / root,
-               fmt_time(rtree, t2, sizeof t2), ideal / rtree, fmt_time(ag, t3, sizeof t3), ideal / ag,
-               pick < 0 ? "root reads" : pb_schedule_name(pick));
+        printf("%-8d %-22s %6.3f   %-22s %6.3f   %-22s %6.3f   %s\n", N, n1, ideal / root, n2, ideal / rtree,
+               fmt_time(ag, t3, sizeof t3), ideal / ag, pick < 0 ? "root reads" : pb_schedule_name(pick));
     }
     return 0;
 }

@@ -115,17 +115,20 @@ static int apply_choice(struct stage *st, const struct pb_choice *c)
     pb_copy_str(st->meta.transport, sizeof st->meta.transport, c->transport);
     if (c->chunk == st->meta.chunk)
         return 0;
-    int schedule = st->plan.schedule;
+    int schedule = st->plan.schedule, pairs = st->plan.pairs;
     char err[256];
     st->meta.chunk = c->chunk;
-    if (!st->o.slots) /* the pool within its budget for the new chunk */
-        st->meta.slots = pb_plan_default_slots(c->chunk);
     if (pb_plan_init(&st->plan, st->meta.size, st->meta.chunk, st->bi->nleaders - 1, err, sizeof err) < 0) {
         st->d.code = P2PBCAST_ERR_INTERNAL;
         pb_copy_str(st->d.msg, sizeof st->d.msg, err);
         return st->d.code;
     }
     st->plan.schedule = schedule;
+    st->plan.pairs = pairs;
+    if (!st->o.slots) /* the pool within its budget for the new chunk; the reader-fed trees' slot classes */
+        st->meta.slots = schedule == PB_SCHED_READTREE
+                             ? pb_readtree_slots(pb_plan_default_slots(c->chunk), pb_readtree_pairs(&st->plan), c->chunk)
+                             : pb_plan_default_slots(c->chunk);
     return 0;
 }
 

@@ -116,11 +116,19 @@ void pb_check_report(struct stage *st, int status);
  * how many nodes read; with say, one -v line per node (root). */
 uint64_t pb_source_shared_report(const struct stage *st, int *readers, int say);
 
-/* source_verify.c, root with --source-shared, after the transfer: re-read a
- * random sample of the chunks other nodes read and compare each with the
- * checksum received (hashes: one per chunk). 0 all equal; -1 with err naming
- * the node, the chunk and its offset. */
-int pb_source_verify(struct stage *st, const uint64_t *hashes, char *err, size_t errlen);
+/* source_verify.c, root with --source-shared: re-read a random sample of
+ * the chunks other nodes read and compare each with the checksum received
+ * (hashes: one per chunk), after the transfer. 0 all equal; -1 with err
+ * naming the node, the chunk and its offset. Where the root reads no chunk
+ * of its own, pb_source_verify_early (before the engine runs) draws the
+ * sample and reads it in a thread during the transfer (NULL: not here, or
+ * no memory or thread for it: after the transfer then); pb_source_verify
+ * then waits for it and compares, taking the job; pb_source_verify_drop
+ * ends it unused (the transfer failed). */
+struct pb_sample_job;
+struct pb_sample_job *pb_source_verify_early(struct stage *st);
+void pb_source_verify_drop(struct pb_sample_job *job);
+int pb_source_verify(struct stage *st, struct pb_sample_job *early, const uint64_t *hashes, char *err, size_t errlen);
 /* meta.c: the default chunk for this transport and schedule (the root). */
 uint64_t pb_meta_choose_chunk(const struct stage *st, uint64_t size, const char *transport, int schedule);
 /* The pool's slot for a chunk: payload, trailer, rounded up to 64 bytes. */

@@ -18,9 +18,15 @@
  * none of this proves the bytes equal, so the root re-reads a sample of
  * every other node's chunks after the transfer (source_verify.c).
  *
+ * The reader-fed trees take G pairs (plan.h) from the two rates where both
+ * are known (pb_readtree_choose_pairs), and every one of their 2G trees
+ * its own slots (pb_readtree_slots).
+ *
  * Testing only: P2PBCAST_TEST_SOURCE_OF_RANK_<r>=PATH makes the leader of
  * MPI rank r (not the root) open PATH instead of SOURCE, to stand for a
- * node that sees another file (or none) at SOURCE's path. */
+ * node that sees another file (or none) at SOURCE's path;
+ * P2PBCAST_TEST_READTREE_PAIRS=G on the root makes the reader-fed trees
+ * take G pairs whatever the rates (within pb_readtree_pairs' bounds). */
 #include "bootstrap.h"
 #include "clock.h"
 #include "digest.h"
@@ -217,9 +223,33 @@ static int shared_schedule(const struct stage *st)
     return st->meta.schedule == PB_SCHED_TREE ? PB_SCHED_READTREE : PB_SCHED_SHARED;
 }
 
+/* Root, the reader-fed trees: G pairs (plan.h), as many as the rates ask
+ * for (pb_shared_choose gave it as *pairs), the test hook's, within the
+ * plan's bounds and, with --slots, two slots per tree. */
+static int32_t choose_pairs(struct stage *st, const struct src_view *rv, int G)
+{
+    char why[200];
+    struct pb_plan p = st->plan;
+    p.pairs = (int)pb_test_hook(st, "P2PBCAST_TEST_READTREE_PAIRS", G);
+    if (p.pairs != G)
+        snprintf(why, sizeof why, "asked for by P2PBCAST_TEST_READTREE_PAIRS=%d", p.pairs);
+    else
+        pb_readtree_choose_pairs(st->bi->nleaders, rv->read_rate, rv->link_rate, why, sizeof why);
+    G = pb_readtree_pairs(&p);
+    uint32_t slots = st->o.slots ? st->o.slots : pb_readtree_slots(st->meta.slots, G, st->meta.chunk);
+    while (G > 1 && slots < 4u * (uint32_t)G)
+        slots = st->o.slots ? st->o.slots : pb_readtree_slots(st->meta.slots, --G, st->meta.chunk);
+    if (st->verbose)
+        fprintf(stderr, "p2pbcast: readtree: %d pair%s of trees, %d readers, %u slots per node: %s%s\n", G,
+                G > 1 ? "s" : "", 2 * G, slots, why,
+                G != p.pairs ? " (fewer: 2G <= nodes, at most 4, 2 slots per tree within the pool)" : "");
+    return G;
+}
+
 /* Root: every vote said "same file"? Then which schedule (0: the root
- * reads alone). With -v, why. */
-static int32_t root_decides(struct stage *st, const struct src_view *rv, int mode)
+ * reads alone) and, for the reader-fed trees, how many pairs. With -v,
+ * why. */
+static int32_t root_decides(struct stage *st, const struct src_view *rv, int mode, int32_t *pairs)
 {
     const struct pb_boot_info *bi = st->bi;
     if (rv->refuse) {
@@ -235,12 +265,14 @@ static int32_t root_decides(struct stage *st, const struct src_view *rv, int mod
             return 0;
         }
     int32_t pick = shared_schedule(st);
+    int G = pb_readtree_choose_pairs(bi->nleaders, rv->read_rate, rv->link_rate, NULL, 0);
     if (mode == SHARED_AUTO) {
         char why[400];
         /* An explicit --schedule keeps its family: the trees or the ring. */
         int only = !st->o.schedule || !strcmp(st->o.schedule, "auto") ? 0 : shared_schedule(st);
-        pick = pb_shared_choose(st->meta.size, bi->nleaders, st->plan.chunk_size, rv->read_rate, rv->link_rate,
-                                st->meta.schedule, only, why, sizeof why);
+        pick = pb_shared_choose(st->meta.size, bi->nleaders, bi->root_leader, st->plan.chunk_size, rv->read_rate,
+                                rv->link_rate,
+                                st->meta.schedule, only, &G, why, sizeof why);
         if (st->verbose)
             fprintf(stderr, "p2pbcast: source shared auto: %s\n", why);
         if (pick < 0) {
@@ -250,12 +282,19 @@ static int32_t root_decides(struct stage *st, const struct src_view *rv, int mod
             return 0;
         }
     }
+    *pairs = pick == PB_SCHED_READTREE ? choose_pairs(st, rv, G) : 1;
+    char how[96];
+    if (pick != PB_SCHED_READTREE)
+        snprintf(how, sizeof how, "each reads its share, ring allgather");
+    else if (*pairs == 1)
+        snprintf(how, sizeof how, "the tops of the two trees each read half of it (readtree)");
+    else
+        snprintf(how, sizeof how, "the tops of the %d trees each read 1/%d of it (readtree, %d pairs)", 2 * *pairs,
+                 2 * *pairs, *pairs);
     if (st->verbose)
         fprintf(stderr, "p2pbcast: source shared %s: yes: all %d nodes see the same SOURCE (size, mtime, ctime, "
                         "first and last chunk); %s\n",
-                st->o.source_shared ? st->o.source_shared : "auto", bi->nleaders,
-                pick == PB_SCHED_READTREE ? "the tops of the two trees each read half of it (readtree)"
-                                          : "each reads its share, ring allgather");
+                st->o.source_shared ? st->o.source_shared : "auto", bi->nleaders, how);
     return pick;
 }
 
@@ -285,9 +324,12 @@ int pb_phase_source_shared(struct stage *st)
     if (st->root) {
         look(&st->src, &st->plan, &rv);
         rv.refuse = rv.ok && mode == SHARED_AUTO && fs_refuses(st, &rv);
-        if (rv.ok && !rv.refuse && mode == SHARED_AUTO) {
-            rv.read_rate = read_rate(st);
+        /* auto weighs both; yes with the trees needs both for G (with an
+         * unknown link rate, one pair: no read to time) */
+        if (rv.ok && !rv.refuse && (mode == SHARED_AUTO || shared_schedule(st) == PB_SCHED_READTREE)) {
             rv.link_rate = link_rate(st);
+            if (mode == SHARED_AUTO || rv.link_rate > 0)
+                rv.read_rate = read_rate(st);
         }
     }
     int rc = pb_agree_bcast(&st->ag, &rv, sizeof rv);
@@ -302,14 +344,20 @@ int pb_phase_source_shared(struct stage *st)
         leader_vote(st, &rv, mode, &mine);
     if ((rc = pb_agree(&st->ag, &mine, &st->d, 0)) != 0)
         return rc;
-    int32_t shared = st->root ? root_decides(st, &rv, mode) : 0; /* the schedule, 0: the root reads */
-    if ((rc = pb_agree_bcast(&st->ag, &shared, sizeof shared)) != 0)
+    int32_t d[2] = { 0, 1 }; /* the schedule (0: the root reads), the reader-fed trees' pairs */
+    if (st->root)
+        d[0] = root_decides(st, &rv, mode, &d[1]);
+    if ((rc = pb_agree_bcast(&st->ag, d, sizeof d)) != 0)
         return rc == 2 ? pb_agree_interrupted(&st->ag, &st->d) : (st->d.code = P2PBCAST_ERR_INTERNAL);
-    st->shared = shared != 0;
-    if (shared)
-        st->plan.schedule = shared;
-    else if (!st->root)
+    st->shared = d[0] != 0;
+    if (d[0]) {
+        st->plan.schedule = d[0];
+        st->plan.pairs = d[1];
+        if (!st->o.slots)
+            st->meta.slots = pb_readtree_slots(st->meta.slots, pb_readtree_pairs(&st->plan), st->meta.chunk);
+    } else if (!st->root) {
         pb_source_close(&st->src);
+    }
     return 0;
 }
 

@@ -158,11 +158,13 @@ static void run_leader(struct stage *st, struct pb_vote *mine)
                          st->dtree.on ? &st->dtree : NULL };
     /* The root keeps the checksum of every chunk others read, to vouch for them. */
     uint64_t *hashes = st->root && st->shared ? calloc(st->plan.nchunks ? st->plan.nchunks : 1, sizeof *hashes) : NULL;
+    struct pb_sample_job *early = NULL; /* the root's sample, read during the transfer where it reads nothing else */
     if (st->root && st->shared && !hashes)
         pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, "out of memory for the chunks' checksums");
     else if (!(st->eng = create_engine(st, &io, hashes, err, sizeof err))) {
         pb_vote_set(mine, P2PBCAST_ERR_INTERNAL, 0, err);
     } else {
+        early = hashes ? pb_source_verify_early(st) : NULL;
         int cls = pb_engine_run(st->eng);
         if (cls) {
             engine_failed(st, cls, mine);
@@ -171,8 +173,10 @@ static void run_leader(struct stage *st, struct pb_vote *mine)
             mine->manifest = pb_engine_manifest(st->eng);
         }
     }
-    if (!mine->code && hashes && pb_source_verify(st, hashes, err, sizeof err) < 0)
+    if (!mine->code && hashes && pb_source_verify(st, early, hashes, err, sizeof err) < 0)
         pb_vote_set(mine, P2PBCAST_ERR_SOURCE, 0, err);
+    else if (mine->code)
+        pb_source_verify_drop(early);
     free(hashes);
     /* Every node that read SOURCE (the root; with --source-shared all). */
     if (!mine->code && st->src.fd >= 0 && pb_source_check_unchanged(&st->src, err, sizeof err) < 0)
