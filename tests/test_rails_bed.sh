@@ -126,6 +126,10 @@ diag "bytes sent on eth0: $eth0_used, on eth1: $eth1_used (file $SIZE, each of 3
 # eth0 still carries MPI's own traffic, the launch and output, and the probe
 ok "the file crossed eth1, not the default route (eth0 carried < 1/6 of the data)" \
     test "$eth1_used" -ge $(( 3 * SIZE )) -a "$eth0_used" -lt $(( SIZE / 2 ))
+bcast --check --source-shared=no
+ok "--check: every rank exits 0" all_exit 0
+ok "--check: the root names eth1 with its measured rate" \
+    root_said 'check: h1 \(rank 0\): tcp eth1 \([0-9]+ Mbit/s measured\)'
 
 # ---- 2: two similar rails at once -----------------------------------------
 ok "bed up: two rails at 100 Mbit/s" bed 100 100
@@ -142,6 +146,9 @@ for args in "-v" "-v --tcp-if eth0,eth1" "-v --schedule tree"; do
     ok "two rails ($args): each carried at least a quarter of the data" \
         test "$eth0_used" -ge $(( 3 * SIZE / 4 )) -a "$eth1_used" -ge $(( 3 * SIZE / 4 ))
 done
+bcast --check --source-shared=no
+ok "--check, two rails: the root names both with their rates" \
+    root_said 'check: h1 \(rank 0\): tcp eth[01] \([0-9]+ Mbit/s measured\) \+ eth[01] \([0-9]+ Mbit/s measured\)'
 
 # ---- 3: a rail goes down on one host --------------------------------------
 head -c $(( 40 * 1048576 + 999 )) /dev/urandom >"$SRC"

@@ -148,12 +148,16 @@ static void fill_row(const struct stage *st, struct check_row *r)
         r->pin_need = st->vfit.pin_need;
         r->pin_limit = st->vfit.pin_limit;
     } else if (!strcmp(st->meta.transport, "tcp")) {
-        char ifname[32] = "";
-        if (st->bi->all_local)
-            snprintf(ifname, sizeof ifname, "lo");
-        else
-            (void)pb_tcp_link_mbit(st->o.tcp_if, ifname, sizeof ifname);
-        snprintf(r->path, sizeof r->path, "%s", ifname[0] ? ifname : "?");
+        if (st->links[0]) { /* the rails the transport chose */
+            snprintf(r->path, sizeof r->path, "%.*s", (int)sizeof r->path - 1, st->links);
+        } else { /* it stopped before: the interface it would take */
+            char ifname[32] = "";
+            if (st->bi->all_local)
+                snprintf(ifname, sizeof ifname, "lo");
+            else
+                (void)pb_tcp_link_mbit(st->o.tcp_if, ifname, sizeof ifname);
+            snprintf(r->path, sizeof r->path, "%s", ifname[0] ? ifname : "?");
+        }
     }
     r->dest_free = st->dest_free;
     r->writes = st->writes;

@@ -150,6 +150,8 @@ static void connect_peers(struct stage *st, int npeers, struct pb_vote *mine)
     tc.nslots = st->meta.slots;
     tc.mpi_comm = pb_boot_leader_comm(st->boot);
     tc.failed_elsewhere = &elsewhere;
+    tc.links = st->links;
+    tc.links_len = sizeof st->links;
     char err[512];
     /* the partners' names and machines, for the transport's choices and
      * messages (the transport still runs after a failure, see above) */

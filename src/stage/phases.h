@@ -60,6 +60,7 @@ struct stage {
     /* 1c. the transport: this leader's verbs answer; why the root chose */
     struct pb_verbs_fit vfit;
     char tp_why[256];
+    char links[160]; /* what the transport runs on here, for --check (tcp: the rails) */
     /* 1d. placement (rates.c): the plan's order, and on the root the line
      * naming the slow senders and their places ("" if none) */
     int *order;

@@ -91,6 +91,10 @@ struct pb_transport_cfg {
     /* Out, optional: set to 1 when open failed only because another
      * leader's set-up did (its own message names it and the reason). */
     int *failed_elsewhere;
+    /* Out, optional: what this node's data runs on, for --check (tcp: the
+     * rails, each with its rate and where the rate came from). */
+    char *links;
+    size_t links_len;
 };
 
 struct pb_transport;

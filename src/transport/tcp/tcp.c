@@ -92,6 +92,25 @@ static int choose_rails(struct tcp *t, char *err, size_t errlen)
     return 0;
 }
 
+/* For --check: "eth1 (150 Mbit/s device speed) + eth2 (...)". */
+static void describe_rails(const struct tcp *t)
+{
+    char *d = t->cfg.links;
+    size_t l = 0, cap = t->cfg.links_len;
+    if (!d || !cap)
+        return;
+    d[0] = 0;
+    for (int i = 0; i < t->nrails && l < cap; i++) {
+        const struct pb_tcp_rail *r = &t->rails[i];
+        l += (size_t)snprintf(d + l, cap - l, "%s%s", i ? " + " : "", r->ifname);
+        if (r->mbit || r->kbit > 1) /* one_rail's kbit 1: nothing measured */
+            l += l < cap ? (size_t)snprintf(d + l, cap - l, r->mbit ? " (%.0f Mbit/s, device speed)"
+                                                                    : " (%.0f Mbit/s measured)",
+                                            r->mbit ? (double)r->mbit : r->kbit / 1000.0)
+                         : 0;
+    }
+}
+
 static int io_full(int fd, void *buf, size_t len, int writing, double deadline)
 {
     size_t done = 0;
@@ -596,8 +615,10 @@ struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, 
     t->base.ops = &tcp_ops;
     t->cfg = *cfg;
     t->epfd = -1;
-    if (choose_rails(t, s.why, sizeof s.why) == 0 && alloc_state(t, s.why, sizeof s.why) == 0)
+    if (choose_rails(t, s.why, sizeof s.why) == 0 && alloc_state(t, s.why, sizeof s.why) == 0) {
+        describe_rails(t);
         (void)start_listening(t, &s);
+    }
     int rc = exchange_endpoints(t, &s, err, errlen);
     double deadline = pb_now() + cfg->timeout;
     if (rc == 0)
