@@ -48,23 +48,16 @@ struct dev_scan {
     size_t nameslen;
 };
 
-/* "dev[:port]" into s->wname and s->wport. */
+/* One --rdma-dev element into s->wname and s->wport. */
 static int parse_rdma_dev(const char *want, struct dev_scan *s, char *why, size_t wl)
 {
+    struct pb_verbs_rail_spec spec[PB_VERBS_MAX_RAILS];
     if (!want || !*want)
         return 0;
-    snprintf(s->wname, sizeof s->wname, "%s", want);
-    char *c = strrchr(s->wname, ':');
-    if (!c)
-        return 0;
-    char *end;
-    unsigned long p = strtoul(c + 1, &end, 10);
-    if (*end || p == 0 || p > 255) {
-        snprintf(why, wl, "bad --rdma-dev '%s': expected DEVICE or DEVICE:PORT, e.g. mlx5_0:1", want);
+    if (pb_verbs_dev_parse(want, spec, PB_VERBS_MAX_RAILS, why, wl) < 0)
         return -1;
-    }
-    s->wport = (unsigned)p;
-    *c = '\0';
+    snprintf(s->wname, sizeof s->wname, "%s", spec[0].dev);
+    s->wport = spec[0].port;
     return 0;
 }
 

@@ -23,6 +23,7 @@
 
 #include "topo.h"
 #include "verbs_limits.h"
+#include "verbs_rails.h"
 #include "verbs_wire.h"
 
 #define PEND_MAX 64     /* events waiting for the next poll (errors mostly) */
