@@ -52,10 +52,12 @@ static void probe_verbs(const struct stage *st, struct pb_verbs_fit *fit)
         snprintf(fit->why, sizeof fit->why, "%s port %u takes messages of at most %llu bytes: too small for a chunk",
                  fit->dev, fit->port, (unsigned long long)fit->max_msg);
     }
-    if (st->verbose)
-        fprintf(stderr, "p2pbcast: %s: verbs %s%s%s (pinned memory needed %llu bytes)\n", bi->names[bi->leader],
-                fit->ok ? "usable on " : "not usable: ", fit->ok ? fit->dev : fit->why,
-                fit->ok && fit->roce ? " (RoCE)" : "", (unsigned long long)fit->pin_need);
+    if (st->verbose && fit->ok)
+        fprintf(stderr, "p2pbcast: %s: verbs usable on %s:%u%s, the fastest of its active ports: %s (pinned memory "
+                "needed %llu bytes)\n", bi->names[bi->leader], fit->dev, fit->port, fit->roce ? " (RoCE)" : "",
+                fit->rails, (unsigned long long)fit->pin_need);
+    else if (st->verbose)
+        fprintf(stderr, "p2pbcast: %s: verbs not usable: %s\n", bi->names[bi->leader], fit->why);
 }
 
 /* Root, auto: verbs when every node can, else tcp; one warning line names

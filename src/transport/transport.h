@@ -160,10 +160,13 @@ struct pb_verbs_fit {
     int32_t roce;
     int32_t gid_index;
     uint32_t port;
+    uint32_t mbit;            /* the port's rate, 0 unknown */
+    uint32_t pad;
     uint64_t max_msg;         /* the port's max_msg_sz, 0 unknown */
     uint64_t pin_need;
     uint64_t pin_limit;       /* UINT64_MAX: no limit applies */
     char dev[64];
+    char rails[256];          /* every active port it could take, with its rate */
     char why[384];            /* ok == 0: why verbs cannot be used here */
 };
 

@@ -349,14 +349,16 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t
     }
     if (!cfg->verbose)
         return;
-    char gid[64] = "";
+    char gid[64] = "", rate[32] = "rate unknown";
+    if (t->mbit)
+        snprintf(rate, sizeof rate, "%g Gbit/s", t->mbit / 1000.0);
     if (t->use_grh)
         inet_ntop(AF_INET6, t->gid.raw, gid, sizeof gid);
     fprintf(stderr,
-            "p2pbcast: %s: verbs on %s:%u (%s, LID %u%s%s, MTU %d), %d queue pair%s, "
+            "p2pbcast: %s: verbs on %s:%u (%s, %s, LID %u%s%s, MTU %d; active ports: %s), %d queue pair%s, "
             "pool on NUMA node %d, device on NUMA node %d, %s; set-up exchanged %zu bytes with its partners\n",
             t->self, t->devname, t->port, t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
-            t->pattr.lid, t->use_grh ? ", GID " : "", gid, 128 << t->pattr.active_mtu, t->npeers,
+            rate, t->pattr.lid, t->use_grh ? ", GID " : "", gid, 128 << t->pattr.active_mtu, t->rails_seen, t->npeers,
             t->npeers == 1 ? "" : "s", pb_topo_mem_numa(t->pool, t->pool_len), pb_topo_dev_numa(t->devname),
             t->fenced ? "peers fenced to their slots by type 2 memory windows"
                       : "no type 2 memory windows: partners write through the pool's own key (unfenced)",
@@ -404,7 +406,9 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
 static void fill_fit(const struct vt *t, const struct pb_verbs_pin *pin, struct pb_verbs_fit *f)
 {
     snprintf(f->dev, sizeof f->dev, "%s", t->devname);
+    snprintf(f->rails, sizeof f->rails, "%s", t->rails_seen);
     f->port = t->port;
+    f->mbit = t->mbit;
     f->roce = t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET;
     f->gid_index = t->use_grh ? t->gid_index : -1;
     f->max_msg = t->pattr.max_msg_sz;

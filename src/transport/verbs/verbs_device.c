@@ -38,63 +38,99 @@ static int port_ok(struct ibv_context *ctx, uint8_t port, struct ibv_port_attr *
 
 /* What open_device looks for and what it saw, for the messages. */
 struct dev_scan {
-    char wname[64];   /* --rdma-dev device name, "" for any */
-    unsigned wport;   /* --rdma-dev port, 0 for any */
+    struct pb_verbs_rail_spec want[PB_VERBS_MAX_RAILS]; /* --rdma-dev, nwant 0: any */
+    int nwant;
+    int found[PB_VERBS_MAX_RAILS]; /* per element: its device is on this host */
     int pool_numa;
-    int best_score;   /* -1: nothing usable yet; 2: a port on the pool's NUMA node */
-    char seen[192];   /* ports seen and why they were not taken */
+    uint32_t best_mbit; /* the kept port's rate */
+    int best_near;      /* -1: nothing usable yet; 1: the kept port is on the pool's NUMA node */
+    char seen[192];     /* ports seen and why they were not taken */
     size_t seenlen;
-    char names[128];  /* every device on this host */
+    char names[128];    /* every device on this host */
     size_t nameslen;
 };
 
-/* One --rdma-dev element into s->wname and s->wport. */
-static int parse_rdma_dev(const char *want, struct dev_scan *s, char *why, size_t wl)
+/* The port rate for messages: "100 Gbit/s", or "rate unknown". */
+static const char *rate_str(uint32_t mbit, char *buf, size_t n)
 {
-    struct pb_verbs_rail_spec spec[PB_VERBS_MAX_RAILS];
-    if (!want || !*want)
-        return 0;
-    if (pb_verbs_dev_parse(want, spec, PB_VERBS_MAX_RAILS, why, wl) < 0)
-        return -1;
-    snprintf(s->wname, sizeof s->wname, "%s", spec[0].dev);
-    s->wport = spec[0].port;
+    if (mbit)
+        snprintf(buf, n, "%g Gbit/s", mbit / 1000.0);
+    else
+        snprintf(buf, n, "rate unknown");
+    return buf;
+}
+
+/* Does --rdma-dev name device name (every device when it is not given)?
+ * Marks the elements that name it as found. */
+static int named(struct dev_scan *s, const char *name)
+{
+    int take = s->nwant == 0;
+    for (int i = 0; i < s->nwant; i++)
+        if (!strcmp(s->want[i].dev, name))
+            take = s->found[i] = 1;
+    return take;
+}
+
+/* Does --rdma-dev take port p of device name (any port when none is named)? */
+static int wanted(const struct dev_scan *s, const char *name, unsigned p)
+{
+    int take = s->nwant == 0;
+    for (int i = 0; i < s->nwant; i++)
+        take |= !strcmp(s->want[i].dev, name) && (s->want[i].port == 0 || s->want[i].port == p);
+    return take;
+}
+
+/* A named port beyond the device's: a usage error of this node. */
+static int check_named_ports(const struct dev_scan *s, const char *name, unsigned nports, char *why, size_t wl)
+{
+    for (int i = 0; i < s->nwant; i++)
+        if (!strcmp(s->want[i].dev, name) && s->want[i].port > nports) {
+            snprintf(why, wl, "RDMA device %s has no port %u (it has %u)", name, s->want[i].port, nports);
+            return -1;
+        }
     return 0;
 }
 
 /* Look at the active ports of an open device; keep it in t when one of them
- * beats what we have. Returns 1 when kept, 0 when not, -1 on a hard error. */
+ * beats what we have: a faster port (active_speed x active_width), then one
+ * on the pool's NUMA node. Returns 1 when kept, 0 when not, -1 on a hard
+ * error. Every active port taken is listed in t->rails_seen for -v. */
 static int scan_ports(struct vt *t, struct ibv_context *ctx, const char *name, struct dev_scan *s, char *why,
                       size_t wl)
 {
     struct ibv_device_attr da;
     if (ibv_query_device(ctx, &da) != 0)
         return 0;
-    if (s->wport && s->wport > da.phys_port_cnt) {
-        snprintf(why, wl, "RDMA device %s has no port %u (it has %u)", name, s->wport, da.phys_port_cnt);
+    if (check_named_ports(s, name, da.phys_port_cnt, why, wl) != 0)
         return -1;
-    }
     int keep = 0;
-    unsigned first = s->wport ? s->wport : 1, last = s->wport ? s->wport : da.phys_port_cnt;
-    for (unsigned p = first; p <= last; p++) {
+    for (unsigned p = 1; p <= da.phys_port_cnt; p++) {
         struct ibv_port_attr pa;
+        if (!wanted(s, name, p))
+            continue;
         if (!port_ok(ctx, (uint8_t)p, &pa)) {
             appendf(s->seen, sizeof s->seen, &s->seenlen, "%s%s:%u %s", s->seenlen ? ", " : "", name, p,
                     ibv_port_state_str(pa.state));
             continue;
         }
-        int score = 1 + (s->pool_numa >= 0 && pb_topo_dev_numa(name) == s->pool_numa);
-        if (score > s->best_score) {
-            if (t->ctx && t->ctx != ctx)
-                ibv_close_device(t->ctx);
-            t->ctx = ctx;
-            keep = 1;
-            s->best_score = score;
-            t->port = (uint8_t)p;
-            t->pattr = pa;
-            snprintf(t->devname, sizeof t->devname, "%s", name);
-        }
-        if (score == 2)
-            break;
+        uint32_t mbit = pb_verbs_port_mbit(pa.active_speed, pa.active_width);
+        int near = s->pool_numa >= 0 && pb_topo_dev_numa(name) == s->pool_numa;
+        char rate[32];
+        size_t used = strlen(t->rails_seen);
+        appendf(t->rails_seen, sizeof t->rails_seen, &used, "%s%s:%u %s", used ? ", " : "", name, p,
+                rate_str(mbit, rate, sizeof rate));
+        if (s->best_near >= 0 && (mbit < s->best_mbit || (mbit == s->best_mbit && near <= s->best_near)))
+            continue;
+        if (t->ctx && t->ctx != ctx)
+            ibv_close_device(t->ctx);
+        t->ctx = ctx;
+        keep = 1;
+        s->best_mbit = mbit;
+        s->best_near = near;
+        t->port = (uint8_t)p;
+        t->pattr = pa;
+        t->mbit = mbit;
+        snprintf(t->devname, sizeof t->devname, "%s", name);
     }
     return keep;
 }
@@ -104,9 +140,9 @@ static int try_device(struct vt *t, struct ibv_device *dev, struct dev_scan *s, 
 {
     const char *name = ibv_get_device_name(dev);
     appendf(s->names, sizeof s->names, &s->nameslen, "%s%s", s->nameslen ? ", " : "", name);
-    if (*s->wname && strcmp(name, s->wname) != 0)
+    if (!named(s, name))
         return 0;
-    if (!*s->wname && strncmp(name, "softverbs", 9) == 0 && !getenv("SOFTVERBS"))
+    if (!s->nwant && strncmp(name, "softverbs", 9) == 0 && !getenv("SOFTVERBS"))
         return 0; /* the test double of tests/softverbs: only under its wrapper */
     struct ibv_context *ctx = ibv_open_device(dev);
     if (!ctx) {
@@ -115,19 +151,22 @@ static int try_device(struct vt *t, struct ibv_device *dev, struct dev_scan *s, 
         return 0;
     }
     int kept = scan_ports(t, ctx, name, s, why, wl);
-    if (kept <= 0)
+    if (kept <= 0 && t->ctx != ctx)
         ibv_close_device(ctx);
     return kept < 0 ? -1 : 0;
 }
 
-/* Nothing found: say what there was. A port without a LID is no use either. */
+/* Nothing found: say what there was. A device named but absent, or a port
+ * without a LID, is no use either. */
 static int check_chosen(const struct vt *t, const struct dev_scan *s, char *why, size_t wl)
 {
+    for (int i = 0; i < s->nwant; i++)
+        if (!s->found[i]) {
+            snprintf(why, wl, "RDMA device %s not found (this host has: %s)", s->want[i].dev, s->names);
+            return -1;
+        }
     if (!t->ctx) {
-        if (*s->wname && !*s->seen)
-            snprintf(why, wl, "RDMA device %s not found (this host has: %s)", s->wname, s->names);
-        else
-            snprintf(why, wl, "no active RDMA port (%s): check cables, the subnet manager and `ibstat`", s->seen);
+        snprintf(why, wl, "no active RDMA port (%s): check cables, the subnet manager and `ibstat`", s->seen);
         return -1;
     }
     if (t->pattr.link_layer != IBV_LINK_LAYER_ETHERNET && t->pattr.lid == 0) {
@@ -138,12 +177,13 @@ static int check_chosen(const struct vt *t, const struct dev_scan *s, char *why,
     return 0;
 }
 
-/* Open the device and port to use: the one named in want ("dev[:port]"), or
- * the first active port, preferring a device on the pool's NUMA node. */
+/* Open the device and port to use: among the active ports (of the devices
+ * and ports named in want, "DEV[:PORT][,...]", or of every device) the
+ * fastest, and among those one on the pool's NUMA node, else the first. */
 int open_device(struct vt *t, const char *want, char *why, size_t wl)
 {
-    struct dev_scan s = {.pool_numa = pb_topo_mem_numa(t->pool, t->pool_len), .best_score = -1};
-    if (parse_rdma_dev(want, &s, why, wl) != 0)
+    struct dev_scan s = {.pool_numa = pb_topo_mem_numa(t->pool, t->pool_len), .best_near = -1};
+    if (want && *want && (s.nwant = pb_verbs_dev_parse(want, s.want, PB_VERBS_MAX_RAILS, why, wl)) < 0)
         return -1;
     int n = 0;
     errno = 0;
@@ -155,7 +195,7 @@ int open_device(struct vt *t, const char *want, char *why, size_t wl)
         return -1;
     }
     int rc = 0;
-    for (int i = 0; i < n && rc == 0 && s.best_score < 2; i++)
+    for (int i = 0; i < n && rc == 0; i++)
         rc = try_device(t, list[i], &s, why, wl);
     ibv_free_device_list(list);
     return rc != 0 ? -1 : check_chosen(t, &s, why, wl);

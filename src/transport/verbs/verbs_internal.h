@@ -54,6 +54,8 @@ struct vt {
     char self[128];            /* "host (rank N)" of this leader, for messages */
     char devname[64];
     uint8_t port;
+    uint32_t mbit;             /* the port's rate (active_speed x active_width), 0 unknown */
+    char rails_seen[256];      /* every active port open_device could take, with its rate, for -v */
     int gid_index;
     int use_grh;
     struct ibv_port_attr pattr;
