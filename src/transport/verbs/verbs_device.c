@@ -36,14 +36,27 @@ static int port_ok(struct ibv_context *ctx, uint8_t port, struct ibv_port_attr *
     return ibv_query_port(ctx, port, pa) == 0 && pa->state == IBV_PORT_ACTIVE;
 }
 
-/* What open_device looks for and what it saw, for the messages. */
+/* An active port open_rails could take. */
+struct cand {
+    struct ibv_device *dev;
+    char name[64];
+    unsigned port;
+    uint32_t mbit;
+    int near;  /* on the pool's NUMA node */
+    int order; /* as found: the tie-break, the same on alike nodes */
+    struct ibv_port_attr pa;
+};
+
+#define MAX_CANDS 16
+
+/* What open_rails looks for and what it saw, for the messages. */
 struct dev_scan {
     struct pb_verbs_rail_spec want[PB_VERBS_MAX_RAILS]; /* --rdma-dev, nwant 0: any */
     int nwant;
     int found[PB_VERBS_MAX_RAILS]; /* per element: its device is on this host */
     int pool_numa;
-    uint32_t best_mbit; /* the kept port's rate */
-    int best_near;      /* -1: nothing usable yet; 1: the kept port is on the pool's NUMA node */
+    struct cand c[MAX_CANDS];
+    int nc;
     char seen[192];     /* ports seen and why they were not taken */
     size_t seenlen;
     char names[128];    /* every device on this host */
@@ -91,20 +104,18 @@ static int check_named_ports(const struct dev_scan *s, const char *name, unsigne
     return 0;
 }
 
-/* Look at the active ports of an open device; keep it in t when one of them
- * beats what we have: a faster port (active_speed x active_width), then one
- * on the pool's NUMA node. Returns 1 when kept, 0 when not, -1 on a hard
- * error. Every active port taken is listed in t->rails_seen for -v. */
-static int scan_ports(struct vt *t, struct ibv_context *ctx, const char *name, struct dev_scan *s, char *why,
-                      size_t wl)
+/* The active ports of an open device that --rdma-dev takes, as candidates;
+ * -1 on a hard error. Every one is listed in t->rails_seen for -v. */
+static int scan_ports(struct vt *t, struct ibv_device *dev, struct ibv_context *ctx, struct dev_scan *s,
+                      char *why, size_t wl)
 {
+    const char *name = ibv_get_device_name(dev);
     struct ibv_device_attr da;
     if (ibv_query_device(ctx, &da) != 0)
         return 0;
     if (check_named_ports(s, name, da.phys_port_cnt, why, wl) != 0)
         return -1;
-    int keep = 0;
-    for (unsigned p = 1; p <= da.phys_port_cnt; p++) {
+    for (unsigned p = 1; p <= da.phys_port_cnt && s->nc < MAX_CANDS; p++) {
         struct ibv_port_attr pa;
         if (!wanted(s, name, p))
             continue;
@@ -113,26 +124,18 @@ static int scan_ports(struct vt *t, struct ibv_context *ctx, const char *name, s
                     ibv_port_state_str(pa.state));
             continue;
         }
-        uint32_t mbit = pb_verbs_port_mbit(pa.active_speed, pa.active_width);
-        int near = s->pool_numa >= 0 && pb_topo_dev_numa(name) == s->pool_numa;
+        struct cand *c = &s->c[s->nc];
+        *c = (struct cand){.dev = dev, .port = p, .pa = pa, .order = s->nc,
+                           .mbit = pb_verbs_port_mbit(pa.active_speed, pa.active_width),
+                           .near = s->pool_numa >= 0 && pb_topo_dev_numa(name) == s->pool_numa};
+        snprintf(c->name, sizeof c->name, "%s", name);
+        s->nc++;
         char rate[32];
         size_t used = strlen(t->rails_seen);
         appendf(t->rails_seen, sizeof t->rails_seen, &used, "%s%s:%u %s", used ? ", " : "", name, p,
-                rate_str(mbit, rate, sizeof rate));
-        if (s->best_near >= 0 && (mbit < s->best_mbit || (mbit == s->best_mbit && near <= s->best_near)))
-            continue;
-        if (t->ctx && t->ctx != ctx)
-            ibv_close_device(t->ctx);
-        t->ctx = ctx;
-        keep = 1;
-        s->best_mbit = mbit;
-        s->best_near = near;
-        t->port = (uint8_t)p;
-        t->pattr = pa;
-        t->mbit = mbit;
-        snprintf(t->devname, sizeof t->devname, "%s", name);
+                rate_str(c->mbit, rate, sizeof rate));
     }
-    return keep;
+    return 0;
 }
 
 /* One device of the list: skip, or open and scan its ports. */
@@ -150,40 +153,64 @@ static int try_device(struct vt *t, struct ibv_device *dev, struct dev_scan *s, 
                 strerror(errno));
         return 0;
     }
-    int kept = scan_ports(t, ctx, name, s, why, wl);
-    if (kept <= 0 && t->ctx != ctx)
-        ibv_close_device(ctx);
-    return kept < 0 ? -1 : 0;
+    int rc = scan_ports(t, dev, ctx, s, why, wl);
+    ibv_close_device(ctx);
+    return rc;
 }
 
-/* Nothing found: say what there was. A device named but absent, or a port
- * without a LID, is no use either. */
-static int check_chosen(const struct vt *t, const struct dev_scan *s, char *why, size_t wl)
+/* Faster first, then nearer the pool, then as found. */
+static int cand_cmp(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    if (x->mbit != y->mbit)
+        return x->mbit > y->mbit ? -1 : 1;
+    if (x->near != y->near)
+        return y->near - x->near;
+    return x->order - y->order;
+}
+
+/* Nothing found: say what there was. A device named but absent is no use
+ * either. */
+static int check_found(const struct dev_scan *s, char *why, size_t wl)
 {
     for (int i = 0; i < s->nwant; i++)
         if (!s->found[i]) {
             snprintf(why, wl, "RDMA device %s not found (this host has: %s)", s->want[i].dev, s->names);
             return -1;
         }
-    if (!t->ctx) {
+    if (s->nc == 0) {
         snprintf(why, wl, "no active RDMA port (%s): check cables, the subnet manager and `ibstat`", s->seen);
-        return -1;
-    }
-    if (t->pattr.link_layer != IBV_LINK_LAYER_ETHERNET && t->pattr.lid == 0) {
-        snprintf(why, wl, "RDMA device %s port %u has no LID: is a subnet manager running?", t->devname,
-                 t->port);
         return -1;
     }
     return 0;
 }
 
-/* Open the device and port to use: among the active ports (of the devices
- * and ports named in want, "DEV[:PORT][,...]", or of every device) the
- * fastest, and among those one on the pool's NUMA node, else the first. */
-int open_device(struct vt *t, const char *want, char *why, size_t wl)
+/* Open candidate c as rail R; a port without a LID is no use. */
+static int open_rail(struct vrail *R, const struct cand *c, char *why, size_t wl)
 {
-    struct dev_scan s = {.pool_numa = pb_topo_mem_numa(t->pool, t->pool_len), .best_near = -1};
-    if (want && *want && (s.nwant = pb_verbs_dev_parse(want, s.want, PB_VERBS_MAX_RAILS, why, wl)) < 0)
+    snprintf(R->devname, sizeof R->devname, "%s", c->name);
+    R->port = (uint8_t)c->port;
+    R->pattr = c->pa;
+    R->mbit = c->mbit;
+    if (R->pattr.link_layer != IBV_LINK_LAYER_ETHERNET && R->pattr.lid == 0) {
+        snprintf(why, wl, "RDMA device %s port %u has no LID: is a subnet manager running?", R->devname, R->port);
+        return -1;
+    }
+    R->ctx = ibv_open_device(c->dev);
+    if (!R->ctx) {
+        snprintf(why, wl, "cannot open RDMA device %s: %s", R->devname, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The rails: with --rdma-dev every active port it names, else every active
+ * port of the fastest rate; faster first, then those on the pool's NUMA
+ * node. want > 0: exactly that many (what every node agreed on). */
+int open_rails(struct vt *t, const char *devs, int want, int *nfast, char *why, size_t wl)
+{
+    struct dev_scan s = {.pool_numa = pb_topo_mem_numa(t->pool, t->pool_len)};
+    if (devs && *devs && (s.nwant = pb_verbs_dev_parse(devs, s.want, PB_VERBS_MAX_RAILS, why, wl)) < 0)
         return -1;
     int n = 0;
     errno = 0;
@@ -197,35 +224,52 @@ int open_device(struct vt *t, const char *want, char *why, size_t wl)
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++)
         rc = try_device(t, list[i], &s, why, wl);
+    if (rc == 0)
+        rc = check_found(&s, why, wl);
+    if (rc == 0) {
+        qsort(s.c, (size_t)s.nc, sizeof s.c[0], cand_cmp);
+        int nf = 0;
+        while (nf < s.nc && nf < PB_VERBS_MAX_RAILS && (s.nwant || s.c[nf].mbit == s.c[0].mbit))
+            nf++;
+        *nfast = nf;
+        t->nrails = want > 0 ? want : nf;
+        if (t->nrails > nf) {
+            snprintf(why, wl, "%d RDMA rails agreed, but only %d here (%s)", t->nrails, nf, t->rails_seen);
+            t->nrails = 0;
+            rc = -1;
+        }
+    }
+    for (int i = 0; rc == 0 && i < t->nrails; i++)
+        rc = open_rail(&t->rails[i], &s.c[i], why, wl);
     ibv_free_device_list(list);
-    return rc != 0 ? -1 : check_chosen(t, &s, why, wl);
+    return rc;
 }
 
 /* RoCE needs a GID (and a GRH on every packet); pick RoCE v2 with an IPv4
  * address first, as that is what routed Ethernet fabrics use. */
-int choose_gid(struct vt *t, int want, char *why, size_t wl)
+int choose_gid(struct vrail *R, int want, char *why, size_t wl)
 {
-    int eth = t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET;
-    t->use_grh = eth || want >= 0;
+    int eth = R->pattr.link_layer == IBV_LINK_LAYER_ETHERNET;
+    R->use_grh = eth || want >= 0;
     if (want >= 0) {
-        if (want >= t->pattr.gid_tbl_len || ibv_query_gid(t->ctx, t->port, want, &t->gid) != 0) {
+        if (want >= R->pattr.gid_tbl_len || ibv_query_gid(R->ctx, R->port, want, &R->gid) != 0) {
             snprintf(why, wl, "GID index %d is not valid on %s port %u (table has %d entries; see `show_gids`)",
-                     want, t->devname, t->port, t->pattr.gid_tbl_len);
+                     want, R->devname, R->port, R->pattr.gid_tbl_len);
             return -1;
         }
-        t->gid_index = want;
+        R->gid_index = want;
         return 0;
     }
     if (!eth) {
-        t->gid_index = 0;
-        if (ibv_query_gid(t->ctx, t->port, 0, &t->gid) != 0)
-            memset(&t->gid, 0, sizeof t->gid);
+        R->gid_index = 0;
+        if (ibv_query_gid(R->ctx, R->port, 0, &R->gid) != 0)
+            memset(&R->gid, 0, sizeof R->gid);
         return 0;
     }
     int best = -1, bestscore = 0;
-    for (int i = 0; i < t->pattr.gid_tbl_len; i++) {
+    for (int i = 0; i < R->pattr.gid_tbl_len; i++) {
         struct ibv_gid_entry ge;
-        if (ibv_query_gid_ex(t->ctx, t->port, (uint32_t)i, &ge, 0) != 0)
+        if (ibv_query_gid_ex(R->ctx, R->port, (uint32_t)i, &ge, 0) != 0)
             continue;
         static const uint8_t zero[16];
         if (memcmp(ge.gid.raw, zero, 16) == 0)
@@ -235,15 +279,15 @@ int choose_gid(struct vt *t, int want, char *why, size_t wl)
         if (score > bestscore) {
             bestscore = score;
             best = i;
-            t->gid = ge.gid;
+            R->gid = ge.gid;
         }
     }
     if (best < 0) {
         snprintf(why, wl, "RoCE port %s:%u has no usable GID (no IP address on its netdev?); pass --gid-index",
-                 t->devname, t->port);
+                 R->devname, R->port);
         return -1;
     }
-    t->gid_index = best;
+    R->gid_index = best;
     return 0;
 }
 
