@@ -112,7 +112,7 @@ st=0
 echo "$out" | grep -q '^p2pbcast: check: all 4 nodes are ready' || { echo "not all ready" | diag; st=1; }
 echo "$out" | grep -q '^p2pbcast: check: transport verbs (auto: every node can use verbs)' || { echo "no verbs line" | diag; st=1; }
 echo "$out" | grep -Eq '^p2pbcast: check: pinned memory: up to [0-9.]+ MiB needed' || { echo "no pinned memory line" | diag; st=1; }
-echo "$out" | grep -Eq 'check: .*\(rank 0\): verbs softverbs0:1, 3 of 3 partner\(s\) answered' || { echo "root's links not probed" | diag; st=1; }
+echo "$out" | grep -Eq 'check: .*\(rank 0\): verbs softverbs0:1 \(100 Gbit/s\), 3 of 3 partner\(s\) answered' || { echo "root's links not probed" | diag; st=1; }
 [ $st -eq 0 ] || show
 nothing_left || st=1
 ok $st "--check over verbs, all ready: status 0, verbs and the pinned memory in the summary, nothing created ($rcs)"

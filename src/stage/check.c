@@ -147,6 +147,8 @@ static void fill_row(const struct stage *st, struct check_row *r)
                      st->vfit.mbit / 1000.0);
         else
             snprintf(r->path + strlen(r->path), sizeof r->path - strlen(r->path), "rate unknown");
+        if (st->vfit.nrails > 1)
+            snprintf(r->path + strlen(r->path), sizeof r->path - strlen(r->path), ", %u rails", st->vfit.nrails);
         if (st->vfit.roce)
             snprintf(r->path + strlen(r->path), sizeof r->path - strlen(r->path), ", RoCE, GID index %d",
                      st->vfit.gid_index);
