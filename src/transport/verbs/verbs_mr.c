@@ -50,8 +50,8 @@ static void reg_error(struct vt *t, const struct vrail *R, const char *what, siz
                  pb_verbs_size_str(rl.rlim_cur).s, pb_verbs_size_str(need).s);
     n = strlen(why);
     if (t->pin.total && n + 1 < wl)
-        snprintf(why + n, wl - n, "; this node pins %s in all (the slot pool once per rail, shared by its queue "
-                 "pairs)", pb_verbs_size_str(t->pin.total).s);
+        snprintf(why + n, wl - n, "; this node pins %s in all (the slot pool once%s)", pb_verbs_size_str(t->pin.total).s,
+                 t->nrails > 1 ? " per rail, shared by the rail's queue pairs" : ", shared by every queue pair");
 }
 
 /* Register len bytes at addr in rail R's PD; counts what is registered. */
