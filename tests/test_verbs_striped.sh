@@ -13,7 +13,9 @@
 #   - the RDMA writes of ONE rail (SOFTVERBS_FAULT_PUT_DEV) failing on one
 #     non-root node, then on the root: -t verbs stops with status 5 on every
 #     rank, naming the host, rank, peer and the rail (device:port), and
-#     nothing is created.
+#     nothing is created; the same mid-transfer (SOFTVERBS_FAULT_PUT_AFTER):
+#     one failure status everywhere, the rail named, no partial DEST (the
+#     job does not go on over the other rail).
 # Every mpirun is bounded (MPI_TIMEOUT).
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -144,6 +146,24 @@ for ONE_RANK in 2 0; do
     [ -z "$(ls -A "$D")" ] || { echo "left: $(ls -A "$D")" | diag; st=1; }
     [ $st -eq 0 ] || show
     ok $st "the writes over softverbs1 failing on rank $ONE_RANK of 4: status 5 everywhere, rank and rail named, nothing created ($rcs)"
+done
+
+# 7. The writes of one rail failing mid-transfer (from the 8th work request
+#    of each of that rail's queue pairs on) on one node, a non-root then the
+#    root: every rank stops with the same failure status, that node names
+#    the peer and the rail, no partial DEST is left.
+mkfile "$SCR/big" $((8 * 1048576))
+for ONE_RANK in 2 0; do
+    ONE_FAULT="SOFTVERBS_FAULT_PUT=access SOFTVERBS_FAULT_PUT_DEV=softverbs1 SOFTVERBS_FAULT_PUT_AFTER=8"
+    run 4 --per-rank -t verbs --source-shared=no "$SCR/big" "$D/c.%r"
+    st=0
+    [ $same_rc -eq 0 ] && [ "$rcs" != "0x4 " ] || { echo "rank statuses: $rcs (want one failure status)" | diag; st=1; }
+    echo "$out" | grep -Eq "^p2pbcast: error: .*\(rank $ONE_RANK\): connection to .* failed: RDMA write of a chunk.* failed: remote access error .*\(over softverbs1:1\)" ||
+        { echo "rank $ONE_RANK, the peer and the rail not named" | diag; st=1; }
+    [ -z "$(ls -A "$D")" ] || { echo "left: $(ls -A "$D")" | diag; st=1; }
+    [ $st -eq 0 ] || show
+    rm -rf "$D" && mkdir -p "$D"
+    ok $st "softverbs1's writes failing mid-transfer on rank $ONE_RANK of 4: one failure status everywhere, peer and rail named, no partial DEST ($rcs)"
 done
 ONE_RANK=none ONE_FAULT=
 

@@ -114,6 +114,7 @@ static void cfg_init(void)
                                                    : IBV_WC_REM_ACCESS_ERR;
     v = getenv("SOFTVERBS_FAULT_PUT_DEV");
     snprintf(sv_cfg.put_dev, sizeof sv_cfg.put_dev, "%s", v ? v : "");
+    sv_cfg.put_after = envll("SOFTVERBS_FAULT_PUT_AFTER", 0);
     sv_cfg.max_timeout_ms = (unsigned)envll("SOFTVERBS_MAX_TIMEOUT_MS", 100);
     sv_cfg.debug = envll("SOFTVERBS_DEBUG", 0) != 0;
     sv_cfg.max_qp_wr = (int)envll("SOFTVERBS_MAX_QP_WR", SV_MAX_QP_WR);
@@ -1923,6 +1924,15 @@ static void fault_strike(struct sv_conn *k)
     }
 }
 
+/* SOFTVERBS_FAULT_PUT: does the write at q's send position fail? Only on
+ * the device SOFTVERBS_FAULT_PUT_DEV names, and from the work request
+ * SOFTVERBS_FAULT_PUT_AFTER on (a link that fails mid-transfer). */
+static int put_fails(const struct sv_qp *q)
+{
+    return sv_cfg.put_status && (!sv_cfg.put_dev[0] || !strcmp(sv_cfg.put_dev, sv_cfg.devname[q->c->dev])) &&
+           (long long)q->sq_tx >= sv_cfg.put_after;
+}
+
 /* Put what the send queue may send on the wire. */
 static void pump(struct sv_qp *q, double now, double *next)
 {
@@ -1952,7 +1962,7 @@ static void pump(struct sv_qp *q, double now, double *next)
             return; /* else after the answers to the earlier ones */
         }
         int write = w->opcode == IBV_WR_RDMA_WRITE || w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM;
-        if (write && sv_cfg.put_status && (!sv_cfg.put_dev[0] || !strcmp(sv_cfg.put_dev, sv_cfg.devname[q->c->dev]))) {
+        if (write && put_fails(q)) {
             if (q->sq_tx == q->sq_head)
                 qp_fail(q, (enum ibv_wc_status)sv_cfg.put_status);
             return; /* else after the answers to the earlier ones */

@@ -36,6 +36,7 @@ struct sv_cfg {
     int no_mw;            /* SOFTVERBS_NO_MW: a device without memory windows (siw, qedr) */
     int put_status;       /* SOFTVERBS_FAULT_PUT: status every RDMA write completes with, 0 none */
     char put_dev[64];     /* SOFTVERBS_FAULT_PUT_DEV: only the writes posted on this device, "" all */
+    long long put_after;  /* SOFTVERBS_FAULT_PUT_AFTER: only a QP's work requests from this one on, 0 all */
     unsigned max_timeout_ms; /* SOFTVERBS_MAX_TIMEOUT_MS: cap of one transport timeout */
     int debug;            /* SOFTVERBS_DEBUG */
     int max_qp_wr;        /* SOFTVERBS_MAX_QP_WR: device limit, to stress queue accounting */

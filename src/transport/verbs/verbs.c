@@ -1,5 +1,7 @@
-/* transport_verbs.c — the RDMA data plane: one RC queue pair per peer,
- * chunks moved by RDMA WRITE WITH IMMEDIATE straight into the peer's slots.
+/* transport_verbs.c — the RDMA data plane: one RC queue pair per peer and
+ * rail (a device port; several are striped, each slot of a node's pool
+ * belonging to one), chunks moved by RDMA WRITE WITH IMMEDIATE straight
+ * into the peer's slots.
  *
  * This file and its siblings are the thin layer that calls libibverbs:
  * here opening (the set-up rounds) and closing; the device in
@@ -93,6 +95,17 @@ void name_rail(struct vt *t, int li, char *what, size_t n)
     memcpy(what + len, tail, (size_t)tl + 1);
 }
 
+/* Has another rail's link to li's peer failed already (and so the peer been
+ * reported lost)? Then a second error for it says nothing new. */
+int peer_already_lost(const struct vt *t, int li)
+{
+    int i = li % t->npeers;
+    for (int r = 0; r < t->nrails; r++)
+        if (r * t->npeers + i != li && t->lks[r * t->npeers + i].dead)
+            return 1;
+    return 0;
+}
+
 /* Link li failed: no more from it, and the error (naming its rail). */
 void link_error(struct vt *t, int li, int err, const char *what)
 {
@@ -100,7 +113,8 @@ void link_error(struct vt *t, int li, int err, const char *what)
     snprintf(w, sizeof w, "%s", what);
     name_rail(t, li, w, sizeof w);
     t->lks[li].dead = 1;
-    pend_error(t, t->links[li].leader, err, w);
+    if (!peer_already_lost(t, li))
+        pend_error(t, t->links[li].leader, err, w);
 }
 
 double now_ms(void)

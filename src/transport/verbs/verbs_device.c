@@ -158,15 +158,26 @@ static int try_device(struct vt *t, struct ibv_device *dev, struct dev_scan *s, 
     return rc;
 }
 
-/* Faster first, then nearer the pool, then as found. */
+/* Faster first, then as found: the same order on alike nodes, as rail k
+ * of one node talks to rail k of the others. */
 static int cand_cmp(const void *a, const void *b)
 {
     const struct cand *x = a, *y = b;
     if (x->mbit != y->mbit)
         return x->mbit > y->mbit ? -1 : 1;
-    if (x->near != y->near)
-        return y->near - x->near;
     return x->order - y->order;
+}
+
+/* One rail only: of the fastest ports, the first on the pool's NUMA node. */
+static void prefer_near(struct dev_scan *s)
+{
+    for (int i = 1; i < s->nc && s->c[i].mbit == s->c[0].mbit; i++)
+        if (s->c[i].near && !s->c[0].near) {
+            struct cand c = s->c[i];
+            memmove(&s->c[1], &s->c[0], (size_t)i * sizeof c);
+            s->c[0] = c;
+            return;
+        }
 }
 
 /* Nothing found: say what there was. A device named but absent is no use
@@ -205,8 +216,9 @@ static int open_rail(struct vrail *R, const struct cand *c, char *why, size_t wl
 }
 
 /* The rails: with --rdma-dev every active port it names, else every active
- * port of the fastest rate; faster first, then those on the pool's NUMA
- * node. want > 0: exactly that many (what every node agreed on). */
+ * port of the fastest rate; faster first, then as found (one rail alone:
+ * one on the pool's NUMA node if any). want > 0: exactly that many (what
+ * every node agreed on), the first ones. */
 int open_rails(struct vt *t, const char *devs, int want, int *nfast, char *why, size_t wl)
 {
     struct dev_scan s = {.pool_numa = pb_topo_mem_numa(t->pool, t->pool_len)};
@@ -239,6 +251,8 @@ int open_rails(struct vt *t, const char *devs, int want, int *nfast, char *why, 
             rc = -1;
         }
     }
+    if (rc == 0 && t->nrails == 1)
+        prefer_near(&s);
     for (int i = 0; rc == 0 && i < t->nrails; i++)
         rc = open_rail(&t->rails[i], &s.c[i], why, wl);
     ibv_free_device_list(list);

@@ -129,6 +129,7 @@ static inline struct vrail *rail_of(struct vt *t, int li)
 void pend_error(struct vt *t, int peer, int err, const char *what);
 void link_error(struct vt *t, int li, int err, const char *what);
 void name_rail(struct vt *t, int li, char *what, size_t n);
+int peer_already_lost(const struct vt *t, int li);
 double now_ms(void);
 
 /* verbs_device.c */

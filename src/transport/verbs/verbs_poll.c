@@ -60,8 +60,11 @@ int take_wc(struct vt *t, const struct ibv_wc *wc, double now, struct pb_event *
     int rl;
     int64_t ri;
     int n = pb_vw_handle_cqe(&t->st, &c, ev, &rl, &ri);
-    if (n == 1 && ev->kind == PB_EV_ERROR && cl >= 0 && cl < t->nlinks)
+    if (n == 1 && ev->kind == PB_EV_ERROR && cl >= 0 && cl < t->nlinks) {
         name_rail(t, cl, ev->what, sizeof ev->what);
+        if (peer_already_lost(t, cl))
+            n = 0; /* one error per peer, whatever the rails */
+    }
     if (rl >= 0)
         repost_recv(t, rl, (uint64_t)ri);
     return n;
