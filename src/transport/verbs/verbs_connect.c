@@ -33,10 +33,8 @@ int size_queues(struct vt *t, uint32_t *sq, uint32_t *rq, char *why, size_t wl)
     for (int r = 0; r < t->nrails; r++) {
         struct vrail *R = &t->rails[r];
         struct ibv_device_attr da;
-        if (ibv_query_device(R->ctx, &da) != 0) {
-            snprintf(why, wl, "cannot query RDMA device %s: %s", R->devname, strerror(errno));
+        if (query_device(R, &da, why, wl) != 0)
             return -1;
-        }
         uint32_t maxwr = clampu((uint64_t)da.max_qp_wr, 16, 8192);
         uint32_t s = clampu(2ull * t->nslots + 32, 16, maxwr), q = s;
         uint64_t need = (uint64_t)t->npeers * (s + q);

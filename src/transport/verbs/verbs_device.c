@@ -259,6 +259,14 @@ int open_rails(struct vt *t, const char *devs, int want, int *nfast, char *why, 
     return rc;
 }
 
+int query_device(const struct vrail *R, struct ibv_device_attr *da, char *why, size_t wl)
+{
+    if (ibv_query_device(R->ctx, da) == 0)
+        return 0;
+    snprintf(why, wl, "cannot query RDMA device %s: %s", R->devname, strerror(errno));
+    return -1;
+}
+
 /* RoCE needs a GID (and a GRH on every packet); pick RoCE v2 with an IPv4
  * address first, as that is what routed Ethernet fabrics use. */
 int choose_gid(struct vrail *R, int want, char *why, size_t wl)

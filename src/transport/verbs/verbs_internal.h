@@ -138,6 +138,7 @@ double now_ms(void);
  * many it could have opened (of the fastest kind, or every named port). */
 int open_rails(struct vt *t, const char *devs, int want, int *nfast, char *why, size_t wl);
 int choose_gid(struct vrail *R, int want, char *why, size_t wl);
+int query_device(const struct vrail *R, struct ibv_device_attr *da, char *why, size_t wl); /* -1 + why */
 
 /* verbs_mr.c */
 int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl);

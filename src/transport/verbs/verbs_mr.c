@@ -134,10 +134,8 @@ int check_windows(struct vt *t, char *why, size_t wl)
     for (int r = 0; r < t->nrails; r++) {
         struct vrail *R = &t->rails[r];
         struct ibv_device_attr da;
-        if (ibv_query_device(R->ctx, &da) != 0) {
-            snprintf(why, wl, "cannot query RDMA device %s: %s", R->devname, strerror(errno));
+        if (query_device(R, &da, why, wl) != 0)
             return -1;
-        }
         t->fenced &= (da.device_cap_flags & (IBV_DEVICE_MEM_WINDOW_TYPE_2A | IBV_DEVICE_MEM_WINDOW_TYPE_2B)) &&
                      (uint64_t)da.max_mw >= 2ull * t->nslots + (uint64_t)t->npeers;
     }

@@ -4,6 +4,7 @@
 #endif
 
 #include "verbs_rails.h"
+#include "optlist.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,34 +43,31 @@ static int parse_one(const char *p, size_t len, struct pb_verbs_rail_spec *s, ch
     return 0;
 }
 
+/* What pb_verbs_dev_parse's elements go into. */
+struct dev_list {
+    const char *list;
+    struct pb_verbs_rail_spec *out;
+};
+
+/* One element, not named before (a device without a port names them all). */
+static int parse_dev(void *ctx, const char *p, size_t len, int n, char *err, size_t errlen)
+{
+    struct dev_list *l = ctx;
+    struct pb_verbs_rail_spec *s = &l->out[n];
+    if (parse_one(p, len, s, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(l->out[i].dev, s->dev) && (l->out[i].port == s->port || !l->out[i].port || !s->port)) {
+            snprintf(err, errlen, "--rdma-dev '%s': '%.*s' is named twice", l->list, (int)len, p);
+            return -1;
+        }
+    return 0;
+}
+
 int pb_verbs_dev_parse(const char *list, struct pb_verbs_rail_spec *out, int max, char *err, size_t errlen)
 {
-    int n = 0;
-    const char *p = list ? list : "";
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0) {
-            snprintf(err, errlen, "--rdma-dev '%s': an empty element (write DEVICE[:PORT], comma-separated)",
-                     list ? list : "");
-            return -1;
-        }
-        if (n == max) {
-            snprintf(err, errlen, "--rdma-dev '%s': more than %d rails", list, max);
-            return -1;
-        }
-        if (parse_one(p, len, &out[n], err, errlen) != 0)
-            return -1;
-        for (int i = 0; i < n; i++)
-            if (!strcmp(out[i].dev, out[n].dev) && (out[i].port == out[n].port || !out[i].port || !out[n].port)) {
-                snprintf(err, errlen, "--rdma-dev '%s': '%.*s' is named twice", list, (int)len, p);
-                return -1;
-            }
-        n++;
-        if (!comma)
-            return n;
-        p = comma + 1;
-    }
+    struct dev_list l = {list, out};
+    return pb_optlist_split(list, "--rdma-dev", "DEVICE[:PORT]", "rails", max, parse_dev, &l, err, errlen);
 }
 
 uint32_t pb_verbs_port_mbit(uint8_t active_speed, uint8_t active_width)
