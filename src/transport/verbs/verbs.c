@@ -518,11 +518,7 @@ int pb_verbs_probe(const struct pb_verbs_want *w, struct pb_verbs_fit *f)
     t->nlinks = t->nrails * t->npeers;
     if (ok && check_windows(t, why, wl) == 0 && size_queues(t, &sq, &rq, why, wl) == 0) {
         struct pb_verbs_pin pin;
-        pb_verbs_pin_need(w->slot_size, w->nslots, t->nlinks, (uint64_t)t->nlinks * (sq + rq) * PB_VW_CTRL_SIZE,
-                          &pin);
-        pin.slots *= (uint64_t)t->nrails; /* as check_limits counts */
-        pin.descs *= (uint64_t)t->nrails;
-        pin.total = pin.slots + pin.descs + pin.ctrl;
+        rails_pin(t, (uint64_t)t->nlinks * (sq + rq) * PB_VW_CTRL_SIZE, &pin);
         fill_fit(t, &pin, nfast, f);
         f->ok = pb_verbs_check_pin(&pin, t->rails[0].devname, why, wl) == 0;
     }

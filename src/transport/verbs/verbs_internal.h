@@ -146,6 +146,9 @@ int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl);
  * the device cannot be queried. */
 int check_windows(struct vt *t, char *why, size_t wl);
 int register_memory(struct vt *t, char *why, size_t wl);
+/* What this node pins: the pool and the table once per rail, the control
+ * buffers (ctrl_bytes) once. */
+void rails_pin(const struct vt *t, uint64_t ctrl_bytes, struct pb_verbs_pin *pin);
 int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl);
 int grant_windows(struct vt *t, int li, uint32_t slot, struct pb_vw_req *bind, char *why, size_t wl);
 void free_windows(struct vt *t);

@@ -178,12 +178,17 @@ int register_memory(struct vt *t, char *why, size_t wl)
 
 /* What the run will pin, and whether one put (a slot) fits in one message
  * of this port: both must hold before a byte moves. */
+void rails_pin(const struct vt *t, uint64_t ctrl_bytes, struct pb_verbs_pin *pin)
+{
+    pb_verbs_pin_need(t->slot_size, t->nslots, t->nlinks, ctrl_bytes, pin);
+    pin->slots *= (uint64_t)t->nrails; /* the same pool and table, registered in each rail's PD */
+    pin->descs *= (uint64_t)t->nrails;
+    pin->total = pin->slots + pin->descs + pin->ctrl;
+}
+
 int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
 {
-    pb_verbs_pin_need(t->slot_size, t->nslots, t->nlinks, t->ctrl_len, &t->pin);
-    t->pin.slots *= (uint64_t)t->nrails; /* the same pool, registered in each rail's PD */
-    t->pin.descs *= (uint64_t)t->nrails;
-    t->pin.total = t->pin.slots + t->pin.descs + t->pin.ctrl;
+    rails_pin(t, t->ctrl_len, &t->pin);
     for (int r = 0; r < t->nrails; r++) {
         struct vrail *R = &t->rails[r];
         R->tclass = pb_verbs_tclass(R->devname, R->port, cfg->rdma_tclass);
