@@ -317,7 +317,7 @@ static int exchange_offers(struct vt *t, const struct pb_transport_cfg *cfg, int
                            struct xround *x, char *err, size_t errlen)
 {
     /* to each partner: one offer per rail, rail by rail */
-    size_t len = (size_t)(t->nrails > 0 ? t->nrails : 1) * PB_VW_OFFER_SIZE;
+    size_t len = (size_t)(t && t->nrails > 0 ? t->nrails : 1) * PB_VW_OFFER_SIZE; /* t: NULL when out of memory */
     for (int li = 0; *ok && li < t->nlinks; li++) {
         struct vlink *L = &t->links[li];
         struct vrail *R = rail_of(t, li);
@@ -372,7 +372,7 @@ static int connect_links(struct vt *t, const struct pb_transport_cfg *cfg, const
 static int exchange_echoes(struct vt *t, const struct pb_transport_cfg *cfg, int *ok, char *why, size_t wl,
                            struct xround *x, char *err, size_t errlen)
 {
-    size_t len = (size_t)(t->nrails > 0 ? t->nrails : 1) * PB_VW_ECHO_SIZE;
+    size_t len = (size_t)(t && t->nrails > 0 ? t->nrails : 1) * PB_VW_ECHO_SIZE;
     for (int li = 0; *ok && li < t->nlinks; li++)
         pb_vw_echo_pack(&x->sent[li], &x->got[li],
                         x->out + (size_t)(li % t->npeers) * len + (size_t)(li / t->npeers) * PB_VW_ECHO_SIZE);

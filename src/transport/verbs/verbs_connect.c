@@ -1,7 +1,7 @@
 /* verbs_connect.c — connection set-up of the verbs transport: queue sizes,
- * completion queue, one RC queue pair per peer (all in the device's PD), and
- * the QP state transitions INIT -> RTR -> RTS with the peer's endpoint info
- * (exchanged by verbs.c through the MPI bootstrap). */
+ * a completion queue per rail, one RC queue pair per rail per peer (in the
+ * rail's PD), and the QP state transitions INIT -> RTR -> RTS with the
+ * peer's endpoint info (exchanged by verbs.c through the MPI bootstrap). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif

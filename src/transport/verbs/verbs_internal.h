@@ -28,10 +28,10 @@
 
 #define PEND_MAX 64     /* events waiting for the next poll (errors mostly) */
 
-/* One peer. Its QP shares the device's PD with every other; the slots
- * granted to it are opened by type 2 memory windows bound to its QP, so
- * their rkeys are useless on any other QP: a peer can write only what was
- * granted to it. */
+/* One link: a peer over one rail. Its QP shares the rail's PD with the
+ * rail's other QPs; the slots granted to it are opened by type 2 memory
+ * windows bound to its QP, so their rkeys are useless on any other QP: a
+ * peer can write only what was granted to it. */
 struct vlink {
     int leader;
     struct ibv_qp *qp;
@@ -85,7 +85,7 @@ struct vt {
     struct vrail rails[PB_VERBS_MAX_RAILS];
     int nrails;
     int nlinks;                /* nrails * npeers */
-    char rails_seen[256];      /* every active port open_device could take, with its rate, for -v */
+    char rails_seen[256];      /* every active port open_rails could take, with its rate, for -v */
     uint8_t *slot_rail;        /* per slot of ours: the rail it belongs to */
     struct ibv_mw **slot_mw;   /* per slot: REMOTE_WRITE window bound to its grantee's QP, NULL: never granted */
     struct ibv_mw **sdesc_mw;  /* per slot: its descriptor entry, likewise */
