@@ -4,7 +4,7 @@
 # only the same device on the peer), TAP:
 #   - a file to 4 nodes (--per-rank) and a directory to 2 nodes of 2 ranks
 #     (P2PBCAST_TEST_RANKS_PER_NODE=2): both rails carried chunks (-v's
-#     per-rail counters), copies identical;
+#     per-rail counters), copies identical; --check names the rails;
 #   - --rdma-dev naming one device: that one rail only;
 #   - the slot pool is the same size with two rails as with one (-v);
 #   - rails of unequal rates named by --rdma-dev: slots split 1:2; by
@@ -75,6 +75,16 @@ pool2=$(pool_of)
 [ $st -eq 0 ] || show
 copies_ok 0 1 2 3 || st=1
 ok $st "a file to 4 nodes: both rails carried chunks (softverbs0 ${c0:-?}, softverbs1 ${c1:-?}), identical copies ($rcs)"
+
+# 1b. The preflight names the first rail, its rate and the count.
+run 4 --per-rank -t verbs --check -v "$SCR/src" "$D/c.%r"
+st=0
+[ "$rcs" = "0x4 " ] || { echo "rank statuses: $rcs (want 0x4)" | diag; st=1; }
+[ "$(echo "$out" | grep -Ec '^p2pbcast: check: .*: verbs softverbs0:1 \(100 Gbit/s, 2 rails\), 3 of 3 partner')" -eq 4 ] ||
+    { echo "not every node's line names 2 rails" | diag; st=1; }
+[ $st -eq 0 ] || show
+[ -z "$(ls -A "$D")" ] || { echo "left: $(ls -A "$D")" | diag; st=1; }
+ok $st "--check -v: every node's line names its rails (softverbs0:1, 100 Gbit/s, 2 rails), nothing created ($rcs)"
 
 # 2. A directory to 2 nodes of 2 ranks.
 P2PBCAST_TEST_RANKS_PER_NODE=2 run 4 -t verbs -v "$SCR/tree" "$D/t.%r"
