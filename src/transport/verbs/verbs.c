@@ -426,10 +426,10 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t
             snprintf(rate, sizeof rate, "%g Gbit/s", R->mbit / 1000.0);
         if (R->use_grh)
             inet_ntop(AF_INET6, R->gid.raw, gid, sizeof gid);
-        fprintf(stderr, "p2pbcast: %s: verbs rail %d of %d on %s:%u (%s, %s, LID %u%s%s, MTU %d), %u of %u slots, "
-                "device on NUMA node %d\n", t->self, r + 1, t->nrails, R->devname, R->port,
+        fprintf(stderr, "p2pbcast: %s: verbs on %s:%u (%s, %s, LID %u%s%s, MTU %d), rail %d of %d, %u of %u slots, "
+                "device on NUMA node %d\n", t->self, R->devname, R->port,
                 R->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand", rate, R->pattr.lid,
-                R->use_grh ? ", GID " : "", gid, 128 << R->pattr.active_mtu, R->nslots, t->nslots,
+                R->use_grh ? ", GID " : "", gid, 128 << R->pattr.active_mtu, r + 1, t->nrails, R->nslots, t->nslots,
                 pb_topo_dev_numa(R->devname));
     }
     fprintf(stderr,
