@@ -4,7 +4,8 @@
 # only the same device on the peer), TAP:
 #   - a file to 4 nodes (--per-rank) and a directory to 2 nodes of 2 ranks
 #     (P2PBCAST_TEST_RANKS_PER_NODE=2): both rails carried chunks (-v's
-#     per-rail counters), copies identical; --check names the rails;
+#     per-rail counters), copies identical; --check names the rails; the
+#     same in RoCE mode, over the tree, on devices without memory windows;
 #   - --rdma-dev naming one device: that one rail only;
 #   - the slot pool is the same size with two rails as with one (-v);
 #   - rails of unequal rates named by --rdma-dev: slots split 1:2; by
@@ -96,6 +97,18 @@ for r in 0 2; do diff -r "$SCR/tree" "$D/t.$r" > /dev/null || { echo "t.$r diffe
 [ $st -eq 0 ] || show
 rm -rf "$D" && mkdir -p "$D"
 ok $st "a directory to 2 nodes of 2 ranks: both rails carried chunks ($c0, $c1), identical trees ($rcs)"
+
+# 2b. RoCE mode, the tree schedule, devices without type 2 windows
+#     (unfenced: the credits carry each rail's own pool key).
+SOFTVERBS_MODE=roce SOFTVERBS_NO_MW=1 run 4 --per-rank -t verbs -v --schedule tree --source-shared=no "$SCR/src" "$D/c.%r"
+st=0
+[ "$rcs" = "0x4 " ] || { echo "rank statuses: $rcs (want 0x4)" | diag; st=1; }
+[ "$(echo "$out" | grep -c 'verbs over 2 rails.*(unfenced)')" -eq 4 ] || { echo "not every node on 2 rails, unfenced" | diag; st=1; }
+c0=$(chunks softverbs0) c1=$(chunks softverbs1)
+[ "$c0" -gt 0 ] && [ "$c1" -gt 0 ] || { echo "chunks per rail: softverbs0 $c0, softverbs1 $c1" | diag; st=1; }
+[ $st -eq 0 ] || show
+copies_ok 0 1 2 3 || st=1
+ok $st "RoCE, tree, no memory windows: both rails carried chunks ($c0, $c1), identical copies ($rcs)"
 
 # 3. --rdma-dev naming one device: one rail, that one; the pool as large as with two.
 run 4 --per-rank -t verbs -v --rdma-dev softverbs1 "$SCR/src" "$D/c.%r"
