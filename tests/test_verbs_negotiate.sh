@@ -27,26 +27,8 @@ SV_TEST=test_verbs_negotiate
 # shellcheck source=tests/softverbs_lib.sh
 . "$here/softverbs_lib.sh"
 unset P2PBCAST_TRANSPORT P2PBCAST_SCHEDULE
-REAL_P2PBCAST=$(cd "$(dirname "$P2PBCAST")" && pwd)/$(basename "$P2PBCAST")
-
-# The wrapper lib.sh's run() starts on every rank: the fault on ONE_RANK only.
-#   hide        the device is not listed (softverbs lists none without SOFTVERBS)
-#   nocap       no CAP_IPC_LOCK, ulimit -l 1024 (KiB)
-#   VAR=VALUE   one more variable in that rank's environment
-cat > "$SCR/onerank" <<WRAP
-#!/bin/bash
-if [ "\${OMPI_COMM_WORLD_RANK:-\${PMI_RANK:-}}" = "\${ONE_RANK:-none}" ]; then
-    case \$ONE_FAULT in
-        hide) unset SOFTVERBS ;;
-        nocap) ulimit -l 1024 || exit 99; exec setpriv --bounding-set=-ipc_lock "$REAL_P2PBCAST" "\$@" ;;
-        *=*) export "\$ONE_FAULT" ;;
-    esac
-fi
-exec "$REAL_P2PBCAST" "\$@"
-WRAP
-chmod 755 "$SCR/onerank"
-P2PBCAST=$SCR/onerank
-export ONE_RANK ONE_FAULT
+# The fault on ONE_RANK only (softverbs_lib.sh: hide, nocap, VAR=VALUE).
+one_rank_faults
 
 D=$SCR/d
 mkdir -p "$D"

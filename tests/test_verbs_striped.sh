@@ -24,20 +24,8 @@ SV_TEST=test_verbs_striped
 # shellcheck source=tests/softverbs_lib.sh
 . "$here/softverbs_lib.sh"
 unset P2PBCAST_TRANSPORT P2PBCAST_SCHEDULE
-REAL_P2PBCAST=$(cd "$(dirname "$P2PBCAST")" && pwd)/$(basename "$P2PBCAST")
-
 # The fault on ONE_RANK only: ONE_FAULT is "VAR=VALUE[ VAR=VALUE...]".
-cat > "$SCR/onerank" <<WRAP
-#!/bin/bash
-if [ "\${OMPI_COMM_WORLD_RANK:-\${PMI_RANK:-}}" = "\${ONE_RANK:-none}" ]; then
-    for kv in \$ONE_FAULT; do export "\$kv"; done
-fi
-exec "$REAL_P2PBCAST" "\$@"
-WRAP
-chmod 755 "$SCR/onerank"
-P2PBCAST=$SCR/onerank
-ONE_RANK=none ONE_FAULT=
-export ONE_RANK ONE_FAULT
+one_rank_faults
 export SOFTVERBS_NDEV=2
 
 D=$SCR/d
