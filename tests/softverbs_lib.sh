@@ -31,3 +31,28 @@ trap 'rm -rf "$SCR" "$WORK"' EXIT
 if ! make -s -C "$SV" O="$SOFTVERBS_LIBDIR" > "$SCR/build.log" 2>&1; then
     echo "not ok 1 - build softverbs"; diag < "$SCR/build.log"; echo "1..1"; exit 1
 fi
+
+# one_rank_faults: P2PBCAST becomes a wrapper that puts a fault on world
+# rank ONE_RANK only (exported; "none": no rank), ONE_FAULT one of
+#   hide        the device is not listed (softverbs lists none without SOFTVERBS)
+#   nocap       no CAP_IPC_LOCK, ulimit -l 1024 (KiB)
+#   VAR=VALUE[ VAR=VALUE...]  more variables in that rank's environment
+one_rank_faults() {
+    local real
+    real=$(cd "$(dirname "$P2PBCAST")" && pwd)/$(basename "$P2PBCAST")
+    cat > "$SCR/onerank" <<WRAP
+#!/bin/bash
+if [ "\${OMPI_COMM_WORLD_RANK:-\${PMI_RANK:-}}" = "\${ONE_RANK:-none}" ]; then
+    case \$ONE_FAULT in
+        hide) unset SOFTVERBS ;;
+        nocap) ulimit -l 1024 || exit 99; exec setpriv --bounding-set=-ipc_lock "$real" "\$@" ;;
+        *=*) for kv in \$ONE_FAULT; do export "\$kv"; done ;;
+    esac
+fi
+exec "$real" "\$@"
+WRAP
+    chmod 755 "$SCR/onerank"
+    P2PBCAST=$SCR/onerank
+    ONE_RANK=${ONE_RANK:-none} ONE_FAULT=${ONE_FAULT:-}
+    export ONE_RANK ONE_FAULT
+}

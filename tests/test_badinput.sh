@@ -62,6 +62,8 @@ expect "--tcp-if with the mpi transport" 2 "--tcp-if applies to the tcp transpor
 # said once; a name no node has is a node's failure (5, above).
 expect "--tcp-if with a malformed CIDR" 2 "--tcp-if '10.0.0.0/99' is not a valid IPv4 CIDR" 2 --per-rank --tcp-if 10.0.0.0/99 "$WORK/src" "$D/x.%r"
 expect "--tcp-if list with an empty element" 2 "--tcp-if 'lo,,eth0': an empty element" 3 --per-rank --tcp-if lo,,eth0 "$WORK/src" "$D/x.%r"
+expect "--rdma-dev list with an empty element" 2 "--rdma-dev 'mlx5_0,,mlx5_1': an empty element" 3 --per-rank -t verbs --rdma-dev mlx5_0,,mlx5_1 "$WORK/src" "$D/x.%r"
+expect "--rdma-dev with port 0" 2 "--rdma-dev 'mlx5_1:0': expected DEVICE or DEVICE:PORT" 2 --per-rank -t verbs --rdma-dev mlx5_0,mlx5_1:0 "$WORK/src" "$D/x.%r"
 expect "--timeout not a number" 2 "invalid --timeout 'soon'" 2 --timeout soon "$WORK/src" "$D/x"
 expect "--slots too few" 2 "invalid --slots '1'" 2 --slots 1 "$WORK/src" "$D/x"
 expect "--root not a number" 2 "invalid --root 'first'" 2 --root first "$WORK/src" "$D/x"

@@ -95,6 +95,38 @@ pingpong "IB mode, events (-e)" ib -e
 pingpong "RoCE mode (-g 3)" roce -g 3
 pingpong "RoCE mode (-g 1, link-local), 64 KiB, 200 iters" roce -g 1 -s 65536 -n 200
 
+# Two devices (SOFTVERBS_NDEV, SOFTVERBS_ACTIVE_SPEED): two "HCAs", each its
+# own port rate; a QP of one reaches only QPs of the same device on the peer
+# (one rail), as separate fabrics would.
+SOFTVERBS_NDEV=2 SOFTVERBS_ACTIVE_SPEED=32,64 run 20 "$SCR/out" ibv_devinfo -v
+st=$?
+grep -q 'hca_id:.softverbs0' "$SCR/out" && grep -q 'hca_id:.softverbs1' "$SCR/out" &&
+    grep -q 'active_speed:.*(32)' "$SCR/out" && grep -q 'active_speed:.*(64)' "$SCR/out" || st=1
+ok $st "SOFTVERBS_NDEV=2: ibv_devinfo lists softverbs0 (EDR) and softverbs1 (HDR)"; [ $st -eq 0 ] || diag < "$SCR/out"
+# railpair NAME SERVER_DEV CLIENT_DEV: 0 when the client's pingpong completes.
+railpair() {
+    local port=$((20000 + RANDOM % 2000)) cst=1 i
+    SOFTVERBS_NDEV=2 run 10 "$SCR/srv" ibv_rc_pingpong -d "$1" -p $port &
+    local spid=$!
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        sleep 0.3
+        SOFTVERBS_NDEV=2 run 10 "$SCR/cli" ibv_rc_pingpong -d "$2" -p $port 127.0.0.1
+        cst=$?
+        grep -q 'Couldn.t connect' "$SCR/cli" || break
+    done
+    wait $spid
+    [ $cst -eq 0 ] && grep -q 'iters in .* usec/iter' "$SCR/cli"
+}
+railpair softverbs1 softverbs1
+st=$?
+ok $st "SOFTVERBS_NDEV=2: ibv_rc_pingpong on softverbs1 at both ends"; [ $st -eq 0 ] || diag < "$SCR/cli"
+railpair softverbs1 softverbs0
+st=$?
+[ $st -ne 0 ] && grep -q 'retry counter exceeded' "$SCR/cli"
+st=$?
+ok $st "SOFTVERBS_NDEV=2: softverbs0 cannot reach softverbs1's queue pair (retry counter exceeded)"
+[ $st -eq 0 ] || diag < "$SCR/cli"
+
 B=$SOFTVERBS_LIBDIR/sv_semantics
 for mode in ib roce; do
     SOFTVERBS_MODE=$mode run 120 "$SCR/out" "$B"

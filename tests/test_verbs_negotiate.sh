@@ -27,26 +27,8 @@ SV_TEST=test_verbs_negotiate
 # shellcheck source=tests/softverbs_lib.sh
 . "$here/softverbs_lib.sh"
 unset P2PBCAST_TRANSPORT P2PBCAST_SCHEDULE
-REAL_P2PBCAST=$(cd "$(dirname "$P2PBCAST")" && pwd)/$(basename "$P2PBCAST")
-
-# The wrapper lib.sh's run() starts on every rank: the fault on ONE_RANK only.
-#   hide        the device is not listed (softverbs lists none without SOFTVERBS)
-#   nocap       no CAP_IPC_LOCK, ulimit -l 1024 (KiB)
-#   VAR=VALUE   one more variable in that rank's environment
-cat > "$SCR/onerank" <<WRAP
-#!/bin/bash
-if [ "\${OMPI_COMM_WORLD_RANK:-\${PMI_RANK:-}}" = "\${ONE_RANK:-none}" ]; then
-    case \$ONE_FAULT in
-        hide) unset SOFTVERBS ;;
-        nocap) ulimit -l 1024 || exit 99; exec setpriv --bounding-set=-ipc_lock "$REAL_P2PBCAST" "\$@" ;;
-        *=*) export "\$ONE_FAULT" ;;
-    esac
-fi
-exec "$REAL_P2PBCAST" "\$@"
-WRAP
-chmod 755 "$SCR/onerank"
-P2PBCAST=$SCR/onerank
-export ONE_RANK ONE_FAULT
+# The fault on ONE_RANK only (softverbs_lib.sh: hide, nocap, VAR=VALUE).
+one_rank_faults
 
 D=$SCR/d
 mkdir -p "$D"
@@ -112,7 +94,7 @@ st=0
 echo "$out" | grep -q '^p2pbcast: check: all 4 nodes are ready' || { echo "not all ready" | diag; st=1; }
 echo "$out" | grep -q '^p2pbcast: check: transport verbs (auto: every node can use verbs)' || { echo "no verbs line" | diag; st=1; }
 echo "$out" | grep -Eq '^p2pbcast: check: pinned memory: up to [0-9.]+ MiB needed' || { echo "no pinned memory line" | diag; st=1; }
-echo "$out" | grep -Eq 'check: .*\(rank 0\): verbs softverbs0:1, 3 of 3 partner\(s\) answered' || { echo "root's links not probed" | diag; st=1; }
+echo "$out" | grep -Eq 'check: .*\(rank 0\): verbs softverbs0:1 \(100 Gbit/s\), 3 of 3 partner\(s\) answered' || { echo "root's links not probed" | diag; st=1; }
 [ $st -eq 0 ] || show
 nothing_left || st=1
 ok $st "--check over verbs, all ready: status 0, verbs and the pinned memory in the summary, nothing created ($rcs)"

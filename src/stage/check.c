@@ -141,10 +141,18 @@ static void fill_row(const struct stage *st, struct check_row *r)
     snprintf(r->transport, sizeof r->transport, "%s", st->meta.transport);
     r->pin_limit = UNKNOWN;
     if (!strcmp(st->meta.transport, "verbs") && st->vfit.dev[0]) {
-        snprintf(r->path, sizeof r->path, "%s:%u%s", st->vfit.dev, st->vfit.port, st->vfit.roce ? " (RoCE" : "");
+        snprintf(r->path, sizeof r->path, "%s:%u (", st->vfit.dev, st->vfit.port);
+        if (st->vfit.mbit)
+            snprintf(r->path + strlen(r->path), sizeof r->path - strlen(r->path), "%g Gbit/s",
+                     st->vfit.mbit / 1000.0);
+        else
+            snprintf(r->path + strlen(r->path), sizeof r->path - strlen(r->path), "rate unknown");
+        if (st->vfit.nrails > 1)
+            snprintf(r->path + strlen(r->path), sizeof r->path - strlen(r->path), ", %u rails", st->vfit.nrails);
         if (st->vfit.roce)
-            snprintf(r->path + strlen(r->path), sizeof r->path - strlen(r->path), ", GID index %d)",
+            snprintf(r->path + strlen(r->path), sizeof r->path - strlen(r->path), ", RoCE, GID index %d",
                      st->vfit.gid_index);
+        snprintf(r->path + strlen(r->path), sizeof r->path - strlen(r->path), ")");
         r->pin_need = st->vfit.pin_need;
         r->pin_limit = st->vfit.pin_limit;
     } else if (!strcmp(st->meta.transport, "tcp")) {

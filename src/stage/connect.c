@@ -79,7 +79,8 @@ static void alloc_pool(struct stage *st)
     int verbs = !strcmp(m->transport, "verbs");
     /* one named interface only: rails may sit on different NUMA nodes */
     const char *tif = st->o.tcp_if;
-    const char *dev = verbs ? st->o.rdma_dev : tif && !strchr(tif, '/') && !strchr(tif, ',') ? tif : NULL;
+    const char *dev = verbs ? (st->vfit.dev[0] ? st->vfit.dev : NULL) /* the first rail's */
+                            : tif && !strchr(tif, '/') && !strchr(tif, ',') ? tif : NULL;
     struct pb_topo_place place;
     st->slot_size = pb_slot_size(m->chunk);
     st->pool_len = st->slot_size * m->slots;
@@ -129,6 +130,7 @@ void pb_stage_transport_cfg(struct stage *st, struct pb_transport_cfg *tc)
         .verbose = st->verbose,
         .tcp_if = st->o.tcp_if,
         .rdma_dev = st->o.rdma_dev,
+        .rdma_rails = (int)st->vfit.nrails,
         .gid_index = st->o.gid_index,
         .rdma_tclass = st->o.rdma_tclass,
     };

@@ -20,6 +20,8 @@
 struct pb_choice {
     char transport[16];
     uint64_t chunk;
+    uint32_t rails; /* verbs: the rails every node opens, the fewest any node has */
+    uint32_t pad;
 };
 
 /* The largest chunk whose slot (chunk + trailer, rounded up to 64 bytes as
@@ -52,10 +54,12 @@ static void probe_verbs(const struct stage *st, struct pb_verbs_fit *fit)
         snprintf(fit->why, sizeof fit->why, "%s port %u takes messages of at most %llu bytes: too small for a chunk",
                  fit->dev, fit->port, (unsigned long long)fit->max_msg);
     }
-    if (st->verbose)
-        fprintf(stderr, "p2pbcast: %s: verbs %s%s%s (pinned memory needed %llu bytes)\n", bi->names[bi->leader],
-                fit->ok ? "usable on " : "not usable: ", fit->ok ? fit->dev : fit->why,
-                fit->ok && fit->roce ? " (RoCE)" : "", (unsigned long long)fit->pin_need);
+    if (st->verbose && fit->ok)
+        fprintf(stderr, "p2pbcast: %s: verbs usable on %u rail%s from %s:%u%s; active ports: %s (pinned memory "
+                "needed %llu bytes)\n", bi->names[bi->leader], fit->nrails, fit->nrails == 1 ? "" : "s", fit->dev,
+                fit->port, fit->roce ? " (RoCE)" : "", fit->rails, (unsigned long long)fit->pin_need);
+    else if (st->verbose)
+        fprintf(stderr, "p2pbcast: %s: verbs not usable: %s\n", bi->names[bi->leader], fit->why);
 }
 
 /* Root, auto: verbs when every node can, else tcp; one warning line names
@@ -89,6 +93,20 @@ static void root_choose_transport(struct stage *st, const struct pb_verbs_fit *f
     fputc('\n', stderr);
 }
 
+/* Root, verbs chosen: every node stripes over as many rails as the node
+ * with the fewest has (rail k of one node talks to rail k of the others). */
+static void root_count_rails(const struct stage *st, const struct pb_verbs_fit *fits, struct pb_choice *c)
+{
+    const struct pb_boot_info *bi = st->bi;
+    c->rails = 0;
+    for (int i = 0; i < bi->nleaders; i++)
+        if (fits[i].nrails && (c->rails == 0 || fits[i].nrails < c->rails))
+            c->rails = fits[i].nrails;
+    if (st->verbose)
+        fprintf(stderr, "p2pbcast: verbs: %u rail%s per node (the fewest any node has of its fastest kind or "
+                "named)\n", c->rails, c->rails == 1 ? "" : "s");
+}
+
 /* Root, verbs chosen: a slot must fit in one message of every port. */
 static void root_cap_chunk(const struct stage *st, const struct pb_verbs_fit *fits, struct pb_choice *c)
 {
@@ -113,6 +131,7 @@ static void root_cap_chunk(const struct stage *st, const struct pb_verbs_fit *fi
 static int apply_choice(struct stage *st, const struct pb_choice *c)
 {
     pb_copy_str(st->meta.transport, sizeof st->meta.transport, c->transport);
+    st->vfit.nrails = c->rails; /* what this node opens: the agreed count */
     if (c->chunk == st->meta.chunk)
         return 0;
     int schedule = st->plan.schedule, pairs = st->plan.pairs;
@@ -167,8 +186,10 @@ int pb_phase_transport(struct stage *st)
         pb_copy_str(c.transport, sizeof c.transport, "verbs");
         if (is_auto)
             root_choose_transport(st, fits, &c);
-        if (!strcmp(c.transport, "verbs"))
+        if (!strcmp(c.transport, "verbs")) {
             root_cap_chunk(st, fits, &c);
+            root_count_rails(st, fits, &c);
+        }
     }
     free(fits);
     if ((rc = pb_agree(&st->ag, &mine, &st->d, 0)) != 0)

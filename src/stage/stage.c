@@ -38,6 +38,7 @@
 #include "phases.h"
 #include "shared_dest.h"
 #include "tcp_rails.h"
+#include "verbs_rails.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -62,6 +63,7 @@ static int check_inputs(const char *source, const char *dest, const struct p2pbc
 {
     const char *t = o->transport;
     struct pb_tcp_if_spec specs[PB_TCP_MAX_RAILS];
+    struct pb_verbs_rail_spec rails[PB_VERBS_MAX_RAILS];
     char why[200];
     if (!source || !*source || !dest || !*dest)
         snprintf(err, errlen, "SOURCE and DEST must be given and not empty");
@@ -82,6 +84,8 @@ static int check_inputs(const char *source, const char *dest, const struct p2pbc
         snprintf(err, errlen, "RDMA traffic class %d out of range (-1 to 255)", o->rdma_tclass);
     /* the list's form is the same everywhere: a usage error, not a node's */
     else if (o->tcp_if && pb_tcp_if_parse(o->tcp_if, specs, PB_TCP_MAX_RAILS, why, sizeof why) < 0)
+        snprintf(err, errlen, "%s", why);
+    else if (o->rdma_dev && pb_verbs_dev_parse(o->rdma_dev, rails, PB_VERBS_MAX_RAILS, why, sizeof why) < 0)
         snprintf(err, errlen, "%s", why);
     else
         return 0;

@@ -84,7 +84,8 @@ struct pb_transport_cfg {
     int verbose;
     /* transport-specific knobs */
     const char *tcp_if;       /* tcp: interface names or CIDRs, comma-separated */
-    const char *rdma_dev;     /* verbs: device[:port] */
+    const char *rdma_dev;     /* verbs: device[:port][,...] */
+    int rdma_rails;           /* verbs: how many rails every node opens (agreed), 0: all of the fastest kind */
     int gid_index;            /* verbs: RoCE GID index, -1 automatic */
     int rdma_tclass;          /* verbs: RoCE traffic class, -1 the device's default */
     void *mpi_comm;           /* mpi: pointer to the leaders' MPI_Comm */
@@ -149,7 +150,7 @@ uint64_t pb_tcp_link_mbit(const char *tcp_if, char *ifname, size_t ifnlen);
 
 /* What a node's verbs set-up would need, asked before choosing verbs. */
 struct pb_verbs_want {
-    const char *rdma_dev;     /* device[:port], NULL automatic */
+    const char *rdma_dev;     /* device[:port][,...], NULL automatic */
     int gid_index;            /* -1 automatic */
     uint64_t slot_size;
     uint32_t nslots;
@@ -164,10 +165,13 @@ struct pb_verbs_fit {
     int32_t roce;
     int32_t gid_index;
     uint32_t port;
+    uint32_t mbit;            /* the port's rate, 0 unknown */
+    uint32_t nrails;          /* the ports it could stripe over: of the fastest kind, or every one named */
     uint64_t max_msg;         /* the port's max_msg_sz, 0 unknown */
     uint64_t pin_need;
     uint64_t pin_limit;       /* UINT64_MAX: no limit applies */
     char dev[64];
+    char rails[256];          /* every active port it could take, with its rate */
     char why[384];            /* ok == 0: why verbs cannot be used here */
 };
 

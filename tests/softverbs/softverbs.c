@@ -49,15 +49,52 @@ static long long envll(const char *n, long long dflt)
     return *end ? dflt : x;
 }
 
+/* The devices: names from SOFTVERBS_DEVNAME (a comma list; a name not
+ * starting with "softverbs" falls back to softverbsI), else SOFTVERBS_NDEV
+ * of them (softverbs0, softverbs1, ...); each port's active_speed from
+ * SOFTVERBS_ACTIVE_SPEED (a comma list, the last repeated; default 32, EDR). */
+static void devices_init(void)
+{
+    const char *v = getenv("SOFTVERBS_DEVNAME");
+    sv_cfg.ndev = 0;
+    for (const char *p = v && *v ? v : NULL; p && sv_cfg.ndev < SV_MAX_DEV;) {
+        const char *comma = strchr(p, ',');
+        int len = comma ? (int)(comma - p) : (int)strlen(p);
+        char *name = sv_cfg.devname[sv_cfg.ndev];
+        if (len > 0 && len < 64 && strncmp(p, "softverbs", 9) == 0)
+            snprintf(name, 64, "%.*s", len, p);
+        else
+            snprintf(name, 64, "softverbs%d", sv_cfg.ndev);
+        sv_cfg.ndev++;
+        p = comma ? comma + 1 : NULL;
+    }
+    if (sv_cfg.ndev == 0) {
+        long long n = envll("SOFTVERBS_NDEV", 1);
+        sv_cfg.ndev = n < 1 ? 1 : n > SV_MAX_DEV ? SV_MAX_DEV : (int)n;
+        for (int i = 0; i < sv_cfg.ndev; i++)
+            snprintf(sv_cfg.devname[i], 64, "softverbs%d", i);
+    }
+    v = getenv("SOFTVERBS_ACTIVE_SPEED");
+    long speed = 32;
+    for (int i = 0; i < sv_cfg.ndev; i++) {
+        if (v && *v) {
+            char *end;
+            long x = strtol(v, &end, 0);
+            if (end != v && x > 0 && x < 256)
+                speed = x;
+            v = *end == ',' ? end + 1 : NULL;
+        }
+        sv_cfg.speed[i] = (uint8_t)speed;
+    }
+}
+
 static void cfg_init(void)
 {
     const char *v;
     sv_cfg.enabled = envll("SOFTVERBS", 0) != 0;
     v = getenv("SOFTVERBS_MODE");
     sv_cfg.roce = v && strcmp(v, "roce") == 0;
-    v = getenv("SOFTVERBS_DEVNAME");
-    snprintf(sv_cfg.devname, sizeof sv_cfg.devname, "%s",
-             v && strncmp(v, "softverbs", 9) == 0 ? v : "softverbs0");
+    devices_init();
     v = getenv("SOFTVERBS_IP");
     struct in_addr a;
     snprintf(sv_cfg.ip, sizeof sv_cfg.ip, "%s", v && inet_pton(AF_INET, v, &a) == 1 ? v : "127.0.0.1");
@@ -75,6 +112,9 @@ static void cfg_init(void)
                         : strcmp(v, "length") == 0 ? IBV_WC_REM_INV_REQ_ERR
                         : strcmp(v, "rnr") == 0    ? IBV_WC_RNR_RETRY_EXC_ERR
                                                    : IBV_WC_REM_ACCESS_ERR;
+    v = getenv("SOFTVERBS_FAULT_PUT_DEV");
+    snprintf(sv_cfg.put_dev, sizeof sv_cfg.put_dev, "%s", v ? v : "");
+    sv_cfg.put_after = envll("SOFTVERBS_FAULT_PUT_AFTER", 0);
     sv_cfg.max_timeout_ms = (unsigned)envll("SOFTVERBS_MAX_TIMEOUT_MS", 100);
     sv_cfg.debug = envll("SOFTVERBS_DEBUG", 0) != 0;
     sv_cfg.max_qp_wr = (int)envll("SOFTVERBS_MAX_QP_WR", SV_MAX_QP_WR);
@@ -242,6 +282,7 @@ struct sv_async {
 
 struct sv_ctx {
     struct verbs_context vctx; /* ibv_context last: what applications hold */
+    int dev;                   /* index of its device: QPs connect only to QPs of the same index (one rail) */
     pthread_mutex_t lk;
     pthread_t thr;
     int stop;
@@ -279,36 +320,49 @@ static _Atomic int g_dropped;
 
 /* ------------------------------------------------------------ device */
 
-static struct ibv_device g_dev;
-static uint64_t g_guid;
+static struct ibv_device g_dev[SV_MAX_DEV];
+static uint64_t g_guid[SV_MAX_DEV];
 
 static void dev_init(void)
 {
     sv_cfg_load();
-    memset(&g_dev, 0, sizeof g_dev);
-    g_dev.node_type = IBV_NODE_CA;
-    g_dev.transport_type = IBV_TRANSPORT_IB;
-    snprintf(g_dev.name, sizeof g_dev.name, "%s", sv_cfg.devname);
-    snprintf(g_dev.dev_name, sizeof g_dev.dev_name, "uverbs_%.50s", sv_cfg.devname);
-    snprintf(g_dev.dev_path, sizeof g_dev.dev_path, "/nonexistent/softverbs/%s", sv_cfg.devname);
-    snprintf(g_dev.ibdev_path, sizeof g_dev.ibdev_path, "/nonexistent/softverbs/%s", sv_cfg.devname);
+    memset(g_dev, 0, sizeof g_dev);
     struct in_addr a;
     inet_pton(AF_INET, sv_cfg.ip, &a);
-    g_guid = 0x02005e0000000000ull | ((uint64_t)ntohl(a.s_addr) << 8) | 1;
+    for (int i = 0; i < sv_cfg.ndev; i++) {
+        struct ibv_device *d = &g_dev[i];
+        const char *name = sv_cfg.devname[i];
+        d->node_type = IBV_NODE_CA;
+        d->transport_type = IBV_TRANSPORT_IB;
+        snprintf(d->name, sizeof d->name, "%s", name);
+        snprintf(d->dev_name, sizeof d->dev_name, "uverbs_%.50s", name);
+        snprintf(d->dev_path, sizeof d->dev_path, "/nonexistent/softverbs/%s", name);
+        snprintf(d->ibdev_path, sizeof d->ibdev_path, "/nonexistent/softverbs/%s", name);
+        g_guid[i] = 0x02005e0000000000ull | ((uint64_t)ntohl(a.s_addr) << 8) | (uint64_t)(i + 1);
+    }
 }
 static pthread_once_t dev_once = PTHREAD_ONCE_INIT;
+
+/* Which of our devices d is; -1 none. */
+static int dev_index(const struct ibv_device *d)
+{
+    for (int i = 0; i < sv_cfg.ndev; i++)
+        if (d == &g_dev[i])
+            return i;
+    return -1;
+}
 
 SV_EXPORT struct ibv_device **ibv_get_device_list(int *num)
 {
     pthread_once(&dev_once, dev_init);
-    int n = sv_cfg.enabled ? 1 : 0;
-    struct ibv_device **l = calloc(2, sizeof *l);
+    int n = sv_cfg.enabled ? sv_cfg.ndev : 0;
+    struct ibv_device **l = calloc(SV_MAX_DEV + 1, sizeof *l);
     if (!l) {
         errno = ENOMEM;
         return NULL;
     }
-    if (n)
-        l[0] = &g_dev;
+    for (int i = 0; i < n; i++)
+        l[i] = &g_dev[i];
     if (num)
         *num = n;
     return l;
@@ -326,17 +380,16 @@ SV_EXPORT const char *ibv_get_device_name(struct ibv_device *d)
 
 SV_EXPORT __be64 ibv_get_device_guid(struct ibv_device *d)
 {
-    (void)d;
-    return htobe64(g_guid);
+    int i = dev_index(d);
+    return htobe64(g_guid[i < 0 ? 0 : i]);
 }
 
 SV_EXPORT int ibv_get_device_index(struct ibv_device *d)
 {
-    (void)d;
-    return 0;
+    return dev_index(d);
 }
 
-static void gid_fill(int index, union ibv_gid *g, int *type_v2)
+static void gid_fill(int dev, int index, union ibv_gid *g, int *type_v2)
 {
     memset(g, 0, sizeof *g);
     *type_v2 = 0;
@@ -344,7 +397,7 @@ static void gid_fill(int index, union ibv_gid *g, int *type_v2)
         /* fe80::guid, the link-local GID (IB GID 0, RoCE v1/v2 0/1) */
         g->raw[0] = 0xfe;
         g->raw[1] = 0x80;
-        uint64_t be = htobe64(g_guid);
+        uint64_t be = htobe64(g_guid[dev]);
         memcpy(g->raw + 8, &be, 8);
         *type_v2 = sv_cfg.roce && index == 1;
         return;
@@ -630,7 +683,7 @@ static int q_port(struct ibv_context *ic, uint8_t port, struct ibv_port_attr *pa
 SV_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *dev)
 {
     pthread_once(&dev_once, dev_init);
-    if (dev != &g_dev) {
+    if (dev_index(dev) < 0) {
         errno = ENODEV;
         return NULL;
     }
@@ -649,6 +702,7 @@ SV_EXPORT struct ibv_context *ibv_open_device(struct ibv_device *dev)
     ic->num_comp_vectors = 1;
     pthread_mutex_init(&ic->mutex, NULL);
     ic->abi_compat = __VERBS_ABI_IS_EXTENDED;
+    c->dev = dev_index(dev);
     c->vctx.sz = sizeof c->vctx;
     c->vctx.query_port = q_port;
     ops_init(ic);
@@ -749,11 +803,10 @@ SV_EXPORT int ibv_close_device(struct ibv_context *ic)
 
 SV_EXPORT int ibv_query_device(struct ibv_context *ic, struct ibv_device_attr *a)
 {
-    (void)ic;
     memset(a, 0, sizeof *a);
     snprintf(a->fw_ver, sizeof a->fw_ver, "1.0.0 (softverbs)");
-    a->node_guid = htobe64(g_guid);
-    a->sys_image_guid = htobe64(g_guid);
+    a->node_guid = htobe64(g_guid[CTX(ic)->dev]);
+    a->sys_image_guid = htobe64(g_guid[CTX(ic)->dev]);
     a->max_mr_size = 1ull << 40;
     a->page_size_cap = 4096;
     a->vendor_id = 0x5356; /* "SV" */
@@ -781,7 +834,7 @@ SV_EXPORT int ibv_query_device(struct ibv_context *ic, struct ibv_device_attr *a
     return 0;
 }
 
-static void port_fill(struct ibv_port_attr *pa)
+static void port_fill(int dev, struct ibv_port_attr *pa)
 {
     memset(pa, 0, sizeof *pa);
     pa->state = IBV_PORT_ACTIVE;
@@ -796,18 +849,17 @@ static void port_fill(struct ibv_port_attr *pa)
     pa->max_vl_num = 1;
     pa->subnet_timeout = 18;
     pa->active_width = 2;  /* 4x */
-    pa->active_speed = 32; /* EDR */
+    pa->active_speed = sv_cfg.speed[dev]; /* default 32: EDR */
     pa->phys_state = 5;    /* LinkUp */
     pa->link_layer = sv_cfg.roce ? IBV_LINK_LAYER_ETHERNET : IBV_LINK_LAYER_INFINIBAND;
 }
 
 static int q_port(struct ibv_context *ic, uint8_t port, struct ibv_port_attr *pa, size_t len)
 {
-    (void)ic;
     if (port != 1)
         return EINVAL;
     struct ibv_port_attr a;
-    port_fill(&a);
+    port_fill(CTX(ic)->dev, &a);
     memcpy(pa, &a, len < sizeof a ? len : sizeof a);
     return 0;
 }
@@ -821,25 +873,23 @@ SV_EXPORT int ibv_query_port(struct ibv_context *ic, uint8_t port, struct _compa
 
 SV_EXPORT int ibv_query_gid(struct ibv_context *ic, uint8_t port, int index, union ibv_gid *gid)
 {
-    (void)ic;
     int v2;
     if (port != 1 || index < 0 || index >= gid_tbl_len())
         return -1;
-    gid_fill(index, gid, &v2);
+    gid_fill(CTX(ic)->dev, index, gid, &v2);
     return 0;
 }
 
 SV_EXPORT int _ibv_query_gid_ex(struct ibv_context *ic, uint32_t port, uint32_t index, struct ibv_gid_entry *e,
                                 uint32_t flags, size_t esz)
 {
-    (void)ic;
     if (flags || esz < sizeof *e)
         return EINVAL;
     if (port != 1 || index >= (uint32_t)gid_tbl_len())
         return ENODATA;
     int v2;
     memset(e, 0, sizeof *e);
-    gid_fill((int)index, &e->gid, &v2);
+    gid_fill(CTX(ic)->dev, (int)index, &e->gid, &v2);
     e->gid_index = index;
     e->port_num = port;
     e->gid_type = !sv_cfg.roce ? IBV_GID_TYPE_IB : v2 ? IBV_GID_TYPE_ROCE_V2 : IBV_GID_TYPE_ROCE_V1;
@@ -867,12 +917,11 @@ SV_EXPORT ssize_t _ibv_query_gid_table(struct ibv_context *ic, struct ibv_gid_en
 /* rdma-core private, used by ibv_devinfo: 0 = IB/RoCE v1, 1 = RoCE v2. */
 SV_EXPORT int ibv_query_gid_type(struct ibv_context *ic, uint8_t port, unsigned int index, int *type)
 {
-    (void)ic;
     if (port != 1 || index >= (unsigned)gid_tbl_len())
         return -1;
     union ibv_gid g;
     int v2;
-    gid_fill((int)index, &g, &v2);
+    gid_fill(CTX(ic)->dev, (int)index, &g, &v2);
     *type = v2;
     return 0;
 }
@@ -1505,7 +1554,7 @@ static double rnr_us(uint8_t t)
 
 struct sv_hello {
     uint32_t magic, dst_qpn, src_qpn;
-    uint16_t slid, pad;
+    uint16_t slid, dev; /* dev: the requester's device index; another device's fabric is not reachable */
 };
 #define SV_MAGIC 0x53564231u /* "SVB1" */
 
@@ -1516,7 +1565,7 @@ static void conn_add(struct sv_ctx *c, struct sv_conn *k)
 }
 
 /* Open the requester connection of a QP entering RTS (outside the lock). */
-static struct sv_conn *conn_open(uint32_t dst_qpn, const struct ibv_ah_attr *ah, uint32_t src_qpn)
+static struct sv_conn *conn_open(int dev, uint32_t dst_qpn, const struct ibv_ah_attr *ah, uint32_t src_qpn)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(dst_qpn >> 8))};
     const uint8_t *g = ah->grh.dgid.raw;
@@ -1531,7 +1580,7 @@ static struct sv_conn *conn_open(uint32_t dst_qpn, const struct ibv_ah_attr *ah,
     k->out = 1;
     k->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
-    struct sv_hello h = {SV_MAGIC, dst_qpn, src_qpn, sv_cfg.lid, 0};
+    struct sv_hello h = {SV_MAGIC, dst_qpn, src_qpn, sv_cfg.lid, (uint16_t)dev};
     if (k->fd < 0 || g_dropped || connect(k->fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
         setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
         write(k->fd, &h, sizeof h) != (ssize_t)sizeof h || set_cloexec_nb(k->fd, 1) != 0) {
@@ -1637,7 +1686,7 @@ SV_EXPORT int ibv_modify_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *a, int mask
     struct ibv_ah_attr ah = q->ah;
     pthread_mutex_unlock(&c->lk);
     if (open_conn) {
-        struct sv_conn *k = conn_open(dqpn, &ah, sqpn);
+        struct sv_conn *k = conn_open(c->dev, dqpn, &ah, sqpn);
         pthread_mutex_lock(&c->lk);
         if (!k || k->dead) {
             q->conn_dead = 1;
@@ -1875,6 +1924,15 @@ static void fault_strike(struct sv_conn *k)
     }
 }
 
+/* SOFTVERBS_FAULT_PUT: does the write at q's send position fail? Only on
+ * the device SOFTVERBS_FAULT_PUT_DEV names, and from the work request
+ * SOFTVERBS_FAULT_PUT_AFTER on (a link that fails mid-transfer). */
+static int put_fails(const struct sv_qp *q)
+{
+    return sv_cfg.put_status && (!sv_cfg.put_dev[0] || !strcmp(sv_cfg.put_dev, sv_cfg.devname[q->c->dev])) &&
+           (long long)q->sq_tx >= sv_cfg.put_after;
+}
+
 /* Put what the send queue may send on the wire. */
 static void pump(struct sv_qp *q, double now, double *next)
 {
@@ -1904,7 +1962,7 @@ static void pump(struct sv_qp *q, double now, double *next)
             return; /* else after the answers to the earlier ones */
         }
         int write = w->opcode == IBV_WR_RDMA_WRITE || w->opcode == IBV_WR_RDMA_WRITE_WITH_IMM;
-        if (write && sv_cfg.put_status) {
+        if (write && put_fails(q)) {
             if (q->sq_tx == q->sq_head)
                 qp_fail(q, (enum ibv_wc_status)sv_cfg.put_status);
             return; /* else after the answers to the earlier ones */
@@ -2131,8 +2189,8 @@ static int conn_read(struct sv_ctx *c, struct sv_conn *k, double now)
             if (k->hgot == sizeof(struct sv_hello)) {
                 struct sv_hello h;
                 memcpy(&h, k->hdr, sizeof h);
-                if (h.magic != SV_MAGIC)
-                    return 0;
+                if (h.magic != SV_MAGIC || h.dev != c->dev)
+                    return 0; /* not ours, or from another rail's device: never delivered */
                 k->dst_qpn = h.dst_qpn;
                 k->src_qpn = h.src_qpn;
                 k->slid = h.slid;

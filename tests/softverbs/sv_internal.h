@@ -16,12 +16,15 @@
 #define SV_MAX_QP_WR 16384
 #define SV_MAX_CQE (1 << 20)
 #define SV_MAX_MSG (1u << 30)
+#define SV_MAX_DEV 4 /* devices listed: one "HCA" per rail */
 
 /* Library configuration, read once from the environment. */
 struct sv_cfg {
     int enabled;          /* SOFTVERBS=1: otherwise no device is listed */
     int roce;             /* SOFTVERBS_MODE=roce */
-    char devname[64];     /* SOFTVERBS_DEVNAME, must start with "softverbs" */
+    int ndev;             /* SOFTVERBS_NDEV or the names in SOFTVERBS_DEVNAME, 1 to SV_MAX_DEV */
+    char devname[SV_MAX_DEV][64]; /* SOFTVERBS_DEVNAME (comma list), each must start with "softverbs" */
+    uint8_t speed[SV_MAX_DEV];    /* SOFTVERBS_ACTIVE_SPEED (comma list): each port's active_speed code */
     char ip[64];          /* SOFTVERBS_IP: listening address, in the RoCE GID */
     uint16_t lid;         /* SOFTVERBS_LID */
     unsigned cq_delay_us; /* SOFTVERBS_FAULT_CQ_DELAY_US */
@@ -32,6 +35,8 @@ struct sv_cfg {
     int drop;             /* SOFTVERBS_FAULT_DROP: drop connections instead of dying */
     int no_mw;            /* SOFTVERBS_NO_MW: a device without memory windows (siw, qedr) */
     int put_status;       /* SOFTVERBS_FAULT_PUT: status every RDMA write completes with, 0 none */
+    char put_dev[64];     /* SOFTVERBS_FAULT_PUT_DEV: only the writes posted on this device, "" all */
+    long long put_after;  /* SOFTVERBS_FAULT_PUT_AFTER: only a QP's work requests from this one on, 0 all */
     unsigned max_timeout_ms; /* SOFTVERBS_MAX_TIMEOUT_MS: cap of one transport timeout */
     int debug;            /* SOFTVERBS_DEBUG */
     int max_qp_wr;        /* SOFTVERBS_MAX_QP_WR: device limit, to stress queue accounting */

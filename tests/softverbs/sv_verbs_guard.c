@@ -75,7 +75,7 @@ static int raw_write(struct vt *t, uint32_t rkey, uint64_t raddr)
 {
     struct vlink *L = &t->links[t->leader_link[0]];
     memset(L->sendbuf, 'X', 16);
-    struct ibv_sge sge = {.addr = (uintptr_t)L->sendbuf, .length = 16, .lkey = t->ctrl_mr->lkey};
+    struct ibv_sge sge = {.addr = (uintptr_t)L->sendbuf, .length = 16, .lkey = t->rails[0].ctrl_mr->lkey};
     struct ibv_send_wr wr = {.wr_id = 0xbadbad, .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_RDMA_WRITE,
                              .send_flags = IBV_SEND_SIGNALED},
                        *bad;
@@ -86,7 +86,7 @@ static int raw_write(struct vt *t, uint32_t rkey, uint64_t raddr)
     double end = now_ms() + 10000;
     while (now_ms() < end) {
         struct ibv_wc wc;
-        if (ibv_poll_cq(t->cq, 1, &wc) == 1 && wc.wr_id == 0xbadbad) {
+        if (ibv_poll_cq(t->rails[0].cq, 1, &wc) == 1 && wc.wr_id == 0xbadbad) {
             printf("guard: rank 1: foreign-key write completed with %s\n", ibv_wc_status_str(wc.status));
             return wc.status;
         }

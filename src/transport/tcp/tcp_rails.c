@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #endif
 #include "tcp_rails.h"
+#include "optlist.h"
 #include "transport.h"
 
 #include <arpa/inet.h>
@@ -41,47 +42,43 @@ static int same_spec(const struct pb_tcp_if_spec *a, const struct pb_tcp_if_spec
     return a->cidr == b->cidr && (a->cidr ? a->net == b->net && a->mask == b->mask : !strcmp(a->name, b->name));
 }
 
+/* What pb_tcp_if_parse's elements go into. */
+struct if_list {
+    const char *list;
+    struct pb_tcp_if_spec *out;
+};
+
+/* One element of --tcp-if: an interface name or an IPv4 CIDR. */
+static int parse_if(void *ctx, const char *p, size_t len, int n, char *err, size_t errlen)
+{
+    struct if_list *l = ctx;
+    struct pb_tcp_if_spec *s = &l->out[n];
+    memset(s, 0, sizeof *s);
+    if (memchr(p, '/', len)) {
+        s->cidr = 1;
+        if (parse_cidr(p, len, &s->net, &s->mask) < 0) {
+            snprintf(err, errlen, "--tcp-if '%.*s' is not a valid IPv4 CIDR (like 10.0.0.0/8)", (int)len, p);
+            return -1;
+        }
+    } else if (len >= sizeof s->name) {
+        snprintf(err, errlen, "--tcp-if '%.*s': an interface name has at most %d characters", (int)len, p,
+                 (int)sizeof s->name - 1);
+        return -1;
+    } else {
+        memcpy(s->name, p, len);
+    }
+    for (int i = 0; i < n; i++)
+        if (same_spec(&l->out[i], s)) {
+            snprintf(err, errlen, "--tcp-if '%s': '%.*s' is named twice", l->list, (int)len, p);
+            return -1;
+        }
+    return 0;
+}
+
 int pb_tcp_if_parse(const char *list, struct pb_tcp_if_spec *out, int max, char *err, size_t errlen)
 {
-    int n = 0;
-    const char *p = list ? list : "";
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0) {
-            snprintf(err, errlen, "--tcp-if '%s': an empty element (write NAME or CIDR, comma-separated)",
-                     list ? list : "");
-            return -1;
-        }
-        if (n == max) {
-            snprintf(err, errlen, "--tcp-if '%s': more than %d interfaces", list, max);
-            return -1;
-        }
-        struct pb_tcp_if_spec *s = &out[n];
-        memset(s, 0, sizeof *s);
-        if (memchr(p, '/', len)) {
-            s->cidr = 1;
-            if (parse_cidr(p, len, &s->net, &s->mask) < 0) {
-                snprintf(err, errlen, "--tcp-if '%.*s' is not a valid IPv4 CIDR (like 10.0.0.0/8)", (int)len, p);
-                return -1;
-            }
-        } else if (len >= sizeof s->name) {
-            snprintf(err, errlen, "--tcp-if '%.*s': an interface name has at most %d characters", (int)len, p,
-                     (int)sizeof s->name - 1);
-            return -1;
-        } else {
-            memcpy(s->name, p, len);
-        }
-        for (int i = 0; i < n; i++)
-            if (same_spec(&out[i], s)) {
-                snprintf(err, errlen, "--tcp-if '%s': '%.*s' is named twice", list, (int)len, p);
-                return -1;
-            }
-        n++;
-        if (!comma)
-            return n;
-        p = comma + 1;
-    }
+    struct if_list l = {list, out};
+    return pb_optlist_split(list, "--tcp-if", "NAME or CIDR", "interfaces", max, parse_if, &l, err, errlen);
 }
 
 /* The interface of the default route, from /proc/net/route; "" if none. */

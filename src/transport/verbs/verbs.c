@@ -1,5 +1,7 @@
-/* transport_verbs.c — the RDMA data plane: one RC queue pair per peer,
- * chunks moved by RDMA WRITE WITH IMMEDIATE straight into the peer's slots.
+/* transport_verbs.c — the RDMA data plane: one RC queue pair per peer and
+ * rail (a device port; several are striped, each slot of a node's pool
+ * belonging to one), chunks moved by RDMA WRITE WITH IMMEDIATE straight
+ * into the peer's slots.
  *
  * This file and its siblings are the thin layer that calls libibverbs:
  * here opening (the set-up rounds) and closing; the device in
@@ -76,6 +78,45 @@ void pend_error(struct vt *t, int peer, int err, const char *what)
     e->what[n] = '\0';
 }
 
+/* " (over DEV:PORT)" at the end of what, when there are several rails:
+ * which of them failed. Keeps the start of what when it is long. */
+void name_rail(struct vt *t, int li, char *what, size_t n)
+{
+    if (t->nrails < 2)
+        return;
+    const struct vrail *R = rail_of(t, li);
+    char tail[96];
+    int tl = snprintf(tail, sizeof tail, " (over %s:%u)", R->devname, R->port);
+    size_t len = strlen(what);
+    if (tl <= 0 || (size_t)tl >= n)
+        return;
+    if (len + (size_t)tl >= n)
+        len = n - 1 - (size_t)tl;
+    memcpy(what + len, tail, (size_t)tl + 1);
+}
+
+/* Has another rail's link to li's peer failed already (and so the peer been
+ * reported lost)? Then a second error for it says nothing new. */
+int peer_already_lost(const struct vt *t, int li)
+{
+    int i = li % t->npeers;
+    for (int r = 0; r < t->nrails; r++)
+        if (r * t->npeers + i != li && t->lks[r * t->npeers + i].dead)
+            return 1;
+    return 0;
+}
+
+/* Link li failed: no more from it, and the error (naming its rail). */
+void link_error(struct vt *t, int li, int err, const char *what)
+{
+    char w[sizeof t->pend[0].what];
+    snprintf(w, sizeof w, "%s", what);
+    name_rail(t, li, w, sizeof w);
+    t->lks[li].dead = 1;
+    if (!peer_already_lost(t, li))
+        pend_error(t, t->links[li].leader, err, w);
+}
+
 double now_ms(void)
 {
     struct timespec ts;
@@ -89,29 +130,33 @@ static void destroy(struct vt *t)
         return;
     free_windows(t);
     free_probes(t);
-    for (int i = 0; t->links && i < t->npeers; i++) {
+    for (int i = 0; t->links && i < t->nlinks; i++) {
         if (t->links[i].qp)
             ibv_destroy_qp(t->links[i].qp);
         if (t->lks)
             pb_vw_link_fini(&t->lks[i]);
     }
-    struct ibv_mr *mrs[] = {t->pool_mr, t->desc_mr, t->ctrl_mr};
-    for (size_t i = 0; i < sizeof mrs / sizeof mrs[0]; i++)
-        if (mrs[i])
-            ibv_dereg_mr(mrs[i]);
-    if (t->cq)
-        ibv_destroy_cq(t->cq); /* every event we took was acked at once, so this cannot block */
-    if (t->ch)
-        ibv_destroy_comp_channel(t->ch);
-    if (t->pd)
-        ibv_dealloc_pd(t->pd);
-    if (t->ctx)
-        ibv_close_device(t->ctx);
+    for (int r = 0; r < t->nrails; r++) {
+        struct vrail *R = &t->rails[r];
+        struct ibv_mr *mrs[] = {R->pool_mr, R->desc_mr, R->ctrl_mr};
+        for (size_t i = 0; i < sizeof mrs / sizeof mrs[0]; i++)
+            if (mrs[i])
+                ibv_dereg_mr(mrs[i]);
+        if (R->cq)
+            ibv_destroy_cq(R->cq); /* every event we took was acked at once, so this cannot block */
+        if (R->ch)
+            ibv_destroy_comp_channel(R->ch);
+        if (R->pd)
+            ibv_dealloc_pd(R->pd);
+        if (R->ctx)
+            ibv_close_device(R->ctx);
+    }
     free(t->desc_table);
     free(t->ctrl);
     free(t->slot_mw);
     free(t->sdesc_mw);
     free(t->slot_owner);
+    free(t->slot_rail);
     free(t->links);
     free(t->lks);
     free(t->leader_link);
@@ -120,8 +165,26 @@ static void destroy(struct vt *t)
     free(t);
 }
 
+/* -v: what each rail carried, when there are several. */
+static void say_rails(const struct vt *t)
+{
+    if (!t->verbose || t->nrails < 2)
+        return;
+    char buf[512];
+    size_t used = 0;
+    for (int r = 0; r < t->nrails && used < sizeof buf; r++) {
+        const struct vrail *R = &t->rails[r];
+        int w = snprintf(buf + used, sizeof buf - used, "%s%s:%u %llu chunks (%s), %u slots", r ? "; " : "",
+                         R->devname, R->port, (unsigned long long)R->puts, pb_verbs_size_str(R->put_bytes).s,
+                         R->nslots);
+        used = w < 0 ? sizeof buf : used + (size_t)w;
+    }
+    fprintf(stderr, "p2pbcast: %s: verbs rails sent: %s\n", t->self, buf);
+}
+
 static int v_close(struct pb_transport *bt)
 {
+    say_rails((struct vt *)bt);
     destroy((struct vt *)bt); /* the queue pairs are gone: no more DMA */
     return 0;
 }
@@ -140,10 +203,11 @@ static const struct pb_transport_ops verbs_ops = {
 /* The transport object with its per-peer arrays, the peer list checked. */
 static struct vt *vt_new(const struct pb_transport_cfg *cfg, const char *me, char *why, size_t wl)
 {
-    size_t np = (size_t)(cfg->npeers > 0 ? cfg->npeers : 1);
+    size_t np = (size_t)(cfg->npeers > 0 ? cfg->npeers : 1) * PB_VERBS_MAX_RAILS; /* links, at most */
     struct vt *t = calloc(1, sizeof *t);
     if (t) {
         t->base.ops = &verbs_ops;
+        t->verbose = cfg->verbose;
         snprintf(t->self, sizeof t->self, "%s", me);
         t->pool = cfg->pool;
         t->nslots = cfg->nslots;
@@ -224,10 +288,10 @@ static int round_with_peers(const struct pb_transport_cfg *cfg, const char *what
     return -1;
 }
 
-/* Room for one round's messages each way, and the per-partner records. */
-static int xround_alloc(struct xround *x, int npeers)
+/* Room for one round's messages each way, and the per-link records. */
+static int xround_alloc(struct xround *x, int nlinks)
 {
-    size_t np = (size_t)(npeers > 0 ? npeers : 1);
+    size_t np = (size_t)(nlinks > 0 ? nlinks : 1);
     x->infos = calloc(np, sizeof *x->infos);
     x->sent = calloc(np, sizeof *x->sent);
     x->got = calloc(np, sizeof *x->got);
@@ -252,24 +316,27 @@ static void xround_free(struct xround *x)
 static int exchange_offers(struct vt *t, const struct pb_transport_cfg *cfg, int *ok, char *why, size_t wl,
                            struct xround *x, char *err, size_t errlen)
 {
-    if (*ok) {
+    /* to each partner: one offer per rail, rail by rail */
+    size_t len = (size_t)(t && t->nrails > 0 ? t->nrails : 1) * PB_VW_OFFER_SIZE; /* t: NULL when out of memory */
+    for (int li = 0; *ok && li < t->nlinks; li++) {
+        struct vlink *L = &t->links[li];
+        struct vrail *R = rail_of(t, li);
+        int i = li % t->npeers, r = li / t->npeers;
         struct pb_vw_info mine;
-        fill_info(t, &mine);
-        for (int i = 0; i < t->npeers; i++) {
-            struct vlink *L = &t->links[i];
-            mine.probe_rkey = t->fenced ? L->probe_mw->rkey : t->desc_mr->rkey; /* fenced: this partner's alone */
-            mine.probe_off = (uint32_t)(t->probe_off + (size_t)i * PB_VW_PROBE_SIZE);
-            x->sent[i] = (struct pb_vw_conn){(uint32_t)L->leader, L->qp->qp_num, L->psn};
-            pb_vw_offer_pack(&mine, &x->sent[i], x->out + (size_t)i * PB_VW_OFFER_SIZE);
-        }
+        fill_info(t, R, &mine);
+        mine.probe_rkey = t->fenced ? L->probe_mw->rkey : R->desc_mr->rkey; /* fenced: this link's alone */
+        mine.probe_off = (uint32_t)(t->probe_off + (size_t)li * PB_VW_PROBE_SIZE);
+        x->sent[li] = (struct pb_vw_conn){(uint32_t)L->leader, L->qp->qp_num, L->psn};
+        pb_vw_offer_pack(&mine, &x->sent[li], x->out + (size_t)i * len + (size_t)r * PB_VW_OFFER_SIZE);
     }
-    if (round_with_peers(cfg, "endpoint exchange", *ok, why, x, PB_VW_OFFER_SIZE, err, errlen) != 0)
+    if (round_with_peers(cfg, "endpoint exchange", *ok, why, x, len, err, errlen) != 0)
         return -1;
-    for (int i = 0; *ok && i < t->npeers; i++) {
+    for (int li = 0; *ok && li < t->nlinks; li++) {
         char w[256];
-        if (pb_vw_offer_unpack(x->in + (size_t)i * PB_VW_OFFER_SIZE, (uint32_t)cfg->self, &x->infos[i], &x->got[i],
-                               w, sizeof w) != 0) {
-            snprintf(why, wl, "bad RDMA endpoint from %s: %s", leader_name(cfg, t->links[i].leader), w);
+        int i = li % t->npeers, r = li / t->npeers;
+        if (pb_vw_offer_unpack(x->in + (size_t)i * len + (size_t)r * PB_VW_OFFER_SIZE, (uint32_t)cfg->self,
+                               &x->infos[li], &x->got[li], w, sizeof w) != 0) {
+            snprintf(why, wl, "bad RDMA endpoint from %s: %s", leader_name(cfg, t->links[li].leader), w);
             *ok = 0;
         }
     }
@@ -281,11 +348,11 @@ static int exchange_offers(struct vt *t, const struct pb_transport_cfg *cfg, int
 static int connect_links(struct vt *t, const struct pb_transport_cfg *cfg, const struct xround *x, char *why,
                          size_t wl)
 {
-    for (int i = 0; i < t->npeers; i++) {
+    for (int i = 0; i < t->nlinks; i++) {
         struct vlink *L = &t->links[i];
         const char *peer = leader_name(cfg, L->leader);
         t->peer_nslots[i] = x->infos[i].nslots;
-        if (connect_link(t, L, &x->infos[i], &x->got[i], peer, why, wl) != 0 ||
+        if (connect_link(t, i, &x->infos[i], &x->got[i], peer, why, wl) != 0 ||
             bind_probe(t, i, &x->infos[i], why, wl) != 0)
             return -1;
         if (pb_vw_link_peer_slots(&t->lks[i], t->peer_nslots[i]) != 0) {
@@ -305,14 +372,17 @@ static int connect_links(struct vt *t, const struct pb_transport_cfg *cfg, const
 static int exchange_echoes(struct vt *t, const struct pb_transport_cfg *cfg, int *ok, char *why, size_t wl,
                            struct xround *x, char *err, size_t errlen)
 {
-    for (int i = 0; *ok && i < t->npeers; i++)
-        pb_vw_echo_pack(&x->sent[i], &x->got[i], x->out + (size_t)i * PB_VW_ECHO_SIZE);
-    if (round_with_peers(cfg, "queue pair exchange", *ok, why, x, PB_VW_ECHO_SIZE, err, errlen) != 0)
+    size_t len = (size_t)(t && t->nrails > 0 ? t->nrails : 1) * PB_VW_ECHO_SIZE;
+    for (int li = 0; *ok && li < t->nlinks; li++)
+        pb_vw_echo_pack(&x->sent[li], &x->got[li],
+                        x->out + (size_t)(li % t->npeers) * len + (size_t)(li / t->npeers) * PB_VW_ECHO_SIZE);
+    if (round_with_peers(cfg, "queue pair exchange", *ok, why, x, len, err, errlen) != 0)
         return -1;
-    for (int i = 0; *ok && i < t->npeers; i++) {
+    for (int li = 0; *ok && li < t->nlinks; li++) {
         char w[320];
-        if (pb_vw_echo_check(x->in + (size_t)i * PB_VW_ECHO_SIZE, &x->sent[i], &x->got[i], w, sizeof w) != 0) {
-            snprintf(why, wl, "with %s: %s", leader_name(cfg, t->links[i].leader), w);
+        if (pb_vw_echo_check(x->in + (size_t)(li % t->npeers) * len + (size_t)(li / t->npeers) * PB_VW_ECHO_SIZE,
+                             &x->sent[li], &x->got[li], w, sizeof w) != 0) {
+            snprintf(why, wl, "with %s: %s", leader_name(cfg, t->links[li].leader), w);
             *ok = 0;
         }
     }
@@ -325,7 +395,7 @@ static int exchange_echoes(struct vt *t, const struct pb_transport_cfg *cfg, int
 static void init_state(struct vt *t)
 {
     t->st = (struct pb_vw_state){
-        .npeers = t->npeers,
+        .npeers = t->nlinks,
         .peer_leader = t->peer_leader,
         .links = t->lks,
         .peer_nslots = t->peer_nslots,
@@ -342,22 +412,31 @@ static void init_state(struct vt *t)
 static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t xbytes)
 {
     double now = now_ms();
-    for (int i = 0; i < t->npeers; i++) {
+    for (int i = 0; i < t->nlinks; i++) {
         struct pb_vw_req r = {.kind = PB_VW_REQ_HELLO};
         t->links[i].last_seen = t->links[i].last_ping = now;
-        (void)submit(t, t->links[i].leader, &r); /* a failure is pending for the first poll */
+        (void)submit(t, i, &r); /* a failure is pending for the first poll */
     }
     if (!cfg->verbose)
         return;
-    char gid[64] = "";
-    if (t->use_grh)
-        inet_ntop(AF_INET6, t->gid.raw, gid, sizeof gid);
+    for (int r = 0; r < t->nrails; r++) {
+        const struct vrail *R = &t->rails[r];
+        char gid[64] = "", rate[32] = "rate unknown";
+        if (R->mbit)
+            snprintf(rate, sizeof rate, "%g Gbit/s", R->mbit / 1000.0);
+        if (R->use_grh)
+            inet_ntop(AF_INET6, R->gid.raw, gid, sizeof gid);
+        fprintf(stderr, "p2pbcast: %s: verbs on %s:%u (%s, %s, LID %u%s%s, MTU %d), rail %d of %d, %u of %u slots, "
+                "device on NUMA node %d\n", t->self, R->devname, R->port,
+                R->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand", rate, R->pattr.lid,
+                R->use_grh ? ", GID " : "", gid, 128 << R->pattr.active_mtu, r + 1, t->nrails, R->nslots, t->nslots,
+                pb_topo_dev_numa(R->devname));
+    }
     fprintf(stderr,
-            "p2pbcast: %s: verbs on %s:%u (%s, LID %u%s%s, MTU %d), %d queue pair%s, "
-            "pool on NUMA node %d, device on NUMA node %d, %s; set-up exchanged %zu bytes with its partners\n",
-            t->self, t->devname, t->port, t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
-            t->pattr.lid, t->use_grh ? ", GID " : "", gid, 128 << t->pattr.active_mtu, t->npeers,
-            t->npeers == 1 ? "" : "s", pb_topo_mem_numa(t->pool, t->pool_len), pb_topo_dev_numa(t->devname),
+            "p2pbcast: %s: verbs over %d rail%s (active ports: %s), %d queue pair%s, pool of %s on NUMA node %d, %s; "
+            "set-up exchanged %zu bytes with its partners\n",
+            t->self, t->nrails, t->nrails == 1 ? "" : "s", t->rails_seen, t->nlinks, t->nlinks == 1 ? "" : "s",
+            pb_verbs_size_str(t->pool_len).s, pb_topo_mem_numa(t->pool, t->pool_len),
             t->fenced ? "peers fenced to their slots by type 2 memory windows"
                       : "no type 2 memory windows: partners write through the pool's own key (unfenced)",
             xbytes);
@@ -377,7 +456,7 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
     struct vt *t = vt_new(cfg, me, why, sizeof why);
     struct xround x = {0};
     int ok = t && !why[0] && setup_local(t, cfg, why, sizeof why) == 0;
-    if (ok && xround_alloc(&x, cfg->npeers) != 0) {
+    if (ok && xround_alloc(&x, t->nlinks) != 0) {
         snprintf(why, sizeof why, "out of memory for the endpoint exchange");
         ok = 0;
     }
@@ -400,14 +479,21 @@ struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err
     return &t->base;
 }
 
-/* The probe's answers from the device and port open_device chose. */
-static void fill_fit(const struct vt *t, const struct pb_verbs_pin *pin, struct pb_verbs_fit *f)
+/* The probe's answers from the rails open_rails chose (the first named). */
+static void fill_fit(const struct vt *t, const struct pb_verbs_pin *pin, int nfast, struct pb_verbs_fit *f)
 {
-    snprintf(f->dev, sizeof f->dev, "%s", t->devname);
-    f->port = t->port;
-    f->roce = t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET;
-    f->gid_index = t->use_grh ? t->gid_index : -1;
-    f->max_msg = t->pattr.max_msg_sz;
+    const struct vrail *R = &t->rails[0];
+    snprintf(f->dev, sizeof f->dev, "%s", R->devname);
+    snprintf(f->rails, sizeof f->rails, "%s", t->rails_seen);
+    f->port = R->port;
+    f->mbit = R->mbit;
+    f->nrails = (uint32_t)nfast;
+    f->roce = R->pattr.link_layer == IBV_LINK_LAYER_ETHERNET;
+    f->gid_index = R->use_grh ? R->gid_index : -1;
+    f->max_msg = R->pattr.max_msg_sz;
+    for (int r = 1; r < t->nrails; r++)
+        if (t->rails[r].pattr.max_msg_sz < f->max_msg)
+            f->max_msg = t->rails[r].pattr.max_msg_sz;
     f->pin_need = pin->total;
     f->pin_limit = pb_verbs_pin_limit();
 }
@@ -426,15 +512,17 @@ int pb_verbs_probe(const struct pb_verbs_want *w, struct pb_verbs_fit *f)
     uint32_t sq = 0, rq = 0;
     char *why = f->why;
     size_t wl = sizeof f->why;
-    if (open_device(t, w->rdma_dev, why, wl) == 0 && choose_gid(t, w->gid_index, why, wl) == 0 &&
-        check_windows(t, why, wl) == 0 && size_queues(t, &sq, &rq, why, wl) == 0) {
+    int nfast = 0, ok = open_rails(t, w->rdma_dev, 0, &nfast, why, wl) == 0;
+    for (int r = 0; ok && r < t->nrails; r++)
+        ok = choose_gid(&t->rails[r], w->gid_index, why, wl) == 0;
+    t->nlinks = t->nrails * t->npeers;
+    if (ok && check_windows(t, why, wl) == 0 && size_queues(t, &sq, &rq, why, wl) == 0) {
         struct pb_verbs_pin pin;
-        pb_verbs_pin_need(w->slot_size, w->nslots, w->npeers, (uint64_t)w->npeers * (sq + rq) * PB_VW_CTRL_SIZE,
-                          &pin);
-        fill_fit(t, &pin, f);
-        f->ok = pb_verbs_check_pin(&pin, t->devname, why, wl) == 0;
+        rails_pin(t, (uint64_t)t->nlinks * (sq + rq) * PB_VW_CTRL_SIZE, &pin);
+        fill_fit(t, &pin, nfast, f);
+        f->ok = pb_verbs_check_pin(&pin, t->rails[0].devname, why, wl) == 0;
     }
-    t->npeers = 0; /* no links were made */
+    t->npeers = t->nlinks = 0; /* no links were made */
     destroy(t);
     return f->ok;
 }

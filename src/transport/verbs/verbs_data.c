@@ -16,6 +16,7 @@
 static int post_put(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
 {
     struct vlink *L = &t->links[li];
+    struct vrail *R = rail_of(t, li);
     struct pb_vw_link *lk = &t->lks[li];
     struct pb_vw_sq *sq = &lk->sq;
     if (r->slot >= lk->peer_nslots || !lk->rkey_data[r->slot]) {
@@ -37,8 +38,8 @@ static int post_put(struct vt *t, int li, const struct pb_vw_req *r, char *why, 
     uint8_t *m = L->sendbuf + (seq0 % sq->depth) * PB_VW_CTRL_SIZE;
     memcpy(m, p.desc, PB_VW_MSG_SIZE);
     struct ibv_sge sge[2] = {
-        {.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = t->ctrl_mr->lkey},
-        {.addr = p.data_laddr, .length = p.len, .lkey = t->pool_mr->lkey},
+        {.addr = (uintptr_t)m, .length = PB_VW_MSG_SIZE, .lkey = R->ctrl_mr->lkey},
+        {.addr = p.data_laddr, .length = p.len, .lkey = R->pool_mr->lkey},
     };
     struct ibv_send_wr wr[2], *bad = NULL;
     memset(wr, 0, sizeof wr);
@@ -46,7 +47,7 @@ static int post_put(struct vt *t, int li, const struct pb_vw_req *r, char *why, 
     wr[0].opcode = IBV_WR_RDMA_WRITE;
     wr[0].sg_list = &sge[0];
     wr[0].num_sge = 1;
-    wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | (t->max_inline >= PB_VW_MSG_SIZE ? IBV_SEND_INLINE : 0);
+    wr[0].send_flags = (sig0 ? IBV_SEND_SIGNALED : 0) | (R->max_inline >= PB_VW_MSG_SIZE ? IBV_SEND_INLINE : 0);
     wr[0].wr.rdma.remote_addr = p.desc_raddr;
     wr[0].wr.rdma.rkey = p.desc_rkey;
     wr[0].next = &wr[1];
@@ -71,6 +72,8 @@ static int post_put(struct vt *t, int li, const struct pb_vw_req *r, char *why, 
         errno = rc;
         return -1;
     }
+    R->puts++;
+    R->put_bytes += p.len;
     return 0;
 }
 
@@ -78,6 +81,7 @@ static int post_put(struct vt *t, int li, const struct pb_vw_req *r, char *why, 
 static int post_ctrl(struct vt *t, int li, const struct pb_vw_req *r, char *why, size_t wl)
 {
     struct vlink *L = &t->links[li];
+    struct vrail *R = rail_of(t, li);
     struct pb_vw_sq *sq = &t->lks[li].sq;
     struct pb_vw_ctrl c = {0};
     switch (r->kind) {
@@ -95,11 +99,11 @@ static int post_ctrl(struct vt *t, int li, const struct pb_vw_req *r, char *why,
     uint64_t seq = pb_vw_sq_take(sq, r->kind == PB_VW_REQ_HELLO || r->kind == PB_VW_REQ_PING, &sig);
     uint8_t *m = L->sendbuf + (seq % sq->depth) * PB_VW_CTRL_SIZE;
     pb_vw_ctrl_pack(m, &c);
-    struct ibv_sge sge = {.addr = (uintptr_t)m, .length = PB_VW_CTRL_SIZE, .lkey = t->ctrl_mr->lkey};
+    struct ibv_sge sge = {.addr = (uintptr_t)m, .length = PB_VW_CTRL_SIZE, .lkey = R->ctrl_mr->lkey};
     struct ibv_send_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_CTRL, li, seq), .sg_list = &sge, .num_sge = 1,
                              .opcode = IBV_WR_SEND,
                              .send_flags = (sig ? IBV_SEND_SIGNALED : 0) |
-                                           (t->max_inline >= PB_VW_CTRL_SIZE ? IBV_SEND_INLINE : 0)},
+                                           (R->max_inline >= PB_VW_CTRL_SIZE ? IBV_SEND_INLINE : 0)},
                        *bad;
     int rc = ibv_post_send(L->qp, &wr, &bad);
     if (rc != 0) {
@@ -152,9 +156,10 @@ static int post_bind(struct vt *t, int li, const struct pb_vw_req *r, char *why,
         return 0; /* granted to another peer since: its own bind follows */
     char what[32];
     snprintf(what, sizeof what, "slot %u", r->slot);
+    struct vrail *R = rail_of(t, li);
     struct window w[2] = {
-        {t->slot_mw[r->slot], t->pool_mr, (uint8_t *)t->pool + (size_t)r->slot * t->slot_size, t->slot_size, what},
-        {t->sdesc_mw[r->slot], t->desc_mr, t->desc_table + (size_t)r->slot * PB_VW_MSG_SIZE, PB_VW_MSG_SIZE, what},
+        {t->slot_mw[r->slot], R->pool_mr, (uint8_t *)t->pool + (size_t)r->slot * t->slot_size, t->slot_size, what},
+        {t->sdesc_mw[r->slot], R->desc_mr, t->desc_table + (size_t)r->slot * PB_VW_MSG_SIZE, PB_VW_MSG_SIZE, what},
     };
     return bind_windows(t, li, w, 2, why, wl);
 }
@@ -182,22 +187,17 @@ void drain_backlog(struct vt *t, int li)
     char why[160];
     while (!lk->dead && (r = pb_vw_link_peek(lk)) && !must_wait(lk, r)) {
         if (post_req(t, li, r, why, sizeof why) != 0) {
-            lk->dead = 1;
-            pend_error(t, t->links[li].leader, errno, why);
+            link_error(t, li, errno, why);
             return;
         }
         pb_vw_link_pop(lk);
     }
 }
 
-int submit(struct vt *t, int peer, const struct pb_vw_req *r)
+/* Post r on link li now, or after what waits in its backlog. */
+int submit(struct vt *t, int li, const struct pb_vw_req *r)
 {
     char why[160];
-    if (peer < 0 || peer >= t->nleaders || t->leader_link[peer] < 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    int li = t->leader_link[peer];
     struct vlink *L = &t->links[li];
     struct pb_vw_link *lk = &t->lks[li];
     if (lk->dead) {
@@ -215,7 +215,7 @@ int submit(struct vt *t, int peer, const struct pb_vw_req *r)
         if (!granted)
             snprintf(why, sizeof why, "put into slot %u, which the peer never granted", r->slot);
         if (!granted || pb_vw_plan_put(&loc, &rem, r->slot, r->tag, r->buf, r->len, &p, why, sizeof why) != 0) {
-            pend_error(t, peer, EINVAL, why);
+            pend_error(t, L->leader, EINVAL, why);
             errno = EINVAL;
             return -1;
         }
@@ -224,34 +224,56 @@ int submit(struct vt *t, int peer, const struct pb_vw_req *r)
         return pb_vw_link_push(lk, r);
     if (post_req(t, li, r, why, sizeof why) != 0) {
         int e = errno;
-        lk->dead = 1;
-        pend_error(t, peer, e, why);
+        link_error(t, li, e, why);
         errno = e;
         return -1;
     }
     return 0;
 }
 
+/* The peer's link on rail 0 (notifies, and where checks start), -1 when
+ * leader is not a peer. */
+static int peer_link(const struct vt *t, int peer)
+{
+    return peer < 0 || peer >= t->nleaders ? -1 : t->leader_link[peer];
+}
+
+/* A put into the peer's slot goes over the rail its credit came on: that
+ * link alone holds the slot's keys (the peer's slots each belong to one of
+ * its rails). Rail 0's link when none does, to fail there. */
+static int put_link(const struct vt *t, int i, uint32_t slot)
+{
+    for (int r = 0; r < t->nrails; r++) {
+        const struct pb_vw_link *lk = &t->lks[r * t->npeers + i];
+        if (slot < lk->peer_nslots && lk->rkey_data[slot])
+            return r * t->npeers + i;
+    }
+    return i;
+}
+
 int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag, const void *buf,
           uint32_t len, uint64_t cookie)
 {
+    struct vt *t = (struct vt *)bt;
+    int i = peer_link(t, peer);
+    if (i < 0) {
+        errno = EINVAL;
+        return -1;
+    }
     struct pb_vw_req r = {PB_VW_REQ_PUT, slot, tag, len, buf, cookie};
-    return submit((struct vt *)bt, peer, &r);
+    return submit(t, put_link(t, i, slot), &r);
 }
 
 int v_grant(struct pb_transport *bt, int peer, uint32_t slot)
 {
     struct vt *t = (struct vt *)bt;
-    if (slot >= t->nslots) {
-        errno = EINVAL;
-        return -1;
-    }
-    if (peer < 0 || peer >= t->nleaders || t->leader_link[peer] < 0) {
+    int i = peer_link(t, peer);
+    if (slot >= t->nslots || i < 0) {
         errno = EINVAL;
         return -1;
     }
     char why[512];
-    int li = t->leader_link[peer];
+    int li = t->slot_rail[slot] * t->npeers + i; /* the slot's rail */
     struct pb_vw_req bind;
     if (t->lks[li].dead) {
         errno = EPIPE;
@@ -259,22 +281,28 @@ int v_grant(struct pb_transport *bt, int peer, uint32_t slot)
     }
     if (grant_windows(t, li, slot, &bind, why, sizeof why) != 0) {
         int e = errno;
-        t->lks[li].dead = 1;
-        pend_error(t, peer, e, why);
+        link_error(t, li, e, why);
         errno = e;
         return -1;
     }
-    if (bind.kind && submit(t, peer, &bind) != 0)
+    if (bind.kind && submit(t, li, &bind) != 0)
         return -1;
-    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, t->fenced ? t->slot_mw[slot]->rkey : t->pool_mr->rkey,
-                          t->fenced ? t->sdesc_mw[slot]->rkey : t->desc_mr->rkey, NULL, 0};
-    return submit(t, peer, &r);
+    struct vrail *R = rail_of(t, li);
+    struct pb_vw_req r = {PB_VW_REQ_CREDIT, slot, t->fenced ? t->slot_mw[slot]->rkey : R->pool_mr->rkey,
+                          t->fenced ? t->sdesc_mw[slot]->rkey : R->desc_mr->rkey, NULL, 0};
+    return submit(t, li, &r);
 }
 
 int v_notify(struct pb_transport *bt, int peer, uint32_t code)
 {
+    struct vt *t = (struct vt *)bt;
+    int i = peer_link(t, peer);
+    if (i < 0) {
+        errno = EINVAL;
+        return -1;
+    }
     struct pb_vw_req r = {PB_VW_REQ_NOTIFY, 0, code, 0, NULL, 0};
-    return submit((struct vt *)bt, peer, &r);
+    return submit(t, i, &r);
 }
 
 #endif /* HAVE_VERBS */

@@ -36,74 +36,106 @@ static int port_ok(struct ibv_context *ctx, uint8_t port, struct ibv_port_attr *
     return ibv_query_port(ctx, port, pa) == 0 && pa->state == IBV_PORT_ACTIVE;
 }
 
-/* What open_device looks for and what it saw, for the messages. */
+/* An active port open_rails could take. */
+struct cand {
+    struct ibv_device *dev;
+    char name[64];
+    unsigned port;
+    uint32_t mbit;
+    int near;  /* on the pool's NUMA node */
+    int order; /* as found: the tie-break, the same on alike nodes */
+    struct ibv_port_attr pa;
+};
+
+#define MAX_CANDS 16
+
+/* What open_rails looks for and what it saw, for the messages. */
 struct dev_scan {
-    char wname[64];   /* --rdma-dev device name, "" for any */
-    unsigned wport;   /* --rdma-dev port, 0 for any */
+    struct pb_verbs_rail_spec want[PB_VERBS_MAX_RAILS]; /* --rdma-dev, nwant 0: any */
+    int nwant;
+    int found[PB_VERBS_MAX_RAILS]; /* per element: its device is on this host */
     int pool_numa;
-    int best_score;   /* -1: nothing usable yet; 2: a port on the pool's NUMA node */
-    char seen[192];   /* ports seen and why they were not taken */
+    struct cand c[MAX_CANDS];
+    int nc;
+    char seen[192];     /* ports seen and why they were not taken */
     size_t seenlen;
-    char names[128];  /* every device on this host */
+    char names[128];    /* every device on this host */
     size_t nameslen;
 };
 
-/* "dev[:port]" into s->wname and s->wport. */
-static int parse_rdma_dev(const char *want, struct dev_scan *s, char *why, size_t wl)
+/* The port rate for messages: "100 Gbit/s", or "rate unknown". */
+static const char *rate_str(uint32_t mbit, char *buf, size_t n)
 {
-    if (!want || !*want)
-        return 0;
-    snprintf(s->wname, sizeof s->wname, "%s", want);
-    char *c = strrchr(s->wname, ':');
-    if (!c)
-        return 0;
-    char *end;
-    unsigned long p = strtoul(c + 1, &end, 10);
-    if (*end || p == 0 || p > 255) {
-        snprintf(why, wl, "bad --rdma-dev '%s': expected DEVICE or DEVICE:PORT, e.g. mlx5_0:1", want);
-        return -1;
-    }
-    s->wport = (unsigned)p;
-    *c = '\0';
+    if (mbit)
+        snprintf(buf, n, "%g Gbit/s", mbit / 1000.0);
+    else
+        snprintf(buf, n, "rate unknown");
+    return buf;
+}
+
+/* Does --rdma-dev name device name (every device when it is not given)?
+ * Marks the elements that name it as found. */
+static int named(struct dev_scan *s, const char *name)
+{
+    int take = s->nwant == 0;
+    for (int i = 0; i < s->nwant; i++)
+        if (!strcmp(s->want[i].dev, name))
+            take = s->found[i] = 1;
+    return take;
+}
+
+/* Does --rdma-dev take port p of device name (any port when none is named)? */
+static int wanted(const struct dev_scan *s, const char *name, unsigned p)
+{
+    int take = s->nwant == 0;
+    for (int i = 0; i < s->nwant; i++)
+        take |= !strcmp(s->want[i].dev, name) && (s->want[i].port == 0 || s->want[i].port == p);
+    return take;
+}
+
+/* A named port beyond the device's: a usage error of this node. */
+static int check_named_ports(const struct dev_scan *s, const char *name, unsigned nports, char *why, size_t wl)
+{
+    for (int i = 0; i < s->nwant; i++)
+        if (!strcmp(s->want[i].dev, name) && s->want[i].port > nports) {
+            snprintf(why, wl, "RDMA device %s has no port %u (it has %u)", name, s->want[i].port, nports);
+            return -1;
+        }
     return 0;
 }
 
-/* Look at the active ports of an open device; keep it in t when one of them
- * beats what we have. Returns 1 when kept, 0 when not, -1 on a hard error. */
-static int scan_ports(struct vt *t, struct ibv_context *ctx, const char *name, struct dev_scan *s, char *why,
-                      size_t wl)
+/* The active ports of an open device that --rdma-dev takes, as candidates;
+ * -1 on a hard error. Every one is listed in t->rails_seen for -v. */
+static int scan_ports(struct vt *t, struct ibv_device *dev, struct ibv_context *ctx, struct dev_scan *s,
+                      char *why, size_t wl)
 {
+    const char *name = ibv_get_device_name(dev);
     struct ibv_device_attr da;
     if (ibv_query_device(ctx, &da) != 0)
         return 0;
-    if (s->wport && s->wport > da.phys_port_cnt) {
-        snprintf(why, wl, "RDMA device %s has no port %u (it has %u)", name, s->wport, da.phys_port_cnt);
+    if (check_named_ports(s, name, da.phys_port_cnt, why, wl) != 0)
         return -1;
-    }
-    int keep = 0;
-    unsigned first = s->wport ? s->wport : 1, last = s->wport ? s->wport : da.phys_port_cnt;
-    for (unsigned p = first; p <= last; p++) {
+    for (unsigned p = 1; p <= da.phys_port_cnt && s->nc < MAX_CANDS; p++) {
         struct ibv_port_attr pa;
+        if (!wanted(s, name, p))
+            continue;
         if (!port_ok(ctx, (uint8_t)p, &pa)) {
             appendf(s->seen, sizeof s->seen, &s->seenlen, "%s%s:%u %s", s->seenlen ? ", " : "", name, p,
                     ibv_port_state_str(pa.state));
             continue;
         }
-        int score = 1 + (s->pool_numa >= 0 && pb_topo_dev_numa(name) == s->pool_numa);
-        if (score > s->best_score) {
-            if (t->ctx && t->ctx != ctx)
-                ibv_close_device(t->ctx);
-            t->ctx = ctx;
-            keep = 1;
-            s->best_score = score;
-            t->port = (uint8_t)p;
-            t->pattr = pa;
-            snprintf(t->devname, sizeof t->devname, "%s", name);
-        }
-        if (score == 2)
-            break;
+        struct cand *c = &s->c[s->nc];
+        *c = (struct cand){.dev = dev, .port = p, .pa = pa, .order = s->nc,
+                           .mbit = pb_verbs_port_mbit(pa.active_speed, pa.active_width),
+                           .near = s->pool_numa >= 0 && pb_topo_dev_numa(name) == s->pool_numa};
+        snprintf(c->name, sizeof c->name, "%s", name);
+        s->nc++;
+        char rate[32];
+        size_t used = strlen(t->rails_seen);
+        appendf(t->rails_seen, sizeof t->rails_seen, &used, "%s%s:%u %s", used ? ", " : "", name, p,
+                rate_str(c->mbit, rate, sizeof rate));
     }
-    return keep;
+    return 0;
 }
 
 /* One device of the list: skip, or open and scan its ports. */
@@ -111,9 +143,9 @@ static int try_device(struct vt *t, struct ibv_device *dev, struct dev_scan *s, 
 {
     const char *name = ibv_get_device_name(dev);
     appendf(s->names, sizeof s->names, &s->nameslen, "%s%s", s->nameslen ? ", " : "", name);
-    if (*s->wname && strcmp(name, s->wname) != 0)
+    if (!named(s, name))
         return 0;
-    if (!*s->wname && strncmp(name, "softverbs", 9) == 0 && !getenv("SOFTVERBS"))
+    if (!s->nwant && strncmp(name, "softverbs", 9) == 0 && !getenv("SOFTVERBS"))
         return 0; /* the test double of tests/softverbs: only under its wrapper */
     struct ibv_context *ctx = ibv_open_device(dev);
     if (!ctx) {
@@ -121,36 +153,76 @@ static int try_device(struct vt *t, struct ibv_device *dev, struct dev_scan *s, 
                 strerror(errno));
         return 0;
     }
-    int kept = scan_ports(t, ctx, name, s, why, wl);
-    if (kept <= 0)
-        ibv_close_device(ctx);
-    return kept < 0 ? -1 : 0;
+    int rc = scan_ports(t, dev, ctx, s, why, wl);
+    ibv_close_device(ctx);
+    return rc;
 }
 
-/* Nothing found: say what there was. A port without a LID is no use either. */
-static int check_chosen(const struct vt *t, const struct dev_scan *s, char *why, size_t wl)
+/* Faster first, then as found: the same order on alike nodes, as rail k
+ * of one node talks to rail k of the others. */
+static int cand_cmp(const void *a, const void *b)
 {
-    if (!t->ctx) {
-        if (*s->wname && !*s->seen)
-            snprintf(why, wl, "RDMA device %s not found (this host has: %s)", s->wname, s->names);
-        else
-            snprintf(why, wl, "no active RDMA port (%s): check cables, the subnet manager and `ibstat`", s->seen);
-        return -1;
-    }
-    if (t->pattr.link_layer != IBV_LINK_LAYER_ETHERNET && t->pattr.lid == 0) {
-        snprintf(why, wl, "RDMA device %s port %u has no LID: is a subnet manager running?", t->devname,
-                 t->port);
+    const struct cand *x = a, *y = b;
+    if (x->mbit != y->mbit)
+        return x->mbit > y->mbit ? -1 : 1;
+    return x->order - y->order;
+}
+
+/* One rail only: of the fastest ports, the first on the pool's NUMA node. */
+static void prefer_near(struct dev_scan *s)
+{
+    for (int i = 1; i < s->nc && s->c[i].mbit == s->c[0].mbit; i++)
+        if (s->c[i].near && !s->c[0].near) {
+            struct cand c = s->c[i];
+            memmove(&s->c[1], &s->c[0], (size_t)i * sizeof c);
+            s->c[0] = c;
+            return;
+        }
+}
+
+/* Nothing found: say what there was. A device named but absent is no use
+ * either. */
+static int check_found(const struct dev_scan *s, char *why, size_t wl)
+{
+    for (int i = 0; i < s->nwant; i++)
+        if (!s->found[i]) {
+            snprintf(why, wl, "RDMA device %s not found (this host has: %s)", s->want[i].dev, s->names);
+            return -1;
+        }
+    if (s->nc == 0) {
+        snprintf(why, wl, "no active RDMA port (%s): check cables, the subnet manager and `ibstat`", s->seen);
         return -1;
     }
     return 0;
 }
 
-/* Open the device and port to use: the one named in want ("dev[:port]"), or
- * the first active port, preferring a device on the pool's NUMA node. */
-int open_device(struct vt *t, const char *want, char *why, size_t wl)
+/* Open candidate c as rail R; a port without a LID is no use. */
+static int open_rail(struct vrail *R, const struct cand *c, char *why, size_t wl)
 {
-    struct dev_scan s = {.pool_numa = pb_topo_mem_numa(t->pool, t->pool_len), .best_score = -1};
-    if (parse_rdma_dev(want, &s, why, wl) != 0)
+    snprintf(R->devname, sizeof R->devname, "%s", c->name);
+    R->port = (uint8_t)c->port;
+    R->pattr = c->pa;
+    R->mbit = c->mbit;
+    if (R->pattr.link_layer != IBV_LINK_LAYER_ETHERNET && R->pattr.lid == 0) {
+        snprintf(why, wl, "RDMA device %s port %u has no LID: is a subnet manager running?", R->devname, R->port);
+        return -1;
+    }
+    R->ctx = ibv_open_device(c->dev);
+    if (!R->ctx) {
+        snprintf(why, wl, "cannot open RDMA device %s: %s", R->devname, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The rails: with --rdma-dev every active port it names, else every active
+ * port of the fastest rate; faster first, then as found (one rail alone:
+ * one on the pool's NUMA node if any). want > 0: exactly that many (what
+ * every node agreed on), the first ones. */
+int open_rails(struct vt *t, const char *devs, int want, int *nfast, char *why, size_t wl)
+{
+    struct dev_scan s = {.pool_numa = pb_topo_mem_numa(t->pool, t->pool_len)};
+    if (devs && *devs && (s.nwant = pb_verbs_dev_parse(devs, s.want, PB_VERBS_MAX_RAILS, why, wl)) < 0)
         return -1;
     int n = 0;
     errno = 0;
@@ -162,37 +234,64 @@ int open_device(struct vt *t, const char *want, char *why, size_t wl)
         return -1;
     }
     int rc = 0;
-    for (int i = 0; i < n && rc == 0 && s.best_score < 2; i++)
+    for (int i = 0; i < n && rc == 0; i++)
         rc = try_device(t, list[i], &s, why, wl);
+    if (rc == 0)
+        rc = check_found(&s, why, wl);
+    if (rc == 0) {
+        qsort(s.c, (size_t)s.nc, sizeof s.c[0], cand_cmp);
+        int nf = 0;
+        while (nf < s.nc && nf < PB_VERBS_MAX_RAILS && (s.nwant || s.c[nf].mbit == s.c[0].mbit))
+            nf++;
+        *nfast = nf;
+        t->nrails = want > 0 ? want : nf;
+        if (t->nrails > nf) {
+            snprintf(why, wl, "%d RDMA rails agreed, but only %d here (%s)", t->nrails, nf, t->rails_seen);
+            t->nrails = 0;
+            rc = -1;
+        }
+    }
+    if (rc == 0 && t->nrails == 1)
+        prefer_near(&s);
+    for (int i = 0; rc == 0 && i < t->nrails; i++)
+        rc = open_rail(&t->rails[i], &s.c[i], why, wl);
     ibv_free_device_list(list);
-    return rc != 0 ? -1 : check_chosen(t, &s, why, wl);
+    return rc;
+}
+
+int query_device(const struct vrail *R, struct ibv_device_attr *da, char *why, size_t wl)
+{
+    if (ibv_query_device(R->ctx, da) == 0)
+        return 0;
+    snprintf(why, wl, "cannot query RDMA device %s: %s", R->devname, strerror(errno));
+    return -1;
 }
 
 /* RoCE needs a GID (and a GRH on every packet); pick RoCE v2 with an IPv4
  * address first, as that is what routed Ethernet fabrics use. */
-int choose_gid(struct vt *t, int want, char *why, size_t wl)
+int choose_gid(struct vrail *R, int want, char *why, size_t wl)
 {
-    int eth = t->pattr.link_layer == IBV_LINK_LAYER_ETHERNET;
-    t->use_grh = eth || want >= 0;
+    int eth = R->pattr.link_layer == IBV_LINK_LAYER_ETHERNET;
+    R->use_grh = eth || want >= 0;
     if (want >= 0) {
-        if (want >= t->pattr.gid_tbl_len || ibv_query_gid(t->ctx, t->port, want, &t->gid) != 0) {
+        if (want >= R->pattr.gid_tbl_len || ibv_query_gid(R->ctx, R->port, want, &R->gid) != 0) {
             snprintf(why, wl, "GID index %d is not valid on %s port %u (table has %d entries; see `show_gids`)",
-                     want, t->devname, t->port, t->pattr.gid_tbl_len);
+                     want, R->devname, R->port, R->pattr.gid_tbl_len);
             return -1;
         }
-        t->gid_index = want;
+        R->gid_index = want;
         return 0;
     }
     if (!eth) {
-        t->gid_index = 0;
-        if (ibv_query_gid(t->ctx, t->port, 0, &t->gid) != 0)
-            memset(&t->gid, 0, sizeof t->gid);
+        R->gid_index = 0;
+        if (ibv_query_gid(R->ctx, R->port, 0, &R->gid) != 0)
+            memset(&R->gid, 0, sizeof R->gid);
         return 0;
     }
     int best = -1, bestscore = 0;
-    for (int i = 0; i < t->pattr.gid_tbl_len; i++) {
+    for (int i = 0; i < R->pattr.gid_tbl_len; i++) {
         struct ibv_gid_entry ge;
-        if (ibv_query_gid_ex(t->ctx, t->port, (uint32_t)i, &ge, 0) != 0)
+        if (ibv_query_gid_ex(R->ctx, R->port, (uint32_t)i, &ge, 0) != 0)
             continue;
         static const uint8_t zero[16];
         if (memcmp(ge.gid.raw, zero, 16) == 0)
@@ -202,15 +301,15 @@ int choose_gid(struct vt *t, int want, char *why, size_t wl)
         if (score > bestscore) {
             bestscore = score;
             best = i;
-            t->gid = ge.gid;
+            R->gid = ge.gid;
         }
     }
     if (best < 0) {
         snprintf(why, wl, "RoCE port %s:%u has no usable GID (no IP address on its netdev?); pass --gid-index",
-                 t->devname, t->port);
+                 R->devname, R->port);
         return -1;
     }
-    t->gid_index = best;
+    R->gid_index = best;
     return 0;
 }
 

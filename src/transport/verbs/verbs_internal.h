@@ -23,14 +23,15 @@
 
 #include "topo.h"
 #include "verbs_limits.h"
+#include "verbs_rails.h"
 #include "verbs_wire.h"
 
 #define PEND_MAX 64     /* events waiting for the next poll (errors mostly) */
 
-/* One peer. Its QP shares the device's PD with every other; the slots
- * granted to it are opened by type 2 memory windows bound to its QP, so
- * their rkeys are useless on any other QP: a peer can write only what was
- * granted to it. */
+/* One link: a peer over one rail. Its QP shares the rail's PD with the
+ * rail's other QPs; the slots granted to it are opened by type 2 memory
+ * windows bound to its QP, so their rkeys are useless on any other QP: a
+ * peer can write only what was granted to it. */
 struct vlink {
     int leader;
     struct ibv_qp *qp;
@@ -48,66 +49,96 @@ struct vlink {
     double last_ping;
 };
 
-struct vt {
-    struct pb_transport base;
-    char self[128];            /* "host (rank N)" of this leader, for messages */
+/* One rail: a device port with its own context, protection domain,
+ * completion queue and registrations (the same pool and tables, registered
+ * in each rail's PD: a queue pair reaches only memory of its own PD). Link
+ * li of the transport is rail li / npeers's queue pair to peer li % npeers.
+ * Each of our slots belongs to one rail (slot_rail): its grants, windows
+ * and the puts into it go over that rail only, so a slot's traffic stays
+ * in order on one queue pair. */
+struct vrail {
     char devname[64];
     uint8_t port;
+    uint32_t mbit;             /* the port's rate (active_speed x active_width), 0 unknown */
     int gid_index;
     int use_grh;
     struct ibv_port_attr pattr;
     union ibv_gid gid;
-
     struct ibv_context *ctx;
     struct ibv_comp_channel *ch;
     struct ibv_cq *cq;
-    struct ibv_pd *pd;         /* one for every QP */
-    struct ibv_mr *pool_mr;    /* the pool once: local access and window binding */
+    struct ibv_pd *pd;
+    struct ibv_mr *pool_mr;    /* the pool: local access and window binding */
     struct ibv_mr *desc_mr;    /* the descriptor table, likewise */
-    struct ibv_mr *ctrl_mr;    /* every link's control buffers, local only */
+    struct ibv_mr *ctrl_mr;    /* this rail's links' control buffers, local only */
+    int tclass;                /* RoCE traffic class of its QPs */
+    uint32_t max_inline;
+    int cq_armed;
+    uint32_t nslots;           /* our slots that belong to it */
+    uint64_t puts, put_bytes;  /* chunks written over it, for -v */
+};
+
+struct vt {
+    struct pb_transport base;
+    char self[128];            /* "host (rank N)" of this leader, for messages */
+    int verbose;
+    struct vrail rails[PB_VERBS_MAX_RAILS];
+    int nrails;
+    int nlinks;                /* nrails * npeers */
+    char rails_seen[256];      /* every active port open_rails could take, with its rate, for -v */
+    uint8_t *slot_rail;        /* per slot of ours: the rail it belongs to */
     struct ibv_mw **slot_mw;   /* per slot: REMOTE_WRITE window bound to its grantee's QP, NULL: never granted */
     struct ibv_mw **sdesc_mw;  /* per slot: its descriptor entry, likewise */
     int *slot_owner;           /* per slot: link index of the grantee, -1 none */
-    int fenced;                /* 1: windows keep each peer to its granted slots; 0: the device
+    int fenced;                /* 1: windows keep each peer to its granted slots; 0: a device
                                 * has no type 2 windows, pool and table are remote-writable
                                 * through their own keys by every partner (check_windows) */
     uint8_t secret[16];
     size_t reg_bytes;          /* registered so far, for messages */
     struct pb_verbs_pin pin;   /* what the whole run will register (verbs_limits.h) */
-    int tclass;                /* RoCE traffic class of every QP */
     void *pool;
     size_t pool_len;
     uint32_t nslots;
     size_t slot_size;
     uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable per granted slot, then the
-                                * probe areas: npeers * PB_VW_PROBE_SIZE from probe_off */
+                                * probe areas: nlinks * PB_VW_PROBE_SIZE from probe_off */
     size_t desc_len, probe_off;
     uint8_t *ctrl;             /* all links' send and receive message buffers */
     size_t ctrl_len;
-    uint32_t max_inline;
-    int cq_armed;
 
     int nleaders;
     int self_leader;
     int npeers;
-    struct vlink *links;
+    struct vlink *links;       /* nlinks */
     struct pb_vw_link *lks;    /* per link queue state, the array verbs_wire works on */
-    int *leader_link;          /* leader index -> link index, -1 when not a peer */
+    int *leader_link;          /* leader index -> peer index (its link on rail 0), -1 when not a peer */
     int *peer_leader;          /* link index -> leader index */
-    uint32_t *peer_nslots;
+    uint32_t *peer_nslots;     /* per link */
     struct pb_vw_state st;
 
     struct pb_event pend[PEND_MAX];
     int npend;
 };
 
+static inline struct vrail *rail_of(struct vt *t, int li)
+{
+    return &t->rails[li / (t->npeers > 0 ? t->npeers : 1)];
+}
+
 /* verbs.c */
 void pend_error(struct vt *t, int peer, int err, const char *what);
+void link_error(struct vt *t, int li, int err, const char *what);
+void name_rail(struct vt *t, int li, char *what, size_t n);
+int peer_already_lost(const struct vt *t, int li);
 double now_ms(void);
 
 /* verbs_device.c */
-int open_device(struct vt *t, const char *want, char *why, size_t wl);
-int choose_gid(struct vt *t, int want, char *why, size_t wl);
+/* Open want (NULL: 0, every port of the fastest kind) rails among the
+ * active ports named by devs (--rdma-dev, NULL: every device); *nfast: how
+ * many it could have opened (of the fastest kind, or every named port). */
+int open_rails(struct vt *t, const char *devs, int want, int *nfast, char *why, size_t wl);
+int choose_gid(struct vrail *R, int want, char *why, size_t wl);
+int query_device(const struct vrail *R, struct ibv_device_attr *da, char *why, size_t wl); /* -1 + why */
 
 /* verbs_mr.c */
 int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl);
@@ -115,6 +146,9 @@ int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl);
  * the device cannot be queried. */
 int check_windows(struct vt *t, char *why, size_t wl);
 int register_memory(struct vt *t, char *why, size_t wl);
+/* What this node pins: the pool and the table once per rail, the control
+ * buffers (ctrl_bytes) once. */
+void rails_pin(const struct vt *t, uint64_t ctrl_bytes, struct pb_verbs_pin *pin);
 int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl);
 int grant_windows(struct vt *t, int li, uint32_t slot, struct pb_vw_req *bind, char *why, size_t wl);
 void free_windows(struct vt *t);
@@ -123,8 +157,8 @@ void free_windows(struct vt *t);
 int size_queues(struct vt *t, uint32_t *sq, uint32_t *rq, char *why, size_t wl);
 const char *leader_name(const struct pb_transport_cfg *cfg, int leader);
 int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl);
-void fill_info(const struct vt *t, struct pb_vw_info *in);
-int connect_link(struct vt *t, struct vlink *L, const struct pb_vw_info *pi,
+void fill_info(const struct vt *t, const struct vrail *R, struct pb_vw_info *in);
+int connect_link(struct vt *t, int li, const struct pb_vw_info *pi,
                  const struct pb_vw_conn *pc, const char *peername, char *why, size_t wl);
 
 /* verbs_data.c */
@@ -137,7 +171,7 @@ struct window { /* a type 2 window to bind: over len bytes at addr of mr */
 };
 int bind_windows(struct vt *t, int li, const struct window *w, int n, char *why, size_t wl);
 void drain_backlog(struct vt *t, int li);
-int submit(struct vt *t, int peer, const struct pb_vw_req *r);
+int submit(struct vt *t, int li, const struct pb_vw_req *r);
 int v_put(struct pb_transport *bt, int peer, uint32_t slot, uint32_t tag, const void *buf,
           uint32_t len, uint64_t cookie);
 int v_grant(struct pb_transport *bt, int peer, uint32_t slot);

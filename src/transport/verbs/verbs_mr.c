@@ -16,14 +16,15 @@
  * when it can be the cause: a finite limit below what this process needs
  * pinned (what it registered so far plus this request, and at least what
  * the whole run registers, t->pin), and no CAP_IPC_LOCK. */
-static void reg_error(struct vt *t, const char *what, size_t len, int e, char *why, size_t wl)
+static void reg_error(struct vt *t, const struct vrail *R, const char *what, size_t len, int e, char *why,
+                      size_t wl)
 {
     size_t dlen = t->desc_len;
     size_t base = t->pin.total ? (size_t)t->pin.total : t->pool_len + dlen + t->ctrl_len;
     size_t need = t->reg_bytes + len > base ? t->reg_bytes + len : base;
     snprintf(why, wl, "cannot register %s (%s) with %s: %s; registered before: %s (pool %s, control buffers %s, "
              "descriptors %s)",
-             what, pb_verbs_size_str(len).s, t->devname, strerror(e), pb_verbs_size_str(t->reg_bytes).s, pb_verbs_size_str(t->pool_len).s,
+             what, pb_verbs_size_str(len).s, R->devname, strerror(e), pb_verbs_size_str(t->reg_bytes).s, pb_verbs_size_str(t->pool_len).s,
              pb_verbs_size_str(t->ctrl_len).s, pb_verbs_size_str(dlen).s);
     size_t n = strlen(why);
     if (n + 1 >= wl || (e != ENOMEM && e != EAGAIN && e != EPERM))
@@ -49,37 +50,64 @@ static void reg_error(struct vt *t, const char *what, size_t len, int e, char *w
                  pb_verbs_size_str(rl.rlim_cur).s, pb_verbs_size_str(need).s);
     n = strlen(why);
     if (t->pin.total && n + 1 < wl)
-        snprintf(why + n, wl - n, "; this node pins %s in all (the slot pool once, shared by every queue pair)",
-                 pb_verbs_size_str(t->pin.total).s);
+        snprintf(why + n, wl - n, "; this node pins %s in all (the slot pool once%s)", pb_verbs_size_str(t->pin.total).s,
+                 t->nrails > 1 ? " per rail, shared by the rail's queue pairs" : ", shared by every queue pair");
 }
 
-/* Register len bytes at addr in the device's PD; counts what is registered. */
-static struct ibv_mr *reg(struct vt *t, void *addr, size_t len, int acc, const char *what, char *why, size_t wl)
+/* Register len bytes at addr in rail R's PD; counts what is registered. */
+static struct ibv_mr *reg(struct vt *t, struct vrail *R, void *addr, size_t len, int acc, const char *what,
+                          char *why, size_t wl)
 {
-    struct ibv_mr *mr = ibv_reg_mr(t->pd, addr, len, acc);
+    struct ibv_mr *mr = ibv_reg_mr(R->pd, addr, len, acc);
     if (!mr)
-        reg_error(t, what, len, errno, why, wl);
+        reg_error(t, R, what, len, errno, why, wl);
     else
         t->reg_bytes += len;
     return mr;
 }
 
+/* Each slot's rail: spread in proportion to the rails' rates, interleaved
+ * (the slot that keeps every rail's count closest to its share), so that
+ * the slots in use at any time are spread too. */
+static void assign_slots(struct vt *t)
+{
+    uint64_t w[PB_VERBS_MAX_RAILS], sum = 0, cnt[PB_VERBS_MAX_RAILS] = {0};
+    for (int r = 0; r < t->nrails; r++)
+        sum += w[r] = t->rails[r].mbit ? t->rails[r].mbit : 1;
+    for (uint32_t s = 0; s < t->nslots; s++) {
+        int best = 0;
+        int64_t bestv = INT64_MIN;
+        for (int r = 0; r < t->nrails; r++) {
+            int64_t v = (int64_t)((s + 1) * w[r]) - (int64_t)(cnt[r] * sum);
+            if (v > bestv) {
+                bestv = v;
+                best = r;
+            }
+        }
+        cnt[best]++;
+        t->slot_rail[s] = (uint8_t)best;
+        t->rails[best].nslots++;
+    }
+}
+
 /* The descriptor table and the control message buffers; the per-slot
- * tables of windows and grants. */
+ * tables of windows, grants and rails. */
 int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
 {
     t->probe_off = (size_t)t->nslots * PB_VW_MSG_SIZE;
-    t->desc_len = t->probe_off + (size_t)t->npeers * PB_VW_PROBE_SIZE;
+    t->desc_len = t->probe_off + (size_t)t->nlinks * PB_VW_PROBE_SIZE;
     size_t dlen = t->desc_len;
-    t->ctrl_len = (size_t)t->npeers * (sq + rq) * PB_VW_CTRL_SIZE;
+    t->ctrl_len = (size_t)t->nlinks * (sq + rq) * PB_VW_CTRL_SIZE;
     t->slot_mw = calloc(t->nslots, sizeof *t->slot_mw);
     t->sdesc_mw = calloc(t->nslots, sizeof *t->sdesc_mw);
     t->slot_owner = malloc(t->nslots * sizeof *t->slot_owner);
+    t->slot_rail = calloc(t->nslots, 1);
     if (posix_memalign((void **)&t->desc_table, 4096, dlen) != 0)
         t->desc_table = NULL;
     if (t->ctrl_len && posix_memalign((void **)&t->ctrl, 4096, t->ctrl_len) != 0)
         t->ctrl = NULL;
-    if (!t->slot_mw || !t->sdesc_mw || !t->slot_owner || !t->desc_table || (t->ctrl_len && !t->ctrl)) {
+    if (!t->slot_mw || !t->sdesc_mw || !t->slot_owner || !t->slot_rail || !t->desc_table ||
+        (t->ctrl_len && !t->ctrl)) {
         snprintf(why, wl, "out of memory for the descriptor table and control buffers");
         return -1;
     }
@@ -88,6 +116,7 @@ int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
         memset(t->ctrl, 0, t->ctrl_len);
     for (uint32_t s = 0; s < t->nslots; s++)
         t->slot_owner[s] = -1;
+    assign_slots(t);
     return 0;
 }
 
@@ -101,54 +130,77 @@ int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl)
  * fabric's rate for a fence against our own peers. */
 int check_windows(struct vt *t, char *why, size_t wl)
 {
-    struct ibv_device_attr da;
-    if (ibv_query_device(t->ctx, &da) != 0) {
-        snprintf(why, wl, "cannot query RDMA device %s: %s", t->devname, strerror(errno));
-        return -1;
+    t->fenced = 1;
+    for (int r = 0; r < t->nrails; r++) {
+        struct vrail *R = &t->rails[r];
+        struct ibv_device_attr da;
+        if (query_device(R, &da, why, wl) != 0)
+            return -1;
+        t->fenced &= (da.device_cap_flags & (IBV_DEVICE_MEM_WINDOW_TYPE_2A | IBV_DEVICE_MEM_WINDOW_TYPE_2B)) &&
+                     (uint64_t)da.max_mw >= 2ull * t->nslots + (uint64_t)t->npeers;
     }
-    t->fenced = (da.device_cap_flags & (IBV_DEVICE_MEM_WINDOW_TYPE_2A | IBV_DEVICE_MEM_WINDOW_TYPE_2B)) &&
-                (uint64_t)da.max_mw >= 2ull * t->nslots + (uint64_t)t->npeers;
     return 0;
 }
 
-/* One PD for every queue pair, and what the run pins, registered once:
- * the pool and the descriptor table (local access, windows bind to them:
- * their own rkeys open nothing; unfenced: remote write through their own
- * keys) and the control buffers of every link. A
- * low memlock or device limit fails the set-up here, on every leader,
- * with the whole reason (reg_error). */
-int register_memory(struct vt *t, char *why, size_t wl)
+/* Per rail one PD for its queue pairs, and what they use, registered once
+ * in it: the pool and the descriptor table (local access, windows bind to
+ * them: their own rkeys open nothing; unfenced: remote write through their
+ * own keys) and the control buffers of its links. A low memlock or device
+ * limit fails the set-up here, on every leader, with the whole reason
+ * (reg_error). */
+static int register_rail(struct vt *t, int r, char *why, size_t wl)
 {
-    t->pd = ibv_alloc_pd(t->ctx);
-    if (!t->pd) {
-        snprintf(why, wl, "cannot allocate a protection domain on %s: %s", t->devname, strerror(errno));
+    struct vrail *R = &t->rails[r];
+    R->pd = ibv_alloc_pd(R->ctx);
+    if (!R->pd) {
+        snprintf(why, wl, "cannot allocate a protection domain on %s: %s", R->devname, strerror(errno));
         return -1;
     }
-    if (t->ctrl_len && !(t->ctrl_mr = reg(t, t->ctrl, t->ctrl_len, IBV_ACCESS_LOCAL_WRITE, "the control buffers",
-                                          why, wl)))
+    size_t per_rail = t->ctrl_len / (size_t)t->nrails;
+    if (per_rail && !(R->ctrl_mr = reg(t, R, t->ctrl + (size_t)r * per_rail, per_rail, IBV_ACCESS_LOCAL_WRITE,
+                                       "the control buffers", why, wl)))
         return -1;
     int bindable = IBV_ACCESS_LOCAL_WRITE | (t->fenced ? IBV_ACCESS_MW_BIND : IBV_ACCESS_REMOTE_WRITE);
-    t->pool_mr = reg(t, t->pool, t->pool_len, bindable, "the slot pool", why, wl);
-    if (!t->pool_mr)
+    R->pool_mr = reg(t, R, t->pool, t->pool_len, bindable, "the slot pool", why, wl);
+    if (!R->pool_mr)
         return -1;
-    t->desc_mr = reg(t, t->desc_table, t->desc_len, bindable, "the descriptor table", why, wl);
-    return t->desc_mr ? 0 : -1;
+    R->desc_mr = reg(t, R, t->desc_table, t->desc_len, bindable, "the descriptor table", why, wl);
+    return R->desc_mr ? 0 : -1;
+}
+
+int register_memory(struct vt *t, char *why, size_t wl)
+{
+    for (int r = 0; r < t->nrails; r++)
+        if (register_rail(t, r, why, wl) != 0)
+            return -1;
+    return 0;
 }
 
 /* What the run will pin, and whether one put (a slot) fits in one message
  * of this port: both must hold before a byte moves. */
+void rails_pin(const struct vt *t, uint64_t ctrl_bytes, struct pb_verbs_pin *pin)
+{
+    pb_verbs_pin_need(t->slot_size, t->nslots, t->nlinks, ctrl_bytes, pin);
+    pin->slots *= (uint64_t)t->nrails; /* the same pool and table, registered in each rail's PD */
+    pin->descs *= (uint64_t)t->nrails;
+    pin->total = pin->slots + pin->descs + pin->ctrl;
+}
+
 int check_limits(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
 {
-    pb_verbs_pin_need(t->slot_size, t->nslots, t->npeers, t->ctrl_len, &t->pin);
-    t->tclass = pb_verbs_tclass(t->devname, t->port, cfg->rdma_tclass);
-    if (t->pattr.max_msg_sz && t->slot_size > t->pattr.max_msg_sz) {
-        snprintf(why, wl,
-                 "a slot of %zu bytes (chunk and trailer) exceeds the largest message of %s port %u (max_msg_sz "
-                 "%u bytes): use a smaller --chunk-size",
-                 t->slot_size, t->devname, t->port, t->pattr.max_msg_sz);
-        return -1;
+    rails_pin(t, t->ctrl_len, &t->pin);
+    for (int r = 0; r < t->nrails; r++) {
+        struct vrail *R = &t->rails[r];
+        R->tclass = pb_verbs_tclass(R->devname, R->port, cfg->rdma_tclass);
+        if (R->pattr.max_msg_sz && t->slot_size > R->pattr.max_msg_sz) {
+            snprintf(why, wl,
+                     "a slot of %zu bytes (chunk and trailer) exceeds the largest message of %s port %u (max_msg_sz "
+                     "%u bytes): use a smaller --chunk-size",
+                     t->slot_size, R->devname, R->port, R->pattr.max_msg_sz);
+            return -1;
+        }
     }
-    return pb_verbs_check_pin(&t->pin, t->devname, why, wl);
+    return pb_verbs_check_pin(&t->pin, t->rails[0].devname, why, wl);
 }
 
 static void free_window(struct ibv_mw **mw)
@@ -179,10 +231,11 @@ int grant_windows(struct vt *t, int li, uint32_t slot, struct pb_vw_req *bind, c
     free_window(&t->slot_mw[slot]);
     free_window(&t->sdesc_mw[slot]);
     t->slot_owner[slot] = -1;
-    t->slot_mw[slot] = ibv_alloc_mw(t->pd, IBV_MW_TYPE_2);
-    t->sdesc_mw[slot] = t->slot_mw[slot] ? ibv_alloc_mw(t->pd, IBV_MW_TYPE_2) : NULL;
+    struct vrail *R = rail_of(t, li);
+    t->slot_mw[slot] = ibv_alloc_mw(R->pd, IBV_MW_TYPE_2);
+    t->sdesc_mw[slot] = t->slot_mw[slot] ? ibv_alloc_mw(R->pd, IBV_MW_TYPE_2) : NULL;
     if (!t->sdesc_mw[slot]) {
-        snprintf(why, wl, "cannot allocate a memory window for slot %u on %s: %s", slot, t->devname,
+        snprintf(why, wl, "cannot allocate a memory window for slot %u on %s: %s", slot, R->devname,
                  strerror(errno));
         return -1;
     }

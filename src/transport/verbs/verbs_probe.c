@@ -29,9 +29,9 @@ int open_probe(struct vt *t, int li, char *why, size_t wl)
     struct vlink *L = &t->links[li];
     if (!t->fenced)
         return 0; /* the table's own key opens the probe area */
-    L->probe_mw = ibv_alloc_mw(t->pd, IBV_MW_TYPE_2);
+    L->probe_mw = ibv_alloc_mw(rail_of(t, li)->pd, IBV_MW_TYPE_2);
     if (!L->probe_mw) {
-        snprintf(why, wl, "cannot allocate a memory window for the set-up probe on %s: %s", t->devname,
+        snprintf(why, wl, "cannot allocate a memory window for the set-up probe on %s: %s", rail_of(t, li)->devname,
                  strerror(errno));
         return -1;
     }
@@ -49,14 +49,14 @@ int bind_probe(struct vt *t, int li, const struct pb_vw_info *pi, char *why, siz
     L->probe_rkey = pi->probe_rkey;
     if (!t->fenced)
         return 0;
-    struct window w = {L->probe_mw, t->desc_mr, t->desc_table + t->probe_off + (size_t)li * PB_VW_PROBE_SIZE,
+    struct window w = {L->probe_mw, rail_of(t, li)->desc_mr, t->desc_table + t->probe_off + (size_t)li * PB_VW_PROBE_SIZE,
                        PB_VW_PROBE_SIZE, "the set-up probe"};
     return bind_windows(t, li, &w, 1, why, wl);
 }
 
 void free_probes(struct vt *t)
 {
-    for (int i = 0; t->links && i < t->npeers; i++)
+    for (int i = 0; t->links && i < t->nlinks; i++)
         if (t->links[i].probe_mw) {
             ibv_dealloc_mw(t->links[i].probe_mw);
             t->links[i].probe_mw = NULL;
@@ -66,12 +66,13 @@ void free_probes(struct vt *t)
 static int post_probe(struct vt *t, int li, const char *peer, char *why, size_t wl)
 {
     struct vlink *L = &t->links[li];
+    struct vrail *R = rail_of(t, li);
     struct pb_vw_sq *sq = &t->lks[li].sq;
     int sig;
     L->probe_seq = pb_vw_sq_take(sq, 1, &sig);
     uint8_t *m = L->sendbuf + (L->probe_seq % sq->depth) * PB_VW_CTRL_SIZE;
     memset(m, 0xa5, PB_VW_PROBE_SIZE);
-    struct ibv_sge sge = {.addr = (uintptr_t)m, .length = PB_VW_PROBE_SIZE, .lkey = t->ctrl_mr->lkey};
+    struct ibv_sge sge = {.addr = (uintptr_t)m, .length = PB_VW_PROBE_SIZE, .lkey = R->ctrl_mr->lkey};
     struct ibv_send_wr wr = {.wr_id = pb_vw_wrid(PB_VW_K_PROBE, li, L->probe_seq), .sg_list = &sge, .num_sge = 1,
                              .opcode = IBV_WR_RDMA_WRITE_WITH_IMM, .send_flags = IBV_SEND_SIGNALED,
                              .imm_data = htonl(PB_VW_PROBE_IMM)},
@@ -81,7 +82,8 @@ static int post_probe(struct vt *t, int li, const char *peer, char *why, size_t 
     int rc = ibv_post_send(L->qp, &wr, &bad);
     if (rc != 0) {
         pb_vw_sq_untake(sq, L->probe_seq, sig);
-        snprintf(why, wl, "cannot post the first RDMA write to %s on %s: %s", peer, t->devname, strerror(rc));
+        snprintf(why, wl, "cannot post the first RDMA write to %s on %s:%u: %s", peer, R->devname, R->port,
+                 strerror(rc));
         return -1;
     }
     return 0;
@@ -105,13 +107,15 @@ static int probe_wc(struct vt *t, const struct pb_transport_cfg *cfg, const stru
         }
         return 0;
     }
-    if (li < 0 || li >= t->npeers || t->links[li].probe_done)
+    if (li < 0 || li >= t->nlinks || t->links[li].probe_done)
         return 0;
     struct vlink *L = &t->links[li];
+    struct vrail *R = rail_of(t, li);
     if (wc->status != IBV_WC_SUCCESS) {
         t->lks[li].dead = 1;
-        snprintf(why, wl, "the first RDMA write to %s failed: %s (vendor error %#x): the link connects but cannot "
-                 "carry a put", leader_name(cfg, L->leader), ibv_wc_status_str(wc->status), wc->vendor_err);
+        snprintf(why, wl, "the first RDMA write to %s over %s:%u failed: %s (vendor error %#x): the link connects "
+                 "but cannot carry a put", leader_name(cfg, L->leader), R->devname, R->port,
+                 ibv_wc_status_str(wc->status), wc->vendor_err);
         return -1;
     }
     pb_vw_sq_complete(&t->lks[li].sq, L->probe_seq);
@@ -125,26 +129,31 @@ static int probe_wc(struct vt *t, const struct pb_transport_cfg *cfg, const stru
  * deadline. The caller's vote then stops every leader alike. */
 int first_puts(struct vt *t, const struct pb_transport_cfg *cfg, char *why, size_t wl)
 {
-    for (int i = 0; i < t->npeers; i++)
+    for (int i = 0; i < t->nlinks; i++)
         if (post_probe(t, i, leader_name(cfg, t->links[i].leader), why, wl) != 0)
             return -1;
-    int left = t->npeers;
+    int left = t->nlinks;
     double deadline = now_ms() + PROBE_WAIT_MS;
     while (left > 0) {
-        struct ibv_wc wc[16];
-        int got = ibv_poll_cq(t->cq, 16, wc);
-        if (got < 0) {
-            snprintf(why, wl, "polling the completion queue of %s failed", t->devname);
-            return -1;
-        }
-        for (int i = 0; i < got; i++)
-            if (probe_wc(t, cfg, &wc[i], &left, why, wl) != 0)
+        int got = 0;
+        for (int r = 0; r < t->nrails; r++) {
+            struct ibv_wc wc[16];
+            int n = ibv_poll_cq(t->rails[r].cq, 16, wc);
+            if (n < 0) {
+                snprintf(why, wl, "polling the completion queue of %s failed", t->rails[r].devname);
                 return -1;
+            }
+            for (int i = 0; i < n; i++)
+                if (probe_wc(t, cfg, &wc[i], &left, why, wl) != 0)
+                    return -1;
+            got += n;
+        }
         if (got == 0 && now_ms() > deadline) {
-            for (int i = 0; i < t->npeers; i++)
+            for (int i = 0; i < t->nlinks; i++)
                 if (!t->links[i].probe_done) {
-                    snprintf(why, wl, "the first RDMA write to %s did not complete within %d s",
-                             leader_name(cfg, t->links[i].leader), PROBE_WAIT_MS / 1000);
+                    snprintf(why, wl, "the first RDMA write to %s over %s:%u did not complete within %d s",
+                             leader_name(cfg, t->links[i].leader), rail_of(t, i)->devname, rail_of(t, i)->port,
+                             PROBE_WAIT_MS / 1000);
                     break;
                 }
             return -1;
