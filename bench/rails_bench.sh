@@ -16,7 +16,7 @@
 # Every p2pbcast run uses --source-shared=no (the root alone reads SOURCE:
 # the ring, so that F/B is the bound) and DEST in each host's /dev/shm.
 # Prints one table: method, seconds, (F/B)/T; writes it to
-# bench/out/rails.txt.  Needs root and a built ./p2pbcast.
+# bench/out/rails.txt, .csv and .png (gnuplot, bench/rails_plot.gp).  Needs root and a built ./p2pbcast.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,6 +45,7 @@ if [[ ! -f $SOURCE || $(stat -c %s "$SOURCE") -ne $(( SIZE_MIB << 20 )) ]]; then
     head -c "$(( SIZE_MIB << 20 ))" /dev/urandom >"$SOURCE"
 fi
 F_MBIT=$(( (SIZE_MIB << 20) * 8 / 1000000 ))
+echo "bed,method,seconds,ratio,hosts,mib" >"$OUT/rails.csv"
 trap bed_down EXIT
 trap 'exit 130' INT TERM
 
@@ -73,8 +74,11 @@ p2p() {
     sed -n 's/^ *"seconds": *\([0-9.]*\).*/\1/p' "$json"
 }
 
-row() {  # bed method seconds B
-    printf '%-18s %-34s %8s s  (F/B)/T = %s\n' "$1" "$2" "$3" "$(calc "$F_MBIT / $4 / $3")"
+row() {  # bed method seconds B; also a line of $OUT/rails.csv
+    local r
+    r=$(calc "$F_MBIT / $4 / $3")
+    printf '%-18s %-34s %8s s  (F/B)/T = %s\n' "$1" "$2" "$3" "$r"
+    printf '%s,%s,%s,%s,%s,%s\n' "$1" "$2" "$3" "$r" "$N" "$SIZE_MIB" >>"$OUT/rails.csv"
 }
 
 {
@@ -96,3 +100,6 @@ row() {  # bed method seconds B
     verify_and_clean "$N" || log "MPI_Bcast: a copy differs"
     row "two-rails" "MPI_Bcast (Open MPI default rules)" "$s" "$B"
 } | tee "$OUT/rails.txt"
+if command -v gnuplot >/dev/null; then
+    gnuplot -e "csv='$OUT/rails.csv'; out='$OUT/rails.png'" "$HERE/rails_plot.gp" && echo "plot: $OUT/rails.png"
+fi
