@@ -12,7 +12,10 @@
 #   3. both rails at 50 Mbit/s, a larger file, and once the transfer is under
 #      way eth1 is taken down inside ONE host (h3, then the root h1): every
 #      rank fails with the same nonzero status, the root names that host and
-#      the rail (eth1), and no host keeps a DEST or a temporary file.
+#      the rail (eth1), and no host keeps a DEST or a temporary file; or,
+#      where the kernel carries eth1's connections over eth0 (it answers ARP
+#      for any of its addresses on any interface), every rank exits 0 with an
+#      identical copy and nothing else beside it.
 # Must run under the bed lock (flock /var/lock/p2pbcast-bed.lock ...).
 # Skips (exit 0) where network namespaces cannot be created.
 # Environment: P2PBCAST (the binary, default ../p2pbcast relative to tests/),
@@ -89,6 +92,13 @@ nothing_left() {
         [[ -z $l ]] || { diag "h$k: $DDIR holds: $l"; return 1; }
     done
 }
+only_dest() {
+    local k l
+    for (( k = 1; k <= N; k++ )); do
+        l=$(ls -A "$("$NB" dir "h$k")${DDIR#/tmp}")
+        [[ $l == "${DEST##*/}" ]] || { diag "h$k: $DDIR holds: $l"; return 1; }
+    done
+}
 said() {  # pattern: some rank's stderr matches
     grep '<stderr>' <<<"$out" | grep -qE "$1" || { diag "$(grep -i rail <<<"$out")"; return 1; }
 }
@@ -162,10 +172,22 @@ for victim in h3 h1; do
     ok "$victim: the transfer is under way" under_way
     "$NB" exec "$victim" ip link set eth1 down
     wait_bcast
-    ok "eth1 down on $victim: every rank exits with the same nonzero status ($(awk '{print $2}' <<<"$rcs" | sort -u | tr '\n' ' '))" same_failure
-    ok "eth1 down on $victim: the root names $victim and the rail" root_said "error: .*$victim.*eth1|error: .*eth1.*$victim"
-    diag "$(grep '^\[[0-9]*,0\]<stderr>:.*error' <<<"$out" | head -n 4)"
-    ok "eth1 down on $victim: nothing partial on any host" nothing_left
+    st=$(awk '{print $2}' <<<"$rcs" | sort -u | tr '\n' ' ')
+    if [[ $st == "0 " ]]; then
+        # Linux answers ARP for any of its addresses on any interface, so
+        # the kernel may carry eth1's connections over eth0 once eth1's
+        # routes are gone; chunks stuck on eth1 then arrive late, new ones
+        # go to the rail that drains, and the copy completes. Exit 0 must
+        # then mean what it always means.
+        ok "eth1 down on $victim: the copy completed over eth0: every rank exits 0" all_exit 0
+        ok "eth1 down on $victim: identical copy on every host" copies_identical
+        ok "eth1 down on $victim: DEST alone in its directory on every host" only_dest
+    else
+        ok "eth1 down on $victim: every rank exits with the same nonzero status ($st)" same_failure
+        ok "eth1 down on $victim: the root names $victim and the rail" root_said "error: .*$victim.*eth1|error: .*eth1.*$victim"
+        diag "$(grep '^\[[0-9]*,0\]<stderr>:.*error' <<<"$out" | head -n 4)"
+        ok "eth1 down on $victim: nothing partial on any host" nothing_left
+    fi
 done
 
 left_nothing() {
