@@ -418,6 +418,12 @@ static void test_alpha_rule(void)
     }
     ok(bounded && pb_plan_default_slots(32u << 20) == 4 && pb_plan_default_slots(64u << 20) == 4,
        "default slots: 8 up to 16 MiB chunks (pool <= 128 MiB), 4 at 32 and 64 MiB (128 and 256 MiB)");
+    ok(pb_plan_rail_slots(8, 1, 64 << 10) == 8 && pb_plan_rail_slots(8, 2, 64 << 10) == 16 &&
+           pb_plan_rail_slots(8, 4, 64 << 10) == 32 && pb_plan_rail_slots(16, 3, 64 << 10) == 48,
+       "rail slots: a full window per rail (8 over one, 16 over two, 32 over four)");
+    ok(pb_plan_rail_slots(8, 2, 16u << 20) == 8 && pb_plan_rail_slots(6, 2, 16u << 20) == 8 &&
+           pb_plan_rail_slots(4, 2, 64u << 20) == 4 && pb_plan_rail_slots(1000, 8, 4096) == 4096,
+       "rail slots: the pool stays within 128 MiB (8 x 16 MiB), never fewer than before, at most 4096");
     struct pb_link_cost tcp25 = { .alpha = 30e-6, .rate = 25e9, .tcp_between_hosts = 1, .what = "tcp, 25 GB/s" };
     char why[400] = "";
     uint64_t c = pb_plan_choose_chunk(5ull << 30, 15, PB_SCHED_TREE, &tcp25, why, sizeof why);

@@ -100,6 +100,30 @@ static void deciding(void)
     ok(c.n == 2, "a single node keeps its own rails");
 }
 
+/* Placement's send rates from the same probe: leader l's is what its
+ * successor measured from it, summed over the chosen rails. */
+static void send_rates(void)
+{
+    struct pb_tcp_rail_report all[3] = {
+        report(2, (uint64_t[]){ 1, 2 }, (uint32_t[]){ 150000, 150000 }),
+        report(2, (uint64_t[]){ 2, 1 }, (uint32_t[]){ 150000, 150000 }),
+        report(2, (uint64_t[]){ 1, 2 }, (uint32_t[]){ 150000, 150000 }),
+    };
+    /* measured, per reporter: from its predecessor on rail key 1 / key 2 */
+    all[0].measured[0] = 100, all[0].measured[1] = 200;  /* from leader 2 */
+    all[1].measured[0] = 30, all[1].measured[1] = 10;    /* from leader 0: key 2 first */
+    all[2].measured[0] = 50, all[2].measured[1] = 60;    /* from leader 1 */
+    struct pb_tcp_rail_choice both = { 2, { 150000, 150000 }, { 2, 1 } }, one = { 1, { 150000 }, { 2 } },
+                              none = { 0, { 0 }, { 0 } };
+    uint32_t k[3];
+    pb_tcp_rails_send_rates(all, 3, &both, k);
+    ok(k[0] == 40 && k[1] == 110 && k[2] == 300, "send rates: the successor's measure, summed over both rails");
+    pb_tcp_rails_send_rates(all, 3, &one, k);
+    ok(k[0] == 30 && k[1] == 60 && k[2] == 200, "send rates: only the chosen rail counts");
+    pb_tcp_rails_send_rates(all, 3, &none, k);
+    ok(k[0] == 30 && k[1] == 50 && k[2] == 100, "send rates: no rail chosen: each report's first (the default route's)");
+}
+
 /* Send count chunks of len bytes over rails of the given rates; count how
  * many each rail took. */
 static void split(const uint32_t *rate, int n, int count, uint64_t len, int *took)
@@ -204,6 +228,7 @@ int main(void)
 {
     parsing();
     deciding();
+    send_rates();
     splitting();
     draining();
     return tap_done();

@@ -8,7 +8,10 @@
 #      file.
 #   2. both rails at 100 Mbit/s: both chosen, each carried a good part of
 #      the file; the same with --tcp-if eth0,eth1 (an explicit list), and
-#      with the two trees instead of the ring.
+#      with the two trees instead of the ring; with the send-rate probe on
+#      (placement), one probe serves both: every node's send rate is the sum
+#      of its rails', the rails are chosen once, and each rail gets a full
+#      window of slots.
 #   3. both rails at 50 Mbit/s, a larger file, and once the transfer is under
 #      way eth1 is taken down inside ONE host (h3, then the root h1): every
 #      rank fails with the same nonzero status, the root names that host and
@@ -43,13 +46,14 @@ bed() {
 
 # bcast ARGS...: p2pbcast SRC DEST on h1..h4 (stdout+stderr in $WORK/out,
 # tagged), in the background; sets BPID.  wait_bcast then sets out, rcs
-# ("host status" per rank) and mrc.
+# ("host status" per rank) and mrc.  MPI_X: extra mpirun words (-x VAR=1).
+MPI_X=()
 bcast_start() {
     : >"$WORK/rcs"
     : >"$WORK/out"
     # shellcheck disable=SC2016 # expanded by the rank's bash
     timeout -k 10 $(( NETBED_MPIRUN_TIMEOUT + 30 )) "$NB" mpirun -np "$N" --tag-output \
-        --mca orte_abort_on_non_zero_status 0 \
+        --mca orte_abort_on_non_zero_status 0 "${MPI_X[@]}" \
         bash -c '"$@"; r=$?; echo "$(hostname) $r" >>'"$WORK/rcs"'; exit $r' _ \
         "$BIN" "$@" "$SRC" "$DEST" >"$WORK/out" 2>&1 &
     BPID=$!
@@ -156,6 +160,33 @@ for args in "-v" "-v --tcp-if eth0,eth1" "-v --schedule tree"; do
     ok "two rails ($args): each carried at least a quarter of the data" \
         test "$eth0_used" -ge $(( 3 * SIZE / 4 )) -a "$eth1_used" -ge $(( 3 * SIZE / 4 ))
 done
+# placement's send-rate probe forced on (the file is small): it measures both
+# rails, and the transport takes the rails it chose instead of probing again
+MPI_X=(-x P2PBCAST_TEST_PLACEMENT=1)
+for k in 1 2 3 4; do "$NB" exec "h$k" rm -f "$DEST"; done
+bcast -v --source-shared=no
+MPI_X=()
+ok "one probe for rails and placement: every rank exits 0" all_exit 0
+ok "one probe for rails and placement: identical copy on every host" copies_identical
+# "send rates (tcp probe, median M Mbit/s): h1 (rank 0) R, ..." against the
+# rails line's "chosen eth0 (root ...) X Mbit/s measured"
+sums_rails() {
+    local line rail
+    line=$(tr -d '\r' <<<"$out" | grep -oE 'send rates \(tcp probe, median [0-9]+ Mbit/s\).*' | head -n 1)
+    rail=$(tr -d '\r' <<<"$out" | grep -oE 'chosen eth0 \(root [0-9.]+\) [0-9.]+' | head -n 1 | awk '{print $NF}')
+    diag "rail eth0: ${rail:-?} Mbit/s; $line"
+    [[ -n $line && -n $rail ]] || return 1
+    # every node's rate: the part after each "(rank K)"
+    grep -oE '\(rank [0-9]+\) [0-9]+' <<<"$line" | awk -v r="$rail" '
+        { n++; if ($3 < 1.5 * r) bad++ } END { exit !(n == 4 && !bad) }'
+}
+ok "one probe: every node's send rate is the sum of its two rails' (> 1.5x one rail)" sums_rails
+ok "one probe: the rails are chosen once (one rails line from the root)" \
+    test "$(tr -d '\r' <<<"$out" | grep -c 'tcp rails (the slowest')" -eq 1
+ok "one probe: every rail keeps a full window (-v: 16 slots, 8 for each of 2 rails)" \
+    root_said '16 slots per node: 8 for each of 2 rails'
+ok "one probe: every host stripes over eth0 and eth1" hosts_say 'eth[01] [0-9.]+ \([0-9.]+ Mbit/s\) eth[01] '
+
 bcast --check --source-shared=no
 ok "--check, two rails: the root names both with their rates" \
     root_said 'check: h1 \(rank 0\): tcp eth[01] \([0-9]+ Mbit/s measured\) \+ eth[01] \([0-9]+ Mbit/s measured\)'

@@ -130,6 +130,15 @@ uint32_t pb_plan_default_slots(uint64_t chunk)
     return n >= PB_DEFAULT_SLOTS ? PB_DEFAULT_SLOTS : n < 4 ? 4u : (uint32_t)n;
 }
 
+uint32_t pb_plan_rail_slots(uint32_t nslots, int rails, uint64_t chunk)
+{
+    uint64_t want = (uint64_t)nslots * (uint64_t)(rails > 1 ? rails : 1);
+    uint64_t cap = chunk ? PB_POOL_BUDGET / chunk : want;
+    if (want > cap)
+        want = cap > nslots ? cap : nslots;
+    return want > 4096 ? 4096u : (uint32_t)want;
+}
+
 uint64_t pb_plan_tcp_chunk_cap(uint64_t link_mbit)
 {
     /* Measured (bench/chunk_sweep.sh, bench/README.md): at 150 Mbit/s 32-64 KiB

@@ -106,6 +106,12 @@ uint64_t pb_plan_rule_chunk(uint64_t file_size, double hops, double alpha_b);
 #define PB_DEFAULT_SLOTS 8u
 #define PB_POOL_BUDGET (128ull << 20)
 uint32_t pb_plan_default_slots(uint64_t chunk);
+/* Slots per node over `rails` networks at once: each rail keeps the window
+ * of nslots (a chunk's trip and its credit's take as long on either, and
+ * they now come twice as fast: 8 slots over two 150 Mbit/s rails held the
+ * ring at 0.89 of their sum on the bed, 16 at 0.98), as far as the pool
+ * stays within PB_POOL_BUDGET; never fewer than nslots, at most 4096. */
+uint32_t pb_plan_rail_slots(uint32_t nslots, int rails, uint64_t chunk);
 
 /* The ring's chunk: its tail is R-1 hops (pb_plan_rule_chunk). */
 uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv, double alpha_b);

@@ -129,6 +129,7 @@ void pb_stage_transport_cfg(struct stage *st, struct pb_transport_cfg *tc)
         .timeout = st->o.timeout,
         .verbose = st->verbose,
         .tcp_if = st->o.tcp_if,
+        .tcp_rails = st->have_rails && !strcmp(st->meta.transport, "tcp") ? &st->rails : NULL,
         .rdma_dev = st->o.rdma_dev,
         .rdma_rails = (int)st->vfit.nrails,
         .gid_index = st->o.gid_index,

@@ -15,6 +15,7 @@
 #include "sink.h"
 #include "source.h"
 #include "transport.h"
+#include "tcp_rails.h"
 #include "dirtree_stage.h"
 
 #include <limits.h>
@@ -65,6 +66,10 @@ struct stage {
      * naming the slow senders and their places ("" if none) */
     int *order;
     char placement[600];
+    /* 1d. over tcp between machines, the rails, chosen with the send rates
+     * (rates.c) and handed to the transport (have_rails 0: it chooses) */
+    struct pb_tcp_rail_set rails;
+    int have_rails;
     /* 2. where this node writes */
     char dpath[PATH_MAX];
     char probe[PATH_MAX]; /* our shared-DEST probe file, removed at the end */

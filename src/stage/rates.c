@@ -1,21 +1,28 @@
-/* rates.c — phase 1d: the nodes' send rates and their places in the
- * schedule (placement.h), before anyone knows its partners.
+/* rates.c — phase 1d: the tcp rails, the nodes' send rates and their
+ * places in the schedule (placement.h), before anyone knows its partners.
  *
- * Over tcp between machines, when it is worth it, every leader sends its
- * successor in leader order about 50 ms of data and times its
- * predecessor's, in two or three rounds so that no node sends and
- * receives at once (pb_tcp_probe_send_rate); the root gathers the rates. A
- * node below PB_SLOW_FRACTION of the median rate is slow: --schedule auto
- * then takes the trees, and placement puts the slow nodes where they send
- * least. The root tells every rank the schedule, the chunk and the order.
+ * Over tcp between machines the leaders choose the rails here, in one
+ * collective with the send-rate probe (pb_tcp_rails_agree), and hand them
+ * to the transport: one probe and one decision instead of two (the rails'
+ * probe at connect cost 0.2 s more at 8 hosts). When placement is worth it
+ * every leader sends its successor in leader order about 60 ms of data on
+ * every rail and times its predecessor's, in two or three rounds so that no
+ * node sends and receives at once; the root learns each node's send rate
+ * (the sum over the chosen rails). A node below PB_SLOW_FRACTION of the
+ * median rate is slow: --schedule auto then takes the trees, and placement
+ * puts the slow nodes where they send least. With several rails every rail
+ * keeps a full window of slots (pb_plan_rail_slots). The root tells every
+ * rank the schedule, the chunk, the slots and the order.
  *
- * Worth it: tcp, not all on one machine, at least 3 nodes, a schedule
- * placement can change (auto or tree, not the ring or the allgather), and
- * a transfer that takes at least PLACE_MIN_SECONDS at the root's link rate
- * (1 Gbit/s where the device does not say, as on virtual NICs): the probe
- * costs about 0.2-0.4 s (bench/README.md), at most 1.6 s a round. verbs and mpi: no probe, the
- * default order. P2PBCAST_TEST_PLACEMENT=0 turns it off, =1 on whatever
- * the size (tests and bench/). */
+ * Placement is worth it: tcp, not all on one machine, at least 3 nodes, a
+ * schedule placement can change (auto or tree, not the ring or the
+ * allgather), and a transfer that takes at least PLACE_MIN_SECONDS at the
+ * root's link rate (1 Gbit/s where the device does not say, as on virtual
+ * NICs): the probe costs about 0.2-0.4 s (bench/README.md), at most 1.6 s a
+ * round. Otherwise the rails alone: a probe only on networks of unknown
+ * speed, nothing where one interface is named. verbs and mpi: nothing here,
+ * the default order. P2PBCAST_TEST_PLACEMENT=0 turns placement off, =1 on
+ * whatever the size (tests and bench/). */
 #include "phases.h"
 #include "placement.h"
 #include "schedule.h"
@@ -27,15 +34,17 @@
 #define PLACE_MIN_SECONDS 1.0
 #define PLACE_UNKNOWN_MBIT 1000
 
-/* Root: is the probe worth its time? */
+/* What the phase does, the root's call for every rank. */
+enum { NOTHING, RAILS, RATES };
+
+/* Root: is the send-rate probe worth its time? */
 static int worth_probing(const struct stage *st)
 {
     const struct pb_boot_info *bi = st->bi;
     const char *s = st->o.schedule;
     long hook = pb_test_hook(st, "P2PBCAST_TEST_PLACEMENT", -1);
-    if (hook == 0 || (st->o.flags & P2PBCAST_CHECK) || strcmp(st->meta.transport, "tcp") || bi->all_local ||
-        bi->nleaders < 3 || pb_sched_of(st->plan.schedule)->every_node_reads ||
-        (s && strcmp(s, "auto") && strcmp(s, "tree")))
+    if (hook == 0 || (st->o.flags & P2PBCAST_CHECK) || bi->nleaders < 3 ||
+        pb_sched_of(st->plan.schedule)->every_node_reads || (s && strcmp(s, "auto") && strcmp(s, "tree")))
         return 0;
     if (hook == 1)
         return 1;
@@ -44,12 +53,27 @@ static int worth_probing(const struct stage *st)
     return seconds >= PLACE_MIN_SECONDS;
 }
 
-/* Leaders: the probe, with what the transport's set-up would be given. */
-static uint32_t probe(struct stage *st)
+/* Root: the rails and the send rates, the rails alone, or nothing (not
+ * tcp between machines: loopback or another transport). */
+static int32_t what_to_probe(const struct stage *st)
+{
+    const char *tif = st->o.tcp_if;
+    if (strcmp(st->meta.transport, "tcp") || st->bi->all_local)
+        return NOTHING;
+    if (worth_probing(st))
+        return RATES;
+    return tif && !strchr(tif, ',') ? NOTHING : RAILS; /* one interface named: nothing to choose */
+}
+
+/* Leaders: the rails, and with RATES every node's send rate on the root
+ * (send_kbit); with what the transport's set-up would be given. A failure
+ * here is the transport's to report (connect.c): every leader votes there. */
+static void probe(struct stage *st, int32_t what, uint32_t *send_kbit)
 {
     struct pb_transport_cfg tc;
     pb_stage_transport_cfg(st, &tc);
-    return pb_tcp_probe_send_rate(&tc);
+    (void)pb_tcp_rails_agree(&tc, what == RATES, send_kbit, &st->rails);
+    st->have_rails = 1;
 }
 
 /* The root's decision, to every rank; order[] follows (nleaders - 1). */
@@ -57,7 +81,7 @@ struct place_decision {
     int32_t schedule;
     int32_t placed; /* slow receivers moved; 0: the default order */
     int32_t hang;
-    int32_t pad;
+    uint32_t slots;
     uint64_t chunk;
 };
 
@@ -90,8 +114,7 @@ static void describe(struct stage *st, const uint64_t *kbit, const int *slow, in
     }
 }
 
-/* Root: the rates (kbit[l] = what leader l + 1 measured from l), the
- * schedule and the order. */
+/* Root: the send rates (kbit/s, per leader), the schedule and the order. */
 static void decide(struct stage *st, const uint32_t *measured, struct place_decision *d, int32_t *order)
 {
     const struct pb_boot_info *bi = st->bi;
@@ -102,7 +125,7 @@ static void decide(struct stage *st, const uint32_t *measured, struct place_deci
     if (!kbit || !slow || !ord)
         goto out;
     for (int l = 0; l < N; l++)
-        kbit[l] = measured[(l + 1) % N];
+        kbit[l] = measured[l];
     uint64_t median = pb_place_median(kbit, N);
     int nslow = pb_place_slow(kbit, N, slow), slow_receivers = 0;
     for (int i = 0; i < nslow; i++)
@@ -159,6 +182,7 @@ static int apply(struct stage *st, const struct place_decision *d, const int32_t
         st->plan.schedule = sched;
     }
     st->meta.schedule = d->schedule;
+    st->meta.slots = d->slots;
     st->plan.schedule = d->schedule;
     if (d->placed) {
         st->order = malloc((size_t)(R > 0 ? R : 1) * sizeof *st->order);
@@ -175,25 +199,38 @@ static int apply(struct stage *st, const struct place_decision *d, const int32_t
     return 0;
 }
 
+/* Root: the slots, once the rails and the chunk are known: a full window
+ * on every rail unless --slots says. */
+static uint32_t slots_for(const struct stage *st, uint64_t chunk)
+{
+    int rails = st->rails.n;
+    uint32_t n = st->o.slots ? st->meta.slots : pb_plan_rail_slots(st->meta.slots, rails, chunk);
+    if (st->verbose && n != st->meta.slots)
+        fprintf(stderr, "p2pbcast: %u slots per node: %u for each of %d rails (the pool within %llu MiB)\n", n,
+                st->meta.slots, rails, (unsigned long long)(PB_POOL_BUDGET >> 20));
+    return n;
+}
+
 int pb_phase_rates(struct stage *st)
 {
     const struct pb_boot_info *bi = st->bi;
-    uint32_t mine = 0, *all = st->root ? calloc((size_t)bi->nleaders, sizeof *all) : NULL;
-    int32_t go = st->root && all ? worth_probing(st) : 0;
-    int rc = pb_agree_bcast(&st->ag, &go, sizeof go);
-    if (rc == 0 && !go) {
+    uint32_t *all = st->root ? calloc((size_t)bi->nleaders, sizeof *all) : NULL;
+    int32_t what = st->root && all ? what_to_probe(st) : NOTHING;
+    int rc = pb_agree_bcast(&st->ag, &what, sizeof what);
+    if (rc == 0 && what == NOTHING) {
         free(all);
         return 0;
     }
     if (rc == 0 && bi->is_leader)
-        mine = probe(st);
-    if (rc == 0 && bi->is_leader)
-        rc = pb_agree_gather(&st->ag, &mine, all, sizeof mine);
+        probe(st, what, st->root ? all : NULL);
     size_t len = sizeof(struct place_decision) + (size_t)bi->nleaders * sizeof(int32_t);
     unsigned char *buf = calloc(1, len);
-    struct place_decision d = { .schedule = st->plan.schedule, .chunk = st->meta.chunk };
-    if (st->root && rc == 0 && all && buf)
-        decide(st, all, &d, (int32_t *)(buf + sizeof d));
+    struct place_decision d = { .schedule = st->plan.schedule, .chunk = st->meta.chunk, .slots = st->meta.slots };
+    if (st->root && rc == 0 && buf) {
+        if (what == RATES)
+            decide(st, all, &d, (int32_t *)(buf + sizeof d));
+        d.slots = slots_for(st, d.chunk);
+    }
     free(all);
     if (buf)
         memcpy(buf, &d, sizeof d);

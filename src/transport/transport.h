@@ -84,6 +84,7 @@ struct pb_transport_cfg {
     int verbose;
     /* transport-specific knobs */
     const char *tcp_if;       /* tcp: interface names or CIDRs, comma-separated */
+    const struct pb_tcp_rail_set *tcp_rails; /* tcp: chosen already (pb_tcp_rails_agree), NULL: at open */
     const char *rdma_dev;     /* verbs: device[:port][,...] */
     int rdma_rails;           /* verbs: how many rails every node opens (agreed), 0: all of the fastest kind */
     int gid_index;            /* verbs: RoCE GID index, -1 automatic */
@@ -130,15 +131,20 @@ struct pb_transport *pb_tcp_open(const struct pb_transport_cfg *cfg, char *err, 
 struct pb_transport *pb_verbs_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen);
 struct pb_transport *pb_mpi_transport_open(const struct pb_transport_cfg *cfg, char *err, size_t errlen);
 
-/* Placement's probe (src/stage/rates.c): every leader sends its successor
- * in leader order (self + 1) about 50 ms of data over tcp on the
- * interface the transport would use first (tcp_if's first element, else
- * the default route's), whatever its device speed, and times what its
- * predecessor (self - 1) sends it. Collective over the leaders (cfg: self,
- * nleaders >= 3, xchg, secret, tcp_if, names, verbose); in two or three
- * rounds (no node sends and receives at once), each bounded by about 1.6 s. Returns the predecessor's send rate in kbit/s; 0 when unknown
- * (nothing arrived, a node could not take part). */
-uint32_t pb_tcp_probe_send_rate(const struct pb_transport_cfg *cfg);
+/* The rails and, for placement, the nodes' send rates, in one probe at
+ * set-up (src/stage/rates.c; tcp_probe.c): every leader sends its successor
+ * in leader order (self + 1) about 60 ms of data on each network it shares
+ * with it (every one when probe_all, else those of unknown device speed)
+ * and times what its predecessor (self - 1) sends it, in two or three
+ * rounds (no node sends and receives at once), each bounded by about 1.6 s;
+ * the root decides. Collective over the leaders (cfg: self, nleaders, xchg,
+ * secret, tcp_if, names, verbose). set gets the rails (cfg.tcp_rails hands
+ * them to pb_tcp_open); on the root send_kbit (nleaders entries, or NULL)
+ * gets each leader's send rate in kbit/s, summed over the chosen rails, 0
+ * when unknown. Returns 0, or -1 with set->err (set->n -1). */
+struct pb_tcp_rail_set;
+int pb_tcp_rails_agree(const struct pb_transport_cfg *cfg, int probe_all, uint32_t *send_kbit,
+                       struct pb_tcp_rail_set *set);
 
 /* The link speed in Mbit/s the tcp transport would run at for tcp_if (a
  * name, a CIDR, a list of them, or NULL: every real interface that is

@@ -72,9 +72,19 @@ static int one_rail(struct tcp *t, const char *want, char *err, size_t errlen)
 static int choose_rails(struct tcp *t, char *err, size_t errlen)
 {
     const char *want = t->cfg.tcp_if;
+    const struct pb_tcp_rail_set *set = t->cfg.tcp_rails;
     struct pb_tcp_if_spec specs[PB_TCP_MAX_RAILS];
     int nspecs = 0;
-    if (!want && all_here(&t->cfg))
+    if (set && set->n < 0) {
+        snprintf(err, errlen, "%s", set->err);
+        return -1;
+    }
+    if (set && set->n > 0) { /* chosen with the send-rate probe: no second probe */
+        memcpy(t->rails, set->r, sizeof t->rails);
+        t->nrails = set->n;
+        return 0;
+    }
+    if (set || (!want && all_here(&t->cfg)))
         return one_rail(t, NULL, err, errlen);
     if (want) {
         nspecs = pb_tcp_if_parse(want, specs, PB_TCP_MAX_RAILS, err, errlen);
@@ -83,7 +93,7 @@ static int choose_rails(struct tcp *t, char *err, size_t errlen)
         if (nspecs == 1)
             return one_rail(t, want, err, errlen);
     }
-    int n = pb_tcp_rails_choose(&t->cfg, specs, nspecs, t->rails, err, errlen);
+    int n = pb_tcp_rails_choose(&t->cfg, specs, nspecs, 0, NULL, t->rails, err, errlen);
     if (n < 0)
         return -1;
     if (n == 0)

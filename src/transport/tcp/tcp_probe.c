@@ -1,10 +1,13 @@
-/* tcp_probe.c — choosing the rails at set-up: every leader lists its rails,
- * learns its ring neighbours' (leader i-1 and i+1) through the bootstrap,
- * and where a rail's device speed is unknown at either end, sends its ring
- * successor PROBE_MS of data on that rail while timing what its predecessor
- * sends it. All rails are probed at once (one NIC each), and every node
- * sends to one node and receives from one, so no two probes share a link.
- * The root gathers what every leader knows and decides (tcp_rails.c). */
+/* tcp_probe.c — choosing the rails at set-up, and each node's send rate
+ * for placement, in one probe: every leader lists its rails, learns its ring
+ * neighbours' (leader i-1 and i+1) through the bootstrap, and where a rail's
+ * device speed is unknown at either end (on every rail when placement wants
+ * the send rates: a device speed says nothing of a degraded link direction
+ * or a busy NIC), sends its ring successor PROBE_MS of data on that rail
+ * while timing what its predecessor sends it. All rails are probed at once
+ * (one NIC each), and every node sends to one node and receives from one,
+ * so no two probes share a link. The root gathers what every leader knows
+ * and decides (tcp_rails.c). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -23,7 +26,6 @@
 #include <unistd.h>
 
 #define PROBE_MS 60            /* data sent per rail and round */
-#define PLACE_PROBE_MS 50      /* per round of the send-rate probe (placement) */
 #define PROBE_CONNECT_S 1.5    /* to connect, greet and finish, at most */
 #define PROBE_SNDBUF (128 << 10) /* in flight at most ~this: what a slow rail
                                   * drains after the window (its queue delays
@@ -186,12 +188,19 @@ static uint32_t flow_kbit(const struct flow *f)
     return k >= 1 ? (k < 4e9 ? (uint32_t)k : 4000000000u) : 1;
 }
 
-/* Run the probes: out to succ on each rail in out_rail[] (its address in
- * succ's card), in from pred on nin rails, secs of data each. kbit[] gets
- * what arrived per rail of ours. Bounded by PROBE_CONNECT_S + secs. */
+/* Whether a rail is probed between us and a neighbour: where either end's
+ * device speed is unknown, or every rail (all). */
+static int probed(uint32_t ours, uint32_t theirs, int all)
+{
+    return all || !ours || !theirs;
+}
+
+/* Run the probes: out to succ on each rail both have (its address in succ's
+ * card) that is probed, in from pred on nin rails, secs of data each. kbit[]
+ * gets what arrived per rail of ours. Bounded by PROBE_CONNECT_S + secs. */
 static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct pb_tcp_rail *mine, int nmine,
                        const struct probe_card *succ, int succ_leader, int pred, int nin, uint32_t *kbit,
-                       double secs)
+                       double secs, int all)
 {
     struct flow fl[2 * PB_TCP_MAX_RAILS + 4];
     int nf = 0, nin_left = nin;
@@ -200,7 +209,7 @@ static void run_probes(const struct pb_transport_cfg *cfg, int lfd, const struct
     uint32_t self = (uint32_t)cfg->self;
     for (int i = 0; succ && i < nmine; i++) {
         int j = card_find(succ, mine[i].key);
-        if (j < 0 || (mine[i].mbit && succ->r[j].mbit) || succ_leader < 0)
+        if (j < 0 || !probed(mine[i].mbit, succ->r[j].mbit, all) || succ_leader < 0)
             continue;
         memcpy(hdr[i], cfg->secret, 16);
         memcpy(hdr[i] + 16, &mine[i].key, 8);
@@ -273,7 +282,7 @@ static int colour(int l, int n)
  * the failed exchange's code. */
 static int probe_rounds(const struct pb_transport_cfg *cfg, int lfd, const struct pb_tcp_rail *mine, int nmine,
                         const struct probe_card *succ_card, int succ, int pred, int nin, uint32_t *kbit,
-                        const int *peers, int npeers, double secs)
+                        const int *peers, int npeers, double secs, int all)
 {
     int n = cfg->nleaders, rc = 0;
     uint32_t ignored[PB_TCP_MAX_RAILS];
@@ -283,7 +292,7 @@ static int probe_rounds(const struct pb_transport_cfg *cfg, int lfd, const struc
             break;
         int out = colour(cfg->self, n) == c, in = colour(pred, n) == c;
         run_probes(cfg, lfd, mine, nmine, out ? succ_card : NULL, out ? succ : -1, pred, in ? nin : 0,
-                   in ? kbit : ignored, secs);
+                   in ? kbit : ignored, secs, all);
     }
     return rc;
 }
@@ -313,6 +322,7 @@ static void fill_report(struct pb_tcp_rail_report *rep, const struct pb_tcp_rail
         int j = pred ? card_find(pred, mine[i].key) : -1;
         uint32_t theirs = j >= 0 ? pred->r[j].mbit : mine[i].mbit;
         rep->key[i] = mine[i].key;
+        rep->measured[i] = measured[i];
         if (j >= 0 && pred->r[j].addr == mine[i].addr)
             rep->kbit[i] = 0; /* one address on two nodes (local bridges, NAT): not a network between them */
         else if (mine[i].mbit && theirs)
@@ -327,6 +337,7 @@ struct decide_arg {
     const struct pb_tcp_rail *mine;
     int nmine;
     int keep_all;
+    uint32_t *send_kbit;       /* the root's, or NULL */
 };
 
 static void say_rails(const struct decide_arg *a, const struct pb_tcp_rail_report *all, int n,
@@ -360,12 +371,14 @@ static void decide(const void *allv, int n, void *choice, void *argv)
 {
     const struct decide_arg *a = argv;
     pb_tcp_rails_decide(allv, n, a->keep_all, choice);
+    if (a->send_kbit)
+        pb_tcp_rails_send_rates(allv, n, choice, a->send_kbit);
     if (a->cfg->verbose)
         say_rails(a, allv, n, choice);
 }
 
 int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_if_spec *specs, int nspecs,
-                        struct pb_tcp_rail *rails, char *err, size_t errlen)
+                        int probe_all, uint32_t *send_kbit, struct pb_tcp_rail *rails, char *err, size_t errlen)
 {
     struct pb_tcp_rail mine[PB_TCP_MAX_RAILS];
     char why[320] = "";
@@ -388,10 +401,10 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
         int nin = 0;
         for (int i = 0; pc && i < n; i++) {
             int j = card_find(pc, mine[i].key);
-            nin += j >= 0 && (!mine[i].mbit || !pc->r[j].mbit);
+            nin += j >= 0 && probed(mine[i].mbit, pc->r[j].mbit, probe_all);
         }
         rc = probe_rounds(cfg, lfd, mine, n, npeers ? &got[0] : NULL, npeers ? succ : -1, pred, nin, measured,
-                          peers, npeers, PROBE_MS / 1000.0);
+                          peers, npeers, PROBE_MS / 1000.0, probe_all);
     }
     if (lfd >= 0)
         close(lfd);
@@ -399,7 +412,7 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
      * failed; the choice then says so. */
     struct pb_tcp_rail_report rep;
     fill_report(&rep, mine, rc == 0 ? n : 0, pc, measured);
-    struct decide_arg da = { cfg, mine, n > 0 ? n : 0, nspecs > 0 };
+    struct decide_arg da = { cfg, mine, n > 0 ? n : 0, nspecs > 0, send_kbit };
     struct pb_tcp_rail_choice ch;
     memset(&ch, 0, sizeof ch);
     int drc = cfg->xchg.root_decides(cfg->xchg.ctx, &rep, sizeof rep, &ch, sizeof ch, decide, &da);
@@ -433,41 +446,18 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
     return k;
 }
 
-/* The send-rate probe for placement (transport.h): the rails probe on one
- * network, the interface the transport would take first, probed whatever
- * its device speed says (a device speed says nothing of a degraded link
- * direction or a busy NIC). Any failure only leaves the rate unknown. */
-uint32_t pb_tcp_probe_send_rate(const struct pb_transport_cfg *cfg)
+int pb_tcp_rails_agree(const struct pb_transport_cfg *cfg, int probe_all, uint32_t *send_kbit,
+                       struct pb_tcp_rail_set *set)
 {
-    struct pb_tcp_rail one;
-    char why[256] = "";
-    memset(&one, 0, sizeof one);
-    one.key = 1; /* one network, the same name on every node */
-    char first[64] = "";
-    const char *want = cfg->tcp_if;
-    if (want) { /* a list: its first element */
-        size_t l = strcspn(want, ",");
-        snprintf(first, sizeof first, "%.*s", (int)(l < sizeof first ? l : sizeof first - 1), want);
-        want = first;
-    }
-    int ok = pb_tcp_pick_if(want, &one.addr, one.ifname, sizeof one.ifname, why, sizeof why) == 0;
-    uint16_t port = 0;
-    int lfd = ok ? probe_listen(&port) : -1;
-    ok = ok && lfd >= 0;
-    int n = cfg->nleaders, succ = (cfg->self + 1) % n, pred = (cfg->self + n - 1) % n;
-    int peers[2] = { succ, pred }, npeers = n < 3 ? 0 : 2;
-    struct probe_card card, got[2];
-    fill_card(&card, &one, ok, port, ok);
-    memset(got, 0, sizeof got);
-    uint32_t measured = 0;
-    int rc = npeers ? cfg->xchg.with_peers(cfg->xchg.ctx, ok, &card, got, sizeof card, peers, npeers) : -1;
-    if (rc == 0)
-        (void)probe_rounds(cfg, lfd, &one, 1, &got[0], succ, pred, 1, &measured, peers, npeers,
-                           PLACE_PROBE_MS / 1000.0);
-    if (lfd >= 0)
-        close(lfd);
-    if (cfg->verbose && !ok)
-        fprintf(stderr, "p2pbcast: %s: no send-rate probe: %s\n", cfg->names ? cfg->names[cfg->self] : "?",
-                why[0] ? why : "cannot listen for it");
-    return measured;
+    struct pb_tcp_if_spec specs[PB_TCP_MAX_RAILS];
+    char scratch[sizeof set->err];
+    memset(set, 0, sizeof *set);
+    /* The options were checked at start: a list that fails here still
+     * joins the collective (as every network), so that nobody waits for us,
+     * and fails the transport's set-up, where every leader votes. */
+    int nspecs = cfg->tcp_if ? pb_tcp_if_parse(cfg->tcp_if, specs, PB_TCP_MAX_RAILS, set->err, sizeof set->err) : 0;
+    int n = pb_tcp_rails_choose(cfg, specs, nspecs > 0 ? nspecs : 0, probe_all, send_kbit, set->r,
+                                nspecs < 0 ? scratch : set->err, nspecs < 0 ? sizeof scratch : sizeof set->err);
+    set->n = nspecs < 0 ? -1 : n;
+    return set->n < 0 ? -1 : 0;
 }

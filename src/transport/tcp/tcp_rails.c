@@ -327,6 +327,22 @@ void pb_tcp_rails_decide(const struct pb_tcp_rail_report *all, int n, int keep_a
     }
 }
 
+void pb_tcp_rails_send_rates(const struct pb_tcp_rail_report *all, int n, const struct pb_tcp_rail_choice *c,
+                             uint32_t *send_kbit)
+{
+    for (int l = 0; l < n; l++) {
+        const struct pb_tcp_rail_report *r = &all[(l + 1) % n];
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < r->n && i < PB_TCP_MAX_RAILS; i++) {
+            int chosen = c->n == 0 && i == 0;
+            for (uint32_t k = 0; k < c->n; k++)
+                chosen |= c->key[k] == r->key[i];
+            sum += chosen ? r->measured[i] : 0;
+        }
+        send_kbit[l] = sum < UINT32_MAX ? (uint32_t)sum : UINT32_MAX;
+    }
+}
+
 int pb_tcp_rail_pick(const uint64_t *backlog, const uint32_t *rate, int n, uint64_t len)
 {
     int best = 0;

@@ -58,10 +58,12 @@ uint32_t pb_tcp_if_mbit(const char *ifname);
 
 /* What one leader tells the root: its rails and the rate it knows for each
  * (kbit/s, the lower of both ends' device speeds, or what its predecessor's
- * probe achieved; 0: nothing arrived, the rail does not work). */
+ * probe achieved; 0: nothing arrived, the rail does not work), and what the
+ * probe measured whatever the device speeds say (0: not probed). */
 struct pb_tcp_rail_report {
     uint32_t n;
     uint32_t kbit[PB_TCP_MAX_RAILS];
+    uint32_t measured[PB_TCP_MAX_RAILS];
     uint64_t key[PB_TCP_MAX_RAILS];
 };
 
@@ -78,6 +80,23 @@ struct pb_tcp_rail_choice {
 /* The rails every report has; of those the fast ones (all of them when
  * `all`, as for an explicit --tcp-if list), best first. */
 void pb_tcp_rails_decide(const struct pb_tcp_rail_report *all, int n, int keep_all, struct pb_tcp_rail_choice *c);
+
+/* Each leader's send rate for placement, from the reports of all n leaders
+ * (leader l's successor l + 1 reports what l sent it): the sum of what was
+ * measured on the chosen rails, or on the reports' first rail (the default
+ * route's) when none was chosen. 0: unknown. send_kbit has n entries. */
+void pb_tcp_rails_send_rates(const struct pb_tcp_rail_report *all, int n, const struct pb_tcp_rail_choice *c,
+                             uint32_t *send_kbit);
+
+/* The rails chosen once for the whole run (the rates phase, with the
+ * send-rate probe) and handed to the transport, which then does not probe
+ * again. */
+struct pb_tcp_rail_set {
+    int n;                  /* rails; 0: no network every node shares (one
+                             * interface, as before rails); -1: failed (err) */
+    struct pb_tcp_rail r[PB_TCP_MAX_RAILS];
+    char err[320];
+};
 
 /* Which of n rails takes the next len bytes: the one that would be done
  * first with its backlog plus len at its rate (backlog[i] bytes still to
