@@ -1,0 +1,90 @@
+#!/bin/bash
+# test_verbs_numa.sh — each verbs rail's share of the slot pool near its own
+# device, on two softverbs devices, TAP:
+#   - an hwloc XML topology (tests/topo-2numa.xml, HWLOC_XMLFILE with
+#     HWLOC_THISSYSTEM=1) puts softverbs0 on NUMA node 0 and softverbs1 on
+#     node 1: -v says, per rail, that its slots went to its device's node,
+#     or why not (a kernel without node 1 refuses to bind there), and that
+#     the pool is split by rail; copies identical;
+#   - the same with the rails the other way round (softverbs1 the faster,
+#     so the first rail): the stage's pool near the first rail is not bound
+#     (no node 1 here), the second rail's share still moves to node 0;
+#   - this machine's own topology: one NUMA node, nothing moves.
+# Every mpirun is bounded (MPI_TIMEOUT).
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SV_TEST=test_verbs_numa
+# shellcheck source=tests/softverbs_lib.sh
+. "$here/softverbs_lib.sh"
+unset P2PBCAST_TRANSPORT P2PBCAST_SCHEDULE HWLOC_XMLFILE HWLOC_THISSYSTEM
+export SOFTVERBS_NDEV=2
+
+D=$SCR/d
+mkdir -p "$D"
+mkfile "$SCR/src" $((3 * 1048576 + 4321))
+
+show() { echo "$out" | grep -v '^p2pbcast: .*: \(chunk\|progress\)' | tail -20 | diag; }
+copies_ok() {
+    local r bad=0
+    for r in "$@"; do
+        cmp -s "$SCR/src" "$D/c.$r" || { echo "c.$r differs or is missing" | diag; bad=1; }
+    done
+    rm -rf "$D" && mkdir -p "$D"
+    return $bad
+}
+# count PATTERN: lines of -v matching the extended regex.
+count() { echo "$out" | grep -Ec "$1"; }
+# Node 1 exists on a two-socket machine: binding there then works.
+if [ -d /sys/devices/system/node/node1 ]; then
+    on1='on NUMA node 1 near its device \([0-9]+ pages\)'
+else
+    on1=', device on NUMA node 1: slots not moved there \(binding to NUMA node 1 failed: [^)]+\)'
+fi
+
+# 1. Two rails on two NUMA nodes (hwloc's view): each rail's share near its device.
+export HWLOC_XMLFILE=$here/topo-2numa.xml HWLOC_THISSYSTEM=1
+run 3 --per-rank -t verbs -v "$SCR/src" "$D/c.%r"
+st=0
+[ "$rcs" = "0x3 " ] || { echo "rank statuses: $rcs (want 0x3)" | diag; st=1; }
+[ "$(count 'verbs on softverbs0:1 \(.*\), rail 1 of 2, 4 of 8 slots on NUMA node 0 near its device \([0-9]+ pages\)$')" -eq 3 ] ||
+    { echo "softverbs0's share not said to be on node 0" | diag; st=1; }
+[ "$(count "verbs on softverbs1:1 \\(.*\\), rail 2 of 2, 4 of 8 slots$on1\$")" -eq 3 ] ||
+    { echo "softverbs1's share: not on node 1 nor why not" | diag; st=1; }
+[ "$(count 'verbs over 2 rails .* pool of [0-9.]+ [KMG]iB split by rail over its devices. NUMA nodes,')" -eq 3 ] ||
+    { echo "the pool not said to be split" | diag; st=1; }
+[ $st -eq 0 ] || show
+copies_ok 0 1 2 || st=1
+ok $st "rails on NUMA nodes 0 and 1 (hwloc XML): each rail's 4 of 8 slots on its device's node or why not, identical copies ($rcs)"
+
+# 2. The other way round: the first rail (the faster, softverbs1 at 200
+#    Gbit/s, 6 of 9 slots) on node 1, the second on node 0.
+SOFTVERBS_ACTIVE_SPEED=32,64 run 3 --per-rank -t verbs -v --slots 9 --rdma-dev softverbs0,softverbs1 "$SCR/src" "$D/c.%r"
+st=0
+[ "$rcs" = "0x3 " ] || { echo "rank statuses: $rcs (want 0x3)" | diag; st=1; }
+[ "$(count 'verbs on softverbs0:1 \(.*\), rail 2 of 2, 3 of 9 slots on NUMA node 0 near its device \([0-9]+ pages\)$')" -eq 3 ] ||
+    { echo "softverbs0's share (rail 2) not moved to node 0" | diag; st=1; }
+[ "$(count "verbs on softverbs1:1 \\(.*\\), rail 1 of 2, 6 of 9 slots$on1\$")" -eq 3 ] ||
+    { echo "softverbs1's share: not on node 1 nor why not" | diag; st=1; }
+[ $st -eq 0 ] || show
+copies_ok 0 1 2 || st=1
+ok $st "the first rail on node 1, the second on node 0: the second's share moved to node 0 all the same, identical copies ($rcs)"
+unset HWLOC_XMLFILE HWLOC_THISSYSTEM
+
+# 3. This machine's topology: where every rail's device shares one node (or
+#    none is known, as with softverbs), nothing moves.
+if [ -d /sys/devices/system/node/node1 ]; then
+    echo "ok 3 - one NUMA node: nothing moves # SKIP this machine has several NUMA nodes"
+else
+    run 2 --per-rank -t verbs -v "$SCR/src" "$D/c.%r"
+    st=0
+    [ "$rcs" = "0x2 " ] || { echo "rank statuses: $rcs (want 0x2)" | diag; st=1; }
+    [ "$(count 'rail [12] of 2, 4 of 8 slots, device on NUMA node (0|-1)$')" -eq 4 ] ||
+        { echo "a rail's slots not left with the pool" | diag; st=1; }
+    [ "$(count 'pool of [0-9.]+ [KMG]iB on NUMA node (0|-1),')" -eq 2 ] && [ "$(count 'split by rail|near its device \(')" -eq 0 ] ||
+        { echo "the pool said to be split on one node" | diag; st=1; }
+    [ $st -eq 0 ] || show
+    copies_ok 0 1 || st=1
+    ok $st "one NUMA node: nothing moves, the pool on one node ($rcs)"
+fi
+
+done_testing
