@@ -16,7 +16,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SV_TEST=test_verbs_numa
 # shellcheck source=tests/softverbs_lib.sh
 . "$here/softverbs_lib.sh"
-unset P2PBCAST_TRANSPORT P2PBCAST_SCHEDULE HWLOC_XMLFILE HWLOC_THISSYSTEM
+unset P2PBCAST_TRANSPORT P2PBCAST_SCHEDULE HWLOC_XMLFILE HWLOC_THISSYSTEM HWLOC_COMPONENTS # it would hide the XML
 export SOFTVERBS_NDEV=2
 
 D=$SCR/d
