@@ -24,13 +24,11 @@ mkdir -p "$D"
 mkfile "$SCR/src" $((3 * 1048576 + 4321))
 
 show() { echo "$out" | grep -v '^p2pbcast: .*: \(chunk\|progress\)' | tail -20 | diag; }
-copies_ok() {
-    local r bad=0
-    for r in "$@"; do
-        cmp -s "$SCR/src" "$D/c.$r" || { echo "c.$r differs or is missing" | diag; bad=1; }
-    done
+# same_copies N: c.0 ... c.N-1 identical to src (else st=1), then removed.
+same_copies() {
+    local r
+    for r in $(seq 0 $(($1 - 1))); do cmp -s "$SCR/src" "$D/c.$r" || { echo "c.$r differs or is missing" | diag; st=1; }; done
     rm -rf "$D" && mkdir -p "$D"
-    return $bad
 }
 # count PATTERN: lines of -v matching the extended regex.
 count() { echo "$out" | grep -Ec "$1"; }
@@ -41,39 +39,41 @@ else
     on1=', device on NUMA node 1: slots not moved there \(binding to NUMA node 1 failed: [^)]+\)'
 fi
 
-# 1. Two rails on two NUMA nodes (hwloc's view): each rail's share near its device.
-export HWLOC_XMLFILE=$here/topo-2numa.xml HWLOC_THISSYSTEM=1
-run 3 --per-rank -t verbs -v "$SCR/src" "$D/c.%r"
-st=0
-[ "$rcs" = "0x3 " ] || { echo "rank statuses: $rcs (want 0x3)" | diag; st=1; }
-[ "$(count 'verbs on softverbs0:1 \(.*\), rail 1 of 2, 4 of 8 slots on NUMA node 0 near its device \([0-9]+ pages\)$')" -eq 3 ] ||
-    { echo "softverbs0's share not said to be on node 0" | diag; st=1; }
-[ "$(count "verbs on softverbs1:1 \\(.*\\), rail 2 of 2, 4 of 8 slots$on1\$")" -eq 3 ] ||
-    { echo "softverbs1's share: not on node 1 nor why not" | diag; st=1; }
-[ "$(count 'verbs over 2 rails .* pool of [0-9.]+ [KMG]iB split by rail over its devices. NUMA nodes,')" -eq 3 ] ||
-    { echo "the pool not said to be split" | diag; st=1; }
-[ $st -eq 0 ] || show
-copies_ok 0 1 2 || st=1
-ok $st "rails on NUMA nodes 0 and 1 (hwloc XML): each rail's 4 of 8 slots on its device's node or why not, identical copies ($rcs)"
+# split_run DESC R0 S0 R1 S1 [ARG...]: 3 nodes over two rails under the XML
+# topology, softverbs0 (node 0) rail R0 with S0 slots ("4 of 8"), softverbs1
+# (node 1) rail R1 with S1: softverbs0's share moved to node 0, softverbs1's
+# to node 1 or the refusal said, the pool said to be split, copies identical.
+split_run() {
+    local desc=$1 r0=$2 s0=$3 r1=$4 s1=$5
+    shift 5
+    run 3 --per-rank -t verbs -v "$@" "$SCR/src" "$D/c.%r"
+    st=0
+    [ "$rcs" = "0x3 " ] || { echo "rank statuses: $rcs (want 0x3)" | diag; st=1; }
+    [ "$(count "verbs on softverbs0:1 \\(.*\\), rail $r0 of 2, $s0 slots on NUMA node 0 near its device \\([0-9]+ pages\\)\$")" -eq 3 ] ||
+        { echo "softverbs0's share not said to be moved to node 0" | diag; st=1; }
+    [ "$(count "verbs on softverbs1:1 \\(.*\\), rail $r1 of 2, $s1 slots$on1\$")" -eq 3 ] ||
+        { echo "softverbs1's share: not on node 1 nor why not" | diag; st=1; }
+    [ "$(count 'verbs over 2 rails .* pool of [0-9.]+ [KMG]iB split by rail over its devices. NUMA nodes,')" -eq 3 ] ||
+        { echo "the pool not said to be split" | diag; st=1; }
+    [ $st -eq 0 ] || show
+    same_copies 3
+    ok $st "$desc: each rail's share on its device's node or why not, identical copies ($rcs)"
+}
 
+export HWLOC_XMLFILE=$here/topo-2numa.xml HWLOC_THISSYSTEM=1
+# 1. Two rails on two NUMA nodes (hwloc's view): each rail's share near its device.
+split_run "rails on NUMA nodes 0 and 1 (hwloc XML)" 1 "4 of 8" 2 "4 of 8"
 # 2. The other way round: the first rail (the faster, softverbs1 at 200
-#    Gbit/s, 6 of 9 slots) on node 1, the second on node 0.
-SOFTVERBS_ACTIVE_SPEED=32,64 run 3 --per-rank -t verbs -v --slots 9 --rdma-dev softverbs0,softverbs1 "$SCR/src" "$D/c.%r"
-st=0
-[ "$rcs" = "0x3 " ] || { echo "rank statuses: $rcs (want 0x3)" | diag; st=1; }
-[ "$(count 'verbs on softverbs0:1 \(.*\), rail 2 of 2, 3 of 9 slots on NUMA node 0 near its device \([0-9]+ pages\)$')" -eq 3 ] ||
-    { echo "softverbs0's share (rail 2) not moved to node 0" | diag; st=1; }
-[ "$(count "verbs on softverbs1:1 \\(.*\\), rail 1 of 2, 6 of 9 slots$on1\$")" -eq 3 ] ||
-    { echo "softverbs1's share: not on node 1 nor why not" | diag; st=1; }
-[ $st -eq 0 ] || show
-copies_ok 0 1 2 || st=1
-ok $st "the first rail on node 1, the second on node 0: the second's share moved to node 0 all the same, identical copies ($rcs)"
+#    Gbit/s, 6 of 9 slots) on node 1: the stage's pool near it is not bound
+#    where node 1 is missing, the second rail's share still moves to node 0.
+SOFTVERBS_ACTIVE_SPEED=32,64 split_run "the first rail on node 1, the second on node 0" 2 "3 of 9" 1 "6 of 9" \
+    --slots 9 --rdma-dev softverbs0,softverbs1
 unset HWLOC_XMLFILE HWLOC_THISSYSTEM
 
 # 3. This machine's topology: where every rail's device shares one node (or
 #    none is known, as with softverbs), nothing moves.
 if [ -d /sys/devices/system/node/node1 ]; then
-    echo "ok 3 - one NUMA node: nothing moves # SKIP this machine has several NUMA nodes"
+    skip "one NUMA node: this machine has several"
 else
     run 2 --per-rank -t verbs -v "$SCR/src" "$D/c.%r"
     st=0
@@ -83,7 +83,7 @@ else
     [ "$(count 'pool of [0-9.]+ [KMG]iB on NUMA node (0|-1),')" -eq 2 ] && [ "$(count 'split by rail|near its device \(')" -eq 0 ] ||
         { echo "the pool said to be split on one node" | diag; st=1; }
     [ $st -eq 0 ] || show
-    copies_ok 0 1 || st=1
+    same_copies 2
     ok $st "one NUMA node: nothing moves, the pool on one node ($rcs)"
 fi
 
