@@ -5,7 +5,7 @@
 #     HWLOC_THISSYSTEM=1) puts softverbs0 on NUMA node 0 and softverbs1 on
 #     node 1: -v says, per rail, that its slots went to its device's node,
 #     or why not (a kernel without node 1 refuses to bind there), and that
-#     the pool is split by rail; copies identical;
+#     the pool is placed by rail; copies identical;
 #   - the same with the rails the other way round (softverbs1 the faster,
 #     so the first rail): the stage's pool near the first rail is not bound
 #     (no node 1 here), the second rail's share still moves to node 0;
@@ -53,7 +53,7 @@ split_run() {
         { echo "softverbs0's share not said to be moved to node 0" | diag; st=1; }
     [ "$(count "verbs on softverbs1:1 \\(.*\\), rail $r1 of 2, $s1 slots$on1\$")" -eq 3 ] ||
         { echo "softverbs1's share: not on node 1 nor why not" | diag; st=1; }
-    [ "$(count 'verbs over 2 rails .* pool of [0-9.]+ [KMG]iB split by rail over its devices. NUMA nodes,')" -eq 3 ] ||
+    [ "$(count 'verbs over 2 rails .* pool of [0-9.]+ [KMG]iB placed by rail \(each rail.s line says where\),')" -eq 3 ] ||
         { echo "the pool not said to be split" | diag; st=1; }
     [ $st -eq 0 ] || show
     same_copies 3
@@ -80,7 +80,7 @@ else
     [ "$rcs" = "0x2 " ] || { echo "rank statuses: $rcs (want 0x2)" | diag; st=1; }
     [ "$(count 'rail [12] of 2, 4 of 8 slots, device on NUMA node (0|-1)$')" -eq 4 ] ||
         { echo "a rail's slots not left with the pool" | diag; st=1; }
-    [ "$(count 'pool of [0-9.]+ [KMG]iB on NUMA node (0|-1),')" -eq 2 ] && [ "$(count 'split by rail|near its device \(')" -eq 0 ] ||
+    [ "$(count 'pool of [0-9.]+ [KMG]iB on NUMA node (0|-1),')" -eq 2 ] && [ "$(count 'placed by rail|near its device \(')" -eq 0 ] ||
         { echo "the pool said to be split on one node" | diag; st=1; }
     [ $st -eq 0 ] || show
     same_copies 2

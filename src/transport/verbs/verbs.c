@@ -419,7 +419,7 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t
     }
     if (!cfg->verbose)
         return;
-    char pool_where[64] = "split by rail over its devices' NUMA nodes";
+    char pool_where[64] = "placed by rail (each rail's line says where)";
     if (!t->pool_split)
         snprintf(pool_where, sizeof pool_where, "on NUMA node %d", pb_topo_mem_numa(t->pool, t->pool_len));
     for (int r = 0; r < t->nrails; r++) {
@@ -438,7 +438,7 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t
             "p2pbcast: %s: verbs over %d rail%s (active ports: %s), %d queue pair%s, pool of %s %s, %s; "
             "set-up exchanged %zu bytes with its partners\n",
             t->self, t->nrails, t->nrails == 1 ? "" : "s", t->rails_seen, t->nlinks, t->nlinks == 1 ? "" : "s",
-            pb_verbs_size_str(t->pool_len).s, pool_where, 
+            pb_verbs_size_str(t->pool_len).s, pool_where,
             t->fenced ? "peers fenced to their slots by type 2 memory windows"
                       : "no type 2 memory windows: partners write through the pool's own key (unfenced)",
             xbytes);
