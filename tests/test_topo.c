@@ -68,6 +68,69 @@ static int find_local_osdev(char *name, size_t n, char *net, size_t nn)
     return found;
 }
 
+/* An existing range moved to NUMA node 0 (every Linux machine has one),
+ * read back; a node hwloc does not know refused with the reason. */
+static void bind_area(void)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), len = 4 * pg;
+    unsigned char *p = pb_topo_alloc_near("nosuchdev", len, NULL);
+    char why[200] = "";
+    memset(p, 0x5a, len); /* touched: binding must move, not merely set a policy */
+    int rc = pb_topo_bind_area(p + pg, 2 * pg, 0, why, sizeof why);
+    int m = pb_topo_mem_numa(p + pg, 2 * pg);
+    tap_add("# bind 2 pages to node 0: %d (%s), found on node %d\n", rc, rc ? why : "bound", m);
+    tap_ok(p && ((rc == 0 && (m == 0 || m == -1)) || (rc == -1 && strstr(why, "NUMA node 0"))) && p[pg] == 0x5a &&
+               p[3 * pg - 1] == 0x5a,
+           "a touched range bound to NUMA node 0: found there (or the refusal says why), contents kept");
+    why[0] = '\0';
+    rc = pb_topo_bind_area(p, pg, 4095, why, sizeof why);
+    tap_ok(rc == -1 && strstr(why, "no NUMA node 4095"), "a NUMA node hwloc does not know: refused, and said");
+    pb_topo_free(p, len);
+}
+
+/* tests/topo-2numa.xml: two packages, each with a NUMA node and an
+ * OpenFabrics device (softverbs0 on node 0, softverbs1 on node 1), loaded
+ * as this system's topology (HWLOC_XMLFILE, HWLOC_THISSYSTEM=1). Where the
+ * kernel has no node 1, binding there fails and says so. */
+static void two_nodes_from_xml(void)
+{
+    const char *dir = getenv("TESTS_SRCDIR");
+    char xml[1024];
+    snprintf(xml, sizeof xml, "%s/topo-2numa.xml", dir && *dir ? dir : "tests");
+    if (access(xml, R_OK) != 0) {
+        tap_add("ok %d - two-node XML topology # SKIP %s not found\n", ++tap_n, xml);
+        return;
+    }
+    /* HWLOC_COMPONENTS (the sanitizer run's -pci) would make hwloc ignore
+     * HWLOC_XMLFILE; an XML topology loads no PCI plugin anyway */
+    const char *comp = getenv("HWLOC_COMPONENTS");
+    char saved[256] = "";
+    if (comp)
+        snprintf(saved, sizeof saved, "%s", comp);
+    unsetenv("HWLOC_COMPONENTS");
+    setenv("HWLOC_XMLFILE", xml, 1);
+    setenv("HWLOC_THISSYSTEM", "1", 1);
+    pb_topo_release();
+    int n0 = pb_topo_dev_numa("softverbs0:1"), n1 = pb_topo_dev_numa("softverbs1");
+    tap_ok(n0 == 0 && n1 == 1, "XML topology: softverbs0 on NUMA node 0, softverbs1 on node 1");
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *p = pb_topo_alloc_near("nosuchdev", 2 * pg, NULL);
+    char why[200] = "";
+    int rc0 = pb_topo_bind_area(p, pg, n0, why, sizeof why);
+    tap_add("# node 0: %s\n", rc0 ? why : "bound");
+    why[0] = '\0';
+    int rc1 = pb_topo_bind_area(p + pg, pg, n1, why, sizeof why);
+    tap_add("# node 1: %s\n", rc1 ? why : "bound");
+    tap_ok(rc0 == 0 && (rc1 == 0 || strstr(why, "binding to NUMA node 1 failed: ")),
+           "XML topology: binding to node 0 works, to node 1 works or says why (the kernel's nodes)");
+    pb_topo_free(p, 2 * pg);
+    unsetenv("HWLOC_XMLFILE");
+    unsetenv("HWLOC_THISSYSTEM");
+    if (comp)
+        setenv("HWLOC_COMPONENTS", saved, 1);
+    pb_topo_release();
+}
+
 int main(void)
 {
     struct pb_topo_place pl;
@@ -158,5 +221,8 @@ int main(void)
     pb_topo_free(NULL, 0);
     tap_ok(all, "zero-length and mixed allocations freed by the right allocator");
     pb_topo_release();
+
+    bind_area();
+    two_nodes_from_xml();
     return tap_done();
 }

@@ -72,7 +72,9 @@ static int pool_alloc_fails_here(const struct stage *st)
 
 /* The slot pool, and this thread, next to the network device when one is
  * named. Loading the topology costs ~0.15 s of CPU per process (PCI scan):
- * only when there is a device to be near. */
+ * only when there is a device to be near. With verbs rails on several NUMA
+ * nodes the transport then moves each rail's slots near its own device
+ * (verbs_mr.c place_slots); the thread, which reads every slot, stays. */
 static void alloc_pool(struct stage *st)
 {
     const struct pb_meta *m = &st->meta;

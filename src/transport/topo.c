@@ -286,6 +286,33 @@ int pb_topo_dev_numa(const char *dev)
     return numa;
 }
 
+int pb_topo_bind_area(void *p, size_t len, int numa, char *why, size_t n)
+{
+    int rc = -1;
+    pthread_mutex_lock(&topo_lock);
+    hwloc_topology_t t = get_topo();
+    hwloc_bitmap_t set = t ? hwloc_bitmap_alloc() : NULL;
+    if (!t)
+        snprintf(why, n, "hwloc could not load the topology");
+    else if (!set)
+        snprintf(why, n, "out of memory");
+    else if (numa < 0 || !hwloc_get_numanode_obj_by_os_index(t, (unsigned)numa))
+        snprintf(why, n, "hwloc knows no NUMA node %d", numa);
+    else {
+        hwloc_bitmap_only(set, (unsigned)numa);
+        /* STRICT with MIGRATE: fail when a page could not be moved, rather
+         * than leave it behind without a word. */
+        rc = hwloc_set_area_membind(t, p, len, set, HWLOC_MEMBIND_BIND,
+                                    HWLOC_MEMBIND_BYNODESET | HWLOC_MEMBIND_MIGRATE | HWLOC_MEMBIND_STRICT);
+        if (rc != 0)
+            snprintf(why, n, "binding to NUMA node %d failed: %s", numa,
+                     errno == ENOSYS ? "not supported here (hwloc's topology is not this system's?)" : strerror(errno));
+    }
+    hwloc_bitmap_free(set);
+    pthread_mutex_unlock(&topo_lock);
+    return rc == 0 ? 0 : -1;
+}
+
 int pb_topo_mem_numa(const void *p, size_t len)
 {
     int numa = -1;

@@ -40,6 +40,14 @@ int pb_topo_place_thread(const char *dev, struct pb_topo_place *place);
 /* NUMA node of a device (as above), -1 when unknown. */
 int pb_topo_dev_numa(const char *dev);
 
+/* Bind the pages of [p, p + len) (page aligned) to NUMA node numa (an OS
+ * index, as pb_topo_dev_numa gives), moving those already touched. For
+ * set-up, before the memory is registered: pinned pages cannot move.
+ * 0 when bound, -1 with why ("binding to NUMA node 1 failed: ...") when
+ * hwloc, the kernel or the container refuses: placement is never a
+ * requirement, the memory stays usable where it is. */
+int pb_topo_bind_area(void *p, size_t len, int numa, char *why, size_t n);
+
 /* NUMA node holding the first page of p (touches nothing), -1 unknown. */
 int pb_topo_mem_numa(const void *p, size_t len);
 

@@ -419,6 +419,9 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t
     }
     if (!cfg->verbose)
         return;
+    char pool_where[64] = "placed by rail (each rail's line says where)";
+    if (!t->pool_split)
+        snprintf(pool_where, sizeof pool_where, "on NUMA node %d", pb_topo_mem_numa(t->pool, t->pool_len));
     for (int r = 0; r < t->nrails; r++) {
         const struct vrail *R = &t->rails[r];
         char gid[64] = "", rate[32] = "rate unknown";
@@ -426,17 +429,16 @@ static void finish_open(struct vt *t, const struct pb_transport_cfg *cfg, size_t
             snprintf(rate, sizeof rate, "%g Gbit/s", R->mbit / 1000.0);
         if (R->use_grh)
             inet_ntop(AF_INET6, R->gid.raw, gid, sizeof gid);
-        fprintf(stderr, "p2pbcast: %s: verbs on %s:%u (%s, %s, LID %u%s%s, MTU %d), rail %d of %d, %u of %u slots, "
-                "device on NUMA node %d\n", t->self, R->devname, R->port,
-                R->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand", rate, R->pattr.lid,
-                R->use_grh ? ", GID " : "", gid, 128 << R->pattr.active_mtu, r + 1, t->nrails, R->nslots, t->nslots,
-                pb_topo_dev_numa(R->devname));
+        fprintf(stderr, "p2pbcast: %s: verbs on %s:%u (%s, %s, LID %u%s%s, MTU %d), rail %d of %d, %u of %u slots%s\n",
+                t->self, R->devname, R->port, R->pattr.link_layer == IBV_LINK_LAYER_ETHERNET ? "RoCE" : "InfiniBand",
+                rate, R->pattr.lid, R->use_grh ? ", GID " : "", gid, 128 << R->pattr.active_mtu, r + 1, t->nrails,
+                R->nslots, t->nslots, R->place);
     }
     fprintf(stderr,
-            "p2pbcast: %s: verbs over %d rail%s (active ports: %s), %d queue pair%s, pool of %s on NUMA node %d, %s; "
+            "p2pbcast: %s: verbs over %d rail%s (active ports: %s), %d queue pair%s, pool of %s %s, %s; "
             "set-up exchanged %zu bytes with its partners\n",
             t->self, t->nrails, t->nrails == 1 ? "" : "s", t->rails_seen, t->nlinks, t->nlinks == 1 ? "" : "s",
-            pb_verbs_size_str(t->pool_len).s, pb_topo_mem_numa(t->pool, t->pool_len),
+            pb_verbs_size_str(t->pool_len).s, pool_where,
             t->fenced ? "peers fenced to their slots by type 2 memory windows"
                       : "no type 2 memory windows: partners write through the pool's own key (unfenced)",
             xbytes);

@@ -193,8 +193,10 @@ int setup_local(struct vt *t, const struct pb_transport_cfg *cfg, char *why, siz
             return -1;
     if (check_windows(t, why, wl) != 0 || size_queues(t, &sq, &rq, why, wl) != 0 ||
         create_cq(t, sq, rq, why, wl) != 0 || alloc_memory(t, sq, rq, why, wl) != 0 ||
-        check_limits(t, cfg, why, wl) != 0 || register_memory(t, why, wl) != 0 ||
-        create_links(t, cfg, sq, rq, why, wl) != 0)
+        check_limits(t, cfg, why, wl) != 0)
+        return -1;
+    place_slots(t); /* now: registering pins the pages where they are */
+    if (register_memory(t, why, wl) != 0 || create_links(t, cfg, sq, rq, why, wl) != 0)
         return -1;
     return 0;
 }

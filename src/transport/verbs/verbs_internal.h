@@ -23,6 +23,7 @@
 
 #include "topo.h"
 #include "verbs_limits.h"
+#include "verbs_place.h"
 #include "verbs_rails.h"
 #include "verbs_wire.h"
 
@@ -75,6 +76,8 @@ struct vrail {
     uint32_t max_inline;
     int cq_armed;
     uint32_t nslots;           /* our slots that belong to it */
+    int numa;                  /* its device's NUMA node, -1 unknown */
+    char place[192];           /* where its slots are, for -v (place_slots) */
     uint64_t puts, put_bytes;  /* chunks written over it, for -v */
 };
 
@@ -98,6 +101,7 @@ struct vt {
     struct pb_verbs_pin pin;   /* what the whole run will register (verbs_limits.h) */
     void *pool;
     size_t pool_len;
+    int pool_split;            /* 1: the rails' devices on several NUMA nodes, each rail's slots moved to its own */
     uint32_t nslots;
     size_t slot_size;
     uint8_t *desc_table;       /* nslots * PB_VW_MSG_SIZE, remote writable per granted slot, then the
@@ -145,6 +149,10 @@ int alloc_memory(struct vt *t, uint32_t sq, uint32_t rq, char *why, size_t wl);
 /* Fences (type 2 windows) where the device has them; 0 either way unless
  * the device cannot be queried. */
 int check_windows(struct vt *t, char *why, size_t wl);
+/* Each rail's slots near its device when the rails sit on different NUMA
+ * nodes; before register_memory (pinned pages cannot move). Never fails:
+ * what it could not do goes to R->place. */
+void place_slots(struct vt *t);
 int register_memory(struct vt *t, char *why, size_t wl);
 /* What this node pins: the pool and the table once per rail, the control
  * buffers (ctrl_bytes) once. */

@@ -142,6 +142,69 @@ int check_windows(struct vt *t, char *why, size_t wl)
     return 0;
 }
 
+/* Bind plan's runs of pages, each to its node; a rail whose node refused
+ * keeps the first reason in its place text (empty: all moved). */
+static void apply_plan(struct vt *t, const struct pb_vplace_plan *plan, size_t page)
+{
+    for (size_t i = 0; i < plan->nruns; i++) {
+        const struct pb_vplace_run *run = &plan->runs[i];
+        char why[160];
+        if (pb_topo_bind_area((uint8_t *)t->pool + run->first * page, run->npages * page, run->node, why,
+                              sizeof why) == 0)
+            continue;
+        for (int r = 0; r < t->nrails; r++)
+            if (t->rails[r].numa == run->node && !t->rails[r].place[0])
+                snprintf(t->rails[r].place, sizeof t->rails[r].place, "%s", why);
+    }
+}
+
+/* Where each rail's slots are, for -v: after ", 4 of 8 slots". */
+static void describe_place(struct vt *t, const struct pb_vplace_plan *plan)
+{
+    for (int r = 0; r < t->nrails; r++) {
+        struct vrail *R = &t->rails[r];
+        char why[sizeof R->place];
+        snprintf(why, sizeof why, "%s", R->place);
+        if (!plan->split)
+            snprintf(R->place, sizeof R->place, ", device on NUMA node %d", R->numa);
+        else if (R->numa < 0)
+            snprintf(R->place, sizeof R->place, ", device's NUMA node unknown: its slots left where they are");
+        else if (why[0])
+            snprintf(R->place, sizeof R->place, ", device on NUMA node %d: slots not moved there (%.120s)", R->numa,
+                     why);
+        else
+            snprintf(R->place, sizeof R->place, " on NUMA node %d near its device (%zu pages)", R->numa,
+                     plan->rail_pages[r]);
+    }
+}
+
+/* The pool is one block, placed by the stage near the first rail's device.
+ * When the rails' devices sit on different NUMA nodes, each rail's slots
+ * (what the device writes into and what is granted over it) move to its
+ * device's node; a page holding two rails' slots goes to the one with most
+ * of it (verbs_place.h). Where every rail shares one node (the common case)
+ * this costs one hwloc look-up per rail and no system call. */
+void place_slots(struct vt *t)
+{
+    int node[PB_VERBS_MAX_RAILS];
+    for (int r = 0; r < t->nrails; r++) {
+        node[r] = t->rails[r].numa = pb_topo_dev_numa(t->rails[r].devname);
+        t->rails[r].place[0] = '\0';
+    }
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t page = pg > 0 ? (size_t)pg : 4096;
+    struct pb_vplace_plan plan;
+    if (pb_vplace_plan(t->pool_len, page, t->slot_size, t->nslots, t->slot_rail, node, t->nrails, &plan) != 0) {
+        for (int r = 0; r < t->nrails; r++)
+            snprintf(t->rails[r].place, sizeof t->rails[r].place, ", slots not placed: out of memory for the plan");
+        return;
+    }
+    t->pool_split = plan.split;
+    apply_plan(t, &plan, page);
+    describe_place(t, &plan);
+    pb_vplace_free(&plan);
+}
+
 /* Per rail one PD for its queue pairs, and what they use, registered once
  * in it: the pool and the descriptor table (local access, windows bind to
  * them: their own rkeys open nothing; unfenced: remote write through their
