@@ -424,6 +424,10 @@ static void test_alpha_rule(void)
     ok(pb_plan_rail_slots(8, 2, 16u << 20) == 8 && pb_plan_rail_slots(6, 2, 16u << 20) == 8 &&
            pb_plan_rail_slots(4, 2, 64u << 20) == 4 && pb_plan_rail_slots(1000, 8, 4096) == 4096,
        "rail slots: the pool stays within 128 MiB (8 x 16 MiB), never fewer than before, at most 4096");
+    ok(pb_plan_rail_chunk(64 << 10, 1) == 64 << 10 && pb_plan_rail_chunk(64 << 10, 2) == 32 << 10 &&
+           pb_plan_rail_chunk(64 << 10, 4) == 32 << 10 && pb_plan_rail_chunk(4u << 20, 2) == 2u << 20 &&
+           pb_plan_rail_chunk(4u << 20, 3) == 1u << 20 && pb_plan_rail_chunk(16 << 10, 2) == 16 << 10,
+       "rail chunk: chunk / rails as a power of two, not below 32 KiB (nor above the chunk)");
     struct pb_link_cost tcp25 = { .alpha = 30e-6, .rate = 25e9, .tcp_between_hosts = 1, .what = "tcp, 25 GB/s" };
     char why[400] = "";
     uint64_t c = pb_plan_choose_chunk(5ull << 30, 15, PB_SCHED_TREE, &tcp25, why, sizeof why);

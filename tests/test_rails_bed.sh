@@ -10,8 +10,8 @@
 #      the file; the same with --tcp-if eth0,eth1 (an explicit list), and
 #      with the two trees instead of the ring; with the send-rate probe on
 #      (placement), one probe serves both: every node's send rate is the sum
-#      of its rails', the rails are chosen once, and each rail gets a full
-#      window of slots.
+#      of its rails', the rails are chosen once, each rail gets a full
+#      window of slots and the chunk is cut for two rails.
 #   3. both rails at 50 Mbit/s, a larger file, and once the transfer is under
 #      way eth1 is taken down inside ONE host (h3, then the root h1): every
 #      rank fails with the same nonzero status, the root names that host and
@@ -185,6 +185,8 @@ ok "one probe: the rails are chosen once (one rails line from the root)" \
     test "$(tr -d '\r' <<<"$out" | grep -c 'tcp rails (the slowest')" -eq 1
 ok "one probe: every rail keeps a full window (-v: 16 slots, 8 for each of 2 rails)" \
     root_said '16 slots per node: 8 for each of 2 rails'
+ok "one probe: the chunk is cut for two rails (-v: 32 KiB over 2 rails)" \
+    root_said 'chunk: 32 KiB over 2 rails'
 ok "one probe: every host stripes over eth0 and eth1" hosts_say 'eth[01] [0-9.]+ \([0-9.]+ Mbit/s\) eth[01] '
 
 bcast --check --source-shared=no

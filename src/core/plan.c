@@ -139,6 +139,17 @@ uint32_t pb_plan_rail_slots(uint32_t nslots, int rails, uint64_t chunk)
     return want > 4096 ? 4096u : (uint32_t)want;
 }
 
+uint64_t pb_plan_rail_chunk(uint64_t chunk, int rails)
+{
+    const uint64_t lo = 32u * 1024u;
+    if (rails < 2 || chunk <= lo)
+        return chunk;
+    uint64_t c = lo;
+    while (2 * c <= chunk / (uint64_t)rails)
+        c *= 2;
+    return c;
+}
+
 uint64_t pb_plan_tcp_chunk_cap(uint64_t link_mbit)
 {
     /* Measured (bench/chunk_sweep.sh, bench/README.md): at 150 Mbit/s 32-64 KiB

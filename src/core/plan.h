@@ -112,6 +112,12 @@ uint32_t pb_plan_default_slots(uint64_t chunk);
  * ring at 0.89 of their sum on the bed, 16 at 0.98), as far as the pool
  * stays within PB_POOL_BUDGET; never fewer than nslots, at most 4096. */
 uint32_t pb_plan_rail_slots(uint32_t nslots, int rails, uint64_t chunk);
+/* The chunk over `rails` tcp networks at once: chunk / rails, a power of two
+ * no smaller than 32 KiB (and never larger than chunk). Each chunk goes
+ * whole to one rail, so the split between rails is as fine as a chunk: on
+ * the bed two 150 Mbit/s rails ran the ring 2-3 % faster with 32 KiB
+ * chunks than with 64 KiB (8 hosts, three runs each; one rail: equal). */
+uint64_t pb_plan_rail_chunk(uint64_t chunk, int rails);
 
 /* The ring's chunk: its tail is R-1 hops (pb_plan_rule_chunk). */
 uint64_t pb_plan_default_chunk(uint64_t file_size, int nrecv, double alpha_b);

@@ -10,9 +10,10 @@
  * node sends and receives at once; the root learns each node's send rate
  * (the sum over the chosen rails). A node below PB_SLOW_FRACTION of the
  * median rate is slow: --schedule auto then takes the trees, and placement
- * puts the slow nodes where they send least. With several rails every rail
- * keeps a full window of slots (pb_plan_rail_slots). The root tells every
- * rank the schedule, the chunk, the slots and the order.
+ * puts the slow nodes where they send least. With several rails the chunk
+ * is cut (pb_plan_rail_chunk) and every rail keeps a full window of slots
+ * (pb_plan_rail_slots). The root tells every rank the schedule, the chunk,
+ * the slots and the order.
  *
  * Placement is worth it: tcp, not all on one machine, at least 3 nodes, a
  * schedule placement can change (auto or tree, not the ring or the
@@ -199,6 +200,20 @@ static int apply(struct stage *st, const struct place_decision *d, const int32_t
     return 0;
 }
 
+/* Root: the chunk over several rails (pb_plan_rail_chunk), unless
+ * --chunk-size says; the ring and the trees only (the schedules that read
+ * SOURCE on many nodes have cut their shares already). */
+static uint64_t rails_chunk(const struct stage *st, uint64_t chunk, int schedule)
+{
+    uint64_t c = chunk;
+    if (!st->o.chunk_size && (schedule == PB_SCHED_RING || schedule == PB_SCHED_TREE))
+        c = pb_plan_rail_chunk(chunk, st->rails.n);
+    if (st->verbose && c != chunk)
+        fprintf(stderr, "p2pbcast: chunk: %llu KiB over %d rails (each chunk goes whole to one rail: the split is "
+                        "as fine as a chunk)\n", (unsigned long long)(c >> 10), st->rails.n);
+    return c;
+}
+
 /* Root: the slots, once the rails and the chunk are known: a full window
  * on every rail unless --slots says. */
 static uint32_t slots_for(const struct stage *st, uint64_t chunk)
@@ -229,6 +244,7 @@ int pb_phase_rates(struct stage *st)
     if (st->root && rc == 0 && buf) {
         if (what == RATES)
             decide(st, all, &d, (int32_t *)(buf + sizeof d));
+        d.chunk = rails_chunk(st, d.chunk, d.schedule);
         d.slots = slots_for(st, d.chunk);
     }
     free(all);
