@@ -417,12 +417,12 @@ int pb_tcp_rails_choose(const struct pb_transport_cfg *cfg, const struct pb_tcp_
     memset(&ch, 0, sizeof ch);
     int drc = cfg->xchg.root_decides(cfg->xchg.ctx, &rep, sizeof rep, &ch, sizeof ch, decide, &da);
     if (!ok) {
-        snprintf(err, errlen, "tcp set-up: %s", why);
+        snprintf(err, errlen, "%s", why); /* the caller says "tcp set-up: " */
         return -1;
     }
     if (rc != 0 || drc != 0 ) {
-        snprintf(err, errlen, rc == 1 ? "tcp set-up failed on another node (see its message)"
-                                      : "tcp set-up: the choice of networks failed (bootstrap)");
+        snprintf(err, errlen, rc == 1 ? "the choice of networks failed on another node (see its message)"
+                                      : "the choice of networks failed (bootstrap)");
         return -1;
     }
     int k = 0;
