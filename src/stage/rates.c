@@ -222,7 +222,7 @@ static uint32_t slots_for(const struct stage *st, uint64_t chunk)
     uint32_t n = st->o.slots ? st->meta.slots : pb_plan_rail_slots(st->meta.slots, rails, chunk);
     if (st->verbose && n != st->meta.slots)
         fprintf(stderr, "p2pbcast: %u slots per node: %u for each of %d rails (the pool within %llu MiB)\n", n,
-                st->meta.slots, rails, (unsigned long long)(PB_POOL_BUDGET >> 20));
+                n / (uint32_t)rails, rails, (unsigned long long)(PB_POOL_BUDGET >> 20));
     return n;
 }
 
