@@ -12,7 +12,8 @@
 #      (placement), one probe serves both: every node's send rate is the sum
 #      of its rails', the rails are chosen once, each rail gets a full
 #      window of slots and the chunk is cut for two rails; --tcp-if naming
-#      a rail that one host (h3) lacks fails cleanly, naming it.
+#      a rail that one host lacks (h3, then the root h1) fails cleanly,
+#      naming it.
 #   3. both rails at 50 Mbit/s, a larger file, and once the transfer is under
 #      way eth1 is taken down inside ONE host (h3, then the root h1): every
 #      rank fails with the same nonzero status, the root names that host and
@@ -194,15 +195,18 @@ bcast --check --source-shared=no
 ok "--check, two rails: the root names both with their rates" \
     root_said 'check: h1 \(rank 0\): tcp eth[01] \([0-9]+ Mbit/s measured\) \+ eth[01] \([0-9]+ Mbit/s measured\)'
 
-# A rail named that one host lacks (not the root): the choice fails on that
-# host, every rank stops at set-up with the same status, h3 and eth1 named.
-"$NB" exec h3 ip link set eth1 down
-for k in 1 2 3 4; do "$NB" exec "h$k" rm -f "$DEST"; done
-bcast --tcp-if eth0,eth1 --source-shared=no
-ok "eth1 missing on h3, --tcp-if eth0,eth1: every rank exits with the same nonzero status" same_failure
-ok "eth1 missing on h3: the root names h3 and eth1" root_said "error: h3 .*eth1"
-ok "eth1 missing on h3: nothing on any host" nothing_left
-"$NB" exec h3 ip link set eth1 up
+# A rail named that one host lacks (a non-root, then the root): the choice
+# fails on that host, every rank stops at set-up with the same status, the
+# host and eth1 named.
+for victim in h3 h1; do
+    "$NB" exec "$victim" ip link set eth1 down
+    for k in 1 2 3 4; do "$NB" exec "h$k" rm -f "$DEST"; done
+    bcast --tcp-if eth0,eth1 --source-shared=no
+    ok "eth1 missing on $victim, --tcp-if eth0,eth1: every rank exits with the same nonzero status" same_failure
+    ok "eth1 missing on $victim: the root names $victim and eth1" root_said "error: $victim .*eth1"
+    ok "eth1 missing on $victim: nothing on any host" nothing_left
+    "$NB" exec "$victim" ip link set eth1 up
+done
 
 # ---- 3: a rail goes down on one host --------------------------------------
 head -c $(( 40 * 1048576 + 999 )) /dev/urandom >"$SRC"
